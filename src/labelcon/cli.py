@@ -1,0 +1,267 @@
+"""The ``labelcon`` command line: a thin layer that parses, builds a Config and calls the library."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from labelcon.config import Config, ConfigError
+from labelcon.data import DataError, read_texts
+from labelcon.io import atomic_open, write_json
+
+EXAMPLES_TRAIN = """
+\b
+Examples:
+  labelcon train --train train.jsonl --dev dev.jsonl --test test.jsonl --out runs/a
+  labelcon train --train data.csv --labels-field tags --label-sep "|" --out runs/b --encoder static
+  labelcon train --dataset goemotions --data-dir ../shared/data --out runs/go
+  labelcon train --train train.jsonl --out runs/a --resume      # continue an interrupted run
+"""
+
+
+def _fail_cleanly(func: Callable) -> Callable:
+    """Bad input ends with one clear line on stderr and exit code 2, not a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (DataError, ConfigError, FileNotFoundError, ValueError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="labelcon")
+def main() -> None:
+    """labelcon: contrastive representation learning for items with several labels each.
+
+    \b
+    Train an encoder so that items sharing labels sit close together, then predict
+    labels, search similar items and evaluate -- from this command or from Python:
+      labelcon demo                    # a 2-minute tour on a built-in data set
+      labelcon train --help            # train on your own JSONL / CSV / TSV / Parquet
+    """
+
+
+def _data_options(func: Callable) -> Callable:
+    for option in reversed([
+        click.option("--text-field", default=None, help="Field/column holding the text [text]."),
+        click.option("--labels-field", default=None, help="Field/column holding the labels [labels]."),
+        click.option("--label-sep", default=None, help="Separator when labels are one string, e.g. ','."),
+    ]):
+        func = option(func)
+    return func
+
+
+@main.command(epilog=EXAMPLES_TRAIN)
+@click.option("--train", "train_path", type=click.Path(dir_okay=False), help="Training data file.")
+@click.option("--dev", "dev_path", type=click.Path(dir_okay=False), help="Dev data file (default: a seeded carve-out of train).")
+@click.option("--test", "test_path", type=click.Path(dir_okay=False), help="Test data file, evaluated at the end.")
+@click.option("--dataset", help="A registered data set instead of --train/--dev/--test: goemotions, reuters21578.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Directory holding registered data sets (or $LABELCON_DATA).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
+@click.option("--encoder", help="minilm | static | a Hugging Face model name or path.")
+@click.option("--objective", help="supcon-jaccard | supcon-any | supcon-all | mulsupcon | label_contrast | simcse.")
+@click.option("--head", help="linear | knn | prototype.")
+@click.option("--epochs", type=int)
+@click.option("--batch-size", type=int)
+@click.option("--mini-batch-size", type=int, help="GradCache chunk size for batches larger than memory.")
+@click.option("--max-length", type=int, help="Tokens per text.")
+@click.option("--lr", type=float, help="Learning rate (default 5e-5 for transformers, 1e-2 for static).")
+@click.option("--temperature", type=float)
+@click.option("--seed", type=int)
+@click.option("--shots", type=int, help="Train on N examples per label (few-shot).")
+@click.option("--max-time", "max_time_minutes", type=float, help="Stop training after this many minutes.")
+@click.option("--labels-file", type=click.Path(dir_okay=False), help="One label per line: fixes the label order.")
+@click.option("--ignore-unknown-labels", is_flag=True, default=None, help="Count and drop dev/test labels unseen in train instead of failing.")
+@_data_options
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of config fields; flags win.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or summaries.")
+@_fail_cleanly
+def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_file, resume, quiet, **flags) -> None:
+    """Train an encoder and a label head; write the run directory OUT.
+
+    OUT gets config.yaml, the model (encoder/, head/, labels.json, thresholds.json),
+    metrics.json shaped {"dev": {...}, "test": {...}} and predictions_test.jsonl.
+    """
+    from labelcon.estimator import Labelcon
+
+    if dataset:
+        from labelcon.data.registry import resolve_dataset
+
+        root = resolve_dataset(dataset, data_dir)
+        train_path = train_path or str(root / "train.jsonl")
+        dev_path = dev_path or (str(root / "dev.jsonl") if (root / "dev.jsonl").exists() else None)
+        test_path = test_path or (str(root / "test.jsonl") if (root / "test.jsonl").exists() else None)
+        if (root / "labels.txt").exists() and not flags.get("labels_file"):
+            flags["labels_file"] = str(root / "labels.txt")
+    if not train_path:
+        raise click.UsageError("give --train PATH or --dataset NAME")
+    out = Path(out_dir)
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    saved = out / "config.yaml"
+    if resume and saved.exists() and not config_file:
+        config = Config.from_yaml(saved, **overrides)
+    elif config_file:
+        config = Config.from_yaml(config_file, **overrides)
+    else:
+        config = Config.build(overrides, source="command line")
+    started = time.monotonic()
+    model = Labelcon(config=config).fit(train_path, dev_path, out_dir=out, resume=resume, show_progress=not quiet)
+    if test_path:
+        test = model.read(test_path)
+        model.metrics_["test"] = model.evaluate(test)
+        _write_predictions(model, test, out / "predictions_test.jsonl")
+        write_json(out / "metrics.json", model.metrics_)
+    if not quiet:
+        click.echo(f"done in {time.monotonic() - started:.0f} s; run directory: {out}")
+        _print_metrics(model.metrics_)
+
+
+def _write_predictions(model, dataset, path: Path, top_k: int = 5) -> None:
+    scores = model.predict_proba(dataset.texts)
+    decisions = model.decide(scores, None)
+    names = model.classes_
+    with atomic_open(path) as handle:
+        for text, gold, row, chosen in zip(dataset.texts, dataset.labels, scores, decisions):
+            top = np.argsort(-row)[:top_k]
+            record = {"text": text, "labels": list(gold), "predicted": [names[c] for c in np.flatnonzero(chosen)],
+                      "scores": {names[c]: round(float(row[c]), 4) for c in top}}
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    names = ["macro_f1", "micro_f1", "samples_f1", "macro_ap", "precision_at_1", "precision_at_3", "lrap", "hamming_loss"]
+    table = Table(title="metrics")
+    table.add_column("split")
+    for name in names:
+        table.add_column(name, justify="right")
+    for split, values in metrics.items():
+        table.add_row(split, *(f"{values[n]:.3f}" if n in values else "-" for n in names))
+    Console().print(table)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False), help="Labelled data file.")
+@_data_options
+@click.option("--ignore-unknown-labels", is_flag=True, help="Count and drop labels unseen in training instead of failing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@_fail_cleanly
+def evaluate(run_dir, data_path, ignore_unknown_labels, as_json, **fields) -> None:
+    """Evaluate the model in RUN_DIR on a labelled file.
+
+    \b
+    Example:
+      labelcon evaluate runs/a --data test.jsonl --json
+    """
+    model = _load(run_dir, fields)
+    metrics = model.evaluate(data_path, ignore_unknown_labels=ignore_unknown_labels)
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+    else:
+        _print_metrics({Path(data_path).name: metrics})
+
+
+def _load(run_dir: str, fields: dict[str, Any] | None = None):
+    from labelcon.estimator import Labelcon
+
+    model = Labelcon.load(run_dir)
+    for key, value in (fields or {}).items():
+        if value is not None:
+            setattr(model.config, key, value)
+    return model
+
+
+def _inputs(texts: tuple[str, ...], input_path: str | None, text_field: str | None) -> list[str]:
+    items = list(texts)
+    if input_path:
+        items += read_texts(input_path, text_field=text_field or "text")
+    if not items:
+        raise click.UsageError("give texts as arguments or --input PATH")
+    return items
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("texts", nargs=-1)
+@click.option("--input", "input_path", type=click.Path(dir_okay=False), help="File of texts: .txt (one per line), JSONL, CSV, TSV.")
+@click.option("--text-field", default=None, help="Field/column holding the text [text].")
+@click.option("--top-k", type=int, default=5, show_default=True, help="Scores of the K best labels.")
+@_fail_cleanly
+def predict(run_dir, texts, input_path, text_field, top_k) -> None:
+    """Predict labels: one JSON line per input with its labels and scores.
+
+    \b
+    Examples:
+      labelcon predict runs/a "the parcel never arrived" "love it"
+      labelcon predict runs/a --input new.jsonl --top-k 3 > predictions.jsonl
+    """
+    model = _load(run_dir)
+    items = _inputs(texts, input_path, text_field)
+    scores = model.predict_proba(items)
+    decisions = model.decide(scores, None)
+    names = model.classes_
+    for text, row, chosen in zip(items, scores, decisions):
+        top = np.argsort(-row)[:top_k]
+        record = {"text": text, "labels": [names[c] for c in np.flatnonzero(chosen)],
+                  "scores": {names[c]: round(float(row[c]), 4) for c in top}}
+        click.echo(json.dumps(record, ensure_ascii=False))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False), help="File of texts.")
+@click.option("--output", required=True, type=click.Path(dir_okay=False), help="Where to write the [n, D] float32 .npy.")
+@click.option("--text-field", default=None, help="Field/column holding the text [text].")
+@click.option("--quiet", "-q", is_flag=True)
+@_fail_cleanly
+def embed(run_dir, input_path, output, text_field, quiet) -> None:
+    """Write L2-normalised embeddings of the texts in --input to a .npy file.
+
+    \b
+    Example:
+      labelcon embed runs/a --input corpus.jsonl --output corpus.npy
+    """
+    model = _load(run_dir)
+    vectors = model.encode(_inputs((), input_path, text_field), show_progress=not quiet)
+    with atomic_open(output, "wb") as handle:
+        np.save(handle, vectors)
+    if not quiet:
+        click.echo(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {output}")
+
+
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Keep the run directory here (default: a temporary one).")
+@click.option("--encoder", help="Encoder to use (default: minilm when installed, else static).")
+@click.option("--quiet", "-q", is_flag=True)
+@_fail_cleanly
+def demo(out_dir, encoder, quiet) -> None:
+    """Train, evaluate and predict on the built-in multi-label data set (offline, a few minutes)."""
+    from labelcon.demo import run_demo
+
+    if out_dir:
+        run_demo(Path(out_dir), encoder=encoder, quiet=quiet)
+    else:
+        with tempfile.TemporaryDirectory(prefix="labelcon-demo-") as tmp:
+            run_demo(Path(tmp), encoder=encoder, quiet=quiet)
+
+
+if __name__ == "__main__":
+    main()

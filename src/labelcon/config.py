@@ -1,0 +1,112 @@
+"""Run configuration: one validated object shared by the CLI, the estimator and the trainer.
+
+Values come, in increasing priority, from the defaults below, a YAML file
+(``--config FILE.yaml``) and explicit arguments or command-line flags.
+
+>>> cfg = Config(epochs=2, encoder="static")
+>>> cfg.resolved_lr()
+0.01
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that is not what labelcon expects."""
+
+
+class Config(BaseModel):
+    """Everything that defines a training run. Saved as ``config.yaml`` in the run directory."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # what to train
+    encoder: str = Field("minilm", description="minilm | static | a Hugging Face name or local path")
+    objective: str = Field("supcon-jaccard", description="an objective name, see labelcon.objectives")
+    head: str = Field("linear", description="knn | prototype | linear")
+    temperature: float = Field(0.1, gt=0)
+    projection_dim: int | None = Field(None, gt=0)
+    encoder_params: dict[str, Any] = Field(default_factory=dict)
+    objective_params: dict[str, Any] = Field(default_factory=dict)
+    head_params: dict[str, Any] = Field(default_factory=dict)
+
+    # optimisation
+    epochs: int = Field(3, ge=0)
+    batch_size: int = Field(64, ge=2)
+    mini_batch_size: int | None = Field(None, ge=1, description="GradCache chunk size")
+    max_length: int = Field(64, ge=4)
+    lr: float | None = Field(None, gt=0, description="default: 5e-5 for transformers, 1e-2 for static")
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    max_time_minutes: float | None = Field(None, gt=0, description="stop training after this long")
+    patience: int = Field(2, ge=1, description="epochs without dev improvement before stopping")
+    seed: int = 13
+    checkpoint_every: int = Field(200, ge=1, description="steps between resumable checkpoints")
+
+    # data
+    text_field: str = "text"
+    labels_field: str = "labels"
+    label_sep: str | None = None
+    labels_file: str | None = None
+    dev_fraction: float = Field(0.1, gt=0, lt=1, description="carve-out of train when no dev file")
+    ignore_unknown_labels: bool = False
+    shots: int | None = Field(None, ge=1, description="train on N examples per label")
+
+    # prediction
+    at_least_one: bool = True
+    min_positives: int = Field(3, ge=1, description="dev positives needed for a per-label threshold")
+    eval_max_train: int = Field(20000, ge=100, description="train items encoded for the per-epoch dev check")
+
+    @field_validator("encoder", "objective", "head")
+    @classmethod
+    def _non_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    def resolved_lr(self) -> float:
+        """The learning rate to use: ``lr`` when set, else a default for the encoder kind."""
+        if self.lr is not None:
+            return self.lr
+        return 1e-2 if self.encoder == "static" else 5e-5
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> "Config":
+        """Read a YAML mapping of config fields; ``overrides`` (not None) win over the file."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.build(data, source=str(path))
+
+    @classmethod
+    def build(cls, data: dict[str, Any], source: str = "config") -> "Config":
+        """Validate ``data``; errors name the field, what was expected and what came."""
+        try:
+            return cls(**data)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                field = ".".join(str(p) for p in err["loc"]) or "(config)"
+                if err["type"] == "extra_forbidden":
+                    valid = ", ".join(sorted(cls.model_fields))
+                    problems.append(f"unknown field '{field}' (valid fields: {valid})")
+                else:
+                    problems.append(f"field '{field}': {err['msg']}, got {err.get('input')!r}")
+            raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(), sort_keys=False)

@@ -1,0 +1,58 @@
+"""``labelcon demo``: the main job end to end on the data set that ships with labelcon."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from labelcon.data import demo_paths, read_dataset
+from labelcon.io import write_json
+
+EXAMPLES = [
+    "I was charged twice for my subscription this month, please refund one of them",
+    "The app crashes every time I try to reset my password",
+    "Thanks, the new export button is exactly what we needed!",
+]
+
+
+def default_encoder() -> str:
+    """MiniLM when its offline package is installed, else the static encoder."""
+    return "minilm" if importlib.util.find_spec("all_minilm_l6_v2") else "static"
+
+
+def run_demo(out_dir: Path, *, encoder: str | None = None, quiet: bool = False) -> dict:
+    """Train on the built-in train split, calibrate on dev, evaluate on test, predict examples."""
+    from labelcon.estimator import Labelcon
+
+    console = Console(quiet=quiet)
+    paths = demo_paths()
+    encoder = encoder or default_encoder()
+    train = read_dataset(paths["train"])
+    console.print(f"[bold]labelcon demo[/bold]: {len(train)} training texts, encoder [cyan]{encoder}[/cyan], "
+                  f"run directory {out_dir}")
+    started = time.monotonic()
+    settings = {"epochs": 4, "batch_size": 32} if encoder != "static" else {"epochs": 20, "batch_size": 32}
+    model = Labelcon(encoder=encoder, labels_file=str(paths["labels"]), **settings)
+    model.fit(paths["train"], paths["dev"], out_dir=out_dir, show_progress=not quiet)
+    model.metrics_["test"] = model.evaluate(paths["test"])
+    write_json(out_dir / "metrics.json", model.metrics_)
+
+    table = Table(title=f"test metrics ({time.monotonic() - started:.0f} s)")
+    for name in ("macro_f1", "micro_f1", "samples_f1", "macro_ap", "precision_at_1"):
+        table.add_column(name, justify="right")
+    table.add_row(*(f"{model.metrics_['test'][n]:.3f}" for n in ("macro_f1", "micro_f1", "samples_f1", "macro_ap",
+                                                                "precision_at_1")))
+    console.print(table)
+
+    predictions = Table(title="predictions")
+    predictions.add_column("text")
+    predictions.add_column("labels")
+    predictions.add_column("top scores")
+    for text, labels, top in zip(EXAMPLES, model.predict(EXAMPLES), model.top_k(EXAMPLES, 3)):
+        predictions.add_row(text, ", ".join(labels), ", ".join(f"{name} {score:.2f}" for name, score in top))
+    console.print(predictions)
+    return model.metrics_

@@ -1,0 +1,190 @@
+"""The encoder contract every labelcon model follows, and saving/loading by type.
+
+An :class:`Encoder` is a ``torch.nn.Module`` that turns raw items (texts, or feature rows
+for :class:`~labelcon.encoders.MLPEncoder`) into embeddings in two steps:
+
+- ``tokenize(items) -> dict[str, Tensor]``: CPU tensors whose first dimension is the
+  batch, so callers may move, slice or concatenate batches without knowing the encoder;
+- ``forward(batch) -> Tensor [B, dim]``: un-normalised embeddings (objectives normalise).
+
+``encode`` wraps both for inference; ``save``/``load_encoder`` round-trip a trained
+encoder through a directory holding ``encoder.json`` (type + config) and its weights.
+
+>>> import tempfile
+>>> from labelcon.encoders import MLPEncoder, load_encoder
+>>> enc = MLPEncoder(input_dim=4, hidden_dim=8, output_dim=3)
+>>> d = tempfile.mkdtemp()
+>>> enc.save(d)
+>>> x = [[0.0, 1.0, 2.0, 3.0]]
+>>> bool((load_encoder(d).encode(x) == enc.encode(x)).all())
+True
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save
+from tqdm.auto import tqdm
+
+from labelcon.io import atomic_open, read_json, write_json
+
+ENCODER_FILE = "encoder.json"
+FORMAT_VERSION = 1
+
+ENCODER_TYPES: dict[str, type[Encoder]] = {}
+"""Encoder classes by their ``encoder_type``, filled as subclasses are defined."""
+
+
+class Encoder(torch.nn.Module, abc.ABC):
+    """Base class: ``tokenize`` + ``forward`` to train, ``encode`` to embed, ``save`` to keep.
+
+    Subclasses set ``encoder_type`` (the name written to ``encoder.json``), ``dim``,
+    and implement ``tokenize``, ``forward``, ``config``, ``_save_files`` and ``_load``.
+    """
+
+    encoder_type: ClassVar[str]
+    dim: int
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "encoder_type" in cls.__dict__:
+            ENCODER_TYPES[cls.encoder_type] = cls
+
+    @abc.abstractmethod
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Turn a batch of raw items into CPU tensors whose first dimension is the batch."""
+
+    @abc.abstractmethod
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Embed a tokenized batch: ``[B, dim]``, not normalised."""
+
+    @abc.abstractmethod
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable settings written to ``encoder.json`` and given back to ``_load``."""
+
+    @abc.abstractmethod
+    def _save_files(self, directory: Path) -> None:
+        """Write weights (and tokenizer files) into ``directory``, each file atomically."""
+
+    @classmethod
+    @abc.abstractmethod
+    def _load(cls, directory: Path, config: dict[str, Any]) -> Encoder:
+        """Rebuild the encoder saved in ``directory`` with ``config``."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 64,
+        normalize: bool = True,
+        show_progress: bool = False,
+    ) -> np.ndarray:
+        """Embed ``texts`` into a float32 array ``[N, dim]``, rows in input order.
+
+        Runs in eval mode without gradients and restores the previous mode afterwards.
+        Items are batched longest first, so each batch pads to similar lengths.
+        """
+        if isinstance(texts, str):
+            raise TypeError("encode expects a sequence of texts, got a single str; wrap it in a list")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        items = texts if isinstance(texts, np.ndarray) else list(texts)
+        order = np.argsort([-len(item) for item in items], kind="stable")
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        device = self.device
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode(), tqdm(
+                total=len(items), disable=not show_progress, desc="encode", unit="text"
+            ) as bar:
+                for start in range(0, len(items), batch_size):
+                    index = order[start : start + batch_size]
+                    batch = self.tokenize([items[i] for i in index])
+                    z = self({key: value.to(device) for key, value in batch.items()})
+                    if normalize:
+                        z = F.normalize(z, dim=-1)
+                    out[index] = z.float().cpu().numpy()
+                    bar.update(len(index))
+        finally:
+            self.train(was_training)
+        return out
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Save weights, tokenizer files and ``encoder.json`` into ``directory``.
+
+        Every file is written atomically and ``encoder.json`` comes last, so a directory
+        with an ``encoder.json`` always holds a complete encoder.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._save_files(directory)
+        write_json(
+            directory / ENCODER_FILE,
+            {"type": self.encoder_type, "format": FORMAT_VERSION, "dim": self.dim, "config": self.config()},
+        )
+
+
+def load_encoder(directory: str | os.PathLike) -> Encoder:
+    """Load an encoder saved with :meth:`Encoder.save`, on CPU and in eval mode."""
+    directory = Path(directory)
+    meta_path = directory / ENCODER_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} not found: {directory} does not hold a saved labelcon encoder")
+    meta = read_json(meta_path)
+    kind = meta.get("type")
+    if kind not in ENCODER_TYPES:
+        raise ValueError(f"{meta_path}: unknown encoder type {kind!r}; known types: {sorted(ENCODER_TYPES)}")
+    encoder = ENCODER_TYPES[kind]._load(directory, meta["config"])
+    return encoder.eval()
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Write tensors as safetensors, atomically."""
+    with atomic_open(path, "wb") as handle:
+        handle.write(save({name: t.detach().cpu().contiguous() for name, t in tensors.items()}))
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(path, device="cpu")
+
+
+def make_projection(in_dim: int, out_dim: int | None) -> torch.nn.Module:
+    """A linear projection head to ``out_dim``, or the identity when ``out_dim`` is None."""
+    if out_dim is not None and out_dim < 1:
+        raise ValueError(f"projection_dim must be None or >= 1, got {out_dim}")
+    return torch.nn.Identity() if out_dim is None else torch.nn.Linear(in_dim, out_dim)
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Make parameter initialisation inside the block depend on ``seed`` only.
+
+    The global torch RNG state is restored on exit.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def check_texts(texts: Sequence[str]) -> list[str]:
+    """Return ``texts`` as a list, raising a clear error if an item is not a str."""
+    if isinstance(texts, str):
+        raise TypeError("expected a sequence of texts, got a single str; wrap it in a list")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"expected a sequence of str, item {i} is {type(text).__name__}: {text!r:.80}")
+    return texts

@@ -1,0 +1,274 @@
+"""``Labelcon``: the whole flow behind one estimator (fit, predict, encode, save, load).
+
+>>> from labelcon import Labelcon
+>>> from labelcon.data import demo_paths
+>>> paths = demo_paths()
+>>> model = Labelcon(encoder="static", epochs=1, head="prototype").fit(paths["train"], paths["dev"], show_progress=False)
+>>> len(model.predict(["my card was charged twice"])[0]) >= 1
+True
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import yaml
+
+from labelcon.config import Config
+from labelcon.data import Dataset, LabelSpace, read_dataset, sample_shots, train_dev_split
+from labelcon.encoders import Encoder, build_encoder, load_encoder
+from labelcon.heads import Head, Thresholds, build_head
+from labelcon.io import atomic_directory, atomic_open, read_json, write_json
+from labelcon.metrics import evaluate as evaluate_metrics
+from labelcon.objectives import build_objective
+from labelcon.training import Trainer, seed_everything
+
+DataLike = Dataset | str | os.PathLike | tuple[Sequence[str], Sequence[Sequence[str]]]
+
+#: Name of the file that marks a directory as a saved labelcon model.
+MODEL_FILE = "labelcon.json"
+ENCODE_BATCH = 128
+
+
+class NotFittedError(RuntimeError):
+    """The model was used before ``fit`` or ``load``."""
+
+
+class Labelcon:
+    """Contrastively trained encoder + a label head with per-label thresholds.
+
+    ``encoder``, ``objective`` and ``head`` name the parts (see :class:`labelcon.config.Config`
+    for every other setting, which can be passed as a keyword or through ``config``).
+    """
+
+    def __init__(
+        self,
+        encoder: str | None = None,
+        objective: str | None = None,
+        head: str | None = None,
+        *,
+        config: Config | None = None,
+        **params: Any,
+    ) -> None:
+        values = config.model_dump() if config is not None else {}
+        values.update({k: v for k, v in {"encoder": encoder, "objective": objective, "head": head}.items() if v})
+        values.update(params)
+        self.config = Config.build(values, source="Labelcon()")
+        self.encoder_: Encoder | None = None
+        self.head_: Head | None = None
+        self.thresholds_: Thresholds | None = None
+        self.labels_: LabelSpace | None = None
+        self.history_: list[dict[str, Any]] = []
+        self.metrics_: dict[str, dict[str, float]] = {}
+
+    # ------------------------------------------------------------------ data
+    def read(self, data: DataLike) -> Dataset:
+        """Turn a path, a :class:`Dataset` or a ``(texts, label_sets)`` pair into a Dataset."""
+        if isinstance(data, Dataset):
+            return data
+        if isinstance(data, tuple) and len(data) == 2:
+            texts, label_sets = data
+            if len(texts) != len(label_sets):
+                raise ValueError(f"got {len(texts)} texts but {len(label_sets)} label sets")
+            return Dataset(texts=list(texts), labels=[tuple(dict.fromkeys(ls)) for ls in label_sets], source=None)
+        if isinstance(data, (str, os.PathLike)):
+            cfg = self.config
+            return read_dataset(data, text_field=cfg.text_field, labels_field=cfg.labels_field, label_sep=cfg.label_sep)
+        raise TypeError(f"expected a path, a Dataset or a (texts, label_sets) pair, got {type(data).__name__}")
+
+    def _label_matrix(self, data: Dataset, ignore_unknown: bool | None = None) -> tuple[sp.csr_matrix, Counter]:
+        ignore = self.config.ignore_unknown_labels if ignore_unknown is None else ignore_unknown
+        if ignore:
+            return self.labels.encode(data.labels, unknown="ignore", return_unknown=True)
+        return self.labels.encode(data.labels, unknown="error"), Counter()
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self,
+        train: DataLike,
+        dev: DataLike | None = None,
+        *,
+        out_dir: str | os.PathLike | None = None,
+        resume: bool = False,
+        show_progress: bool = True,
+    ) -> "Labelcon":
+        """Train the encoder, fit the head on train and calibrate thresholds on dev.
+
+        Without ``dev``, a seeded carve-out of ``config.dev_fraction`` of train serves as
+        dev (:func:`labelcon.data.train_dev_split`). With ``out_dir``, training writes
+        resumable checkpoints there and the fitted model is saved there at the end.
+        """
+        cfg = self.config
+        seed_everything(cfg.seed)
+        train_set = self.read(train)
+        dev_set = self.read(dev) if dev is not None else None
+        if dev_set is None:
+            train_set, dev_set = train_dev_split(train_set, dev_fraction=cfg.dev_fraction, seed=cfg.seed)
+        if cfg.shots:
+            train_set = sample_shots(train_set, cfg.shots, seed=cfg.seed)
+        self.labels_ = LabelSpace.from_label_sets(train_set.labels, labels_file=cfg.labels_file)
+        y_train, _ = self._label_matrix(train_set)
+        y_dev, unknown_dev = self._label_matrix(dev_set)
+
+        self.encoder_ = build_encoder(
+            cfg.encoder, train_texts=train_set.texts, max_length=cfg.max_length,
+            projection_dim=cfg.projection_dim, seed=cfg.seed, **cfg.encoder_params,
+        )
+        objective = build_objective(cfg.objective, temperature=cfg.temperature, **cfg.objective_params)
+        run_dir = Path(out_dir) if out_dir is not None else None
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_open(run_dir / "config.yaml") as handle:
+                handle.write(cfg.to_yaml())
+
+        eval_rows = np.random.default_rng(cfg.seed).permutation(len(train_set))[: cfg.eval_max_train]
+
+        def dev_check(encoder: Encoder) -> dict[str, float]:
+            """kNN over a sample of train scored on dev: cheap enough to run every epoch."""
+            ref = encoder.encode([train_set.texts[i] for i in eval_rows], batch_size=ENCODE_BATCH,
+                                 show_progress=show_progress)
+            head = build_head("knn").fit(ref, y_train[eval_rows])
+            scores = head.predict_scores(encoder.encode(dev_set.texts, batch_size=ENCODE_BATCH,
+                                                        show_progress=show_progress))
+            return evaluate_metrics(y_dev, scores, scores >= 0.5)
+
+        trainer = Trainer(
+            self.encoder_, objective, cfg, run_dir=run_dir, evaluate=dev_check if cfg.epochs else None,
+            label_texts=self.labels.names, show_progress=show_progress,
+        )
+        state = trainer.fit(train_set.texts, y_train, resume=resume)
+        self.history_ = state.history
+
+        self._fit_head(train_set.texts, y_train, dev_set.texts, y_dev, show_progress)
+        dev_metrics = self._evaluate_matrix(dev_set.texts, y_dev)
+        if unknown_dev:
+            dev_metrics["unknown_labels"] = sum(unknown_dev.values())
+        self.metrics_ = {"dev": dev_metrics}
+        if run_dir is not None:
+            self.save(run_dir)
+        return self
+
+    def _fit_head(self, train_texts, y_train, dev_texts, y_dev, show_progress: bool) -> None:
+        cfg = self.config
+        train_emb = self.encode(train_texts, show_progress=show_progress)
+        self.head_ = build_head(cfg.head, **cfg.head_params).fit(train_emb, y_train)
+        dev_scores = self.head_.predict_scores(self.encode(dev_texts, show_progress=show_progress))
+        self.thresholds_ = Thresholds.calibrate(dev_scores, y_dev, min_positives=cfg.min_positives)
+
+    # ------------------------------------------------------------------ inference
+    @property
+    def labels(self) -> LabelSpace:
+        if self.labels_ is None:
+            raise NotFittedError("this Labelcon model is not fitted yet: call fit() or Labelcon.load()")
+        return self.labels_
+
+    @property
+    def classes_(self) -> list[str]:
+        """Label names in column order of :meth:`predict_proba`."""
+        return list(self.labels.names)
+
+    def encode(self, texts: Sequence[str], *, normalize: bool = True, show_progress: bool = False) -> np.ndarray:
+        """Embeddings [n, D] (L2-normalised by default) of ``texts``."""
+        if self.encoder_ is None:
+            raise NotFittedError("this Labelcon model is not fitted yet: call fit() or Labelcon.load()")
+        texts = _as_texts(texts)
+        return self.encoder_.encode(texts, batch_size=ENCODE_BATCH, normalize=normalize, show_progress=show_progress)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Scores [n, C] in [0, 1], columns in :attr:`classes_` order."""
+        if self.head_ is None:
+            raise NotFittedError("this Labelcon model is not fitted yet: call fit() or Labelcon.load()")
+        return self.head_.predict_scores(self.encode(texts))
+
+    def predict(self, texts: Sequence[str], *, at_least_one: bool | None = None) -> list[list[str]]:
+        """Label sets: every label whose score clears its calibrated threshold."""
+        decisions = self.decide(self.predict_proba(texts), at_least_one)
+        names = self.labels.names
+        return [[names[c] for c in np.flatnonzero(row)] for row in decisions]
+
+    def top_k(self, texts: Sequence[str], k: int = 5) -> list[list[tuple[str, float]]]:
+        """The ``k`` highest-scoring labels of each text with their scores."""
+        scores = self.predict_proba(texts)
+        k = min(k, scores.shape[1])
+        order = np.argsort(-scores, axis=1)[:, :k]
+        return [[(self.labels.names[c], float(row[c])) for c in idx] for row, idx in zip(scores, order)]
+
+    def decide(self, scores: np.ndarray, at_least_one: bool | None = None) -> np.ndarray:
+        """Boolean [n, C] decisions from scores with the calibrated per-label thresholds."""
+        assert self.thresholds_ is not None
+        one = self.config.at_least_one if at_least_one is None else at_least_one
+        return self.thresholds_.apply(scores, at_least_one=one)
+
+    def evaluate(self, data: DataLike, *, ignore_unknown_labels: bool | None = None) -> dict[str, float]:
+        """Metrics of :func:`labelcon.metrics.evaluate` on a labelled data set.
+
+        Labels unseen in training raise an error, or with ``ignore_unknown_labels`` are
+        dropped and counted in ``unknown_labels``.
+        """
+        dataset = self.read(data)
+        y_true, unknown = self._label_matrix(dataset, ignore_unknown_labels)
+        metrics = self._evaluate_matrix(dataset.texts, y_true)
+        if unknown:
+            metrics["unknown_labels"] = sum(unknown.values())
+        return metrics
+
+    def _evaluate_matrix(self, texts: Sequence[str], y_true: sp.csr_matrix) -> dict[str, float]:
+        scores = self.predict_proba(texts)
+        return evaluate_metrics(y_true, scores, self.decide(scores, None))
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write config, labels, encoder, head, thresholds and metrics into ``directory``."""
+        if self.head_ is None or self.encoder_ is None or self.thresholds_ is None:
+            raise NotFittedError("nothing to save: the model is not fitted")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_directory(directory / "encoder") as tmp:
+            self.encoder_.save(tmp)
+        with atomic_directory(directory / "head") as tmp:
+            self.head_.save(tmp)
+        write_json(directory / "labels.json", self.labels.to_json())
+        write_json(directory / "thresholds.json", self.thresholds_.to_json())
+        write_json(directory / "history.json", self.history_)
+        with atomic_open(directory / "config.yaml") as handle:
+            handle.write(self.config.to_yaml())
+        if self.metrics_:
+            path = directory / "metrics.json"
+            existing = read_json(path) if path.exists() else {}
+            write_json(path, {**existing, **self.metrics_})
+        write_json(directory / MODEL_FILE, {"format": 1, "labels": len(self.labels)})
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "Labelcon":
+        """Load a model saved by :meth:`save` (a ``labelcon train`` run directory)."""
+        directory = Path(directory)
+        if not (directory / MODEL_FILE).exists():
+            raise FileNotFoundError(
+                f"{directory}: not a labelcon model directory (no {MODEL_FILE}); "
+                "expected the --out directory of `labelcon train` or a path given to Labelcon.save()"
+            )
+        config = Config.build(yaml.safe_load((directory / "config.yaml").read_text(encoding="utf-8")),
+                              source=str(directory / "config.yaml"))
+        model = cls(config=config)
+        model.encoder_ = load_encoder(directory / "encoder")
+        model.head_ = Head.load(directory / "head")
+        model.labels_ = LabelSpace.from_json(read_json(directory / "labels.json"))
+        model.thresholds_ = Thresholds.from_json(read_json(directory / "thresholds.json"))
+        history = directory / "history.json"
+        model.history_ = read_json(history) if history.exists() else []
+        metrics = directory / "metrics.json"
+        model.metrics_ = read_json(metrics) if metrics.exists() else {}
+        return model
+
+
+def _as_texts(texts: Sequence[str] | str) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError("expected a list of texts, got a single string; wrap it in a list")
+    return list(texts)

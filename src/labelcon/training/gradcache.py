@@ -1,0 +1,69 @@
+"""GradCache: contrastive batches larger than memory (Gao et al. 2021, "Scaling Deep
+Contrastive Learning Batch Size under Memory Limited Setup").
+
+The objective needs every embedding of the batch at once, but the encoder's activations
+need not be kept for all of them. Three passes give the exact full-batch gradient:
+
+1. embed the batch chunk by chunk without a graph, remembering each chunk's RNG state;
+2. compute the objective on the full batch of (detached, grad-requiring) embeddings and
+   back-propagate to them only: ``g = dL/dz``;
+3. re-embed each chunk with a graph, replaying its RNG state so dropout draws the same
+   masks, and back-propagate ``sum(z_chunk * g_chunk)`` into the encoder.
+
+Memory then grows with the chunk size, not the batch size, while the gradient equals the
+one of a single full-batch pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+
+def _forward_chunks(
+    encode: Callable[[dict], torch.Tensor], chunks: Sequence[dict]
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Embed every chunk without a graph; keep the RNG state each chunk started from."""
+    states, outputs = [], []
+    with torch.no_grad():
+        for chunk in chunks:
+            states.append(torch.get_rng_state())
+            outputs.append(encode(chunk))
+    return torch.cat(outputs), states
+
+
+def cached_backward(
+    encode: Callable[[dict], torch.Tensor],
+    streams: Sequence[Sequence[dict]],
+    loss_fn: Callable[..., torch.Tensor],
+) -> torch.Tensor:
+    """Back-propagate ``loss_fn(*embeddings)`` through ``encode`` chunk by chunk.
+
+    ``streams`` holds one list of tokenised chunks per embedding tensor the loss takes
+    (anchors, a second view, label texts, ...). Returns the detached loss.
+
+    >>> enc = torch.nn.Linear(4, 3)
+    >>> x = torch.randn(8, 4)
+    >>> chunks = [{"x": x[:4]}, {"x": x[4:]}]
+    >>> loss = cached_backward(lambda b: enc(b["x"]), [chunks], lambda z: z.pow(2).sum())
+    >>> g = enc.weight.grad.clone(); enc.zero_grad(); enc(x).pow(2).sum().backward()
+    >>> torch.allclose(g, enc.weight.grad)
+    True
+    """
+    cached = [_forward_chunks(encode, chunks) for chunks in streams]
+    leaves = [z.detach().requires_grad_() for z, _ in cached]
+    loss = loss_fn(*leaves)
+    loss.backward()
+    for chunks, (_, states), leaf in zip(streams, cached, leaves):
+        if leaf.grad is None:  # the loss does not depend on this stream
+            continue
+        offset = 0
+        for chunk, state in zip(chunks, states):
+            with torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(state)
+                z = encode(chunk)
+            grad = leaf.grad[offset : offset + z.shape[0]]
+            offset += z.shape[0]
+            z.backward(grad)
+    return loss.detach()
