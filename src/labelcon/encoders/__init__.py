@@ -1,0 +1,26 @@
+"""Encoders: texts (or feature rows) to embeddings, trainable, saved and loaded by type.
+
+>>> from labelcon.encoders import build_encoder, load_encoder
+>>> enc = build_encoder("static", train_texts=["a b c", "b c d"] * 5, dim=8, vocab_size=50)
+>>> enc.encode(["a b"]).shape
+(1, 8)
+"""
+
+from labelcon.encoders.base import Encoder, load_encoder
+from labelcon.encoders.build import build_encoder
+from labelcon.encoders.mlp import MLPEncoder
+from labelcon.encoders.offline import cache_dir, minilm_path
+from labelcon.encoders.static import StaticEncoder, train_tokenizer
+from labelcon.encoders.transformer import TransformerEncoder
+
+__all__ = [
+    "Encoder",
+    "MLPEncoder",
+    "StaticEncoder",
+    "TransformerEncoder",
+    "build_encoder",
+    "cache_dir",
+    "load_encoder",
+    "minilm_path",
+    "train_tokenizer",
+]

@@ -1,0 +1,60 @@
+"""``build_encoder``: one string names the encoder to train.
+
+- ``"minilm"``: all-MiniLM-L6-v2, bundled, offline (:class:`TransformerEncoder`);
+- ``"static"``: :class:`StaticEncoder` with a tokenizer trained on ``train_texts``;
+  pass ``teacher="minilm"`` (a spec or an :class:`Encoder`) to distill its start from a
+  transformer (Model2Vec), the fast recipe;
+- ``"mlp"``: :class:`MLPEncoder` over feature rows; ``input_dim`` is taken from
+  ``train_texts`` (an ``[N, input_dim]`` array) unless given;
+- anything else: a Hugging Face model folder or Hub name (:class:`TransformerEncoder`).
+
+>>> enc = build_encoder("static", train_texts=["red apples", "green pears"] * 5, dim=8, vocab_size=100)
+>>> enc.dim
+8
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from labelcon.encoders.base import Encoder
+from labelcon.encoders.mlp import MLPEncoder
+from labelcon.encoders.static import StaticEncoder
+from labelcon.encoders.transformer import TransformerEncoder
+
+
+def build_encoder(
+    spec: str,
+    *,
+    train_texts: Sequence[str] | None = None,
+    max_length: int = 128,
+    projection_dim: int | None = None,
+    seed: int = 0,
+    **kwargs: Any,
+) -> Encoder:
+    """Build a new encoder from ``spec``; extra keyword arguments go to its constructor."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"encoder spec must be a non-empty str such as 'minilm', 'static', 'mlp' or a path, got {spec!r}")
+    if spec == "static":
+        if train_texts is None:
+            raise ValueError("the 'static' encoder trains its tokenizer on your texts: pass train_texts=")
+        teacher = kwargs.pop("teacher", None)
+        settings = {"max_length": max_length, "projection_dim": projection_dim, "seed": seed, **kwargs}
+        if teacher is None:
+            return StaticEncoder.from_texts(train_texts, **settings)
+        if isinstance(teacher, str):
+            teacher = build_encoder(teacher, seed=seed)
+        return StaticEncoder.distill_from(teacher, train_texts, **settings)
+    if spec == "mlp":
+        if "input_dim" not in kwargs:
+            if train_texts is None:
+                raise ValueError("the 'mlp' encoder needs input_dim= or train_texts= (an [N, input_dim] array)")
+            kwargs["input_dim"] = np.asarray(train_texts).shape[-1]
+        if projection_dim is not None:
+            if kwargs.setdefault("output_dim", projection_dim) != projection_dim:
+                raise ValueError(f"conflicting output_dim={kwargs['output_dim']} and projection_dim={projection_dim}")
+        return MLPEncoder(seed=seed, **kwargs)
+    return TransformerEncoder(spec, max_length=max_length, projection_dim=projection_dim, seed=seed, **kwargs)
