@@ -253,7 +253,13 @@ def embed(run_dir, input_path, output, text_field, quiet) -> None:
 @click.option("--quiet", "-q", is_flag=True)
 @_fail_cleanly
 def demo(out_dir, encoder, quiet) -> None:
-    """Train, evaluate and predict on the built-in multi-label data set (offline, a few minutes)."""
+    """Train, evaluate and predict on the built-in multi-label data set (offline, a few minutes).
+
+    \b
+    Examples:
+      labelcon demo
+      labelcon demo --encoder static --out runs/demo
+    """
     from labelcon.demo import run_demo
 
     if out_dir:

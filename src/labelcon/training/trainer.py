@@ -133,7 +133,8 @@ class Trainer:
             "state": asdict(self.state),
             "encoder": self.encoder.state_dict(),
             "best": best_weights,
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                    "views": self._view_rng.bit_generator.state},
         }
         if not self.state.finished:
             payload["optimizer"] = optimizer.state_dict()
@@ -153,6 +154,7 @@ class Trainer:
         torch.set_rng_state(payload["rng"]["torch"])
         np.random.set_state(payload["rng"]["numpy"])
         random.setstate(payload["rng"]["python"])
+        self._view_rng.bit_generator.state = payload["rng"]["views"]
         return payload["best"]
 
     # ------------------------------------------------------------------ one step

@@ -1,0 +1,112 @@
+"""The command line end to end on small data: train, evaluate, predict, embed, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from labelcon.cli import main
+from tests.conftest import FAST, write_jsonl
+
+METRICS = {"macro_f1", "micro_f1", "samples_f1", "macro_ap", "precision_at_1", "precision_at_3", "precision_at_5",
+           "lrap", "hamming_loss"}
+
+
+def _fast_flags() -> list[str]:
+    return ["--encoder", FAST["encoder"], "--epochs", str(FAST["epochs"]), "--batch-size", str(FAST["batch_size"]),
+            "--max-length", str(FAST["max_length"]), "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(toy_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--dev", str(toy_data["dev"]),
+                                       "--test", str(toy_data["test"]), "--out", str(out), *_fast_flags()])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_writes_metrics_and_predictions(run_dir) -> None:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics) == {"dev", "test"}
+    assert METRICS <= set(metrics["test"]) and METRICS <= set(metrics["dev"])
+    lines = (run_dir / "predictions_test.jsonl").read_text().splitlines()
+    assert len(lines) == 60
+    first = json.loads(lines[0])
+    assert {"text", "labels", "predicted", "scores"} <= set(first)
+
+
+def test_evaluate_json(run_dir, toy_data) -> None:
+    result = CliRunner().invoke(main, ["evaluate", str(run_dir), "--data", str(toy_data["test"]), "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output)
+    saved = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert metrics["macro_f1"] == pytest.approx(saved["macro_f1"])
+
+
+def test_predict_texts_and_file(run_dir, tmp_path) -> None:
+    result = CliRunner().invoke(main, ["predict", str(run_dir), "song album band", "goal team coach", "--top-k", "2"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.output.splitlines()]
+    assert [r["text"] for r in records] == ["song album band", "goal team coach"]
+    assert all(len(r["scores"]) == 2 and r["labels"] for r in records)
+    assert "music" in records[0]["labels"]
+    path = write_jsonl(tmp_path / "in.jsonl", [{"text": "hotel flight"}, {"text": "bake dinner"}])
+    result = CliRunner().invoke(main, ["predict", str(run_dir), "--input", str(path)])
+    assert result.exit_code == 0, result.output
+    assert len(result.output.splitlines()) == 2
+
+
+def test_embed_writes_normalised_matrix(run_dir, toy_data, tmp_path) -> None:
+    out = tmp_path / "e.npy"
+    result = CliRunner().invoke(main, ["embed", str(run_dir), "--input", str(toy_data["test"]), "--output", str(out),
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output
+    vectors = np.load(out)
+    assert vectors.shape[0] == 60 and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+
+
+def test_malformed_file_names_file_and_line(tmp_path, toy_data) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok", "labels": ["a"]}\n{"text": "broken", "labels": [\n')
+    result = CliRunner().invoke(main, ["train", "--train", str(bad), "--out", str(tmp_path / "o"), *_fast_flags()])
+    assert result.exit_code == 2
+    assert "bad.jsonl" in result.output and "line 2" in result.output
+
+
+def test_unknown_label_at_evaluation(run_dir, tmp_path) -> None:
+    data = write_jsonl(tmp_path / "u.jsonl", [{"text": "song", "labels": ["music", "opera"]}])
+    result = CliRunner().invoke(main, ["evaluate", str(run_dir), "--data", str(data)])
+    assert result.exit_code == 2 and "opera" in result.output
+    result = CliRunner().invoke(main, ["evaluate", str(run_dir), "--data", str(data), "--json",
+                                       "--ignore-unknown-labels"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["unknown_labels"] == 1
+
+
+def test_bad_config_file_is_named(tmp_path, toy_data) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("epochs: 2\nlearning_rate: 0.1\n")
+    result = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--out", str(tmp_path / "o"),
+                                       "--config", str(config)])
+    assert result.exit_code == 2
+    assert "c.yaml" in result.output and "learning_rate" in result.output
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "embed", "demo"])
+def test_help_has_examples(command) -> None:
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0
+    assert "labelcon" in result.output
+
+
+def test_demo_runs_end_to_end_with_the_static_encoder(tmp_path) -> None:
+    result = CliRunner().invoke(main, ["demo", "--encoder", "static", "--out", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert metrics["test"]["macro_ap"] > 0.3
+    assert "predictions" in result.output

@@ -1,0 +1,109 @@
+"""The estimator: fit, predict, evaluate, save/load round trips, resume after interruption."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from labelcon import Labelcon
+from labelcon.data import DataError
+from labelcon.estimator import NotFittedError
+from labelcon.training import trainer as trainer_module
+from tests.conftest import FAST, make_items
+
+
+@pytest.fixture(scope="module")
+def fitted(toy_data, tmp_path_factory) -> tuple[Labelcon, object]:
+    out = tmp_path_factory.mktemp("run")
+    model = Labelcon(**FAST).fit(toy_data["train"], toy_data["dev"], out_dir=out, show_progress=False)
+    return model, out
+
+
+def test_fit_learns_the_toy_labels(fitted, toy_data) -> None:
+    model, _ = fitted
+    metrics = model.evaluate(toy_data["test"])
+    assert model.classes_ == ["food", "music", "sports", "travel"]
+    assert metrics["macro_ap"] > 0.8
+    assert metrics["micro_f1"] > 0.7
+    assert "sports" in model.predict(["goal coach league match"])[0]
+
+
+def test_predict_proba_shape_and_range(fitted) -> None:
+    model, _ = fitted
+    scores = model.predict_proba(["song album", "hotel beach flight"])
+    assert scores.shape == (2, 4)
+    assert np.all((scores >= 0) & (scores <= 1))
+    assert scores[0, model.classes_.index("music")] > scores[0, model.classes_.index("travel")]
+
+
+def test_at_least_one_label(fitted) -> None:
+    model, _ = fitted
+    assert all(len(labels) >= 1 for labels in model.predict(["zzz qqq", "the and with"], at_least_one=True))
+
+
+def test_save_load_round_trip_gives_same_predictions(fitted, tmp_path) -> None:
+    model, _ = fitted
+    texts = [item["text"] for item in make_items(20, 9)]
+    model.save(tmp_path / "m")
+    loaded = Labelcon.load(tmp_path / "m")
+    np.testing.assert_allclose(loaded.predict_proba(texts), model.predict_proba(texts), rtol=1e-6, atol=1e-7)
+    assert loaded.predict(texts) == model.predict(texts)
+    assert loaded.config == model.config
+
+
+def test_run_directory_contents(fitted) -> None:
+    _, out = fitted
+    for name in ("config.yaml", "labels.json", "thresholds.json", "labelcon.json", "metrics.json", "encoder", "head"):
+        assert (out / name).exists(), name
+
+
+def test_unfitted_model_says_so() -> None:
+    with pytest.raises(NotFittedError, match="not fitted"):
+        Labelcon().predict(["x"])
+
+
+def test_load_rejects_a_directory_that_is_no_model(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a labelcon model directory"):
+        Labelcon.load(tmp_path)
+
+
+def test_unknown_labels_error_or_counted(fitted, tmp_path) -> None:
+    model, _ = fitted
+    data = (["song album band", "goal team"], [["music", "opera"], ["sports"]])
+    with pytest.raises(DataError, match="opera"):
+        model.evaluate(data)
+    metrics = model.evaluate(data, ignore_unknown_labels=True)
+    assert metrics["unknown_labels"] == 1
+
+
+def test_fit_without_dev_uses_a_seeded_carve_out(toy_data) -> None:
+    a = Labelcon(**{**FAST, "epochs": 1}).fit(toy_data["train"], show_progress=False)
+    b = Labelcon(**{**FAST, "epochs": 1}).fit(toy_data["train"], show_progress=False)
+    assert a.metrics_["dev"]["n_items"] == b.metrics_["dev"]["n_items"] == 16
+    np.testing.assert_allclose(a.predict_proba(["song"]), b.predict_proba(["song"]), rtol=1e-5, atol=1e-6)
+
+
+def test_interrupted_run_resumes_to_the_same_weights(toy_data, tmp_path, monkeypatch) -> None:
+    settings = {**FAST, "epochs": 3, "checkpoint_every": 1}
+    straight = Labelcon(**settings).fit(toy_data["train"], toy_data["dev"], out_dir=tmp_path / "a", show_progress=False)
+
+    original = trainer_module.Trainer._loss
+    calls = {"n": 0}
+
+    def interrupted(self, items, labels):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return original(self, items, labels)
+
+    monkeypatch.setattr(trainer_module.Trainer, "_loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Labelcon(**settings).fit(toy_data["train"], toy_data["dev"], out_dir=tmp_path / "b", show_progress=False)
+    monkeypatch.setattr(trainer_module.Trainer, "_loss", original)
+    resumed = Labelcon(**settings).fit(toy_data["train"], toy_data["dev"], out_dir=tmp_path / "b", resume=True,
+                                       show_progress=False)
+    for (name, a), (_, b) in zip(straight.encoder_.state_dict().items(), resumed.encoder_.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert [h["dev"] for h in resumed.history_] == pytest.approx([h["dev"] for h in straight.history_])
+    assert [h["loss"] for h in resumed.history_] == pytest.approx([h["loss"] for h in straight.history_], rel=1e-5)
