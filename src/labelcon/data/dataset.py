@@ -1,0 +1,225 @@
+"""Datasets of texts with label sets, and the readers that build them from files.
+
+A :class:`Dataset` holds ``texts`` and one tuple of label names per text (possibly
+empty: an item with no labels is a valid item). :func:`read_dataset` reads JSONL, CSV,
+TSV, Parquet or plain text (``.txt``: one text per line, no labels).
+
+How a labels field is read:
+
+- a JSON / Parquet list of strings is the label set;
+- ``null``, a missing field, or an empty / whitespace-only string is the empty set;
+- a string is split on ``label_sep``. For CSV and TSV ``label_sep`` defaults to ``","``.
+  For JSONL and Parquet it defaults to ``None``: the whole string is *one* label (a
+  separator is never guessed; pass ``label_sep`` to split);
+- a CSV/TSV cell written as a list literal (``["a", "b"]`` or pandas' ``['a', 'b']``)
+  is read as that list;
+- names are stripped of surrounding whitespace; an empty name is an error; a name
+  repeated within one item counts once (first occurrence order is kept).
+
+Everything else (numbers, objects, lists holding non-strings) is a :class:`DataError`
+naming the file and line; no record is ever skipped silently (blank lines are not
+records).
+
+>>> import tempfile, pathlib
+>>> p = pathlib.Path(tempfile.mkdtemp()) / "d.jsonl"
+>>> _ = p.write_text('{"text": "refund please", "labels": ["refund", "billing"]}\\n'
+...                  '{"text": "thanks!", "labels": []}\\n')
+>>> ds = read_dataset(p)
+>>> len(ds), ds.labels
+(2, [('refund', 'billing'), ()])
+>>> ds.subset([1]).texts
+['thanks!']
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from labelcon.data.records import DataError, detect_format, iter_records, read_text, show
+
+
+@dataclass
+class Dataset:
+    """Texts and their label sets (tuples of names; ``()`` = no labels)."""
+
+    texts: list[str]
+    labels: list[tuple[str, ...]]
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.texts) != len(self.labels):
+            raise ValueError(f"expected one label set per text, got {len(self.texts)} texts and {len(self.labels)} label sets")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices: Iterable[int]) -> Dataset:
+        """The items at ``indices`` (in that order), same source."""
+        rows = [int(i) for i in indices]
+        return Dataset([self.texts[i] for i in rows], [self.labels[i] for i in rows], self.source)
+
+
+@dataclass
+class PairDataset:
+    """Sentence pairs with a similarity score (STS-B style)."""
+
+    texts1: list[str]
+    texts2: list[str]
+    scores: list[float]
+    source: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def read_dataset(
+    path: str | os.PathLike,
+    *,
+    text_field: str = "text",
+    labels_field: str | None = "labels",
+    label_sep: str | None = None,
+    format: str | None = None,
+) -> Dataset:
+    """Read a labelled data file; ``labels_field=None`` reads texts only (all label sets empty).
+
+    The format comes from the extension (``.jsonl .ndjson .csv .tsv .parquet .pq .txt``)
+    unless ``format`` is given. See the module docstring for how labels are read.
+    A ``labels_field`` that no record has is an error (a typo would otherwise make every
+    item unlabelled); pass ``labels_field=None`` for unlabelled data.
+    """
+    fmt = detect_format(path, format)
+    if fmt == "txt":
+        labels_field = None
+    sep = label_sep if label_sep is not None or fmt not in ("csv", "tsv") else ","
+    texts: list[str] = []
+    labels: list[tuple[str, ...]] = []
+    seen_fields: set[str] = set()
+    labels_seen = False
+    for where, record in iter_records(path, fmt):
+        texts.append(_text(record, text_field, path, where))
+        seen_fields.update(record)
+        if labels_field is not None and labels_field in record:
+            labels_seen = True
+            labels.append(parse_labels(record[labels_field], sep, fmt in ("csv", "tsv"), f"{path}, {where}", labels_field))
+        else:
+            labels.append(())
+    if labels_field is not None and not labels_seen:
+        raise DataError(
+            f"{path}: expected a labels field {labels_field!r}, got records with the fields {sorted(seen_fields)}; "
+            "name the labels field (labels_field= / --labels-field), or pass labels_field=None for unlabelled data"
+        )
+    return Dataset(texts, labels, str(path))
+
+
+def read_texts(path: str | os.PathLike, *, text_field: str = "text", format: str | None = None) -> list[str]:
+    """Just the texts of a file (``.txt``: one per line; JSONL/CSV/TSV/Parquet: ``text_field``)."""
+    return read_dataset(path, text_field=text_field, labels_field=None, format=format).texts
+
+
+def read_pairs(
+    path: str | os.PathLike,
+    *,
+    fields: tuple[str, str, str] = ("text1", "text2", "score"),
+    format: str | None = None,
+) -> PairDataset:
+    """Read scored sentence pairs; ``fields`` names the two text fields and the score field."""
+    first, second, score_field = fields
+    pairs = PairDataset([], [], [], str(path))
+    for where, record in iter_records(path, format):
+        pairs.texts1.append(_text(record, first, path, where))
+        pairs.texts2.append(_text(record, second, path, where))
+        pairs.scores.append(_score(record, score_field, path, where))
+    return pairs
+
+
+def read_labels_file(path: str | os.PathLike) -> list[str]:
+    """Label names, one per line (blank lines skipped, names stripped); a repeated name is an error."""
+    names: list[str] = []
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        name = line.strip()
+        if not name:
+            continue
+        if name in first_line:
+            raise DataError(
+                f"{path}, line {number}: expected each label once, got {name!r} again (first on line {first_line[name]})"
+            )
+        first_line[name] = number
+        names.append(name)
+    if not names:
+        raise DataError(f"{path}: expected one label name per line, got no names")
+    return names
+
+
+def parse_labels(value: object, sep: str | None, cell: bool, where: str, field: str = "labels") -> tuple[str, ...]:
+    """One item's label set from a field value (see the module docstring for the rules)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return ()
+        if cell and text.startswith("[") and text.endswith("]"):
+            return parse_labels(_list_literal(text, where, field), sep, False, where, field)
+        names = text.split(sep) if sep is not None else [text]
+    elif isinstance(value, (list, tuple)):
+        bad = next((v for v in value if not isinstance(v, str)), None)
+        if bad is not None:
+            raise DataError(f"{where}: expected {field!r} to be a list of strings, got a list holding {show(bad)}")
+        names = list(value)
+    else:
+        raise DataError(f"{where}: expected {field!r} to be a list of strings or a string, got {show(value)}")
+    stripped = [name.strip() for name in names]
+    if "" in stripped:
+        raise DataError(f"{where}: expected non-empty label names in {field!r}, got an empty one in {show(value)}")
+    return tuple(dict.fromkeys(stripped))
+
+
+def _list_literal(text: str, where: str, field: str) -> list:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise DataError(
+            f"{where}: expected {field!r} as a list literal like [\"a\", \"b\"] or a separated string like a,b; "
+            f"got {text[:60]!r}"
+        ) from None
+    if not isinstance(value, list):
+        raise DataError(f"{where}: expected {field!r} to be a list, got {show(value)}")
+    return value
+
+
+def _text(record: dict, field: str, path: str | os.PathLike, where: str) -> str:
+    if field not in record:
+        raise DataError(
+            f"{path}, {where}: expected a text field {field!r}, got a record with the fields {sorted(record)}; "
+            "name the text field with text_field= / --text-field"
+        )
+    value = record[field]
+    if not isinstance(value, str):
+        raise DataError(f"{path}, {where}: expected {field!r} to be a string, got {show(value)}")
+    if not value.strip():
+        raise DataError(f"{path}, {where}: expected a non-empty text in {field!r}, got {value!r}")
+    return value
+
+
+def _score(record: dict, field: str, path: str | os.PathLike, where: str) -> float:
+    if field not in record:
+        raise DataError(f"{path}, {where}: expected a score field {field!r}, got a record with the fields {sorted(record)}")
+    value = record[field]
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DataError(f"{path}, {where}: expected a finite number in {field!r}, got {show(value)}")
+    return float(value)
