@@ -69,7 +69,8 @@ def as_label_matrix(y: LabelMatrix, name: str = "y_true") -> sp.csr_matrix:
     return m
 
 
-def _as_scores(scores: np.ndarray, shape: tuple[int, int] | None, name: str = "scores") -> np.ndarray:
+def check_scores(scores: np.ndarray, shape: tuple[int, int] | None, name: str = "scores") -> np.ndarray:
+    """Return ``scores`` as a dense finite numeric 2-D array, of ``shape`` when given."""
     if sp.issparse(scores):
         raise ValueError(f"{name} must be a dense array [n_items, n_labels] or a top-k pair (indices, values); got a sparse matrix")
     s = np.asarray(scores)
@@ -108,7 +109,7 @@ def top_k(scores: np.ndarray, k: int) -> TopK:
     >>> top_k(np.array([[0.1, 0.9, 0.5]]), 2)[0].tolist()
     [[1, 2]]
     """
-    s = _as_scores(scores, None)
+    s = check_scores(scores, None)
     if k < 1:
         raise ValueError(f"k must be >= 1; got {k}")
     n, c = s.shape
@@ -147,7 +148,7 @@ def _ranked_indices(scores: np.ndarray | TopK, shape: tuple[int, int], k: int) -
         val = np.where(idx < 0, -np.inf, val.astype(np.float64))
         order = np.argsort(-val, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(idx, order, axis=1).astype(np.int64)
-    idx = top_k(_as_scores(scores, shape), k)[0]
+    idx = top_k(check_scores(scores, shape), k)[0]
     if idx.shape[1] < k:  # fewer labels than k: pad with empty slots
         idx = np.hstack([idx, np.full((idx.shape[0], k - idx.shape[1]), -1, dtype=np.int64)])
     return idx
@@ -261,7 +262,7 @@ def average_precision_per_label(y_true: LabelMatrix, scores: np.ndarray) -> np.n
     but vectorised over blocks of columns instead of a Python loop over C labels.
     """
     y = as_label_matrix(y_true).tocsc()
-    s = _as_scores(scores, y.shape)
+    s = check_scores(scores, y.shape)
     n, c = y.shape
     ap = np.full(c, np.nan)
     npos = np.diff(y.indptr)
@@ -292,7 +293,7 @@ def label_ranking_average_precision(y_true: LabelMatrix, scores: np.ndarray) -> 
     comparisons instead of one full-row rank per item.
     """
     y = as_label_matrix(y_true)
-    s = _as_scores(scores, y.shape)
+    s = check_scores(scores, y.shape)
     n, c = y.shape
     lengths = np.diff(y.indptr)
     rows_with = np.flatnonzero(lengths)
@@ -336,7 +337,7 @@ def evaluate(y_true: LabelMatrix, scores: np.ndarray, y_pred: LabelMatrix) -> di
     top-k pair instead.
     """
     y = as_label_matrix(y_true)
-    s = _as_scores(scores, y.shape)
+    s = check_scores(scores, y.shape)
     pred = _as_prediction(y_pred, y.shape)
     ap = average_precision_per_label(y, s)
     out = {

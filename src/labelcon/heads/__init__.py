@@ -1,0 +1,34 @@
+"""Label heads on frozen embeddings, and the decision rules that turn scores into labels.
+
+- :class:`KNNHead` (``"knn"``): similarity-weighted vote of the nearest training items.
+- :class:`PrototypeHead` (``"prototype"``): calibrated cosine to each label's mean embedding.
+- :class:`LinearProbeHead` (``"linear"``): one-vs-rest logistic regression, solved with L-BFGS.
+- :class:`Thresholds`: per-label F1-optimal thresholds from dev; :func:`top_k_labels` for XMC.
+- :class:`NearestNeighbors`: exact or faiss cosine search.
+
+>>> import numpy as np
+>>> x = np.eye(3, dtype=np.float32); y = np.eye(3)
+>>> head = build_head("knn", k=1).fit(x, y)
+>>> scores = head.predict_scores(x)
+>>> Thresholds.calibrate(scores, y, min_positives=1).apply(scores).sum()
+np.int64(3)
+"""
+
+from labelcon.heads.base import Head, build_head
+from labelcon.heads.index import NearestNeighbors
+from labelcon.heads.knn import KNNHead
+from labelcon.heads.linear import LinearProbeHead
+from labelcon.heads.prototypes import PrototypeHead
+from labelcon.heads.thresholds import Thresholds, best_global_threshold, top_k_labels
+
+__all__ = [
+    "Head",
+    "build_head",
+    "KNNHead",
+    "PrototypeHead",
+    "LinearProbeHead",
+    "NearestNeighbors",
+    "Thresholds",
+    "best_global_threshold",
+    "top_k_labels",
+]

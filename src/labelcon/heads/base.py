@@ -1,0 +1,180 @@
+"""The ``Head`` contract: frozen embeddings in, per-label scores in [0, 1] out.
+
+A head is fitted on L2-normalised training embeddings [n, D] and a {0,1} label matrix
+[n, C] (CSR or dense), predicts float32 scores [n, C], and saves itself to a directory:
+``head.json`` (type, parameters, shapes) plus ``arrays.npz``, both written atomically.
+``Head.load`` reads ``head.json`` and dispatches on its ``type``.
+
+>>> import numpy as np, tempfile
+>>> from labelcon.heads import build_head
+>>> x = np.eye(4, dtype=np.float32); y = np.eye(4)
+>>> head = build_head("prototype").fit(x, y)
+>>> d = head.save(tempfile.mkdtemp())
+>>> bool(np.array_equal(Head.load(d).predict_scores(x), head.predict_scores(x)))
+True
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from labelcon.io import atomic_open, read_json, write_json
+from labelcon.metrics import LabelMatrix, as_label_matrix, top_k
+
+HEAD_FILE = "head.json"
+ARRAYS_FILE = "arrays.npz"
+FORMAT = 1
+_REGISTRY: dict[str, type[Head]] = {}
+
+
+def check_embeddings(x: np.ndarray, dim: int | None = None, name: str = "embeddings") -> np.ndarray:
+    """Return ``x`` as a C-contiguous float32 [n, D] array; reject other shapes and non-finite values."""
+    if sp.issparse(x):
+        raise ValueError(f"{name} must be a dense array [n, D]; got a sparse matrix")
+    arr = np.ascontiguousarray(x, dtype=np.float32)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D [n_items, dim]; got shape {arr.shape}")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(f"{name} must have dim {dim} (as in fit); got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm, float32. Rows already of unit norm (within 1e-5) are
+    returned unchanged, so normalising twice is a no-op; all-zero rows stay zero."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms = np.where(np.abs(norms - 1) < 1e-5, np.float32(1), np.maximum(norms, np.float32(1e-12)))
+    return x / norms
+
+
+def check_labels(y: LabelMatrix, n_items: int) -> sp.csr_matrix:
+    """A {0,1} CSR label matrix with one row per embedding."""
+    m = as_label_matrix(y, "Y")
+    if m.shape[0] != n_items:
+        raise ValueError(f"Y has {m.shape[0]} rows but embeddings has {n_items}; they must match")
+    return m
+
+
+class Head(ABC):
+    """Base class: ``fit``, ``predict_scores``, ``predict_top_k``, ``save``, ``load``.
+
+    Subclasses set ``name`` (registering them for :func:`build_head` and :meth:`load`),
+    keep their constructor arguments as attributes of the same name, and implement
+    ``fit``, ``predict_scores``, ``_arrays`` (state to save) and ``_restore``.
+    """
+
+    name: ClassVar[str] = ""
+    n_labels_: int
+    dim_: int
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            _REGISTRY[cls.name] = cls
+
+    @abstractmethod
+    def fit(self, embeddings: np.ndarray, Y: LabelMatrix) -> Head:
+        """Fit on training embeddings [n, D] and labels [n, C]; returns ``self``."""
+
+    @abstractmethod
+    def predict_scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """Scores float32 [n, C] in [0, 1]."""
+
+    @abstractmethod
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """Fitted state as named arrays."""
+
+    @abstractmethod
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Inverse of ``_arrays``."""
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments, JSON-ready."""
+        return {p: getattr(self, p) for p in inspect.signature(type(self).__init__).parameters if p != "self"}
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_labels_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() or Head.load() first")
+
+    def _check_input(self, embeddings: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        return check_embeddings(embeddings, self.dim_)
+
+    def predict_top_k(self, embeddings: np.ndarray, k: int, *, block_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best labels per item, ``(indices [n, k], scores [n, k])``, best first.
+
+        Scores are computed ``block_size`` items at a time, so memory stays at
+        ``block_size * C`` even for extreme label counts. The pair feeds
+        :func:`labelcon.metrics.precision_at_k` and friends directly.
+        """
+        x = self._check_input(embeddings)
+        k = min(k, self.n_labels_)
+        parts = [top_k(self.predict_scores(x[i : i + block_size]), k) for i in range(0, len(x), block_size)]
+        if not parts:
+            return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``arrays.npz`` then ``head.json`` into ``directory`` (each atomically)."""
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_open(directory / ARRAYS_FILE, "wb") as handle:
+            np.savez(handle, **self._arrays())
+        meta = {"type": self.name, "format": FORMAT, "params": self.get_params(),
+                "n_labels": self.n_labels_, "dim": self.dim_}  # fmt: skip
+        write_json(directory / HEAD_FILE, meta)
+        return directory
+
+    @staticmethod
+    def load(directory: str | os.PathLike) -> Head:
+        """Rebuild the head saved in ``directory`` by :meth:`save`."""
+        directory = Path(directory)
+        if not (directory / HEAD_FILE).exists():
+            raise FileNotFoundError(f"{directory}: no {HEAD_FILE}; expected a directory written by Head.save()")
+        meta = read_json(directory / HEAD_FILE)
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{directory / HEAD_FILE}: format {meta.get('format')!r}, this labelcon reads {FORMAT}")
+        head = build_head(meta["type"], **meta["params"])
+        with np.load(directory / ARRAYS_FILE, allow_pickle=False) as data:
+            head._restore({key: data[key] for key in data.files})
+        head.n_labels_, head.dim_ = int(meta["n_labels"]), int(meta["dim"])
+        return head
+
+
+def build_head(name: str, **params: Any) -> Head:
+    """Construct a head by name: ``"knn"``, ``"prototype"`` or ``"linear"``.
+
+    >>> build_head("knn", k=5).k
+    5
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown head {name!r}; expected one of {sorted(_REGISTRY)}")
+    cls = _REGISTRY[name]
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ValueError(f"head {name!r} got unknown parameters {unknown}; it accepts {accepted}")
+    return cls(**params)
+
+
+def labels_to_arrays(y: sp.csr_matrix, prefix: str = "labels") -> dict[str, np.ndarray]:
+    """A CSR {0,1} matrix as plain arrays (for ``.npz``)."""
+    return {f"{prefix}_indptr": y.indptr, f"{prefix}_indices": y.indices, f"{prefix}_shape": np.array(y.shape)}
+
+
+def labels_from_arrays(arrays: dict[str, np.ndarray], prefix: str = "labels") -> sp.csr_matrix:
+    """Inverse of :func:`labels_to_arrays`."""
+    indices = arrays[f"{prefix}_indices"]
+    data = np.ones(len(indices), dtype=np.float32)
+    return sp.csr_matrix((data, indices, arrays[f"{prefix}_indptr"]), shape=tuple(arrays[f"{prefix}_shape"]))

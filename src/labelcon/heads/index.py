@@ -1,0 +1,137 @@
+"""Cosine nearest-neighbour search: exact blocked products, or faiss HNSW for large sets.
+
+``NearestNeighbors(embeddings, exact=None)`` L2-normalises its rows and answers
+``search(queries, k) -> (similarities [m, k], indices [m, k])``, best first, similarity =
+cosine. Backends:
+
+- exact: ``queries_block @ embeddings.T`` then ``np.argpartition`` per block of queries;
+  a block holds at most ``block_elements`` similarities, so memory is bounded for any n.
+- faiss: ``IndexHNSWFlat`` with inner-product metric (Malkov & Yashunin 2018), chosen
+  automatically when faiss is installed and n > ``APPROXIMATE_ABOVE``; ``exact=False``
+  asks for it at any size (with a warning and the exact backend if faiss is missing).
+
+``exclude_self=True`` treats the queries as the indexed set itself, row for row, and drops
+each row's own index from its neighbours (leave-one-out), so training items do not vote
+for themselves.
+
+>>> import numpy as np
+>>> nn = NearestNeighbors(np.array([[1, 0], [0.9, 0.1], [0, 1]], dtype=np.float32))
+>>> sims, idx = nn.search(np.array([[1, 0]], dtype=np.float32), 2)
+>>> idx.tolist()
+[[0, 1]]
+>>> nn.search(nn.embeddings, 1, exclude_self=True)[1].ravel().tolist()
+[1, 0, 1]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+
+import numpy as np
+
+from labelcon.heads.base import check_embeddings, l2_normalize
+from labelcon.metrics import top_k
+
+APPROXIMATE_ABOVE = 200_000
+
+
+def faiss_available() -> bool:
+    """Whether the optional ``faiss`` package can be imported."""
+    return importlib.util.find_spec("faiss") is not None
+
+
+class NearestNeighbors:
+    """Cosine k-nearest-neighbour index over fixed embeddings.
+
+    ``exact``: None = automatic (faiss HNSW above ``APPROXIMATE_ABOVE`` items if installed),
+    True = always exact, False = faiss HNSW (exact with a warning when faiss is missing).
+    ``hnsw_m`` / ``ef_construction`` / ``ef_search`` tune the HNSW graph (search uses
+    ``max(ef_search, k)``). ``index_bytes`` restores a serialised faiss index (see
+    :meth:`serialize`) instead of rebuilding it.
+    """
+
+    def __init__(
+        self,
+        embeddings: np.ndarray,
+        exact: bool | None = None,
+        *,
+        hnsw_m: int = 32,
+        ef_construction: int = 100,
+        ef_search: int = 128,
+        block_elements: int = 1 << 23,
+        index_bytes: np.ndarray | None = None,
+    ) -> None:
+        self.embeddings = l2_normalize(check_embeddings(embeddings))
+        n, dim = self.embeddings.shape
+        if exact is None:
+            exact = not (faiss_available() and n > APPROXIMATE_ABOVE)
+        elif not exact and not faiss_available():
+            warnings.warn("faiss is not installed (pip install faiss-cpu); using exact search", stacklevel=2)
+            exact = True
+        self.exact = exact
+        self.ef_search = ef_search
+        self.block_elements = block_elements
+        self._faiss = None
+        if not exact:
+            import faiss
+
+            if index_bytes is not None:
+                self._faiss = faiss.deserialize_index(np.asarray(index_bytes, dtype=np.uint8))
+            else:
+                self._faiss = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+                self._faiss.hnsw.efConstruction = ef_construction
+                self._faiss.add(self.embeddings)
+            if self._faiss.ntotal != n or self._faiss.d != dim:
+                raise ValueError(f"saved faiss index holds {self._faiss.ntotal}x{self._faiss.d}, embeddings are {n}x{dim}")
+
+    def __len__(self) -> int:
+        return len(self.embeddings)
+
+    def serialize(self) -> np.ndarray | None:
+        """The faiss index as a uint8 array (None for the exact backend, which needs no state)."""
+        if self._faiss is None:
+            return None
+        import faiss
+
+        return faiss.serialize_index(self._faiss)
+
+    def search(self, queries: np.ndarray, k: int, *, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine similarities and indices of the ``k`` nearest items, float32/int64 [m, k].
+
+        ``k`` is clipped to the number of candidates (n, or n - 1 with ``exclude_self``).
+        The faiss backend may return fewer than k hits for a query; missing slots hold
+        index -1 and similarity -inf.
+        """
+        q = l2_normalize(check_embeddings(queries, self.embeddings.shape[1], "queries"))
+        if k < 1:
+            raise ValueError(f"k must be >= 1; got {k}")
+        if exclude_self and len(q) != len(self):
+            raise ValueError(
+                f"exclude_self=True needs the indexed items themselves as queries ({len(self)} rows); got {len(q)}"
+            )
+        k = min(k, len(self) - int(exclude_self))
+        if k < 1:
+            return np.empty((len(q), 0), dtype=np.float32), np.empty((len(q), 0), dtype=np.int64)
+        fetch = k + int(exclude_self)
+        sims, idx = self._search_exact(q, fetch) if self._faiss is None else self._search_faiss(q, fetch)
+        if exclude_self:
+            own = idx == np.arange(len(q))[:, None]
+            own[~own.any(axis=1), -1] = True  # self not among the hits: drop the farthest instead
+            keep = ~own
+            sims, idx = sims[keep].reshape(len(q), k), idx[keep].reshape(len(q), k)
+        return sims, idx
+
+    def _search_exact(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        sims = np.empty((len(q), k), dtype=np.float32)
+        idx = np.empty((len(q), k), dtype=np.int64)
+        step = max(1, self.block_elements // len(self))
+        for start in range(0, len(q), step):
+            idx[start : start + step], sims[start : start + step] = top_k(q[start : start + step] @ self.embeddings.T, k)
+        return sims, idx
+
+    def _search_faiss(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        self._faiss.hnsw.efSearch = max(self.ef_search, k)
+        sims, idx = self._faiss.search(q, k)
+        sims[idx < 0] = -np.inf
+        return sims.astype(np.float32), idx.astype(np.int64)

@@ -1,0 +1,169 @@
+"""Decision rules on scores: per-label F1-optimal thresholds, and top-k for XMC.
+
+``Thresholds.calibrate(scores, Y)`` picks, for every label c with at least
+``min_positives`` positives in the dev set, the threshold t_c maximising that label's F1
+
+    F1_c(t) = 2 TP_c(t) / (|{i : s_ic >= t}| + |P_c|)
+
+over all candidate thresholds (the label's own dev scores; a label predicts ``s >= t``).
+Each column is sorted once and F1 is read off cumulative sums at the ends of runs of tied
+scores: O(n log n) per label, never O(n^2). Rarer labels get the fallback: by default the
+single global threshold maximising micro-F1 over all entries, found the same way over the
+positives' scores (with counts of all scores >= t gathered block by block), or a fixed
+float. Ties in F1 go to the highest threshold.
+
+>>> import numpy as np
+>>> s = np.array([[0.9, 0.2], [0.6, 0.8], [0.3, 0.7], [0.1, 0.1]], dtype=np.float32)
+>>> y = np.array([[1, 0], [1, 1], [0, 1], [0, 0]])
+>>> th = Thresholds.calibrate(s, y, min_positives=2)
+>>> th.thresholds.tolist(), th.apply(s).astype(int).tolist()
+([0.6000000238418579, 0.699999988079071], [[1, 0], [1, 1], [0, 1], [0, 0]])
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from labelcon.io import read_json, write_json
+from labelcon.metrics import LabelMatrix, as_label_matrix, check_scores, top_k
+
+_BLOCK_ELEMENTS = 1 << 23
+
+
+class Thresholds:
+    """Per-label thresholds; ``per_label[c]`` says whether label c got its own (else the fallback)."""
+
+    def __init__(self, thresholds: np.ndarray, per_label: np.ndarray, global_threshold: float) -> None:
+        self.thresholds = np.asarray(thresholds, dtype=np.float32)
+        self.per_label = np.asarray(per_label, dtype=bool)
+        self.global_threshold = float(global_threshold)
+        if self.thresholds.ndim != 1 or self.per_label.shape != self.thresholds.shape:
+            raise ValueError(
+                f"thresholds and per_label must be 1-D of equal length; got {self.thresholds.shape} and {self.per_label.shape}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.thresholds)
+
+    @classmethod
+    def calibrate(
+        cls,
+        scores: np.ndarray,
+        Y: LabelMatrix,
+        *,
+        min_positives: int = 3,
+        fallback: str | float = "global",
+    ) -> Thresholds:
+        """F1-optimal threshold per label on dev ``scores`` [n, C] and labels ``Y`` [n, C].
+
+        ``fallback``: ``"global"`` (micro-F1-optimal single threshold) or a float, used for
+        labels with fewer than ``max(min_positives, 1)`` dev positives.
+        """
+        y = as_label_matrix(Y, "Y")
+        s = check_scores(scores, y.shape)
+        if isinstance(fallback, str):
+            if fallback != "global":
+                raise ValueError(f"fallback must be 'global' or a number; got {fallback!r}")
+            global_t = best_global_threshold(s, y)
+        else:
+            global_t = float(fallback)
+        y_csc = y.tocsc()
+        counts = np.diff(y_csc.indptr)
+        per_label = counts >= max(min_positives, 1)
+        thresholds = np.full(y.shape[1], global_t, dtype=np.float32)
+        cols = np.flatnonzero(per_label)
+        step = max(1, _BLOCK_ELEMENTS // max(y.shape[0], 1))
+        for j in range(0, len(cols), step):
+            block = cols[j : j + step]
+            thresholds[block] = _best_column_thresholds(s[:, block], y_csc[:, block].toarray(), counts[block])
+        return cls(thresholds, per_label, global_t)
+
+    def apply(self, scores: np.ndarray, *, at_least_one: bool = False) -> np.ndarray:
+        """Boolean decisions [n, C]: ``scores >= thresholds``; with ``at_least_one`` a row
+        that cleared no threshold gets its top-scoring label."""
+        s = check_scores(scores, None)
+        if s.shape[1] != len(self):
+            raise ValueError(f"scores have {s.shape[1]} label columns but the thresholds cover {len(self)}")
+        decisions = s >= self.thresholds[None, :]
+        if at_least_one and s.shape[1]:
+            empty = np.flatnonzero(~decisions.any(axis=1))
+            decisions[empty, np.argmax(s[empty], axis=1)] = True
+        return decisions
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (floats round-trip exactly)."""
+        return {"thresholds": [float(t) for t in self.thresholds], "per_label": self.per_label.tolist(),
+                "global_threshold": self.global_threshold}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Thresholds:
+        missing = {"thresholds", "per_label", "global_threshold"} - set(data)
+        if missing:
+            raise ValueError(f"thresholds JSON lacks keys {sorted(missing)}")
+        return cls(np.array(data["thresholds"], dtype=np.float32), np.array(data["per_label"], dtype=bool),
+                   data["global_threshold"])  # fmt: skip
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the thresholds as a JSON file (atomically)."""
+        write_json(path, self.to_json())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Thresholds:
+        return cls.from_json(read_json(path))
+
+
+def _best_column_thresholds(s: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """F1-optimal threshold of each column of a dense block (every column has positives)."""
+    n = s.shape[0]
+    order = np.argsort(-s, axis=0, kind="stable")
+    ss = np.take_along_axis(s, order, axis=0)
+    tp = np.cumsum(np.take_along_axis(y, order, axis=0), axis=0)
+    f1 = 2 * tp / (np.arange(1, n + 1)[:, None] + counts[None, :])
+    f1[:-1][ss[:-1] == ss[1:]] = -1.0  # only cut at the end of a run of tied scores
+    best = np.argmax(f1, axis=0)
+    return ss[best, np.arange(s.shape[1])]
+
+
+def best_global_threshold(scores: np.ndarray, Y: LabelMatrix) -> float:
+    """The single threshold t maximising micro-F1 = 2 TP(t) / (#{s >= t} + #positives).
+
+    Candidates are the positives' scores (moving t down to a score without a positive only
+    adds false positives). Memory stays at one block of scores.
+    """
+    y = as_label_matrix(Y, "Y")
+    s = check_scores(scores, y.shape)
+    if y.nnz == 0:
+        return float(np.nextafter(np.float32(s.max(initial=1.0)), np.float32(np.inf)))
+    rows = np.repeat(np.arange(y.shape[0]), np.diff(y.indptr))
+    neg_cand, per_score = np.unique(-s[rows, y.indices], return_counts=True)
+    cand = -neg_cand  # the positives' distinct scores, descending
+    tp = np.cumsum(per_score)
+    predicted = np.zeros(len(cand))
+    step = max(1, _BLOCK_ELEMENTS // max(y.shape[1], 1))
+    asc = cand[::-1]
+    for start in range(0, y.shape[0], step):
+        flat = np.sort(s[start : start + step].ravel())
+        predicted += (flat.size - np.searchsorted(flat, asc, side="left"))[::-1]
+    f1 = 2 * tp / (predicted + y.nnz)
+    return float(cand[int(np.argmax(f1))])
+
+
+def top_k_labels(scores: np.ndarray, k: int) -> sp.csr_matrix:
+    """Top-k decision rule for extreme classification: each row's k best labels, as a
+    {0,1} CSR matrix [n, C] usable as ``y_pred`` in :func:`labelcon.metrics.evaluate`.
+
+    >>> top_k_labels(np.array([[0.1, 0.9, 0.5]]), 2).toarray().tolist()
+    [[0.0, 1.0, 1.0]]
+    """
+    idx, _ = top_k(scores, k)
+    n, kk = idx.shape
+    data = np.ones(n * kk, dtype=np.float32)
+    out = sp.csr_matrix((data, idx.ravel(), np.arange(0, n * kk + 1, kk)), shape=(n, np.asarray(scores).shape[1]))
+    out.sort_indices()
+    return out
