@@ -1,0 +1,47 @@
+"""Contrastive objectives: one kernel, many relations.
+
+Every objective is the kernel of :mod:`labelcon.objectives.kernel` (logits ``z . k / tau``
+with self masked, targets ``W``, a soft cross-entropy) with a different relation between
+items: label-overlap weights (:func:`supcon`), per-label anchors (:func:`mulsupcon`), the
+paired view (:func:`info_nce`) or the label texts (:func:`label_contrast`). The modules
+share one call signature so a trainer can run any of them (:func:`build_objective`).
+"""
+
+from labelcon.objectives.distributed import gather_others, gather_with_grad
+from labelcon.objectives.info_nce import info_nce
+from labelcon.objectives.kernel import contrastive_loss
+from labelcon.objectives.label_contrast import label_contrast
+from labelcon.objectives.modules import (
+    OBJECTIVES,
+    InfoNCELoss,
+    LabelContrastLoss,
+    MulSupConLoss,
+    Objective,
+    SupConLoss,
+    build_objective,
+)
+from labelcon.objectives.mulsupcon import mulsupcon
+from labelcon.objectives.queue import MomentumQueue, momentum_update
+from labelcon.objectives.relations import RELATIONS, relation_weights
+from labelcon.objectives.supcon import supcon
+
+__all__ = [
+    "OBJECTIVES",
+    "RELATIONS",
+    "InfoNCELoss",
+    "LabelContrastLoss",
+    "MomentumQueue",
+    "MulSupConLoss",
+    "Objective",
+    "SupConLoss",
+    "build_objective",
+    "contrastive_loss",
+    "gather_others",
+    "gather_with_grad",
+    "info_nce",
+    "label_contrast",
+    "momentum_update",
+    "mulsupcon",
+    "relation_weights",
+    "supcon",
+]

@@ -1,0 +1,207 @@
+"""``nn.Module`` wrappers with one call signature, and the registry of objectives.
+
+Every objective is called as ``objective(embeddings, labels=None, *, positives=None,
+label_embeddings=None, keys=None, key_labels=None)``; a trainer asks
+``needs_positives`` (give a second view of each item) and ``needs_label_embeddings``
+(give the label-text embeddings [C, D]) and otherwise does not know which one it runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from labelcon.objectives.info_nce import info_nce
+from labelcon.objectives.kernel import check_options, check_temperature
+from labelcon.objectives.label_contrast import label_contrast
+from labelcon.objectives.mulsupcon import mulsupcon
+from labelcon.objectives.relations import RELATIONS, is_sparse
+from labelcon.objectives.supcon import supcon
+
+
+class Objective(nn.Module):
+    """Base of the wrappers: a temperature and the two capability flags. Subclasses
+    implement ``forward`` with the signature in the module docstring."""
+
+    needs_positives: bool = False
+    needs_label_embeddings: bool = False
+
+    def __init__(self, temperature: float) -> None:
+        super().__init__()
+        check_temperature(temperature)
+        self.temperature = temperature
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"
+
+
+class _LabelledObjective(Objective):
+    """SupCon-style objectives: labels required; a second view, when given, joins the
+    batch as more items with the same labels (the two-view form of Khosla et al.)."""
+
+    def __init__(self, temperature: float, tau_plus: float, beta: float, decoupled: bool) -> None:
+        super().__init__(temperature)
+        check_options(tau_plus, beta)
+        self.options = dict(tau_plus=tau_plus, beta=beta, decoupled=decoupled)
+
+    def _batch(self, embeddings: Tensor, labels: Tensor | None, positives: Tensor | None) -> tuple[Tensor, Tensor]:
+        if labels is None:
+            raise ValueError(f"{type(self).__name__} needs labels; got labels=None")
+        if positives is None:
+            return embeddings, labels
+        if positives.shape != embeddings.shape:
+            raise ValueError(
+                f"positives must be a second view of the batch, shape {list(embeddings.shape)}; "
+                f"got {list(positives.shape)}"
+            )
+        labels = labels.to_sparse_coo() if is_sparse(labels) else labels
+        both = torch.cat([labels, labels])
+        return torch.cat([embeddings, positives]), both.coalesce() if is_sparse(both) else both
+
+    def extra_repr(self) -> str:
+        return ", ".join([super().extra_repr()] + [f"{k}={v}" for k, v in self.options.items()])
+
+
+class SupConLoss(_LabelledObjective):
+    """:func:`labelcon.objectives.supcon` as a module (default relation: Jaccard)."""
+
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        relation: str = "jaccard",
+        *,
+        tau_plus: float = 0.0,
+        beta: float = 0.0,
+        decoupled: bool = False,
+    ) -> None:
+        super().__init__(temperature, tau_plus, beta, decoupled)
+        if relation not in RELATIONS:
+            raise ValueError(f"relation must be one of {list(RELATIONS)}; got {relation!r}")
+        self.relation = relation
+
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor | None = None,
+        *,
+        positives: Tensor | None = None,
+        label_embeddings: Tensor | None = None,
+        keys: Tensor | None = None,
+        key_labels: Tensor | None = None,
+    ) -> Tensor:
+        z, y = self._batch(embeddings, labels, positives)
+        return supcon(z, y, self.temperature, self.relation, keys=keys, key_labels=key_labels, **self.options)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, relation={self.relation!r}"
+
+
+class MulSupConLoss(_LabelledObjective):
+    """:func:`labelcon.objectives.mulsupcon` as a module."""
+
+    def __init__(
+        self, temperature: float = 0.1, *, tau_plus: float = 0.0, beta: float = 0.0, decoupled: bool = False
+    ) -> None:
+        super().__init__(temperature, tau_plus, beta, decoupled)
+
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor | None = None,
+        *,
+        positives: Tensor | None = None,
+        label_embeddings: Tensor | None = None,
+        keys: Tensor | None = None,
+        key_labels: Tensor | None = None,
+    ) -> Tensor:
+        z, y = self._batch(embeddings, labels, positives)
+        return mulsupcon(z, y, self.temperature, keys=keys, key_labels=key_labels, **self.options)
+
+
+class InfoNCELoss(Objective):
+    """:func:`labelcon.objectives.info_nce` as a module (SimCSE when ``positives`` is a
+    dropout view of the same texts). Labels are ignored; ``keys`` are extra negatives."""
+
+    needs_positives = True
+
+    def __init__(self, temperature: float = 0.05, symmetric: bool = False) -> None:
+        super().__init__(temperature)
+        self.symmetric = symmetric
+
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor | None = None,
+        *,
+        positives: Tensor | None = None,
+        label_embeddings: Tensor | None = None,
+        keys: Tensor | None = None,
+        key_labels: Tensor | None = None,
+    ) -> Tensor:
+        if positives is None:
+            raise ValueError("InfoNCELoss needs positives (a second view of each item); got positives=None")
+        return info_nce(embeddings, positives, self.temperature, self.symmetric, negatives=keys)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, symmetric={self.symmetric}"
+
+
+class LabelContrastLoss(Objective):
+    """:func:`labelcon.objectives.label_contrast` as a module."""
+
+    needs_label_embeddings = True
+
+    def __init__(self, temperature: float = 0.05) -> None:
+        super().__init__(temperature)
+
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor | None = None,
+        *,
+        positives: Tensor | None = None,
+        label_embeddings: Tensor | None = None,
+        keys: Tensor | None = None,
+        key_labels: Tensor | None = None,
+    ) -> Tensor:
+        if labels is None or label_embeddings is None:
+            raise ValueError("LabelContrastLoss needs labels and label_embeddings [C, D]")
+        if keys is not None:
+            raise ValueError("LabelContrastLoss contrasts items with label embeddings; it takes no extra keys")
+        return label_contrast(embeddings, label_embeddings, labels, self.temperature)
+
+
+_REGISTRY: dict[str, tuple[type[Objective], dict[str, Any]]] = {
+    "supcon": (SupConLoss, {}),
+    "supcon-any": (SupConLoss, {"relation": "any"}),
+    "supcon-all": (SupConLoss, {"relation": "all"}),
+    "supcon-jaccard": (SupConLoss, {"relation": "jaccard"}),
+    "mulsupcon": (MulSupConLoss, {}),
+    "simcse": (InfoNCELoss, {}),
+    "info_nce": (InfoNCELoss, {}),
+    "label_contrast": (LabelContrastLoss, {}),
+}
+
+#: The names :func:`build_objective` knows.
+OBJECTIVES: list[str] = list(_REGISTRY)
+
+
+def build_objective(name: str, **params: Any) -> Objective:
+    """The objective module called ``name`` (one of :data:`OBJECTIVES`), built with
+    ``params`` (temperature, relation for ``"supcon"``, kernel options...).
+
+    >>> build_objective("supcon-any", temperature=0.2)
+    SupConLoss(temperature=0.2, tau_plus=0.0, beta=0.0, decoupled=False, relation='any')
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown objective {name!r}; expected one of {OBJECTIVES}")
+    cls, fixed = _REGISTRY[name]
+    clash = set(fixed) & set(params)
+    if clash:
+        raise ValueError(f"objective {name!r} fixes {sorted(clash)}; use 'supcon' to choose the relation")
+    try:
+        return cls(**fixed, **params)
+    except TypeError as error:
+        raise ValueError(f"bad parameters for objective {name!r}: {error}") from None

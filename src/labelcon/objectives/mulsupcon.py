@@ -1,0 +1,95 @@
+"""Multi-label supervised contrastive loss with one anchor per (item, label) pair."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from labelcon.objectives.kernel import check_embeddings, compute_dtype, contrastive_loss
+from labelcon.objectives.relations import check_labels, is_sparse, pair_products
+from labelcon.objectives.supcon import join_keys
+
+
+def mulsupcon(
+    embeddings: Tensor,
+    labels: Tensor,
+    temperature: float = 0.1,
+    *,
+    keys: Tensor | None = None,
+    key_labels: Tensor | None = None,
+    tau_plus: float = 0.0,
+    beta: float = 0.0,
+    decoupled: bool = False,
+) -> Tensor:
+    """MulSupCon (Zhang & Wu, AAAI 2024, "Multi-label supervised contrastive learning"):
+    every (item i, label c) with ``Y_ic = 1`` is an anchor whose positives are the other
+    items holding c, ``P_ic = {j != i : Y_jc = 1}``::
+
+        l_ic = -(1 / |P_ic|) sum_{j in P_ic} log( exp(s_ij / tau) / sum_{k != i} exp(s_ik / tau) )
+
+    and the loss is the mean of ``l_ic`` over anchors with a non-empty ``P_ic`` (0, still on
+    the graph, when there is none). ``labels`` is a {0,1} matrix [B, C], dense or torch
+    sparse COO/CSR; ``keys``/``key_labels`` add extra keys (e.g. a momentum queue) after
+    the batch's own. ``tau_plus``, ``beta``, ``decoupled`` as in
+    :func:`labelcon.objectives.supcon`; there each (i, c) gets its own denominator.
+
+    Without options the anchors of one item share a denominator, so the whole loss is one
+    kernel row per item with targets ``W_ij = sum_c [valid ic] Y_jc / |P_ic|``, built as
+    ``(Y / |P|) @ Yk.T``; with options it has one row per (i, c).
+
+    >>> z = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    >>> y = torch.tensor([[1, 1], [1, 0], [0, 1], [0, 1]])
+    >>> round(mulsupcon(z, y, temperature=0.5).item(), 4)
+    1.0418
+    """
+    check_embeddings(embeddings, "embeddings")
+    labels = check_labels(labels, embeddings.shape[0])
+    if labels.dim() != 2:
+        raise ValueError(f"mulsupcon needs a {{0,1}} label matrix of shape [B, C]; got shape {list(labels.shape)}")
+    all_keys, all_labels = join_keys(embeddings, labels, keys, key_labels)
+    n = embeddings.shape[0]
+    holders = _column_sums(all_labels).to(compute_dtype(embeddings, all_keys))  # self included
+    anchor_rows, anchor_cols = _ones(labels)
+    inverse = 1.0 / (holders - 1).clamp_min(1.0)
+    valid = holders[anchor_cols] > 1
+    anchor_rows, anchor_cols = anchor_rows[valid], anchor_cols[valid]
+    options = dict(tau_plus=tau_plus, beta=beta, decoupled=decoupled)
+
+    if tau_plus > 0 or beta > 0 or decoupled:
+        weights = _label_columns(all_labels, anchor_cols).to(inverse.dtype) * inverse[anchor_cols].unsqueeze(1)
+        weights[torch.arange(anchor_rows.shape[0], device=weights.device), anchor_rows] = 0.0
+        return contrastive_loss(
+            embeddings, all_keys, weights, temperature,
+            self_index=torch.arange(n, device=weights.device), rows=anchor_rows, **options,
+        )
+    scaled = torch.sparse_coo_tensor(
+        torch.stack([anchor_rows, anchor_cols]), inverse[anchor_cols], labels.shape, check_invariants=False
+    )
+    key_side = all_labels.to(inverse.dtype)
+    weights = pair_products(scaled if is_sparse(key_side) else scaled.to_dense(), key_side)
+    index = torch.arange(n, device=weights.device)
+    weights[index, index] = 0.0
+    return contrastive_loss(embeddings, all_keys, weights, temperature, self_index=index, **options)
+
+
+def _column_sums(labels: Tensor) -> Tensor:
+    if is_sparse(labels):
+        sums = torch.zeros(labels.shape[1], device=labels.device)
+        return sums.index_add_(0, labels.indices()[1], labels.values())
+    return labels.sum(dim=0)
+
+
+def _ones(labels: Tensor) -> tuple[Tensor, Tensor]:
+    """(row, column) of every 1 in ``labels``, row-major."""
+    if is_sparse(labels):
+        indices = labels.indices()[:, labels.values() == 1]
+        return indices[0], indices[1]
+    rows, cols = labels.nonzero(as_tuple=True)
+    return rows, cols
+
+
+def _label_columns(labels: Tensor, columns: Tensor) -> Tensor:
+    """Dense [len(columns), N]: row r is column ``columns[r]`` of ``labels`` [N, C]."""
+    if is_sparse(labels):
+        return labels.t().coalesce().index_select(0, columns).to_dense()
+    return labels.T[columns]
