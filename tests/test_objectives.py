@@ -446,6 +446,7 @@ def test_options_multi_positive_match_loop(tau_plus, beta, decoupled):
         (lambda z: info_nce(z, z[:3]), "same shape"),
         (lambda z: label_contrast(z, z[:2], torch.zeros(4, 3)), "C = 2"),
         (lambda z: supcon(z[0], torch.arange(4)), "shape [n, D]"),
+        (lambda z: supcon(z, torch.arange(4), keys=z[:, :2], key_labels=torch.arange(4)), "dimension 5; got 2"),
     ],
 )
 def test_bad_arguments_say_what_was_expected(call, message):

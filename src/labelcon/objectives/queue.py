@@ -103,7 +103,8 @@ def _last_rows(labels: Tensor, n: int) -> Tensor:
     start = labels.shape[0] - n
     keep = labels.indices()[0] >= start
     indices = labels.indices()[:, keep] - torch.tensor([[start], [0]], device=labels.device)
-    return torch.sparse_coo_tensor(indices, labels.values()[keep], (n, labels.shape[1]), check_invariants=False)
+    shape = (n, labels.shape[1])
+    return torch.sparse_coo_tensor(indices, labels.values()[keep], shape, check_invariants=False).coalesce()
 
 
 @torch.no_grad()

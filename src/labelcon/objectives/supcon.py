@@ -17,6 +17,9 @@ def join_keys(
         raise ValueError("keys and key_labels go together: give both or neither")
     if keys is None:
         return embeddings, labels
+    check_embeddings(keys, "keys")
+    if keys.shape[1] != embeddings.shape[1]:
+        raise ValueError(f"keys must have the embeddings' dimension {embeddings.shape[1]}; got {keys.shape[1]}")
     key_labels = check_labels(key_labels, keys.shape[0], "key_labels")
     check_pair(labels, key_labels)
     if is_sparse(labels) != is_sparse(key_labels):
