@@ -14,7 +14,7 @@ other item. Each epoch is planned from ``numpy.random.default_rng([seed, epoch])
    Items without a possible positive are paired with each other.
 3. The pairs are shuffled and cut into batches, a pair never split across batches or
    ranks, so the two members of a pair always share a batch. With an odd ``batch_size``
-   each batch gets one extra item carrying the label of its first pair. Unless
+   each batch gets one extra item carrying the label of its first labelled pair. Unless
    ``drop_last``, the last global batch is topped up with pairs drawn again from the
    epoch, so all batches are full and every item appears at least once per epoch.
 
@@ -107,7 +107,7 @@ class LabelAwareBatchSampler(Sampler[list[int]]):
     def _plan_epoch(self, rng: np.random.Generator) -> np.ndarray:
         n = self.labels.shape[0]
         pairs, pair_labels = self._label_pairs(rng, round(self.label_fraction * n / 2))
-        anchor_pairs, anchor_labels = self._coverage_pairs(rng, pairs)
+        anchor_pairs, anchor_labels, loners = self._coverage_pairs(rng, pairs)
         pairs = np.concatenate([pairs, anchor_pairs])
         pair_labels = np.concatenate([pair_labels, anchor_labels])
         order = rng.permutation(len(pairs))
@@ -123,7 +123,9 @@ class LabelAwareBatchSampler(Sampler[list[int]]):
         pair_labels = pair_labels[: n_batches * per_batch].reshape(n_batches, self.num_replicas, -1)[:, self.rank]
         batches = pairs.reshape(n_batches, -1)
         if self.batch_size % 2:
-            batches = np.concatenate([batches, self._carriers(rng, pair_labels[:, 0])[:, None]], axis=1)
+            first_labelled = (pair_labels >= 0).argmax(axis=1)
+            shared = pair_labels[np.arange(n_batches), first_labelled]
+            batches = np.concatenate([batches, self._carriers(rng, shared, loners)[:, None]], axis=1)
         return batches
 
     def _label_pairs(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -170,8 +172,11 @@ class LabelAwareBatchSampler(Sampler[list[int]]):
         partners[items], partner_labels[items] = partner, labels
         return partners, partner_labels
 
-    def _coverage_pairs(self, rng: np.random.Generator, placed_pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pairs that place every item not yet in ``placed_pairs``, as anchors of a shuffled pass."""
+    def _coverage_pairs(
+        self, rng: np.random.Generator, placed_pairs: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pairs that place every item not yet in ``placed_pairs``, as anchors of a shuffled
+        pass; their labels (-1: a pair of items without possible positives); those items."""
         n = self.labels.shape[0]
         partners, partner_labels = self._partners(rng)
         placed = np.zeros(n, dtype=bool)
@@ -190,18 +195,19 @@ class LabelAwareBatchSampler(Sampler[list[int]]):
             else:
                 anchors.append(item)
                 seen[mate] = 1
-        anchor = np.asarray(anchors, dtype=np.int64)
-        if len(loners) % 2:
-            loners.append(int(rng.integers(n)))
-        loner_pairs = np.asarray(loners, dtype=np.int64).reshape(-1, 2)
+        anchor, loner = np.asarray(anchors, dtype=np.int64), np.asarray(loners, dtype=np.int64)
+        padded = np.concatenate([loner, rng.choice(loner, size=len(loner) % 2)])  # another loner, not a random item
+        loner_pairs = padded.reshape(-1, 2)
         pairs = np.concatenate([np.stack([anchor, partners[anchor]], axis=1), loner_pairs])
         labels = np.concatenate([partner_labels[anchor], np.full(len(loner_pairs), -1, dtype=np.int64)])
-        return pairs, labels
+        return pairs, labels, loner
 
-    def _carriers(self, rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
-        """A random item carrying each label (any item where the label is -1)."""
-        out = rng.integers(self.labels.shape[0], size=len(labels))
+    def _carriers(self, rng: np.random.Generator, labels: np.ndarray, loners: np.ndarray) -> np.ndarray:
+        """A random item carrying each label; where the label is -1 (a batch of loners only) a random loner."""
+        out = np.zeros(len(labels), dtype=np.int64)
         has = labels >= 0
+        if not has.all():
+            out[~has] = rng.choice(loners, size=int((~has).sum()))
         freq, start = self._freq[labels[has]], self._columns.indptr[labels[has]]
         out[has] = self._columns.indices[start + (rng.random(int(has.sum())) * freq).astype(np.int64)]
         return out
