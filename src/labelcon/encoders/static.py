@@ -4,8 +4,8 @@
 padding excluded) and optionally projects them. It is orders of magnitude faster than a
 transformer on CPU. Two ways to start it:
 
-- :meth:`StaticEncoder.from_texts`: train a WordPiece tokenizer (lower-cased, accents
-  stripped) on the texts; embeddings start small random normal (std 0.02).
+- :meth:`StaticEncoder.from_texts`: train a BPE tokenizer (lower-cased, accents stripped,
+  ``▁`` marking word starts) on the texts; embeddings start small random normal (std 0.02).
 - :meth:`StaticEncoder.distill_from`: same tokenizer, but each vocabulary token's row is
   the teacher's mean-pooled embedding of that token alone, reduced with PCA to ``dim``
   and scaled by a SIF weight ``a / (a + p(token))`` (Arora et al. 2017) so frequent tokens
@@ -31,26 +31,31 @@ from labelcon.encoders.base import Encoder, check_texts, load_tensors, make_proj
 from labelcon.io import atomic_open
 
 PAD, UNK = "[PAD]", "[UNK]"
+WORD_START = "▁"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 SIF_A = 1e-3
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int = 30000, min_frequency: int = 2) -> Tokenizer:
-    """Train a lower-casing WordPiece tokenizer on ``texts``; ``[PAD]`` is id 0, ``[UNK]`` id 1.
+    """Train a lower-casing BPE tokenizer on ``texts``; ``[PAD]`` is id 0, ``[UNK]`` id 1.
+
+    Words are split at whitespace and punctuation and marked with a leading ``▁``. BPE
+    is used rather than WordPiece because its training is deterministic (the same texts
+    give the same vocabulary and ids), which WordPiece's is not in ``tokenizers``.
 
     >>> tok = train_tokenizer(["Hello world", "hello there world"] * 5, vocab_size=100)
     >>> tok.encode("HELLO World").tokens
-    ['hello', 'world']
+    ['▁hello', '▁world']
     """
     texts = check_texts(texts)
     if not texts:
         raise ValueError("cannot train a tokenizer on an empty list of texts")
-    tokenizer = Tokenizer(models.WordPiece(unk_token=UNK))
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.BertPreTokenizer(), pre_tokenizers.Metaspace()])
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK], show_progress=False
     )
     tokenizer.train_from_iterator(texts, trainer=trainer, length=len(texts))
@@ -134,7 +139,7 @@ class StaticEncoder(Encoder):
     ) -> StaticEncoder:
         """Train a tokenizer on ``texts``; initialise each token's row from ``teacher`` (Model2Vec).
 
-        Every vocabulary token (``##`` continuation marks removed) is embedded alone by the
+        Every vocabulary token (word-start mark ``▁`` removed) is embedded alone by the
         teacher, the table is reduced to ``dim`` with PCA, then scaled by SIF weights
         estimated from the token frequencies in ``texts`` unless ``token_weighting="none"``.
         """
@@ -144,7 +149,7 @@ class StaticEncoder(Encoder):
             raise ValueError(f"dim={dim} exceeds the teacher's dimension {teacher.dim}; PCA cannot add dimensions")
         tokenizer = train_tokenizer(texts, vocab_size)
         tokens = [tokenizer.id_to_token(i) for i in range(tokenizer.get_vocab_size())]
-        words = [token.removeprefix("##") for token in tokens]
+        words = [token.removeprefix(WORD_START) or token for token in tokens]
         table = torch.from_numpy(teacher.encode(words, batch_size, normalize=False, show_progress=show_progress))
         table = pca(table, dim)
         if token_weighting == "sif":
@@ -197,9 +202,13 @@ def pca(table: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def sif_weights(tokenizer: Tokenizer, texts: Sequence[str]) -> torch.Tensor:
-    """SIF weight ``a / (a + p(token))`` per vocabulary id, ``p`` counted on ``texts``; unseen tokens get 1."""
+    """SIF weight ``a / (a + p(token))`` per vocabulary id, ``p`` counted on ``texts``.
+
+    Tokens never seen in ``texts`` count as seen once, so they weigh as much as the
+    rarest seen tokens rather than more.
+    """
     counts = np.zeros(tokenizer.get_vocab_size(), dtype=np.float64)
     for encoding in tokenizer.encode_batch(list(texts), add_special_tokens=False):
         np.add.at(counts, encoding.ids, 1)
-    probability = counts / max(counts.sum(), 1.0)
+    probability = np.maximum(counts, 1.0) / max(counts.sum(), 1.0)
     return torch.from_numpy(SIF_A / (SIF_A + probability)).float()

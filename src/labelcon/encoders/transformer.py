@@ -22,7 +22,7 @@ from typing import Any, Literal
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from labelcon.encoders.base import Encoder, check_texts, load_tensors, make_projection, save_tensors, seeded
+from labelcon.encoders.base import ENCODER_FILE, Encoder, check_texts, load_tensors, make_projection, save_tensors, seeded
 from labelcon.encoders.offline import minilm_path
 
 MINILM = "minilm"
@@ -35,10 +35,14 @@ def resolve_model(spec: str) -> tuple[str, bool]:
     if spec == MINILM:
         return str(minilm_path()), True
     path = Path(spec).expanduser()
+    if (path / ENCODER_FILE).is_file():
+        raise ValueError(f"{spec!r} holds a saved labelcon encoder: load it with labelcon.encoders.load_encoder")
     if path.is_dir():
         return str(path), True
     if spec.startswith((".", "/", "~")):
-        raise FileNotFoundError(f"encoder {spec!r}: no such model directory")
+        raise FileNotFoundError(
+            f"encoder {spec!r}: no such model directory; use 'minilm', 'static', 'mlp' or an existing model folder"
+        )
     return spec, False
 
 

@@ -1,0 +1,170 @@
+"""StaticEncoder, MLPEncoder, build_encoder and load_encoder without any pretrained model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from labelcon.encoders import Encoder, MLPEncoder, StaticEncoder, build_encoder, load_encoder, train_tokenizer
+from labelcon.encoders.static import sif_weights
+
+CORPUS = [
+    "The team scored a late goal to win the match",
+    "Fans cheered as the striker scored again",
+    "She baked bread and a spicy curry for dinner",
+    "This recipe needs garlic, onions and fresh basil",
+    "The band played their new album at the concert",
+    "He plays guitar and writes song lyrics",
+] * 5
+
+
+@pytest.fixture(scope="module")
+def static() -> StaticEncoder:
+    return StaticEncoder.from_texts(CORPUS, vocab_size=300, dim=32, max_length=16, projection_dim=8, seed=1)
+
+
+def test_tokenizer_is_trained_on_the_texts_and_normalises():
+    tokenizer = train_tokenizer(CORPUS, vocab_size=300)
+    vocab = tokenizer.get_vocab()
+    assert {"▁guitar", "▁curry", "▁striker"} <= set(vocab)
+    assert tokenizer.id_to_token(0) == "[PAD]" and tokenizer.id_to_token(1) == "[UNK]"
+    assert tokenizer.encode("GUITAR Curry").ids == tokenizer.encode("guitar curry").ids
+    assert train_tokenizer(CORPUS, vocab_size=300).get_vocab() == vocab  # deterministic
+    with pytest.raises(ValueError, match="empty"):
+        train_tokenizer([])
+
+
+def test_static_tokenize_pads_with_zero_and_truncates(static):
+    batch = static.tokenize(["guitar", "word " * 100, ""])
+    ids = batch["input_ids"]
+    assert ids.dtype == torch.long and ids.shape == (3, 16)
+    assert (ids[0, 1:] == 0).all() and (ids[1] != 0).all() and (ids[2] == 0).all()
+    assert static.tokenize(["", ""])["input_ids"].shape == (2, 1)
+    with pytest.raises(TypeError, match="item 1 is int"):
+        static.tokenize(["fine", 3])
+
+
+def test_static_mean_excludes_padding_and_empty_text_is_zero(static):
+    static.eval()
+    one = static({"input_ids": torch.tensor([[5, 7]])})
+    padded = static({"input_ids": torch.tensor([[5, 7, 0, 0, 0]])})
+    torch.testing.assert_close(one, padded)
+    z = static.encode(["", "guitar song"])
+    assert np.isfinite(z).all() and static.dim == 8 and z.shape == (2, 8)
+
+
+def test_static_gradients_flow_and_padding_row_stays_zero(static):
+    static.train()
+    static.zero_grad()
+    static(static.tokenize(["the band played guitar", "spicy curry"])).pow(2).sum().backward()
+    grad = static.embedding.weight.grad
+    assert grad[0].abs().sum() == 0 and grad.abs().sum() > 0
+    assert static.projection.weight.grad.abs().sum() > 0
+    assert static.embedding.weight[0].abs().sum() == 0
+    static.zero_grad(set_to_none=True)
+
+
+def test_seed_controls_initialisation():
+    a = StaticEncoder.from_texts(CORPUS, vocab_size=300, dim=16, seed=0)
+    b = StaticEncoder.from_texts(CORPUS, vocab_size=300, dim=16, seed=0)
+    c = StaticEncoder.from_texts(CORPUS, vocab_size=300, dim=16, seed=1)
+    assert torch.equal(a.embedding.weight, b.embedding.weight)
+    assert not torch.equal(a.embedding.weight, c.embedding.weight)
+    assert a.embedding.weight[1:].std() < 0.05
+
+
+def test_encode_keeps_order_restores_mode_and_validates(static):
+    texts = ["spicy curry", "the band played a new album at the concert tonight", "goal", "bread"]
+    static.train()
+    together = static.encode(texts, batch_size=3)
+    assert static.training
+    one_by_one = np.stack([static.encode([t])[0] for t in texts])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+    assert static.encode([]).shape == (0, 8)
+    assert static.encode(texts, normalize=False).dtype == np.float32
+    with pytest.raises(TypeError, match="single str"):
+        static.encode("one text")
+    with pytest.raises(ValueError, match="batch_size"):
+        static.encode(texts, batch_size=0)
+
+
+def test_encode_shows_progress(static, capsys):
+    static.encode(CORPUS, batch_size=8, show_progress=True)
+    assert "encode" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "make, items",
+    [
+        (lambda: StaticEncoder.from_texts(CORPUS, vocab_size=300, dim=16, projection_dim=4), CORPUS[:6]),
+        (lambda: StaticEncoder.from_texts(CORPUS, vocab_size=300, dim=16), CORPUS[:6]),
+        (lambda: MLPEncoder(input_dim=5, hidden_dim=7, output_dim=3, seed=2), np.arange(30.0).reshape(6, 5)),
+    ],
+)
+def test_save_load_round_trip(tmp_path, make, items):
+    encoder = make()
+    with torch.no_grad():  # move away from the initialisation so loading must restore trained weights
+        for parameter in encoder.parameters():
+            parameter.add_(0.01)
+    before = encoder.encode(items)
+    encoder.save(tmp_path / "enc")
+    encoder.save(tmp_path / "enc")  # saving over an existing save is fine
+    loaded = load_encoder(tmp_path / "enc")
+    assert type(loaded) is type(encoder) and not loaded.training
+    np.testing.assert_array_equal(loaded.encode(items), before)
+    meta = json.loads((tmp_path / "enc" / "encoder.json").read_text())
+    assert meta["type"] == encoder.encoder_type and meta["dim"] == encoder.dim
+    assert not [p.name for p in (tmp_path / "enc").iterdir() if p.name.startswith(".")]
+
+
+def test_load_encoder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not hold a saved labelcon encoder"):
+        load_encoder(tmp_path)
+    (tmp_path / "encoder.json").write_text('{"type": "nope", "config": {}}')
+    with pytest.raises(ValueError, match="unknown encoder type 'nope'"):
+        load_encoder(tmp_path)
+
+
+def test_sif_weights_favour_rare_tokens():
+    tokenizer = train_tokenizer(CORPUS, vocab_size=300)
+    weights = sif_weights(tokenizer, CORPUS)
+    vocab = tokenizer.get_vocab()
+    assert weights[vocab["▁the"]] < weights[vocab["▁guitar"]] <= 1.0
+
+
+def test_mlp_tokenize_validates_and_dropout_makes_views():
+    encoder = MLPEncoder(input_dim=4, hidden_dim=16, output_dim=6, dropout=0.5)
+    batch = encoder.tokenize([[1, 2, 3, 4], [5, 6, 7, 8]])
+    assert batch["features"].dtype == torch.float32 and batch["features"].shape == (2, 4)
+    assert not torch.equal(encoder(batch), encoder(batch))  # train mode: dropout differs
+    encoder.eval()
+    assert torch.equal(encoder(batch), encoder(batch))
+    with pytest.raises(ValueError, match=r"shape \[batch, 4\], got shape \[2, 3\]"):
+        encoder.tokenize([[1, 2, 3], [4, 5, 6]])
+    with pytest.raises(ValueError, match="numeric feature rows"):
+        encoder.encode(["a text"])
+    with pytest.raises(ValueError, match="dropout"):
+        MLPEncoder(input_dim=4, dropout=1.0)
+
+
+def test_build_encoder_specs_and_errors():
+    static = build_encoder("static", train_texts=CORPUS, max_length=8, projection_dim=4, vocab_size=300, dim=16)
+    assert isinstance(static, StaticEncoder) and static.dim == 4 and static.max_length == 8
+    features = np.random.default_rng(0).normal(size=(10, 12))
+    mlp = build_encoder("mlp", train_texts=features, projection_dim=5)
+    assert isinstance(mlp, MLPEncoder) and mlp.input_dim == 12 and mlp.dim == 5
+    assert isinstance(mlp, Encoder) and build_encoder("mlp", input_dim=3).dim == 256
+    with pytest.raises(ValueError, match="train_texts"):
+        build_encoder("static")
+    with pytest.raises(ValueError, match="input_dim"):
+        build_encoder("mlp")
+    with pytest.raises(ValueError, match="conflicting"):
+        build_encoder("mlp", input_dim=3, output_dim=7, projection_dim=5)
+    with pytest.raises(ValueError, match="non-empty str"):
+        build_encoder("  ")
+    with pytest.raises(TypeError):
+        build_encoder("static", train_texts=CORPUS, no_such_option=1)

