@@ -152,9 +152,9 @@ def test_large_sparse_label_space():
 
 
 def test_shape_mismatch_errors():
-    with pytest.raises(ValueError, match=r"scores has shape \(3, 3\) but y_true has shape \(3, 4\)"):
+    with pytest.raises(ValueError, match=r"scores has shape \(3, 3\) but the labels have shape \(3, 4\)"):
         precision_at_k(Y, S[:, :3], 1)
-    with pytest.raises(ValueError, match="y_pred has shape"):
+    with pytest.raises(ValueError, match=r"y_pred has shape \(2, 4\) but the labels have shape \(3, 4\)"):
         evaluate(Y, S, np.zeros((2, 4)))
     with pytest.raises(ValueError, match="only 0 and 1"):
         evaluate(Y * 2, S, Y)

@@ -77,7 +77,7 @@ def check_scores(scores: np.ndarray, shape: tuple[int, int] | None, name: str = 
     if s.ndim != 2:
         raise ValueError(f"{name} must be 2-D [n_items, n_labels]; got shape {s.shape}")
     if shape is not None and s.shape != tuple(shape):
-        raise ValueError(f"{name} has shape {s.shape} but y_true has shape {tuple(shape)}; they must match")
+        raise ValueError(f"{name} has shape {s.shape} but the labels have shape {tuple(shape)}; they must match")
     if not np.issubdtype(s.dtype, np.number) and s.dtype != np.bool_:
         raise ValueError(f"{name} must be numeric; got dtype {s.dtype}")
     if np.issubdtype(s.dtype, np.floating) and not np.isfinite(s).all():
@@ -93,7 +93,7 @@ def _as_prediction(y_pred: LabelMatrix, shape: tuple[int, int]) -> sp.csr_matrix
         y_pred = y_pred != 0
     m = as_label_matrix(sp.csr_matrix(y_pred, dtype=np.float32), "y_pred")
     if m.shape != tuple(shape):
-        raise ValueError(f"y_pred has shape {m.shape} but y_true has shape {tuple(shape)}; they must match")
+        raise ValueError(f"y_pred has shape {m.shape} but the labels have shape {tuple(shape)}; they must match")
     return m
 
 

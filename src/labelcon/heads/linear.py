@@ -44,7 +44,7 @@ class LinearProbeHead(Head):
 
     name = "linear"
 
-    def __init__(self, C: float = 1.0, max_iter: int = 200, class_weight: str | None = None, tol: float = 1e-6) -> None:
+    def __init__(self, C: float = 1.0, max_iter: int = 100, class_weight: str | None = None, tol: float = 1e-6) -> None:
         if C <= 0:
             raise ValueError(f"C must be > 0; got {C}")
         if max_iter < 1:

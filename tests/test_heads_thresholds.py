@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.metrics import f1_score
+
+from labelcon.heads import Thresholds, best_global_threshold, top_k_labels
+
+
+def dev_case(n=120, c=8, seed=0):
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, c)) < 0.25).astype(int)
+    y[:, 6] = 0
+    y[:2, 6] = 1  # a rare label: 2 positives
+    y[:, 7] = 0  # a label without positives
+    scores = np.clip(0.3 * y + rng.random((n, c)) * 0.8, 0, 1)
+    scores = (np.round(scores * 20) / 20).astype(np.float32)  # ties
+    return scores, y
+
+
+def brute_force_best_f1(s, y):
+    return max(f1_score(y, s >= t, zero_division=0) for t in np.unique(s))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_per_label_thresholds_maximise_f1(seed):
+    s, y = dev_case(seed=seed)
+    th = Thresholds.calibrate(s, sp.csr_matrix(y), min_positives=3)
+    decisions = th.apply(s)
+    for c in range(6):
+        assert th.per_label[c]
+        assert th.thresholds[c] in s[:, c]
+        assert f1_score(y[:, c], decisions[:, c]) == pytest.approx(brute_force_best_f1(s[:, c], y[:, c]))
+
+
+def test_rare_labels_get_the_global_micro_f1_threshold():
+    s, y = dev_case()
+    th = Thresholds.calibrate(s, y, min_positives=3)
+    assert th.per_label.tolist() == [True] * 6 + [False, False]
+    assert th.thresholds[6] == th.thresholds[7] == np.float32(th.global_threshold)
+    best = max(f1_score(y, s >= t, average="micro") for t in np.unique(s))
+    assert f1_score(y, s >= th.global_threshold, average="micro") == pytest.approx(best)
+    assert th.global_threshold == best_global_threshold(s, y)
+    fixed = Thresholds.calibrate(s, y, min_positives=3, fallback=0.42)
+    assert fixed.thresholds[6] == np.float32(0.42) and fixed.global_threshold == 0.42
+    with pytest.raises(ValueError, match="fallback must be 'global' or a number"):
+        Thresholds.calibrate(s, y, fallback="median")
+
+
+def test_global_threshold_with_small_blocks(monkeypatch):
+    import labelcon.heads.thresholds as module
+
+    s, y = dev_case(seed=4)
+    expected_global, expected = best_global_threshold(s, y), Thresholds.calibrate(s, y).thresholds
+    monkeypatch.setattr(module, "_BLOCK_ELEMENTS", 50)  # many row blocks and column blocks
+    assert best_global_threshold(s, y) == expected_global
+    np.testing.assert_array_equal(Thresholds.calibrate(s, y).thresholds, expected)
+
+
+def test_at_least_one():
+    th = Thresholds(np.array([0.9, 0.9, 0.9]), np.ones(3, dtype=bool), 0.9)
+    s = np.array([[0.95, 0.1, 0.2], [0.3, 0.5, 0.4], [0.0, 0.0, 0.0]], dtype=np.float32)
+    assert th.apply(s).sum(axis=1).tolist() == [1, 0, 0]
+    forced = th.apply(s, at_least_one=True)
+    assert forced.astype(int).tolist() == [[1, 0, 0], [0, 1, 0], [1, 0, 0]]
+    with pytest.raises(ValueError, match="scores have 2 label columns but the thresholds cover 3"):
+        th.apply(s[:, :2])
+
+
+def test_json_and_file_round_trip(tmp_path):
+    s, y = dev_case()
+    th = Thresholds.calibrate(s, y)
+    again = Thresholds.from_json(th.to_json())
+    np.testing.assert_array_equal(again.thresholds, th.thresholds)
+    np.testing.assert_array_equal(again.per_label, th.per_label)
+    loaded = Thresholds.load(th.save(tmp_path / "thresholds.json"))
+    np.testing.assert_array_equal(loaded.apply(s), th.apply(s))
+    with pytest.raises(ValueError, match="lacks keys"):
+        Thresholds.from_json({"thresholds": []})
+
+
+def test_top_k_labels():
+    s = np.array([[0.1, 0.9, 0.5, 0.3], [0.8, 0.1, 0.2, 0.7]], dtype=np.float32)
+    pred = top_k_labels(s, 2)
+    assert sp.issparse(pred)
+    assert pred.toarray().tolist() == [[0, 1, 1, 0], [1, 0, 0, 1]]
+    assert top_k_labels(s, 10).nnz == 8
+
+
+def test_calibrate_shape_mismatch():
+    s, y = dev_case()
+    with pytest.raises(ValueError, match=r"scores has shape \(120, 7\) but the labels have shape \(120, 8\)"):
+        Thresholds.calibrate(s[:, :7], y)
