@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import doctest
 import time
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
+import labelcon.sampling
 from labelcon.sampling import LabelAwareBatchSampler
 
 
@@ -131,3 +133,8 @@ def test_full_epoch_at_1e5_labels_and_2e5_items_is_fast():
     seen[np.concatenate([np.asarray(b) for b in batches])] = True
     assert seen.all()
     assert elapsed < 5.0, f"one epoch of index generation took {elapsed:.2f} s"
+
+
+def test_docstring_example_runs():
+    result = doctest.testmod(labelcon.sampling)
+    assert result.attempted > 0 and result.failed == 0

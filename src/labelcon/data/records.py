@@ -3,7 +3,9 @@
 Each reader yields ``(where, record)`` pairs: ``where`` is ``"line 7"`` (the 1-based
 physical line a record starts on; for CSV/TSV the line its row starts on, the header
 being line 1) or ``"row 7"`` for Parquet; ``record`` is a dict of field -> value.
-Blank lines are not records and are skipped. Validating what the fields hold is the job
+Blank lines are not records and are skipped. CSV and TSV follow the usual quoting rules
+(as pandas and spreadsheets write them: a field holding the delimiter, a quote or a line
+break is wrapped in double quotes, inner quotes doubled). Files are read as UTF-8. Validating what the fields hold is the job
 of :mod:`labelcon.data.dataset`; this module only turns bytes into records and says
 exactly where a file is malformed.
 

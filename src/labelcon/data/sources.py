@@ -17,6 +17,14 @@ labelcon layout (``train.jsonl``, ``dev.jsonl`` when the release has one, ``test
 - STS Benchmark (Cer et al. 2017): ``Stsbenchmark.tar.gz``; ``sts-*.csv`` split on tabs
   only (they hold unbalanced quotes): genre, file, year, id, score, sentence1, sentence2.
   Output records ``{"text1", "text2", "score"}``, no labels.txt.
+
+Raw files are kept in ``raw/`` after conversion, so a converter fix can re-run offline.
+
+>>> sgml = ('<REUTERS TOPICS="YES" LEWISSPLIT="TRAIN" NEWID="1"><TOPICS><D>cocoa</D></TOPICS>'
+...         '<TEXT>&#2;\\n<TITLE>BAHIA COCOA REVIEW</TITLE><BODY>Showers continued in\\nthe cocoa zone.\\n'
+...         '    Arrivals rose.\\n Reuter\\n&#3;</BODY></TEXT></REUTERS>')
+>>> list(parse_reuters_sgml(sgml))
+[('TRAIN', ['cocoa'], 'BAHIA COCOA REVIEW\\nShowers continued in the cocoa zone.\\nArrivals rose.')]
 """
 
 from __future__ import annotations
