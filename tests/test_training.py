@@ -51,10 +51,12 @@ def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _assert_close(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    """Equal to 1e-5 relative; entries that vanish mathematically (attention key biases,
+    ~1e-12) are judged against the largest gradient of the model."""
     assert got.keys() == want.keys()
+    scale = max(g.abs().max().item() for g in want.values())
     for name in want:
-        scale = want[name].abs().max().clamp_min(1e-12)
-        assert (got[name] - want[name]).abs().max() / scale < 1e-5, name
+        assert torch.allclose(got[name], want[name], rtol=1e-5, atol=1e-6 * scale), name
 
 
 @pytest.mark.parametrize("size", [1, 5, 12])
