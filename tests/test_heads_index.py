@@ -29,7 +29,7 @@ def test_exact_and_faiss_agree(random_data):
     exact = NearestNeighbors(x, exact=True)
     approx = NearestNeighbors(x, exact=False)
     assert exact.exact and not approx.exact
-    (s1, i1), (s2, i2) = exact.search(q, 10), approx.search(q, 10)
+    (_, i1), (s2, i2) = exact.search(q, 10), approx.search(q, 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(i1, i2)])
     assert recall >= 0.95
     assert np.all(np.diff(s2, axis=1) <= 1e-6)

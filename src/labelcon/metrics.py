@@ -56,7 +56,7 @@ def as_label_matrix(y: LabelMatrix, name: str = "y_true") -> sp.csr_matrix:
     else:
         arr = np.asarray(y)
         if arr.ndim != 2:
-            raise ValueError(f"{name} must be a 2-D label matrix [n_items, n_labels]; got an array of shape {arr.shape}")
+            raise ValueError(f"{name} must be a 2-D label matrix [n_items, n_labels]; got shape {arr.shape}")
         m = sp.csr_matrix(arr.astype(np.float32))
     if m.ndim != 2:
         raise ValueError(f"{name} must be a 2-D label matrix [n_items, n_labels]; got shape {m.shape}")
@@ -72,13 +72,15 @@ def as_label_matrix(y: LabelMatrix, name: str = "y_true") -> sp.csr_matrix:
 def check_scores(scores: np.ndarray, shape: tuple[int, int] | None, name: str = "scores") -> np.ndarray:
     """Return ``scores`` as a dense finite numeric 2-D array, of ``shape`` when given."""
     if sp.issparse(scores):
-        raise ValueError(f"{name} must be a dense array [n_items, n_labels] or a top-k pair (indices, values); got a sparse matrix")
+        raise ValueError(f"{name} must be a dense array [n_items, n_labels]; got a sparse matrix")
     s = np.asarray(scores)
     if s.ndim != 2:
         raise ValueError(f"{name} must be 2-D [n_items, n_labels]; got shape {s.shape}")
     if shape is not None and s.shape != tuple(shape):
         raise ValueError(f"{name} has shape {s.shape} but the labels have shape {tuple(shape)}; they must match")
-    if not np.issubdtype(s.dtype, np.number) and s.dtype != np.bool_:
+    if s.dtype == np.bool_:
+        s = s.astype(np.float32)
+    if not np.issubdtype(s.dtype, np.number):
         raise ValueError(f"{name} must be numeric; got dtype {s.dtype}")
     if np.issubdtype(s.dtype, np.floating) and not np.isfinite(s).all():
         raise ValueError(f"{name} contains NaN or infinite values")
@@ -249,9 +251,22 @@ def psp_at_k(y_true: LabelMatrix, scores: np.ndarray | TopK, k: int, propensitie
 # ---------------------------------------------------------------- ranking over all labels
 
 
-def _column_blocks(n: int, c: int):
+def sorted_columns(scores: np.ndarray, y_csc: sp.csc_matrix, cols: np.ndarray):
+    """Yield ``(block, s, y)`` over blocks of the label columns ``cols``: ``s`` [b, n] holds
+    each column's scores sorted descending, ``y`` [b, n] its labels in that order (the order
+    within a run of tied scores is arbitrary: callers read values only at the ends of runs).
+
+    Columns are turned into contiguous rows before sorting (sorting along a strided axis
+    is several times slower), and a block holds at most ~``_BLOCK_ELEMENTS`` entries.
+    """
+    n = scores.shape[0]
     step = max(1, _BLOCK_ELEMENTS // max(n, 1))
-    return (slice(j, min(j + step, c)) for j in range(0, c, step))
+    for j in range(0, len(cols), step):
+        block = cols[j : j + step]
+        s = np.ascontiguousarray(scores[:, block].T)
+        order = np.argsort(-s, axis=1)
+        labels = y_csc[:, block].T.toarray()
+        yield block, np.take_along_axis(s, order, axis=1), np.take_along_axis(labels, order, axis=1)
 
 
 def average_precision_per_label(y_true: LabelMatrix, scores: np.ndarray) -> np.ndarray:
@@ -266,20 +281,14 @@ def average_precision_per_label(y_true: LabelMatrix, scores: np.ndarray) -> np.n
     n, c = y.shape
     ap = np.full(c, np.nan)
     npos = np.diff(y.indptr)
-    for cols in _column_blocks(n, c):
-        block = s[:, cols]
-        order = np.argsort(-block, axis=0, kind="stable")
-        ss = np.take_along_axis(block, order, axis=0)
-        ys = np.take_along_axis(y[:, cols].toarray(), order, axis=0)
-        precision = np.cumsum(ys, axis=0) / np.arange(1, n + 1)[:, None]
-        # each positive earns the precision at the end of its group of tied scores
+    for block, ss, ys in sorted_columns(s, y, np.flatnonzero(npos)):
+        precision = np.cumsum(ys, axis=1) / np.arange(1, n + 1)
+        # each positive earns the precision at the end of its run of tied scores
         is_end = np.ones_like(ss, dtype=bool)
-        is_end[:-1] = ss[:-1] != ss[1:]
-        end = np.where(is_end, np.arange(n)[:, None], n)
-        group_end = np.minimum.accumulate(end[::-1], axis=0)[::-1]
-        total = (ys * np.take_along_axis(precision, group_end, axis=0)).sum(axis=0)
-        p = npos[cols]
-        ap[cols] = np.where(p > 0, total / np.maximum(p, 1), np.nan)
+        is_end[:, :-1] = ss[:, :-1] != ss[:, 1:]
+        end = np.where(is_end, np.arange(n), n)
+        run_end = np.minimum.accumulate(end[:, ::-1], axis=1)[:, ::-1]
+        ap[block] = (ys * np.take_along_axis(precision, run_end, axis=1)).sum(axis=1) / npos[block]
     return ap
 
 

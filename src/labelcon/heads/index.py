@@ -83,7 +83,9 @@ class NearestNeighbors:
                 self._faiss.hnsw.efConstruction = ef_construction
                 self._faiss.add(self.embeddings)
             if self._faiss.ntotal != n or self._faiss.d != dim:
-                raise ValueError(f"saved faiss index holds {self._faiss.ntotal}x{self._faiss.d}, embeddings are {n}x{dim}")
+                raise ValueError(
+                    f"saved faiss index holds {self._faiss.ntotal}x{self._faiss.d}; the embeddings are {n}x{dim}"
+                )
 
     def __len__(self) -> int:
         return len(self.embeddings)
@@ -127,7 +129,8 @@ class NearestNeighbors:
         idx = np.empty((len(q), k), dtype=np.int64)
         step = max(1, self.block_elements // len(self))
         for start in range(0, len(q), step):
-            idx[start : start + step], sims[start : start + step] = top_k(q[start : start + step] @ self.embeddings.T, k)
+            rows = slice(start, start + step)
+            idx[rows], sims[rows] = top_k(q[rows] @ self.embeddings.T, k)
         return sims, idx
 
     def _search_faiss(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from labelcon.io import read_json, write_json
-from labelcon.metrics import LabelMatrix, as_label_matrix, check_scores, top_k
+from labelcon.metrics import LabelMatrix, as_label_matrix, check_scores, sorted_columns, top_k
 
 _BLOCK_ELEMENTS = 1 << 23
 
@@ -44,7 +44,8 @@ class Thresholds:
         self.global_threshold = float(global_threshold)
         if self.thresholds.ndim != 1 or self.per_label.shape != self.thresholds.shape:
             raise ValueError(
-                f"thresholds and per_label must be 1-D of equal length; got {self.thresholds.shape} and {self.per_label.shape}"
+                "thresholds and per_label must be 1-D of equal length; "
+                f"got {self.thresholds.shape} and {self.per_label.shape}"
             )
 
     def __len__(self) -> int:
@@ -76,11 +77,11 @@ class Thresholds:
         counts = np.diff(y_csc.indptr)
         per_label = counts >= max(min_positives, 1)
         thresholds = np.full(y.shape[1], global_t, dtype=np.float32)
-        cols = np.flatnonzero(per_label)
-        step = max(1, _BLOCK_ELEMENTS // max(y.shape[0], 1))
-        for j in range(0, len(cols), step):
-            block = cols[j : j + step]
-            thresholds[block] = _best_column_thresholds(s[:, block], y_csc[:, block].toarray(), counts[block])
+        n = y.shape[0]
+        for block, ss, ys in sorted_columns(s, y_csc, np.flatnonzero(per_label)):
+            f1 = 2 * np.cumsum(ys, axis=1) / (np.arange(1, n + 1) + counts[block][:, None])
+            f1[:, :-1][ss[:, :-1] == ss[:, 1:]] = -1.0  # cut only at the end of a run of tied scores
+            thresholds[block] = ss[np.arange(len(block)), np.argmax(f1, axis=1)]
         return cls(thresholds, per_label, global_t)
 
     def apply(self, scores: np.ndarray, *, at_least_one: bool = False) -> np.ndarray:
@@ -118,18 +119,6 @@ class Thresholds:
         return cls.from_json(read_json(path))
 
 
-def _best_column_thresholds(s: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """F1-optimal threshold of each column of a dense block (every column has positives)."""
-    n = s.shape[0]
-    order = np.argsort(-s, axis=0, kind="stable")
-    ss = np.take_along_axis(s, order, axis=0)
-    tp = np.cumsum(np.take_along_axis(y, order, axis=0), axis=0)
-    f1 = 2 * tp / (np.arange(1, n + 1)[:, None] + counts[None, :])
-    f1[:-1][ss[:-1] == ss[1:]] = -1.0  # only cut at the end of a run of tied scores
-    best = np.argmax(f1, axis=0)
-    return ss[best, np.arange(s.shape[1])]
-
-
 def best_global_threshold(scores: np.ndarray, Y: LabelMatrix) -> float:
     """The single threshold t maximising micro-F1 = 2 TP(t) / (#{s >= t} + #positives).
 
@@ -144,12 +133,13 @@ def best_global_threshold(scores: np.ndarray, Y: LabelMatrix) -> float:
     neg_cand, per_score = np.unique(-s[rows, y.indices], return_counts=True)
     cand = -neg_cand  # the positives' distinct scores, descending
     tp = np.cumsum(per_score)
-    predicted = np.zeros(len(cand))
-    step = max(1, _BLOCK_ELEMENTS // max(y.shape[1], 1))
     asc = cand[::-1]
+    above = np.zeros(len(cand) + 1, dtype=np.int64)  # above[j]: entries with exactly j candidates <= them
+    step = max(1, _BLOCK_ELEMENTS // max(y.shape[1], 1))
     for start in range(0, y.shape[0], step):
-        flat = np.sort(s[start : start + step].ravel())
-        predicted += (flat.size - np.searchsorted(flat, asc, side="left"))[::-1]
+        position = np.searchsorted(asc, s[start : start + step].ravel(), side="right")
+        above += np.bincount(position, minlength=len(cand) + 1)
+    predicted = np.cumsum(above[::-1])[:-1]  # entries >= cand[j], cand descending
     f1 = 2 * tp / (predicted + y.nnz)
     return float(cand[int(np.argmax(f1))])
 
