@@ -152,7 +152,7 @@ def test_build_head_and_input_errors(data):
         build_head("svm")
     with pytest.raises(ValueError, match=r"unknown parameters \['depth'\]"):
         build_head("knn", depth=3)
-    with pytest.raises(ValueError, match="Y has 10 rows but embeddings has 600"):
+    with pytest.raises(ValueError, match="Y has 10 rows but the embeddings have 600"):
         KNNHead().fit(x_train, y_train[:10])
     head = PrototypeHead().fit(x_train, y_train)
     with pytest.raises(ValueError, match=r"must have dim 32 \(as in fit\); got shape \(2, 8\)"):

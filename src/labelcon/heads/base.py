@@ -61,7 +61,7 @@ def check_labels(y: LabelMatrix, n_items: int) -> sp.csr_matrix:
     """A {0,1} CSR label matrix with one row per embedding."""
     m = as_label_matrix(y, "Y")
     if m.shape[0] != n_items:
-        raise ValueError(f"Y has {m.shape[0]} rows but embeddings has {n_items}; they must match")
+        raise ValueError(f"Y has {m.shape[0]} rows but the embeddings have {n_items}; they must match")
     return m
 
 
