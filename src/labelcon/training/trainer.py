@@ -188,6 +188,8 @@ class Trainer:
         cfg = self.config
         if len(items) != labels.shape[0]:
             raise ValueError(f"{len(items)} items but {labels.shape[0]} label rows")
+        if len(items) < 2:
+            raise ValueError(f"contrastive training needs at least 2 training items, got {len(items)}")
         seed_everything(cfg.seed)
         self._view_rng = np.random.default_rng(cfg.seed)
         sampler = LabelAwareBatchSampler(
