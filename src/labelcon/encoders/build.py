@@ -37,7 +37,7 @@ def build_encoder(
 ) -> Encoder:
     """Build a new encoder from ``spec``; extra keyword arguments go to its constructor."""
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"encoder spec must be a non-empty str such as 'minilm', 'static', 'mlp' or a path, got {spec!r}")
+        raise ValueError(f"encoder spec must be a non-empty str: 'minilm', 'static', 'mlp' or a path, got {spec!r}")
     if spec == "static":
         if train_texts is None:
             raise ValueError("the 'static' encoder trains its tokenizer on your texts: pass train_texts=")

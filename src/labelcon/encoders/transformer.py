@@ -16,13 +16,22 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from labelcon.encoders.base import ENCODER_FILE, Encoder, check_texts, load_tensors, make_projection, save_tensors, seeded
+from labelcon.encoders.base import (
+    ENCODER_FILE,
+    Encoder,
+    check_texts,
+    load_tensors,
+    make_projection,
+    save_tensors,
+    seeded,
+)
 from labelcon.encoders.offline import minilm_path
 
 MINILM = "minilm"
@@ -104,7 +113,7 @@ class TransformerEncoder(Encoder):
         self.dim = projection_dim or hidden
         self.train()
 
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Pad and truncate to ``max_length``; returns the model's inputs (ids, mask, ...)."""
         encoded = self.tokenizer(
             check_texts(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
