@@ -125,8 +125,9 @@ class Encoder(torch.nn.Module, abc.ABC):
     def save(self, directory: str | os.PathLike) -> None:
         """Save weights, tokenizer files and ``encoder.json`` into ``directory``.
 
-        Every file is written atomically and ``encoder.json`` comes last, so a directory
-        with an ``encoder.json`` always holds a complete encoder.
+        Every file is written atomically and ``encoder.json`` comes last, so an interrupted
+        first save leaves no ``encoder.json``. To replace an earlier save as one unit, save
+        into ``labelcon.io.atomic_directory(directory)``.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
