@@ -462,3 +462,16 @@ def test_docstring_examples_run(module):
     mod = importlib.import_module(f"labelcon.objectives.{module}")
     result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_wide_dense_labels_take_the_sparse_route(monkeypatch):
+    from labelcon.objectives import relations
+
+    z, y = _embeddings(12), _multilabels(12, c=600, p=0.01, empty_rows=())
+    y[:6, 7] = 1
+    for relation in ("any", "all", "jaccard"):
+        sparse_route = supcon(z, y, 0.1, relation)
+        monkeypatch.setattr(relations, "SPARSE_WIDTH", 10_000)
+        torch.testing.assert_close(supcon(z, y, 0.1, relation), sparse_route)
+        assert_same(lambda z: mulsupcon(z, y, 0.1), lambda z: ref_mulsupcon(z, y, 0.1), z)
+        monkeypatch.undo()

@@ -106,7 +106,7 @@ def contrastive_loss(
     check_options(tau_plus, beta)
     dtype = compute_dtype(anchors, keys)
     z = normalise(anchors, dtype, "anchors")
-    k = normalise(keys, dtype, "keys")
+    k = z if keys is anchors else normalise(keys, dtype, "keys")
     if z.shape[1] != k.shape[1]:
         raise ValueError(f"anchors and keys must have the same dimension; got {z.shape[1]} and {k.shape[1]}")
     weights = weights.to(dtype)
@@ -114,46 +114,63 @@ def contrastive_loss(
     if weights.shape != (n_rows, k.shape[0]):
         raise ValueError(f"weights must have shape [{n_rows}, {k.shape[0]}]; got {list(weights.shape)}")
 
-    logits = (z / temperature) @ k.T
-    if self_index is not None:
-        # A finite fill: exp() gives 0 in the denominator and 0 * fill stays 0 in the targets.
-        logits[torch.arange(z.shape[0], device=z.device), self_index] = MASKED
-    if rows is not None:
-        logits = logits.index_select(0, rows)
-
+    self_columns = None if self_index is None else self_index if rows is None else self_index[rows]
     if tau_plus > 0 or beta > 0 or decoupled:
-        log_denominator, usable = _option_denominator(
-            logits, weights, self_index, rows, temperature, tau_plus, beta, decoupled
-        )
+        logits = (z if rows is None else z.index_select(0, rows)) @ (k.T / temperature)
+        if self_columns is not None:
+            logits[torch.arange(logits.shape[0], device=z.device), self_columns] = MASKED
+        log_denominator, usable = _option_denominator(logits, weights, self_columns, temperature, tau_plus, beta, decoupled)
         weights = weights * usable.unsqueeze(1)
         mass = weights.sum(dim=1)
         loss = torch.dot(mass, log_denominator) - torch.dot(weights.flatten(), logits.flatten())
     else:
         mass = weights.sum(dim=1)
-        loss = _SoftTargetCrossEntropy.apply(logits, weights, mass)
+        if keys is anchors and rows is None:  # the batch against itself: symmetric logits
+            loss = _FusedContrast.apply(z, None, weights, mass, self_columns, 1.0 / temperature)
+        else:
+            anchor_rows = z if rows is None else z.index_select(0, rows)
+            loss = _FusedContrast.apply(anchor_rows, k, weights, mass, self_columns, 1.0 / temperature)
     total = mass.sum()
     if total == 0:
         return (z.sum() + k.sum()) * 0.0
     return loss / total
 
 
-class _SoftTargetCrossEntropy(torch.autograd.Function):
-    """``sum_r mass_r * logsumexp(l_r) - sum_rj W_rj l_rj`` with a fused backward
-    ``mass_r * softmax(l_r) - W_r`` (one buffer instead of autograd's chain of [R, N]
-    temporaries)."""
+class _FusedContrast(torch.autograd.Function):
+    """``sum_r mass_r * logsumexp(l_r) - sum_rj W_rj l_rj`` with ``l = z @ k.T * scale``
+    (self masked), computed in place in one [R, N] buffer that ends up holding
+    ``exp(l - max)``; the backward is ``G = mass_r * softmax(l_r) - W_r`` times matrix
+    products. With ``k=None`` the keys are the anchors themselves and the two products of
+    the backward collapse into one: ``dL/dz = (G + G.T) @ z * scale``. This keeps the plain
+    objectives at about the cost of a bare ``z @ z.T`` forward and backward."""
 
     @staticmethod
-    def forward(ctx, logits: Tensor, weights: Tensor, mass: Tensor) -> Tensor:
-        lse = torch.logsumexp(logits, dim=1)
-        ctx.save_for_backward(logits, weights, mass, lse)
-        return torch.dot(mass, lse) - torch.dot(weights.flatten(), logits.flatten())
+    def forward(
+        ctx, z: Tensor, k: Tensor | None, weights: Tensor, mass: Tensor, self_columns: Tensor | None, scale: float
+    ) -> Tensor:
+        logits = (z * scale) @ (z if k is None else k).T
+        if self_columns is not None:
+            # A finite fill: exp() gives 0 in the denominator and 0 * fill stays 0 in the targets.
+            logits[torch.arange(z.shape[0], device=z.device), self_columns] = MASKED
+        attract = torch.dot(weights.flatten(), logits.flatten())
+        top = logits.amax(dim=1)
+        exps = logits.sub_(top.unsqueeze(1)).exp_()
+        norm = exps.sum(dim=1)
+        ctx.save_for_backward(z, k, weights, mass, exps, norm)
+        ctx.scale = scale
+        return torch.dot(mass, top + norm.log()) - attract
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
-        logits, weights, mass, lse = ctx.saved_tensors
-        out = torch.sub(logits, lse.unsqueeze(1)).exp_().mul_((mass * grad).unsqueeze(1))
-        return out.sub_(weights, alpha=float(grad)), None, None
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        z, k, weights, mass, exps, norm = ctx.saved_tensors
+        coefficient = mass * (grad * ctx.scale) / norm
+        g = exps.mul(coefficient.unsqueeze(1)).sub_(weights, alpha=float(grad) * ctx.scale)
+        if k is None:  # a transposed copy and an add cost less than a second product
+            return g.T.contiguous().add_(g) @ z, None, None, None, None, None
+        grad_z = g @ k if ctx.needs_input_grad[0] else None
+        grad_k = g.T @ z if ctx.needs_input_grad[1] else None
+        return grad_z, grad_k, None, None, None, None
 
 
 def _masked_logsumexp(x: Tensor, mask: Tensor) -> Tensor:
@@ -165,8 +182,7 @@ def _masked_logsumexp(x: Tensor, mask: Tensor) -> Tensor:
 def _option_denominator(
     logits: Tensor,
     weights: Tensor,
-    self_index: Tensor | None,
-    rows: Tensor | None,
+    self_columns: Tensor | None,
     temperature: float,
     tau_plus: float,
     beta: float,
@@ -176,8 +192,7 @@ def _option_denominator(
     that have a denominator at all (0.0 for decoupled rows without negatives)."""
     positive = weights > 0
     negative = ~positive
-    if self_index is not None:
-        self_columns = self_index if rows is None else self_index[rows]
+    if self_columns is not None:
         negative[torch.arange(negative.shape[0], device=negative.device), self_columns] = False
     n_neg = negative.sum(dim=1)
     has_neg = n_neg > 0

@@ -34,8 +34,9 @@ def mulsupcon(
     :func:`labelcon.objectives.supcon`; there each (i, c) gets its own denominator.
 
     Without options the anchors of one item share a denominator, so the whole loss is one
-    kernel row per item with targets ``W_ij = sum_c [valid ic] Y_jc / |P_ic|``, built as
-    ``(Y / |P|) @ Yk.T``; with options it has one row per (i, c).
+    kernel row per item with targets ``W_ij = sum_c Y_ic Y_jc / |P_ic|`` (``j != i``, terms
+    with empty ``P_ic`` left out), built as ``(Y / |P|) @ Yk.T``: the row's mass is its
+    number of anchors. With options each (i, c) gets its own kernel row.
 
     >>> z = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
     >>> y = torch.tensor([[1, 1], [1, 0], [0, 1], [0, 1]])
@@ -47,29 +48,32 @@ def mulsupcon(
     if labels.dim() != 2:
         raise ValueError(f"mulsupcon needs a {{0,1}} label matrix of shape [B, C]; got shape {list(labels.shape)}")
     all_keys, all_labels = join_keys(embeddings, labels, keys, key_labels)
-    n = embeddings.shape[0]
-    holders = _column_sums(all_labels).to(compute_dtype(embeddings, all_keys))  # self included
-    anchor_rows, anchor_cols = _ones(labels)
-    inverse = 1.0 / (holders - 1).clamp_min(1.0)
-    valid = holders[anchor_cols] > 1
-    anchor_rows, anchor_cols = anchor_rows[valid], anchor_cols[valid]
-    options = dict(tau_plus=tau_plus, beta=beta, decoupled=decoupled)
+    dtype = compute_dtype(embeddings, all_keys)
+    index = torch.arange(embeddings.shape[0], device=embeddings.device)
+    holders = _column_sums(all_labels).to(dtype)  # self included, so |P_ic| = holders_c - 1
+    inverse = torch.where(holders > 1, 1.0 / (holders - 1).clamp_min(1.0), 0.0)  # 0: no anchor
 
     if tau_plus > 0 or beta > 0 or decoupled:
-        weights = _label_columns(all_labels, anchor_cols).to(inverse.dtype) * inverse[anchor_cols].unsqueeze(1)
-        weights[torch.arange(anchor_rows.shape[0], device=weights.device), anchor_rows] = 0.0
+        rows, columns = _ones(labels)
+        keep = holders[columns] > 1
+        rows, columns = rows[keep], columns[keep]
+        weights = _label_columns(all_labels, columns).to(dtype) * inverse[columns].unsqueeze(1)
+        weights[torch.arange(rows.shape[0], device=weights.device), rows] = 0.0
         return contrastive_loss(
-            embeddings, all_keys, weights, temperature,
-            self_index=torch.arange(n, device=weights.device), rows=anchor_rows, **options,
+            embeddings, all_keys, weights, temperature, self_index=index, rows=rows,
+            tau_plus=tau_plus, beta=beta, decoupled=decoupled,
         )
-    scaled = torch.sparse_coo_tensor(
-        torch.stack([anchor_rows, anchor_cols]), inverse[anchor_cols], labels.shape, check_invariants=False
-    )
-    key_side = all_labels.to(inverse.dtype)
-    weights = pair_products(scaled if is_sparse(key_side) else scaled.to_dense(), key_side)
-    index = torch.arange(n, device=weights.device)
+    weights = pair_products(_scale_columns(labels, inverse), all_labels.to(dtype))
     weights[index, index] = 0.0
-    return contrastive_loss(embeddings, all_keys, weights, temperature, self_index=index, **options)
+    return contrastive_loss(embeddings, all_keys, weights, temperature, self_index=index)
+
+
+def _scale_columns(labels: Tensor, scale: Tensor) -> Tensor:
+    if is_sparse(labels):
+        indices = labels.indices()
+        values = labels.values() * scale[indices[1]]
+        return torch.sparse_coo_tensor(indices, values, labels.shape, is_coalesced=True, check_invariants=False)
+    return labels * scale
 
 
 def _column_sums(labels: Tensor) -> Tensor:

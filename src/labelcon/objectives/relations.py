@@ -46,9 +46,16 @@ def check_labels(labels: Tensor, n_items: int, name: str = "labels") -> Tensor:
 
 
 def _check_binary(values: Tensor, name: str) -> None:
-    if values.is_complex() or not bool(((values == 0) | (values == 1)).all()):
-        bad = values[(values != 0) & (values != 1)][:3].tolist() if not values.is_complex() else "complex"
-        raise ValueError(f"multi-label {name} must hold only 0 and 1; got values such as {bad}")
+    """All values in {0, 1}: within [0, 1] and summing to their count of non-zeros
+    (two reductions, no temporary of the labels' size)."""
+    if values.dtype == torch.bool or values.numel() == 0:
+        return
+    if not values.is_complex():
+        low, high = torch.aminmax(values)
+        if low >= 0 and high <= 1 and values.sum(dtype=torch.float64) == torch.count_nonzero(values):
+            return
+    bad = values[(values != 0) & (values != 1)][:3].tolist() if not values.is_complex() else "complex"
+    raise ValueError(f"multi-label {name} must hold only 0 and 1; got values such as {bad}")
 
 
 def check_pair(labels: Tensor, key_labels: Tensor) -> None:
@@ -68,15 +75,27 @@ def set_sizes(labels: Tensor) -> Tensor:
     return labels.sum(dim=1)
 
 
+#: Dense label matrices wider than this, and sparser than SPARSE_DENSITY, are multiplied
+#: as sparse matrices: B * N * C dense work would dwarf the logits' B * N * D.
+SPARSE_WIDTH = 512
+SPARSE_DENSITY = 0.05
+
+
 def pair_products(a: Tensor, b: Tensor) -> Tensor:
-    """``a @ b.T`` as a dense [B, N] matrix; sparse x sparse when either side is sparse,
-    so a sparse [B, C] operand is never densified. With 0/1 rows: |Y_i ∩ Yk_j|."""
+    """``a @ b.T`` as a dense [B, N] matrix; sparse x sparse when either side is sparse
+    (or both are wide and sparse in fact), so a sparse [B, C] operand is never
+    densified. With 0/1 rows: |Y_i ∩ Yk_j|."""
     if not (is_sparse(a) or is_sparse(b)):
-        return a @ b.T
+        if a.shape[1] <= SPARSE_WIDTH or max(_density(a), _density(b)) > SPARSE_DENSITY:
+            return a @ b.T
     a, b = (x if is_sparse(x) else x.to_sparse() for x in (a, b))
     with warnings.catch_warnings():  # torch routes COO products through CSR, "beta" support
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
         return torch.sparse.mm(a, b.t().coalesce()).to_dense()
+
+
+def _density(x: Tensor) -> float:
+    return float(torch.count_nonzero(x)) / max(x.numel(), 1)
 
 
 def relation_weights(labels: Tensor, key_labels: Tensor, relation: str, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -92,16 +111,20 @@ def relation_weights(labels: Tensor, key_labels: Tensor, relation: str, dtype: t
             [0.5000, 1.0000, 0.0000],
             [0.0000, 0.0000, 1.0000]])
     """
-    if labels.dim() == 1:
-        return (labels.unsqueeze(1) == key_labels.unsqueeze(0)).to(dtype)
+    if labels.dim() == 1:  # ids renumbered 0..K-1, exact in float: a fast float == float
+        _, ids = torch.unique(torch.cat([labels, key_labels]), return_inverse=True)
+        ids = ids.to(dtype)
+        out = torch.empty(labels.shape[0], key_labels.shape[0], dtype=dtype, device=labels.device)
+        return torch.eq(ids[: labels.shape[0]].unsqueeze(1), ids[labels.shape[0] :].unsqueeze(0), out=out)
     if relation not in RELATIONS:
         raise ValueError(f"relation must be one of {list(RELATIONS)}; got {relation!r}")
-    inter = pair_products(labels, key_labels)  # exact small integers in float32
+    # Counts are small integers, exact in float32; every step below works in place.
+    inter = pair_products(labels, key_labels).to(dtype)
     if relation == "any":
-        return (inter > 0).to(dtype)
-    size, key_size = set_sizes(labels).unsqueeze(1), set_sizes(key_labels).unsqueeze(0)
-    if relation == "all":
-        return ((inter == size) & (inter == key_size) & (size > 0)).to(dtype)
-    inter, size, key_size = inter.to(dtype), size.to(dtype), key_size.to(dtype)
-    union = (size + key_size).sub_(inter)
+        return inter.clamp_(max=1.0)
+    size, key_size = set_sizes(labels).to(dtype).unsqueeze(1), set_sizes(key_labels).to(dtype).unsqueeze(0)
+    if relation == "all":  # |Y_i| + |Y_j| - 2 |Y_i ∩ Y_j| = |Y_i Δ Y_j| = 0, Y_i non-empty
+        difference = inter.mul_(-2.0).add_(size).add_(key_size)
+        return difference.neg_().add_(1.0).clamp_(min=0.0).mul_(size > 0)
+    union = torch.add(size, key_size).sub_(inter)
     return inter.div_(union.clamp_min_(1.0))
