@@ -129,6 +129,71 @@ def top_k(scores: np.ndarray, k: int) -> TopK:
     return indices, values
 
 
+def sparse_top_k(scores: sp.spmatrix | sp.sparray, k: int) -> TopK:
+    """:func:`top_k` of a non-negative sparse score matrix whose missing entries are 0,
+    without densifying it: ``(indices [n, k], values [n, k])``, best first.
+
+    A row with ``m < k`` stored scores is completed with ``k - m`` of its zero-score
+    labels, the lowest label ids first, so every slot holds a real label as with dense
+    scores. Work and memory are O(nnz + n * k), not O(n * C): the kNN head's scores at
+    10^5 labels hold only the labels of the k neighbours per item.
+
+    >>> s = sp.csr_matrix(np.array([[0.0, 0.2, 0.0, 0.7], [0.0, 0.0, 0.0, 0.0]], dtype=np.float32))
+    >>> idx, val = sparse_top_k(s, 3)
+    >>> idx.tolist(), val.tolist()
+    ([[3, 1, 0], [0, 1, 2]], [[0.699999988079071, 0.20000000298023224, 0.0], [0.0, 0.0, 0.0]])
+    """
+    if not sp.issparse(scores):
+        raise ValueError(f"scores must be a scipy.sparse matrix; got {type(scores).__name__}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1; got {k}")
+    s = sp.csr_matrix(scores, copy=True)
+    if s.ndim != 2:
+        raise ValueError(f"scores must be 2-D [n_items, n_labels]; got shape {s.shape}")
+    s.sum_duplicates()
+    s.eliminate_zeros()
+    if s.nnz and (not np.isfinite(s.data).all() or s.data.min() < 0):
+        raise ValueError("sparse scores must be finite and >= 0 (missing entries count as 0)")
+    n, c = s.shape
+    k = min(k, c)
+    lengths = np.diff(s.indptr)
+    indices = np.empty((n, k), dtype=np.int64)
+    values = np.empty((n, k), dtype=s.dtype)
+    start = 0
+    while start < n:
+        # rows whose padded width, max(k, longest row), keeps the block near _BLOCK_ELEMENTS
+        width = max(k, int(lengths[start : start + max(1, _BLOCK_ELEMENTS // max(k, 1))].max(initial=0)))
+        stop = min(n, start + max(1, _BLOCK_ELEMENTS // width))
+        indices[start:stop], values[start:stop] = _sparse_block_top_k(s[start:stop], k, width)
+        start = stop
+    return indices, values
+
+
+def _sparse_block_top_k(s: sp.csr_matrix, k: int, width: int) -> TopK:
+    """:func:`sparse_top_k` of one block whose rows hold at most ``width`` (>= k) entries."""
+    n, c = s.shape
+    lengths = np.diff(s.indptr)
+    row = np.repeat(np.arange(n), lengths)
+    position = np.arange(s.nnz) - np.repeat(s.indptr[:-1], lengths)
+    padded = np.full((n, width), -1.0, dtype=np.float64)  # -1: an empty slot, below every score
+    labels = np.full((n, width), -1, dtype=np.int64)
+    padded[row, position], labels[row, position] = s.data, s.indices
+    slots, top = top_k(padded, k)
+    indices = np.take_along_axis(labels, slots, axis=1)
+    values = top.astype(s.dtype)
+    short = np.flatnonzero(lengths < k)
+    if short.size:  # fill the empty tail slots with the lowest-numbered labels not stored
+        candidates = min(2 * k, c)  # holds >= k - m free labels for a row of m < k entries
+        stored = s[short][:, :candidates].toarray() != 0
+        free_first = np.argsort(stored, axis=1, kind="stable")
+        rank = np.arange(k)[None, :] - lengths[short][:, None]
+        fill = rank >= 0
+        chosen = np.take_along_axis(free_first, np.maximum(rank, 0), axis=1)
+        rows, cols = np.broadcast_to(short[:, None], fill.shape)[fill], np.nonzero(fill)[1]
+        indices[rows, cols], values[rows, cols] = chosen[fill], 0
+    return indices, values
+
+
 def _ranked_indices(scores: np.ndarray | TopK, shape: tuple[int, int], k: int) -> np.ndarray:
     """Top-k label indices [n, k] (best first, -1 = empty) from dense scores or a top-k pair."""
     if k < 1:

@@ -3,6 +3,8 @@
 - :class:`KNNHead` (``"knn"``): similarity-weighted vote of the nearest training items.
 - :class:`PrototypeHead` (``"prototype"``): calibrated cosine to each label's mean embedding.
 - :class:`LinearProbeHead` (``"linear"``): one-vs-rest logistic regression, solved with L-BFGS.
+- :class:`LabelTextHead` (``"label_text"``): calibrated cosine to each label's text embedding;
+  predicts labels added after training too.
 - :class:`Thresholds`: per-label F1-optimal thresholds from dev; :func:`top_k_labels` for XMC.
 - :class:`NearestNeighbors`: exact or faiss cosine search.
 
@@ -17,6 +19,7 @@ np.int64(3)
 from labelcon.heads.base import Head, build_head
 from labelcon.heads.index import NearestNeighbors
 from labelcon.heads.knn import KNNHead
+from labelcon.heads.label_text import LabelTextHead
 from labelcon.heads.linear import LinearProbeHead
 from labelcon.heads.prototypes import PrototypeHead
 from labelcon.heads.thresholds import Thresholds, best_global_threshold, top_k_labels
@@ -27,6 +30,7 @@ __all__ = [
     "KNNHead",
     "PrototypeHead",
     "LinearProbeHead",
+    "LabelTextHead",
     "NearestNeighbors",
     "Thresholds",
     "best_global_threshold",

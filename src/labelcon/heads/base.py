@@ -24,13 +24,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import expit
 
 from labelcon.io import atomic_open, read_json, write_json
-from labelcon.metrics import LabelMatrix, as_label_matrix, top_k
+from labelcon.metrics import LabelMatrix, TopK, as_label_matrix, top_k
 
 HEAD_FILE = "head.json"
 ARRAYS_FILE = "arrays.npz"
 FORMAT = 1
+BLOCK_ELEMENTS = 1 << 23  # scores per block in predict_top_k (32 MB of float32)
+PAIR_BLOCK = 1 << 22  # entries of the (pair x dim) working array in pair_dots
 _REGISTRY: dict[str, type[Head]] = {}
 
 
@@ -110,19 +113,33 @@ class Head(ABC):
         self._check_fitted()
         return check_embeddings(embeddings, self.dim_)
 
-    def predict_top_k(self, embeddings: np.ndarray, k: int, *, block_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    def predict_top_k(self, embeddings: np.ndarray, k: int, *, block_size: int | None = None) -> TopK:
         """The ``k`` best labels per item, ``(indices [n, k], scores [n, k])``, best first.
 
-        Scores are computed ``block_size`` items at a time, so memory stays at
-        ``block_size * C`` even for extreme label counts. The pair feeds
+        Items are scored ``block_size`` at a time; by default as many as keep one block of
+        scores at about ``2^23`` entries (83 items at 10^5 labels), so memory stays bounded
+        for any number of items and labels, never ``n * C``. The pair feeds
         :func:`labelcon.metrics.precision_at_k` and friends directly.
         """
         x = self._check_input(embeddings)
+        if k < 1:
+            raise ValueError(f"k must be >= 1; got {k}")
+        if block_size is not None and block_size < 1:
+            raise ValueError(f"block_size must be >= 1; got {block_size}")
         k = min(k, self.n_labels_)
-        parts = [top_k(self.predict_scores(x[i : i + block_size]), k) for i in range(0, len(x), block_size)]
+        step = block_size or self._rows_per_block()
+        parts = [self._top_k_block(x[i : i + step], k) for i in range(0, len(x), step)]
         if not parts:
             return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _rows_per_block(self) -> int:
+        """Items per block in :meth:`predict_top_k`: a block of dense scores near ``2^23`` entries."""
+        return max(1, BLOCK_ELEMENTS // max(self.n_labels_, 1))
+
+    def _top_k_block(self, x: np.ndarray, k: int) -> TopK:
+        """Top-k of one block of checked embeddings; heads with a cheaper route override it."""
+        return top_k(self.predict_scores(x), k)
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``arrays.npz`` then ``head.json`` into ``directory`` (each atomically)."""
@@ -153,7 +170,7 @@ class Head(ABC):
 
 
 def build_head(name: str, **params: Any) -> Head:
-    """Construct a head by name: ``"knn"``, ``"prototype"`` or ``"linear"``.
+    """Construct a head by name: ``"knn"``, ``"prototype"``, ``"linear"`` or ``"label_text"``.
 
     >>> build_head("knn", k=5).k
     5
@@ -166,6 +183,36 @@ def build_head(name: str, **params: Any) -> Head:
     if unknown:
         raise ValueError(f"head {name!r} got unknown parameters {unknown}; it accepts {accepted}")
     return cls(**params)
+
+
+def label_pairs(y: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """(item, label) of every 1 of a CSR label matrix, row-major: two int arrays [nnz]."""
+    return np.repeat(np.arange(y.shape[0]), np.diff(y.indptr)), y.indices.astype(np.int64)
+
+
+def pair_dots(a: np.ndarray, a_rows: np.ndarray, b: np.ndarray, b_rows: np.ndarray) -> np.ndarray:
+    """``out[p] = a[a_rows[p]] . b[b_rows[p]]`` in float64, gathered ``PAIR_BLOCK`` entries
+    of the (pair x dim) working array at a time: O(pairs * D) work, never a [n, C] product.
+
+    >>> pair_dots(np.eye(2), np.array([0, 1]), np.array([[2.0, 0], [0, 3]]), np.array([0, 0])).tolist()
+    [2.0, 0.0]
+    """
+    out = np.empty(len(a_rows))
+    step = max(1, PAIR_BLOCK // max(a.shape[1], 1))
+    for s in range(0, len(a_rows), step):
+        out[s : s + step] = np.einsum("pd,pd->p", a[a_rows[s : s + step]], b[b_rows[s : s + step]], dtype=np.float64)
+    return out
+
+
+def sigmoid_top_k(logits: np.ndarray, k: int) -> TopK:
+    """Top-k of ``sigmoid(logits)``, ranked by the logits: sigmoid is monotone, and in
+    float32 it rounds to 1.0 for logits above ~17, where the logits still tell labels apart.
+
+    >>> sigmoid_top_k(np.array([[40.0, 20.0, -1.0]], dtype=np.float32), 2)[0].tolist()
+    [[0, 1]]
+    """
+    idx, values = top_k(logits, k)
+    return idx, expit(values).astype(np.float32, copy=False)
 
 
 def labels_to_arrays(y: sp.csr_matrix, prefix: str = "labels") -> dict[str, np.ndarray]:

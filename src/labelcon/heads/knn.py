@@ -10,6 +10,10 @@ label c. This is the weighted kNN of Wu et al. 2018 (instance discrimination, ex
 votes) applied per label, the multi-label kNN classifier of Yang & Liu 1999; ``tau -> inf``
 gives the plain vote share, small ``tau`` trusts the closest neighbours most.
 
+score_c is non-zero only for labels of the k neighbours, so the scores are kept sparse
+(:meth:`KNNHead.sparse_scores`) and ``predict_top_k`` reads the top labels off them
+(:func:`~labelcon.metrics.sparse_top_k`): O(k * labels-per-item) per query, whatever C is.
+
 >>> import numpy as np
 >>> x = np.array([[1, 0], [0.95, 0.05], [0, 1], [0.05, 0.95]], dtype=np.float32)
 >>> y = np.array([[1, 0], [1, 0], [0, 1], [0, 1]])
@@ -25,7 +29,9 @@ import scipy.sparse as sp
 
 from labelcon.heads.base import Head, check_embeddings, check_labels, labels_from_arrays, labels_to_arrays
 from labelcon.heads.index import NearestNeighbors
-from labelcon.metrics import LabelMatrix
+from labelcon.metrics import LabelMatrix, TopK, sparse_top_k
+
+QUERY_BLOCK = 4096
 
 
 class KNNHead(Head):
@@ -56,6 +62,11 @@ class KNNHead(Head):
     def predict_scores(self, embeddings: np.ndarray, *, exclude_self: bool = False) -> np.ndarray:
         """Scores float32 [n, C]; ``exclude_self=True`` scores the training set leave-one-out
         (the embeddings must then be the training embeddings, in order)."""
+        return self.sparse_scores(embeddings, exclude_self=exclude_self).toarray()
+
+    def sparse_scores(self, embeddings: np.ndarray, *, exclude_self: bool = False) -> sp.csr_matrix:
+        """The scores of :meth:`predict_scores` as a float32 CSR matrix [n, C] holding only
+        the labels of each item's neighbours (at most k * labels-per-item entries a row)."""
         x = self._check_input(embeddings)
         sims, idx = self.index_.search(x, self.k, exclude_self=exclude_self)
         valid = idx >= 0
@@ -65,8 +76,16 @@ class KNNHead(Head):
         weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-300)
         indptr = np.concatenate([[0], np.cumsum(valid.sum(axis=1))])
         votes = sp.csr_matrix((weights[valid], idx[valid], indptr), shape=(len(x), len(self.index_)))
-        scores = (votes @ self.labels_).toarray().astype(np.float32)
-        return np.clip(scores, 0.0, 1.0, out=scores)
+        scores = (votes @ self.labels_).tocsr()
+        scores.data = np.clip(scores.data.astype(np.float32), 0.0, 1.0)
+        return scores
+
+    def _rows_per_block(self) -> int:
+        """Queries per block in :meth:`predict_top_k`: the sparse scores need no C-wide rows."""
+        return QUERY_BLOCK
+
+    def _top_k_block(self, x: np.ndarray, k: int) -> TopK:
+        return sparse_top_k(self.sparse_scores(x), k)
 
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays = {"embeddings": self.index_.embeddings, **labels_to_arrays(self.labels_)}

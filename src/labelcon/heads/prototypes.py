@@ -16,7 +16,9 @@ one dimension (Snell et al. 2017's prototypes with a per-label offset), so score
 leave-one-out so an item does not vouch for itself (which would inflate m+ most for rare
 labels). A label seen once has no leave-one-out cosine; its m+ is the pooled mean over
 all (item, label) pairs that have one (1.0 if none). When every item holds a label,
-m-_c = -1. Labels without positives score 0. Everything is closed form: cost O(nnz·D + C·D).
+m-_c = -1. Labels without positives score 0. Everything is closed form: cost O(nnz·D + C·D),
+memory one [C, D] float64 array. Top-k ranks by the logit (cos - b_c) / tau, which float32
+sigmoid scores would tie at 1.0 for close matches.
 Per-label decisions are still left to :class:`~labelcon.heads.thresholds.Thresholds`.
 
 >>> import numpy as np
@@ -31,10 +33,16 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from labelcon.heads.base import Head, check_embeddings, check_labels, l2_normalize
-from labelcon.metrics import LabelMatrix
-
-_PAIR_BLOCK = 1 << 22  # entries of the (pair x dim) working array
+from labelcon.heads.base import (
+    Head,
+    check_embeddings,
+    check_labels,
+    l2_normalize,
+    label_pairs,
+    pair_dots,
+    sigmoid_top_k,
+)
+from labelcon.metrics import LabelMatrix, TopK
 
 
 class PrototypeHead(Head):
@@ -55,19 +63,15 @@ class PrototypeHead(Head):
         sums = np.asarray(y.T.astype(np.float64) @ x)  # [C, D]
         norms = np.linalg.norm(sums, axis=1)
         has = norms > 1e-6
-        protos = np.where(has[:, None], sums / np.where(has, norms, 1.0)[:, None], 0.0)
+        safe = np.where(has, norms, 1.0)
 
         n_neg = n - counts
-        neg_dot = ((x.sum(axis=0)[None, :] - sums) * protos).sum(axis=1)
+        neg_dot = np.where(has, sums @ x.sum(axis=0) / safe - norms, 0.0)  # (sum_i z_i - S_c) . mu_c
         neg_mean = np.where(n_neg > 0, neg_dot / np.maximum(n_neg, 1), -1.0)
 
         # leave-one-out cosine of each (item, label) pair: z_i . (S_c - z_i) / ||S_c - z_i||
-        rows = np.repeat(np.arange(n), np.diff(y.indptr))
-        cols = y.indices
-        dots = np.empty(len(rows))
-        step = max(1, _PAIR_BLOCK // max(x.shape[1], 1))
-        for s in range(0, len(rows), step):
-            dots[s : s + step] = np.einsum("pd,pd->p", x[rows[s : s + step]], sums[cols[s : s + step]])
+        rows, cols = label_pairs(y)
+        dots = pair_dots(x, rows, sums, cols)
         sq = (x * x).sum(axis=1)[rows]
         rest2 = norms[cols] ** 2 - 2 * dots + sq
         ok = (counts[cols] >= 2) & (rest2 > 1e-12)
@@ -76,18 +80,26 @@ class PrototypeHead(Head):
         pooled = loo.mean() if loo.size else 1.0
         pos_mean = np.where(n_loo > 0, np.bincount(cols[ok], loo, minlength=c) / np.maximum(n_loo, 1), pooled)
 
-        self.prototypes_ = protos.astype(np.float32)
+        sums /= safe[:, None]  # in place: the prototypes (zero rows stay zero)
+        self.prototypes_ = sums.astype(np.float32)
         self.bias_ = ((pos_mean + neg_mean) / 2).astype(np.float32)
         self.has_prototype_ = has
         self.n_labels_, self.dim_ = c, x.shape[1]
         return self
 
-    def predict_scores(self, embeddings: np.ndarray) -> np.ndarray:
+    def _logits(self, embeddings: np.ndarray) -> np.ndarray:
+        """(cos(x, mu_c) - b_c) / tau, float32 [n, C]; the lowest float32 for labels without a
+        prototype (their sigmoid is exactly 0)."""
         x = l2_normalize(self._check_input(embeddings))
         logits = (x @ self.prototypes_.T - self.bias_) / np.float32(self.temperature)
-        scores = expit(logits).astype(np.float32, copy=False)
-        scores[:, ~self.has_prototype_] = 0.0
-        return scores
+        logits[:, ~self.has_prototype_] = np.finfo(np.float32).min
+        return logits
+
+    def predict_scores(self, embeddings: np.ndarray) -> np.ndarray:
+        return expit(self._logits(embeddings)).astype(np.float32, copy=False)
+
+    def _top_k_block(self, x: np.ndarray, k: int) -> TopK:
+        return sigmoid_top_k(self._logits(x), k)
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"prototypes": self.prototypes_, "bias": self.bias_, "has_prototype": self.has_prototype_}
