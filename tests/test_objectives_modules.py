@@ -142,7 +142,7 @@ def test_queue_multi_label_rows_follow_their_keys(sparse):
         q.enqueue(all_keys[lo:hi], labels.to_sparse_csr() if sparse else labels)
     stored = q.labels.to_dense() if sparse else q.labels
     assert q.labels.layout == (torch.sparse_coo if sparse else torch.strided)
-    for key, row in zip(q.keys, stored):
+    for key, row in zip(q.keys, stored, strict=True):
         index = int(torch.nonzero((all_keys == key).all(dim=1))[0])
         assert 5 <= index < 9 and torch.equal(row.float(), all_labels[index])
     z, y = _batch(d=3, c=6)

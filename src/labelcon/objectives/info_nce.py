@@ -38,7 +38,12 @@ def info_nce(
             f"and {list(positives.shape)}"
         )
     n = anchors.shape[0]
-    keys = positives if negatives is None else torch.cat([positives, negatives.to(positives.dtype)])
+    if negatives is None:
+        keys = positives
+    else:
+        check_embeddings(negatives, "negatives")
+        dtype = torch.promote_types(positives.dtype, negatives.dtype)
+        keys = torch.cat([positives.to(dtype), negatives.to(dtype)])
     targets = torch.eye(n, keys.shape[0], device=anchors.device)
     loss = contrastive_loss(anchors, keys, targets, temperature)
     if not symmetric:

@@ -65,7 +65,8 @@ def normalise(x: Tensor, dtype: torch.dtype, name: str) -> Tensor:
 
 
 def check_temperature(temperature: float) -> None:
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+    number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+    if not (number and math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0; got {temperature!r}")
 
 
@@ -115,25 +116,28 @@ def contrastive_loss(
         raise ValueError(f"weights must have shape [{n_rows}, {k.shape[0]}]; got {list(weights.shape)}")
 
     self_columns = None if self_index is None else self_index if rows is None else self_index[rows]
-    if tau_plus > 0 or beta > 0 or decoupled:
-        logits = (z if rows is None else z.index_select(0, rows)) @ (k.T / temperature)
-        if self_columns is not None:
-            logits[torch.arange(logits.shape[0], device=z.device), self_columns] = MASKED
-        log_denominator, usable = _option_denominator(logits, weights, self_columns, temperature, tau_plus, beta, decoupled)
-        weights = weights * usable.unsqueeze(1)
+    anchor_rows = z if rows is None else z.index_select(0, rows)
+    if not (tau_plus > 0 or beta > 0 or decoupled):
         mass = weights.sum(dim=1)
-        loss = torch.dot(mass, log_denominator) - torch.dot(weights.flatten(), logits.flatten())
-    else:
-        mass = weights.sum(dim=1)
-        if keys is anchors and rows is None:  # the batch against itself: symmetric logits
-            loss = _FusedContrast.apply(z, None, weights, mass, self_columns, 1.0 / temperature)
-        else:
-            anchor_rows = z if rows is None else z.index_select(0, rows)
-            loss = _FusedContrast.apply(anchor_rows, k, weights, mass, self_columns, 1.0 / temperature)
+        total = mass.sum()
+        if total == 0:
+            return (z.sum() + k.sum()) * 0.0
+        shared = keys is anchors and rows is None  # the batch against itself: symmetric logits
+        return (
+            _FusedContrast.apply(anchor_rows, None if shared else k, weights, mass, self_columns, 1 / temperature)
+            / total
+        )
+
+    logits = anchor_rows @ (k.T / temperature)
+    if self_columns is not None:
+        logits[torch.arange(logits.shape[0], device=z.device), self_columns] = MASKED
+    log_denominator, usable = _option_denominator(logits, weights, self_columns, temperature, tau_plus, beta, decoupled)
+    weights = weights * usable.unsqueeze(1)
+    mass = weights.sum(dim=1)
     total = mass.sum()
     if total == 0:
         return (z.sum() + k.sum()) * 0.0
-    return loss / total
+    return (torch.dot(mass, log_denominator) - torch.dot(weights.flatten(), logits.flatten())) / total
 
 
 class _FusedContrast(torch.autograd.Function):

@@ -39,12 +39,13 @@ class Objective(nn.Module):
 
 class _LabelledObjective(Objective):
     """SupCon-style objectives: labels required; a second view, when given, joins the
-    batch as more items with the same labels (the two-view form of Khosla et al.)."""
+    batch as more items with the same labels (the two-view form of Khosla et al.), so an
+    item's other view is one of its positives whenever it has labels."""
 
     def __init__(self, temperature: float, tau_plus: float, beta: float, decoupled: bool) -> None:
         super().__init__(temperature)
         check_options(tau_plus, beta)
-        self.options = dict(tau_plus=tau_plus, beta=beta, decoupled=decoupled)
+        self.options = {"tau_plus": tau_plus, "beta": beta, "decoupled": decoupled}
 
     def _batch(self, embeddings: Tensor, labels: Tensor | None, positives: Tensor | None) -> tuple[Tensor, Tensor]:
         if labels is None:
@@ -58,7 +59,9 @@ class _LabelledObjective(Objective):
             )
         labels = labels.to_sparse_coo() if is_sparse(labels) else labels
         both = torch.cat([labels, labels])
-        return torch.cat([embeddings, positives]), both.coalesce() if is_sparse(both) else both
+        dtype = torch.promote_types(embeddings.dtype, positives.dtype)
+        views = torch.cat([embeddings.to(dtype), positives.to(dtype)])
+        return views, both.coalesce() if is_sparse(both) else both
 
     def extra_repr(self) -> str:
         return ", ".join([super().extra_repr()] + [f"{k}={v}" for k, v in self.options.items()])

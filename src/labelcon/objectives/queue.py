@@ -74,7 +74,9 @@ class MomentumQueue:
         """Every enqueue gives the same kind of labels (or none, always)."""
         kind = "none" if labels is None else "ids" if labels.dim() == 1 else "sparse" if is_sparse(labels) else "dense"
         if self._kind is not None and kind != self._kind:
-            raise ValueError(f"labels must be of one kind on every enqueue: the queue holds {self._kind}, this batch gives {kind}")
+            raise ValueError(
+                f"labels must be of one kind on every enqueue: the queue holds {self._kind}, this batch gives {kind}"
+            )
         width = labels.shape[1] if labels is not None and labels.dim() == 2 else 0
         if self._kind is not None and width != self._n_labels:
             raise ValueError(f"labels must keep the same label count {self._n_labels}; got {width}")

@@ -24,7 +24,7 @@ def check_labels(labels: Tensor, n_items: int, name: str = "labels") -> Tensor:
     """Validate ``labels`` for ``n_items`` items and return them in a computable form:
     int64 [B] for class ids, float32 [B, C] (dense, or sparse COO coalesced) for 0/1 sets."""
     if not isinstance(labels, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor; got {type(labels).__name__}")
+        raise ValueError(f"{name} must be a torch.Tensor; got {type(labels).__name__}")  # noqa: TRY004
     if labels.dim() not in (1, 2):
         raise ValueError(
             f"{name} must be int class ids of shape [B] or a {{0,1}} matrix of shape [B, C]; "
@@ -85,9 +85,9 @@ def pair_products(a: Tensor, b: Tensor) -> Tensor:
     """``a @ b.T`` as a dense [B, N] matrix; sparse x sparse when either side is sparse
     (or both are wide and sparse in fact), so a sparse [B, C] operand is never
     densified. With 0/1 rows: |Y_i ∩ Yk_j|."""
-    if not (is_sparse(a) or is_sparse(b)):
-        if a.shape[1] <= SPARSE_WIDTH or max(_density(a), _density(b)) > SPARSE_DENSITY:
-            return a @ b.T
+    dense = not (is_sparse(a) or is_sparse(b))
+    if dense and (a.shape[1] <= SPARSE_WIDTH or max(_density(a), _density(b)) > SPARSE_DENSITY):
+        return a @ b.T
     a, b = (x if is_sparse(x) else x.to_sparse() for x in (a, b))
     with warnings.catch_warnings():  # torch routes COO products through CSR, "beta" support
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")

@@ -25,7 +25,9 @@ def join_keys(
     if is_sparse(labels) != is_sparse(key_labels):
         labels, key_labels = (y if is_sparse(y) else y.to_sparse() for y in (labels, key_labels))
     all_labels = torch.cat([labels, key_labels])
-    return torch.cat([embeddings, keys.to(embeddings.dtype)]), all_labels.coalesce() if is_sparse(all_labels) else all_labels
+    dtype = torch.promote_types(embeddings.dtype, keys.dtype)
+    all_keys = torch.cat([embeddings.to(dtype), keys.to(dtype)])
+    return all_keys, all_labels.coalesce() if is_sparse(all_labels) else all_labels
 
 
 def supcon(
