@@ -144,16 +144,17 @@ def _write_predictions(model, dataset, path: Path, top_k: int = 5) -> None:
 
 
 def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
+    """One row per metric, one column per split."""
     from rich.console import Console
     from rich.table import Table
 
     names = ["macro_f1", "micro_f1", "samples_f1", "macro_ap", "precision_at_1", "precision_at_3", "lrap", "hamming_loss"]
     table = Table(title="metrics")
-    table.add_column("split")
+    table.add_column("metric")
+    for split in metrics:
+        table.add_column(split, justify="right")
     for name in names:
-        table.add_column(name, justify="right")
-    for split, values in metrics.items():
-        table.add_row(split, *(f"{values[n]:.3f}" if n in values else "-" for n in names))
+        table.add_row(name, *(f"{values[name]:.3f}" if name in values else "-" for values in metrics.values()))
     Console().print(table)
 
 
