@@ -148,6 +148,28 @@ def test_sparse_labels_equal_dense(layout, relation):
     assert_same(lambda z: mulsupcon(z, sparse, 0.1, beta=0.5), lambda z: mulsupcon(z, y, 0.1, beta=0.5), z)
 
 
+def test_sparse_labels_are_never_densified(monkeypatch):
+    """A label space of ten million: no dense matrix with C columns may appear."""
+    n, c = 64, 10_000_000
+    g = torch.Generator().manual_seed(0)
+    columns = torch.randint(0, 20, (n, 3), generator=g) * 500_000
+    indices = torch.stack([torch.arange(n).repeat_interleave(3), columns.flatten()])
+    y = torch.sparse_coo_tensor(indices, torch.ones(3 * n), (n, c), check_invariants=True).coalesce()
+    y = torch.sparse_coo_tensor(y.indices(), torch.ones(y._nnz()), (n, c), check_invariants=True).to_sparse_csr()
+    shapes = []
+    to_dense = torch.Tensor.to_dense
+
+    def recording_to_dense(self, *args, **kwargs):
+        shapes.append(self.shape)
+        return to_dense(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to_dense", recording_to_dense)
+    z = _embeddings(n, dtype=torch.float32)
+    for loss in (supcon(z, y, 0.1, "jaccard"), mulsupcon(z, y, 0.1), mulsupcon(z, y, 0.1, beta=0.5)):
+        assert torch.isfinite(loss)
+    assert shapes and all(c not in shape for shape in shapes)
+
+
 @pytest.mark.parametrize("relation", ["any", "all", "jaccard"])
 def test_supcon_queue_keys_match_loop(relation):
     z, k = _embeddings(6, seed=0), _embeddings(5, seed=1)

@@ -121,7 +121,7 @@ def contrastive_loss(
         mass = weights.sum(dim=1)
         total = mass.sum()
         if total == 0:
-            return (z.sum() + k.sum()) * 0.0
+            return _connected_zero(z, k)
         shared = keys is anchors and rows is None  # the batch against itself: symmetric logits
         return (
             _FusedContrast.apply(anchor_rows, None if shared else k, weights, mass, self_columns, 1 / temperature)
@@ -136,8 +136,13 @@ def contrastive_loss(
     mass = weights.sum(dim=1)
     total = mass.sum()
     if total == 0:
-        return (z.sum() + k.sum()) * 0.0
+        return _connected_zero(z, k)
     return (torch.dot(mass, log_denominator) - torch.dot(weights.flatten(), logits.flatten())) / total
+
+
+def _connected_zero(z: Tensor, k: Tensor) -> Tensor:
+    """0.0 (not -0.0) with a graph back to the embeddings, so ``backward()`` still works."""
+    return (z.sum() + k.sum()) * 0.0 + 0.0
 
 
 class _FusedContrast(torch.autograd.Function):
