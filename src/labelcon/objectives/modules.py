@@ -68,7 +68,14 @@ class _LabelledObjective(Objective):
 
 
 class SupConLoss(_LabelledObjective):
-    """:func:`labelcon.objectives.supcon` as a module (default relation: Jaccard)."""
+    """:func:`labelcon.objectives.supcon` as a module (default relation: Jaccard).
+
+    >>> _ = torch.manual_seed(0)
+    >>> z, y = torch.randn(6, 8), torch.tensor([[1, 0], [1, 1], [0, 1]] * 2)
+    >>> loss = SupConLoss(temperature=0.1)(z, y, positives=z + 0.01 * torch.randn(6, 8))
+    >>> loss.shape, bool(loss > 0)
+    (torch.Size([]), True)
+    """
 
     def __init__(
         self,
@@ -125,7 +132,13 @@ class MulSupConLoss(_LabelledObjective):
 
 class InfoNCELoss(Objective):
     """:func:`labelcon.objectives.info_nce` as a module (SimCSE when ``positives`` is a
-    dropout view of the same texts). Labels are ignored; ``keys`` are extra negatives."""
+    dropout view of the same texts). Labels are ignored; ``keys`` are extra negatives.
+
+    >>> _ = torch.manual_seed(0)
+    >>> z = torch.randn(4, 8)
+    >>> bool(InfoNCELoss()(z, positives=z) < InfoNCELoss()(z, positives=torch.randn(4, 8)))
+    True
+    """
 
     needs_positives = True
 

@@ -63,7 +63,7 @@ class MomentumQueue:
         keys = keys.detach()[-self.size :]
         n = keys.shape[0]
         slots = (self._next + torch.arange(n)) % self.size
-        self._keys = self._keys.to(device=keys.device, dtype=keys.dtype)
+        self._keys = self._keys.to(device=keys.device, dtype=torch.promote_types(self._keys.dtype, keys.dtype))
         self._keys[slots.to(keys.device)] = keys
         if labels is not None:
             self._store_labels(labels, slots, n)
