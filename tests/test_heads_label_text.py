@@ -32,7 +32,7 @@ def items(centre_rows, n, seed, noise=0.6, max_labels=2):
 
 
 def label_texts(centre_rows, seed=7, noise=0.3):
-    """"Text embeddings" of the labels: their centres, perturbed."""
+    """The labels' "text embeddings": their centres, perturbed."""
     rng = np.random.default_rng(seed)
     return unit(centre_rows + noise * rng.standard_normal(centre_rows.shape) / np.sqrt(DIM)).astype(np.float32)
 

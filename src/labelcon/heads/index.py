@@ -41,6 +41,12 @@ def faiss_available() -> bool:
     return importlib.util.find_spec("faiss") is not None
 
 
+def exact_by_default(n_items: int) -> bool:
+    """The automatic backend choice: exact search up to ``APPROXIMATE_ABOVE`` items (or
+    when faiss is missing), faiss HNSW above."""
+    return not (faiss_available() and n_items > APPROXIMATE_ABOVE)
+
+
 class NearestNeighbors:
     """Cosine k-nearest-neighbour index over fixed embeddings.
 
@@ -65,7 +71,7 @@ class NearestNeighbors:
         self.embeddings = l2_normalize(check_embeddings(embeddings))
         n, dim = self.embeddings.shape
         if exact is None:
-            exact = not (faiss_available() and n > APPROXIMATE_ABOVE)
+            exact = exact_by_default(n)
         elif not exact and not faiss_available():
             warnings.warn("faiss is not installed (pip install faiss-cpu); using exact search", stacklevel=2)
             exact = True
