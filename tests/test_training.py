@@ -1,14 +1,25 @@
-"""The training loop: GradCache equals the full-batch gradient; interrupted runs resume exactly."""
+"""The training loop: GradCache equals the full-batch gradient; a momentum queue of labelled keys
+learns, keeps each key with its labels and resumes exactly."""
 
 from __future__ import annotations
 
+import copy
+
+import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from transformers import BertConfig, BertModel
 
+from labelcon.config import Config
+from labelcon.data import LabelSpace
+from labelcon.encoders import build_encoder
 from labelcon.objectives import build_objective
+from labelcon.sampling import LabelAwareBatchSampler
 from labelcon.training.gradcache import cached_backward
-from labelcon.training.trainer import linear_warmup_decay
+from labelcon.training.trainer import Trainer, linear_warmup_decay
+from labelcon.views import make_view
+from tests.conftest import FAST, make_items
 
 LABELS = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]] * 3, dtype=torch.float32)
 
@@ -105,3 +116,95 @@ def test_linear_warmup_decay_shape() -> None:
     assert factor(9) == pytest.approx(1.0)
     assert factor(55) == pytest.approx(0.5)
     assert factor(100) == 0.0
+
+
+# ------------------------------------------------------------------ momentum queue
+def _toy() -> tuple[list[str], sp.csr_matrix]:
+    items = make_items(160, 0)
+    space = LabelSpace.from_label_sets([item["labels"] for item in items])
+    return [item["text"] for item in items], space.encode([item["labels"] for item in items])
+
+
+def _queue_trainer(texts: list[str], objective: str, run_dir=None, **settings) -> Trainer:
+    config = Config(**{**FAST, "objective": objective, "queue_size": 48, "momentum": 0.9, **settings})
+    encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
+    view = make_view("word_deletion", p=0.3) if objective == "simcse" else None
+    return Trainer(encoder, build_objective(objective, temperature=0.1), config, run_dir=run_dir, view=view,
+                   show_progress=False)
+
+
+def _fit_to_labels(encoder, texts: list[str], y: sp.csr_matrix) -> float:
+    """SupCon-Jaccard of all items as one batch (no queue): low when the space follows the labels."""
+    z = torch.from_numpy(encoder.encode(texts))
+    return build_objective("supcon-jaccard", temperature=0.1)(z, torch.from_numpy(y.toarray()).float()).item()
+
+
+def _fit_to_views(encoder, texts: list[str]) -> float:
+    """InfoNCE of all items against word-deletion views of them: low when views find their text."""
+    rng = np.random.default_rng(0)
+    views = [make_view("word_deletion", p=0.3)(text, rng) for text in texts]
+    anchors, positives = (torch.from_numpy(encoder.encode(t)) for t in (texts, views))
+    return build_objective("simcse", temperature=0.1)(anchors, positives=positives).item()
+
+
+@pytest.mark.parametrize("objective", ["supcon-jaccard", "mulsupcon", "simcse"])
+def test_training_with_a_momentum_queue_learns(objective: str) -> None:
+    texts, y = _toy()
+    trainer = _queue_trainer(texts, objective, epochs=3)
+    measure = _fit_to_views if objective == "simcse" else lambda enc, t: _fit_to_labels(enc, t, y)
+    before = measure(trainer.encoder, texts)
+    state = trainer.fit(texts, y)
+    assert len(trainer.queue) == 48
+    assert state.history[-1]["loss"] < state.history[0]["loss"]
+    assert measure(trainer.encoder, texts) < 0.95 * before
+    moved = [not torch.equal(a, b) for a, b in zip(trainer.encoder.parameters(), trainer.momentum_encoder.parameters())]
+    assert any(moved)  # the key encoder trails the encoder
+
+
+def test_queue_holds_each_key_with_its_own_labels() -> None:
+    texts, y = _toy()
+    assert len(set(texts)) == len(texts)
+    trainer = _queue_trainer(texts, "supcon-jaccard", epochs=1, momentum=1.0)  # m = 1: keys from the initial encoder
+    initial = torch.from_numpy(copy.deepcopy(trainer.encoder).encode(texts, normalize=False))
+    trainer.fit(texts, y)
+    keys, labels = trainer.queue.keys, trainer.queue.labels
+    source = torch.cdist(keys, initial).argmin(dim=1)
+    torch.testing.assert_close(keys, initial[source], rtol=1e-5, atol=1e-6)
+    assert torch.equal(labels, torch.from_numpy(y[source.numpy()].toarray().astype(bool)))
+    sampler = LabelAwareBatchSampler(y, FAST["batch_size"], seed=trainer.config.seed, drop_last=True)
+    seen = [row for batch in sampler for row in batch]
+    assert sorted(source.tolist()) == sorted(seen[-48:])  # the last 48 items the trainer saw
+
+
+def test_interrupted_run_with_a_queue_resumes_exactly(tmp_path, monkeypatch) -> None:
+    texts, y = _toy()
+    straight = _queue_trainer(texts, "supcon-jaccard", tmp_path / "a", checkpoint_every=1)
+    straight.fit(texts, y)
+
+    original = Trainer._loss
+    calls = {"n": 0}
+
+    def interrupted(self, items, labels):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(self, items, labels)
+
+    monkeypatch.setattr(Trainer, "_loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _queue_trainer(texts, "supcon-jaccard", tmp_path / "b", checkpoint_every=1).fit(texts, y)
+    monkeypatch.setattr(Trainer, "_loss", original)
+    resumed = _queue_trainer(texts, "supcon-jaccard", tmp_path / "b", checkpoint_every=1)
+    resumed.fit(texts, y, resume=True)
+
+    for a, b in [(straight.encoder, resumed.encoder), (straight.momentum_encoder, resumed.momentum_encoder)]:
+        for (name, x), (_, z) in zip(a.state_dict().items(), b.state_dict().items()):
+            assert torch.equal(x, z), name
+    assert torch.equal(straight.queue.keys, resumed.queue.keys)
+    assert torch.equal(straight.queue.labels, resumed.queue.labels)
+    assert [h["loss"] for h in resumed.state.history] == [h["loss"] for h in straight.state.history]
+
+
+def test_queue_with_label_texts_objective_is_refused() -> None:
+    with pytest.raises(ValueError, match="takes no extra keys"):
+        Trainer(torch.nn.Linear(2, 2), build_objective("label_contrast"), Config(queue_size=8), label_texts=["a"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +27,7 @@ Examples:
   labelcon train --train data.csv --labels-field tags --label-sep "|" --out runs/b --encoder static
   labelcon train --dataset goemotions --data-dir ../shared/data --out runs/go
   labelcon train --train train.jsonl --out runs/a --resume      # continue an interrupted run
+  labelcon train --train train.jsonl --out runs/a --nproc 2     # two processes (torchrun)
 """
 
 
@@ -85,6 +88,9 @@ def _data_options(func: Callable) -> Callable:
 @click.option("--shots", type=int, help="Train on N examples per label (few-shot).")
 @click.option("--max-time", "max_time_minutes", type=float, help="Stop training after this many minutes.")
 @click.option("--labels-file", type=click.Path(dir_okay=False), help="One label per line: fixes the label order.")
+@click.option("--queue-size", type=int, help="Keep this many past keys (with labels) from a momentum encoder (MoCo).")
+@click.option("--momentum", type=float, help="Momentum of the key encoder's update [0.999].")
+@click.option("--nproc", type=int, help="Train with N processes on this machine (re-launches through torchrun).")
 @click.option("--ignore-unknown-labels", is_flag=True, default=None, help="Count and drop dev/test labels unseen in train instead of failing.")
 @_data_options
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of config fields; flags win.")
@@ -97,8 +103,6 @@ def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_fi
     OUT gets config.yaml, the model (encoder/, head/, labels.json, thresholds.json),
     metrics.json shaped {"dev": {...}, "test": {...}} and predictions_test.jsonl.
     """
-    from labelcon.estimator import Labelcon
-
     if dataset:
         from labelcon.data.registry import resolve_dataset
 
@@ -112,6 +116,8 @@ def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_fi
         raise click.UsageError("give --train PATH or --dataset NAME")
     out = Path(out_dir)
     overrides = {k: v for k, v in flags.items() if v is not None}
+    if "LOCAL_WORLD_SIZE" in os.environ:  # under torchrun: record how many processes run on this machine
+        overrides.setdefault("nproc", int(os.environ["LOCAL_WORLD_SIZE"]))
     saved = out / "config.yaml"
     if resume and saved.exists() and not config_file:
         config = Config.from_yaml(saved, **overrides)
@@ -119,8 +125,15 @@ def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_fi
         config = Config.from_yaml(config_file, **overrides)
     else:
         config = Config.build(overrides, source="command line")
+    if config.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        sys.exit(_relaunch(click.get_current_context(), config.nproc))
+    from labelcon.estimator import Labelcon
+    from labelcon.training.distributed import is_main_process
+
     started = time.monotonic()
     model = Labelcon(config=config).fit(train_path, dev_path, out_dir=out, resume=resume, show_progress=not quiet)
+    if not is_main_process():  # under torchrun, rank 0 evaluates and writes the run directory
+        return
     if test_path:
         test = model.read(test_path)
         model.metrics_["test"] = model.evaluate(test)
@@ -129,6 +142,23 @@ def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_fi
     if not quiet:
         click.echo(f"done in {time.monotonic() - started:.0f} s; run directory: {out}")
         _print_metrics(model.metrics_)
+
+
+def _relaunch(ctx: click.Context, nproc: int) -> int:
+    """Run this ``train`` command again as ``nproc`` processes under torchrun (its Python
+    entry, ``torch.distributed.run``), with the same options but ``--nproc``; returns its
+    exit code. The processes record ``nproc`` in the run's config from torchrun's
+    ``LOCAL_WORLD_SIZE``, so ``--resume`` re-launches as many."""
+    args = ["train"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name == "nproc" or value is None or value is False or not isinstance(param, click.Option):
+            continue
+        flag = next(opt for opt in param.opts if opt.startswith("--"))
+        args += [flag] if param.is_flag else [flag, str(value)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "labelcon", *args]
+    return subprocess.run(command, check=False).returncode
 
 
 def _write_predictions(model, dataset, path: Path, top_k: int = 5) -> None:

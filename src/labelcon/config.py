@@ -64,6 +64,11 @@ class Config(BaseModel):
     min_positives: int = Field(3, ge=1, description="dev positives needed for a per-label threshold")
     eval_max_train: int = Field(20000, ge=100, description="train items encoded for the per-epoch dev check")
 
+    # scale: a momentum key queue, many processes
+    queue_size: int | None = Field(None, ge=1, description="keys (with labels) kept from past batches (MoCo)")
+    momentum: float = Field(0.999, ge=0, le=1, description="momentum of the key encoder's update")
+    nproc: int = Field(1, ge=1, description="processes to train with on this machine (labelcon train --nproc)")
+
     @field_validator("encoder", "objective", "head")
     @classmethod
     def _non_empty(cls, value: str) -> str:

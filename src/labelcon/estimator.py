@@ -28,6 +28,7 @@ from labelcon.io import atomic_directory, atomic_open, read_json, write_json
 from labelcon.metrics import evaluate as evaluate_metrics
 from labelcon.objectives import build_objective
 from labelcon.training import Trainer, seed_everything
+from labelcon.training.distributed import is_main_process
 
 DataLike = Dataset | str | os.PathLike | tuple[Sequence[str], Sequence[Sequence[str]]]
 
@@ -103,6 +104,8 @@ class Labelcon:
         Without ``dev``, a seeded carve-out of ``config.dev_fraction`` of train serves as
         dev (:func:`labelcon.data.train_dev_split`). With ``out_dir``, training writes
         resumable checkpoints there and the fitted model is saved there at the end.
+        Under ``torchrun`` every process calls ``fit``; they train together, then rank 0
+        alone fits the head, calibrates and saves, and the others return without a head.
         """
         cfg = self.config
         seed_everything(cfg.seed)
@@ -122,7 +125,7 @@ class Labelcon:
         )
         objective = build_objective(cfg.objective, temperature=cfg.temperature, **cfg.objective_params)
         run_dir = Path(out_dir) if out_dir is not None else None
-        if run_dir is not None:
+        if run_dir is not None and is_main_process():
             run_dir.mkdir(parents=True, exist_ok=True)
             with atomic_open(run_dir / "config.yaml") as handle:
                 handle.write(cfg.to_yaml())
@@ -144,6 +147,8 @@ class Labelcon:
         )
         state = trainer.fit(train_set.texts, y_train, resume=resume)
         self.history_ = state.history
+        if not is_main_process():  # under torchrun, rank 0 alone fits the head, evaluates and saves
+            return self
 
         self._fit_head(train_set.texts, y_train, dev_set.texts, y_dev, show_progress)
         dev_metrics = self._evaluate_matrix(dev_set.texts, y_dev)

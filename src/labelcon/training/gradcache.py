@@ -17,31 +17,37 @@ one of a single full-batch pass.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
 
 def _forward_chunks(
     encode: Callable[[dict], torch.Tensor], chunks: Sequence[dict]
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Embed every chunk without a graph; keep the RNG state each chunk started from."""
     states, outputs = [], []
     with torch.no_grad():
         for chunk in chunks:
             states.append(torch.get_rng_state())
             outputs.append(encode(chunk))
-    return torch.cat(outputs), states
+    return outputs, states
 
 
 def cached_backward(
     encode: Callable[[dict], torch.Tensor],
     streams: Sequence[Sequence[dict]],
     loss_fn: Callable[..., torch.Tensor],
+    no_sync: Callable[[], AbstractContextManager] | None = None,
 ) -> torch.Tensor:
     """Back-propagate ``loss_fn(*embeddings)`` through ``encode`` chunk by chunk.
 
     ``streams`` holds one list of tokenised chunks per embedding tensor the loss takes
     (anchors, a second view, label texts, ...). Returns the detached loss.
+
+    ``no_sync``: under ``DistributedDataParallel``, its ``no_sync`` method. Every chunk's
+    backward but the last then only accumulates gradients, and the last one all-reduces
+    the sum once, as DDP's gradient accumulation requires.
 
     >>> enc = torch.nn.Linear(4, 3)
     >>> x = torch.randn(8, 4)
@@ -52,18 +58,20 @@ def cached_backward(
     True
     """
     cached = [_forward_chunks(encode, chunks) for chunks in streams]
-    leaves = [z.detach().requires_grad_() for z, _ in cached]
+    leaves = [torch.cat(outputs).requires_grad_() for outputs, _ in cached]
     loss = loss_fn(*leaves)
     loss.backward()
-    for chunks, (_, states), leaf in zip(streams, cached, leaves):
-        if leaf.grad is None:  # the loss does not depend on this stream
-            continue
-        offset = 0
-        for chunk, state in zip(chunks, states):
+    replays = [
+        (chunk, state, grad)
+        for chunks, (outputs, states), leaf in zip(streams, cached, leaves)
+        if leaf.grad is not None  # else the loss does not depend on this stream
+        for chunk, state, grad in zip(chunks, states, leaf.grad.split([len(z) for z in outputs]))
+    ]
+    for i, (chunk, state, grad) in enumerate(replays):
+        accumulate_only = no_sync is not None and i < len(replays) - 1
+        with no_sync() if accumulate_only else nullcontext():
             with torch.random.fork_rng(devices=[]):
                 torch.set_rng_state(state)
                 z = encode(chunk)
-            grad = leaf.grad[offset : offset + z.shape[0]]
-            offset += z.shape[0]
             z.backward(grad)
     return loss.detach()

@@ -6,6 +6,25 @@ wall-clock budget, and checkpoints from which an interrupted run resumes at the 
 where it stopped. The trainer knows nothing about which objective it runs: it only asks
 whether the objective wants a second view (``needs_positives``) or the label texts
 (``needs_label_embeddings``).
+
+Keys beyond the batch's own come from two places:
+
+- **a momentum queue** (``config.queue_size``; MoCo, He et al. 2020; ESimCSE, Wu et al.
+  2022): a copy of the encoder, updated as ``m * copy + (1 - m) * encoder`` after every
+  optimizer step and kept in eval mode, embeds each batch without gradients; those keys
+  and their labels wait in a FIFO queue and join later batches' keys (``keys=``,
+  ``key_labels=``). For objectives that take a second view (InfoNCE / SimCSE) the copy
+  embeds the view, which then serves as the positives, and the queue adds negatives.
+  Objectives that contrast items with label texts take no keys and no queue.
+- **other processes** (``torchrun``, see :mod:`labelcon.training.distributed`): the
+  encoder is wrapped in ``DistributedDataParallel``; each process's anchors are its
+  local batch, and every process's embeddings (and labels) join the keys through
+  :func:`labelcon.objectives.gather_others`. The local batch comes first in the key set,
+  so the objectives' own self-mask stays right. The all-gather's backward sums each
+  process's gradient into the slice it owns and DDP averages over the processes, so
+  with as many anchor units on every process (every anchor with a positive for SupCon,
+  always for InfoNCE) the update equals the single-process update on the concatenated
+  batch with no further scaling. The queue holds every process's keys, in rank order.
 """
 
 from __future__ import annotations
@@ -22,11 +41,14 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from labelcon.config import Config
 from labelcon.io import atomic_torch_save
+from labelcon.objectives import MomentumQueue, gather_others, gather_with_grad, momentum_update
 from labelcon.sampling import LabelAwareBatchSampler
+from labelcon.training import distributed
 from labelcon.training.gradcache import cached_backward
 from labelcon.training.labels import batch_labels
 
@@ -92,7 +114,8 @@ class Trainer:
     ``evaluate(encoder) -> dict`` runs after each epoch; the run keeps the weights with the
     highest ``select_metric`` and stops after ``config.patience`` epochs without progress.
     With ``run_dir`` set, a checkpoint is written every ``config.checkpoint_every`` steps
-    and after each epoch, and ``fit(..., resume=True)`` continues from it.
+    and after each epoch, and ``fit(..., resume=True)`` continues from it. Under
+    ``torchrun`` only rank 0 evaluates and writes; see the module docstring.
     """
 
     def __init__(
@@ -108,8 +131,14 @@ class Trainer:
         view: Callable[[str, np.random.Generator], str] | None = None,
         show_progress: bool = True,
     ) -> None:
-        if getattr(objective, "needs_label_embeddings", False) and not label_texts:
+        needs_label_embeddings = getattr(objective, "needs_label_embeddings", False)
+        if needs_label_embeddings and not label_texts:
             raise ValueError(f"objective {type(objective).__name__} needs label texts; none were given")
+        if needs_label_embeddings and config.queue_size:
+            raise ValueError(
+                f"objective {type(objective).__name__} contrasts items with label texts and takes no extra keys: "
+                f"a momentum queue (queue_size={config.queue_size}) does not apply to it"
+            )
         self.encoder = encoder
         self.objective = objective
         self.config = config
@@ -120,6 +149,36 @@ class Trainer:
         self.view = view or (lambda text, rng: text)
         self.show_progress = show_progress
         self.state = TrainState()
+        #: What a step runs: the encoder, or its DistributedDataParallel wrapper.
+        self.model: torch.nn.Module = encoder
+        #: The momentum copy of the encoder and the key queue (with ``config.queue_size``).
+        self.momentum_encoder: torch.nn.Module | None = None
+        self.queue: MomentumQueue | None = None
+        self._view_rng = np.random.default_rng(config.seed)
+
+    # ------------------------------------------------------------------ set-up
+    def _start(self) -> None:
+        """Join the process group (under ``torchrun``), seed this process, and build what
+        the steps use: the DDP wrapper, the momentum encoder and the queue."""
+        cfg = self.config
+        distributed.init_from_env(next(self.encoder.parameters()).device)
+        if cfg.nproc > 1 and distributed.world_size() == 1:
+            raise ValueError(
+                f"nproc={cfg.nproc} asks for {cfg.nproc} processes but this one trains alone: start it with "
+                f"`labelcon train --nproc {cfg.nproc} ...` or `torchrun --nproc-per-node {cfg.nproc} -m labelcon train ...`"
+            )
+        rank = distributed.rank()
+        seed_everything(cfg.seed + rank)
+        self._view_rng = np.random.default_rng(cfg.seed + rank)
+        if cfg.queue_size:
+            self.momentum_encoder = copy.deepcopy(self.encoder).eval().requires_grad_(False)
+            self.queue = MomentumQueue(cfg.queue_size, self.encoder.dim)
+        self.model = self.encoder
+        if distributed.active():
+            # Parameters the loss does not reach (a Hugging Face model's pooler under mean
+            # pooling) are allowed; buffers are constants, not re-sent before every forward.
+            self.model = DistributedDataParallel(self.encoder, forward_sync_buffers=False,
+                                                 find_unused_parameters=True)
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -127,73 +186,151 @@ class Trainer:
         return self.run_dir / CHECKPOINT if self.run_dir else None
 
     def _save_checkpoint(self, optimizer, scheduler, best_weights) -> None:
+        """Rank 0 writes the checkpoint, holding every process's random generators."""
         if self.checkpoint_path is None:
+            return
+        rng = distributed.gather_objects({
+            "torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "views": self._view_rng.bit_generator.state,
+        })
+        if not distributed.is_main_process():
             return
         payload = {
             "state": asdict(self.state),
+            "world_size": len(rng),
             "encoder": self.encoder.state_dict(),
             "best": best_weights,
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                    "views": self._view_rng.bit_generator.state},
+            "rng": rng,
         }
+        if self.queue is not None:
+            payload["momentum_encoder"] = self.momentum_encoder.state_dict()
+            payload["queue"] = self.queue
         if not self.state.finished:
             payload["optimizer"] = optimizer.state_dict()
             payload["scheduler"] = scheduler.state_dict()
         atomic_torch_save(payload, self.checkpoint_path)
 
     def _load_checkpoint(self, optimizer, scheduler) -> dict | None:
+        """Rank 0 reads the checkpoint and hands it to every process (no shared disk needed)."""
         path = self.checkpoint_path
-        if path is None or not path.exists():
+        if path is None:
             return None
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        found = distributed.is_main_process() and path.exists()
+        payload = distributed.broadcast_object(torch.load(path, map_location="cpu", weights_only=False) if found else None)
+        if payload is None:
+            return None
+        if payload["world_size"] != distributed.world_size():
+            n = payload["world_size"]
+            raise ValueError(
+                f"{path} was written by a run of {n} process(es), this run has {distributed.world_size()}: "
+                f"resume with {n} (`labelcon train --resume --nproc {n}` or torchrun with {n} processes in all)"
+            )
+        saved_queue = payload.get("queue")
+        if (saved_queue.size if saved_queue is not None else None) != self.config.queue_size:
+            raise ValueError(
+                f"{path} was written with queue_size={saved_queue.size if saved_queue is not None else None}, "
+                f"this run has queue_size={self.config.queue_size}: resume with the interrupted run's settings"
+            )
         self.state = TrainState(**payload["state"])
         self.encoder.load_state_dict(payload["encoder"])
+        if saved_queue is not None:
+            self.momentum_encoder.load_state_dict(payload["momentum_encoder"])
+            self.queue = saved_queue
         if "optimizer" in payload:
             optimizer.load_state_dict(payload["optimizer"])
             scheduler.load_state_dict(payload["scheduler"])
-        torch.set_rng_state(payload["rng"]["torch"])
-        np.random.set_state(payload["rng"]["numpy"])
-        random.setstate(payload["rng"]["python"])
-        self._view_rng.bit_generator.state = payload["rng"]["views"]
+        rng = payload["rng"][distributed.rank()]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self._view_rng.bit_generator.state = rng["views"]
         return payload["best"]
 
     # ------------------------------------------------------------------ one step
     def _loss(self, items: Any, labels: torch.Tensor) -> torch.Tensor:
+        """Forward and backward of one batch; returns the loss (averaged over processes).
+
+        Anchors are the batch's embeddings; the keys beyond the batch are the other
+        processes' embeddings and the queue; afterwards the batch's momentum keys (with
+        their labels, from every process) join the queue.
+        """
+        objective = self.objective
+        views = [self.view(text, self._view_rng) for text in items] if objective.needs_positives else None
         streams = [items]
-        if self.objective.needs_positives:
-            streams.append([self.view(text, self._view_rng) for text in items])
-        if self.objective.needs_label_embeddings:
+        momentum_keys = None
+        if self.momentum_encoder is not None:
+            momentum_keys = self._embed_keys(views if views is not None else items)
+        elif views is not None:
+            streams.append(views)
+        if objective.needs_label_embeddings:
             streams.append(self.label_texts)
 
         def loss_fn(*embeddings: torch.Tensor) -> torch.Tensor:
-            extra = {}
-            if self.objective.needs_positives:
-                extra["positives"] = embeddings[1]
-            if self.objective.needs_label_embeddings:
-                extra["label_embeddings"] = embeddings[-1]
-            return self.objective(embeddings[0], labels, **extra)
+            anchors = embeddings[0]
+            if objective.needs_label_embeddings:
+                return objective(anchors, labels, label_embeddings=embeddings[-1])
+            if objective.needs_positives:
+                positives = momentum_keys if momentum_keys is not None else embeddings[1]
+                negatives, _ = self._extra_keys(positives, None)
+                return objective(anchors, labels, positives=positives, keys=negatives)
+            keys, key_labels = self._extra_keys(anchors, labels)
+            return objective(anchors, labels, keys=keys, key_labels=key_labels)
 
-        encode = lambda batch: self.encoder(batch)  # noqa: E731
         size = self.config.mini_batch_size
         if size:
             chunked = [[self.encoder.tokenize(c) for c in _chunks(s, size)] for s in streams]
-            return cached_backward(encode, chunked, loss_fn)
-        loss = loss_fn(*(encode(self.encoder.tokenize(s)) for s in streams))
-        loss.backward()
-        return loss.detach()
+            no_sync = self.model.no_sync if isinstance(self.model, DistributedDataParallel) else None
+            loss = cached_backward(self.model, chunked, loss_fn, no_sync=no_sync)
+        else:
+            loss = loss_fn(*(self.model(self.encoder.tokenize(s)) for s in streams))
+            loss.backward()
+        if self.queue is not None:
+            self.queue.enqueue(gather_with_grad(momentum_keys), gather_with_grad(labels))
+        return distributed.mean_over_processes(loss.detach())
+
+    @torch.no_grad()
+    def _embed_keys(self, items: Any) -> torch.Tensor:
+        """Embeddings of ``items`` by the momentum encoder, in GradCache-sized chunks."""
+        size = self.config.mini_batch_size or len(items)
+        return torch.cat([self.momentum_encoder(self.encoder.tokenize(c)) for c in _chunks(items, size)])
+
+    def _extra_keys(
+        self, own: torch.Tensor, labels: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Keys beyond this process's batch: the other processes' rows of ``own``, then the
+        queue; with ``labels``, the keys' labels too. ``(None, None)`` when there are none."""
+        keys, key_labels = [], []
+        if distributed.active():
+            keys.append(gather_others(own))
+            if labels is not None:
+                key_labels.append(gather_others(labels))
+        if self.queue is not None and len(self.queue):
+            keys.append(self.queue.keys.to(own.dtype))
+            if labels is not None:
+                queued = self.queue.labels
+                key_labels.append(queued if queued.layout == torch.sparse_coo else queued.to(torch.float32))
+        if not keys:
+            return None, None
+        return torch.cat(keys), torch.cat(key_labels) if labels is not None else None
 
     # ------------------------------------------------------------------ the loop
     def fit(self, items: Sequence | np.ndarray, labels: sp.csr_matrix, *, resume: bool = False) -> TrainState:
-        """Train on ``items`` (texts, or feature rows for an MLP encoder) with ``labels`` [N, C]."""
+        """Train on ``items`` (texts, or feature rows for an MLP encoder) with ``labels`` [N, C].
+
+        Under ``torchrun`` every process calls ``fit`` with the same items; each trains on
+        its share of every global batch of ``batch_size * world_size`` items.
+        """
         cfg = self.config
         if len(items) != labels.shape[0]:
             raise ValueError(f"{len(items)} items but {labels.shape[0]} label rows")
         if len(items) < 2:
             raise ValueError(f"contrastive training needs at least 2 training items, got {len(items)}")
-        seed_everything(cfg.seed)
-        self._view_rng = np.random.default_rng(cfg.seed)
+        self._start()
+        world, main = distributed.world_size(), distributed.is_main_process()
+        batch_size = min(cfg.batch_size, len(items))
         sampler = LabelAwareBatchSampler(
-            labels, min(cfg.batch_size, len(items)), seed=cfg.seed, drop_last=len(items) > cfg.batch_size
+            labels, batch_size, seed=cfg.seed, drop_last=len(items) > batch_size * world,
+            num_replicas=world, rank=distributed.rank(),
         )
         steps_per_epoch = len(sampler)
         total_steps = max(1, steps_per_epoch * cfg.epochs)
@@ -206,7 +343,7 @@ class Trainer:
             return self.state
 
         bar = tqdm(
-            total=total_steps, initial=self.state.global_step, disable=not self.show_progress,
+            total=total_steps, initial=self.state.global_step, disable=not (self.show_progress and main),
             desc="train", unit="step", dynamic_ncols=True,
         )
         started = time.monotonic() - self.state.elapsed_seconds
@@ -225,14 +362,18 @@ class Trainer:
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
+                if self.momentum_encoder is not None:
+                    momentum_update(self.encoder, self.momentum_encoder, cfg.momentum)
                 last_loss = loss.item()
                 self.state.step_in_epoch = step + 1
                 self.state.global_step += 1
                 self.state.elapsed_seconds = time.monotonic() - started
                 bar.update(1)
                 bar.set_postfix(epoch=self.state.epoch + 1, loss=f"{last_loss:.4f}",
-                                items_s=f"{len(rows) / max(time.monotonic() - tic, 1e-9):.0f}")
-                if cfg.max_time_minutes and self.state.elapsed_seconds > 60 * cfg.max_time_minutes:
+                                items_s=f"{len(rows) * world / max(time.monotonic() - tic, 1e-9):.0f}")
+                if cfg.max_time_minutes and distributed.broadcast_object(
+                    self.state.elapsed_seconds > 60 * cfg.max_time_minutes
+                ):
                     out_of_time = True
                     break
                 if self.state.global_step % cfg.checkpoint_every == 0:
@@ -246,15 +387,17 @@ class Trainer:
             self.encoder.load_state_dict(best_weights)
         self.state.finished = True
         self._save_checkpoint(optimizer, scheduler, best_weights)
+        distributed.barrier()
         return self.state
 
     def _end_epoch(self, best_weights: dict | None, last_loss: float) -> dict | None:
-        """Evaluate on dev, keep the best weights, count epochs without progress."""
+        """Evaluate on dev (rank 0), keep the best weights, count epochs without progress;
+        every process continues with rank 0's state, so all stop together."""
         record: dict[str, Any] = {"epoch": self.state.epoch + 1, "step": self.state.global_step,
                                   "loss": last_loss, "seconds": round(self.state.elapsed_seconds, 1)}
         self.state.epoch += 1
         self.state.step_in_epoch = 0
-        if self.evaluate is not None:
+        if self.evaluate is not None and distributed.is_main_process():
             metrics = self.evaluate(self.encoder)
             record["dev"] = metrics
             score = metrics[self.select_metric]
@@ -267,4 +410,5 @@ class Trainer:
                 tqdm.write(f"epoch {self.state.epoch}: dev {self.select_metric} {score:.4f}"
                            f" (best {self.state.best_metric:.4f}, epoch {self.state.best_epoch})")
         self.state.history.append(record)
+        self.state = TrainState(**distributed.broadcast_object(asdict(self.state)))
         return best_weights
