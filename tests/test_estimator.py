@@ -109,3 +109,38 @@ def test_interrupted_run_resumes_to_the_same_weights(toy_data, tmp_path, monkeyp
     for got, want in zip(resumed.history_, straight.history_):
         assert got["dev"] == pytest.approx(want["dev"])
     assert [h["loss"] for h in resumed.history_] == pytest.approx([h["loss"] for h in straight.history_], rel=1e-5)
+
+
+def test_label_text_head_predicts_labels_added_after_training(toy_data, tmp_path) -> None:
+    descriptions = tmp_path / "d.tsv"
+    descriptions.write_text("label\tdescription\nsports\tmatch goal team coach league score\n"
+                            "music\tsong album band concert guitar lyrics\n")
+    model = Labelcon(**{**FAST, "head": "label_text", "label_descriptions": str(descriptions)})
+    model.fit(toy_data["train"], toy_data["dev"], show_progress=False)
+    assert model.label_texts_[model.classes_.index("sports")].startswith("match goal")
+    assert model.evaluate(toy_data["test"])["macro_ap"] > 0.6
+    model.add_labels(["cooking"], ["recipe dinner spicy bake flavour kitchen"])
+    assert model.classes_[-1] == "cooking"
+    scores = model.predict_proba(["recipe bake kitchen flavour", "guitar album song"])
+    assert scores.shape == (2, 5)
+    assert scores[0, -1] > scores[1, -1]
+    model.save(tmp_path / "m")
+    loaded = Labelcon.load(tmp_path / "m")
+    assert loaded.classes_ == model.classes_
+    np.testing.assert_allclose(loaded.predict_proba(["recipe bake"]), model.predict_proba(["recipe bake"]), atol=1e-6)
+    with pytest.raises(ValueError, match="already known"):
+        model.add_labels(["music"])
+
+
+def test_add_labels_needs_the_label_text_head(fitted) -> None:
+    model, _ = fitted
+    with pytest.raises(ValueError, match="label_text head"):
+        model.add_labels(["new"])
+
+
+def test_at_least_one_defaults_to_whether_training_items_all_have_labels(fitted) -> None:
+    model, _ = fitted
+    assert model.at_least_one_ is True
+    empty = (["song album", "goal team", "the and with", "hotel beach"], [["music"], ["sports"], [], ["travel"]])
+    few = Labelcon(**{**FAST, "epochs": 1, "head": "prototype"}).fit(empty, empty, show_progress=False)
+    assert few.at_least_one_ is False

@@ -88,6 +88,8 @@ def _data_options(func: Callable) -> Callable:
 @click.option("--shots", type=int, help="Train on N examples per label (few-shot).")
 @click.option("--max-time", "max_time_minutes", type=float, help="Stop training after this many minutes.")
 @click.option("--labels-file", type=click.Path(dir_okay=False), help="One label per line: fixes the label order.")
+@click.option("--label-descriptions", type=click.Path(dir_okay=False), help="TSV label<TAB>text embedded by the label_text head/objective.")
+@click.option("--at-least-one/--no-at-least-one", default=None, help="Predict at least one label per item [auto: when every training item has one].")
 @click.option("--queue-size", type=int, help="Keep this many past keys (with labels) from a momentum encoder (MoCo).")
 @click.option("--momentum", type=float, help="Momentum of the key encoder's update [0.999].")
 @click.option("--nproc", type=int, help="Train with N processes on this machine (re-launches through torchrun).")
@@ -112,6 +114,8 @@ def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_fi
         test_path = test_path or (str(root / "test.jsonl") if (root / "test.jsonl").exists() else None)
         if (root / "labels.txt").exists() and not flags.get("labels_file"):
             flags["labels_file"] = str(root / "labels.txt")
+        if (root / "label_descriptions.tsv").exists() and not flags.get("label_descriptions"):
+            flags["label_descriptions"] = str(root / "label_descriptions.tsv")
     if not train_path:
         raise click.UsageError("give --train PATH or --dataset NAME")
     out = Path(out_dir)

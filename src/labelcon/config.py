@@ -55,12 +55,13 @@ class Config(BaseModel):
     labels_field: str = "labels"
     label_sep: str | None = None
     labels_file: str | None = None
+    label_descriptions: str | None = Field(None, description="TSV label<TAB>text for label_text heads/objectives")
     dev_fraction: float = Field(0.1, gt=0, lt=1, description="carve-out of train when no dev file")
     ignore_unknown_labels: bool = False
     shots: int | None = Field(None, ge=1, description="train on N examples per label")
 
     # prediction
-    at_least_one: bool = True
+    at_least_one: bool | None = Field(None, description="predict >= 1 label per item; default: when every training item has one")
     min_positives: int = Field(3, ge=1, description="dev positives needed for a per-label threshold")
     eval_max_train: int = Field(20000, ge=100, description="train items encoded for the per-epoch dev check")
 

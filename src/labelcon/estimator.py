@@ -21,9 +21,9 @@ import scipy.sparse as sp
 import yaml
 
 from labelcon.config import Config
-from labelcon.data import Dataset, LabelSpace, read_dataset, sample_shots, train_dev_split
+from labelcon.data import Dataset, LabelSpace, read_dataset, read_label_descriptions, sample_shots, train_dev_split
 from labelcon.encoders import Encoder, build_encoder, load_encoder
-from labelcon.heads import Head, Thresholds, build_head
+from labelcon.heads import Head, LabelTextHead, Thresholds, build_head
 from labelcon.io import atomic_directory, atomic_open, read_json, write_json
 from labelcon.metrics import evaluate as evaluate_metrics
 from labelcon.objectives import build_objective
@@ -65,6 +65,8 @@ class Labelcon:
         self.head_: Head | None = None
         self.thresholds_: Thresholds | None = None
         self.labels_: LabelSpace | None = None
+        self.label_texts_: list[str] = []
+        self.at_least_one_: bool = bool(self.config.at_least_one)
         self.history_: list[dict[str, Any]] = []
         self.metrics_: dict[str, dict[str, float]] = {}
 
@@ -116,6 +118,8 @@ class Labelcon:
         if cfg.shots:
             train_set = sample_shots(train_set, cfg.shots, seed=cfg.seed)
         self.labels_ = LabelSpace.from_label_sets(train_set.labels, labels_file=cfg.labels_file)
+        self.label_texts_ = self._label_texts(self.labels.names)
+        self.at_least_one_ = cfg.at_least_one if cfg.at_least_one is not None else all(train_set.labels)
         y_train, _ = self._label_matrix(train_set)
         y_dev, unknown_dev = self._label_matrix(dev_set)
 
@@ -143,7 +147,7 @@ class Labelcon:
 
         trainer = Trainer(
             self.encoder_, objective, cfg, run_dir=run_dir, evaluate=dev_check if cfg.epochs else None,
-            label_texts=self.labels.names, show_progress=show_progress,
+            label_texts=self.label_texts_, show_progress=show_progress,
         )
         state = trainer.fit(train_set.texts, y_train, resume=resume)
         self.history_ = state.history
@@ -162,9 +166,42 @@ class Labelcon:
     def _fit_head(self, train_texts, y_train, dev_texts, y_dev, show_progress: bool) -> None:
         cfg = self.config
         train_emb = self.encode(train_texts, show_progress=show_progress)
-        self.head_ = build_head(cfg.head, **cfg.head_params).fit(train_emb, y_train)
+        head = build_head(cfg.head, **cfg.head_params)
+        if isinstance(head, LabelTextHead):
+            self.head_ = head.fit(train_emb, y_train, label_embeddings=self.encode(self.label_texts_))
+        else:
+            self.head_ = head.fit(train_emb, y_train)
         dev_scores = self.head_.predict_scores(self.encode(dev_texts, show_progress=show_progress))
         self.thresholds_ = Thresholds.calibrate(dev_scores, y_dev, min_positives=cfg.min_positives)
+
+    def _label_texts(self, names: Sequence[str]) -> list[str]:
+        """What label-text heads and objectives embed: the description when one is given, else the name."""
+        descriptions = read_label_descriptions(self.config.label_descriptions) if self.config.label_descriptions else {}
+        return [descriptions.get(name, name) for name in names]
+
+    def add_labels(self, names: Sequence[str], texts: Sequence[str] | None = None) -> "Labelcon":
+        """Add labels never seen in training (label-text head only): they are predicted from
+        the similarity of items to ``texts`` (default: the names), with the global threshold.
+
+        >>> model.add_labels(["gift card"], ["questions about buying or redeeming gift cards"])  # doctest: +SKIP
+        """
+        if not isinstance(self.head_, LabelTextHead):
+            raise ValueError(f"add_labels needs the label_text head; this model's head is {self.config.head!r}")
+        texts = list(names if texts is None else texts)
+        if len(texts) != len(names):
+            raise ValueError(f"got {len(names)} names but {len(texts)} texts")
+        clash = [name for name in names if name in self.labels.names]
+        if clash:
+            raise ValueError(f"labels already known: {clash}")
+        self.head_.add_labels(self.encode(texts))
+        self.labels_ = LabelSpace([*self.labels.names, *names])
+        self.label_texts_ = [*self.label_texts_, *texts]
+        assert self.thresholds_ is not None
+        fallback = np.full(len(names), self.thresholds_.global_threshold, dtype=np.float32)
+        self.thresholds_ = Thresholds(np.concatenate([self.thresholds_.thresholds, fallback]),
+                                      np.concatenate([self.thresholds_.per_label, np.zeros(len(names), bool)]),
+                                      self.thresholds_.global_threshold)
+        return self
 
     # ------------------------------------------------------------------ inference
     @property
@@ -207,7 +244,7 @@ class Labelcon:
     def decide(self, scores: np.ndarray, at_least_one: bool | None = None) -> np.ndarray:
         """Boolean [n, C] decisions from scores with the calibrated per-label thresholds."""
         assert self.thresholds_ is not None
-        one = self.config.at_least_one if at_least_one is None else at_least_one
+        one = self.at_least_one_ if at_least_one is None else at_least_one
         return self.thresholds_.apply(scores, at_least_one=one)
 
     def evaluate(self, data: DataLike, *, ignore_unknown_labels: bool | None = None) -> dict[str, float]:
@@ -239,6 +276,7 @@ class Labelcon:
         with atomic_directory(directory / "head") as tmp:
             self.head_.save(tmp)
         write_json(directory / "labels.json", self.labels.to_json())
+        write_json(directory / "label_texts.json", self.label_texts_)
         write_json(directory / "thresholds.json", self.thresholds_.to_json())
         write_json(directory / "history.json", self.history_)
         with atomic_open(directory / "config.yaml") as handle:
@@ -247,7 +285,7 @@ class Labelcon:
             path = directory / "metrics.json"
             existing = read_json(path) if path.exists() else {}
             write_json(path, {**existing, **self.metrics_})
-        write_json(directory / MODEL_FILE, {"format": 1, "labels": len(self.labels)})
+        write_json(directory / MODEL_FILE, {"format": 1, "labels": len(self.labels), "at_least_one": self.at_least_one_})
         return directory
 
     @classmethod
@@ -265,6 +303,8 @@ class Labelcon:
         model.encoder_ = load_encoder(directory / "encoder")
         model.head_ = Head.load(directory / "head")
         model.labels_ = LabelSpace.from_json(read_json(directory / "labels.json"))
+        model.label_texts_ = read_json(directory / "label_texts.json")
+        model.at_least_one_ = bool(read_json(directory / MODEL_FILE)["at_least_one"])
         model.thresholds_ = Thresholds.from_json(read_json(directory / "thresholds.json"))
         history = directory / "history.json"
         model.history_ = read_json(history) if history.exists() else []

@@ -11,7 +11,15 @@ True
 True
 """
 
-from labelcon.data.dataset import Dataset, PairDataset, read_dataset, read_labels_file, read_pairs, read_texts
+from labelcon.data.dataset import (
+    Dataset,
+    PairDataset,
+    read_dataset,
+    read_label_descriptions,
+    read_labels_file,
+    read_pairs,
+    read_texts,
+)
 from labelcon.data.labels import LabelSpace
 from labelcon.data.records import DataError
 from labelcon.data.registry import DATASETS, demo_paths, load_split, resolve_dataset
@@ -26,6 +34,7 @@ __all__ = [
     "demo_paths",
     "load_split",
     "read_dataset",
+    "read_label_descriptions",
     "read_labels_file",
     "read_pairs",
     "read_texts",

@@ -156,6 +156,22 @@ def read_labels_file(path: str | os.PathLike) -> list[str]:
     return names
 
 
+def read_label_descriptions(path: str | os.PathLike) -> dict[str, str]:
+    """Label texts from a TSV of ``label<TAB>description`` lines (a ``label\tdescription``
+    header is skipped). Used by the label-text head and objective instead of bare names."""
+    texts: dict[str, str] = {}
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip() or (number == 1 and line.strip().lower() == "label\tdescription"):
+            continue
+        name, tab, description = line.partition("\t")
+        if not tab or not name.strip() or not description.strip():
+            raise DataError(f"{path}, line {number}: expected 'label<TAB>description', got {line[:80]!r}")
+        if name.strip() in texts:
+            raise DataError(f"{path}, line {number}: expected each label once, got {name.strip()!r} again")
+        texts[name.strip()] = description.strip()
+    return texts
+
+
 def parse_labels(value: object, sep: str | None, cell: bool, where: str, field: str = "labels") -> tuple[str, ...]:
     """One item's label set from a field value (see the module docstring for the rules)."""
     if value is None:
