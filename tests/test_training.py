@@ -208,3 +208,26 @@ def test_interrupted_run_with_a_queue_resumes_exactly(tmp_path, monkeypatch) -> 
 def test_queue_with_label_texts_objective_is_refused() -> None:
     with pytest.raises(ValueError, match="takes no extra keys"):
         Trainer(torch.nn.Linear(2, 2), build_objective("label_contrast"), Config(queue_size=8), label_texts=["a"])
+
+
+def test_warmup_decay_follows_the_time_budget_when_it_runs_ahead() -> None:
+    used = {"fraction": 0.0}
+    factor = linear_warmup_decay(100, 0.1, lambda: used["fraction"])
+    assert factor(55) == pytest.approx(0.5)  # steps ahead of time: step-based
+    used["fraction"] = 0.9
+    assert factor(55) == pytest.approx(10 / 90)  # time ahead of steps: decay by time
+    used["fraction"] = 1.5
+    assert factor(55) == 0.0
+
+
+def test_time_budget_stops_training_and_skips_the_pointless_evaluation(toy_data) -> None:
+    from labelcon import Labelcon
+    from tests.conftest import FAST
+
+    model = Labelcon(**{**FAST, "epochs": 50, "max_time_minutes": 0.001}).fit(
+        toy_data["train"], toy_data["dev"], show_progress=False
+    )
+    assert len(model.history_) == 1
+    assert model.history_[0]["step"] < 5
+    assert "dev" not in model.history_[0]  # one candidate only: nothing to choose between
+    assert model.metrics_["dev"]["n_items"] == 60

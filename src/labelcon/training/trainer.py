@@ -96,11 +96,20 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def linear_warmup_decay(total_steps: int, warmup_ratio: float) -> Callable[[int], float]:
-    """LR multiplier rising linearly over the warmup steps, then falling linearly to 0."""
+def linear_warmup_decay(
+    total_steps: int, warmup_ratio: float, time_used: Callable[[], float] | None = None
+) -> Callable[[int], float]:
+    """LR multiplier rising linearly over the warmup steps, then falling linearly to 0.
+
+    With ``time_used`` (the fraction of a wall-clock budget spent, 0..1), progress is the
+    larger of the step fraction and the time fraction, so a run that will be cut by its
+    budget still warms up and decays to 0 by the end of the budget.
+    """
     warmup = max(1, int(total_steps * warmup_ratio))
 
     def factor(step: int) -> float:
+        if time_used is not None:
+            step = max(step, int(time_used() * total_steps))
         if step < warmup:
             return (step + 1) / warmup
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
@@ -335,7 +344,12 @@ class Trainer:
         steps_per_epoch = len(sampler)
         total_steps = max(1, steps_per_epoch * cfg.epochs)
         optimizer = torch.optim.AdamW(_param_groups(self.encoder, cfg.weight_decay), lr=cfg.resolved_lr())
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(total_steps, cfg.warmup_ratio))
+        budget = 60 * cfg.max_time_minutes if cfg.max_time_minutes else None
+        self._elapsed = self.state.elapsed_seconds  # the same value on every process
+        time_used = (lambda: self._elapsed / budget) if budget else None
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, linear_warmup_decay(total_steps, cfg.warmup_ratio, time_used)
+        )
         best_weights = self._load_checkpoint(optimizer, scheduler) if resume else None
         if self.state.finished:
             if best_weights is not None:
@@ -360,6 +374,8 @@ class Trainer:
                 if cfg.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), cfg.max_grad_norm)
                 optimizer.step()
+                if budget:  # rank 0's clock decides for all, so LRs and the stop agree
+                    self._elapsed = distributed.broadcast_object(time.monotonic() - started)
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 if self.momentum_encoder is not None:
@@ -371,14 +387,13 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(epoch=self.state.epoch + 1, loss=f"{last_loss:.4f}",
                                 items_s=f"{len(rows) * world / max(time.monotonic() - tic, 1e-9):.0f}")
-                if cfg.max_time_minutes and distributed.broadcast_object(
-                    self.state.elapsed_seconds > 60 * cfg.max_time_minutes
-                ):
+                if budget and self._elapsed > budget:
                     out_of_time = True
                     break
                 if self.state.global_step % cfg.checkpoint_every == 0:
                     self._save_checkpoint(optimizer, scheduler, best_weights)
-            best_weights = self._end_epoch(best_weights, last_loss)
+            final = out_of_time or self.state.epoch + 1 >= cfg.epochs
+            best_weights = self._end_epoch(best_weights, last_loss, final)
             self._save_checkpoint(optimizer, scheduler, best_weights)
             if self.state.bad_epochs >= cfg.patience:
                 break
@@ -390,14 +405,17 @@ class Trainer:
         distributed.barrier()
         return self.state
 
-    def _end_epoch(self, best_weights: dict | None, last_loss: float) -> dict | None:
+    def _end_epoch(self, best_weights: dict | None, last_loss: float, final: bool) -> dict | None:
         """Evaluate on dev (rank 0), keep the best weights, count epochs without progress;
-        every process continues with rank 0's state, so all stop together."""
+        every process continues with rank 0's state, so all stop together. The final
+        epoch of a run that evaluated nothing before is not evaluated: there is nothing
+        to choose between."""
         record: dict[str, Any] = {"epoch": self.state.epoch + 1, "step": self.state.global_step,
                                   "loss": last_loss, "seconds": round(self.state.elapsed_seconds, 1)}
         self.state.epoch += 1
         self.state.step_in_epoch = 0
-        if self.evaluate is not None and distributed.is_main_process():
+        nothing_to_compare = final and self.state.best_epoch < 0
+        if self.evaluate is not None and distributed.is_main_process() and not nothing_to_compare:
             metrics = self.evaluate(self.encoder)
             record["dev"] = metrics
             score = metrics[self.select_metric]
