@@ -4,8 +4,9 @@
 ``search(queries, k) -> (similarities [m, k], indices [m, k])``, best first, similarity =
 cosine. Backends:
 
-- exact: ``queries_block @ embeddings.T`` then ``np.argpartition`` per block of queries;
-  a block holds at most ``block_elements`` similarities, so memory is bounded for any n.
+- exact: blocks of queries against chunks of items, ``queries_block @ chunk.T`` then the
+  chunk's top k merged into the running top k; a block holds at most ``block_elements``
+  similarities, so memory is bounded for any n.
 - faiss: ``IndexHNSWFlat`` with inner-product metric (Malkov & Yashunin 2018), chosen
   automatically when faiss is installed and n > ``APPROXIMATE_ABOVE``; ``exact=False``
   asks for it at any size (with a warning and the exact backend if faiss is missing).
@@ -34,6 +35,7 @@ from labelcon.heads.base import check_embeddings, l2_normalize
 from labelcon.metrics import top_k
 
 APPROXIMATE_ABOVE = 200_000
+QUERY_BLOCK = 1024  # queries per block of the exact search
 
 
 def faiss_available() -> bool:
@@ -131,12 +133,22 @@ class NearestNeighbors:
         return sims, idx
 
     def _search_exact(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Blocked over queries and items: ``QUERY_BLOCK`` queries at a time against chunks of
+        items holding at most ``block_elements`` similarities, each chunk's top k merged into
+        the running best. The items stream once per query block, and each matrix product
+        has a small, cache-sized operand instead of the whole index."""
         sims = np.empty((len(q), k), dtype=np.float32)
         idx = np.empty((len(q), k), dtype=np.int64)
-        step = max(1, self.block_elements // len(self))
-        for start in range(0, len(q), step):
-            rows = slice(start, start + step)
-            idx[rows], sims[rows] = top_k(q[rows] @ self.embeddings.T, k)
+        q_step = min(len(q), QUERY_BLOCK)
+        i_step = max(k, self.block_elements // max(q_step, 1))
+        for start in range(0, len(q), q_step):
+            block = q[start : start + q_step]
+            best_i, best_s = top_k(block @ self.embeddings[:i_step].T, k)
+            for offset in range(i_step, len(self), i_step):
+                chunk_i, chunk_s = top_k(block @ self.embeddings[offset : offset + i_step].T, k)
+                pick, best_s = top_k(np.hstack([best_s, chunk_s]), k)
+                best_i = np.take_along_axis(np.hstack([best_i, chunk_i + offset]), pick, axis=1)
+            sims[start : start + q_step], idx[start : start + q_step] = best_s, best_i
         return sims, idx
 
     def _search_faiss(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
