@@ -134,6 +134,8 @@ def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_fi
     from labelcon.estimator import Labelcon
     from labelcon.training.distributed import is_main_process
 
+    if resume and not (out / "checkpoint.pt").exists():
+        click.echo(f"note: no checkpoint in {out} to resume from; starting from the beginning", err=True)
     started = time.monotonic()
     model = Labelcon(config=config).fit(train_path, dev_path, out_dir=out, resume=resume, show_progress=not quiet)
     if not is_main_process():  # under torchrun, rank 0 evaluates and writes the run directory
