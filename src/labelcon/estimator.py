@@ -303,8 +303,10 @@ class Labelcon:
         model.encoder_ = load_encoder(directory / "encoder")
         model.head_ = Head.load(directory / "head")
         model.labels_ = LabelSpace.from_json(read_json(directory / "labels.json"))
-        model.label_texts_ = read_json(directory / "label_texts.json")
-        model.at_least_one_ = bool(read_json(directory / MODEL_FILE)["at_least_one"])
+        # label texts and at_least_one came with format 1's later runs; older ones used names and True
+        texts = directory / "label_texts.json"
+        model.label_texts_ = read_json(texts) if texts.exists() else list(model.labels_.names)
+        model.at_least_one_ = bool(read_json(directory / MODEL_FILE).get("at_least_one", True))
         model.thresholds_ = Thresholds.from_json(read_json(directory / "thresholds.json"))
         history = directory / "history.json"
         model.history_ = read_json(history) if history.exists() else []
