@@ -5,7 +5,7 @@
                                       [--per-item 5] [--zipf 1.0] [--batch-size 256]
                                       [--objectives supcon-jaccard mulsupcon label_contrast]
                                       [--heads knn knn-dense prototype label_text]
-                                      [--queries 2000] [--json FILE]
+                                      [--queries 2000] [--threads 1] [--json FILE]
 
 A generated extreme-classification case: ``--items`` items with 1 + Poisson(per_item - 1)
 labels each, drawn from C labels with Zipf frequencies p_c ∝ 1 / c^zipf (a few labels
@@ -17,7 +17,7 @@ vectors plus as much Gaussian noise, a feature row for an :class:`MLPEncoder`
 Measured per C:
 
 - ``LabelSpace.encode`` of the label-name sets (CSR, never N x C) and one epoch of
-  :class:`LabelAwareBatchSampler` planning (wall seconds);
+  :class:`LabelAwareBatchSampler` planning (CPU seconds; wall seconds in the JSON);
 - peak memory of one training step, per objective: a fresh subprocess loads the data,
   then runs :class:`labelcon.training.Trainer` with a one-step time budget (the epoch's
   sampler plan, ``batch_labels`` (sparse above 4096 labels), encoder forward, objective,
@@ -25,9 +25,12 @@ Measured per C:
   loading so it is the peak of the step itself, and that resident size (imports + data);
   their difference is what the step added. Bar: peak under 4 GB;
 - per head, in a fresh subprocess: fit on the training items' features and
-  ``predict_top_k(k=5)`` for ``--queries`` held-out items (wall seconds, peak as above,
+  ``predict_top_k(k=5)`` for ``--queries`` held-out items (CPU and wall seconds, peak as above,
   P@1 and P@5 from the top-k pairs). ``knn-dense`` is the same kNN head ranked the dense
   way, ``top_k(predict_scores(x))``, for comparison with its sparse ``predict_top_k``.
+
+The subprocesses run with ``--threads`` threads (1 by default), so their CPU seconds are
+the time on one quiet core, which other users of a shared machine barely change.
 """
 
 from __future__ import annotations
@@ -65,6 +68,18 @@ def generate(n: int, c: int, per_item: float, zipf: float, seed: int) -> tuple[s
     x += rng.standard_normal(x.shape).astype(np.float32) / np.sqrt(FEATURES)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return y, x.astype(np.float32), label_features
+
+
+class Clock:
+    """Wall and process CPU seconds since construction (CPU time is what other users of a
+    shared machine barely change; with several threads it adds theirs up)."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def read(self) -> tuple[float, float]:
+        """(wall, CPU) seconds elapsed."""
+        return time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
 def resident_mb() -> float:
@@ -112,9 +127,9 @@ def child_step(data: Path, objective_name: str, batch_size: int) -> dict:
                     max_time_minutes=1e-9)  # fmt: skip
     label_texts = list(label_features) if objective.needs_label_embeddings else None
     trainer = Trainer(encoder, objective, config, label_texts=label_texts, show_progress=False)
-    wall = time.perf_counter()
+    clock = Clock()
     state = trainer.fit(x, y)
-    return {"steps": state.global_step, "seconds": time.perf_counter() - wall, "rss_before_mb": before,
+    return {"steps": state.global_step, "seconds": clock.read(), "rss_before_mb": before,
             "peak_mb": peak_mb(), "peak_reset": reset, "loss": state.history[-1]["loss"]}  # fmt: skip
 
 
@@ -128,22 +143,26 @@ def child_head(data: Path, head_name: str, k: int) -> dict:
     queries, y_queries = np.load(data / "query_features.npy"), sp.load_npz(data / "query_labels.npz").tocsr()
     label_features = np.load(data / "label_features.npy")
     reset, before = reset_peak(), resident_mb()
-    wall = time.perf_counter()
+    clock = Clock()
     if head_name == "label_text":
         head = build_head("label_text").fit(x, y, label_embeddings=label_features)
     else:
         head = build_head("knn" if head_name == "knn-dense" else head_name).fit(x, y)
-    fit_seconds = time.perf_counter() - wall
-    wall = time.perf_counter()
+    fit_seconds, clock = clock.read(), Clock()
     pair = top_k(head.predict_scores(queries), k) if head_name == "knn-dense" else head.predict_top_k(queries, k)
-    return {"fit_seconds": fit_seconds, "top_k_seconds": time.perf_counter() - wall, "rss_before_mb": before,
+    return {"fit_seconds": fit_seconds, "top_k_seconds": clock.read(), "rss_before_mb": before,
             "peak_mb": peak_mb(), "peak_reset": reset, "p_at_1": precision_at_k(y_queries, pair, 1),
             "p_at_5": precision_at_k(y_queries, pair, 5)}  # fmt: skip
 
 
-def run_child(*args: str) -> dict:
-    """Run this script in a fresh interpreter in child mode; its last stdout line is JSON."""
-    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True)
+def run_child(threads: int, *args: str) -> dict:
+    """Run this script in a fresh interpreter in child mode with ``threads`` threads for
+    torch, BLAS and OpenMP; its last stdout line is JSON."""
+    env = {
+        **os.environ,
+        **{name: str(threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+    }
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"child {args} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -159,18 +178,18 @@ def run_labels(c: int, args: argparse.Namespace, workdir: Path) -> dict:
     y_all, x_all, label_features = generate(args.items + args.queries, c, args.per_item, args.zipf, seed=c)
     names = np.array([f"label{i:06d}" for i in range(c)], dtype=object)
     sets = [tuple(names[y_all.indices[a:b]]) for a, b in zip(y_all.indptr[:-1], y_all.indptr[1:], strict=True)]
-    wall = time.perf_counter()
+    clock = Clock()
     encoded = LabelSpace(names.tolist()).encode(sets)
-    encode_seconds = time.perf_counter() - wall
+    encode_seconds = clock.read()
     if not (sp.isspmatrix_csr(encoded) and (encoded != y_all).nnz == 0):
         raise AssertionError("LabelSpace.encode did not give the generated labels back as CSR")
     y, x = y_all[: args.items], x_all[: args.items]
     freq = np.bincount(y.indices, minlength=c)
 
-    wall = time.perf_counter()
+    clock = Clock()
     sampler = LabelAwareBatchSampler(y, args.batch_size, seed=0, drop_last=True)
     n_batches = sum(1 for _ in sampler)
-    sampler_seconds = time.perf_counter() - wall
+    sampler_seconds = clock.read()
 
     data = workdir / f"c{c}"
     data.mkdir()
@@ -186,10 +205,10 @@ def run_labels(c: int, args: argparse.Namespace, workdir: Path) -> dict:
         "steps": {}, "heads": {},
     }  # fmt: skip
     for objective in args.objectives:
-        row["steps"][objective] = run_child("step", str(data), objective, str(args.batch_size))
+        row["steps"][objective] = run_child(args.threads, "step", str(data), objective, str(args.batch_size))
         print(f"C={c} {objective}: {row['steps'][objective]}", flush=True)
     for head in args.heads:
-        row["heads"][head] = run_child("head", str(data), head, str(args.k))
+        row["heads"][head] = run_child(args.threads, "head", str(data), head, str(args.k))
         print(f"C={c} {head}: {row['heads'][head]}", flush=True)
     return row
 
@@ -210,18 +229,19 @@ def report(rows: list[dict], args: argparse.Namespace, load: tuple[float, float]
         "`" + " ".join(["python bench/bench_many_labels.py", *args.argv]) + "`",
         "",
         f"{datetime.date.today().isoformat()}; {machine()}; torch {torch.__version__}; load average "
-        f"{load[0]:.1f} at start, {load[1]:.1f} at end (shared machine).",
+        f"{load[0]:.1f} at start, {load[1]:.1f} at end (shared machine); {args.threads} thread(s) in the measured "
+        "subprocesses.",
         f"{args.items:,} training items, ~{args.per_item} labels per item, Zipf exponent {args.zipf}, batch "
         f"{args.batch_size}, MLPEncoder {FEATURES} -> 512 -> 256; {args.queries:,} held-out queries, k={args.k}.",
         "",
-        "| labels C | labels with items | most frequent label | (item, label) pairs | LabelSpace.encode s "
-        "| sampler epoch s (batches) |",
+        "| labels C | labels with items | most frequent label | (item, label) pairs | LabelSpace.encode CPU s "
+        "| sampler epoch CPU s (batches) |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['labels']:,} | {r['labels_with_items']:,} | {r['max_freq']:,} items | {r['nnz']:,} "
-            f"| {r['encode_seconds']:.2f} | {r['sampler_seconds']:.2f} ({r['batches']}) |"
+            f"| {r['encode_seconds'][1]:.2f} | {r['sampler_seconds'][1]:.2f} ({r['batches']}) |"
         )
     reset = all(s["peak_reset"] for r in rows for s in [*r["steps"].values(), *r["heads"].values()])
     how = "restarted after loading the data" if reset else "including the loading: the peak could not be restarted"
@@ -231,12 +251,17 @@ def report(rows: list[dict], args: argparse.Namespace, load: tuple[float, float]
     for r in rows:
         cells = [f"{s['peak_mb']:,.0f} ({s['rss_before_mb']:,.0f})" for s in r["steps"].values()]
         lines.append(f"| {r['labels']:,} | " + " | ".join(cells) + " |")
-    lines += ["", f"Heads: fit s, top-{args.k} of {args.queries:,} queries s, peak MB, P@1 / P@{args.k}:", ""]
+    lines += [
+        "",
+        f"Heads: fit CPU s, top-{args.k} of {args.queries:,} queries CPU s (wall s), peak MB, P@1 / P@{args.k}:",
+        "",
+    ]
     lines.append("| labels C | " + " | ".join(args.heads) + " |")
     lines.append("|---:|" + ":---|" * len(args.heads))
     for r in rows:
         cells = [
-            f"{h['fit_seconds']:.1f}, {h['top_k_seconds']:.2f}, {h['peak_mb']:,.0f} MB, {h['p_at_1']:.2f} / "
+            f"{h['fit_seconds'][1]:.1f}, {h['top_k_seconds'][1]:.2f} ({h['top_k_seconds'][0]:.2f}), "
+            f"{h['peak_mb']:,.0f} MB, {h['p_at_1']:.2f} / "
             f"{h['p_at_5']:.2f}"
             for h in r["heads"].values()
         ]
@@ -261,6 +286,7 @@ def main() -> None:
     parser.add_argument("--heads", nargs="*", default=["knn", "knn-dense", "prototype", "label_text"])
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="threads of the measured subprocesses")
     parser.add_argument("--json", help="also write the raw results to this file")
     args = parser.parse_args()
     args.argv = sys.argv[1:]
