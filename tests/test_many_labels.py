@@ -112,6 +112,8 @@ def test_knn_top_k_at_1e6_labels_never_builds_dense_scores():
     (idx, val), peak = traced_peak(lambda: head.predict_top_k(queries, 5))
     assert idx.shape == (2_000, 5) and np.all(np.diff(val, axis=1) <= 0)
     assert peak < 64 * MB  # dense scores would be 8 GB
+    assert head.predict_scores(queries[:0]).shape == (0, 1_000_000)
+    assert sparse_top_k(sp.csr_matrix((3, 0)), 2)[0].shape == (3, 0)
     # the same ranking as the dense scores, on a slice of labels small enough to densify
     small = KNNHead(k=10, exact=True).fit(x, y[:, :2_000])
     sparse_idx, sparse_val = small.predict_top_k(queries[:300], 5)

@@ -162,7 +162,7 @@ def sparse_top_k(scores: sp.spmatrix | sp.sparray, k: int) -> TopK:
     indices = np.empty((n, k), dtype=np.int64)
     values = np.empty((n, k), dtype=s.dtype)
     start = 0
-    while start < n:
+    while start < n and k:
         # rows whose padded width, max(k, longest row), keeps the block near _BLOCK_ELEMENTS
         width = max(k, int(lengths[start : start + max(1, _BLOCK_ELEMENTS // max(k, 1))].max(initial=0)))
         stop = min(n, start + max(1, _BLOCK_ELEMENTS // width))

@@ -139,8 +139,8 @@ class NearestNeighbors:
         has a small, cache-sized operand instead of the whole index."""
         sims = np.empty((len(q), k), dtype=np.float32)
         idx = np.empty((len(q), k), dtype=np.int64)
-        q_step = min(len(q), QUERY_BLOCK)
-        i_step = max(k, self.block_elements // max(q_step, 1))
+        q_step = max(1, min(len(q), QUERY_BLOCK))
+        i_step = max(k, self.block_elements // q_step)
         for start in range(0, len(q), q_step):
             block = q[start : start + q_step]
             best_i, best_s = top_k(block @ self.embeddings[:i_step].T, k)
