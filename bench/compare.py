@@ -1,0 +1,351 @@
+"""labelcon against what users would pick instead, side by side on the same splits.
+
+    python bench/compare.py goemotions
+    python bench/compare.py reuters21578
+    python bench/compare.py arxiv_abstracts
+    python bench/compare.py goemotions --shots 8
+    python bench/compare.py stsb [--model RUN_DIR]
+    python bench/compare.py goemotions --systems tfidf,frozen --limit 2000
+
+Every system (``bench/systems/``) fits on the same training items and returns dev and
+test scores [n, C]; everything after that is done here, identically for all of them:
+
+1. per-label decision thresholds calibrated on the dev scores with labelcon's own
+   ``Thresholds.calibrate`` (``min_positives`` and the ``at_least_one`` rule at labelcon's
+   defaults: labels with fewer than 3 dev positives get the micro-F1-optimal global
+   threshold; an item clearing no threshold gets its top label);
+2. metrics on test with ``labelcon.metrics.evaluate``.
+
+A data set without a dev split (Reuters) gets ``train_dev_split(train, 0.1, seed)``,
+labelcon's documented carve-out, for every system. ``--limit N`` keeps a seeded random
+N items of each split (after the carve-out) for quick checks; ``--shots N`` trains every
+system on ``sample_shots(train, N, seed)``. The bce system trains for ``--budget-minutes``,
+by default for as long as labelcon trained in the same invocation (labelcon then runs first).
+
+Output: a markdown table on stdout and the rows as JSON in ``bench/results/`` (one file
+per data set and setting, written atomically; rows of other systems already in the file
+are kept, so subsets can be run one at a time). "train" is the time a system spends
+fitting (including its own model selection on dev); "end-to-end" adds loading, scoring
+dev and test, threshold calibration and evaluation.
+
+``stsb``: Spearman x 100 of cosine similarity on STS-B test for the base MiniLM and for
+labelcon trained on GoEmotions with its defaults (``--model DIR`` loads a run directory
+instead of training), to check that training on labels does not wreck general similarity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.stats
+import torch
+import transformers
+from systems import SYSTEMS, load_system
+from systems.common import LONG_MAX_LENGTH, Result, Task
+from systems.labelcon_system import labelcon_params
+
+from labelcon import Labelcon
+from labelcon.config import Config
+from labelcon.data import Dataset, LabelSpace, read_dataset, read_pairs, sample_shots, train_dev_split
+from labelcon.encoders import TransformerEncoder
+from labelcon.heads import Thresholds
+from labelcon.io import read_json, write_json
+from labelcon.metrics import evaluate
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO / "bench" / "results"
+DEFAULTS = Config()
+PAIR_DATASET = "stsb"
+STS_SOURCE = "goemotions"
+ENCODE_BATCH = 128
+COLUMNS = (("macro_f1", "macro-F1"), ("micro_f1", "micro-F1"), ("samples_f1", "samples-F1"),
+           ("macro_ap", "macro-AP"), ("precision_at_1", "P@1"))  # fmt: skip
+
+
+# ---------------------------------------------------------------- command line
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Compare labelcon with TF-IDF, frozen MiniLM, BCE fine-tuning and SetFit on one data set.",
+    )
+    parser.add_argument("dataset", help="a directory name under --data-dir: goemotions, reuters21578, "
+                        "arxiv_abstracts, ... (train.jsonl, test.jsonl, labels.txt, optional dev.jsonl), or stsb")
+    parser.add_argument("--systems", default=None,
+                        help=f"comma-separated subset of {','.join(SYSTEMS)} "
+                        "(default: all; setfit only with --shots)")
+    parser.add_argument("--limit", type=int, default=None, help="keep a seeded random N items of each split")
+    parser.add_argument("--shots", type=int, default=None, help="few-shot regime: N training examples per label")
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="training budget of the bce system (default: labelcon's training time in this run)")
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed,
+                        help="seed of the carve-out, --limit, --shots and training (default: labelcon's, 13)")
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir(),
+                        help="folder holding the data sets ($LABELCON_DATA, else ../shared/data next to the repo)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="stsb only: a labelcon run directory trained on GoEmotions (default: train one)")
+    args = parser.parse_args(argv)
+    for name in ("limit", "shots", "budget_minutes"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.dataset == PAIR_DATASET:
+        if args.systems or args.shots or args.budget_minutes:
+            parser.error("stsb compares base MiniLM with labelcon: --systems, --shots, --budget-minutes do not apply")
+        return args
+    if args.model is not None:
+        parser.error("--model applies to stsb only")
+    default = [name for name in SYSTEMS if name != "setfit" or args.shots]
+    chosen = args.systems
+    args.systems = default if chosen is None else [name.strip() for name in chosen.split(",") if name.strip()]
+    unknown = [name for name in args.systems if name not in SYSTEMS]
+    if unknown or not args.systems:
+        parser.error(f"--systems: expected names from {', '.join(SYSTEMS)}, got {unknown or 'none'}")
+    if "setfit" in args.systems and not args.shots:
+        parser.error("setfit runs in the few-shot regime only (it enumerates all O(n^2) training pairs): add --shots N")
+    if "bce" in args.systems and args.budget_minutes is None and "labelcon" not in args.systems:
+        parser.error("bce trains for a wall-clock budget: add --budget-minutes M, or run it together with labelcon")
+    return args
+
+
+def default_data_dir() -> Path:
+    """``$LABELCON_DATA`` when set, else ``../shared/data`` next to the repository."""
+    return Path(os.environ["LABELCON_DATA"]) if os.environ.get("LABELCON_DATA") else REPO.parent / "shared" / "data"
+
+
+# ---------------------------------------------------------------- data
+
+
+def subsample(dataset: Dataset, limit: int | None, seed: int) -> Dataset:
+    """A seeded random ``limit`` items of ``dataset`` in their original order (all when None)."""
+    if limit is None or limit >= len(dataset):
+        return dataset
+    keep = np.sort(np.random.default_rng(seed).permutation(len(dataset))[:limit])
+    return dataset.subset(keep.tolist())
+
+
+def load_task(name: str, args: argparse.Namespace) -> tuple[Task, Dataset, dict[str, Any]]:
+    """The task every system gets, the test set, and a description of the splits."""
+    folder = args.data_dir / name
+    needed = ("train.jsonl", "test.jsonl", "labels.txt")
+    missing = [file for file in needed if not (folder / file).is_file()]
+    if missing:
+        raise SystemExit(f"{folder}: expected a data set folder with {', '.join(needed)} (dev.jsonl optional); "
+                         f"missing {', '.join(missing)}. Set --data-dir or $LABELCON_DATA.")
+    train = read_dataset(folder / "train.jsonl")
+    if (folder / "dev.jsonl").is_file():
+        dev, dev_source = read_dataset(folder / "dev.jsonl"), "dev.jsonl"
+    else:
+        train, dev = train_dev_split(train, DEFAULTS.dev_fraction, seed=args.seed)
+        dev_source = f"train_dev_split(train, {DEFAULTS.dev_fraction}, seed={args.seed})"
+    test = read_dataset(folder / "test.jsonl")
+    train, dev, test = (subsample(split, args.limit, args.seed) for split in (train, dev, test))
+    few = sample_shots(train, args.shots, seed=args.seed) if args.shots else train
+    labels = LabelSpace.from_label_sets(train.labels, labels_file=folder / "labels.txt")
+    task = Task(
+        dataset=name, train=few, train_full=train, dev=dev, test=test, labels=labels,
+        labels_file=folder / "labels.txt", y_train=labels.encode(few.labels, source="train"),
+        y_dev=labels.encode(dev.labels, source="dev"), seed=args.seed, shots=args.shots,
+        budget_seconds=60 * args.budget_minutes if args.budget_minutes else None,
+    )
+    splits = {"train": len(few), "train_before_shots": len(train), "dev": len(dev), "test": len(test),
+              "labels": len(labels), "dev_source": dev_source, "limit": args.limit, "shots": args.shots,
+              "seed": args.seed}
+    return task, test, splits
+
+
+# ---------------------------------------------------------------- running and reporting
+
+
+def machine() -> dict[str, Any]:
+    """CPU model and count, thread count and library versions, for the record."""
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return {"cpu": model, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def git_state() -> str:
+    """``git describe --always --dirty`` of the repository (the labelcon code measured)."""
+    try:
+        done = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return done.stdout.strip()
+
+
+def run_system(name: str, task: Task, test: Dataset, labels: LabelSpace) -> dict[str, Any]:
+    """Run one system and score it with the shared protocol; returns its result row."""
+    module = load_system(name)
+    print(f"\n== {name}: {module.DESCRIPTION}", file=sys.stderr, flush=True)
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    result: Result = module.run(task)
+    y_test = labels.encode(test.labels, source="test")
+    shape_dev, shape_test = (len(task.dev), len(labels)), (len(test), len(labels))
+    if result.dev_scores.shape != shape_dev or result.test_scores.shape != shape_test:
+        raise RuntimeError(f"{name} returned scores of shapes {result.dev_scores.shape} and "
+                           f"{result.test_scores.shape}, expected {shape_dev} and {shape_test}")
+    thresholds = Thresholds.calibrate(result.dev_scores, task.y_dev, min_positives=DEFAULTS.min_positives)
+    dev_metrics = evaluate(task.y_dev, result.dev_scores,
+                           thresholds.apply(result.dev_scores, at_least_one=DEFAULTS.at_least_one))
+    test_metrics = evaluate(y_test, result.test_scores,
+                            thresholds.apply(result.test_scores, at_least_one=DEFAULTS.at_least_one))
+    end_to_end = time.perf_counter() - started
+    return {
+        "system": name, "description": module.DESCRIPTION, "test": test_metrics,
+        "dev_after_calibration_on_dev": dev_metrics, "train_seconds": round(result.train_seconds, 1),
+        "end_to_end_seconds": round(end_to_end, 1), "notes": result.notes,
+        "load_average_1min": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine(),
+        "git": git_state(), "command": "python bench/compare.py " + " ".join(sys.argv[1:]),
+    }
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    """``42 s``, ``12m 05s``, ``1h 02m``; an em dash when unknown."""
+    if seconds is None:
+        return "—"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+def markdown_table(header: Sequence[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def classification_table(rows: list[dict[str, Any]]) -> str:
+    header = ["system", *(title for _, title in COLUMNS), "train", "end-to-end"]
+    body = [[row["system"], *(f"{row['test'][key]:.3f}" for key, _ in COLUMNS),
+             fmt_seconds(row["train_seconds"]), fmt_seconds(row["end_to_end_seconds"])] for row in rows]  # fmt: skip
+    return markdown_table(header, body)
+
+
+def results_path(args: argparse.Namespace) -> Path:
+    """``bench/results/<dataset>[-shotsN][-limitN][-seedN].json`` (seed only when not the default)."""
+    parts = [args.dataset]
+    if getattr(args, "shots", None):
+        parts.append(f"shots{args.shots}")
+    if args.limit:
+        parts.append(f"limit{args.limit}")
+    if args.seed != DEFAULTS.seed:
+        parts.append(f"seed{args.seed}")
+    return RESULTS_DIR / ("-".join(parts) + ".json")
+
+
+def save_rows(path: Path, setting: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Merge ``rows`` into the JSON file at ``path`` by system name, atomically."""
+    existing = read_json(path) if path.exists() else {}
+    kept = existing.get("rows", {}) if existing.get("setting") == setting else {}
+    kept.update({row["system"]: row for row in rows})
+    write_json(path, {"setting": setting, "rows": kept})
+
+
+def compare(args: argparse.Namespace) -> None:
+    task, test, splits = load_task(args.dataset, args)
+    print(f"{args.dataset}: {splits}", file=sys.stderr, flush=True)
+    order = sorted(args.systems, key=lambda name: (name != "labelcon", list(SYSTEMS).index(name)))
+    rows: dict[str, dict[str, Any]] = {}
+    for name in order:
+        rows[name] = run_system(name, task, test, task.labels)
+        if name == "labelcon" and task.budget_seconds is None:
+            task.budget_seconds = rows[name]["train_seconds"]
+    table_rows = [rows[name] for name in SYSTEMS if name in rows]
+    save_rows(results_path(args), {"dataset": args.dataset, **splits}, table_rows)
+    print(f"\n{args.dataset}: train {splits['train']}, dev {splits['dev']} ({splits['dev_source']}), "
+          f"test {splits['test']}, {splits['labels']} labels; test metrics, thresholds calibrated on dev\n")
+    print(classification_table(table_rows))
+    print(f"\nrows written to {results_path(args).relative_to(REPO)}")
+
+
+# ---------------------------------------------------------------- STS-B
+
+
+def spearman(
+    encode: Callable[[list[str]], np.ndarray], texts1: list[str], texts2: list[str], gold: list[float]
+) -> float:
+    """Spearman x 100 between the cosine similarity of the pairs' embeddings and the gold scores."""
+    a, b = encode(texts1), encode(texts2)
+    cosine = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+    return 100 * float(scipy.stats.spearmanr(cosine, gold).statistic)
+
+
+def subsample_pairs(texts1: list[str], texts2: list[str], scores: list[float], limit: int | None,
+                    seed: int) -> tuple[list[str], list[str], list[float]]:
+    """A seeded random ``limit`` pairs (all when None), in their original order."""
+    keep = range(len(scores))
+    if limit is not None and limit < len(scores):
+        keep = np.sort(np.random.default_rng(seed).permutation(len(scores))[:limit]).tolist()
+    return [texts1[i] for i in keep], [texts2[i] for i in keep], [scores[i] for i in keep]
+
+
+def compare_sts(args: argparse.Namespace) -> None:
+    pairs_path = args.data_dir / PAIR_DATASET / "test.jsonl"
+    if not pairs_path.is_file():
+        raise SystemExit(f"{pairs_path}: expected the STS-B test pairs; set --data-dir or $LABELCON_DATA")
+    pairs = read_pairs(pairs_path)
+    pairs_limited = subsample_pairs(pairs.texts1, pairs.texts2, pairs.scores, args.limit, args.seed)
+    rows = []
+    started = time.perf_counter()
+    if args.model is not None:
+        model, train_seconds, source = Labelcon.load(args.model), None, f"loaded from {args.model}"
+    else:
+        task, _, splits = load_task(STS_SOURCE, args)
+        tic = time.perf_counter()
+        model = Labelcon(**labelcon_params(task)).fit(task.train_full, task.dev)
+        train_seconds = time.perf_counter() - tic
+        source = f"trained here on {STS_SOURCE} ({splits['train']} train, {splits['dev']} dev)"
+    max_length = getattr(model.encoder_, "max_length", LONG_MAX_LENGTH)
+    labelcon_score = spearman(lambda texts: model.encode(texts, show_progress=True), *pairs_limited)
+    rows.append({"system": f"labelcon ({STS_SOURCE}, defaults)", "spearman_test": labelcon_score,
+                 "train_seconds": None if train_seconds is None else round(train_seconds, 1),
+                 "end_to_end_seconds": round(time.perf_counter() - started, 1),
+                 "notes": {"model": source}})
+    started = time.perf_counter()
+    base = TransformerEncoder("minilm", max_length=max_length).eval()
+    base_score = spearman(lambda texts: base.encode(texts, batch_size=ENCODE_BATCH, show_progress=True),
+                          *pairs_limited)
+    rows.insert(0, {"system": "all-MiniLM-L6-v2 (base)", "spearman_test": base_score, "train_seconds": None,
+                    "end_to_end_seconds": round(time.perf_counter() - started, 1), "notes": {"max_length": max_length}})
+    stamp = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine(),
+             "git": git_state(), "command": "python bench/compare.py " + " ".join(sys.argv[1:])}
+    rows = [{**row, **stamp} for row in rows]
+    setting = {"dataset": PAIR_DATASET, "pairs": len(pairs_limited[0]), "limit": args.limit, "seed": args.seed}
+    save_rows(results_path(args), setting, rows)
+    print(f"\nSTS-B test ({len(pairs_limited[0])} pairs): Spearman x 100 of cosine similarity\n")
+    print(markdown_table(["system", "Spearman", "train", "end-to-end"],
+                         [[row["system"], f"{row['spearman_test']:.2f}", fmt_seconds(row["train_seconds"]),
+                           fmt_seconds(row["end_to_end_seconds"])] for row in rows]))  # fmt: skip
+    print(f"\nrows written to {results_path(args).relative_to(REPO)}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.dataset == PAIR_DATASET:
+        compare_sts(args)
+    else:
+        compare(args)
+
+
+if __name__ == "__main__":
+    main()
