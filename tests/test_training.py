@@ -224,7 +224,7 @@ def test_time_budget_stops_training_and_skips_the_pointless_evaluation(toy_data)
     from labelcon import Labelcon
     from tests.conftest import FAST
 
-    model = Labelcon(**{**FAST, "epochs": 50, "max_time_minutes": 0.001}).fit(
+    model = Labelcon(**{**FAST, "epochs": 50, "max_time_minutes": 1e-9}).fit(
         toy_data["train"], toy_data["dev"], show_progress=False
     )
     assert len(model.history_) == 1
