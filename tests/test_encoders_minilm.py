@@ -7,6 +7,7 @@ import importlib.util
 import huggingface_hub.constants
 import numpy as np
 import pytest
+import torch
 
 from labelcon.encoders import StaticEncoder, TransformerEncoder, build_encoder, load_encoder, minilm_path, offline
 
@@ -51,7 +52,38 @@ def test_minilm_matches_sentence_transformers(minilm):
     st = pytest.importorskip("sentence_transformers")
     reference = st.SentenceTransformer(str(minilm_path()), device="cpu")
     reference.max_seq_length = minilm.max_length
-    np.testing.assert_allclose(minilm.encode(TEXTS), reference.encode(TEXTS), atol=1e-4)
+    minilm.precision = "float32"
+    try:
+        np.testing.assert_allclose(minilm.encode(TEXTS), reference.encode(TEXTS), atol=1e-4)
+    finally:
+        minilm.precision = "auto"
+
+
+def test_bfloat16_autocast_stays_close_to_float32_and_returns_float32(minilm):
+    minilm.precision = "float32"
+    exact = minilm.encode(TEXTS)
+    minilm.precision = "bfloat16"
+    try:
+        fast = minilm.encode(TEXTS)
+        z = minilm(minilm.tokenize(TEXTS[:2]))
+    finally:
+        minilm.precision = "auto"
+    assert fast.dtype == np.float32 and z.dtype == torch.float32
+    assert np.min(np.sum(exact * fast, axis=1)) > 0.99  # cosine of each text's two embeddings
+    assert not np.array_equal(exact, fast)  # autocast did run in bfloat16
+
+
+def test_precision_is_checked_and_saved(minilm, tmp_path):
+    with pytest.raises(ValueError, match="precision must be"):
+        TransformerEncoder("minilm", precision="fp8")
+    with pytest.raises(ValueError, match="applies to transformer encoders"):
+        build_encoder("static", train_texts=TEXTS * 4, precision="bfloat16", vocab_size=100)
+    minilm.precision = "float32"
+    try:
+        minilm.save(tmp_path / "enc")
+    finally:
+        minilm.precision = "auto"
+    assert load_encoder(tmp_path / "enc").precision == "float32"
 
 
 def test_minilm_extracts_once_atomically_into_labelcon_cache(tmp_path, monkeypatch):

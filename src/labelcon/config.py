@@ -45,7 +45,12 @@ class Config(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)
-    max_time_minutes: float | None = Field(None, gt=0, description="stop training after this long")
+    max_time_minutes: float | None = Field(
+        12.0, ge=0, description="stop training after this many minutes (0 or None: no limit)"
+    )
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="transformer encoders: bfloat16 autocast where the hardware has it natively"
+    )
     patience: int = Field(2, ge=1, description="epochs without dev improvement before stopping")
     seed: int = 13
     checkpoint_every: int = Field(200, ge=1, description="steps between resumable checkpoints")

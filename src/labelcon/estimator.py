@@ -125,7 +125,7 @@ class Labelcon:
 
         self.encoder_ = build_encoder(
             cfg.encoder, train_texts=train_set.texts, max_length=cfg.max_length,
-            projection_dim=cfg.projection_dim, seed=cfg.seed, **cfg.encoder_params,
+            projection_dim=cfg.projection_dim, seed=cfg.seed, precision=cfg.precision, **cfg.encoder_params,
         )
         objective = build_objective(cfg.objective, temperature=cfg.temperature, **cfg.objective_params)
         run_dir = Path(out_dir) if out_dir is not None else None

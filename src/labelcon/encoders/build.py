@@ -33,11 +33,18 @@ def build_encoder(
     max_length: int = 128,
     projection_dim: int | None = None,
     seed: int = 0,
+    precision: str = "auto",
     **kwargs: Any,
 ) -> Encoder:
-    """Build a new encoder from ``spec``; extra keyword arguments go to its constructor."""
+    """Build a new encoder from ``spec``; extra keyword arguments go to its constructor.
+
+    ``precision`` applies to transformer encoders (see :class:`TransformerEncoder`); the
+    static and MLP encoders compute in float32 and accept only ``"auto"`` or ``"float32"``.
+    """
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"encoder spec must be a non-empty str: 'minilm', 'static', 'mlp' or a path, got {spec!r}")
+    if spec in ("static", "mlp") and precision not in ("auto", "float32"):
+        raise ValueError(f"precision={precision!r} applies to transformer encoders; the {spec!r} encoder runs in float32")
     if spec == "static":
         if train_texts is None:
             raise ValueError("the 'static' encoder trains its tokenizer on your texts: pass train_texts=")
@@ -57,4 +64,6 @@ def build_encoder(
             if kwargs.setdefault("output_dim", projection_dim) != projection_dim:
                 raise ValueError(f"conflicting output_dim={kwargs['output_dim']} and projection_dim={projection_dim}")
         return MLPEncoder(seed=seed, **kwargs)
-    return TransformerEncoder(spec, max_length=max_length, projection_dim=projection_dim, seed=seed, **kwargs)
+    return TransformerEncoder(
+        spec, max_length=max_length, projection_dim=projection_dim, seed=seed, precision=precision, **kwargs
+    )

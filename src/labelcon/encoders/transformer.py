@@ -35,6 +35,7 @@ from labelcon.encoders.base import (
 from labelcon.encoders.offline import minilm_path
 
 MINILM = "minilm"
+Precision = Literal["auto", "float32", "bfloat16"]
 HF_SUBDIR = "transformer"
 PROJECTION_FILE = "projection.safetensors"
 
@@ -53,6 +54,15 @@ def resolve_model(spec: str) -> tuple[str, bool]:
             f"encoder {spec!r}: no such model directory; use 'minilm', 'static', 'mlp' or an existing model folder"
         )
     return spec, False
+
+
+def uses_bfloat16(precision: str, device_type: str) -> bool:
+    """Whether ``precision`` means bfloat16 autocast on a device of this type."""
+    if precision != "auto":
+        return precision == "bfloat16"
+    if device_type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return device_type == "cuda" and torch.cuda.is_bf16_supported()
 
 
 def load_pretrained(spec: str) -> tuple[torch.nn.Module, Any]:
@@ -81,6 +91,11 @@ class TransformerEncoder(Encoder):
         max_length: inputs are truncated to this many tokens.
         projection_dim: add a ``Linear(hidden, projection_dim)`` head; None keeps the hidden size.
         seed: seeds the projection head's initialisation.
+        precision: ``"float32"``, ``"bfloat16"`` (the model runs under ``torch.autocast``;
+            weights, gradients and the returned embeddings stay float32) or ``"auto"``:
+            bfloat16 where the device computes it natively (CPUs with AVX512-BF16 or AMX,
+            CUDA GPUs that support it), else float32. On such a CPU bfloat16 trains
+            MiniLM about 1.6x faster (BENCHMARKS.md).
 
     A new encoder is in train mode like any new module, so the model's dropout is on
     (which is what makes SimCSE's "dropout" view work).
@@ -95,10 +110,13 @@ class TransformerEncoder(Encoder):
         max_length: int = 128,
         projection_dim: int | None = None,
         seed: int = 0,
+        precision: Precision = "auto",
     ) -> None:
         super().__init__()
         if pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+        if precision not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', got {precision!r}")
         if max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}")
         self.model_name_or_path = model_name_or_path
@@ -106,6 +124,7 @@ class TransformerEncoder(Encoder):
         self.max_length = max_length
         self.projection_dim = projection_dim
         self.seed = seed
+        self.precision = precision
         self.model, self.tokenizer = load_pretrained(model_name_or_path)
         hidden = self.model.config.hidden_size
         with seeded(seed):
@@ -121,7 +140,9 @@ class TransformerEncoder(Encoder):
         return dict(encoded)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        states = self.model(**batch).last_hidden_state
+        device = self.device.type
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=uses_bfloat16(self.precision, device)):
+            states = self.model(**batch).last_hidden_state.float()
         if self.pooling == "cls":
             pooled = states[:, 0]
         else:
@@ -136,6 +157,7 @@ class TransformerEncoder(Encoder):
             "max_length": self.max_length,
             "projection_dim": self.projection_dim,
             "seed": self.seed,
+            "precision": self.precision,
         }
 
     def _save_files(self, directory: Path) -> None:
