@@ -11,7 +11,9 @@ optimizer are built ("after load") and after the training steps ("peak"). One st
 what ``labelcon.training.Trainer`` runs per batch: tokenize, embed (in one graph, or
 chunk by chunk with :func:`labelcon.training.gradcache.cached_backward` when a
 mini-batch size is set), the objective on the whole batch, backward, AdamW. The encoder
-is ``build_encoder("minilm", max_length=64)`` in train mode (dropout on).
+is ``build_encoder("minilm", max_length=64, precision=P)`` in train mode (dropout on), with
+P = ``--precision`` (default float32, as sentence-transformers computes; ``auto`` gives
+labelcon's default, bfloat16 autocast on CPUs that have it).
 
 Contestants:
 
@@ -64,13 +66,13 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
-def labelcon_step_fn(objective_name: str, mini_batch_size: int | None):
+def labelcon_step_fn(objective_name: str, mini_batch_size: int | None, precision: str = "float32"):
     """A function running one labelcon training step on (texts, label rows)."""
     from labelcon.encoders import build_encoder
     from labelcon.objectives import build_objective
     from labelcon.training.gradcache import cached_backward
 
-    encoder = build_encoder("minilm", max_length=MAX_LENGTH).train()
+    encoder = build_encoder("minilm", max_length=MAX_LENGTH, precision=precision).train()
     objective = build_objective(objective_name)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=LR)
 
@@ -129,7 +131,7 @@ def run_one(setting: dict[str, Any]) -> dict[str, Any]:
     if setting["impl"] == "st":
         step = st_step_fn(setting["mini_batch_size"])
     else:
-        step = labelcon_step_fn(setting["objective"], setting["mini_batch_size"])
+        step = labelcon_step_fn(setting["objective"], setting["mini_batch_size"], setting.get("precision", "float32"))
     after_load = peak_rss_gb()
     walls, cpus, losses = [], [], []
     for s in range(steps):
@@ -202,6 +204,8 @@ def main() -> None:
     parser.add_argument("--budget-texts", type=int, default=3072, help="steps per setting: about this many rows")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="JSONL file of {text, labels} records")
     parser.add_argument("--json", help="also write every result to this JSON file")
+    parser.add_argument("--precision", default="float32", choices=["float32", "auto", "bfloat16"],
+                        help="labelcon's encoder precision")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one setting (JSON) and print its result
     args = parser.parse_args()
     if args.one:
@@ -210,6 +214,7 @@ def main() -> None:
 
     results: list[dict[str, Any]] = []
     grid = settings(args.batches, args.pair_batches, args.mini_batch_size, args.steps, args.budget_texts, args.data)
+    grid = [{**setting, "precision": args.precision} for setting in grid]
     for setting in grid:
         if setting["mini_batch_size"] is None:
             projected = projected_peak(setting, results)

@@ -47,4 +47,4 @@ def toy_data(tmp_path_factory) -> dict[str, Path]:
 
 
 #: Fast settings for the static encoder in tests.
-FAST = {"encoder": "static", "epochs": 2, "batch_size": 32, "max_length": 16, "eval_max_train": 100}
+FAST = {"encoder": "static", "epochs": 2, "batch_size": 32, "max_length": 16, "eval_max_train": 100, "min_steps": 0}

@@ -17,7 +17,7 @@ METRICS = {"macro_f1", "micro_f1", "samples_f1", "macro_ap", "precision_at_1", "
 
 def _fast_flags() -> list[str]:
     return ["--encoder", FAST["encoder"], "--epochs", str(FAST["epochs"]), "--batch-size", str(FAST["batch_size"]),
-            "--max-length", str(FAST["max_length"]), "--quiet"]
+            "--max-length", str(FAST["max_length"]), "--min-steps", "0", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +110,9 @@ def test_demo_runs_end_to_end_with_the_static_encoder(tmp_path) -> None:
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["test"]["macro_ap"] > 0.3
     assert "predictions" in result.output
+
+
+def test_max_length_flag_takes_auto_or_a_number_and_rejects_the_rest(toy_data, tmp_path) -> None:
+    result = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--out", str(tmp_path / "r"),
+                                       "--max-length", "long"])
+    assert result.exit_code == 2 and "expected 'auto' or a whole number of tokens, got 'long'" in result.output

@@ -145,7 +145,7 @@ def two_process_run(toy_data, tmp_path_factory):
     command = [sys.executable, "-m", "labelcon", "train", "--train", str(toy_data["train"]),
                "--dev", str(toy_data["dev"]), "--test", str(toy_data["test"]), "--out", str(out),
                "--encoder", "static", "--epochs", "2", "--batch-size", "16", "--max-length", "16",
-               "--queue-size", "32", "--nproc", "2", "--quiet"]
+               "--queue-size", "32", "--nproc", "2", "--min-steps", "0", "--quiet"]
     done = subprocess.run(command, capture_output=True, text=True, check=False,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from labelcon import Labelcon
+from labelcon import Labelcon, estimator
 from labelcon.data import DataError
 from labelcon.estimator import NotFittedError
 from labelcon.training import trainer as trainer_module
@@ -40,6 +40,28 @@ def test_predict_proba_shape_and_range(fitted) -> None:
 def test_at_least_one_label(fitted) -> None:
     model, _ = fitted
     assert all(len(labels) >= 1 for labels in model.predict(["zzz qqq", "the and with"], at_least_one=True))
+
+
+def test_predict_top_k_and_evaluate_match_the_dense_scores(fitted, toy_data, monkeypatch) -> None:
+    model, _ = fitted
+    texts = [item["text"] for item in make_items(40, 11)]
+    scores = model.predict_proba(texts)
+    names = model.classes_
+    label_sets = [[names[c] for c in np.flatnonzero(row)] for row in model.decide(scores)]
+    assert model.predict(texts) == label_sets
+    top = model.top_k(texts, 3)
+    for row, ranked in zip(scores, top, strict=True):
+        assert [v for _, v in ranked] == np.sort(row)[::-1][:3].tolist()
+        assert [v for _, v in ranked] == [row[names.index(name)] for name, _ in ranked]
+    assert model.predict_with_top_k(texts, 3) == (label_sets, top)
+    dense = model.evaluate(toy_data["test"])
+
+    monkeypatch.setattr(estimator, "SCORE_BLOCK", 7 * len(names))  # blocks of 7 items
+    monkeypatch.setattr(estimator, "DENSE_EVALUATION", 0)  # blockwise evaluation
+    assert model.predict(texts) == label_sets
+    blocked = model.evaluate(toy_data["test"])
+    assert blocked.pop("skipped") == ["macro_ap"]
+    assert blocked == pytest.approx({key: value for key, value in dense.items() if key != "macro_ap"}, rel=1e-12)
 
 
 def test_save_load_round_trip_gives_same_predictions(fitted, tmp_path) -> None:

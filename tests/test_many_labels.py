@@ -13,13 +13,17 @@ import scipy.sparse as sp
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from labelcon import metrics
+from labelcon import Labelcon, estimator, metrics
+from labelcon.config import Config
 from labelcon.data.labels import LabelSpace
+from labelcon.encoders import build_encoder
 from labelcon.heads import KNNHead, LabelTextHead, PrototypeHead
 from labelcon.metrics import ndcg_at_k, precision_at_k, psp_at_k, sparse_top_k, top_k
-from labelcon.objectives import mulsupcon, supcon
+from labelcon.objectives import build_objective, mulsupcon, supcon
 from labelcon.sampling import LabelAwareBatchSampler
+from labelcon.training import Trainer
 from labelcon.training.labels import batch_labels
+from tests.conftest import FAST
 
 MB = 1 << 20
 
@@ -152,3 +156,55 @@ def test_top_k_metrics_at_1e6_labels_use_only_the_pairs():
     assert p5 == pytest.approx(np.mean([len(set(r.tolist()) & t) / 5 for r, t in zip(idx, truth, strict=True)]))
     assert 0 < n5 <= 1 and 0 < psp5 <= 1
     assert peak < 80 * MB  # propensities alone are 8 MB; dense labels would be 20 GB
+
+
+def test_label_contrast_step_at_5e4_labels_embeds_only_the_sampled_label_texts(monkeypatch):
+    c, negatives = 50_000, 256
+    y = zipf_labels(512, c, seed=7)
+    texts = [" ".join(f"w{j % 97}" for j in y.indices[a:b]) for a, b in zip(y.indptr[:-1], y.indptr[1:], strict=True)]
+    label_texts = [f"w{i % 97} tag" for i in range(c)]
+    encoder = build_encoder("static", train_texts=texts, max_length=8, seed=0)
+    objective = build_objective("label_contrast", temperature=0.1, label_negatives=negatives)
+    tokenized, targets = [], []
+    tokenize, forward = encoder.tokenize, objective.forward
+    monkeypatch.setattr(encoder, "tokenize", lambda batch: tokenized.append(len(batch)) or tokenize(batch))
+    monkeypatch.setattr(objective, "forward", lambda z, labels, **kw: targets.append(labels) or forward(z, labels, **kw))
+    config = Config(encoder="static", objective="label_contrast", epochs=1, batch_size=64, max_time_minutes=1e-9)
+    trainer = Trainer(encoder, objective, config, label_texts=label_texts, show_progress=False)
+    biggest = largest_torch_allocation(lambda: trainer.fit(texts, y))
+
+    assert trainer.state.global_step == 1 and np.isfinite(trainer.state.history[-1]["loss"])
+    assert biggest < 64 * c * 4 / 8  # a dense B x C float32 would be 12.8 MB
+    (labels,) = targets
+    assert labels.layout == torch.sparse_coo and labels.shape[0] == 64
+    held = labels.coalesce().indices()[1].unique().numel()
+    assert labels.shape[1] == held + negatives  # S: the batch's labels and the sampled others
+    assert tokenized == [64, held + negatives]  # the batch, then the texts of S only, not all 50,000
+
+
+def test_estimator_predicts_and_evaluates_5e4_labels_in_blocks(tmp_path, monkeypatch):
+    c, n = 50_000, 2_000
+    y = zipf_labels(n + 200, c, seed=7)
+    names = [f"tag{i:05d}" for i in range(c)]
+    sets = [[names[j] for j in y.indices[a:b]] for a, b in zip(y.indptr[:-1], y.indptr[1:], strict=True)]
+    texts = [" ".join(labels) for labels in sets]
+    (tmp_path / "labels.txt").write_text("\n".join(names) + "\n")
+    model = Labelcon(**{**FAST, "epochs": 0, "head": "knn", "labels_file": str(tmp_path / "labels.txt")})
+    model.fit((texts[:n], sets[:n]), (texts[n:], sets[n:]), show_progress=False)
+    assert len(model.classes_) == c
+
+    score_rows = model.head_.predict_scores
+
+    def one_block_at_most(x, **kwargs):
+        assert len(x) * c <= estimator.SCORE_BLOCK, f"{len(x)} items x {c} labels scored at once"
+        return score_rows(x, **kwargs)
+
+    monkeypatch.setattr(model.head_, "predict_scores", one_block_at_most)
+    label_sets, predict_peak = traced_peak(lambda: model.predict(texts[:n]))
+    top, top_peak = traced_peak(lambda: model.top_k(texts[:n], 5))
+    report, evaluate_peak = traced_peak(lambda: model.evaluate((texts[:n], sets[:n])))
+    assert max(predict_peak, top_peak, evaluate_peak) < 128 * MB  # dense scores would be 400 MB
+    assert model.predict_with_top_k(texts[:n], 5) == (label_sets, top)
+    assert len(label_sets) == len(top) == n and all(len(ranked) == 5 for ranked in top)
+    assert report["n_labels"] == c and report["skipped"] == ["macro_ap"] and "macro_ap" not in report
+    assert report["precision_at_1"] > 0.9  # each training item is its own nearest neighbour

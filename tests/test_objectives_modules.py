@@ -3,6 +3,7 @@ pytorch-metric-learning."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -21,6 +22,7 @@ from labelcon.objectives import (
     mulsupcon,
     supcon,
 )
+from labelcon.objectives.label_contrast import sample_label_columns
 
 
 def _batch(n=8, d=6, c=5, seed=0):
@@ -116,6 +118,61 @@ def test_modules_say_what_is_missing():
         LabelContrastLoss()(z, y)
     with pytest.raises(ValueError, match="second view"):
         SupConLoss()(z, y, positives=z[:3])
+
+
+# ----------------------------------------------------------------- sampled label negatives
+def _wide_batch(n=16, c=2_000, seed=0):
+    """A batch holding a few of many labels: ``z`` [n, 6], labels [n, c], label embeddings [c, 6]."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.zeros(n, c)
+    y[torch.arange(n).repeat_interleave(2), torch.randint(0, c, (2 * n,), generator=g)] = 1.0
+    return torch.randn(n, 6, generator=g, requires_grad=True), y, torch.randn(c, 6, generator=g)
+
+
+def test_label_contrast_takes_every_label_when_the_space_is_small():
+    y = torch.tensor([[1.0, 0, 0, 0, 0, 0], [0, 1, 1, 0, 0, 0]])  # 3 of 6 labels held
+    for objective in (LabelContrastLoss(label_negatives=3), LabelContrastLoss(label_negatives=None)):
+        ids, targets = objective.sample_labels(y, np.random.default_rng(0))
+        assert ids is None and targets is y
+    ids, targets = LabelContrastLoss(label_negatives=2).sample_labels(y.to_sparse_csr(), np.random.default_rng(0))
+    assert len(ids) == 5 and ids[:3].tolist() == [0, 1, 2] and targets.shape == (2, 5)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_sampled_label_set_holds_the_batch_labels_and_k_others(sparse):
+    z, y, e = _wide_batch()
+    held = set(y.nonzero()[:, 1].tolist())
+    labels = y.to_sparse_csr() if sparse else y
+    ids, targets = LabelContrastLoss(label_negatives=64).sample_labels(labels, np.random.default_rng(1))
+    assert ids.tolist() == sorted(set(ids.tolist())) and held <= set(ids.tolist())
+    assert len(ids) == len(held) + 64
+    assert targets.layout == (torch.sparse_coo if sparse else torch.strided)
+    torch.testing.assert_close(targets.to_dense(), y[:, ids])
+    # the sampled softmax: the full loss with the denominator over S only, so never above it
+    sampled = LabelContrastLoss()(z, targets, label_embeddings=e[ids])
+    torch.testing.assert_close(sampled, label_contrast(z, e[ids], y[:, ids]))
+    assert sampled < label_contrast(z, e, y)
+
+
+def test_sampled_label_negatives_are_uniform_and_reproducible():
+    _, y, _ = _wide_batch(c=300)
+    held = set(y.nonzero()[:, 1].tolist())
+
+    def draw(seed):
+        return sample_label_columns(y, 10, np.random.default_rng(seed)).tolist()
+
+    assert draw(7) == draw(7) and draw(7) != draw(8)
+    counts = np.bincount([c for seed in range(2_000) for c in draw(seed) if c not in held], minlength=300)
+    others = np.setdiff1d(np.arange(300), sorted(held))
+    assert counts[sorted(held)].sum() == 0 and counts.sum() == 2_000 * 10
+    expected = 2_000 * 10 / len(others)  # about 75 draws per label not held
+    assert abs(counts[others] - expected).max() < 6 * np.sqrt(expected)
+
+
+def test_label_negatives_must_be_a_count():
+    with pytest.raises(ValueError, match="label_negatives"):
+        build_objective("label_contrast", label_negatives=-1)
+    assert build_objective("label_contrast", label_negatives=8).label_negatives == 8
 
 
 # ----------------------------------------------------------------- momentum queue

@@ -14,12 +14,14 @@ from transformers import BertConfig, BertModel
 from labelcon.config import Config
 from labelcon.data import LabelSpace
 from labelcon.encoders import build_encoder
-from labelcon.objectives import build_objective
+from labelcon.objectives import build_objective, label_contrast
+from labelcon.objectives.label_contrast import sample_label_columns
 from labelcon.sampling import LabelAwareBatchSampler
 from labelcon.training.gradcache import cached_backward
+from labelcon.training.labels import batch_labels
 from labelcon.training.trainer import Trainer, linear_warmup_decay
 from labelcon.views import make_view
-from tests.conftest import FAST, make_items
+from tests.conftest import FAST, FILLER, TOPICS, make_items
 
 LABELS = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]] * 3, dtype=torch.float32)
 
@@ -176,11 +178,11 @@ def test_queue_holds_each_key_with_its_own_labels() -> None:
     assert sorted(source.tolist()) == sorted(seen[-48:])  # the last 48 items the trainer saw
 
 
-def test_interrupted_run_with_a_queue_resumes_exactly(tmp_path, monkeypatch) -> None:
-    texts, y = _toy()
-    straight = _queue_trainer(texts, "supcon-jaccard", tmp_path / "a", checkpoint_every=1)
+def _straight_and_resumed(make_trainer, texts, y, tmp_path, monkeypatch) -> tuple[Trainer, Trainer]:
+    """Two fitted trainers: one run straight through, one interrupted at its 4th step
+    (checkpointing every step) and resumed from the checkpoint."""
+    straight = make_trainer(tmp_path / "a")
     straight.fit(texts, y)
-
     original = Trainer._loss
     calls = {"n": 0}
 
@@ -192,10 +194,19 @@ def test_interrupted_run_with_a_queue_resumes_exactly(tmp_path, monkeypatch) -> 
 
     monkeypatch.setattr(Trainer, "_loss", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        _queue_trainer(texts, "supcon-jaccard", tmp_path / "b", checkpoint_every=1).fit(texts, y)
+        make_trainer(tmp_path / "b").fit(texts, y)
     monkeypatch.setattr(Trainer, "_loss", original)
-    resumed = _queue_trainer(texts, "supcon-jaccard", tmp_path / "b", checkpoint_every=1)
+    resumed = make_trainer(tmp_path / "b")
     resumed.fit(texts, y, resume=True)
+    return straight, resumed
+
+
+def test_interrupted_run_with_a_queue_resumes_exactly(tmp_path, monkeypatch) -> None:
+    texts, y = _toy()
+    straight, resumed = _straight_and_resumed(
+        lambda run_dir: _queue_trainer(texts, "supcon-jaccard", run_dir, checkpoint_every=1), texts, y, tmp_path,
+        monkeypatch,
+    )
 
     for a, b in [(straight.encoder, resumed.encoder), (straight.momentum_encoder, resumed.momentum_encoder)]:
         for (name, x), (_, z) in zip(a.state_dict().items(), b.state_dict().items()):
@@ -231,3 +242,77 @@ def test_time_budget_stops_training_and_skips_the_pointless_evaluation(toy_data)
     assert model.history_[0]["step"] < 5
     assert "dev" not in model.history_[0]  # one candidate only: nothing to choose between
     assert model.metrics_["dev"]["n_items"] == 60
+
+
+def test_small_data_repeats_passes_until_min_steps_and_evaluates_once_per_epoch(toy_data) -> None:
+    from labelcon import Labelcon
+    from tests.conftest import FAST
+
+    plain = Labelcon(**FAST).fit(toy_data["train"], toy_data["dev"], show_progress=False)
+    steps_per_pass = plain.history_[0]["step"]
+    model = Labelcon(**{**FAST, "min_steps": 5 * steps_per_pass}).fit(
+        toy_data["train"], toy_data["dev"], show_progress=False
+    )
+    assert [record["epoch"] for record in model.history_] == [1, 2]  # one dev check per epoch
+    first, last = (record["step"] for record in model.history_)  # 3 passes per epoch; a pass's
+    assert 2.8 * steps_per_pass <= first <= 3.2 * steps_per_pass  # batch count varies by a step or two
+    assert 5.6 * steps_per_pass <= last <= 6.4 * steps_per_pass
+
+
+def test_passes_per_epoch() -> None:
+    from labelcon.training.trainer import passes_per_epoch
+
+    assert passes_per_epoch(steps_per_pass=4, epochs=3, min_steps=300) == 25
+    assert passes_per_epoch(steps_per_pass=967, epochs=3, min_steps=300) == 1
+    assert passes_per_epoch(steps_per_pass=4, epochs=3, min_steps=0) == 1
+    assert passes_per_epoch(steps_per_pass=4, epochs=0, min_steps=300) == 1
+
+
+# ------------------------------------------------------------------ label texts, sampled negatives
+def _label_text_trainer(texts, label_texts, run_dir=None, negatives=1024, **settings) -> Trainer:
+    config = Config(**{**FAST, "objective": "label_contrast", **settings})
+    encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
+    objective = build_objective("label_contrast", temperature=0.1, label_negatives=negatives)
+    return Trainer(encoder, objective, config, run_dir=run_dir, label_texts=label_texts, show_progress=False)
+
+
+def _wide_toy(extra: int) -> tuple[list[str], sp.csr_matrix, list[str]]:
+    """The toy items with ``extra`` labels nobody holds after their own (C = 4 + extra)."""
+    texts, y = _toy()
+    label_texts = sorted(TOPICS) + [f"{FILLER[i % len(FILLER)]} {i}" for i in range(extra)]
+    return texts, sp.hstack([y, sp.csr_matrix((len(texts), extra))]).tocsr(), label_texts
+
+
+@pytest.mark.parametrize("mini_batch_size", [None, 8])
+@pytest.mark.parametrize("extra", [0, 300])
+def test_label_contrast_step_is_the_full_or_sampled_softmax(extra: int, mini_batch_size) -> None:
+    """Few labels: every label text is embedded and the step is today's full computation.
+    Many: the texts of S and the label columns of S, S drawn from (seed, rank, step)."""
+    texts, y, label_texts = _wide_toy(extra)
+    trainer = _label_text_trainer(texts, label_texts, negatives=32, mini_batch_size=mini_batch_size)
+    encoder = trainer.encoder.eval()  # no dropout: one forward is the reference
+    rows = np.arange(32)
+    labels = batch_labels(y, rows)
+    loss = trainer._loss([texts[i] for i in rows], labels)
+    got = _grads(encoder)
+
+    ids = sample_label_columns(labels, 32, np.random.default_rng([trainer.config.seed, 0, 0]))
+    assert (ids is None) == (extra == 0)
+    ids = torch.arange(y.shape[1]) if ids is None else ids
+    z = encoder(encoder.tokenize([texts[i] for i in rows]))
+    e = encoder(encoder.tokenize([label_texts[i] for i in ids.tolist()]))
+    want_loss = label_contrast(z, e, labels[:, ids], 0.1)
+    want_loss.backward()
+    torch.testing.assert_close(loss, want_loss.detach())
+    _assert_close(got, _grads(encoder))
+
+
+def test_interrupted_run_with_sampled_label_negatives_resumes_exactly(tmp_path, monkeypatch) -> None:
+    texts, y, label_texts = _wide_toy(300)
+    straight, resumed = _straight_and_resumed(
+        lambda run_dir: _label_text_trainer(texts, label_texts, run_dir, negatives=16, checkpoint_every=1),
+        texts, y, tmp_path, monkeypatch,
+    )
+    for (name, x), (_, z) in zip(straight.encoder.state_dict().items(), resumed.encoder.state_dict().items()):
+        assert torch.equal(x, z), name
+    assert [h["loss"] for h in resumed.state.history] == [h["loss"] for h in straight.state.history]

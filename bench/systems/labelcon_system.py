@@ -1,7 +1,7 @@
 """labelcon with its defaults: ``Labelcon(labels_file=...).fit(train, dev)``.
 
-Nothing is tuned: the defaults (MiniLM encoder, supcon-jaccard objective, linear head,
-3 epochs, ...) are what is being tested. ``labels_file`` only fixes the column order.
+Nothing is tuned: the defaults (MiniLM encoder, supcon-jaccard objective, the ``auto``
+head, 3 epochs within a 12-minute budget, ...) are what is being tested. ``labels_file`` only fixes the column order.
 With ``--shots N`` it is ``Labelcon(shots=N)`` on the full training split, so labelcon
 draws the few-shot sample itself (``sample_shots(train, N, seed)``, the same items the
 other systems get). ``seed`` is passed only when ``--seed`` differs from labelcon's
@@ -20,7 +20,7 @@ from labelcon.config import Config
 from systems.common import Result, Task
 
 NAME = "labelcon"
-DESCRIPTION = "labelcon defaults: Labelcon().fit(train, dev) (MiniLM, supcon-jaccard, linear head)"
+DESCRIPTION = "labelcon defaults: Labelcon().fit(train, dev) (MiniLM, supcon-jaccard, auto head)"
 
 
 def score(model: Labelcon, texts: list[str], show_progress: bool) -> np.ndarray:
@@ -52,5 +52,6 @@ def run(task: Task) -> Result:
                | {"dev_knn_macro_ap": round(record["dev"]["macro_ap"], 5)} for record in model.history_
                if "dev" in record]  # fmt: skip
     notes = {"config": {key: value for key, value in params.items() if key != "labels_file"},
-             "epochs_run": len(model.history_), "history": history}
+             "epochs_run": len(model.history_), "history": history, "head": model.head_.get_params() | {"type": model.head_.name},
+             "head_selection_dev_macro_ap": {k: round(v, 5) for k, v in model.head_selection_.items()}}
     return Result(dev_scores, test_scores, train_seconds, notes)

@@ -20,6 +20,22 @@ from labelcon.config import Config, ConfigError
 from labelcon.data import DataError, read_texts
 from labelcon.io import atomic_open, write_json
 
+class _MaxLength(click.ParamType):
+    """``auto`` or a number of tokens."""
+
+    name = "auto|N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        if value == "auto" or isinstance(value, int):
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"expected 'auto' or a whole number of tokens, got {value!r}", param, ctx)
+
+
+MAX_LENGTH = _MaxLength()
+
 EXAMPLES_TRAIN = """
 \b
 Examples:
@@ -79,9 +95,10 @@ def _data_options(func: Callable) -> Callable:
 @click.option("--objective", help="supcon-jaccard | supcon-any | supcon-all | mulsupcon | label_contrast | simcse.")
 @click.option("--head", help="linear | knn | prototype.")
 @click.option("--epochs", type=int)
+@click.option("--min-steps", type=int, help="Small data: repeat each epoch's pass until the run takes N steps [300].")
 @click.option("--batch-size", type=int)
 @click.option("--mini-batch-size", type=int, help="GradCache chunk size for batches larger than memory.")
-@click.option("--max-length", type=int, help="Tokens per text.")
+@click.option("--max-length", type=MAX_LENGTH, help="Tokens per text, or auto (64-256 from the texts' lengths) [auto].")
 @click.option("--lr", type=float, help="Learning rate (default 5e-5 for transformers, 1e-2 for static).")
 @click.option("--temperature", type=float)
 @click.option("--seed", type=int)
@@ -169,15 +186,16 @@ def _relaunch(ctx: click.Context, nproc: int) -> int:
 
 
 def _write_predictions(model, dataset, path: Path, top_k: int = 5) -> None:
-    scores = model.predict_proba(dataset.texts)
-    decisions = model.decide(scores, None)
-    names = model.classes_
+    label_sets, ranked = model.predict_with_top_k(dataset.texts, top_k)
     with atomic_open(path) as handle:
-        for text, gold, row, chosen in zip(dataset.texts, dataset.labels, scores, decisions):
-            top = np.argsort(-row)[:top_k]
-            record = {"text": text, "labels": list(gold), "predicted": [names[c] for c in np.flatnonzero(chosen)],
-                      "scores": {names[c]: round(float(row[c]), 4) for c in top}}
+        for text, gold, chosen, top in zip(dataset.texts, dataset.labels, label_sets, ranked, strict=True):
+            record = {"text": text, "labels": list(gold), "predicted": chosen, "scores": _rounded(top)}
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _rounded(top: list[tuple[str, float]]) -> dict[str, float]:
+    """Top-k scores as a JSON object, best first, to 4 decimals."""
+    return {name: round(score, 4) for name, score in top}
 
 
 def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
@@ -241,7 +259,7 @@ def _inputs(texts: tuple[str, ...], input_path: str | None, text_field: str | No
 @click.argument("texts", nargs=-1)
 @click.option("--input", "input_path", type=click.Path(dir_okay=False), help="File of texts: .txt (one per line), JSONL, CSV, TSV.")
 @click.option("--text-field", default=None, help="Field/column holding the text [text].")
-@click.option("--top-k", type=int, default=5, show_default=True, help="Scores of the K best labels.")
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Scores of the K best labels.")
 @_fail_cleanly
 def predict(run_dir, texts, input_path, text_field, top_k) -> None:
     """Predict labels: one JSON line per input with its labels and scores.
@@ -253,14 +271,9 @@ def predict(run_dir, texts, input_path, text_field, top_k) -> None:
     """
     model = _load(run_dir)
     items = _inputs(texts, input_path, text_field)
-    scores = model.predict_proba(items)
-    decisions = model.decide(scores, None)
-    names = model.classes_
-    for text, row, chosen in zip(items, scores, decisions):
-        top = np.argsort(-row)[:top_k]
-        record = {"text": text, "labels": [names[c] for c in np.flatnonzero(chosen)],
-                  "scores": {names[c]: round(float(row[c]), 4) for c in top}}
-        click.echo(json.dumps(record, ensure_ascii=False))
+    label_sets, ranked = model.predict_with_top_k(items, top_k)
+    for text, chosen, top in zip(items, label_sets, ranked, strict=True):
+        click.echo(json.dumps({"text": text, "labels": chosen, "scores": _rounded(top)}, ensure_ascii=False))
 
 
 @main.command()

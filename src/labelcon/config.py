@@ -29,7 +29,7 @@ class Config(BaseModel):
     # what to train
     encoder: str = Field("minilm", description="minilm | static | a Hugging Face name or local path")
     objective: str = Field("supcon-jaccard", description="an objective name, see labelcon.objectives")
-    head: str = Field("linear", description="knn | prototype | linear")
+    head: str = Field("auto", description="auto (linear, knn or both, picked on dev) | linear | knn | prototype | label_text")
     temperature: float = Field(0.1, gt=0)
     projection_dim: int | None = Field(None, gt=0)
     encoder_params: dict[str, Any] = Field(default_factory=dict)
@@ -40,7 +40,9 @@ class Config(BaseModel):
     epochs: int = Field(3, ge=0)
     batch_size: int = Field(64, ge=2)
     mini_batch_size: int | None = Field(None, ge=1, description="GradCache chunk size")
-    max_length: int = Field(64, ge=4)
+    max_length: int | Literal["auto"] = Field(
+        "auto", description="tokens per text; auto: 64-256 from the training texts' lengths (see resolve_max_length)"
+    )
     lr: float | None = Field(None, gt=0, description="default: 5e-5 for transformers, 1e-2 for static")
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
@@ -50,6 +52,9 @@ class Config(BaseModel):
     )
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="transformer encoders: bfloat16 autocast where the hardware has it natively"
+    )
+    min_steps: int = Field(
+        300, ge=0, description="small data (few-shot): each epoch repeats the data until the run takes this many steps"
     )
     patience: int = Field(2, ge=1, description="epochs without dev improvement before stopping")
     seed: int = 13
@@ -74,6 +79,13 @@ class Config(BaseModel):
     queue_size: int | None = Field(None, ge=1, description="keys (with labels) kept from past batches (MoCo)")
     momentum: float = Field(0.999, ge=0, le=1, description="momentum of the key encoder's update")
     nproc: int = Field(1, ge=1, description="processes to train with on this machine (labelcon train --nproc)")
+
+    @field_validator("max_length")
+    @classmethod
+    def _max_length(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 4:
+            raise ValueError("must be 'auto' or an int >= 4")
+        return value
 
     @field_validator("encoder", "objective", "head")
     @classmethod

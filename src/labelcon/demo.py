@@ -35,7 +35,7 @@ def run_demo(out_dir: Path, *, encoder: str | None = None, quiet: bool = False) 
     console.print(f"[bold]labelcon demo[/bold]: {len(train)} training texts, encoder [cyan]{encoder}[/cyan], "
                   f"run directory {out_dir}")
     started = time.monotonic()
-    settings = {"epochs": 4, "batch_size": 32} if encoder != "static" else {"epochs": 20, "batch_size": 32}
+    settings = {"epochs": 4 if encoder != "static" else 20, "batch_size": 32, "min_steps": 0}
     model = Labelcon(encoder=encoder, labels_file=str(paths["labels"]), **settings)
     model.fit(paths["train"], paths["dev"], out_dir=out_dir, show_progress=not quiet)
     model.metrics_["test"] = model.evaluate(paths["test"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,11 @@ import yaml
 
 from labelcon.config import Config
 from labelcon.data import Dataset, LabelSpace, read_dataset, read_label_descriptions, sample_shots, train_dev_split
-from labelcon.encoders import Encoder, build_encoder, load_encoder
-from labelcon.heads import Head, LabelTextHead, Thresholds, build_head
+from labelcon.encoders import Encoder, build_encoder, load_encoder, resolve_max_length
+from labelcon.heads import Head, LabelTextHead, Thresholds, build_head, select_on_dev
 from labelcon.io import atomic_directory, atomic_open, read_json, write_json
 from labelcon.metrics import evaluate as evaluate_metrics
+from labelcon.metrics import evaluate_blocks
 from labelcon.objectives import build_objective
 from labelcon.training import Trainer, seed_everything
 from labelcon.training.distributed import is_main_process
@@ -35,6 +36,12 @@ DataLike = Dataset | str | os.PathLike | tuple[Sequence[str], Sequence[Sequence[
 #: Name of the file that marks a directory as a saved labelcon model.
 MODEL_FILE = "labelcon.json"
 ENCODE_BATCH = 128
+#: ``head="auto"``: a linear probe, a kNN vote or their average, picked on dev (:func:`select_on_dev`).
+AUTO_HEAD = "auto"
+#: Entries of one block of dense scores [items, C] in predict, top_k and evaluate (32 MB of float32).
+SCORE_BLOCK = 1 << 23
+#: Largest items x labels that evaluate scores as one dense matrix (200 MB of float32).
+DENSE_EVALUATION = 50_000_000
 
 
 class NotFittedError(RuntimeError):
@@ -68,7 +75,8 @@ class Labelcon:
         self.label_texts_: list[str] = []
         self.at_least_one_: bool = bool(self.config.at_least_one)
         self.history_: list[dict[str, Any]] = []
-        self.metrics_: dict[str, dict[str, float]] = {}
+        self.head_selection_: dict[str, float] = {}
+        self.metrics_: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ data
     def read(self, data: DataLike) -> Dataset:
@@ -124,7 +132,7 @@ class Labelcon:
         y_dev, unknown_dev = self._label_matrix(dev_set)
 
         self.encoder_ = build_encoder(
-            cfg.encoder, train_texts=train_set.texts, max_length=cfg.max_length,
+            cfg.encoder, train_texts=train_set.texts, max_length=resolve_max_length(cfg.max_length, train_set.texts),
             projection_dim=cfg.projection_dim, seed=cfg.seed, precision=cfg.precision, **cfg.encoder_params,
         )
         objective = build_objective(cfg.objective, temperature=cfg.temperature, **cfg.objective_params)
@@ -166,12 +174,18 @@ class Labelcon:
     def _fit_head(self, train_texts, y_train, dev_texts, y_dev, show_progress: bool) -> None:
         cfg = self.config
         train_emb = self.encode(train_texts, show_progress=show_progress)
-        head = build_head(cfg.head, **cfg.head_params)
-        if isinstance(head, LabelTextHead):
-            self.head_ = head.fit(train_emb, y_train, label_embeddings=self.encode(self.label_texts_))
+        dev_emb = self.encode(dev_texts, show_progress=show_progress)
+        if cfg.head == AUTO_HEAD:
+            if cfg.head_params:
+                raise ValueError(f"head 'auto' picks its own parameters; head_params {cfg.head_params} need a named head")
+            self.head_, self.head_selection_ = select_on_dev(train_emb, y_train, dev_emb, y_dev)
         else:
-            self.head_ = head.fit(train_emb, y_train)
-        dev_scores = self.head_.predict_scores(self.encode(dev_texts, show_progress=show_progress))
+            head = build_head(cfg.head, **cfg.head_params)
+            if isinstance(head, LabelTextHead):
+                self.head_ = head.fit(train_emb, y_train, label_embeddings=self.encode(self.label_texts_))
+            else:
+                self.head_ = head.fit(train_emb, y_train)
+        dev_scores = self.head_.predict_scores(dev_emb)
         self.thresholds_ = Thresholds.calibrate(dev_scores, y_dev, min_positives=cfg.min_positives)
 
     def _label_texts(self, names: Sequence[str]) -> list[str]:
@@ -223,23 +237,29 @@ class Labelcon:
         return self.encoder_.encode(texts, batch_size=ENCODE_BATCH, normalize=normalize, show_progress=show_progress)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Scores [n, C] in [0, 1], columns in :attr:`classes_` order."""
-        if self.head_ is None:
-            raise NotFittedError("this Labelcon model is not fitted yet: call fit() or Labelcon.load()")
-        return self.head_.predict_scores(self.encode(texts))
+        """Scores [n, C] in [0, 1], columns in :attr:`classes_` order: one dense matrix, so for
+        few labels; :meth:`predict`, :meth:`top_k` and :meth:`evaluate` never build it."""
+        return self._head().predict_scores(self.encode(texts))
 
     def predict(self, texts: Sequence[str], *, at_least_one: bool | None = None) -> list[list[str]]:
-        """Label sets: every label whose score clears its calibrated threshold."""
-        decisions = self.decide(self.predict_proba(texts), at_least_one)
-        names = self.labels.names
-        return [[names[c] for c in np.flatnonzero(row)] for row in decisions]
+        """Label sets: every label whose score clears its calibrated threshold.
+
+        Scores are made and thresholded ``SCORE_BLOCK // C`` items at a time (all at once
+        for few labels), so memory stays bounded however many items and labels there are.
+        """
+        return self._label_sets(self._decisions(self.encode(texts), at_least_one))
 
     def top_k(self, texts: Sequence[str], k: int = 5) -> list[list[tuple[str, float]]]:
-        """The ``k`` highest-scoring labels of each text with their scores."""
-        scores = self.predict_proba(texts)
-        k = min(k, scores.shape[1])
-        order = np.argsort(-scores, axis=1)[:, :k]
-        return [[(self.labels.names[c], float(row[c])) for c in idx] for row, idx in zip(scores, order)]
+        """The ``k`` highest-scoring labels of each text with their scores, best first
+        (:meth:`labelcon.heads.Head.predict_top_k`: blocked, never [n, C] at once)."""
+        return self._ranked(self.encode(texts), k)
+
+    def predict_with_top_k(
+        self, texts: Sequence[str], k: int = 5, *, at_least_one: bool | None = None
+    ) -> tuple[list[list[str]], list[list[tuple[str, float]]]]:
+        """``(predict(texts), top_k(texts, k))``, encoding the texts once."""
+        x = self.encode(texts)
+        return self._label_sets(self._decisions(x, at_least_one)), self._ranked(x, k)
 
     def decide(self, scores: np.ndarray, at_least_one: bool | None = None) -> np.ndarray:
         """Boolean [n, C] decisions from scores with the calibrated per-label thresholds."""
@@ -247,9 +267,40 @@ class Labelcon:
         one = self.at_least_one_ if at_least_one is None else at_least_one
         return self.thresholds_.apply(scores, at_least_one=one)
 
-    def evaluate(self, data: DataLike, *, ignore_unknown_labels: bool | None = None) -> dict[str, float]:
+    def _head(self) -> Head:
+        if self.head_ is None:
+            raise NotFittedError("this Labelcon model is not fitted yet: call fit() or Labelcon.load()")
+        return self.head_
+
+    def _score_blocks(self, embeddings: np.ndarray) -> Iterator[np.ndarray]:
+        """Dense scores of consecutive blocks of rows, each at most ``SCORE_BLOCK`` entries."""
+        head = self._head()
+        step = max(1, SCORE_BLOCK // max(head.n_labels_, 1))
+        for start in range(0, len(embeddings), step):
+            yield head.predict_scores(embeddings[start : start + step])
+
+    def _decisions(self, embeddings: np.ndarray, at_least_one: bool | None) -> sp.csr_matrix:
+        """:meth:`decide` over :meth:`_score_blocks`, stacked as a boolean CSR matrix [n, C]."""
+        empty = sp.csr_matrix((0, self._head().n_labels_), dtype=bool)
+        blocks = [sp.csr_matrix(self.decide(s, at_least_one)) for s in self._score_blocks(embeddings)]
+        return sp.vstack([empty, *blocks], format="csr")
+
+    def _label_sets(self, decisions: sp.csr_matrix) -> list[list[str]]:
+        names, bounds = self.labels.names, decisions.indptr
+        return [[names[c] for c in decisions.indices[a:b]] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def _ranked(self, embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        idx, values = self._head().predict_top_k(embeddings, k)
+        names = self.labels.names
+        return [[(names[c], float(v)) for c, v in zip(*row, strict=True)] for row in zip(idx, values, strict=True)]
+
+    def evaluate(self, data: DataLike, *, ignore_unknown_labels: bool | None = None) -> dict[str, Any]:
         """Metrics of :func:`labelcon.metrics.evaluate` on a labelled data set.
 
+        Up to ``DENSE_EVALUATION`` items x labels, the scores are one dense matrix and every
+        metric is reported. Above it, they are taken ``SCORE_BLOCK`` entries at a time
+        (:func:`labelcon.metrics.evaluate_blocks`): the same F1s, hamming loss, P@k and LRAP,
+        but no ``macro_ap`` (it ranks each label over all items), and ``"skipped": ["macro_ap"]``.
         Labels unseen in training raise an error, or with ``ignore_unknown_labels`` are
         dropped and counted in ``unknown_labels``.
         """
@@ -260,9 +311,12 @@ class Labelcon:
             metrics["unknown_labels"] = sum(unknown.values())
         return metrics
 
-    def _evaluate_matrix(self, texts: Sequence[str], y_true: sp.csr_matrix) -> dict[str, float]:
-        scores = self.predict_proba(texts)
-        return evaluate_metrics(y_true, scores, self.decide(scores, None))
+    def _evaluate_matrix(self, texts: Sequence[str], y_true: sp.csr_matrix) -> dict[str, Any]:
+        x = self.encode(texts)
+        if y_true.shape[0] * y_true.shape[1] <= DENSE_EVALUATION:
+            scores = self._head().predict_scores(x)
+            return evaluate_metrics(y_true, scores, self.decide(scores, None))
+        return evaluate_blocks(y_true, ((s, self.decide(s, None)) for s in self._score_blocks(x)))
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike) -> Path:
@@ -285,7 +339,8 @@ class Labelcon:
             path = directory / "metrics.json"
             existing = read_json(path) if path.exists() else {}
             write_json(path, {**existing, **self.metrics_})
-        write_json(directory / MODEL_FILE, {"format": 1, "labels": len(self.labels), "at_least_one": self.at_least_one_})
+        write_json(directory / MODEL_FILE, {"format": 1, "labels": len(self.labels), "at_least_one": self.at_least_one_,
+                                            "head_selection": self.head_selection_})
         return directory
 
     @classmethod
@@ -306,7 +361,9 @@ class Labelcon:
         # label texts and at_least_one came with format 1's later runs; older ones used names and True
         texts = directory / "label_texts.json"
         model.label_texts_ = read_json(texts) if texts.exists() else list(model.labels_.names)
-        model.at_least_one_ = bool(read_json(directory / MODEL_FILE).get("at_least_one", True))
+        meta = read_json(directory / MODEL_FILE)
+        model.at_least_one_ = bool(meta.get("at_least_one", True))
+        model.head_selection_ = meta.get("head_selection", {})
         model.thresholds_ = Thresholds.from_json(read_json(directory / "thresholds.json"))
         history = directory / "history.json"
         model.history_ = read_json(history) if history.exists() else []

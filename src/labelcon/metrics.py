@@ -34,7 +34,8 @@ P@k, nDCG@k and PSP@k average over all items; an item without labels contributes
 
 from __future__ import annotations
 
-from typing import Union
+from collections.abc import Iterable
+from typing import Any, Union
 
 import numpy as np
 import scipy.sparse as sp
@@ -45,6 +46,7 @@ LabelMatrix = Union[sp.spmatrix, sp.sparray, np.ndarray]
 TopK = tuple[np.ndarray, np.ndarray]
 
 _BLOCK_ELEMENTS = 1 << 23  # working-set bound for blocked computations (~8M entries)
+TOP_KS = (1, 3, 5)  # the k of the precision_at_k entries in evaluate()
 
 
 # ---------------------------------------------------------------- input checking
@@ -243,8 +245,12 @@ def precision_at_k(y_true: LabelMatrix, scores: np.ndarray | TopK, k: int) -> fl
     0.5
     """
     y = as_label_matrix(y_true)
-    hits = _hits(y, _ranked_indices(scores, y.shape, k))
-    return float(hits.sum(axis=1).mean() / k) if y.shape[0] else 0.0
+    return _precision(y, _ranked_indices(scores, y.shape, k), k)
+
+
+def _precision(y: sp.csr_matrix, idx: np.ndarray, k: int) -> float:
+    """P@k of the ranked label indices ``idx`` [n, k]."""
+    return float(_hits(y, idx).sum(axis=1).mean() / k) if y.shape[0] else 0.0
 
 
 def ndcg_at_k(y_true: LabelMatrix, scores: np.ndarray | TopK, k: int) -> float:
@@ -369,13 +375,20 @@ def label_ranking_average_precision(y_true: LabelMatrix, scores: np.ndarray) -> 
     comparisons instead of one full-row rank per item.
     """
     y = as_label_matrix(y_true)
+    return _mean_over_labelled(y, lrap_per_item(y, scores))
+
+
+def lrap_per_item(y_true: LabelMatrix, scores: np.ndarray) -> np.ndarray:
+    """Each item's term of :func:`label_ranking_average_precision`, float64 [n] (NaN for
+    items without labels). An item's term reads only its own row of scores, so the terms
+    of consecutive row blocks, concatenated, are those of the whole matrix.
+    """
+    y = as_label_matrix(y_true)
     s = check_scores(scores, y.shape)
     n, c = y.shape
     lengths = np.diff(y.indptr)
     rows_with = np.flatnonzero(lengths)
-    if rows_with.size == 0:
-        return float("nan")
-    per_item = np.zeros(n)
+    per_item = np.full(n, np.nan)
     start = 0
     budget = max(1, _BLOCK_ELEMENTS // max(c, 1))  # (item, label) pairs per block
     cum = np.cumsum(lengths[rows_with])
@@ -392,7 +405,13 @@ def label_ranking_average_precision(y_true: LabelMatrix, scores: np.ndarray) -> 
         relevant_ge = (ge & (sub.toarray() > 0)[pair_row]).sum(axis=1)
         per_item[rows] = np.bincount(pair_row, relevant_ge / rank, minlength=len(rows)) / lengths[rows]
         start = stop
-    return float(per_item[rows_with].mean())
+    return per_item
+
+
+def _mean_over_labelled(y: sp.csr_matrix, per_item: np.ndarray) -> float:
+    """Mean of ``per_item`` over the items of ``y`` with at least one label (NaN if none)."""
+    rows_with = np.flatnonzero(np.diff(y.indptr))
+    return float(per_item[rows_with].mean()) if rows_with.size else float("nan")
 
 
 # ---------------------------------------------------------------- the report
@@ -409,24 +428,68 @@ def evaluate(y_true: LabelMatrix, scores: np.ndarray, y_pred: LabelMatrix) -> di
     - ``hamming_loss``: fraction of wrong entries of ``y_pred``.
     - ``n_items``, ``n_labels``: the shape of ``y_true``.
 
-    ``scores`` must be dense [n, C]; for extreme label counts call the top-k metrics with a
-    top-k pair instead.
+    ``scores`` must be dense [n, C]; when that does not fit, :func:`evaluate_blocks` takes
+    it a block of rows at a time.
     """
     y = as_label_matrix(y_true)
     s = check_scores(scores, y.shape)
     pred = _as_prediction(y_pred, y.shape)
-    ap = average_precision_per_label(y, s)
+    ranked = {k: _ranked_indices(s, y.shape, k) for k in TOP_KS}
+    return _report(y, pred, ranked, lrap_per_item(y, s), average_precision_per_label(y, s))
+
+
+def evaluate_blocks(y_true: LabelMatrix, blocks: Iterable[tuple[np.ndarray, LabelMatrix]]) -> dict[str, Any]:
+    """:func:`evaluate` from consecutive row blocks ``(scores [b, C], y_pred [b, C])`` that
+    cover ``y_true`` in order, holding one block of dense scores at a time.
+
+    The metrics that read only an item's own row of scores come out as :func:`evaluate`
+    computes them on the same scores and predictions: the F1s and ``hamming_loss`` (on
+    the stacked sparse predictions), ``precision_at_k`` (each block's top k) and ``lrap``
+    (:func:`lrap_per_item`). ``macro_ap`` needs every item's score for each label, so it
+    is left out and the report says ``"skipped": ["macro_ap"]``.
+
+    >>> y = np.array([[1, 0, 1], [0, 1, 0]])
+    >>> s = np.array([[0.9, 0.8, 0.1], [0.2, 0.7, 0.1]], dtype=np.float32)
+    >>> m = evaluate_blocks(y, [(s[:1], s[:1] >= 0.5), (s[1:], s[1:] >= 0.5)])
+    >>> m["micro_f1"] == evaluate(y, s, s >= 0.5)["micro_f1"], m["skipped"]
+    (True, ['macro_ap'])
+    """
+    y = as_label_matrix(y_true)
+    preds = [sp.csr_matrix((0, y.shape[1]), dtype=np.float32)]
+    ranked: dict[int, list[np.ndarray]] = {k: [np.empty((0, k), dtype=np.int64)] for k in TOP_KS}
+    lrap = [np.empty(0)]
+    start = 0
+    for scores, y_pred in blocks:
+        s = check_scores(scores, None)
+        part = y[start : start + len(s)]
+        if s.shape != part.shape:
+            raise ValueError(f"a score block of shape {s.shape} starting at row {start} does not fit "
+                             f"y_true of shape {y.shape}")  # fmt: skip
+        preds.append(_as_prediction(y_pred, part.shape))
+        for k in TOP_KS:
+            ranked[k].append(_ranked_indices(s, part.shape, k))
+        lrap.append(lrap_per_item(part, s))
+        start += len(s)
+    if start != y.shape[0]:
+        raise ValueError(f"the score blocks cover {start} rows but y_true has {y.shape[0]}")
+    pred = sp.vstack(preds, format="csr")
+    out = _report(y, pred, {k: np.concatenate(v) for k, v in ranked.items()}, np.concatenate(lrap), None)
+    return {**out, "skipped": ["macro_ap"]}
+
+
+def _report(
+    y: sp.csr_matrix, pred: sp.csr_matrix, ranked: dict[int, np.ndarray], lrap: np.ndarray, ap: np.ndarray | None
+) -> dict[str, float]:
+    """The metrics of :func:`evaluate` from its pieces: ranked label indices per k, the
+    per-item LRAP terms and the per-label AP (None: no ``macro_ap``)."""
     out = {
         "micro_f1": f1_score(y, pred, average="micro", zero_division=0),
         "macro_f1": f1_score(y, pred, average="macro", zero_division=0),
         "samples_f1": f1_score(y, pred, average="samples", zero_division=0),
-        "macro_ap": np.nanmean(ap) if np.isfinite(ap).any() else float("nan"),
-        "precision_at_1": precision_at_k(y, s, 1),
-        "precision_at_3": precision_at_k(y, s, 3),
-        "precision_at_5": precision_at_k(y, s, 5),
-        "lrap": label_ranking_average_precision(y, s),
-        "hamming_loss": hamming_loss(y, pred),
-        "n_items": y.shape[0],
-        "n_labels": y.shape[1],
     }
+    if ap is not None:
+        out["macro_ap"] = np.nanmean(ap) if np.isfinite(ap).any() else float("nan")
+    out.update({f"precision_at_{k}": _precision(y, idx, k) for k, idx in ranked.items()})
+    out.update({"lrap": _mean_over_labelled(y, lrap), "hamming_loss": hamming_loss(y, pred),
+                "n_items": y.shape[0], "n_labels": y.shape[1]})  # fmt: skip
     return {key: (int(v) if key.startswith("n_") else float(v)) for key, v in out.items()}

@@ -26,6 +26,28 @@ from labelcon.encoders.static import StaticEncoder
 from labelcon.encoders.transformer import TransformerEncoder
 
 
+def resolve_max_length(setting: int | str, texts: Sequence[str] | np.ndarray | None, seed: int = 0) -> int:
+    """``setting`` when it is a number; for ``"auto"``, the power of two between 64 and 256
+    at or above the 90th percentile of the texts' estimated token counts (1.3 word pieces
+    per whitespace word + 2 special tokens, on a seeded sample of 1,000): short texts
+    (GoEmotions, p90 ~ 32 tokens) get 64; abstracts and news articles (p90 ~ 350) get 256,
+    the length all-MiniLM-L6-v2 is used with. Inputs that are not texts get 64.
+
+    >>> resolve_max_length("auto", ["a short text"] * 10)
+    64
+    >>> resolve_max_length("auto", [" ".join(["word"] * 150)] * 10)
+    256
+    """
+    if setting != "auto":
+        return int(setting)
+    if texts is None or len(texts) == 0 or not isinstance(texts[0], str):
+        return 64
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(len(texts), size=min(1000, len(texts)), replace=False)
+    tokens = np.percentile([1.3 * len(texts[i].split()) + 2 for i in sample], 90)
+    return int(min(256, max(64, 2 ** np.ceil(np.log2(tokens)))))
+
+
 def build_encoder(
     spec: str,
     *,

@@ -5,6 +5,8 @@
 - :class:`LinearProbeHead` (``"linear"``): one-vs-rest logistic regression, solved with L-BFGS.
 - :class:`LabelTextHead` (``"label_text"``): calibrated cosine to each label's text embedding;
   predicts labels added after training too.
+- :class:`EnsembleHead` (``"ensemble"``): the mean of member heads' scores; the ``auto`` head
+  (:func:`select_on_dev`) picks a linear probe, a kNN vote or their average on dev.
 - :class:`Thresholds`: per-label F1-optimal thresholds from dev; :func:`top_k_labels` for XMC.
 - :class:`NearestNeighbors`: exact or faiss cosine search.
 
@@ -17,6 +19,7 @@ np.int64(3)
 """
 
 from labelcon.heads.base import Head, build_head
+from labelcon.heads.ensemble import EnsembleHead, select_on_dev
 from labelcon.heads.index import NearestNeighbors
 from labelcon.heads.knn import KNNHead
 from labelcon.heads.label_text import LabelTextHead
@@ -31,6 +34,8 @@ __all__ = [
     "PrototypeHead",
     "LinearProbeHead",
     "LabelTextHead",
+    "EnsembleHead",
+    "select_on_dev",
     "NearestNeighbors",
     "Thresholds",
     "best_global_threshold",

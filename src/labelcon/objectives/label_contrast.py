@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import torch
 from torch import Tensor
 
 from labelcon.objectives.kernel import check_embeddings, contrastive_loss
@@ -37,3 +39,48 @@ def label_contrast(
     targets = labels.to_dense() if is_sparse(labels) else labels
     targets = targets / targets.sum(dim=1, keepdim=True).clamp_min(1.0)
     return contrastive_loss(embeddings, label_embeddings, targets, temperature)
+
+
+def sample_label_columns(labels: Tensor, negatives: int, rng: np.random.Generator) -> Tensor | None:
+    """The label set S of a sampled-softmax step as sorted column ids [K]: every label that
+    a row of ``labels`` [B, C] holds (stored entries when sparse), plus ``negatives`` of
+    the other labels drawn uniformly without replacement from ``rng``. None when S would be
+    every label, that is when C <= |held| + ``negatives``.
+
+    >>> y = torch.tensor([[0, 1, 0, 0, 0, 0], [0, 0, 0, 1, 0, 0]])
+    >>> columns = sample_label_columns(y, 2, np.random.default_rng(0))
+    >>> len(columns), {1, 3} <= set(columns.tolist())
+    (4, True)
+    >>> sample_label_columns(y, 4, np.random.default_rng(0)) is None
+    True
+    """
+    if is_sparse(labels):
+        held = labels.to_sparse_coo().coalesce().indices()[1].unique()
+    else:
+        held = (labels != 0).any(dim=0).nonzero().squeeze(1)
+    if labels.shape[1] <= held.numel() + negatives:
+        return None
+    held = held.cpu().numpy()
+    rank = rng.choice(labels.shape[1] - len(held), size=negatives, replace=False)
+    # the r-th label not held is r plus the number of held labels at or before it
+    others = rank + np.searchsorted(held - np.arange(len(held)), rank, side="right")
+    return torch.from_numpy(np.union1d(held, others)).to(labels.device)
+
+
+def select_label_columns(labels: Tensor, columns: Tensor) -> Tensor:
+    """``labels[:, columns]`` for sorted ``columns`` that include every held label (as from
+    :func:`sample_label_columns`). Sparse labels stay sparse (COO, their column ids
+    renumbered), so no dense [B, C] matrix is made.
+
+    >>> y = torch.tensor([[0.0, 1, 0, 1], [1, 0, 0, 0]])
+    >>> select_label_columns(y.to_sparse_csr(), torch.tensor([0, 1, 3])).to_dense()
+    tensor([[0., 1., 1.],
+            [1., 0., 0.]])
+    """
+    if not is_sparse(labels):
+        return labels.index_select(1, columns)
+    coo = labels.to_sparse_coo().coalesce()
+    rows, cols = coo.indices()
+    indices = torch.stack([rows, torch.searchsorted(columns, cols)])  # order kept: still coalesced
+    shape = (labels.shape[0], columns.numel())
+    return torch.sparse_coo_tensor(indices, coo.values(), shape, is_coalesced=True, check_invariants=False)

@@ -3,19 +3,21 @@
 Every objective is called as ``objective(embeddings, labels=None, *, positives=None,
 label_embeddings=None, keys=None, key_labels=None)``; a trainer asks
 ``needs_positives`` (give a second view of each item) and ``needs_label_embeddings``
-(give the label-text embeddings [C, D]) and otherwise does not know which one it runs.
+(give the label-text embeddings), for the latter ``sample_labels`` (which label texts to
+embed this step) and otherwise does not know which one it runs.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from labelcon.objectives.info_nce import info_nce
 from labelcon.objectives.kernel import check_options, check_temperature
-from labelcon.objectives.label_contrast import label_contrast
+from labelcon.objectives.label_contrast import label_contrast, sample_label_columns, select_label_columns
 from labelcon.objectives.mulsupcon import mulsupcon
 from labelcon.objectives.relations import RELATIONS, is_sparse
 from labelcon.objectives.supcon import supcon
@@ -32,6 +34,12 @@ class Objective(nn.Module):
         super().__init__()
         check_temperature(temperature)
         self.temperature = temperature
+
+    def sample_labels(self, labels: Tensor, rng: np.random.Generator) -> tuple[Tensor | None, Tensor]:
+        """For objectives that take label embeddings: the label ids whose texts a step
+        embeds and the batch's ``labels`` restricted to them. Here every label: ``(None,
+        labels)``."""
+        return None, labels
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"
@@ -165,12 +173,38 @@ class InfoNCELoss(Objective):
 
 
 class LabelContrastLoss(Objective):
-    """:func:`labelcon.objectives.label_contrast` as a module."""
+    """:func:`labelcon.objectives.label_contrast` as a module, with sampled label negatives.
+
+    With ``label_negatives=k``, :meth:`sample_labels` picks per step the label set S:
+    every label held by an item of the batch (each item's positives are in-batch negatives
+    for the others) plus k labels drawn uniformly without replacement from the rest. The
+    trainer embeds only the texts of S, and the loss is the sampled softmax::
+
+        loss_i = -(1/|Y_i|) sum_{c in Y_i} log( exp(s(z_i, e_c) / tau) / sum_{c' in S} exp(s(z_i, e_c') / tau) )
+
+    the full objective with its denominator restricted to S (so never above it), without a
+    correction for the sampling: the standard sampled-softmax / in-batch-negatives
+    approximation of dual-encoder training (Jean et al. 2015, with the batch's targets plus
+    sampled words as the vocabulary; Karpukhin et al. 2020, DPR). When C is at most the
+    number of labels the batch holds plus k, S is every label and the loss is the full
+    one; ``label_negatives=None`` always uses every label.
+    """
 
     needs_label_embeddings = True
 
-    def __init__(self, temperature: float = 0.05) -> None:
+    def __init__(self, temperature: float = 0.05, label_negatives: int | None = 1024) -> None:
         super().__init__(temperature)
+        if label_negatives is not None and (type(label_negatives) is not int or label_negatives < 0):
+            raise ValueError(f"label_negatives must be an int >= 0 or None (every label); got {label_negatives!r}")
+        self.label_negatives = label_negatives
+
+    def sample_labels(self, labels: Tensor, rng: np.random.Generator) -> tuple[Tensor | None, Tensor]:
+        """``(S, labels[:, S])`` with S the sorted label ids described above, drawn from
+        ``rng``; ``(None, labels)`` when S is every label. Sparse labels stay sparse."""
+        if self.label_negatives is None:
+            return None, labels
+        columns = sample_label_columns(labels, self.label_negatives, rng)
+        return (None, labels) if columns is None else (columns, select_label_columns(labels, columns))
 
     def forward(
         self,
@@ -187,6 +221,9 @@ class LabelContrastLoss(Objective):
         if keys is not None:
             raise ValueError("LabelContrastLoss contrasts items with label embeddings; it takes no extra keys")
         return label_contrast(embeddings, label_embeddings, labels, self.temperature)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, label_negatives={self.label_negatives}"
 
 
 _REGISTRY: dict[str, tuple[type[Objective], dict[str, Any]]] = {

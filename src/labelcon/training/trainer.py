@@ -5,7 +5,9 @@ evaluation on dev after every epoch that keeps the best weights, early stopping,
 wall-clock budget, and checkpoints from which an interrupted run resumes at the batch
 where it stopped. The trainer knows nothing about which objective it runs: it only asks
 whether the objective wants a second view (``needs_positives``) or the label texts
-(``needs_label_embeddings``).
+(``needs_label_embeddings``), and then which of them to embed this step
+(``sample_labels``, with a generator seeded by the run's seed, the process's rank and
+the step, so a rerun or a resumed run draws the same labels).
 
 Keys beyond the batch's own come from two places:
 
@@ -33,7 +35,7 @@ import copy
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,41 @@ def _take(items: Sequence | np.ndarray, rows: Sequence[int]) -> Any:
 
 def _chunks(items: Any, size: int) -> list[Any]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _steps_within_budget(done: int, total: int, elapsed: float, budget: float) -> int:
+    """The step count a time-budgeted run will reach, for the progress bar's total and ETA:
+    the steps done plus those the remaining budget fits at the average pace so far.
+
+    >>> _steps_within_budget(done=100, total=3000, elapsed=60.0, budget=600.0)
+    1000
+    """
+    if done == 0 or elapsed <= 0:
+        return total
+    pace = elapsed / done
+    return int(min(total, done + max(0.0, budget - elapsed) / pace))
+
+
+def passes_per_epoch(steps_per_pass: int, epochs: int, min_steps: int) -> int:
+    """Passes over the data that make one epoch: 1, or more when ``epochs`` single passes
+    over a small data set would take fewer than ``min_steps`` steps. Dev evaluation and
+    early stopping still happen once per epoch.
+
+    >>> passes_per_epoch(steps_per_pass=4, epochs=3, min_steps=300)  # 224 items, batch 64
+    25
+    >>> passes_per_epoch(steps_per_pass=967, epochs=3, min_steps=300)
+    1
+    """
+    if epochs == 0 or steps_per_pass * epochs >= min_steps:
+        return 1
+    return math.ceil(min_steps / (steps_per_pass * epochs))
+
+
+def _epoch_batches(sampler: LabelAwareBatchSampler, epoch: int, passes: int) -> Iterator[list[int]]:
+    """The batches of one epoch: ``passes`` freshly shuffled passes of the sampler."""
+    for index in range(passes):
+        sampler.set_epoch(epoch * passes + index)
+        yield from sampler
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -271,13 +308,16 @@ class Trainer:
             momentum_keys = self._embed_keys(views if views is not None else items)
         elif views is not None:
             streams.append(views)
+        label_targets = labels
         if objective.needs_label_embeddings:
-            streams.append(self.label_texts)
+            rng = np.random.default_rng([self.config.seed, distributed.rank(), self.state.global_step])
+            label_ids, label_targets = objective.sample_labels(labels, rng)
+            streams.append(self.label_texts if label_ids is None else _take(self.label_texts, label_ids.tolist()))
 
         def loss_fn(*embeddings: torch.Tensor) -> torch.Tensor:
             anchors = embeddings[0]
             if objective.needs_label_embeddings:
-                return objective(anchors, labels, label_embeddings=embeddings[-1])
+                return objective(anchors, label_targets, label_embeddings=embeddings[-1])
             if objective.needs_positives:
                 positives = momentum_keys if momentum_keys is not None else embeddings[1]
                 negatives, _ = self._extra_keys(positives, None)
@@ -341,8 +381,8 @@ class Trainer:
             labels, batch_size, seed=cfg.seed, drop_last=len(items) > batch_size * world,
             num_replicas=world, rank=distributed.rank(),
         )
-        steps_per_epoch = len(sampler)
-        total_steps = max(1, steps_per_epoch * cfg.epochs)
+        passes = passes_per_epoch(len(sampler), cfg.epochs, cfg.min_steps)
+        total_steps = max(1, len(sampler) * passes * cfg.epochs)
         optimizer = torch.optim.AdamW(_param_groups(self.encoder, cfg.weight_decay), lr=cfg.resolved_lr())
         budget = 60 * cfg.max_time_minutes if cfg.max_time_minutes else None
         self._elapsed = self.state.elapsed_seconds  # the same value on every process
@@ -365,8 +405,7 @@ class Trainer:
         last_loss = math.nan
         while self.state.epoch < cfg.epochs and not out_of_time:
             self.encoder.train()
-            sampler.set_epoch(self.state.epoch)
-            for step, rows in enumerate(sampler):
+            for step, rows in enumerate(_epoch_batches(sampler, self.state.epoch, passes)):
                 if step < self.state.step_in_epoch:
                     continue
                 tic = time.monotonic()
@@ -384,6 +423,8 @@ class Trainer:
                 self.state.step_in_epoch = step + 1
                 self.state.global_step += 1
                 self.state.elapsed_seconds = time.monotonic() - started
+                if budget:  # the run ends at the budget or the last step, whichever comes first
+                    bar.total = _steps_within_budget(self.state.global_step, total_steps, self._elapsed, budget)
                 bar.update(1)
                 bar.set_postfix(epoch=self.state.epoch + 1, loss=f"{last_loss:.4f}",
                                 items_s=f"{len(rows) * world / max(time.monotonic() - tic, 1e-9):.0f}")

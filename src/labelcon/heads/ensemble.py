@@ -1,0 +1,107 @@
+"""The ``auto`` head: pick on dev among linear probes, kNN votes and their average.
+
+A linear probe and a kNN vote make different errors: the probe draws one hyperplane per
+label, the vote follows local neighbourhoods (which is where rare labels live). Their
+average is often better than either, but not always (with a few examples per label the
+vote is noise), so :func:`select_on_dev` fits the candidates once and keeps whichever
+scores the best macro average precision on dev:
+
+- ``linear`` with C in {1, 4, 16} (the inverse L2 strength: the right one depends on how
+  many items there are and how separable the space is),
+- ``knn`` with k in {20, 50},
+- the average of each linear probe's and each kNN's scores (:class:`EnsembleHead`).
+
+Above ``AUTO_MAX_LABELS`` labels it is the kNN head alone (k=20): the vote costs nothing to
+fit and stays sparse, where C linear fits and dense dev scores grow with the label count.
+
+>>> import numpy as np
+>>> x = np.eye(4, dtype=np.float32); y = np.eye(4)[:, :2]
+>>> a, b = build_head("linear").fit(x, y), build_head("knn", k=2).fit(x, y)
+>>> both = EnsembleHead.of([a, b])
+>>> bool(np.allclose(both.predict_scores(x), (a.predict_scores(x) + b.predict_scores(x)) / 2))
+True
+"""
+
+from __future__ import annotations
+
+from itertools import product
+from typing import Any
+
+import numpy as np
+
+from labelcon.heads.base import Head, build_head, check_embeddings, check_labels
+from labelcon.metrics import LabelMatrix, average_precision_per_label
+
+AUTO_MAX_LABELS = 2000
+LINEAR_C = (1.0, 4.0, 16.0)
+KNN_K = (20, 50)
+
+
+class EnsembleHead(Head):
+    """The mean of its member heads' scores. ``members``: ``[{"type": name, "params": {...}}]``."""
+
+    name = "ensemble"
+
+    def __init__(self, members: list[dict[str, Any]]) -> None:
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 member heads; got {len(members)}")
+        self.members = members
+        self.heads_ = [build_head(m["type"], **m.get("params", {})) for m in members]
+
+    @classmethod
+    def of(cls, heads: list[Head]) -> EnsembleHead:
+        """An ensemble of heads already fitted on the same labels."""
+        ensemble = cls([{"type": h.name, "params": h.get_params()} for h in heads])
+        ensemble.heads_ = list(heads)
+        ensemble.n_labels_, ensemble.dim_ = heads[0].n_labels_, heads[0].dim_
+        return ensemble
+
+    def fit(self, embeddings: np.ndarray, Y: LabelMatrix) -> EnsembleHead:
+        for head in self.heads_:
+            head.fit(embeddings, Y)
+        self.n_labels_, self.dim_ = self.heads_[0].n_labels_, self.heads_[0].dim_
+        return self
+
+    def predict_scores(self, embeddings: np.ndarray) -> np.ndarray:
+        x = self._check_input(embeddings)
+        return (sum(head.predict_scores(x) for head in self.heads_) / len(self.heads_)).astype(np.float32)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {f"{i}.{key}": value for i, head in enumerate(self.heads_) for key, value in head._arrays().items()}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        for i, head in enumerate(self.heads_):
+            prefix = f"{i}."
+            head._restore({key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)})
+
+    def get_params(self) -> dict[str, Any]:
+        return {"members": self.members}
+
+    def _check_fitted(self) -> None:
+        super()._check_fitted()
+        for head in self.heads_:  # after Head.load, the members learn their sizes here
+            head.n_labels_, head.dim_ = self.n_labels_, self.dim_
+
+
+def select_on_dev(
+    train_x: np.ndarray, train_y: LabelMatrix, dev_x: np.ndarray, dev_y: LabelMatrix
+) -> tuple[Head, dict[str, float]]:
+    """Fit the candidates of the module docstring on train and return the one with the best
+    dev macro-AP, with every candidate's dev macro-AP (by name) for the record."""
+    train_x, dev_x = check_embeddings(train_x), check_embeddings(dev_x)
+    train_y = check_labels(train_y, len(train_x))
+    dev_y = check_labels(dev_y, len(dev_x))
+    if train_y.shape[1] > AUTO_MAX_LABELS:
+        return build_head("knn", k=KNN_K[0]).fit(train_x, train_y), {}
+    fitted = {f"linear(C={c:g})": build_head("linear", C=c).fit(train_x, train_y) for c in LINEAR_C}
+    fitted |= {f"knn(k={k})": build_head("knn", k=k).fit(train_x, train_y) for k in KNN_K}
+    scores = {name: head.predict_scores(dev_x) for name, head in fitted.items()}
+    linear = [name for name in fitted if name.startswith("linear")]
+    knn = [name for name in fitted if name.startswith("knn")]
+    pairs = {f"{a} + {b}": (a, b) for a, b in product(linear, knn)}
+    for name, (a, b) in pairs.items():
+        scores[name] = (scores[a] + scores[b]) / 2
+    report = {name: float(np.nanmean(average_precision_per_label(dev_y, s))) for name, s in scores.items()}
+    best = max(report, key=report.get)
+    head = EnsembleHead.of([fitted[n] for n in pairs[best]]) if best in pairs else fitted[best]
+    return head, report
