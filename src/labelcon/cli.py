@@ -98,7 +98,7 @@ def _data_options(func: Callable) -> Callable:
 @click.option("--min-steps", type=int, help="Small data: repeat each epoch's pass until the run takes N steps [300].")
 @click.option("--batch-size", type=int)
 @click.option("--mini-batch-size", type=int, help="GradCache chunk size for batches larger than memory.")
-@click.option("--max-length", type=MAX_LENGTH, help="Tokens per text, or auto (64-256 from the texts' lengths) [auto].")
+@click.option("--max-length", type=MAX_LENGTH, help="Tokens per text, or auto (64 or 128 from the texts' lengths) [auto].")
 @click.option("--lr", type=float, help="Learning rate (default 5e-5 for transformers, 1e-2 for static).")
 @click.option("--temperature", type=float)
 @click.option("--seed", type=int)

@@ -41,7 +41,7 @@ class Config(BaseModel):
     batch_size: int = Field(64, ge=2)
     mini_batch_size: int | None = Field(None, ge=1, description="GradCache chunk size")
     max_length: int | Literal["auto"] = Field(
-        "auto", description="tokens per text; auto: 64-256 from the training texts' lengths (see resolve_max_length)"
+        "auto", description="tokens per text; auto: 64 or 128 from the training texts' lengths (see resolve_max_length)"
     )
     lr: float | None = Field(None, gt=0, description="default: 5e-5 for transformers, 1e-2 for static")
     weight_decay: float = Field(0.01, ge=0)
