@@ -162,8 +162,8 @@ class Labelcon:
         if not is_main_process():  # under torchrun, rank 0 alone fits the head, evaluates and saves
             return self
 
-        self._fit_head(train_set.texts, y_train, dev_set.texts, y_dev, show_progress)
-        dev_metrics = self._evaluate_matrix(dev_set.texts, y_dev)
+        dev_emb = self._fit_head(train_set.texts, y_train, dev_set.texts, y_dev, show_progress)
+        dev_metrics = self._evaluate_embeddings(dev_emb, y_dev)
         if unknown_dev:
             dev_metrics["unknown_labels"] = sum(unknown_dev.values())
         self.metrics_ = {"dev": dev_metrics}
@@ -171,7 +171,8 @@ class Labelcon:
             self.save(run_dir)
         return self
 
-    def _fit_head(self, train_texts, y_train, dev_texts, y_dev, show_progress: bool) -> None:
+    def _fit_head(self, train_texts, y_train, dev_texts, y_dev, show_progress: bool) -> np.ndarray:
+        """Fit the head on train and the thresholds on dev; returns dev's embeddings."""
         cfg = self.config
         train_emb = self.encode(train_texts, show_progress=show_progress)
         dev_emb = self.encode(dev_texts, show_progress=show_progress)
@@ -187,6 +188,7 @@ class Labelcon:
                 self.head_ = head.fit(train_emb, y_train)
         dev_scores = self.head_.predict_scores(dev_emb)
         self.thresholds_ = Thresholds.calibrate(dev_scores, y_dev, min_positives=cfg.min_positives)
+        return dev_emb
 
     def _label_texts(self, names: Sequence[str]) -> list[str]:
         """What label-text heads and objectives embed: the description when one is given, else the name."""
@@ -306,13 +308,12 @@ class Labelcon:
         """
         dataset = self.read(data)
         y_true, unknown = self._label_matrix(dataset, ignore_unknown_labels)
-        metrics = self._evaluate_matrix(dataset.texts, y_true)
+        metrics = self._evaluate_embeddings(self.encode(dataset.texts), y_true)
         if unknown:
             metrics["unknown_labels"] = sum(unknown.values())
         return metrics
 
-    def _evaluate_matrix(self, texts: Sequence[str], y_true: sp.csr_matrix) -> dict[str, Any]:
-        x = self.encode(texts)
+    def _evaluate_embeddings(self, x: np.ndarray, y_true: sp.csr_matrix) -> dict[str, Any]:
         if y_true.shape[0] * y_true.shape[1] <= DENSE_EVALUATION:
             scores = self._head().predict_scores(x)
             return evaluate_metrics(y_true, scores, self.decide(scores, None))
