@@ -32,15 +32,14 @@ import datetime
 import inspect
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 
 import faiss
 import numpy as np
 import torch
+from machine import machine
 from threadpoolctl import threadpool_limits
 
 from labelcon.heads import index as index_module
@@ -105,15 +104,6 @@ def run_size(n: int, args: argparse.Namespace, centres: np.ndarray, queries: np.
         wall, cpu, (_, found) = timed(lambda: hnsw.search(queries, args.k), args.repeats)
         row["sweep"].append({"ef_search": ef, "wall": wall, "cpu": cpu, "recall": recall(found, truth)})
     return row
-
-
-def machine() -> str:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return f"{model}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}"
 
 
 def report(rows: list[dict], args: argparse.Namespace, load: tuple[float, float]) -> str:

@@ -39,7 +39,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from machine import machine
 
 FEATURES = 128
 
@@ -211,15 +211,6 @@ def run_labels(c: int, args: argparse.Namespace, workdir: Path) -> dict:
         row["heads"][head] = run_child(args.threads, "head", str(data), head, str(args.k))
         print(f"C={c} {head}: {row['heads'][head]}", flush=True)
     return row
-
-
-def machine() -> str:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    return f"{model}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}"
 
 
 def report(rows: list[dict], args: argparse.Namespace, load: tuple[float, float]) -> str:
