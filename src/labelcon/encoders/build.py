@@ -33,9 +33,9 @@ def resolve_max_length(setting: int | str, texts: Sequence[str] | np.ndarray | N
     get 64.
 
     Why not more for long texts: on a CPU a MiniLM training step costs far more than
-    linearly in the length. Measured here (2 cores, bfloat16, Reuters articles, batch 64):
-    40 items/s at 64 tokens, 15 at 128, 6 at 256, so within a training budget 256 tokens
-    would see a sixth of the items that 64 tokens see. Give ``max_length`` explicitly (with
+    linearly in the length. Measured here (``python bench/bench_max_length.py``: 2 cores,
+    bfloat16, Reuters articles, batch 64): 30 items/s at 64 tokens, 14 at 128, 3.4 at 256,
+    so within a training budget 256 tokens would see a ninth of the items 64 tokens see. Give ``max_length`` explicitly (with
     ``mini_batch_size`` for memory) when the whole text matters and time does not.
 
     >>> resolve_max_length("auto", ["a short text"] * 10)
