@@ -10,7 +10,7 @@ from labelcon import Labelcon, estimator
 from labelcon.data import DataError
 from labelcon.estimator import NotFittedError
 from labelcon.training import trainer as trainer_module
-from tests.conftest import FAST, make_items
+from tests.conftest import FAST, make_items, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +166,17 @@ def test_at_least_one_defaults_to_whether_training_items_all_have_labels(fitted)
     empty = (["song album", "goal team", "the and with", "hotel beach"], [["music"], ["sports"], [], ["travel"]])
     few = Labelcon(**{**FAST, "epochs": 1, "head": "prototype"}).fit(empty, empty, show_progress=False)
     assert few.at_least_one_ is False
+
+
+def test_auto_head_gives_labels_rare_in_dev_the_fallback_threshold(toy_data, tmp_path) -> None:
+    dev = [item for item in make_items(60, 1) if "travel" not in item["labels"]]
+    dev += [{"text": "flight hotel trip the", "labels": ["travel"]}]  # one dev positive: below min_positives
+    model = Labelcon(**{**FAST, "epochs": 1}).fit(toy_data["train"], write_jsonl(tmp_path / "dev.jsonl", dev),
+                                                  show_progress=False)
+    travel = model.classes_.index("travel")
+    assert model.head_.name == "fallback" and model.head_.columns == [travel]
+    assert not model.thresholds_.per_label[travel]
+    assert model.thresholds_.thresholds[travel] == pytest.approx(model.head_.threshold)
+    loaded = Labelcon.load(model.save(tmp_path / "m"))
+    texts = [item["text"] for item in make_items(10, 5)]
+    assert loaded.predict(texts) == model.predict(texts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labelcon.heads import EnsembleHead, Head, build_head, select_on_dev
+from labelcon.heads import EnsembleHead, FallbackHead, Head, Thresholds, best_global_threshold, build_head, select_on_dev
 from labelcon.heads import ensemble as ensemble_module
 from labelcon.metrics import average_precision_per_label
 
@@ -46,7 +46,7 @@ def test_select_on_dev_returns_the_candidate_with_the_best_dev_macro_ap() -> Non
     x, y = _clusters(300, 1)
     dev_x, dev_y = _clusters(120, 2)
     head, report = select_on_dev(x, y, dev_x, dev_y)
-    assert len(report) == 3 + 2 + 6  # 3 linear, 2 knn, 6 averages
+    assert len(report) == 4 + 2 + 8  # 4 linear, 2 knn, 8 averages; every label has dev positives
     best = max(report, key=report.get)
     assert report[best] == pytest.approx(np.nanmean(average_precision_per_label(dev_y, head.predict_scores(dev_x))))
     assert isinstance(head, EnsembleHead) == ("+" in best)
@@ -57,3 +57,35 @@ def test_select_on_dev_uses_knn_alone_above_the_label_limit(monkeypatch) -> None
     x, y = _clusters(100, 1)
     head, report = select_on_dev(x, y, x[:20], y[:20])
     assert head.name == "knn" and head.k == 20 and report == {}
+
+
+def test_fallback_head_takes_the_rare_columns_from_the_fallback_and_round_trips(tmp_path) -> None:
+    x, y = _clusters(200, 1)
+    main, balanced = build_head("knn", k=10).fit(x, y), build_head("linear", C=4.0, class_weight="balanced").fit(x, y)
+    head = FallbackHead.of(main, balanced, np.array([1, 4]), threshold=0.7)
+    expected = main.predict_scores(x)
+    expected[:, [1, 4]] = balanced.predict_scores(x)[:, [1, 4]]
+    np.testing.assert_array_equal(head.predict_scores(x), expected)
+    loaded = Head.load(head.save(tmp_path / "head"))
+    assert isinstance(loaded, FallbackHead) and loaded.columns == [1, 4] and loaded.threshold == pytest.approx(0.7)
+    np.testing.assert_array_equal(loaded.predict_scores(x[:9]), expected[:9])
+    refit = FallbackHead(head.main, head.fallback, [1, 4], 0.7).fit(x, y)
+    np.testing.assert_allclose(refit.predict_scores(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_labels_rare_in_dev_are_scored_by_a_balanced_probe_under_one_threshold() -> None:
+    x, y = _clusters(300, 1)
+    dev_x, dev_y = _clusters(120, 2)
+    dev_y[np.flatnonzero(dev_y[:, 3])[2:], 3] = 0  # label 3: 2 dev positives, below min_positives=3
+    head, report = select_on_dev(x, y, dev_x, dev_y, min_positives=3)
+    assert isinstance(head, FallbackHead) and head.columns == [3]
+    fallback = head.heads_[1]
+    assert fallback.class_weight == "balanced" and fallback.C in (4.0, 16.0, 64.0)
+    assert head.threshold == pytest.approx(best_global_threshold(fallback.predict_scores(dev_x), dev_y))
+    micro = {k: v for k, v in report.items() if k.startswith("fallback")}
+    assert len(micro) == 3 and micro[f"fallback linear(C={fallback.C:g}, balanced): dev micro-F1 at one threshold"] == max(micro.values())
+    scores = head.predict_scores(dev_x)
+    np.testing.assert_array_equal(scores[:, 3], fallback.predict_scores(dev_x)[:, 3])
+    thresholds = Thresholds.calibrate(scores, dev_y, min_positives=3, fallback=head.threshold)
+    assert thresholds.per_label.tolist() == [True, True, True, False, True]
+    assert thresholds.thresholds[3] == pytest.approx(head.threshold)

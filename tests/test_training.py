@@ -244,6 +244,36 @@ def test_time_budget_stops_training_and_skips_the_pointless_evaluation(toy_data)
     assert model.metrics_["dev"]["n_items"] == 60
 
 
+def test_no_dev_check_when_the_budget_ends_the_run_within_the_next_epoch(toy_data, monkeypatch) -> None:
+    import itertools
+
+    import labelcon.training.trainer as trainer_module
+    from labelcon import Labelcon
+    from tests.conftest import FAST
+
+    plain = Labelcon(**FAST).fit(toy_data["train"], toy_data["dev"], show_progress=False)
+    assert "dev" in plain.history_[0]  # without a budget, the first epoch is checked
+    steps = plain.history_[0]["step"]
+    ticks = itertools.count()  # a clock that moves one second per reading: ~4 per step
+    monkeypatch.setattr(trainer_module.time, "monotonic", lambda: float(next(ticks)))
+    budget_seconds = 6 * steps  # about 1.5 epochs at ~4 readings per step
+    model = Labelcon(**{**FAST, "epochs": 3, "max_time_minutes": budget_seconds / 60}).fit(
+        toy_data["train"], toy_data["dev"], show_progress=False
+    )
+    assert [record["epoch"] for record in model.history_] == [1, 2]  # cut inside epoch 2
+    assert steps < model.history_[1]["step"] < 2 * steps
+    assert not any("dev" in record for record in model.history_)
+
+
+def test_trainer_docstring_examples_run() -> None:
+    import doctest
+
+    import labelcon.training.trainer as trainer_module
+
+    result = doctest.testmod(trainer_module)
+    assert result.attempted > 0 and result.failed == 0
+
+
 def test_small_data_repeats_passes_until_min_steps_and_evaluates_once_per_epoch(toy_data) -> None:
     from labelcon import Labelcon
     from tests.conftest import FAST

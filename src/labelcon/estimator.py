@@ -23,7 +23,7 @@ import yaml
 from labelcon.config import Config
 from labelcon.data import Dataset, LabelSpace, read_dataset, read_label_descriptions, sample_shots, train_dev_split
 from labelcon.encoders import Encoder, build_encoder, load_encoder, resolve_max_length
-from labelcon.heads import Head, LabelTextHead, Thresholds, build_head, select_on_dev
+from labelcon.heads import FallbackHead, Head, LabelTextHead, Thresholds, build_head, select_on_dev
 from labelcon.io import atomic_directory, atomic_open, read_json, write_json
 from labelcon.metrics import evaluate as evaluate_metrics
 from labelcon.metrics import evaluate_blocks
@@ -179,7 +179,9 @@ class Labelcon:
         if cfg.head == AUTO_HEAD:
             if cfg.head_params:
                 raise ValueError(f"head 'auto' picks its own parameters; head_params {cfg.head_params} need a named head")
-            self.head_, self.head_selection_ = select_on_dev(train_emb, y_train, dev_emb, y_dev)
+            self.head_, self.head_selection_ = select_on_dev(
+                train_emb, y_train, dev_emb, y_dev, min_positives=cfg.min_positives
+            )
         else:
             head = build_head(cfg.head, **cfg.head_params)
             if isinstance(head, LabelTextHead):
@@ -187,7 +189,8 @@ class Labelcon:
             else:
                 self.head_ = head.fit(train_emb, y_train)
         dev_scores = self.head_.predict_scores(dev_emb)
-        self.thresholds_ = Thresholds.calibrate(dev_scores, y_dev, min_positives=cfg.min_positives)
+        fallback = self.head_.threshold if isinstance(self.head_, FallbackHead) else "global"
+        self.thresholds_ = Thresholds.calibrate(dev_scores, y_dev, min_positives=cfg.min_positives, fallback=fallback)
         return dev_emb
 
     def _label_texts(self, names: Sequence[str]) -> list[str]:

@@ -7,6 +7,8 @@
   predicts labels added after training too.
 - :class:`EnsembleHead` (``"ensemble"``): the mean of member heads' scores; the ``auto`` head
   (:func:`select_on_dev`) picks a linear probe, a kNN vote or their average on dev.
+- :class:`FallbackHead` (``"fallback"``): another head's scores, with the labels too rare in
+  dev for their own threshold scored by a class-balanced probe under one shared threshold.
 - :class:`Thresholds`: per-label F1-optimal thresholds from dev; :func:`top_k_labels` for XMC.
 - :class:`NearestNeighbors`: exact or faiss cosine search.
 
@@ -19,7 +21,7 @@ np.int64(3)
 """
 
 from labelcon.heads.base import Head, build_head
-from labelcon.heads.ensemble import EnsembleHead, select_on_dev
+from labelcon.heads.ensemble import EnsembleHead, FallbackHead, select_on_dev
 from labelcon.heads.index import NearestNeighbors
 from labelcon.heads.knn import KNNHead
 from labelcon.heads.label_text import LabelTextHead
@@ -35,6 +37,7 @@ __all__ = [
     "LinearProbeHead",
     "LabelTextHead",
     "EnsembleHead",
+    "FallbackHead",
     "select_on_dev",
     "NearestNeighbors",
     "Thresholds",

@@ -1,7 +1,8 @@
 """The training loop: any encoder, any objective, one loop.
 
 AdamW with linear warmup and decay, gradient clipping, optional GradCache chunks, an
-evaluation on dev after every epoch that keeps the best weights, early stopping, a
+evaluation on dev after every epoch that keeps the best weights (skipped when the
+wall-clock budget will end the run within the next epoch), early stopping, a
 wall-clock budget, and checkpoints from which an interrupted run resumes at the batch
 where it stopped. The trainer knows nothing about which objective it runs: it only asks
 whether the objective wants a second view (``needs_positives``) or the label texts
@@ -99,6 +100,19 @@ def _steps_within_budget(done: int, total: int, elapsed: float, budget: float) -
         return total
     pace = elapsed / done
     return int(min(total, done + max(0.0, budget - elapsed) / pace))
+
+
+def budget_ends_next_epoch(done: int, total: int, elapsed: float, budget: float, epoch_steps: int) -> bool:
+    """Whether the budget will end the run before the next epoch's last step: then the
+    next epoch is the final one, its learning rate decays to 0 at the budget, and a dev
+    check now would only spend the budget on weights the run is about to improve.
+
+    >>> budget_ends_next_epoch(done=100, total=300, elapsed=500.0, budget=720.0, epoch_steps=100)
+    True
+    >>> budget_ends_next_epoch(done=100, total=300, elapsed=200.0, budget=720.0, epoch_steps=100)
+    False
+    """
+    return _steps_within_budget(done, total, elapsed, budget) < done + epoch_steps
 
 
 def passes_per_epoch(steps_per_pass: int, epochs: int, min_steps: int) -> int:
@@ -434,7 +448,10 @@ class Trainer:
                 if self.state.global_step % cfg.checkpoint_every == 0:
                     self._save_checkpoint(optimizer, scheduler, best_weights)
             final = out_of_time or self.state.epoch + 1 >= cfg.epochs
-            best_weights = self._end_epoch(best_weights, last_loss, final)
+            check = final or not budget or not budget_ends_next_epoch(
+                self.state.global_step, total_steps, self._elapsed, budget, len(sampler) * passes
+            )
+            best_weights = self._end_epoch(best_weights, last_loss, final, check)
             self._save_checkpoint(optimizer, scheduler, best_weights)
             if self.state.bad_epochs >= cfg.patience:
                 break
@@ -446,17 +463,18 @@ class Trainer:
         distributed.barrier()
         return self.state
 
-    def _end_epoch(self, best_weights: dict | None, last_loss: float, final: bool) -> dict | None:
+    def _end_epoch(self, best_weights: dict | None, last_loss: float, final: bool, check: bool) -> dict | None:
         """Evaluate on dev (rank 0), keep the best weights, count epochs without progress;
-        every process continues with rank 0's state, so all stop together. The final
-        epoch of a run that evaluated nothing before is not evaluated: there is nothing
-        to choose between."""
+        every process continues with rank 0's state, so all stop together. Not evaluated:
+        an epoch after which the budget ends the run within the next (``check`` False, see
+        :func:`budget_ends_next_epoch`), and the final epoch of a run that evaluated
+        nothing before, since there is nothing to choose between."""
         record: dict[str, Any] = {"epoch": self.state.epoch + 1, "step": self.state.global_step,
                                   "loss": last_loss, "seconds": round(self.state.elapsed_seconds, 1)}
         self.state.epoch += 1
         self.state.step_in_epoch = 0
         nothing_to_compare = final and self.state.best_epoch < 0
-        if self.evaluate is not None and distributed.is_main_process() and not nothing_to_compare:
+        if self.evaluate is not None and check and distributed.is_main_process() and not nothing_to_compare:
             metrics = self.evaluate(self.encoder)
             record["dev"] = metrics
             score = metrics[self.select_metric]
