@@ -13,7 +13,10 @@ test scores [n, C]; everything after that is done here, identically for all of t
 1. per-label decision thresholds calibrated on the dev scores with labelcon's own
    ``Thresholds.calibrate`` (``min_positives`` and the ``at_least_one`` rule at labelcon's
    defaults: labels with fewer than 3 dev positives get the micro-F1-optimal global
-   threshold; an item clearing no threshold gets its top label);
+   threshold, or the system's own threshold for them when it has one (labelcon's
+   ``auto`` head scores such labels with a class-balanced probe and brings the
+   threshold meant for it, :class:`labelcon.heads.FallbackHead`); an item clearing no
+   threshold gets its top label);
 2. metrics on test with ``labelcon.metrics.evaluate``.
 
 A data set without a dev split (Reuters) gets ``train_dev_split(train, 0.1, seed)``,
@@ -201,7 +204,9 @@ def run_system(name: str, task: Task, test: Dataset, labels: LabelSpace) -> dict
     if result.dev_scores.shape != shape_dev or result.test_scores.shape != shape_test:
         raise RuntimeError(f"{name} returned scores of shapes {result.dev_scores.shape} and "
                            f"{result.test_scores.shape}, expected {shape_dev} and {shape_test}")
-    thresholds = Thresholds.calibrate(result.dev_scores, task.y_dev, min_positives=DEFAULTS.min_positives)
+    fallback = "global" if result.fallback_threshold is None else result.fallback_threshold
+    thresholds = Thresholds.calibrate(result.dev_scores, task.y_dev, min_positives=DEFAULTS.min_positives,
+                                      fallback=fallback)
     dev_metrics = evaluate(task.y_dev, result.dev_scores,
                            thresholds.apply(result.dev_scores, at_least_one=DEFAULTS.at_least_one))
     test_metrics = evaluate(y_test, result.test_scores,

@@ -148,7 +148,7 @@ def test_linear_probe_agrees_with_sklearn(class_weight):
 def test_build_head_and_input_errors(data):
     x_train, y_train, _, _ = data
     assert isinstance(build_head("knn", k=3), KNNHead)
-    expected = r"unknown head 'svm'; expected one of \['ensemble', 'knn', 'label_text', 'linear', 'prototype'\]"
+    expected = r"unknown head 'svm'; expected one of \['ensemble', 'fallback', 'knn', 'label_text', 'linear', 'prototype'\]"
     with pytest.raises(ValueError, match=expected):
         build_head("svm")
     with pytest.raises(ValueError, match=r"unknown parameters \['depth'\]"):

@@ -62,13 +62,16 @@ class Task:
 
 @dataclass
 class Result:
-    """A system's output: dev and test scores [n, C], the seconds spent fitting, and
-    system-specific facts worth reporting (chosen hyper-parameters, epochs run, ...)."""
+    """A system's output: dev and test scores [n, C], the seconds spent fitting,
+    system-specific facts worth reporting (chosen hyper-parameters, epochs run, ...), and
+    the threshold for labels too rare in dev for their own when the system has its own
+    rule for them (None: the harness's micro-F1-optimal global threshold)."""
 
     dev_scores: np.ndarray
     test_scores: np.ndarray
     train_seconds: float
     notes: dict[str, Any] = field(default_factory=dict)
+    fallback_threshold: float | None = None
 
 
 def macro_ap(y: sp.csr_matrix, scores: np.ndarray) -> float:

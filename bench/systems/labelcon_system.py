@@ -17,6 +17,7 @@ import numpy as np
 
 from labelcon import Labelcon
 from labelcon.config import Config
+from labelcon.heads import FallbackHead
 from systems.common import Result, Task
 
 NAME = "labelcon"
@@ -54,4 +55,5 @@ def run(task: Task) -> Result:
     notes = {"config": {key: value for key, value in params.items() if key != "labels_file"},
              "epochs_run": len(model.history_), "history": history, "head": model.head_.get_params() | {"type": model.head_.name},
              "head_selection_dev_macro_ap": {k: round(v, 5) for k, v in model.head_selection_.items()}}
-    return Result(dev_scores, test_scores, train_seconds, notes)
+    fallback = model.head_.threshold if isinstance(model.head_, FallbackHead) else None
+    return Result(dev_scores, test_scores, train_seconds, notes, fallback_threshold=fallback)
