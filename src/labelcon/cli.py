@@ -95,7 +95,7 @@ def _data_options(func: Callable) -> Callable:
 @click.option("--objective", help="supcon-jaccard | supcon-any | supcon-all | mulsupcon | label_contrast | simcse.")
 @click.option("--head", help="linear | knn | prototype.")
 @click.option("--epochs", type=int)
-@click.option("--min-steps", type=int, help="Small data: repeat each epoch's pass until the run takes N steps [300].")
+@click.option("--min-steps", type=int, help="Small data: repeat each epoch's pass until the run takes N steps [100].")
 @click.option("--batch-size", type=int)
 @click.option("--mini-batch-size", type=int, help="GradCache chunk size for batches larger than memory.")
 @click.option("--max-length", type=MAX_LENGTH, help="Tokens per text, or auto (64 or 128 from the texts' lengths) [auto].")

@@ -54,7 +54,7 @@ class Config(BaseModel):
         "auto", description="transformer encoders: bfloat16 autocast where the hardware has it natively"
     )
     min_steps: int = Field(
-        300, ge=0, description="small data (few-shot): each epoch repeats the data until the run takes this many steps"
+        100, ge=0, description="small data (few-shot): each epoch repeats the data until the run takes this many steps"
     )
     patience: int = Field(2, ge=1, description="epochs without dev improvement before stopping")
     seed: int = 13
