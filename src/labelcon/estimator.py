@@ -180,7 +180,7 @@ class Labelcon:
             if cfg.head_params:
                 raise ValueError(f"head 'auto' picks its own parameters; head_params {cfg.head_params} need a named head")
             self.head_, self.head_selection_ = select_on_dev(
-                train_emb, y_train, dev_emb, y_dev, min_positives=cfg.min_positives
+                train_emb, y_train, dev_emb, y_dev, min_positives=cfg.min_positives, show_progress=show_progress
             )
         else:
             head = build_head(cfg.head, **cfg.head_params)

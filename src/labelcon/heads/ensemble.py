@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from tqdm.auto import tqdm
 
 from labelcon.heads.base import Head, build_head, check_embeddings, check_labels
 from labelcon.heads.thresholds import best_global_threshold
@@ -133,25 +134,42 @@ class FallbackHead(_MemberHeads):
 
 
 def select_on_dev(
-    train_x: np.ndarray, train_y: LabelMatrix, dev_x: np.ndarray, dev_y: LabelMatrix, min_positives: int = 3
+    train_x: np.ndarray,
+    train_y: LabelMatrix,
+    dev_x: np.ndarray,
+    dev_y: LabelMatrix,
+    min_positives: int = 3,
+    show_progress: bool = False,
 ) -> tuple[Head, dict[str, float]]:
     """Fit the candidates of the module docstring on train and return the one with the best
     dev macro-AP, with every candidate's dev macro-AP (by name) for the record. Labels with
     fewer than ``min_positives`` dev positives are scored by a class-balanced probe
     (:class:`FallbackHead`; the report then also holds each balanced probe's dev micro-F1
-    at its best single threshold, under ``"fallback ..."`` names)."""
+    at its best single threshold, under ``"fallback ..."`` names). ``show_progress``: a
+    progress bar over the candidates' fits."""
     train_x, dev_x = check_embeddings(train_x), check_embeddings(dev_x)
     train_y = check_labels(train_y, len(train_x))
     dev_y = check_labels(dev_y, len(dev_x))
     if train_y.shape[1] > AUTO_MAX_LABELS:
         return build_head("knn", k=KNN_K[0]).fit(train_x, train_y), {}
-    head, report = _best_by_dev_ap(train_x, train_y, dev_x, dev_y)
     rare = np.flatnonzero(np.bincount(dev_y.indices, minlength=dev_y.shape[1]) < min_positives)
-    if rare.size == 0:
-        return head, report
+    fits = len(LINEAR_C) + len(KNN_K) + (len(FALLBACK_C) if rare.size else 0)
+    with tqdm(total=fits, desc="auto head", unit="fit", disable=not show_progress, dynamic_ncols=True) as bar:
+        head, report = _best_by_dev_ap(train_x, train_y, dev_x, dev_y, bar)
+        if rare.size == 0:
+            return head, report
+        return _with_fallback(head, report, train_x, train_y, dev_x, dev_y, rare, bar), report
+
+
+def _with_fallback(
+    head: Head, report: dict[str, float], train_x: np.ndarray, train_y: sp.csr_matrix,
+    dev_x: np.ndarray, dev_y: sp.csr_matrix, rare: np.ndarray, bar: tqdm,
+) -> FallbackHead:  # fmt: skip
+    """``head`` with the ``rare`` labels scored by the balanced probe of the module docstring."""
     best: tuple[float, Head, float] | None = None
     for c in FALLBACK_C:
         probe = build_head("linear", C=c, class_weight="balanced").fit(train_x, train_y)
+        bar.update(1)
         scores = probe.predict_scores(dev_x)
         threshold = best_global_threshold(scores, dev_y)
         above = scores >= threshold
@@ -159,14 +177,19 @@ def select_on_dev(
         report[f"fallback linear(C={c:g}, balanced): dev micro-F1 at one threshold"] = micro
         if best is None or micro > best[0]:
             best = (micro, probe, threshold)
-    return FallbackHead.of(head, best[1], rare, best[2]), report
+    return FallbackHead.of(head, best[1], rare, best[2])
 
 
 def _best_by_dev_ap(
-    train_x: np.ndarray, train_y: sp.csr_matrix, dev_x: np.ndarray, dev_y: sp.csr_matrix
+    train_x: np.ndarray, train_y: sp.csr_matrix, dev_x: np.ndarray, dev_y: sp.csr_matrix, bar: tqdm
 ) -> tuple[Head, dict[str, float]]:
-    fitted = {f"linear(C={c:g})": build_head("linear", C=c).fit(train_x, train_y) for c in LINEAR_C}
-    fitted |= {f"knn(k={k})": build_head("knn", k=k).fit(train_x, train_y) for k in KNN_K}
+    candidates = [("linear", {"C": c}) for c in LINEAR_C] + [("knn", {"k": k}) for k in KNN_K]
+    fitted = {}
+    for name, params in candidates:
+        fitted[f"{name}({', '.join(f'{k}={v:g}' for k, v in params.items())})"] = build_head(name, **params).fit(
+            train_x, train_y
+        )
+        bar.update(1)
     scores = {name: head.predict_scores(dev_x) for name, head in fitted.items()}
     linear = [name for name in fitted if name.startswith("linear")]
     knn = [name for name in fitted if name.startswith("knn")]
