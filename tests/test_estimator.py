@@ -180,3 +180,17 @@ def test_auto_head_gives_labels_rare_in_dev_the_fallback_threshold(toy_data, tmp
     loaded = Labelcon.load(model.save(tmp_path / "m"))
     texts = [item["text"] for item in make_items(10, 5)]
     assert loaded.predict(texts) == model.predict(texts)
+
+
+def test_many_labels_calibrate_and_check_dev_without_dense_dev_scores(toy_data, monkeypatch) -> None:
+    dense = Labelcon(**{**FAST, "epochs": 2, "head": "knn"}).fit(toy_data["train"], toy_data["dev"], show_progress=False)
+    monkeypatch.setattr(estimator, "DENSE_EVALUATION", 40)  # 10 dev items per check x 4 labels; blocks above
+    calibrated = []
+    original = estimator.Thresholds.calibrate_blocks
+    monkeypatch.setattr(estimator.Thresholds, "calibrate_blocks",
+                        lambda *a, **k: calibrated.append(1) or original(*a, **k))  # fmt: skip
+    blocked = Labelcon(**{**FAST, "epochs": 2, "head": "knn"}).fit(toy_data["train"], toy_data["dev"],
+                                                                  show_progress=False)  # fmt: skip
+    assert calibrated == [1]
+    np.testing.assert_array_equal(blocked.thresholds_.thresholds, dense.thresholds_.thresholds)
+    assert blocked.history_[0]["dev"]["n_items"] == 10 and dense.history_[0]["dev"]["n_items"] == 60

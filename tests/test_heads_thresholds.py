@@ -90,3 +90,31 @@ def test_calibrate_shape_mismatch():
     s, y = dev_case()
     with pytest.raises(ValueError, match=r"scores has shape \(120, 7\) but the labels have shape \(120, 8\)"):
         Thresholds.calibrate(s[:, :7], y)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_calibrate_blocks_equals_calibrate(seed):
+    rng = np.random.default_rng(seed)
+    n, c = 120, 17
+    scores = rng.random((n, c)).astype(np.float32)
+    if seed % 2:
+        scores = np.round(scores, 1).astype(np.float32)  # many ties
+    y = (rng.random((n, c)) < 0.1).astype(np.float32)
+    y[:, 3] = 0  # a label without positives
+    y[:2, 4], y[2:, 4] = 1, 0  # a label below min_positives
+    for min_positives, fallback in ((1, "global"), (3, "global"), (3, 0.25)):
+        dense = Thresholds.calibrate(scores, y, min_positives=min_positives, fallback=fallback)
+        for step in (1, 7, n):
+            blocks = Thresholds.calibrate_blocks(lambda: (scores[i : i + step] for i in range(0, n, step)), y,
+                                                 min_positives=min_positives, fallback=fallback)  # fmt: skip
+            np.testing.assert_array_equal(blocks.thresholds, dense.thresholds)
+            np.testing.assert_array_equal(blocks.per_label, dense.per_label)
+            assert blocks.global_threshold == dense.global_threshold
+
+
+def test_calibrate_blocks_checks_the_blocks():
+    y = np.eye(4)
+    with pytest.raises(ValueError, match="covered 2 rows; the labels have 4"):
+        Thresholds.calibrate_blocks(lambda: iter([np.zeros((2, 4), np.float32)]), y)
+    with pytest.raises(ValueError, match=r"consecutive row blocks of a \[4, 4\] matrix; got a block of shape \(2, 3\)"):
+        Thresholds.calibrate_blocks(lambda: iter([np.zeros((2, 3), np.float32)]), y)

@@ -143,15 +143,17 @@ class Labelcon:
                 handle.write(cfg.to_yaml())
 
         eval_rows = np.random.default_rng(cfg.seed).permutation(len(train_set))[: cfg.eval_max_train]
+        dev_rows = np.sort(np.random.default_rng(cfg.seed).permutation(len(dev_set))[: DENSE_EVALUATION // len(self.labels)])
 
         def dev_check(encoder: Encoder) -> dict[str, float]:
-            """kNN over a sample of train scored on dev: cheap enough to run every epoch."""
+            """kNN over a sample of train scored on dev (on a sample of dev too when dev x
+            labels exceeds ``DENSE_EVALUATION``): cheap enough to run every epoch."""
             ref = encoder.encode([train_set.texts[i] for i in eval_rows], batch_size=ENCODE_BATCH,
                                  show_progress=show_progress)
             head = build_head("knn").fit(ref, y_train[eval_rows])
-            scores = head.predict_scores(encoder.encode(dev_set.texts, batch_size=ENCODE_BATCH,
-                                                        show_progress=show_progress))
-            return evaluate_metrics(y_dev, scores, scores >= 0.5)
+            scores = head.predict_scores(encoder.encode([dev_set.texts[i] for i in dev_rows],
+                                                        batch_size=ENCODE_BATCH, show_progress=show_progress))
+            return evaluate_metrics(y_dev[dev_rows], scores, scores >= 0.5)
 
         trainer = Trainer(
             self.encoder_, objective, cfg, run_dir=run_dir, evaluate=dev_check if cfg.epochs else None,
@@ -188,9 +190,13 @@ class Labelcon:
                 self.head_ = head.fit(train_emb, y_train, label_embeddings=self.encode(self.label_texts_))
             else:
                 self.head_ = head.fit(train_emb, y_train)
-        dev_scores = self.head_.predict_scores(dev_emb)
         fallback = self.head_.threshold if isinstance(self.head_, FallbackHead) else "global"
-        self.thresholds_ = Thresholds.calibrate(dev_scores, y_dev, min_positives=cfg.min_positives, fallback=fallback)
+        if y_dev.shape[0] * y_dev.shape[1] <= DENSE_EVALUATION:
+            self.thresholds_ = Thresholds.calibrate(self.head_.predict_scores(dev_emb), y_dev,
+                                                    min_positives=cfg.min_positives, fallback=fallback)  # fmt: skip
+        else:  # many labels: the dev scores a block of rows at a time, never [n_dev, C]
+            self.thresholds_ = Thresholds.calibrate_blocks(lambda: self._score_blocks(dev_emb), y_dev,
+                                                           min_positives=cfg.min_positives, fallback=fallback)  # fmt: skip
         return dev_emb
 
     def _label_texts(self, names: Sequence[str]) -> list[str]:

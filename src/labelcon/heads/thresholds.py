@@ -23,6 +23,7 @@ float. Ties in F1 go to the highest threshold.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,56 @@ class Thresholds:
             thresholds[block] = ss[np.arange(len(block)), np.argmax(f1, axis=1)]
         return cls(thresholds, per_label, global_t)
 
+    @classmethod
+    def calibrate_blocks(
+        cls,
+        score_blocks: Callable[[], Iterable[np.ndarray]],
+        Y: LabelMatrix,
+        *,
+        min_positives: int = 3,
+        fallback: str | float = "global",
+    ) -> Thresholds:
+        """:meth:`calibrate` without ever holding the dense [n, C] scores.
+
+        ``score_blocks()`` yields the dev scores as consecutive row blocks [b, C] (it is
+        called twice: once for the positives' scores, which are the only candidate
+        thresholds, once to count the entries at or above each candidate). The result
+        equals :meth:`calibrate`'s; memory is one block plus a few arrays of nnz(Y).
+        """
+        y = as_label_matrix(Y, "Y")
+        pos = _positive_scores(score_blocks(), y)
+        labels = y.indices.astype(np.int64)
+        counts = np.bincount(labels, minlength=y.shape[1])
+        per_label = counts >= max(min_positives, 1)
+        own = per_label[labels]  # candidates: the positives of labels with their own threshold
+        column = np.cumsum(per_label) - 1  # a label's position among those labels
+        above_own = np.zeros(int(own.sum()), dtype=np.int64)
+        global_candidates = _GlobalCandidates(pos)
+        own_columns = np.flatnonzero(per_label)
+        for block in score_blocks():
+            global_candidates.count(block)
+            if above_own.size:
+                n = len(block)
+                above_own += _count_at_or_above(
+                    block[:, own_columns].T, np.arange(len(own_columns))[:, None],
+                    n * np.arange(1, len(own_columns) + 1), pos[own], column[labels[own]],
+                )  # fmt: skip
+        if isinstance(fallback, str):
+            if fallback != "global":
+                raise ValueError(f"fallback must be 'global' or a number; got {fallback!r}")
+            global_t = global_candidates.best(y.nnz)
+        else:
+            global_t = float(fallback)
+        thresholds = np.full(y.shape[1], global_t, dtype=np.float32)
+        if above_own.size:
+            lab, score = labels[own], pos[own]
+            tp = _count_at_or_above(score, lab, np.cumsum(np.where(per_label, counts, 0)), score, lab)
+            f1 = 2 * tp / (above_own + counts[lab])
+            order = np.lexsort((-score, -f1, lab))  # per label: best F1, ties to the highest threshold
+            first = order[np.r_[True, lab[order][1:] != lab[order][:-1]]]
+            thresholds[lab[first]] = score[first]
+        return cls(thresholds, per_label, global_t)
+
     def apply(self, scores: np.ndarray, *, at_least_one: bool = False) -> np.ndarray:
         """Boolean decisions [n, C]: ``scores >= thresholds``; with ``at_least_one`` a row
         that cleared no threshold gets its top-scoring label."""
@@ -130,18 +181,66 @@ def best_global_threshold(scores: np.ndarray, Y: LabelMatrix) -> float:
     if y.nnz == 0:
         return float(np.nextafter(np.float32(s.max(initial=1.0)), np.float32(np.inf)))
     rows = np.repeat(np.arange(y.shape[0]), np.diff(y.indptr))
-    neg_cand, per_score = np.unique(-s[rows, y.indices], return_counts=True)
-    cand = -neg_cand  # the positives' distinct scores, descending
-    tp = np.cumsum(per_score)
-    asc = cand[::-1]
-    above = np.zeros(len(cand) + 1, dtype=np.int64)  # above[j]: entries with exactly j candidates <= them
+    candidates = _GlobalCandidates(s[rows, y.indices])
     step = max(1, _BLOCK_ELEMENTS // max(y.shape[1], 1))
     for start in range(0, y.shape[0], step):
-        position = np.searchsorted(asc, s[start : start + step].ravel(), side="right")
-        above += np.bincount(position, minlength=len(cand) + 1)
-    predicted = np.cumsum(above[::-1])[:-1]  # entries >= cand[j], cand descending
-    f1 = 2 * tp / (predicted + y.nnz)
-    return float(cand[int(np.argmax(f1))])
+        candidates.count(s[start : start + step])
+    return candidates.best(y.nnz)
+
+
+class _GlobalCandidates:
+    """The positives' distinct scores as candidate thresholds, with the count of score
+    entries at or above each, gathered block by block (:func:`best_global_threshold`)."""
+
+    def __init__(self, positive_scores: np.ndarray) -> None:
+        neg_cand, per_score = np.unique(-np.asarray(positive_scores, dtype=np.float32), return_counts=True)
+        self.cand = -neg_cand  # descending
+        self.tp = np.cumsum(per_score)
+        self.above = np.zeros(len(self.cand) + 1, dtype=np.int64)  # above[j]: entries with j candidates <= them
+
+    def count(self, block: np.ndarray) -> None:
+        position = np.searchsorted(self.cand[::-1], np.asarray(block).ravel(), side="right")
+        self.above += np.bincount(position, minlength=len(self.cand) + 1)
+
+    def best(self, n_positives: int) -> float:
+        if n_positives == 0:  # no positives: a threshold above every score the blocks had
+            return float(np.nextafter(np.float32(1.0), np.float32(np.inf)))
+        predicted = np.cumsum(self.above[::-1])[:-1]  # entries >= cand[j]
+        return float(self.cand[int(np.argmax(2 * self.tp / (predicted + n_positives)))])
+
+
+def _positive_scores(blocks: Iterable[np.ndarray], y: sp.csr_matrix) -> np.ndarray:
+    """The scores of ``y``'s non-zeros, in its row-major order, read off row blocks of scores."""
+    parts, start = [], 0
+    for block in blocks:
+        b = check_scores(block, None)
+        if b.shape[1] != y.shape[1] or start + len(b) > y.shape[0]:
+            raise ValueError(f"score blocks must be consecutive row blocks of a [{y.shape[0]}, {y.shape[1]}] "
+                             f"matrix; got a block of shape {b.shape} at row {start}")  # fmt: skip
+        sub = y[start : start + len(b)]
+        parts.append(b[np.repeat(np.arange(len(b)), np.diff(sub.indptr)), sub.indices])
+        start += len(b)
+    if start != y.shape[0]:
+        raise ValueError(f"score blocks covered {start} rows; the labels have {y.shape[0]}")
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
+
+
+def _count_at_or_above(
+    entries: np.ndarray, entry_groups: np.ndarray, group_ends: np.ndarray, values: np.ndarray, groups: np.ndarray
+) -> np.ndarray:
+    """``out[p]`` = the entries of group ``groups[p]`` that are >= ``values[p]``, for all p at
+    once. Groups are numbered 0..G-1 and ``group_ends[g]`` counts the entries of groups
+    0..g. Each group's entries are laid end to end, shifted by an integer offset wider than
+    the range of every value involved (so the sums stay exact in float64), sorted, and one
+    ``searchsorted`` answers every query."""
+    both = np.concatenate([np.ravel(entries), np.ravel(values)])
+    if both.size == 0:
+        return np.zeros(len(values), dtype=np.int64)
+    lo = float(both.min())
+    span = float(np.ceil(float(both.max()) - lo) + 1)
+    keys = np.sort((np.asarray(entries, dtype=np.float64) - lo + entry_groups * span).ravel())
+    query = np.asarray(values, dtype=np.float64) - lo + groups * span
+    return group_ends[groups] - np.searchsorted(keys, query, side="left")
 
 
 def top_k_labels(scores: np.ndarray, k: int) -> sp.csr_matrix:
