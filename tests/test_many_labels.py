@@ -208,3 +208,21 @@ def test_estimator_predicts_and_evaluates_5e4_labels_in_blocks(tmp_path, monkeyp
     assert len(label_sets) == len(top) == n and all(len(ranked) == 5 for ranked in top)
     assert report["n_labels"] == c and report["skipped"] == ["macro_ap"] and "macro_ap" not in report
     assert report["precision_at_1"] > 0.9  # each training item is its own nearest neighbour
+
+
+def test_threshold_calibration_at_5e4_labels_holds_one_block_of_dev_scores():
+    from labelcon.heads import Thresholds
+
+    n, c, rows = 1_000, 50_000, 40  # dense dev scores would be 200 MB; a block is 8 MB
+    rare = sp.random(n, c - 10, density=5e-5, format="csr", random_state=1, dtype=np.float32)
+    frequent = sp.csr_matrix(np.random.default_rng(0).random((n, 10)) < 0.1, dtype=np.float32)
+    y = sp.hstack([frequent, rare], format="csr")  # 10 labels with their own thresholds
+    y.data[:] = 1
+
+    def blocks():
+        for start in range(0, n, rows):
+            yield np.random.default_rng(start).random((min(rows, n - start), c), dtype=np.float32)
+
+    thresholds, peak = traced_peak(lambda: Thresholds.calibrate_blocks(blocks, y, min_positives=3))
+    assert thresholds.per_label[:10].all() and thresholds.per_label.sum() < 100
+    assert peak < 60 * 2**20, f"traced peak {peak / 2**20:.0f} MB"
