@@ -12,12 +12,19 @@ single global threshold maximising micro-F1 over all entries, found the same way
 positives' scores (with counts of all scores >= t gathered block by block), or a fixed
 float. Ties in F1 go to the highest threshold.
 
+``Thresholds.calibrate_blocks(score_blocks, Y)`` gives the same thresholds from row blocks
+of scores, for label spaces where [n_dev, C] would not fit: F1 can only peak at a
+positive's score, so the positives' scores are the candidates, and one more pass over the
+blocks counts the entries at or above each.
+
 >>> import numpy as np
 >>> s = np.array([[0.9, 0.2], [0.6, 0.8], [0.3, 0.7], [0.1, 0.1]], dtype=np.float32)
 >>> y = np.array([[1, 0], [1, 1], [0, 1], [0, 0]])
 >>> th = Thresholds.calibrate(s, y, min_positives=2)
 >>> th.thresholds.tolist(), th.apply(s).astype(int).tolist()
 ([0.6000000238418579, 0.699999988079071], [[1, 0], [1, 1], [0, 1], [0, 0]])
+>>> bool((Thresholds.calibrate_blocks(lambda: (s[:3], s[3:]), y, min_positives=2).thresholds == th.thresholds).all())
+True
 """
 
 from __future__ import annotations
