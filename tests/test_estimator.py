@@ -194,3 +194,13 @@ def test_many_labels_calibrate_and_check_dev_without_dense_dev_scores(toy_data, 
     assert calibrated == [1]
     np.testing.assert_array_equal(blocked.thresholds_.thresholds, dense.thresholds_.thresholds)
     assert blocked.history_[0]["dev"]["n_items"] == 10 and dense.history_[0]["dev"]["n_items"] == 60
+
+
+def test_auto_objective_contrasts_with_label_texts_on_few_shot_data(toy_data, tmp_path) -> None:
+    few = Labelcon(**{**FAST, "epochs": 1, "shots": 5}).fit(toy_data["train"], toy_data["dev"], show_progress=False)
+    assert few.objective_ == "label_contrast"
+    assert Labelcon.load(few.save(tmp_path / "m")).objective_ == "label_contrast"
+    many = Labelcon(**{**FAST, "epochs": 1}).fit(toy_data["train"], toy_data["dev"], show_progress=False)
+    assert many.objective_ == "supcon-jaccard"  # ~55 items per label
+    chosen = Labelcon(**{**FAST, "epochs": 1, "shots": 5, "objective": "mulsupcon"})
+    assert chosen.fit(toy_data["train"], toy_data["dev"], show_progress=False).objective_ == "mulsupcon"

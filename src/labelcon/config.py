@@ -28,7 +28,9 @@ class Config(BaseModel):
 
     # what to train
     encoder: str = Field("minilm", description="minilm | static | a Hugging Face name or local path")
-    objective: str = Field("supcon-jaccard", description="an objective name, see labelcon.objectives")
+    objective: str = Field(
+        "auto", description="auto (label_contrast for few-shot data, else supcon-jaccard) | an objective name"
+    )
     head: str = Field("auto", description="auto (linear, knn or both, picked on dev) | linear | knn | prototype | label_text")
     temperature: float = Field(0.1, gt=0)
     projection_dim: int | None = Field(None, gt=0)

@@ -27,7 +27,7 @@ from labelcon.heads import FallbackHead, Head, LabelTextHead, Thresholds, build_
 from labelcon.io import atomic_directory, atomic_open, read_json, write_json
 from labelcon.metrics import evaluate as evaluate_metrics
 from labelcon.metrics import evaluate_blocks
-from labelcon.objectives import build_objective
+from labelcon.objectives import build_objective, resolve_objective
 from labelcon.training import Trainer, seed_everything
 from labelcon.training.distributed import is_main_process
 
@@ -76,6 +76,7 @@ class Labelcon:
         self.at_least_one_: bool = bool(self.config.at_least_one)
         self.history_: list[dict[str, Any]] = []
         self.head_selection_: dict[str, float] = {}
+        self.objective_: str | None = None  # the objective trained with ("auto" resolved)
         self.metrics_: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ data
@@ -135,7 +136,8 @@ class Labelcon:
             cfg.encoder, train_texts=train_set.texts, max_length=resolve_max_length(cfg.max_length, train_set.texts),
             projection_dim=cfg.projection_dim, seed=cfg.seed, precision=cfg.precision, **cfg.encoder_params,
         )
-        objective = build_objective(cfg.objective, temperature=cfg.temperature, **cfg.objective_params)
+        self.objective_ = resolve_objective(cfg.objective, np.bincount(y_train.indices, minlength=y_train.shape[1]))
+        objective = build_objective(self.objective_, temperature=cfg.temperature, **cfg.objective_params)
         run_dir = Path(out_dir) if out_dir is not None else None
         if run_dir is not None and is_main_process():
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -350,7 +352,7 @@ class Labelcon:
             existing = read_json(path) if path.exists() else {}
             write_json(path, {**existing, **self.metrics_})
         write_json(directory / MODEL_FILE, {"format": 1, "labels": len(self.labels), "at_least_one": self.at_least_one_,
-                                            "head_selection": self.head_selection_})
+                                            "head_selection": self.head_selection_, "objective": self.objective_})
         return directory
 
     @classmethod
@@ -374,6 +376,7 @@ class Labelcon:
         meta = read_json(directory / MODEL_FILE)
         model.at_least_one_ = bool(meta.get("at_least_one", True))
         model.head_selection_ = meta.get("head_selection", {})
+        model.objective_ = meta.get("objective")
         model.thresholds_ = Thresholds.from_json(read_json(directory / "thresholds.json"))
         history = directory / "history.json"
         model.history_ = read_json(history) if history.exists() else []

@@ -19,6 +19,7 @@ from labelcon.objectives.modules import (
     Objective,
     SupConLoss,
     build_objective,
+    resolve_objective,
 )
 from labelcon.objectives.mulsupcon import mulsupcon
 from labelcon.objectives.queue import MomentumQueue, momentum_update
@@ -35,6 +36,7 @@ __all__ = [
     "Objective",
     "SupConLoss",
     "build_objective",
+    "resolve_objective",
     "contrastive_loss",
     "gather_others",
     "gather_with_grad",
