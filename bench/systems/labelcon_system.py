@@ -1,6 +1,6 @@
 """labelcon with its defaults: ``Labelcon(labels_file=...).fit(train, dev)``.
 
-Nothing is tuned: the defaults (MiniLM encoder, supcon-jaccard objective, the ``auto``
+Nothing is tuned: the defaults (MiniLM encoder, the ``auto`` objective, the ``auto``
 head, 3 epochs within a 12-minute budget, ...) are what is being tested. ``labels_file`` only fixes the column order.
 With ``--shots N`` it is ``Labelcon(shots=N)`` on the full training split, so labelcon
 draws the few-shot sample itself (``sample_shots(train, N, seed)``, the same items the
@@ -21,7 +21,7 @@ from labelcon.heads import FallbackHead
 from systems.common import Result, Task
 
 NAME = "labelcon"
-DESCRIPTION = "labelcon defaults: Labelcon().fit(train, dev) (MiniLM, supcon-jaccard, auto head)"
+DESCRIPTION = "labelcon defaults: Labelcon().fit(train, dev) (MiniLM, auto objective, auto head)"
 
 
 def score(model: Labelcon, texts: list[str], show_progress: bool) -> np.ndarray:
