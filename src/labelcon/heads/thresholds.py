@@ -5,17 +5,14 @@
 
     F1_c(t) = 2 TP_c(t) / (|{i : s_ic >= t}| + |P_c|)
 
-over all candidate thresholds (the label's own dev scores; a label predicts ``s >= t``).
-Each column is sorted once and F1 is read off cumulative sums at the ends of runs of tied
-scores: O(n log n) per label, never O(n^2). Rarer labels get the fallback: by default the
-single global threshold maximising micro-F1 over all entries, found the same way over the
-positives' scores (with counts of all scores >= t gathered block by block), or a fixed
-float. Ties in F1 go to the highest threshold.
-
-``Thresholds.calibrate_blocks(score_blocks, Y)`` gives the same thresholds from row blocks
-of scores, for label spaces where [n_dev, C] would not fit: F1 can only peak at a
-positive's score, so the positives' scores are the candidates, and one more pass over the
-blocks counts the entries at or above each.
+(a label predicts ``s >= t``). F1 can only peak at a positive's score, so the label's
+positives' scores are the candidates; one pass over row blocks of the scores counts the
+entries at or above each (each block's columns sorted once, one ``searchsorted`` for all
+candidates): O(n log n) per label, never O(n^2), and memory is one block. Rarer labels get
+the fallback: by default the single global threshold maximising micro-F1 over all
+entries, found the same way, or a fixed float. Ties in F1 go to the highest threshold.
+``Thresholds.calibrate_blocks(score_blocks, Y)`` is the same from row blocks the caller
+makes, for label spaces where [n_dev, C] would not fit in memory at once.
 
 >>> import numpy as np
 >>> s = np.array([[0.9, 0.2], [0.6, 0.8], [0.3, 0.7], [0.1, 0.1]], dtype=np.float32)
@@ -38,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from labelcon.io import read_json, write_json
-from labelcon.metrics import LabelMatrix, as_label_matrix, check_scores, sorted_columns, top_k
+from labelcon.metrics import LabelMatrix, as_label_matrix, check_scores, top_k
 
 _BLOCK_ELEMENTS = 1 << 23
 
@@ -75,22 +72,9 @@ class Thresholds:
         """
         y = as_label_matrix(Y, "Y")
         s = check_scores(scores, y.shape)
-        if isinstance(fallback, str):
-            if fallback != "global":
-                raise ValueError(f"fallback must be 'global' or a number; got {fallback!r}")
-            global_t = best_global_threshold(s, y)
-        else:
-            global_t = float(fallback)
-        y_csc = y.tocsc()
-        counts = np.diff(y_csc.indptr)
-        per_label = counts >= max(min_positives, 1)
-        thresholds = np.full(y.shape[1], global_t, dtype=np.float32)
-        n = y.shape[0]
-        for block, ss, ys in sorted_columns(s, y_csc, np.flatnonzero(per_label)):
-            f1 = 2 * np.cumsum(ys, axis=1) / (np.arange(1, n + 1) + counts[block][:, None])
-            f1[:, :-1][ss[:, :-1] == ss[:, 1:]] = -1.0  # cut only at the end of a run of tied scores
-            thresholds[block] = ss[np.arange(len(block)), np.argmax(f1, axis=1)]
-        return cls(thresholds, per_label, global_t)
+        step = max(1, _BLOCK_ELEMENTS // max(y.shape[1], 1))
+        return cls.calibrate_blocks(lambda: (s[i : i + step] for i in range(0, len(s), step)), y,
+                                    min_positives=min_positives, fallback=fallback)  # fmt: skip
 
     @classmethod
     def calibrate_blocks(
@@ -185,8 +169,6 @@ def best_global_threshold(scores: np.ndarray, Y: LabelMatrix) -> float:
     """
     y = as_label_matrix(Y, "Y")
     s = check_scores(scores, y.shape)
-    if y.nnz == 0:
-        return float(np.nextafter(np.float32(s.max(initial=1.0)), np.float32(np.inf)))
     rows = np.repeat(np.arange(y.shape[0]), np.diff(y.indptr))
     candidates = _GlobalCandidates(s[rows, y.indices])
     step = max(1, _BLOCK_ELEMENTS // max(y.shape[1], 1))
@@ -204,14 +186,17 @@ class _GlobalCandidates:
         self.cand = -neg_cand  # descending
         self.tp = np.cumsum(per_score)
         self.above = np.zeros(len(self.cand) + 1, dtype=np.int64)  # above[j]: entries with j candidates <= them
+        self.highest = np.float32(1.0)  # the largest score seen, at least 1
 
     def count(self, block: np.ndarray) -> None:
-        position = np.searchsorted(self.cand[::-1], np.asarray(block).ravel(), side="right")
+        values = np.asarray(block).ravel()
+        position = np.searchsorted(self.cand[::-1], values, side="right")
         self.above += np.bincount(position, minlength=len(self.cand) + 1)
+        self.highest = max(self.highest, np.float32(values.max(initial=1.0)))
 
     def best(self, n_positives: int) -> float:
         if n_positives == 0:  # no positives: a threshold above every score the blocks had
-            return float(np.nextafter(np.float32(1.0), np.float32(np.inf)))
+            return float(np.nextafter(self.highest, np.float32(np.inf)))
         predicted = np.cumsum(self.above[::-1])[:-1]  # entries >= cand[j]
         return float(self.cand[int(np.argmax(2 * self.tp / (predicted + n_positives)))])
 
