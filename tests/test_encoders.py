@@ -180,3 +180,25 @@ def test_auto_max_length_follows_the_texts_lengths() -> None:
     assert resolve_max_length("auto", np.zeros((5, 3), dtype=np.float32)) == 64  # feature rows
     mixed = ["short"] * 85 + [" ".join(["word"] * 150)] * 15  # the 90th percentile is long
     assert resolve_max_length("auto", mixed) == 128
+
+
+def test_auto_encode_length_reads_long_texts_further_than_training() -> None:
+    from labelcon.encoders import resolve_encode_length
+
+    long_texts = [" ".join(["word"] * 150)] * 50  # 197 tokens
+    assert resolve_encode_length("auto", long_texts, 128) == 256
+    assert resolve_encode_length("auto", long_texts, 512) == 512  # never below the training length
+    assert resolve_encode_length("auto", ["a short text"] * 50, 64) == 64
+    assert resolve_encode_length(96, long_texts, 128) == 96
+    assert resolve_encode_length("auto", np.zeros((5, 3), dtype=np.float32), 64) is None  # feature rows
+
+
+def test_static_encoder_truncates_to_a_max_length_changed_after_construction(static) -> None:
+    text = " ".join(CORPUS[:6])
+    first = static.tokenize([text])["input_ids"]
+    assert first.shape[1] == 16
+    static.max_length = 4
+    try:
+        assert static.tokenize([text])["input_ids"].tolist() == first[:, :4].tolist()
+    finally:
+        static.max_length = 16

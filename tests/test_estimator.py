@@ -204,3 +204,14 @@ def test_auto_objective_contrasts_with_label_texts_on_few_shot_data(toy_data, tm
     assert many.objective_ == "supcon-jaccard"  # ~55 items per label
     chosen = Labelcon(**{**FAST, "epochs": 1, "shots": 5, "objective": "mulsupcon"})
     assert chosen.fit(toy_data["train"], toy_data["dev"], show_progress=False).objective_ == "mulsupcon"
+
+
+def test_encode_max_length_applies_after_training_and_is_saved(toy_data, tmp_path, monkeypatch) -> None:
+    trained_at = []
+    original = estimator.Trainer.fit
+    monkeypatch.setattr(estimator.Trainer, "fit",
+                        lambda self, *a, **k: trained_at.append(self.encoder.max_length) or original(self, *a, **k))
+    model = Labelcon(**{**FAST, "epochs": 1, "max_length": 4, "encode_max_length": 12})
+    model.fit(toy_data["train"], toy_data["dev"], show_progress=False)
+    assert trained_at == [4] and model.encoder_.max_length == 12
+    assert Labelcon.load(model.save(tmp_path / "m")).encoder_.max_length == 12

@@ -45,6 +45,10 @@ class Config(BaseModel):
     max_length: int | Literal["auto"] = Field(
         "auto", description="tokens per text; auto: 64 or 128 from the training texts' lengths (see resolve_max_length)"
     )
+    encode_max_length: int | Literal["auto"] = Field(
+        "auto", description="tokens per text when embedding after training (head, prediction); "
+        "auto: max_length, or 256 for longer texts (see resolve_encode_length)",
+    )
     lr: float | None = Field(None, gt=0, description="default: 5e-5 for transformers, 1e-2 for static")
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
@@ -82,7 +86,7 @@ class Config(BaseModel):
     momentum: float = Field(0.999, ge=0, le=1, description="momentum of the key encoder's update")
     nproc: int = Field(1, ge=1, description="processes to train with on this machine (labelcon train --nproc)")
 
-    @field_validator("max_length")
+    @field_validator("max_length", "encode_max_length")
     @classmethod
     def _max_length(cls, value: int | str) -> int | str:
         if isinstance(value, int) and value < 4:

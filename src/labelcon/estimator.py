@@ -22,7 +22,7 @@ import yaml
 
 from labelcon.config import Config
 from labelcon.data import Dataset, LabelSpace, read_dataset, read_label_descriptions, sample_shots, train_dev_split
-from labelcon.encoders import Encoder, build_encoder, load_encoder, resolve_max_length
+from labelcon.encoders import Encoder, build_encoder, load_encoder, resolve_encode_length, resolve_max_length
 from labelcon.heads import FallbackHead, Head, LabelTextHead, Thresholds, build_head, select_on_dev
 from labelcon.io import atomic_directory, atomic_open, read_json, write_json
 from labelcon.metrics import evaluate as evaluate_metrics
@@ -132,8 +132,9 @@ class Labelcon:
         y_train, _ = self._label_matrix(train_set)
         y_dev, unknown_dev = self._label_matrix(dev_set)
 
+        max_length = resolve_max_length(cfg.max_length, train_set.texts)
         self.encoder_ = build_encoder(
-            cfg.encoder, train_texts=train_set.texts, max_length=resolve_max_length(cfg.max_length, train_set.texts),
+            cfg.encoder, train_texts=train_set.texts, max_length=max_length,
             projection_dim=cfg.projection_dim, seed=cfg.seed, precision=cfg.precision, **cfg.encoder_params,
         )
         self.objective_ = resolve_objective(cfg.objective, np.bincount(y_train.indices, minlength=y_train.shape[1]))
@@ -166,6 +167,9 @@ class Labelcon:
         if not is_main_process():  # under torchrun, rank 0 alone fits the head, evaluates and saves
             return self
 
+        encode_length = resolve_encode_length(cfg.encode_max_length, train_set.texts, max_length)
+        if encode_length is not None:  # text encoders: embed for the head (and later predictions) at this length
+            self.encoder_.max_length = encode_length
         dev_emb = self._fit_head(train_set.texts, y_train, dev_set.texts, y_dev, show_progress)
         dev_metrics = self._evaluate_embeddings(dev_emb, y_dev)
         if unknown_dev:

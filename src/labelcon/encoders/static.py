@@ -93,7 +93,7 @@ class StaticEncoder(Encoder):
             raise ValueError(f"the tokenizer's id 0 must be {PAD!r}, got {tokenizer.id_to_token(0)!r}")
         self.tokenizer = Tokenizer.from_str(tokenizer.to_str())
         self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length)
+        self.tokenizer.no_truncation()  # tokenize cuts at max_length, which may change after training
         self.max_length = max_length
         self.projection_dim = projection_dim
         self.seed = seed
@@ -158,7 +158,7 @@ class StaticEncoder(Encoder):
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Token ids ``[B, T]``, truncated to ``max_length``, padded with 0 (at least one column)."""
-        rows = [e.ids for e in self.tokenizer.encode_batch(check_texts(texts), add_special_tokens=False)]
+        rows = [e.ids[: self.max_length] for e in self.tokenizer.encode_batch(check_texts(texts), add_special_tokens=False)]
         ids = np.zeros((len(rows), max(1, max(map(len, rows), default=0))), dtype=np.int64)
         for i, row in enumerate(rows):
             ids[i, : len(row)] = row
