@@ -215,3 +215,22 @@ def test_encode_max_length_applies_after_training_and_is_saved(toy_data, tmp_pat
     model.fit(toy_data["train"], toy_data["dev"], show_progress=False)
     assert trained_at == [4] and model.encoder_.max_length == 12
     assert Labelcon.load(model.save(tmp_path / "m")).encoder_.max_length == 12
+
+
+def test_keep_base_interpolates_the_trained_encoder_toward_its_start(toy_data) -> None:
+    def weights(**params) -> torch.Tensor:
+        model = Labelcon(**{**FAST, "epochs": 1, **params}).fit(toy_data["train"], toy_data["dev"], show_progress=False)
+        return model.encoder_.state_dict()["embedding.weight"]
+
+    start, trained, kept = weights(epochs=0), weights(), weights(keep_base=0.25)
+    assert not torch.allclose(start, trained)
+    torch.testing.assert_close(kept, 0.25 * start + 0.75 * trained)
+    with pytest.raises(ValueError, match="keep_base"):
+        Labelcon(keep_base=1.0)
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    result = doctest.testmod(estimator)
+    assert result.attempted > 0 and result.failed == 0

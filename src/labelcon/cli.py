@@ -99,6 +99,8 @@ def _data_options(func: Callable) -> Callable:
 @click.option("--batch-size", type=int)
 @click.option("--mini-batch-size", type=int, help="GradCache chunk size for batches larger than memory.")
 @click.option("--max-length", type=MAX_LENGTH, help="Tokens per text, or auto (64 or 128 from the texts' lengths) [auto].")
+@click.option("--keep-base", type=float,
+              help="Move the trained encoder this share back to its starting weights (WiSE-FT), 0-1 [0].")
 @click.option("--encode-max-length", type=MAX_LENGTH,
               help="Tokens per text when embedding after training, or auto (256 for long texts) [auto].")
 @click.option("--lr", type=float, help="Learning rate (default 5e-5 for transformers, 1e-2 for static).")

@@ -56,6 +56,10 @@ class Config(BaseModel):
     max_time_minutes: float | None = Field(
         12.0, ge=0, description="stop training after this many minutes (0 or None: no limit)"
     )
+    keep_base: float = Field(
+        0.0, ge=0, lt=1, description="after training, move the encoder's weights this share of the way back to "
+        "its starting weights (WiSE-FT): keeps general similarity for some task accuracy",
+    )
     precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="transformer encoders: bfloat16 autocast where the hardware has it natively"
     )

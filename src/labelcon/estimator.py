@@ -4,7 +4,7 @@
 >>> from labelcon.data import demo_paths
 >>> paths = demo_paths()
 >>> model = Labelcon(encoder="static", epochs=1, head="prototype").fit(paths["train"], paths["dev"], show_progress=False)
->>> len(model.predict(["my card was charged twice"])[0]) >= 1
+>>> len(model.predict(["my card was charged twice"], at_least_one=True)[0]) >= 1
 True
 """
 
@@ -162,8 +162,11 @@ class Labelcon:
             self.encoder_, objective, cfg, run_dir=run_dir, evaluate=dev_check if cfg.epochs else None,
             label_texts=self.label_texts_, show_progress=show_progress,
         )
+        initial = {k: v.detach().clone() for k, v in self.encoder_.state_dict().items()} if cfg.keep_base else None
         state = trainer.fit(train_set.texts, y_train, resume=resume)
         self.history_ = state.history
+        if initial is not None:
+            interpolate_weights(self.encoder_, initial, 1.0 - cfg.keep_base)
         if not is_main_process():  # under torchrun, rank 0 alone fits the head, evaluates and saves
             return self
 
@@ -387,6 +390,24 @@ class Labelcon:
         metrics = directory / "metrics.json"
         model.metrics_ = read_json(metrics) if metrics.exists() else {}
         return model
+
+
+def interpolate_weights(encoder: Encoder, initial: dict[str, Any], weight: float) -> None:
+    """Move ``encoder``'s floating-point weights to ``(1 - weight) * initial + weight * trained``
+    in place: weight-space ensembling of the fine-tuned and the starting model (WiSE-FT,
+    Wortsman et al. 2022, "Robust fine-tuning of zero-shot models"), which keeps more of what
+    the starting model did well, such as general sentence similarity, for some task accuracy.
+
+    >>> import torch
+    >>> layer = torch.nn.Linear(1, 1, bias=False)
+    >>> start = {k: torch.zeros_like(v) for k, v in layer.state_dict().items()}
+    >>> with torch.no_grad(): _ = layer.weight.fill_(1.0)
+    >>> interpolate_weights(layer, start, 0.25); layer.weight.item()
+    0.25
+    """
+    trained = encoder.state_dict()
+    encoder.load_state_dict({key: initial[key].lerp(value, weight) if value.is_floating_point() else value
+                             for key, value in trained.items()})  # fmt: skip
 
 
 def _as_texts(texts: Sequence[str] | str) -> list[str]:
