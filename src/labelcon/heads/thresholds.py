@@ -92,6 +92,8 @@ class Thresholds:
         thresholds, once to count the entries at or above each candidate). The result
         equals :meth:`calibrate`'s; memory is one block plus a few arrays of nnz(Y).
         """
+        if isinstance(fallback, str) and fallback != "global":
+            raise ValueError(f"fallback must be 'global' or a number; got {fallback!r}")
         y = as_label_matrix(Y, "Y")
         pos = _positive_scores(score_blocks(), y)
         labels = y.indices.astype(np.int64)
@@ -100,22 +102,18 @@ class Thresholds:
         own = per_label[labels]  # candidates: the positives of labels with their own threshold
         column = np.cumsum(per_label) - 1  # a label's position among those labels
         above_own = np.zeros(int(own.sum()), dtype=np.int64)
-        global_candidates = _GlobalCandidates(pos)
+        global_candidates = _GlobalCandidates(pos) if isinstance(fallback, str) else None  # a fixed float: no search
         own_columns = np.flatnonzero(per_label)
         for block in score_blocks():
-            global_candidates.count(block)
+            if global_candidates is not None:
+                global_candidates.count(block)
             if above_own.size:
                 n = len(block)
                 above_own += _count_at_or_above(
                     block[:, own_columns].T, np.arange(len(own_columns))[:, None],
                     n * np.arange(1, len(own_columns) + 1), pos[own], column[labels[own]],
                 )  # fmt: skip
-        if isinstance(fallback, str):
-            if fallback != "global":
-                raise ValueError(f"fallback must be 'global' or a number; got {fallback!r}")
-            global_t = global_candidates.best(y.nnz)
-        else:
-            global_t = float(fallback)
+        global_t = float(fallback) if global_candidates is None else global_candidates.best(y.nnz)
         thresholds = np.full(y.shape[1], global_t, dtype=np.float32)
         if above_own.size:
             lab, score = labels[own], pos[own]
