@@ -15,8 +15,9 @@ test scores [n, C]; everything after that is done here, identically for all of t
    defaults: labels with fewer than 3 dev positives get the micro-F1-optimal global
    threshold, or the system's own threshold for them when it has one (labelcon's
    ``auto`` head scores such labels with a class-balanced probe and brings the
-   threshold meant for it, :class:`labelcon.heads.FallbackHead`); an item clearing no
-   threshold gets its top label);
+   threshold meant for it, :class:`labelcon.heads.FallbackHead`); when every training
+   item has a label, an item clearing no threshold gets its top label, as labelcon's
+   own predictions do (:attr:`systems.common.Task.at_least_one`));
 2. metrics on test with ``labelcon.metrics.evaluate``.
 
 A data set without a dev split (Reuters) gets ``train_dev_split(train, 0.1, seed)``,
@@ -163,7 +164,7 @@ def load_task(name: str, args: argparse.Namespace) -> tuple[Task, Dataset, dict[
     )
     splits = {"train": len(few), "train_before_shots": len(train), "dev": len(dev), "test": len(test),
               "labels": len(labels), "dev_source": dev_source, "limit": args.limit, "shots": args.shots,
-              "seed": args.seed}
+              "seed": args.seed, "at_least_one": task.at_least_one}
     return task, test, splits
 
 
@@ -208,9 +209,9 @@ def run_system(name: str, task: Task, test: Dataset, labels: LabelSpace) -> dict
     thresholds = Thresholds.calibrate(result.dev_scores, task.y_dev, min_positives=DEFAULTS.min_positives,
                                       fallback=fallback)
     dev_metrics = evaluate(task.y_dev, result.dev_scores,
-                           thresholds.apply(result.dev_scores, at_least_one=DEFAULTS.at_least_one))
+                           thresholds.apply(result.dev_scores, at_least_one=task.at_least_one))
     test_metrics = evaluate(y_test, result.test_scores,
-                            thresholds.apply(result.test_scores, at_least_one=DEFAULTS.at_least_one))
+                            thresholds.apply(result.test_scores, at_least_one=task.at_least_one))
     end_to_end = time.perf_counter() - started
     return {
         "system": name, "description": module.DESCRIPTION, "test": test_metrics,

@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
+from labelcon.config import Config
 from labelcon.data import Dataset, LabelSpace
 from labelcon.metrics import average_precision_per_label
 
@@ -28,6 +29,8 @@ from labelcon.metrics import average_precision_per_label
 LONG_TEXT_CHARS = 200
 SHORT_MAX_LENGTH = 64
 LONG_MAX_LENGTH = 256
+
+DEFAULTS = Config()
 
 
 @dataclass
@@ -52,6 +55,13 @@ class Task:
     shots: int | None = None
     budget_seconds: float | None = None
     show_progress: bool = True
+
+    @property
+    def at_least_one(self) -> bool:
+        """labelcon's default decision rule for this data: at least one label per item when
+        every training item has one (``Config.at_least_one=None``), applied to every system."""
+        rule = DEFAULTS.at_least_one
+        return all(self.train.labels) if rule is None else rule
 
     @property
     def max_length(self) -> int:
