@@ -13,20 +13,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
-
 from labelcon import Labelcon
 from labelcon.config import Config
-from labelcon.heads import FallbackHead
 from systems.common import Result, Task
 
 NAME = "labelcon"
 DESCRIPTION = "labelcon defaults: Labelcon().fit(train, dev) (MiniLM, auto objective, auto head)"
-
-
-def score(model: Labelcon, texts: list[str], show_progress: bool) -> np.ndarray:
-    """``model.predict_proba(texts)``, with a progress bar over the encoding."""
-    return model.head_.predict_scores(model.encode(texts, show_progress=show_progress))
 
 
 def labelcon_params(task: Task) -> dict[str, Any]:
@@ -47,13 +39,13 @@ def run(task: Task) -> Result:
     train_seconds = time.perf_counter() - started
     if tuple(model.classes_) != task.labels.names:
         raise RuntimeError("labelcon's label columns differ from the harness's label space")
-    dev_scores = score(model, task.dev.texts, task.show_progress)
-    test_scores = score(model, task.test.texts, task.show_progress)
+    dev_scores = model.predict_proba(task.dev.texts, show_progress=task.show_progress)
+    test_scores = model.predict_proba(task.test.texts, show_progress=task.show_progress)
     history = [{key: record[key] for key in ("epoch", "step", "seconds") if key in record}
                | {"dev_knn_macro_ap": round(record["dev"]["macro_ap"], 5)} for record in model.history_
                if "dev" in record]  # fmt: skip
     notes = {"config": {key: value for key, value in params.items() if key != "labels_file"},
              "epochs_run": len(model.history_), "history": history, "head": model.head_.get_params() | {"type": model.head_.name},
-             "head_selection_dev_macro_ap": {k: round(v, 5) for k, v in model.head_selection_.items()}}
-    fallback = model.head_.threshold if isinstance(model.head_, FallbackHead) else None
-    return Result(dev_scores, test_scores, train_seconds, notes, fallback_threshold=fallback)
+             "head_selection_dev_macro_ap": {k: round(v, 5) for k, v in model.head_selection_.items()},
+             "lexical_weight": model.lexical_weight_}
+    return Result(dev_scores, test_scores, train_seconds, notes, fallback_threshold=model.rare_label_threshold)

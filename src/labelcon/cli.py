@@ -36,6 +36,23 @@ class _MaxLength(click.ParamType):
 
 MAX_LENGTH = _MaxLength()
 
+
+class _Weight(click.ParamType):
+    """``auto`` or a number."""
+
+    name = "auto|W"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float | str:
+        if value == "auto" or isinstance(value, float):
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            self.fail(f"expected 'auto' or a number, got {value!r}", param, ctx)
+
+
+WEIGHT = _Weight()
+
 EXAMPLES_TRAIN = """
 \b
 Examples:
@@ -103,6 +120,8 @@ def _data_options(func: Callable) -> Callable:
               help="Move the trained encoder this share back to its starting weights (WiSE-FT), 0-1 [0].")
 @click.option("--encode-max-length", type=MAX_LENGTH,
               help="Tokens per text when embedding after training, or auto (256 for long texts) [auto].")
+@click.option("--lexical", type=WEIGHT,
+              help="Weight of a TF-IDF kNN vote mixed into the head's scores, 0-1, or auto (0, 0.25 or 0.5 on dev) [auto].")
 @click.option("--lr", type=float, help="Learning rate (default 5e-5 for transformers, 1e-2 for static).")
 @click.option("--temperature", type=float)
 @click.option("--seed", type=int)

@@ -83,6 +83,10 @@ class Config(BaseModel):
     # prediction
     at_least_one: bool | None = Field(None, description="predict >= 1 label per item; default: when every training item has one")
     min_positives: int = Field(3, ge=1, description="dev positives needed for a per-label threshold")
+    lexical: float | Literal["auto"] = Field(
+        "auto", description="texts: weight of a TF-IDF kNN vote mixed into the head's scores, 0-1 (0: off); "
+        "auto: 0, 0.25 or 0.5, whichever gives the best dev macro-AP (see labelcon.lexical)",
+    )
     eval_max_train: int = Field(20000, ge=100, description="train items encoded for the per-epoch dev check")
 
     # scale: a momentum key queue, many processes
@@ -95,6 +99,13 @@ class Config(BaseModel):
     def _max_length(cls, value: int | str) -> int | str:
         if isinstance(value, int) and value < 4:
             raise ValueError("must be 'auto' or an int >= 4")
+        return value
+
+    @field_validator("lexical")
+    @classmethod
+    def _weight(cls, value: float | str) -> float | str:
+        if not isinstance(value, str) and not 0 <= value < 1:
+            raise ValueError(f"must be 'auto' or a weight in [0, 1)")
         return value
 
     @field_validator("encoder", "objective", "head")

@@ -14,7 +14,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,10 +23,12 @@ import yaml
 from labelcon.config import Config
 from labelcon.data import Dataset, LabelSpace, read_dataset, read_label_descriptions, sample_shots, train_dev_split
 from labelcon.encoders import Encoder, build_encoder, load_encoder, resolve_encode_length, resolve_max_length
-from labelcon.heads import FallbackHead, Head, LabelTextHead, Thresholds, build_head, select_on_dev
+from labelcon.heads import FallbackHead, Head, KNNHead, LabelTextHead, Thresholds, build_head, select_on_dev
+from labelcon.heads.knn import QUERY_BLOCK
 from labelcon.io import atomic_directory, atomic_open, read_json, write_json
+from labelcon.lexical import LexicalKNN, mix_scores
+from labelcon.metrics import average_precision_per_label, evaluate_blocks, sparse_top_k, top_k
 from labelcon.metrics import evaluate as evaluate_metrics
-from labelcon.metrics import evaluate_blocks
 from labelcon.objectives import build_objective, resolve_objective
 from labelcon.training import Trainer, seed_everything
 from labelcon.training.distributed import is_main_process
@@ -42,6 +44,16 @@ AUTO_HEAD = "auto"
 SCORE_BLOCK = 1 << 23
 #: Largest items x labels that evaluate scores as one dense matrix (200 MB of float32).
 DENSE_EVALUATION = 50_000_000
+#: ``lexical="auto"``: the weights of the TF-IDF kNN vote tried on dev.
+LEXICAL_WEIGHTS = (0.0, 0.25, 0.5)
+
+
+class _Inputs(NamedTuple):
+    """What the scores of some texts are made from: their embeddings [n, D] and, when the
+    model mixes in the lexical vote, its sparse scores [n, C]."""
+
+    embeddings: np.ndarray
+    votes: sp.csr_matrix | None
 
 
 class NotFittedError(RuntimeError):
@@ -76,6 +88,8 @@ class Labelcon:
         self.at_least_one_: bool = bool(self.config.at_least_one)
         self.history_: list[dict[str, Any]] = []
         self.head_selection_: dict[str, float] = {}
+        self.lexical_: LexicalKNN | None = None
+        self.lexical_weight_: float = 0.0
         self.objective_: str | None = None  # the objective trained with ("auto" resolved)
         self.metrics_: dict[str, dict[str, Any]] = {}
 
@@ -173,8 +187,8 @@ class Labelcon:
         encode_length = resolve_encode_length(cfg.encode_max_length, train_set.texts, max_length)
         if encode_length is not None:  # text encoders: embed for the head (and later predictions) at this length
             self.encoder_.max_length = encode_length
-        dev_emb = self._fit_head(train_set.texts, y_train, dev_set.texts, y_dev, show_progress)
-        dev_metrics = self._evaluate_embeddings(dev_emb, y_dev)
+        dev_inputs = self._fit_head(train_set.texts, y_train, dev_set.texts, y_dev, show_progress)
+        dev_metrics = self._evaluate_inputs(dev_inputs, y_dev)
         if unknown_dev:
             dev_metrics["unknown_labels"] = sum(unknown_dev.values())
         self.metrics_ = {"dev": dev_metrics}
@@ -182,8 +196,8 @@ class Labelcon:
             self.save(run_dir)
         return self
 
-    def _fit_head(self, train_texts, y_train, dev_texts, y_dev, show_progress: bool) -> np.ndarray:
-        """Fit the head on train and the thresholds on dev; returns dev's embeddings."""
+    def _fit_head(self, train_texts, y_train, dev_texts, y_dev, show_progress: bool) -> _Inputs:
+        """Fit the head (and the lexical vote) on train and the thresholds on dev; returns dev's inputs."""
         cfg = self.config
         train_emb = self.encode(train_texts, show_progress=show_progress)
         dev_emb = self.encode(dev_texts, show_progress=show_progress)
@@ -199,14 +213,53 @@ class Labelcon:
                 self.head_ = head.fit(train_emb, y_train, label_embeddings=self.encode(self.label_texts_))
             else:
                 self.head_ = head.fit(train_emb, y_train)
-        fallback = self.head_.threshold if isinstance(self.head_, FallbackHead) else "global"
+        dev = self._fit_lexical(train_texts, y_train, dev_texts, y_dev, dev_emb, show_progress)
+        fallback = "global" if self.rare_label_threshold is None else self.rare_label_threshold
         if y_dev.shape[0] * y_dev.shape[1] <= DENSE_EVALUATION:
-            self.thresholds_ = Thresholds.calibrate(self.head_.predict_scores(dev_emb), y_dev,
+            self.thresholds_ = Thresholds.calibrate(self._scores(dev), y_dev,
                                                     min_positives=cfg.min_positives, fallback=fallback)  # fmt: skip
         else:  # many labels: the dev scores a block of rows at a time, never [n_dev, C]
-            self.thresholds_ = Thresholds.calibrate_blocks(lambda: self._score_blocks(dev_emb), y_dev,
+            self.thresholds_ = Thresholds.calibrate_blocks(lambda: self._score_blocks(dev), y_dev,
                                                            min_positives=cfg.min_positives, fallback=fallback)  # fmt: skip
-        return dev_emb
+        return dev
+
+    def _fit_lexical(self, train_texts, y_train, dev_texts, y_dev, dev_emb, show_progress: bool) -> _Inputs:
+        """Fit the TF-IDF kNN vote of :mod:`labelcon.lexical` and set its weight: the
+        configured one, or for ``"auto"`` the one of ``LEXICAL_WEIGHTS`` whose mix has the
+        best dev macro-AP (on a seeded sample of dev rows when dev x labels exceeds
+        ``DENSE_EVALUATION``; each weight's figure is kept in ``head_selection_``).
+        Inputs that are not texts, or weight 0, leave the head's scores alone."""
+        setting = self.config.lexical
+        self.lexical_, self.lexical_weight_ = None, 0.0
+        if setting == 0 or not len(train_texts) or not isinstance(train_texts[0], str):
+            return _Inputs(dev_emb, None)
+        lexical = LexicalKNN().fit(train_texts, y_train)
+        votes = lexical.sparse_scores(dev_texts, show_progress=show_progress)
+        weight = float(setting) if setting != "auto" else self._best_lexical_weight(dev_emb, votes, y_dev)
+        if weight == 0:
+            return _Inputs(dev_emb, None)
+        self.lexical_, self.lexical_weight_ = lexical, weight
+        return _Inputs(dev_emb, votes)
+
+    def _best_lexical_weight(self, dev_emb: np.ndarray, votes: sp.csr_matrix, y_dev: sp.csr_matrix) -> float:
+        rows = np.random.default_rng(self.config.seed).permutation(len(dev_emb))[: DENSE_EVALUATION // y_dev.shape[1]]
+        rows = np.sort(rows)
+        scores, votes, y = self._head().predict_scores(dev_emb[rows]), votes[rows], y_dev[rows]
+        keep = self._unmixed_columns()
+        for weight in LEXICAL_WEIGHTS:
+            ap = float(np.nanmean(average_precision_per_label(y, mix_scores(scores, votes, weight, keep))))
+            self.head_selection_[f"lexical weight {weight:g}: dev macro-AP"] = ap
+        return max(LEXICAL_WEIGHTS, key=lambda w: self.head_selection_[f"lexical weight {w:g}: dev macro-AP"])
+
+    @property
+    def rare_label_threshold(self) -> float | None:
+        """The one threshold the ``auto`` head brings for labels too rare in dev for their own
+        (:class:`labelcon.heads.FallbackHead`), or None."""
+        return self.head_.threshold if isinstance(self.head_, FallbackHead) else None
+
+    def _unmixed_columns(self) -> list[int]:
+        """Label columns the lexical vote leaves alone: those a FallbackHead scores for its own threshold."""
+        return self.head_.columns if isinstance(self.head_, FallbackHead) else []
 
     def _label_texts(self, names: Sequence[str]) -> list[str]:
         """What label-text heads and objectives embed: the description when one is given, else the name."""
@@ -228,6 +281,8 @@ class Labelcon:
         if clash:
             raise ValueError(f"labels already known: {clash}")
         self.head_.add_labels(self.encode(texts))
+        if self.lexical_ is not None:  # no training text holds the new labels: they get no votes
+            self.lexical_.add_label_columns(len(names))
         self.labels_ = LabelSpace([*self.labels.names, *names])
         self.label_texts_ = [*self.label_texts_, *texts]
         assert self.thresholds_ is not None
@@ -256,10 +311,12 @@ class Labelcon:
         texts = _as_texts(texts)
         return self.encoder_.encode(texts, batch_size=ENCODE_BATCH, normalize=normalize, show_progress=show_progress)
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+    def predict_proba(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Scores [n, C] in [0, 1], columns in :attr:`classes_` order: one dense matrix, so for
-        few labels; :meth:`predict`, :meth:`top_k` and :meth:`evaluate` never build it."""
-        return self._head().predict_scores(self.encode(texts))
+        few labels; :meth:`predict`, :meth:`top_k` and :meth:`evaluate` never build it.
+        With the lexical vote on (``lexical_weight_`` > 0) they are the head's scores mixed
+        with it (:func:`labelcon.lexical.mix_scores`)."""
+        return self._scores(self._inputs(texts, show_progress))
 
     def predict(self, texts: Sequence[str], *, at_least_one: bool | None = None) -> list[list[str]]:
         """Label sets: every label whose score clears its calibrated threshold.
@@ -267,19 +324,19 @@ class Labelcon:
         Scores are made and thresholded ``SCORE_BLOCK // C`` items at a time (all at once
         for few labels), so memory stays bounded however many items and labels there are.
         """
-        return self._label_sets(self._decisions(self.encode(texts), at_least_one))
+        return self._label_sets(self._decisions(self._inputs(texts), at_least_one))
 
     def top_k(self, texts: Sequence[str], k: int = 5) -> list[list[tuple[str, float]]]:
         """The ``k`` highest-scoring labels of each text with their scores, best first
-        (:meth:`labelcon.heads.Head.predict_top_k`: blocked, never [n, C] at once)."""
-        return self._ranked(self.encode(texts), k)
+        (blocked, never [n, C] at once)."""
+        return self._ranked(self._inputs(texts), k)
 
     def predict_with_top_k(
         self, texts: Sequence[str], k: int = 5, *, at_least_one: bool | None = None
     ) -> tuple[list[list[str]], list[list[tuple[str, float]]]]:
         """``(predict(texts), top_k(texts, k))``, encoding the texts once."""
-        x = self.encode(texts)
-        return self._label_sets(self._decisions(x, at_least_one)), self._ranked(x, k)
+        inputs = self._inputs(texts)
+        return self._label_sets(self._decisions(inputs, at_least_one)), self._ranked(inputs, k)
 
     def decide(self, scores: np.ndarray, at_least_one: bool | None = None) -> np.ndarray:
         """Boolean [n, C] decisions from scores with the calibrated per-label thresholds."""
@@ -292,25 +349,45 @@ class Labelcon:
             raise NotFittedError("this Labelcon model is not fitted yet: call fit() or Labelcon.load()")
         return self.head_
 
-    def _score_blocks(self, embeddings: np.ndarray) -> Iterator[np.ndarray]:
-        """Dense scores of consecutive blocks of rows, each at most ``SCORE_BLOCK`` entries."""
-        head = self._head()
-        step = max(1, SCORE_BLOCK // max(head.n_labels_, 1))
-        for start in range(0, len(embeddings), step):
-            yield head.predict_scores(embeddings[start : start + step])
+    def _inputs(self, texts: Sequence[str], show_progress: bool = False) -> _Inputs:
+        texts = _as_texts(texts)
+        votes = None if self.lexical_ is None else self.lexical_.sparse_scores(texts, show_progress=show_progress)
+        return _Inputs(self.encode(texts, show_progress=show_progress), votes)
 
-    def _decisions(self, embeddings: np.ndarray, at_least_one: bool | None) -> sp.csr_matrix:
+    def _scores(self, inputs: _Inputs, rows: slice = slice(None)) -> np.ndarray:
+        """Dense scores of ``inputs``' ``rows``: the head's, mixed with the lexical vote when on."""
+        scores = self._head().predict_scores(inputs.embeddings[rows])
+        if inputs.votes is None:
+            return scores
+        return mix_scores(scores, inputs.votes[rows], self.lexical_weight_, self._unmixed_columns())
+
+    def _score_blocks(self, inputs: _Inputs) -> Iterator[np.ndarray]:
+        """Dense scores of consecutive blocks of rows, each at most ``SCORE_BLOCK`` entries."""
+        step = max(1, SCORE_BLOCK // max(self._head().n_labels_, 1))
+        for start in range(0, len(inputs.embeddings), step):
+            yield self._scores(inputs, slice(start, start + step))
+
+    def _decisions(self, inputs: _Inputs, at_least_one: bool | None) -> sp.csr_matrix:
         """:meth:`decide` over :meth:`_score_blocks`, stacked as a boolean CSR matrix [n, C]."""
         empty = sp.csr_matrix((0, self._head().n_labels_), dtype=bool)
-        blocks = [sp.csr_matrix(self.decide(s, at_least_one)) for s in self._score_blocks(embeddings)]
+        blocks = [sp.csr_matrix(self.decide(s, at_least_one)) for s in self._score_blocks(inputs)]
         return sp.vstack([empty, *blocks], format="csr")
 
     def _label_sets(self, decisions: sp.csr_matrix) -> list[list[str]]:
         names, bounds = self.labels.names, decisions.indptr
         return [[names[c] for c in decisions.indices[a:b]] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
-    def _ranked(self, embeddings: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-        idx, values = self._head().predict_top_k(embeddings, k)
+    def _ranked(self, inputs: _Inputs, k: int) -> list[list[tuple[str, float]]]:
+        head, x, votes = self._head(), inputs.embeddings, inputs.votes
+        if votes is None:
+            idx, values = head.predict_top_k(x, k)
+        elif isinstance(head, KNNHead):  # both votes sparse: their mix is too, whatever C is
+            w, step = self.lexical_weight_, QUERY_BLOCK
+            parts = [sparse_top_k((1 - w) * head.sparse_scores(x[i : i + step]) + w * votes[i : i + step], k)
+                     for i in range(0, len(x), step)]  # fmt: skip
+            idx, values = _stack_top_k(parts, k)
+        else:
+            idx, values = _stack_top_k([top_k(scores, k) for scores in self._score_blocks(inputs)], k)
         names = self.labels.names
         return [[(names[c], float(v)) for c, v in zip(*row, strict=True)] for row in zip(idx, values, strict=True)]
 
@@ -326,16 +403,16 @@ class Labelcon:
         """
         dataset = self.read(data)
         y_true, unknown = self._label_matrix(dataset, ignore_unknown_labels)
-        metrics = self._evaluate_embeddings(self.encode(dataset.texts), y_true)
+        metrics = self._evaluate_inputs(self._inputs(dataset.texts), y_true)
         if unknown:
             metrics["unknown_labels"] = sum(unknown.values())
         return metrics
 
-    def _evaluate_embeddings(self, x: np.ndarray, y_true: sp.csr_matrix) -> dict[str, Any]:
+    def _evaluate_inputs(self, inputs: _Inputs, y_true: sp.csr_matrix) -> dict[str, Any]:
         if y_true.shape[0] * y_true.shape[1] <= DENSE_EVALUATION:
-            scores = self._head().predict_scores(x)
+            scores = self._scores(inputs)
             return evaluate_metrics(y_true, scores, self.decide(scores, None))
-        return evaluate_blocks(y_true, ((s, self.decide(s, None)) for s in self._score_blocks(x)))
+        return evaluate_blocks(y_true, ((s, self.decide(s, None)) for s in self._score_blocks(inputs)))
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike) -> Path:
@@ -348,6 +425,9 @@ class Labelcon:
             self.encoder_.save(tmp)
         with atomic_directory(directory / "head") as tmp:
             self.head_.save(tmp)
+        if self.lexical_ is not None:
+            with atomic_directory(directory / "lexical") as tmp:
+                self.lexical_.save(tmp)
         write_json(directory / "labels.json", self.labels.to_json())
         write_json(directory / "label_texts.json", self.label_texts_)
         write_json(directory / "thresholds.json", self.thresholds_.to_json())
@@ -359,7 +439,8 @@ class Labelcon:
             existing = read_json(path) if path.exists() else {}
             write_json(path, {**existing, **self.metrics_})
         write_json(directory / MODEL_FILE, {"format": 1, "labels": len(self.labels), "at_least_one": self.at_least_one_,
-                                            "head_selection": self.head_selection_, "objective": self.objective_})
+                                            "head_selection": self.head_selection_, "objective": self.objective_,
+                                            "lexical_weight": self.lexical_weight_})
         return directory
 
     @classmethod
@@ -384,6 +465,8 @@ class Labelcon:
         model.at_least_one_ = bool(meta.get("at_least_one", True))
         model.head_selection_ = meta.get("head_selection", {})
         model.objective_ = meta.get("objective")
+        model.lexical_weight_ = float(meta.get("lexical_weight", 0.0))  # runs before the lexical vote have none
+        model.lexical_ = LexicalKNN.load(directory / "lexical") if model.lexical_weight_ else None
         model.thresholds_ = Thresholds.from_json(read_json(directory / "thresholds.json"))
         history = directory / "history.json"
         model.history_ = read_json(history) if history.exists() else []
@@ -408,6 +491,12 @@ def interpolate_weights(encoder: Encoder, initial: dict[str, Any], weight: float
     trained = encoder.state_dict()
     encoder.load_state_dict({key: initial[key].lerp(value, weight) if value.is_floating_point() else value
                              for key, value in trained.items()})  # fmt: skip
+
+
+def _stack_top_k(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    if not parts:
+        return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def _as_texts(texts: Sequence[str] | str) -> list[str]:

@@ -34,6 +34,25 @@ from labelcon.metrics import LabelMatrix, TopK, sparse_top_k
 QUERY_BLOCK = 4096
 
 
+def neighbour_votes(sims: np.ndarray, idx: np.ndarray, labels: sp.csr_matrix, temperature: float) -> sp.csr_matrix:
+    """The vote of the module docstring as float32 CSR [n, C]: ``sims``/``idx`` [n, k] are each
+    query's hits (index -1 marks a missing hit), ``labels`` [items, C] the indexed items' labels.
+
+    >>> neighbour_votes(np.array([[0.9, 0.9]]), np.array([[0, -1]]), sp.csr_matrix(np.eye(2)), 0.05).toarray().tolist()
+    [[1.0, 0.0]]
+    """
+    valid = idx >= 0
+    logits = np.where(valid, sims.astype(np.float64) / temperature, -np.inf)
+    top = logits.max(axis=1, keepdims=True, initial=-np.inf)
+    weights = np.exp(logits - np.where(np.isfinite(top), top, 0.0))  # softmax over each row's hits
+    weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-300)
+    indptr = np.concatenate([[0], np.cumsum(valid.sum(axis=1))])
+    votes = sp.csr_matrix((weights[valid], idx[valid], indptr), shape=(len(idx), labels.shape[0]))
+    scores = (votes @ labels).tocsr()
+    scores.data = np.clip(scores.data.astype(np.float32), 0.0, 1.0)
+    return scores
+
+
 class KNNHead(Head):
     """Similarity-weighted kNN label voting (formula in the module docstring).
 
@@ -69,16 +88,7 @@ class KNNHead(Head):
         the labels of each item's neighbours (at most k * labels-per-item entries a row)."""
         x = self._check_input(embeddings)
         sims, idx = self.index_.search(x, self.k, exclude_self=exclude_self)
-        valid = idx >= 0
-        logits = np.where(valid, sims.astype(np.float64) / self.temperature, -np.inf)
-        top = logits.max(axis=1, keepdims=True, initial=-np.inf)
-        weights = np.exp(logits - np.where(np.isfinite(top), top, 0.0))  # softmax over each row's hits
-        weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-300)
-        indptr = np.concatenate([[0], np.cumsum(valid.sum(axis=1))])
-        votes = sp.csr_matrix((weights[valid], idx[valid], indptr), shape=(len(x), len(self.index_)))
-        scores = (votes @ self.labels_).tocsr()
-        scores.data = np.clip(scores.data.astype(np.float32), 0.0, 1.0)
-        return scores
+        return neighbour_votes(sims, idx, self.labels_, self.temperature)
 
     def _rows_per_block(self) -> int:
         """Queries per block in :meth:`predict_top_k`: the sparse scores need no C-wide rows."""
