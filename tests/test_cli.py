@@ -116,3 +116,12 @@ def test_max_length_flag_takes_auto_or_a_number_and_rejects_the_rest(toy_data, t
     result = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--out", str(tmp_path / "r"),
                                        "--max-length", "long"])
     assert result.exit_code == 2 and "expected 'auto' or a whole number of tokens, got 'long'" in result.output
+
+
+def test_lexical_flag_takes_auto_or_a_weight_and_rejects_the_rest(toy_data, tmp_path) -> None:
+    base = ["train", "--train", str(toy_data["train"]), "--out", str(tmp_path / "r")]
+    result = CliRunner().invoke(main, [*base, "--lexical", "words"])
+    assert result.exit_code == 2 and "expected 'auto' or a number, got 'words'" in result.output
+    result = CliRunner().invoke(main, [*base, "--lexical", "1.5"])
+    assert result.exit_code == 2 and "field 'lexical'" in result.output and "weight in [0, 1)" in result.output
+    assert not (tmp_path / "r").exists()

@@ -234,3 +234,39 @@ def test_docstring_examples_run() -> None:
 
     result = doctest.testmod(estimator)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_lexical_vote_mixes_into_every_score_path_and_is_saved(toy_data, tmp_path) -> None:
+    model = Labelcon(**{**FAST, "epochs": 1, "head": "linear", "lexical": 0.5}).fit(
+        toy_data["train"], toy_data["dev"], show_progress=False)
+    texts = [item["text"] for item in make_items(30, 12)]
+    head = model.head_.predict_scores(model.encode(texts))
+    votes = model.lexical_.sparse_scores(texts).toarray()
+    scores = model.predict_proba(texts)
+    np.testing.assert_allclose(scores, 0.5 * head + 0.5 * votes, atol=1e-6)
+    assert model.predict(texts) == [[model.classes_[c] for c in np.flatnonzero(r)] for r in model.decide(scores)]
+    assert [[v for _, v in r] for r in model.top_k(texts, 2)] == np.sort(scores, axis=1)[:, ::-1][:, :2].tolist()
+    loaded = Labelcon.load(model.save(tmp_path / "m"))
+    assert loaded.lexical_weight_ == 0.5 and (tmp_path / "m" / "lexical").is_dir()
+    np.testing.assert_array_equal(loaded.predict_proba(texts), scores)
+
+
+def test_lexical_vote_with_a_knn_head_ranks_through_sparse_scores(toy_data) -> None:
+    model = Labelcon(**{**FAST, "epochs": 1, "head": "knn", "lexical": 0.25}).fit(
+        toy_data["train"], toy_data["dev"], show_progress=False)
+    texts = [item["text"] for item in make_items(30, 13)]
+    scores = model.predict_proba(texts)
+    for row, ranked in zip(scores, model.top_k(texts, 3), strict=True):
+        assert [v for _, v in ranked] == pytest.approx(np.sort(row)[::-1][:3].tolist(), abs=1e-6)
+        assert [v for _, v in ranked] == pytest.approx([row[model.classes_.index(n)] for n, _ in ranked], abs=1e-6)
+
+
+def test_lexical_auto_picks_the_weight_with_the_best_dev_macro_ap(toy_data) -> None:
+    model = Labelcon(**{**FAST, "epochs": 1, "head": "linear"}).fit(toy_data["train"], toy_data["dev"],
+                                                                    show_progress=False)
+    tried = {w: model.head_selection_[f"lexical weight {w:g}: dev macro-AP"] for w in estimator.LEXICAL_WEIGHTS}
+    assert model.lexical_weight_ == max(tried, key=tried.get)
+    assert (model.lexical_ is None) == (model.lexical_weight_ == 0)
+    off = Labelcon(**{**FAST, "epochs": 1, "head": "linear", "lexical": 0}).fit(toy_data["train"], toy_data["dev"],
+                                                                                 show_progress=False)
+    assert off.lexical_ is None and not any(key.startswith("lexical") for key in off.head_selection_)
