@@ -20,38 +20,24 @@ from labelcon.config import Config, ConfigError
 from labelcon.data import DataError, read_texts
 from labelcon.io import atomic_open, write_json
 
-class _MaxLength(click.ParamType):
-    """``auto`` or a number of tokens."""
 
-    name = "auto|N"
+class _AutoOr(click.ParamType):
+    """``auto`` or a value of type ``kind`` (int or float), described as ``what`` in errors."""
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
-        if value == "auto" or isinstance(value, int):
+    def __init__(self, kind: type, what: str, name: str) -> None:
+        self.kind, self.what, self.name = kind, what, name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "auto" or isinstance(value, self.kind):
             return value
         try:
-            return int(value)
+            return self.kind(value)
         except ValueError:
-            self.fail(f"expected 'auto' or a whole number of tokens, got {value!r}", param, ctx)
+            self.fail(f"expected 'auto' or {self.what}, got {value!r}", param, ctx)
 
 
-MAX_LENGTH = _MaxLength()
-
-
-class _Weight(click.ParamType):
-    """``auto`` or a number."""
-
-    name = "auto|W"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float | str:
-        if value == "auto" or isinstance(value, float):
-            return value
-        try:
-            return float(value)
-        except ValueError:
-            self.fail(f"expected 'auto' or a number, got {value!r}", param, ctx)
-
-
-WEIGHT = _Weight()
+MAX_LENGTH = _AutoOr(int, "a whole number of tokens", "auto|N")
+WEIGHT = _AutoOr(float, "a number", "auto|W")
 
 EXAMPLES_TRAIN = """
 \b
