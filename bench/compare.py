@@ -27,8 +27,9 @@ system on ``sample_shots(train, N, seed)``. The bce system trains for ``--budget
 by default for as long as labelcon trained in the same invocation (labelcon then runs first).
 
 Output: a markdown table on stdout and the rows as JSON in ``bench/results/`` (one file
-per data set and setting, written atomically; rows of other systems already in the file
-are kept, so subsets can be run one at a time). "train" is the time a system spends
+per data set and setting, written atomically after each system, so an interrupted run
+keeps the rows it finished; rows of other systems already in the file are kept, so
+subsets can be run one at a time). "train" is the time a system spends
 fitting (including its own model selection on dev); "end-to-end" adds loading, scoring
 dev and test, threshold calibration and evaluation.
 
@@ -274,10 +275,10 @@ def compare(args: argparse.Namespace) -> None:
     rows: dict[str, dict[str, Any]] = {}
     for name in order:
         rows[name] = run_system(name, task, test, task.labels)
+        save_rows(results_path(args), {"dataset": args.dataset, **splits}, [rows[name]])  # kept if a later system fails
         if name == "labelcon" and task.budget_seconds is None:
             task.budget_seconds = rows[name]["train_seconds"]
     table_rows = [rows[name] for name in SYSTEMS if name in rows]
-    save_rows(results_path(args), {"dataset": args.dataset, **splits}, table_rows)
     print(f"\n{args.dataset}: train {splits['train']}, dev {splits['dev']} ({splits['dev_source']}), "
           f"test {splits['test']}, {splits['labels']} labels; test metrics, thresholds calibrated on dev\n")
     print(classification_table(table_rows))
