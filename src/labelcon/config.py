@@ -105,7 +105,7 @@ class Config(BaseModel):
     @classmethod
     def _weight(cls, value: float | str) -> float | str:
         if not isinstance(value, str) and not 0 <= value < 1:
-            raise ValueError(f"must be 'auto' or a weight in [0, 1)")
+            raise ValueError("must be 'auto' or a weight in [0, 1)")
         return value
 
     @field_validator("encoder", "objective", "head")

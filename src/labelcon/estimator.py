@@ -22,12 +22,12 @@ import yaml
 
 from labelcon.config import Config
 from labelcon.data import Dataset, LabelSpace, read_dataset, read_label_descriptions, sample_shots, train_dev_split
-from labelcon.encoders import Encoder, build_encoder, load_encoder, resolve_encode_length, resolve_max_length
+from labelcon.encoders import Encoder, are_texts, build_encoder, load_encoder, resolve_encode_length, resolve_max_length
 from labelcon.heads import FallbackHead, Head, KNNHead, LabelTextHead, Thresholds, build_head, select_on_dev
 from labelcon.heads.knn import QUERY_BLOCK
 from labelcon.io import atomic_directory, atomic_open, read_json, write_json
 from labelcon.lexical import LexicalKNN, mix_scores
-from labelcon.metrics import average_precision_per_label, evaluate_blocks, sparse_top_k, top_k
+from labelcon.metrics import average_precision_per_label, concat_top_k, evaluate_blocks, sparse_top_k, top_k
 from labelcon.metrics import evaluate as evaluate_metrics
 from labelcon.objectives import build_objective, resolve_objective
 from labelcon.training import Trainer, seed_everything
@@ -160,7 +160,7 @@ class Labelcon:
                 handle.write(cfg.to_yaml())
 
         eval_rows = np.random.default_rng(cfg.seed).permutation(len(train_set))[: cfg.eval_max_train]
-        dev_rows = np.sort(np.random.default_rng(cfg.seed).permutation(len(dev_set))[: DENSE_EVALUATION // len(self.labels)])
+        dev_rows = _dense_rows(len(dev_set), len(self.labels), cfg.seed)
 
         def dev_check(encoder: Encoder) -> dict[str, float]:
             """kNN over a sample of train scored on dev (on a sample of dev too when dev x
@@ -231,7 +231,7 @@ class Labelcon:
         Inputs that are not texts, or weight 0, leave the head's scores alone."""
         setting = self.config.lexical
         self.lexical_, self.lexical_weight_ = None, 0.0
-        if setting == 0 or not len(train_texts) or not isinstance(train_texts[0], str):
+        if setting == 0 or not are_texts(train_texts):
             return _Inputs(dev_emb, None)
         lexical = LexicalKNN().fit(train_texts, y_train)
         votes = lexical.sparse_scores(dev_texts, show_progress=show_progress)
@@ -242,14 +242,13 @@ class Labelcon:
         return _Inputs(dev_emb, votes)
 
     def _best_lexical_weight(self, dev_emb: np.ndarray, votes: sp.csr_matrix, y_dev: sp.csr_matrix) -> float:
-        rows = np.random.default_rng(self.config.seed).permutation(len(dev_emb))[: DENSE_EVALUATION // y_dev.shape[1]]
-        rows = np.sort(rows)
+        rows = _dense_rows(len(dev_emb), y_dev.shape[1], self.config.seed)
         scores, votes, y = self._head().predict_scores(dev_emb[rows]), votes[rows], y_dev[rows]
         keep = self._unmixed_columns()
-        for weight in LEXICAL_WEIGHTS:
-            ap = float(np.nanmean(average_precision_per_label(y, mix_scores(scores, votes, weight, keep))))
-            self.head_selection_[f"lexical weight {weight:g}: dev macro-AP"] = ap
-        return max(LEXICAL_WEIGHTS, key=lambda w: self.head_selection_[f"lexical weight {w:g}: dev macro-AP"])
+        ap = {w: float(np.nanmean(average_precision_per_label(y, mix_scores(scores, votes, w, keep))))
+              for w in LEXICAL_WEIGHTS}  # fmt: skip
+        self.head_selection_.update({f"lexical weight {w:g}: dev macro-AP": value for w, value in ap.items()})
+        return max(ap, key=ap.get)
 
     @property
     def rare_label_threshold(self) -> float | None:
@@ -385,9 +384,9 @@ class Labelcon:
             w, step = self.lexical_weight_, QUERY_BLOCK
             parts = [sparse_top_k((1 - w) * head.sparse_scores(x[i : i + step]) + w * votes[i : i + step], k)
                      for i in range(0, len(x), step)]  # fmt: skip
-            idx, values = _stack_top_k(parts, k)
+            idx, values = concat_top_k(parts, k)
         else:
-            idx, values = _stack_top_k([top_k(scores, k) for scores in self._score_blocks(inputs)], k)
+            idx, values = concat_top_k([top_k(scores, k) for scores in self._score_blocks(inputs)], k)
         names = self.labels.names
         return [[(names[c], float(v)) for c, v in zip(*row, strict=True)] for row in zip(idx, values, strict=True)]
 
@@ -493,10 +492,10 @@ def interpolate_weights(encoder: Encoder, initial: dict[str, Any], weight: float
                              for key, value in trained.items()})  # fmt: skip
 
 
-def _stack_top_k(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
-    if not parts:
-        return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+def _dense_rows(n_items: int, n_labels: int, seed: int) -> np.ndarray:
+    """A seeded sample of row indices, sorted, small enough that its scores [rows, n_labels]
+    stay within ``DENSE_EVALUATION`` entries (all rows when they fit)."""
+    return np.sort(np.random.default_rng(seed).permutation(n_items)[: DENSE_EVALUATION // n_labels])
 
 
 def _as_texts(texts: Sequence[str] | str) -> list[str]:

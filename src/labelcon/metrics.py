@@ -34,7 +34,7 @@ P@k, nDCG@k and PSP@k average over all items; an item without labels contributes
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Union
 
 import numpy as np
@@ -131,6 +131,17 @@ def top_k(scores: np.ndarray, k: int) -> TopK:
         indices[start : start + step] = part
         values[start : start + step] = np.take_along_axis(block, part, axis=1)
     return indices, values
+
+
+def concat_top_k(parts: Sequence[TopK], k: int) -> TopK:
+    """Blocks of top-k results stacked row-wise; no blocks give empty ``[0, k]`` arrays.
+
+    >>> concat_top_k([], 2)[0].shape
+    (0, 2)
+    """
+    if not parts:
+        return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def sparse_top_k(scores: sp.spmatrix | sp.sparray, k: int) -> TopK:

@@ -7,7 +7,12 @@
 """
 
 from labelcon.encoders.base import Encoder, load_encoder
-from labelcon.encoders.build import build_encoder, resolve_encode_length, resolve_max_length
+from labelcon.encoders.build import (
+    are_texts,
+    build_encoder,
+    resolve_encode_length,
+    resolve_max_length,
+)
 from labelcon.encoders.mlp import MLPEncoder
 from labelcon.encoders.offline import cache_dir, minilm_path
 from labelcon.encoders.static import StaticEncoder, train_tokenizer
@@ -20,6 +25,7 @@ __all__ = [
     "TransformerEncoder",
     "build_encoder",
     "resolve_encode_length",
+    "are_texts",
     "resolve_max_length",
     "cache_dir",
     "load_encoder",

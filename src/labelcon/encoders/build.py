@@ -79,10 +79,19 @@ def resolve_encode_length(
     return train_length if tokens <= train_length else max(train_length, LONG_TEXT_TOKENS)
 
 
+def are_texts(inputs: Sequence[str] | np.ndarray | None) -> bool:
+    """Whether ``inputs`` are texts (a non-empty sequence of strings), not feature vectors.
+
+    >>> are_texts(["a text"]), are_texts(np.zeros((2, 3))), are_texts([])
+    (True, False, False)
+    """
+    return inputs is not None and len(inputs) > 0 and isinstance(inputs[0], str)
+
+
 def _token_percentile(texts: Sequence[str] | np.ndarray | None, seed: int) -> float | None:
     """90th percentile of estimated token counts (1.3 word pieces per whitespace word + 2
     special tokens) on a seeded sample of 1,000 texts; None when the inputs are not texts."""
-    if texts is None or len(texts) == 0 or not isinstance(texts[0], str):
+    if not are_texts(texts):
         return None
     rng = np.random.default_rng(seed)
     sample = rng.choice(len(texts), size=min(1000, len(texts)), replace=False)

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from scipy.special import expit
 
 from labelcon.io import atomic_open, read_json, write_json
-from labelcon.metrics import LabelMatrix, TopK, as_label_matrix, top_k
+from labelcon.metrics import LabelMatrix, TopK, as_label_matrix, concat_top_k, top_k
 
 HEAD_FILE = "head.json"
 ARRAYS_FILE = "arrays.npz"
@@ -128,10 +128,7 @@ class Head(ABC):
             raise ValueError(f"block_size must be >= 1; got {block_size}")
         k = min(k, self.n_labels_)
         step = block_size or self._rows_per_block()
-        parts = [self._top_k_block(x[i : i + step], k) for i in range(0, len(x), step)]
-        if not parts:
-            return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return concat_top_k([self._top_k_block(x[i : i + step], k) for i in range(0, len(x), step)], k)
 
     def _rows_per_block(self) -> int:
         """Items per block in :meth:`predict_top_k`: a block of dense scores near ``2^23`` entries."""
