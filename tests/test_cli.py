@@ -125,3 +125,11 @@ def test_lexical_flag_takes_auto_or_a_weight_and_rejects_the_rest(toy_data, tmp_
     result = CliRunner().invoke(main, [*base, "--lexical", "1.5"])
     assert result.exit_code == 2 and "field 'lexical'" in result.output and "weight in [0, 1)" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_an_unknown_head_stops_before_training(toy_data, tmp_path) -> None:
+    """The head is built only after training; its name is checked before any of it starts."""
+    result = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--out", str(tmp_path / "r"),
+                                       "--head", "svm"])
+    assert result.exit_code == 2 and "unknown head 'svm'; expected one of" in result.output
+    assert not (tmp_path / "r").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -270,3 +272,17 @@ def test_lexical_auto_picks_the_weight_with_the_best_dev_macro_ap(toy_data) -> N
     off = Labelcon(**{**FAST, "epochs": 1, "head": "linear", "lexical": 0}).fit(toy_data["train"], toy_data["dev"],
                                                                                  show_progress=False)
     assert off.lexical_ is None and not any(key.startswith("lexical") for key in off.head_selection_)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [({"head": "svm"}, "unknown head 'svm'"),
+     ({"head": "linear", "head_params": {"k": 3}}, "head 'linear' got unknown parameters ['k']"),
+     ({"head": "auto", "head_params": {"C": 1}}, "head 'auto' picks its own parameters")],
+)
+def test_head_settings_that_would_fail_after_training_fail_at_construction(settings, message) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Labelcon(**settings)
+    model = Labelcon(head="knn")
+    with pytest.raises(ValueError, match="unknown head 'svm'"):
+        model.config.head = "svm"  # assignment is validated too

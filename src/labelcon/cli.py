@@ -96,7 +96,7 @@ def _data_options(func: Callable) -> Callable:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
 @click.option("--encoder", help="minilm | static | a Hugging Face model name or path.")
 @click.option("--objective", help="auto (label_contrast with <= 10 items per label, else supcon-jaccard) | supcon-jaccard | supcon-any | supcon-all | mulsupcon | label_contrast | simcse.")
-@click.option("--head", help="linear | knn | prototype.")
+@click.option("--head", help="auto (linear, knn or both, picked on dev) | linear | knn | prototype | label_text [auto]")
 @click.option("--epochs", type=int)
 @click.option("--min-steps", type=int, help="Small data: repeat each epoch's pass until the run takes N steps [100].")
 @click.option("--batch-size", type=int)

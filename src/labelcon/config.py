@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+#: ``head="auto"``: a linear probe, a kNN vote or their average, picked on dev (:func:`labelcon.heads.select_on_dev`).
+AUTO_HEAD = "auto"
 
 
 class ConfigError(ValueError):
@@ -115,6 +118,22 @@ class Config(BaseModel):
             raise ValueError("must not be empty")
         return value
 
+    @model_validator(mode="after")
+    def _head_builds(self) -> Config:
+        """A head name or parameters the head would refuse fail here, before any training."""
+        if self.head == AUTO_HEAD:
+            if self.head_params:
+                raise ValueError(f"head 'auto' picks its own parameters; head_params {self.head_params} need a named head")
+            return self
+        # labelcon.heads imports nothing from this module; it is loaded on first use
+        from labelcon.heads import build_head
+
+        try:
+            build_head(self.head, **self.head_params)
+        except TypeError as error:  # a parameter the head's constructor needs
+            raise ValueError(f"head {self.head!r}: {error}") from None
+        return self
+
     def resolved_lr(self) -> float:
         """The learning rate to use: ``lr`` when set, else a default for the encoder kind."""
         if self.lr is not None:
@@ -144,8 +163,10 @@ class Config(BaseModel):
         except ValidationError as exc:
             problems = []
             for err in exc.errors():
-                field = ".".join(str(p) for p in err["loc"]) or "(config)"
-                if err["type"] == "extra_forbidden":
+                field = ".".join(str(p) for p in err["loc"])
+                if not field:  # a rule across fields (the head and its parameters)
+                    problems.append(err["msg"].removeprefix("Value error, "))
+                elif err["type"] == "extra_forbidden":
                     valid = ", ".join(sorted(cls.model_fields))
                     problems.append(f"unknown field '{field}' (valid fields: {valid})")
                 else:

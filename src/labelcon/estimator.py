@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import yaml
 
-from labelcon.config import Config
+from labelcon.config import AUTO_HEAD, Config
 from labelcon.data import Dataset, LabelSpace, read_dataset, read_label_descriptions, sample_shots, train_dev_split
 from labelcon.encoders import Encoder, are_texts, build_encoder, load_encoder, resolve_encode_length, resolve_max_length
 from labelcon.heads import FallbackHead, Head, KNNHead, LabelTextHead, Thresholds, build_head, select_on_dev
@@ -38,8 +38,6 @@ DataLike = Dataset | str | os.PathLike | tuple[Sequence[str], Sequence[Sequence[
 #: Name of the file that marks a directory as a saved labelcon model.
 MODEL_FILE = "labelcon.json"
 ENCODE_BATCH = 128
-#: ``head="auto"``: a linear probe, a kNN vote or their average, picked on dev (:func:`select_on_dev`).
-AUTO_HEAD = "auto"
 #: Entries of one block of dense scores [items, C] in predict, top_k and evaluate (32 MB of float32).
 SCORE_BLOCK = 1 << 23
 #: Largest items x labels that evaluate scores as one dense matrix (200 MB of float32).
@@ -201,9 +199,7 @@ class Labelcon:
         cfg = self.config
         train_emb = self.encode(train_texts, show_progress=show_progress)
         dev_emb = self.encode(dev_texts, show_progress=show_progress)
-        if cfg.head == AUTO_HEAD:
-            if cfg.head_params:
-                raise ValueError(f"head 'auto' picks its own parameters; head_params {cfg.head_params} need a named head")
+        if cfg.head == AUTO_HEAD:  # Config has checked the head and its parameters
             self.head_, self.head_selection_ = select_on_dev(
                 train_emb, y_train, dev_emb, y_dev, min_positives=cfg.min_positives, show_progress=show_progress
             )
