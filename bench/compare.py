@@ -93,6 +93,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--shots", type=int, default=None, help="few-shot regime: N training examples per label")
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="training budget of the bce system (default: labelcon's training time in this run)")
+    parser.add_argument("--labelcon-head", default=None, metavar="HEAD",
+                        help="run labelcon with this head instead of its default (auto); its row is "
+                        "named 'labelcon (head=HEAD)' and kept beside the default's")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed,
                         help="seed of the carve-out, --limit, --shots and training (default: labelcon's, 13)")
     parser.add_argument("--data-dir", type=Path, default=default_data_dir(),
@@ -118,6 +121,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--systems: expected names from {', '.join(SYSTEMS)}, got {unknown or 'none'}")
     if "setfit" in args.systems and not args.shots:
         parser.error("setfit runs in the few-shot regime only (it enumerates all O(n^2) training pairs): add --shots N")
+    if args.labelcon_head is not None:
+        if "labelcon" not in args.systems:
+            parser.error("--labelcon-head applies to the labelcon system: add it to --systems")
+        try:
+            Config(head=args.labelcon_head)
+        except ValueError as error:
+            parser.error(f"--labelcon-head: {error}")
     if "bce" in args.systems and args.budget_minutes is None and "labelcon" not in args.systems:
         parser.error("bce trains for a wall-clock budget: add --budget-minutes M, or run it together with labelcon")
     return args
@@ -162,6 +172,7 @@ def load_task(name: str, args: argparse.Namespace) -> tuple[Task, Dataset, dict[
         labels_file=folder / "labels.txt", y_train=labels.encode(few.labels, source="train"),
         y_dev=labels.encode(dev.labels, source="dev"), seed=args.seed, shots=args.shots,
         budget_seconds=60 * args.budget_minutes if args.budget_minutes else None,
+        labelcon_head=args.labelcon_head,
     )
     splits = {"train": len(few), "train_before_shots": len(train), "dev": len(dev), "test": len(test),
               "labels": len(labels), "dev_source": dev_source, "limit": args.limit, "shots": args.shots,
@@ -214,6 +225,8 @@ def run_system(name: str, task: Task, test: Dataset, labels: LabelSpace) -> dict
     test_metrics = evaluate(y_test, result.test_scores,
                             thresholds.apply(result.test_scores, at_least_one=task.at_least_one))
     end_to_end = time.perf_counter() - started
+    if name == "labelcon" and task.labelcon_head:
+        name = f"labelcon (head={task.labelcon_head})"
     return {
         "system": name, "description": module.DESCRIPTION, "test": test_metrics,
         "dev_after_calibration_on_dev": dev_metrics, "train_seconds": round(result.train_seconds, 1),

@@ -39,7 +39,8 @@ class Task:
 
     ``train`` is what the alternatives train on (the few-shot sample with ``shots``);
     ``train_full`` is the training split before few-shot sampling, which labelcon gets
-    together with ``shots`` so that it samples the same items itself.
+    together with ``shots`` so that it samples the same items itself. ``labelcon_head``:
+    a head other than labelcon's default (``--labelcon-head``), for a row of its own.
     """
 
     dataset: str
@@ -55,6 +56,7 @@ class Task:
     shots: int | None = None
     budget_seconds: float | None = None
     show_progress: bool = True
+    labelcon_head: str | None = None
 
     @property
     def at_least_one(self) -> bool:
