@@ -32,15 +32,15 @@ import datetime
 import inspect
 import json
 import os
-import statistics
 import sys
-import time
+from functools import partial
 
 import faiss
 import numpy as np
 import torch
 from machine import machine
 from threadpoolctl import threadpool_limits
+from timing import timed
 
 from labelcon.heads import index as index_module
 from labelcon.heads.index import NearestNeighbors, exact_by_default
@@ -59,17 +59,6 @@ def mixture(n: int, dim: int, centres: np.ndarray, noise: float, seed: int, chun
         block /= np.linalg.norm(block, axis=1, keepdims=True)
         out[start : start + m] = block
     return out
-
-
-def timed(fn, repeats: int) -> tuple[float, float, object]:
-    """Median (wall, CPU) seconds of ``fn()`` over ``repeats`` calls, and its last result."""
-    walls, cpus, result = [], [], None
-    for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return statistics.median(walls), statistics.median(cpus), result
 
 
 def recall(approx: np.ndarray, exact: np.ndarray) -> float:
@@ -91,10 +80,9 @@ def run_size(n: int, args: argparse.Namespace, centres: np.ndarray, queries: np.
     row = {"n": n, "auto": "exact" if exact_by_default(n) else "hnsw", "exact_wall": wall, "exact_cpu": cpu}
     print(f"n={n}: exact {cpu:.2f} s CPU / {wall:.2f} s wall; building HNSW ...", flush=True)
 
-    wall, cpu = time.perf_counter(), time.process_time()
-    hnsw = NearestNeighbors(x, exact=False, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction,
-                            ef_search=args.ef_search)  # fmt: skip
-    row.update(build_wall=time.perf_counter() - wall, build_cpu=time.process_time() - cpu)
+    wall, cpu, hnsw = timed(partial(NearestNeighbors, x, exact=False, hnsw_m=args.hnsw_m,
+                                    ef_construction=args.ef_construction, ef_search=args.ef_search))
+    row.update(build_wall=wall, build_cpu=cpu)
     del x
     wall, cpu, (_, found) = timed(lambda: hnsw.search(queries, args.k), args.repeats)
     row.update(hnsw_wall=wall, hnsw_cpu=cpu, hnsw_recall=recall(found, truth), sweep=[])

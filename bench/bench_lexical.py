@@ -7,7 +7,7 @@
 
 Data: documents of three sentences drawn at random (seeded) from a corpus of sentences,
 one per line: by default ``$LABELCON_DATA/wiki1m/train.txt`` (``LABELCON_DATA`` defaults
-to ``../shared/data``), 300,000 Wikipedia sentences, so 10^6 documents reuse sentences
+to ``shared/data`` beside the repository), 300,000 Wikipedia sentences, so 10^6 documents reuse sentences
 in new combinations. Each document gets 1-3 labels from ``--labels`` labels with
 power-law (Zipf, exponent 1.1) frequencies; the labels only shape the vote's output,
 not its cost. Queries are fresh documents of the same kind.
@@ -29,7 +29,6 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +36,11 @@ import scipy.sparse as sp
 from machine import machine
 from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_limits
+from timing import timed
 
 from labelcon.lexical import LexicalKNN
 
-DEFAULT_CORPUS = Path(os.environ.get("LABELCON_DATA", "../shared/data")) / "wiki1m" / "train.txt"
+DEFAULT_CORPUS = Path(os.environ.get("LABELCON_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "wiki1m" / "train.txt"
 
 
 def documents(sentences: list[str], n: int, seed: int, per_doc: int = 3) -> list[str]:
@@ -59,13 +59,6 @@ def power_law_labels(n: int, n_labels: int, seed: int) -> sp.csr_matrix:
     Y = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(n, n_labels))
     Y.data[:] = 1.0  # a label drawn twice for one item is held once
     return Y
-
-
-def timed(fn) -> tuple[float, float, object]:
-    """(wall, CPU) seconds of one call of ``fn`` and its result."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = fn()
-    return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
 def run_size(n: int, args: argparse.Namespace) -> dict:
