@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -17,9 +19,12 @@ def batch_labels(labels: sp.csr_matrix, rows: np.ndarray | list[int]) -> torch.T
     if block.shape[1] <= DENSE_LABEL_LIMIT:
         return torch.from_numpy(block.toarray().astype(np.float32, copy=False))
     block = block.tocsr()
-    return torch.sparse_csr_tensor(
-        torch.from_numpy(block.indptr.astype(np.int64)),
-        torch.from_numpy(block.indices.astype(np.int64)),
-        torch.from_numpy(block.data.astype(np.float32)),
-        size=block.shape,
-    )
+    with warnings.catch_warnings():  # torch says once per process that sparse CSR is "beta"
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(block.indptr.astype(np.int64)),
+            torch.from_numpy(block.indices.astype(np.int64)),
+            torch.from_numpy(block.data.astype(np.float32)),
+            size=block.shape,
+            check_invariants=False,  # a scipy CSR row slice is already a valid CSR layout
+        )
