@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from data_dir import default_data_dir
 from machine import machine
 from scipy.stats import spearmanr
 
@@ -28,15 +29,13 @@ from labelcon.estimator import interpolate_weights
 from labelcon.heads import build_head
 from labelcon.metrics import average_precision_per_label
 
-DEFAULT_DATA = Path(os.environ.get("LABELCON_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir")
     parser.add_argument("--keep", type=float, nargs="+", default=[0.0, 0.3, 0.5])
     parser.add_argument("--train-sample", type=int, default=10000)
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir())
     args = parser.parse_args()
     model = Labelcon.load(args.run_dir)
     pairs = read_pairs(args.data_dir / "stsb" / "test.jsonl")

@@ -33,14 +33,13 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from data_dir import default_data_dir
 from machine import machine
 from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_limits
 from timing import timed
 
 from labelcon.lexical import LexicalKNN
-
-DEFAULT_CORPUS = Path(os.environ.get("LABELCON_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "wiki1m" / "train.txt"
 
 
 def documents(sentences: list[str], n: int, seed: int, per_doc: int = 3) -> list[str]:
@@ -88,7 +87,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--labels", type=int, default=10_000)
-    parser.add_argument("--corpus", default=str(DEFAULT_CORPUS))
+    parser.add_argument("--corpus", default=str(default_data_dir() / "wiki1m" / "train.txt"))
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child process: measure one size
     args = parser.parse_args()

@@ -55,6 +55,7 @@ import numpy as np
 import scipy.stats
 import torch
 import transformers
+from data_dir import default_data_dir
 from systems import SYSTEMS, load_system
 from systems.common import LONG_MAX_LENGTH, Result, Task
 from systems.labelcon_system import labelcon_params
@@ -131,11 +132,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if "bce" in args.systems and args.budget_minutes is None and "labelcon" not in args.systems:
         parser.error("bce trains for a wall-clock budget: add --budget-minutes M, or run it together with labelcon")
     return args
-
-
-def default_data_dir() -> Path:
-    """``$LABELCON_DATA`` when set, else ``../shared/data`` next to the repository."""
-    return Path(os.environ["LABELCON_DATA"]) if os.environ.get("LABELCON_DATA") else REPO.parent / "shared" / "data"
 
 
 # ---------------------------------------------------------------- data
