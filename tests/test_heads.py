@@ -52,7 +52,11 @@ def test_head_ranks_true_labels_first(data, name, params):
     assert precision_at_k(y_test, scores, 1) >= 0.97
     assert top_set_accuracy(y_test, scores) >= 0.9
     idx, top = head.predict_top_k(x_test, 2, block_size=64)
-    np.testing.assert_array_equal(np.take_along_axis(scores, idx, axis=1), top)
+    # blocked and unblocked float32 products round differently (up to ~1e-6): compare the
+    # ranked scores, and the chosen labels' scores, within that rounding
+    np.testing.assert_allclose(top, -np.sort(-scores, axis=1)[:, :2], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.take_along_axis(scores, idx, axis=1), top, rtol=0, atol=1e-5)
+    assert (np.diff(top, axis=1) <= 0).all()
 
 
 @pytest.mark.parametrize("name,params", HEADS)
