@@ -1,5 +1,5 @@
 """The lexical vote at 10^4-10^6 training texts: fit time, query latency and peak memory of
-:class:`labelcon.lexical.LexicalKNN`, beside scikit-learn's brute-force cosine
+:class:`labelcon.heads.lexical.LexicalKNN`, beside scikit-learn's brute-force cosine
 ``NearestNeighbors`` on the same TF-IDF rows (what a user would reach for instead).
 
     python bench/bench_lexical.py [--sizes 10000 100000 1000000] [--queries 1000] [--k 20]
@@ -39,7 +39,7 @@ from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_limits
 from timing import timed
 
-from labelcon.lexical import LexicalKNN
+from labelcon.heads.lexical import LexicalKNN
 
 
 def documents(sentences: list[str], n: int, seed: int, per_doc: int = 3) -> list[str]:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from labelcon.cli import main
@@ -115,7 +116,7 @@ def test_demo_runs_end_to_end_with_the_static_encoder(tmp_path) -> None:
 def test_max_length_flag_takes_auto_or_a_number_and_rejects_the_rest(toy_data, tmp_path) -> None:
     result = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--out", str(tmp_path / "r"),
                                        "--max-length", "long"])
-    assert result.exit_code == 2 and "expected 'auto' or a whole number of tokens, got 'long'" in result.output
+    assert result.exit_code == 2 and "expected 'auto' or a whole number, got 'long'" in result.output
 
 
 def test_lexical_flag_takes_auto_or_a_weight_and_rejects_the_rest(toy_data, tmp_path) -> None:
@@ -133,3 +134,25 @@ def test_an_unknown_head_stops_before_training(toy_data, tmp_path) -> None:
                                        "--head", "svm"])
     assert result.exit_code == 2 and "unknown head 'svm'; expected one of" in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_every_config_field_is_a_train_flag() -> None:
+    from labelcon.config import Config
+
+    flags = {opt for param in main.commands["train"].params for opt in param.opts}
+    missing = [name for name in Config.model_fields if "--" + name.replace("_", "-") not in flags]
+    assert not missing
+
+
+def test_generated_flags_parse_into_the_config(toy_data, tmp_path) -> None:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--out", str(out), *_fast_flags(),
+                                       "--head", "knn", "--head-params", '{"k": 7}', "--no-at-least-one",
+                                       "--view", "word_deletion", "--view-params", '{"p": 0.2}', "--lexical", "0"])
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["head_params"] == {"k": 7} and saved["at_least_one"] is False and saved["lexical"] == 0
+    assert saved["view"] == "word_deletion" and saved["view_params"] == {"p": 0.2}
+    bad = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--out", str(tmp_path / "b"),
+                                    "--head-params", "k=7"])
+    assert bad.exit_code == 2 and "expected a JSON object" in bad.output

@@ -96,7 +96,7 @@ def _steps(case: tuple, rows: slice) -> dict:
     objective, mini_batch, queue_size, sparse = case
     encoder = WordBag([word for batch in BATCHES for text, _ in batch for word in text.split()] + LABEL_NAMES)
     config = Config(objective=objective, mini_batch_size=mini_batch, queue_size=queue_size, temperature=0.2)
-    trainer = Trainer(encoder, build_objective(objective, temperature=0.2), config, label_texts=LABEL_NAMES,
+    trainer = Trainer(encoder, build_objective(objective, temperature=0.2), config.training(), label_texts=LABEL_NAMES,
                       show_progress=False)
     trainer._start()
     for index in range(len(BATCHES) if queue_size else 1):

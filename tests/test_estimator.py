@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from labelcon import Labelcon, estimator
+from labelcon import Labelcon, estimator, metrics, prediction
 from labelcon.data import DataError
 from labelcon.estimator import NotFittedError
+from labelcon.heads import Thresholds
 from labelcon.training import trainer as trainer_module
 from tests.conftest import FAST, make_items, write_jsonl
 
@@ -49,7 +50,7 @@ def test_predict_top_k_and_evaluate_match_the_dense_scores(fitted, toy_data, mon
     texts = [item["text"] for item in make_items(40, 11)]
     scores = model.predict_proba(texts)
     names = model.classes_
-    label_sets = [[names[c] for c in np.flatnonzero(row)] for row in model.decide(scores)]
+    label_sets = [[names[c] for c in np.flatnonzero(row)] for row in model.stage_.decide(scores)]
     assert model.predict(texts) == label_sets
     top = model.top_k(texts, 3)
     for row, ranked in zip(scores, top, strict=True):
@@ -58,8 +59,8 @@ def test_predict_top_k_and_evaluate_match_the_dense_scores(fitted, toy_data, mon
     assert model.predict_with_top_k(texts, 3) == (label_sets, top)
     dense = model.evaluate(toy_data["test"])
 
-    monkeypatch.setattr(estimator, "SCORE_BLOCK", 7 * len(names))  # blocks of 7 items
-    monkeypatch.setattr(estimator, "DENSE_EVALUATION", 0)  # blockwise evaluation
+    monkeypatch.setattr(prediction, "BLOCK_ELEMENTS", 7 * len(names))  # blocks of 7 items
+    monkeypatch.setattr(prediction, "DENSE_EVALUATION", 0)  # blockwise evaluation
     assert model.predict(texts) == label_sets
     blocked = model.evaluate(toy_data["test"])
     assert blocked.pop("skipped") == ["macro_ap"]
@@ -78,8 +79,10 @@ def test_save_load_round_trip_gives_same_predictions(fitted, tmp_path) -> None:
 
 def test_run_directory_contents(fitted) -> None:
     _, out = fitted
-    for name in ("config.yaml", "labels.json", "thresholds.json", "labelcon.json", "metrics.json", "encoder", "head"):
+    for name in ("config.yaml", "labelcon.json", "metrics.json", "history.json"):
         assert (out / name).exists(), name
+    for name in ("config.yaml", "labels.json", "thresholds.json", "prediction.json", "encoder", "head"):
+        assert (out / "model.1" / name).exists(), name
 
 
 def test_unfitted_model_says_so() -> None:
@@ -141,7 +144,7 @@ def test_label_text_head_predicts_labels_added_after_training(toy_data, tmp_path
                             "music\tsong album band concert guitar lyrics\n")
     model = Labelcon(**{**FAST, "head": "label_text", "label_descriptions": str(descriptions)})
     model.fit(toy_data["train"], toy_data["dev"], show_progress=False)
-    assert model.label_texts_[model.classes_.index("sports")].startswith("match goal")
+    assert model.stage_.label_texts[model.classes_.index("sports")].startswith("match goal")
     assert model.evaluate(toy_data["test"])["macro_ap"] > 0.6
     model.add_labels(["cooking"], ["recipe dinner spicy bake flavour kitchen"])
     assert model.classes_[-1] == "cooking"
@@ -158,16 +161,16 @@ def test_label_text_head_predicts_labels_added_after_training(toy_data, tmp_path
 
 def test_add_labels_needs_the_label_text_head(fitted) -> None:
     model, _ = fitted
-    with pytest.raises(ValueError, match="label_text head"):
+    with pytest.raises(ValueError, match="cannot add labels after training; the 'label_text' head can"):
         model.add_labels(["new"])
 
 
 def test_at_least_one_defaults_to_whether_training_items_all_have_labels(fitted) -> None:
     model, _ = fitted
-    assert model.at_least_one_ is True
+    assert model.stage_.at_least_one is True
     empty = (["song album", "goal team", "the and with", "hotel beach"], [["music"], ["sports"], [], ["travel"]])
     few = Labelcon(**{**FAST, "epochs": 1, "head": "prototype"}).fit(empty, empty, show_progress=False)
-    assert few.at_least_one_ is False
+    assert few.stage_.at_least_one is False
 
 
 def test_auto_head_gives_labels_rare_in_dev_the_fallback_threshold(toy_data, tmp_path) -> None:
@@ -176,9 +179,10 @@ def test_auto_head_gives_labels_rare_in_dev_the_fallback_threshold(toy_data, tmp
     model = Labelcon(**{**FAST, "epochs": 1}).fit(toy_data["train"], write_jsonl(tmp_path / "dev.jsonl", dev),
                                                   show_progress=False)
     travel = model.classes_.index("travel")
-    assert model.head_.name == "fallback" and model.head_.columns == [travel]
-    assert not model.thresholds_.per_label[travel]
-    assert model.thresholds_.thresholds[travel] == pytest.approx(model.head_.threshold)
+    own = model.stage_.head.fallback_threshold
+    assert model.stage_.head.name == "fallback" and own.columns == [travel]
+    assert not model.stage_.thresholds.per_label[travel]
+    assert model.stage_.thresholds.thresholds[travel] == pytest.approx(own.threshold)
     loaded = Labelcon.load(model.save(tmp_path / "m"))
     texts = [item["text"] for item in make_items(10, 5)]
     assert loaded.predict(texts) == model.predict(texts)
@@ -186,15 +190,16 @@ def test_auto_head_gives_labels_rare_in_dev_the_fallback_threshold(toy_data, tmp
 
 def test_many_labels_calibrate_and_check_dev_without_dense_dev_scores(toy_data, monkeypatch) -> None:
     dense = Labelcon(**{**FAST, "epochs": 2, "head": "knn"}).fit(toy_data["train"], toy_data["dev"], show_progress=False)
-    monkeypatch.setattr(estimator, "DENSE_EVALUATION", 40)  # 10 dev items per check x 4 labels; blocks above
+    for module in (prediction, metrics):  # 10 dev items per check x 4 labels; blocks above
+        monkeypatch.setattr(module, "DENSE_EVALUATION", 40)
     calibrated = []
-    original = estimator.Thresholds.calibrate_blocks
-    monkeypatch.setattr(estimator.Thresholds, "calibrate_blocks",
+    original = Thresholds.calibrate_blocks
+    monkeypatch.setattr(Thresholds, "calibrate_blocks",
                         lambda *a, **k: calibrated.append(1) or original(*a, **k))  # fmt: skip
     blocked = Labelcon(**{**FAST, "epochs": 2, "head": "knn"}).fit(toy_data["train"], toy_data["dev"],
                                                                   show_progress=False)  # fmt: skip
     assert calibrated == [1]
-    np.testing.assert_array_equal(blocked.thresholds_.thresholds, dense.thresholds_.thresholds)
+    np.testing.assert_array_equal(blocked.stage_.thresholds.thresholds, dense.stage_.thresholds.thresholds)
     assert blocked.history_[0]["dev"]["n_items"] == 10 and dense.history_[0]["dev"]["n_items"] == 60
 
 
@@ -242,14 +247,14 @@ def test_lexical_vote_mixes_into_every_score_path_and_is_saved(toy_data, tmp_pat
     model = Labelcon(**{**FAST, "epochs": 1, "head": "linear", "lexical": 0.5}).fit(
         toy_data["train"], toy_data["dev"], show_progress=False)
     texts = [item["text"] for item in make_items(30, 12)]
-    head = model.head_.predict_scores(model.encode(texts))
-    votes = model.lexical_.sparse_scores(texts).toarray()
+    head = model.stage_.head.predict_scores(model.encode(texts))
+    votes = model.stage_.lexical.sparse_scores(texts).toarray()
     scores = model.predict_proba(texts)
     np.testing.assert_allclose(scores, 0.5 * head + 0.5 * votes, atol=1e-6)
-    assert model.predict(texts) == [[model.classes_[c] for c in np.flatnonzero(r)] for r in model.decide(scores)]
+    assert model.predict(texts) == [[model.classes_[c] for c in np.flatnonzero(r)] for r in model.stage_.decide(scores)]
     assert [[v for _, v in r] for r in model.top_k(texts, 2)] == np.sort(scores, axis=1)[:, ::-1][:, :2].tolist()
     loaded = Labelcon.load(model.save(tmp_path / "m"))
-    assert loaded.lexical_weight_ == 0.5 and (tmp_path / "m" / "lexical").is_dir()
+    assert loaded.stage_.lexical_weight == 0.5 and (tmp_path / "m" / "model.1" / "lexical").is_dir()
     np.testing.assert_array_equal(loaded.predict_proba(texts), scores)
 
 
@@ -266,12 +271,13 @@ def test_lexical_vote_with_a_knn_head_ranks_through_sparse_scores(toy_data) -> N
 def test_lexical_auto_picks_the_weight_with_the_best_dev_macro_ap(toy_data) -> None:
     model = Labelcon(**{**FAST, "epochs": 1, "head": "linear"}).fit(toy_data["train"], toy_data["dev"],
                                                                     show_progress=False)
-    tried = {w: model.head_selection_[f"lexical weight {w:g}: dev macro-AP"] for w in estimator.LEXICAL_WEIGHTS}
-    assert model.lexical_weight_ == max(tried, key=tried.get)
-    assert (model.lexical_ is None) == (model.lexical_weight_ == 0)
+    stage = model.stage_
+    tried = {w: stage.selection[f"lexical weight {w:g}: dev macro-AP"] for w in prediction.LEXICAL_WEIGHTS}
+    assert stage.lexical_weight == max(tried, key=tried.get)
+    assert (stage.lexical is None) == (stage.lexical_weight == 0)
     off = Labelcon(**{**FAST, "epochs": 1, "head": "linear", "lexical": 0}).fit(toy_data["train"], toy_data["dev"],
                                                                                  show_progress=False)
-    assert off.lexical_ is None and not any(key.startswith("lexical") for key in off.head_selection_)
+    assert off.stage_.lexical is None and not any(key.startswith("lexical") for key in off.stage_.selection)
 
 
 @pytest.mark.parametrize(
@@ -286,3 +292,29 @@ def test_head_settings_that_would_fail_after_training_fail_at_construction(setti
     model = Labelcon(head="knn")
     with pytest.raises(ValueError, match="unknown head 'svm'"):
         model.config.head = "svm"  # assignment is validated too
+
+
+def test_sklearn_clone_keeps_the_parameters_and_set_params_changes_them() -> None:
+    from sklearn.base import clone
+
+    model = Labelcon(encoder="static", epochs=2, head="knn", head_params={"k": 5})
+    copy = clone(model)
+    assert copy is not model and copy.get_params() == model.get_params() and copy.config == model.config
+    assert copy.get_params()["head_params"] == {"k": 5} and copy.get_params()["epochs"] == 2
+    assert set(copy.get_params()) == set(type(model.config).model_fields)
+    copy.set_params(epochs=5, head_params={"k": 9})
+    assert copy.config.epochs == 5 and copy.get_params()["head_params"] == {"k": 9} and model.config.epochs == 2
+    with pytest.raises(ValueError, match="field 'epochs'"):
+        copy.set_params(epochs=-1)
+    assert copy.config.epochs == 5
+
+
+def test_unlabelled_texts_train_an_encoder_with_simcse(tmp_path) -> None:
+    texts = [item["text"] for item in make_items(80, 3)]
+    model = Labelcon(**{**FAST, "objective": "simcse", "epochs": 1})
+    model.fit((texts, [[] for _ in texts]), out_dir=tmp_path / "m", show_progress=False)
+    vectors = model.encode(texts[:3])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(NotFittedError, match="trained without labels"):
+        model.predict(texts[:1])
+    np.testing.assert_allclose(Labelcon.load(tmp_path / "m").encode(texts[:3]), vectors, atol=1e-6)

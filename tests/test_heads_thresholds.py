@@ -51,7 +51,7 @@ def test_global_threshold_with_small_blocks(monkeypatch):
 
     s, y = dev_case(seed=4)
     expected_global, expected = best_global_threshold(s, y), Thresholds.calibrate(s, y).thresholds
-    monkeypatch.setattr(module, "_BLOCK_ELEMENTS", 50)  # many row blocks and column blocks
+    monkeypatch.setattr(module, "BLOCK_ELEMENTS", 50)  # many row blocks and column blocks
     assert best_global_threshold(s, y) == expected_global
     np.testing.assert_array_equal(Thresholds.calibrate(s, y).thresholds, expected)
 
@@ -66,16 +66,25 @@ def test_at_least_one():
         th.apply(s[:, :2])
 
 
-def test_json_and_file_round_trip(tmp_path):
+def test_json_round_trip():
     s, y = dev_case()
     th = Thresholds.calibrate(s, y)
     again = Thresholds.from_json(th.to_json())
     np.testing.assert_array_equal(again.thresholds, th.thresholds)
     np.testing.assert_array_equal(again.per_label, th.per_label)
-    loaded = Thresholds.load(th.save(tmp_path / "thresholds.json"))
-    np.testing.assert_array_equal(loaded.apply(s), th.apply(s))
     with pytest.raises(ValueError, match="lacks keys"):
         Thresholds.from_json({"thresholds": []})
+    with pytest.raises(ValueError, match="finite"):
+        Thresholds.from_json({**th.to_json(), "thresholds": [float("nan")] * len(th)})
+
+
+def test_extended_thresholds_put_new_labels_under_the_global_threshold():
+    s, y = dev_case()
+    th = Thresholds.calibrate(s, y)
+    more = th.extended(2)
+    np.testing.assert_array_equal(more.thresholds[: len(th)], th.thresholds)
+    assert more.thresholds[len(th):].tolist() == [np.float32(th.global_threshold)] * 2
+    assert not more.per_label[len(th):].any() and len(more) == len(th) + 2
 
 
 def test_top_k_labels():

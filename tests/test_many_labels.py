@@ -13,12 +13,12 @@ import scipy.sparse as sp
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from labelcon import Labelcon, estimator, metrics
+from labelcon import Labelcon, metrics
 from labelcon.config import Config
 from labelcon.data.labels import LabelSpace
 from labelcon.encoders import build_encoder
 from labelcon.heads import KNNHead, LabelTextHead, PrototypeHead
-from labelcon.metrics import ndcg_at_k, precision_at_k, psp_at_k, sparse_top_k, top_k
+from labelcon.metrics import BLOCK_ELEMENTS, ndcg_at_k, precision_at_k, psp_at_k, sparse_top_k, top_k
 from labelcon.objectives import build_objective, mulsupcon, supcon
 from labelcon.sampling import LabelAwareBatchSampler
 from labelcon.training import Trainer
@@ -93,7 +93,7 @@ def test_objectives_take_sparse_batch_labels_without_densifying(objective):
 
 
 def test_sparse_top_k_matches_dense_top_k_across_blocks(monkeypatch):
-    monkeypatch.setattr(metrics, "_BLOCK_ELEMENTS", 64)  # many small blocks
+    monkeypatch.setattr(metrics, "BLOCK_ELEMENTS", 64)  # many small blocks
     rng = np.random.default_rng(3)
     dense = (rng.random((300, 40)) < rng.random((300, 1)) * 0.3) * rng.random((300, 40))
     dense[:5] = 0  # rows without any stored score
@@ -170,7 +170,7 @@ def test_label_contrast_step_at_5e4_labels_embeds_only_the_sampled_label_texts(m
     monkeypatch.setattr(encoder, "tokenize", lambda batch: tokenized.append(len(batch)) or tokenize(batch))
     monkeypatch.setattr(objective, "forward", lambda z, labels, **kw: targets.append(labels) or forward(z, labels, **kw))
     config = Config(encoder="static", objective="label_contrast", epochs=1, batch_size=64, max_time_minutes=1e-9)
-    trainer = Trainer(encoder, objective, config, label_texts=label_texts, show_progress=False)
+    trainer = Trainer(encoder, objective, config.training(), label_texts=label_texts, show_progress=False)
     biggest = largest_torch_allocation(lambda: trainer.fit(texts, y))
 
     assert trainer.state.global_step == 1 and np.isfinite(trainer.state.history[-1]["loss"])
@@ -193,13 +193,13 @@ def test_estimator_predicts_and_evaluates_5e4_labels_in_blocks(tmp_path, monkeyp
     model.fit((texts[:n], sets[:n]), (texts[n:], sets[n:]), show_progress=False)
     assert len(model.classes_) == c
 
-    score_rows = model.head_.predict_scores
+    score_rows = model.stage_.head.predict_scores
 
     def one_block_at_most(x, **kwargs):
-        assert len(x) * c <= estimator.SCORE_BLOCK, f"{len(x)} items x {c} labels scored at once"
+        assert len(x) * c <= BLOCK_ELEMENTS, f"{len(x)} items x {c} labels scored at once"
         return score_rows(x, **kwargs)
 
-    monkeypatch.setattr(model.head_, "predict_scores", one_block_at_most)
+    monkeypatch.setattr(model.stage_.head, "predict_scores", one_block_at_most)
     label_sets, predict_peak = traced_peak(lambda: model.predict(texts[:n]))
     top, top_peak = traced_peak(lambda: model.top_k(texts[:n], 5))
     report, evaluate_peak = traced_peak(lambda: model.evaluate((texts[:n], sets[:n])))

@@ -131,7 +131,7 @@ def _queue_trainer(texts: list[str], objective: str, run_dir=None, **settings) -
     config = Config(**{**FAST, "objective": objective, "queue_size": 48, "momentum": 0.9, **settings})
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
     view = make_view("word_deletion", p=0.3) if objective == "simcse" else None
-    return Trainer(encoder, build_objective(objective, temperature=0.1), config, run_dir=run_dir, view=view,
+    return Trainer(encoder, build_objective(objective, temperature=0.1), config.training(), run_dir=run_dir, view=view,
                    show_progress=False)
 
 
@@ -218,7 +218,7 @@ def test_interrupted_run_with_a_queue_resumes_exactly(tmp_path, monkeypatch) -> 
 
 def test_queue_with_label_texts_objective_is_refused() -> None:
     with pytest.raises(ValueError, match="takes no extra keys"):
-        Trainer(torch.nn.Linear(2, 2), build_objective("label_contrast"), Config(queue_size=8), label_texts=["a"])
+        Trainer(torch.nn.Linear(2, 2), build_objective("label_contrast"), Config(queue_size=8).training(), label_texts=["a"])
 
 
 def test_warmup_decay_follows_the_time_budget_when_it_runs_ahead() -> None:
@@ -303,7 +303,7 @@ def _label_text_trainer(texts, label_texts, run_dir=None, negatives=1024, **sett
     config = Config(**{**FAST, "objective": "label_contrast", **settings})
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
     objective = build_objective("label_contrast", temperature=0.1, label_negatives=negatives)
-    return Trainer(encoder, objective, config, run_dir=run_dir, label_texts=label_texts, show_progress=False)
+    return Trainer(encoder, objective, config.training(), run_dir=run_dir, label_texts=label_texts, show_progress=False)
 
 
 def _wide_toy(extra: int) -> tuple[list[str], sp.csr_matrix, list[str]]:

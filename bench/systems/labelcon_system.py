@@ -46,8 +46,10 @@ def run(task: Task) -> Result:
     history = [{key: record[key] for key in ("epoch", "step", "seconds") if key in record}
                | {"dev_knn_macro_ap": round(record["dev"]["macro_ap"], 5)} for record in model.history_
                if "dev" in record]  # fmt: skip
+    stage = model.stage_
     notes = {"config": {key: value for key, value in params.items() if key != "labels_file"},
-             "epochs_run": len(model.history_), "history": history, "head": model.head_.get_params() | {"type": model.head_.name},
-             "head_selection_dev_macro_ap": {k: round(v, 5) for k, v in model.head_selection_.items()},
-             "lexical_weight": model.lexical_weight_}
-    return Result(dev_scores, test_scores, train_seconds, notes, fallback_threshold=model.rare_label_threshold)
+             "epochs_run": len(model.history_), "history": history, "head": stage.head.get_params() | {"type": stage.head.name},
+             "head_selection_dev_macro_ap": {k: round(v, 5) for k, v in stage.selection.items()},
+             "lexical_weight": stage.lexical_weight}
+    own = stage.head.fallback_threshold
+    return Result(dev_scores, test_scores, train_seconds, notes, fallback_threshold=None if own is None else own.threshold)

@@ -18,27 +18,12 @@ import numpy as np
 
 from labelcon.config import Config, ConfigError
 from labelcon.data import DataError, read_texts
+from labelcon.data.registry import DATASETS, PAIR_DATASETS
 from labelcon.io import atomic_open, write_json
+from labelcon.options import command_line, config_options
 
 
-class _AutoOr(click.ParamType):
-    """``auto`` or a value of type ``kind`` (int or float), described as ``what`` in errors."""
-
-    def __init__(self, kind: type, what: str, name: str) -> None:
-        self.kind, self.what, self.name = kind, what, name
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if value == "auto" or isinstance(value, self.kind):
-            return value
-        try:
-            return self.kind(value)
-        except ValueError:
-            self.fail(f"expected 'auto' or {self.what}, got {value!r}", param, ctx)
-
-
-MAX_LENGTH = _AutoOr(int, "a whole number of tokens", "auto|N")
-WEIGHT = _AutoOr(float, "a number", "auto|W")
-
+LABELLED = [name for name in DATASETS if name not in PAIR_DATASETS]
 EXAMPLES_TRAIN = """
 \b
 Examples:
@@ -79,9 +64,9 @@ def main() -> None:
 
 def _data_options(func: Callable) -> Callable:
     for option in reversed([
-        click.option("--text-field", default=None, help="Field/column holding the text [text]."),
-        click.option("--labels-field", default=None, help="Field/column holding the labels [labels]."),
-        click.option("--label-sep", default=None, help="Separator when labels are one string, e.g. ','."),
+        click.option("--text-field", default=None, help="Field/column holding the text [the run's]."),
+        click.option("--labels-field", default=None, help="Field/column holding the labels [the run's]."),
+        click.option("--label-sep", default=None, help="Separator when labels are one string, e.g. ',' [the run's]."),
     ]):
         func = option(func)
     return func
@@ -91,37 +76,10 @@ def _data_options(func: Callable) -> Callable:
 @click.option("--train", "train_path", type=click.Path(dir_okay=False), help="Training data file.")
 @click.option("--dev", "dev_path", type=click.Path(dir_okay=False), help="Dev data file (default: a seeded carve-out of train).")
 @click.option("--test", "test_path", type=click.Path(dir_okay=False), help="Test data file, evaluated at the end.")
-@click.option("--dataset", help="A registered data set instead of --train/--dev/--test: goemotions, reuters21578.")
+@click.option("--dataset", help=f"A registered data set instead of --train/--dev/--test: {', '.join(LABELLED)}.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Directory holding registered data sets (or $LABELCON_DATA).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
-@click.option("--encoder", help="minilm | static | a Hugging Face model name or path.")
-@click.option("--objective", help="auto (label_contrast with <= 10 items per label, else supcon-jaccard) | supcon-jaccard | supcon-any | supcon-all | mulsupcon | label_contrast | simcse.")
-@click.option("--head", help="auto (linear, knn or both, picked on dev) | linear | knn | prototype | label_text [auto]")
-@click.option("--epochs", type=int)
-@click.option("--min-steps", type=int, help="Small data: repeat each epoch's pass until the run takes N steps [100].")
-@click.option("--batch-size", type=int)
-@click.option("--mini-batch-size", type=int, help="GradCache chunk size for batches larger than memory.")
-@click.option("--max-length", type=MAX_LENGTH, help="Tokens per text, or auto (64 or 128 from the texts' lengths) [auto].")
-@click.option("--keep-base", type=float,
-              help="Move the trained encoder this share back to its starting weights (WiSE-FT), 0-1 [0].")
-@click.option("--encode-max-length", type=MAX_LENGTH,
-              help="Tokens per text when embedding after training, or auto (256 for long texts) [auto].")
-@click.option("--lexical", type=WEIGHT,
-              help="Weight of a TF-IDF kNN vote mixed into the head's scores, 0-1, or auto (0, 0.25 or 0.5 on dev) [auto].")
-@click.option("--lr", type=float, help="Learning rate (default 5e-5 for transformers, 1e-2 for static).")
-@click.option("--temperature", type=float)
-@click.option("--seed", type=int)
-@click.option("--shots", type=int, help="Train on N examples per label (few-shot).")
-@click.option("--max-time", "max_time_minutes", type=float, help="Training time budget in minutes [12; 0: no limit].")
-@click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), help="Transformer compute precision [auto: bfloat16 where native].")
-@click.option("--labels-file", type=click.Path(dir_okay=False), help="One label per line: fixes the label order.")
-@click.option("--label-descriptions", type=click.Path(dir_okay=False), help="TSV label<TAB>text embedded by the label_text head/objective.")
-@click.option("--at-least-one/--no-at-least-one", default=None, help="Predict at least one label per item [auto: when every training item has one].")
-@click.option("--queue-size", type=int, help="Keep this many past keys (with labels) from a momentum encoder (MoCo).")
-@click.option("--momentum", type=float, help="Momentum of the key encoder's update [0.999].")
-@click.option("--nproc", type=int, help="Train with N processes on this machine (re-launches through torchrun).")
-@click.option("--ignore-unknown-labels", is_flag=True, default=None, help="Count and drop dev/test labels unseen in train instead of failing.")
-@_data_options
+@config_options
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of config fields; flags win.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or summaries.")
@@ -129,8 +87,10 @@ def _data_options(func: Callable) -> Callable:
 def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_file, resume, quiet, **flags) -> None:
     """Train an encoder and a label head; write the run directory OUT.
 
-    OUT gets config.yaml, the model (encoder/, head/, labels.json, thresholds.json),
-    metrics.json shaped {"dev": {...}, "test": {...}} and predictions_test.jsonl.
+    OUT gets config.yaml, the model (labelcon.json pointing at model.N/: encoder/, head/,
+    labels.json, thresholds.json, ...), metrics.json shaped {"dev": {...}, "test": {...}},
+    history.json and predictions_test.jsonl. Every setting below is a field of
+    labelcon.config.Config, also settable in --config FILE.yaml.
     """
     if dataset:
         from labelcon.data.registry import resolve_dataset
@@ -182,15 +142,8 @@ def _relaunch(ctx: click.Context, nproc: int) -> int:
     entry, ``torch.distributed.run``), with the same options but ``--nproc``; returns its
     exit code. The processes record ``nproc`` in the run's config from torchrun's
     ``LOCAL_WORLD_SIZE``, so ``--resume`` re-launches as many."""
-    args = ["train"]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        if param.name == "nproc" or value is None or value is False or not isinstance(param, click.Option):
-            continue
-        flag = next(opt for opt in param.opts if opt.startswith("--"))
-        args += [flag] if param.is_flag else [flag, str(value)]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "labelcon", *args]
+               "-m", "labelcon", "train", *command_line(ctx, skip={"nproc"})]
     return subprocess.run(command, check=False).returncode
 
 

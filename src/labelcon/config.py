@@ -10,14 +10,16 @@ Values come, in increasing priority, from the defaults below, a YAML file
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-#: ``head="auto"``: a linear probe, a kNN vote or their average, picked on dev (:func:`labelcon.heads.select_on_dev`).
-AUTO_HEAD = "auto"
+if TYPE_CHECKING:
+    from labelcon.prediction import StageSettings
+    from labelcon.training.settings import TrainingSettings
 
 
 class ConfigError(ValueError):
@@ -30,34 +32,42 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # what to train
-    encoder: str = Field("minilm", description="minilm | static | a Hugging Face name or local path")
+    encoder: str = Field("minilm", description="minilm | static | a Hugging Face model name or local path")
     objective: str = Field(
-        "auto", description="auto (label_contrast for few-shot data, else supcon-jaccard) | an objective name"
+        "auto", description="auto (label_contrast when the median label has <= 10 training items, else "
+        "supcon-jaccard) | supcon-jaccard | supcon-any | supcon-all | mulsupcon | label_contrast | simcse",
     )
-    head: str = Field("auto", description="auto (linear, knn or both, picked on dev) | linear | knn | prototype | label_text")
-    temperature: float = Field(0.1, gt=0)
-    projection_dim: int | None = Field(None, gt=0)
-    encoder_params: dict[str, Any] = Field(default_factory=dict)
-    objective_params: dict[str, Any] = Field(default_factory=dict)
-    head_params: dict[str, Any] = Field(default_factory=dict)
+    head: str = Field(
+        "auto", description="auto (linear, knn or both, picked on dev) | linear | knn | prototype | label_text"
+    )
+    view: str = Field(
+        "dropout", description="second view of each text for simcse: dropout | word_deletion | word_repetition | "
+        "span_crop (see labelcon.views)",
+    )
+    temperature: float = Field(0.1, gt=0, description="temperature of the contrastive objective")
+    projection_dim: int | None = Field(None, gt=0, description="add a linear projection to this many dimensions")
+    encoder_params: dict[str, Any] = Field(default_factory=dict, description="extra encoder arguments (JSON)")
+    objective_params: dict[str, Any] = Field(default_factory=dict, description="extra objective arguments (JSON)")
+    head_params: dict[str, Any] = Field(default_factory=dict, description="arguments of a named head (JSON)")
+    view_params: dict[str, Any] = Field(default_factory=dict, description="arguments of the view (JSON), e.g. {\"p\": 0.2}")
 
     # optimisation
-    epochs: int = Field(3, ge=0)
-    batch_size: int = Field(64, ge=2)
-    mini_batch_size: int | None = Field(None, ge=1, description="GradCache chunk size")
+    epochs: int = Field(3, ge=0, description="passes over the training data")
+    batch_size: int = Field(64, ge=2, description="items per training batch")
+    mini_batch_size: int | None = Field(None, ge=1, description="GradCache chunk size for batches larger than memory")
     max_length: int | Literal["auto"] = Field(
-        "auto", description="tokens per text; auto: 64 or 128 from the training texts' lengths (see resolve_max_length)"
+        "auto", description="tokens per text when training; auto: 64, or 128 when the training texts are longer"
     )
     encode_max_length: int | Literal["auto"] = Field(
-        "auto", description="tokens per text when embedding after training (head, prediction); "
-        "auto: max_length, or 256 for longer texts (see resolve_encode_length)",
+        "auto", description="tokens per text when embedding after training (head, predictions); "
+        "auto: max_length, or 256 for longer texts",
     )
-    lr: float | None = Field(None, gt=0, description="default: 5e-5 for transformers, 1e-2 for static")
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    max_grad_norm: float = Field(1.0, gt=0)
+    lr: float | None = Field(None, gt=0, description="learning rate; default: 5e-5 for transformers, 1e-2 for static")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of the steps spent warming the learning rate up")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
     max_time_minutes: float | None = Field(
-        12.0, ge=0, description="stop training after this many minutes (0 or None: no limit)"
+        12.0, ge=0, description="training time budget in minutes (0: no limit)"
     )
     keep_base: float = Field(
         0.0, ge=0, lt=1, description="after training, move the encoder's weights this share of the way back to "
@@ -70,32 +80,34 @@ class Config(BaseModel):
         100, ge=0, description="small data (few-shot): each epoch repeats the data until the run takes this many steps"
     )
     patience: int = Field(2, ge=1, description="epochs without dev improvement before stopping")
-    seed: int = 13
+    seed: int = Field(13, ge=0, description="random seed of the whole run")
     checkpoint_every: int = Field(200, ge=1, description="steps between resumable checkpoints")
 
     # data
-    text_field: str = "text"
-    labels_field: str = "labels"
-    label_sep: str | None = None
-    labels_file: str | None = None
+    text_field: str = Field("text", description="field/column holding the text")
+    labels_field: str = Field("labels", description="field/column holding the labels")
+    label_sep: str | None = Field(None, description="separator when the labels are one string, e.g. ','")
+    labels_file: str | None = Field(None, description="file with one label per line: the label space and its order")
     label_descriptions: str | None = Field(None, description="TSV label<TAB>text for label_text heads/objectives")
-    dev_fraction: float = Field(0.1, gt=0, lt=1, description="carve-out of train when no dev file")
-    ignore_unknown_labels: bool = False
-    shots: int | None = Field(None, ge=1, description="train on N examples per label")
+    dev_fraction: float = Field(0.1, gt=0, lt=1, description="carve-out of train used as dev when no dev file is given")
+    ignore_unknown_labels: bool = Field(False, description="count and drop dev/test labels unseen in train instead of failing")
+    shots: int | None = Field(None, ge=1, description="train on N examples per label (few-shot)")
 
     # prediction
-    at_least_one: bool | None = Field(None, description="predict >= 1 label per item; default: when every training item has one")
-    min_positives: int = Field(3, ge=1, description="dev positives needed for a per-label threshold")
+    at_least_one: bool | None = Field(
+        None, description="predict at least one label per item; default: when every training item has one"
+    )
+    min_positives: int = Field(3, ge=1, description="dev positives a label needs for a threshold of its own")
     lexical: float | Literal["auto"] = Field(
         "auto", description="texts: weight of a TF-IDF kNN vote mixed into the head's scores, 0-1 (0: off); "
-        "auto: 0, 0.25 or 0.5, whichever gives the best dev macro-AP (see labelcon.lexical)",
+        "auto: 0, 0.25 or 0.5, whichever gives the best dev macro-AP",
     )
-    eval_max_train: int = Field(20000, ge=100, description="train items encoded for the per-epoch dev check")
+    eval_max_train: int = Field(20000, ge=100, description="training items encoded for the per-epoch dev check")
 
     # scale: a momentum key queue, many processes
     queue_size: int | None = Field(None, ge=1, description="keys (with labels) kept from past batches (MoCo)")
     momentum: float = Field(0.999, ge=0, le=1, description="momentum of the key encoder's update")
-    nproc: int = Field(1, ge=1, description="processes to train with on this machine (labelcon train --nproc)")
+    nproc: int = Field(1, ge=1, description="processes to train with on this machine (re-launches through torchrun)")
 
     @field_validator("max_length", "encode_max_length")
     @classmethod
@@ -119,13 +131,20 @@ class Config(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _head_builds(self) -> Config:
-        """A head name or parameters the head would refuse fail here, before any training."""
+    def _parts_build(self) -> Config:
+        """A head or view name, or parameters they would refuse, fail here, before any training."""
+        # both modules are loaded on first use: the command line starts without them
+        from labelcon.prediction import AUTO_HEAD
+        from labelcon.views import make_view
+
+        try:
+            make_view(self.view, **self.view_params)
+        except TypeError as error:
+            raise ValueError(str(error)) from None
         if self.head == AUTO_HEAD:
             if self.head_params:
                 raise ValueError(f"head 'auto' picks its own parameters; head_params {self.head_params} need a named head")
             return self
-        # labelcon.heads imports nothing from this module; it is loaded on first use
         from labelcon.heads import build_head
 
         try:
@@ -139,6 +158,19 @@ class Config(BaseModel):
         if self.lr is not None:
             return self.lr
         return 1e-2 if self.encoder == "static" else 5e-5
+
+    def training(self) -> TrainingSettings:
+        """The settings the trainer reads."""
+        from labelcon.training.settings import TrainingSettings
+
+        names = [f.name for f in fields(TrainingSettings) if f.name != "lr"]
+        return TrainingSettings(lr=self.resolved_lr(), **{name: getattr(self, name) for name in names})
+
+    def stage(self) -> StageSettings:
+        """The settings the prediction stage reads."""
+        from labelcon.prediction import StageSettings
+
+        return StageSettings(**{f.name: getattr(self, f.name) for f in fields(StageSettings)})
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "Config":

@@ -45,7 +45,12 @@ from sklearn.metrics import f1_score, hamming_loss
 LabelMatrix = Union[sp.spmatrix, sp.sparray, np.ndarray]
 TopK = tuple[np.ndarray, np.ndarray]
 
-_BLOCK_ELEMENTS = 1 << 23  # working-set bound for blocked computations (~8M entries)
+#: Entries of one block of a blocked computation (32 MB of float32): every bounded-memory
+#: loop of labelcon (scores, top-k, thresholds, searches) takes its block size from this.
+BLOCK_ELEMENTS = 1 << 23
+#: Largest items x labels scored as one dense matrix for calibration and evaluation (200 MB
+#: of float32); above it scores are taken a block at a time and ``macro_ap`` is skipped.
+DENSE_EVALUATION = 50_000_000
 TOP_KS = (1, 3, 5)  # the k of the precision_at_k entries in evaluate()
 
 
@@ -123,7 +128,7 @@ def top_k(scores: np.ndarray, k: int) -> TopK:
     indices = np.empty((n, k), dtype=np.int64)
     values = np.empty((n, k), dtype=s.dtype)
     native = s.dtype in (np.float32, np.float64)  # other dtypes are ranked as float64 (exact for ints < 2^53)
-    step = max(1, _BLOCK_ELEMENTS // max(c, 1))
+    step = max(1, BLOCK_ELEMENTS // max(c, 1))
     for start in range(0, n, step):
         block = s[start : start + step]
         ranked = torch.from_numpy(np.ascontiguousarray(block, dtype=None if native else np.float64))
@@ -176,9 +181,9 @@ def sparse_top_k(scores: sp.spmatrix | sp.sparray, k: int) -> TopK:
     values = np.empty((n, k), dtype=s.dtype)
     start = 0
     while start < n and k:
-        # rows whose padded width, max(k, longest row), keeps the block near _BLOCK_ELEMENTS
-        width = max(k, int(lengths[start : start + max(1, _BLOCK_ELEMENTS // max(k, 1))].max(initial=0)))
-        stop = min(n, start + max(1, _BLOCK_ELEMENTS // width))
+        # rows whose padded width, max(k, longest row), keeps the block near BLOCK_ELEMENTS
+        width = max(k, int(lengths[start : start + max(1, BLOCK_ELEMENTS // max(k, 1))].max(initial=0)))
+        stop = min(n, start + max(1, BLOCK_ELEMENTS // width))
         indices[start:stop], values[start:stop] = _sparse_block_top_k(s[start:stop], k, width)
         start = stop
     return indices, values
@@ -341,10 +346,10 @@ def sorted_columns(scores: np.ndarray, y_csc: sp.csc_matrix, cols: np.ndarray):
     within a run of tied scores is arbitrary: callers read values only at the ends of runs).
 
     Columns are turned into contiguous rows before sorting (sorting along a strided axis
-    is several times slower), and a block holds at most ~``_BLOCK_ELEMENTS`` entries.
+    is several times slower), and a block holds at most ~``BLOCK_ELEMENTS`` entries.
     """
     n = scores.shape[0]
-    step = max(1, _BLOCK_ELEMENTS // max(n, 1))
+    step = max(1, BLOCK_ELEMENTS // max(n, 1))
     for j in range(0, len(cols), step):
         block = cols[j : j + step]
         s = np.ascontiguousarray(scores[:, block].T)
@@ -401,7 +406,7 @@ def lrap_per_item(y_true: LabelMatrix, scores: np.ndarray) -> np.ndarray:
     rows_with = np.flatnonzero(lengths)
     per_item = np.full(n, np.nan)
     start = 0
-    budget = max(1, _BLOCK_ELEMENTS // max(c, 1))  # (item, label) pairs per block
+    budget = max(1, BLOCK_ELEMENTS // max(c, 1))  # (item, label) pairs per block
     cum = np.cumsum(lengths[rows_with])
     while start < rows_with.size:
         done = cum[start - 1] if start else 0
@@ -504,3 +509,13 @@ def _report(
     out.update({"lrap": _mean_over_labelled(y, lrap), "hamming_loss": hamming_loss(y, pred),
                 "n_items": y.shape[0], "n_labels": y.shape[1]})  # fmt: skip
     return {key: (int(v) if key.startswith("n_") else float(v)) for key, v in out.items()}
+
+
+def dense_rows(n_items: int, n_labels: int, seed: int) -> np.ndarray:
+    """A seeded sample of row indices, sorted, small enough that its scores [rows, n_labels]
+    stay within ``DENSE_EVALUATION`` entries (all rows when they fit).
+
+    >>> dense_rows(5, 10, seed=0).tolist()
+    [0, 1, 2, 3, 4]
+    """
+    return np.sort(np.random.default_rng(seed).permutation(n_items)[: DENSE_EVALUATION // max(n_labels, 1)])

@@ -9,6 +9,8 @@
   (:func:`select_on_dev`) picks a linear probe, a kNN vote or their average on dev.
 - :class:`FallbackHead` (``"fallback"``): another head's scores, with the labels too rare in
   dev for their own threshold scored by a class-balanced probe under one shared threshold.
+- :class:`LexicalKNN`: a kNN vote over TF-IDF vectors of the training texts, a scorer of
+  texts (``needs_texts``) that the prediction stage mixes into a head's scores.
 - :class:`Thresholds`: per-label F1-optimal thresholds from dev; :func:`top_k_labels` for XMC.
 - :class:`NearestNeighbors`: exact or faiss cosine search.
 
@@ -20,17 +22,19 @@
 np.int64(3)
 """
 
-from labelcon.heads.base import Head, build_head
+from labelcon.heads.base import FallbackThreshold, Head, build_head
 from labelcon.heads.ensemble import EnsembleHead, FallbackHead, select_on_dev
 from labelcon.heads.index import NearestNeighbors
 from labelcon.heads.knn import KNNHead
 from labelcon.heads.label_text import LabelTextHead
+from labelcon.heads.lexical import LexicalKNN, mix_scores
 from labelcon.heads.linear import LinearProbeHead
 from labelcon.heads.prototypes import PrototypeHead
 from labelcon.heads.thresholds import Thresholds, best_global_threshold, top_k_labels
 
 __all__ = [
     "Head",
+    "FallbackThreshold",
     "build_head",
     "KNNHead",
     "PrototypeHead",
@@ -39,6 +43,8 @@ __all__ = [
     "EnsembleHead",
     "FallbackHead",
     "select_on_dev",
+    "LexicalKNN",
+    "mix_scores",
     "NearestNeighbors",
     "Thresholds",
     "best_global_threshold",

@@ -20,19 +20,18 @@ import inspect
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
 
 from labelcon.io import atomic_open, read_json, write_json
-from labelcon.metrics import LabelMatrix, TopK, as_label_matrix, concat_top_k, top_k
+from labelcon.metrics import BLOCK_ELEMENTS, LabelMatrix, TopK, as_label_matrix, concat_top_k, top_k
 
 HEAD_FILE = "head.json"
 ARRAYS_FILE = "arrays.npz"
 FORMAT = 1
-BLOCK_ELEMENTS = 1 << 23  # scores per block in predict_top_k (32 MB of float32)
 PAIR_BLOCK = 1 << 22  # entries of the (pair x dim) working array in pair_dots
 _REGISTRY: dict[str, type[Head]] = {}
 
@@ -68,15 +67,37 @@ def check_labels(y: LabelMatrix, n_items: int) -> sp.csr_matrix:
     return m
 
 
+class FallbackThreshold(NamedTuple):
+    """Label ``columns`` that a head scores for one decision ``threshold`` of its own."""
+
+    columns: list[int]
+    threshold: float
+
+
 class Head(ABC):
     """Base class: ``fit``, ``predict_scores``, ``predict_top_k``, ``save``, ``load``.
 
     Subclasses set ``name`` (registering them for :func:`build_head` and :meth:`load`),
     keep their constructor arguments as attributes of the same name, and implement
     ``fit``, ``predict_scores``, ``_arrays`` (state to save) and ``_restore``.
+
+    What heads differ in is declared here, so that code outside ``heads/`` never asks
+    for a head's class:
+
+    - ``needs_texts`` (False): the scorer reads texts, not embeddings (the lexical vote
+      of :mod:`labelcon.heads.lexical` says True);
+    - ``needs_label_embeddings`` (False): ``fit`` takes ``label_embeddings=`` [C, D], the
+      embedded label texts, and :meth:`add_labels` can add labels after training;
+    - ``sparse`` (False): :meth:`sparse_scores` is the head's own route, with few
+      non-zeros a row, so a mix with other sparse scores stays sparse for any C;
+    - :attr:`fallback_threshold` (None): label columns the head scores for one
+      threshold it brings itself, which calibration and the lexical mix leave alone.
     """
 
     name: ClassVar[str] = ""
+    needs_texts: ClassVar[bool] = False
+    needs_label_embeddings: ClassVar[bool] = False
+    sparse: ClassVar[bool] = False
     n_labels_: int
     dim_: int
 
@@ -100,6 +121,19 @@ class Head(ABC):
     @abstractmethod
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         """Inverse of ``_arrays``."""
+
+    @property
+    def fallback_threshold(self) -> FallbackThreshold | None:
+        """The columns this head scores for a threshold of its own, with it; None for most heads."""
+        return None
+
+    def sparse_scores(self, embeddings: np.ndarray) -> sp.csr_matrix:
+        """The scores of :meth:`predict_scores` as a float32 CSR matrix [n, C]."""
+        return sp.csr_matrix(self.predict_scores(embeddings))
+
+    def add_labels(self, label_embeddings: np.ndarray) -> Head:
+        """Append labels never seen in training, from their texts' embeddings [m, D]."""
+        raise ValueError(f"the {self.name!r} head cannot add labels after training; the 'label_text' head can")
 
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments, JSON-ready."""

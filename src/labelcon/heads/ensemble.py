@@ -43,7 +43,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from labelcon.heads.base import Head, build_head, check_embeddings, check_labels
+from labelcon.heads.base import FallbackThreshold, Head, build_head, check_embeddings, check_labels
 from labelcon.heads.thresholds import best_global_threshold
 from labelcon.metrics import LabelMatrix, average_precision_per_label
 
@@ -124,6 +124,10 @@ class FallbackHead(_MemberHeads):
         head.heads_ = [main, fallback]
         head.n_labels_, head.dim_ = main.n_labels_, main.dim_
         return head
+
+    @property
+    def fallback_threshold(self) -> FallbackThreshold:
+        return FallbackThreshold(self.columns, self.threshold)
 
     def predict_scores(self, embeddings: np.ndarray) -> np.ndarray:
         x = self._check_input(embeddings)

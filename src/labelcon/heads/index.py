@@ -32,10 +32,11 @@ import warnings
 import numpy as np
 
 from labelcon.heads.base import check_embeddings, l2_normalize
-from labelcon.metrics import top_k
+from labelcon.metrics import BLOCK_ELEMENTS, top_k
 
 APPROXIMATE_ABOVE = 200_000
-QUERY_BLOCK = 1024  # queries per block of the exact search
+#: Queries per block of the exact search, and of every query-blocked loop over a head's scores.
+QUERY_BLOCK = 1024
 
 
 def faiss_available() -> bool:
@@ -67,7 +68,7 @@ class NearestNeighbors:
         hnsw_m: int = 32,
         ef_construction: int = 100,
         ef_search: int = 128,
-        block_elements: int = 1 << 23,
+        block_elements: int = BLOCK_ELEMENTS,
         index_bytes: np.ndarray | None = None,
     ) -> None:
         self.embeddings = l2_normalize(check_embeddings(embeddings))

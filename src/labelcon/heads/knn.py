@@ -28,10 +28,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from labelcon.heads.base import Head, check_embeddings, check_labels, labels_from_arrays, labels_to_arrays
-from labelcon.heads.index import NearestNeighbors
+from labelcon.heads.index import QUERY_BLOCK, NearestNeighbors
 from labelcon.metrics import LabelMatrix, TopK, sparse_top_k
-
-QUERY_BLOCK = 4096
 
 
 def neighbour_votes(sims: np.ndarray, idx: np.ndarray, labels: sp.csr_matrix, temperature: float) -> sp.csr_matrix:
@@ -61,6 +59,7 @@ class KNNHead(Head):
     """
 
     name = "knn"
+    sparse = True
 
     def __init__(self, k: int = 20, temperature: float = 0.05, exact: bool | None = None) -> None:
         if k < 1:

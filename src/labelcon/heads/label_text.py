@@ -66,6 +66,7 @@ class LabelTextHead(Head):
     """
 
     name = "label_text"
+    needs_label_embeddings = True
 
     def __init__(self, temperature: float = 0.05, prior_strength: float = 1.0) -> None:
         if temperature <= 0:

@@ -26,18 +26,14 @@ True
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from labelcon.io import read_json, write_json
-from labelcon.metrics import LabelMatrix, as_label_matrix, check_scores, top_k
+from labelcon.metrics import BLOCK_ELEMENTS, LabelMatrix, as_label_matrix, check_scores, top_k
 
-_BLOCK_ELEMENTS = 1 << 23
 
 
 class Thresholds:
@@ -52,9 +48,17 @@ class Thresholds:
                 "thresholds and per_label must be 1-D of equal length; "
                 f"got {self.thresholds.shape} and {self.per_label.shape}"
             )
+        if not (np.isfinite(self.thresholds).all() and np.isfinite(self.global_threshold)):
+            raise ValueError("thresholds must be finite numbers; got NaN or infinity")
 
     def __len__(self) -> int:
         return len(self.thresholds)
+
+    def extended(self, count: int) -> Thresholds:
+        """These thresholds with ``count`` more labels at the end, each under the global threshold."""
+        added = np.full(count, self.global_threshold, dtype=np.float32)
+        return Thresholds(np.concatenate([self.thresholds, added]),
+                          np.concatenate([self.per_label, np.zeros(count, dtype=bool)]), self.global_threshold)  # fmt: skip
 
     @classmethod
     def calibrate(
@@ -72,7 +76,7 @@ class Thresholds:
         """
         y = as_label_matrix(Y, "Y")
         s = check_scores(scores, y.shape)
-        step = max(1, _BLOCK_ELEMENTS // max(y.shape[1], 1))
+        step = max(1, BLOCK_ELEMENTS // max(y.shape[1], 1))
         return cls.calibrate_blocks(lambda: (s[i : i + step] for i in range(0, len(s), step)), y,
                                     min_positives=min_positives, fallback=fallback)  # fmt: skip
 
@@ -149,15 +153,6 @@ class Thresholds:
         return cls(np.array(data["thresholds"], dtype=np.float32), np.array(data["per_label"], dtype=bool),
                    data["global_threshold"])  # fmt: skip
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the thresholds as a JSON file (atomically)."""
-        write_json(path, self.to_json())
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Thresholds:
-        return cls.from_json(read_json(path))
-
 
 def best_global_threshold(scores: np.ndarray, Y: LabelMatrix) -> float:
     """The single threshold t maximising micro-F1 = 2 TP(t) / (#{s >= t} + #positives).
@@ -169,7 +164,7 @@ def best_global_threshold(scores: np.ndarray, Y: LabelMatrix) -> float:
     s = check_scores(scores, y.shape)
     rows = np.repeat(np.arange(y.shape[0]), np.diff(y.indptr))
     candidates = _GlobalCandidates(s[rows, y.indices])
-    step = max(1, _BLOCK_ELEMENTS // max(y.shape[1], 1))
+    step = max(1, BLOCK_ELEMENTS // max(y.shape[1], 1))
     for start in range(0, y.shape[0], step):
         candidates.count(s[start : start + step])
     return candidates.best(y.nnz)

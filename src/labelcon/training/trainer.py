@@ -47,7 +47,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from labelcon.config import Config
+from labelcon.training.settings import TrainingSettings
 from labelcon.io import atomic_torch_save
 from labelcon.objectives import MomentumQueue, gather_others, gather_with_grad, momentum_update
 from labelcon.sampling import LabelAwareBatchSampler
@@ -182,7 +182,7 @@ class Trainer:
         self,
         encoder: torch.nn.Module,
         objective: torch.nn.Module,
-        config: Config,
+        config: TrainingSettings,
         *,
         run_dir: str | Path | None = None,
         evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
@@ -397,7 +397,7 @@ class Trainer:
         )
         passes = passes_per_epoch(len(sampler), cfg.epochs, cfg.min_steps)
         total_steps = max(1, len(sampler) * passes * cfg.epochs)
-        optimizer = torch.optim.AdamW(_param_groups(self.encoder, cfg.weight_decay), lr=cfg.resolved_lr())
+        optimizer = torch.optim.AdamW(_param_groups(self.encoder, cfg.weight_decay), lr=cfg.lr)
         budget = 60 * cfg.max_time_minutes if cfg.max_time_minutes else None
         self._elapsed = self.state.elapsed_seconds  # the same value on every process
         time_used = (lambda: self._elapsed / budget) if budget else None

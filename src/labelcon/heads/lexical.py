@@ -6,8 +6,8 @@ word match is strong evidence that a 384-number summary can lose. Dense and spar
 retrieval are known to err differently and their mix to beat either (Luan et al. 2021,
 "Sparse, dense, and attentional representations for text retrieval"); extreme
 multi-label systems feed TF-IDF next to the fine-tuned embedding for the same reason
-(XR-Transformer, Zhang et al. 2021). The estimator's ``lexical`` setting adds a kNN vote
-over these vectors to the head's scores (:class:`labelcon.estimator.Labelcon`).
+(XR-Transformer, Zhang et al. 2021). The ``lexical`` setting adds a kNN vote over these
+vectors to the head's scores in the prediction stage (:mod:`labelcon.prediction`).
 
 :class:`LexicalFeatures` is scikit-learn's ``TfidfVectorizer`` with word 1-2-grams,
 sublinear tf (1 + log tf), ``min_df=2`` and L2-normalised rows, fitted on training texts
@@ -41,13 +41,11 @@ from tqdm.auto import tqdm
 from labelcon.heads.base import check_labels, labels_from_arrays, labels_to_arrays
 from labelcon.heads.knn import neighbour_votes
 from labelcon.io import atomic_open, read_json, write_json
-from labelcon.metrics import LabelMatrix, top_k
+from labelcon.metrics import BLOCK_ELEMENTS, LabelMatrix, top_k
 
 VOCABULARY_FILE = "vocabulary.json"
 IDF_FILE = "idf.npy"
 KNN_FILE = "knn.npz"
-#: Similarities per block of the exact search (32 MB of float32).
-BLOCK_ELEMENTS = 1 << 23
 
 
 class LexicalFeatures:
@@ -117,6 +115,10 @@ class LexicalKNN:
     [[1.0, 0.0], [0.0, 0.0]]
     """
 
+    #: A scorer of texts (the :class:`labelcon.heads.Head` declaration): the prediction
+    #: stage gives it the features' texts, where heads get their embeddings.
+    needs_texts = True
+
     def __init__(self, k: int = 20, temperature: float = 0.05) -> None:
         if k < 1:
             raise ValueError(f"k must be >= 1; got {k}")
@@ -181,8 +183,8 @@ class LexicalKNN:
 
 def mix_scores(scores: np.ndarray, votes: sp.csr_matrix, weight: float, keep: Sequence[int] = ()) -> np.ndarray:
     """``(1 - weight) * scores + weight * votes`` ([n, C] dense and sparse), float32, except
-    the columns ``keep``, which hold ``scores`` unchanged (the estimator keeps there the
-    labels scored for a threshold of their own by :class:`labelcon.heads.FallbackHead`).
+    the columns ``keep``, which hold ``scores`` unchanged (the prediction stage keeps there
+    the labels a head scores for a threshold of its own, :attr:`Head.fallback_threshold`).
     The votes are added at their non-zeros only: one dense [n, C] array besides ``scores``.
 
     >>> mix_scores(np.array([[0.2, 0.8]]), sp.csr_matrix([[1.0, 0.0]]), 0.25, keep=[1]).tolist()

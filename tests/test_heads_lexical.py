@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from labelcon.lexical import LexicalFeatures
+from labelcon.heads.lexical import LexicalFeatures
 
 TEXTS = ["wheat exports rose in march", "wheat prices fell", "crude oil prices rose", "oil exports fell in march"]
 

@@ -1,0 +1,324 @@
+"""The prediction stage: everything between the encoder's embeddings and label decisions.
+
+::
+
+    Features(embeddings [n, D], texts)
+      -> scorers: the head (embeddings) and, for texts, the lexical vote with weight w
+         scores = (1 - w) * head + w * vote, except the columns the head keeps for its own threshold
+      -> decisions: per-label thresholds calibrated on dev (+ the at-least-one rule)
+      -> label sets, top-k, metrics; every path scores ``BLOCK_ELEMENTS`` entries at a time
+
+:meth:`PredictionStage.fit` makes every choice on dev (the ``auto`` head, the lexical
+weight, the thresholds) and records the dev figures behind each in ``selection``. The
+stage saves itself into a model directory and loads back from it; the estimator, search,
+serving and the report use it through its public methods only. What a head needs or
+brings (label embeddings, a threshold of its own, sparse scores, texts) is declared by
+the head (:class:`labelcon.heads.Head`), never found out from its class here.
+
+>>> import numpy as np
+>>> from labelcon.data import LabelSpace
+>>> x = np.eye(4, dtype=np.float32); y = np.eye(4)[:, :2]
+>>> stage = PredictionStage.fit(LabelSpace(["a", "b"]), Features(x), y, Features(x), y,
+...                             StageSettings(head="knn", head_params={"k": 1}, min_positives=1))
+>>> stage.label_sets(Features(x[:2]))
+[['a'], ['b']]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from labelcon.data import LabelSpace
+from labelcon.heads import Head, LexicalKNN, Thresholds, build_head, mix_scores, select_on_dev
+from labelcon.heads.index import QUERY_BLOCK
+from labelcon.io import atomic_directory, read_json, write_json
+from labelcon.metrics import BLOCK_ELEMENTS, DENSE_EVALUATION, LabelMatrix, average_precision_per_label, concat_top_k
+from labelcon.metrics import evaluate as evaluate_scores
+from labelcon.metrics import dense_rows, evaluate_blocks, sparse_top_k, top_k
+
+#: ``head="auto"``: a linear probe, a kNN vote or their average, picked on dev.
+AUTO_HEAD = "auto"
+#: ``lexical="auto"``: the weights of the lexical vote tried on dev.
+LEXICAL_WEIGHTS = (0.0, 0.25, 0.5)
+META_FILE = "prediction.json"
+FORMAT = 1
+
+Ranked = list[list[tuple[str, float]]]
+
+
+@dataclass(frozen=True)
+class Features:
+    """What the stage scores: L2-normalised ``embeddings`` [n, D] and, for text items, the
+    ``texts`` themselves (the lexical vote reads them; None for feature vectors)."""
+
+    embeddings: np.ndarray
+    texts: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.texts is not None and len(self.texts) != len(self.embeddings):
+            raise ValueError(f"got {len(self.embeddings)} embeddings but {len(self.texts)} texts")
+
+    def __len__(self) -> int:
+        return len(self.embeddings)
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """The settings the stage uses (the fields of the same names in :class:`labelcon.config.Config`)."""
+
+    head: str = AUTO_HEAD
+    head_params: dict[str, Any] = field(default_factory=dict)
+    lexical: float | Literal["auto"] = "auto"
+    min_positives: int = 3
+    seed: int = 13
+
+
+class _Prepared(NamedTuple):
+    """A features bundle with each scorer's input computed once: the embeddings, and the
+    lexical vote's sparse scores [n, C] when the stage mixes it in."""
+
+    embeddings: np.ndarray
+    votes: sp.csr_matrix | None
+
+
+@dataclass
+class PredictionStage:
+    """A fitted head, the lexical vote and its weight, thresholds and the label names."""
+
+    labels: LabelSpace
+    head: Head
+    thresholds: Thresholds
+    label_texts: list[str]
+    at_least_one: bool = True
+    lexical: LexicalKNN | None = None
+    lexical_weight: float = 0.0
+    #: Dev figures of every choice made on dev, by name (head candidates, lexical weights).
+    selection: dict[str, float] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ fitting
+    @classmethod
+    def fit(
+        cls,
+        labels: LabelSpace,
+        train: Features,
+        y_train: LabelMatrix,
+        dev: Features,
+        y_dev: LabelMatrix,
+        settings: StageSettings = StageSettings(),
+        *,
+        label_texts: Sequence[str] | None = None,
+        embed: Callable[[list[str]], np.ndarray] | None = None,
+        at_least_one: bool = True,
+        show_progress: bool = False,
+    ) -> PredictionStage:
+        """Fit the head (and the lexical vote) on train, choose on dev, calibrate thresholds on dev.
+
+        ``embed`` turns label texts (``label_texts``, default the names) into embeddings
+        for heads that need them; ``at_least_one`` is the rule applied to decisions.
+        """
+        texts = list(labels.names if label_texts is None else label_texts)
+        y_train, y_dev = sp.csr_matrix(y_train), sp.csr_matrix(y_dev)
+        head, selection = _fit_head(train, y_train, dev, y_dev, settings, texts, embed, show_progress)
+        stage = cls(labels, head, Thresholds(np.zeros(len(labels)), np.zeros(len(labels), bool), 0.5), texts,
+                    at_least_one, selection=selection)  # fmt: skip
+        prepared = stage._fit_lexical(train, y_train, dev, y_dev, settings, show_progress)
+        stage.thresholds = stage._calibrate(prepared, y_dev, settings.min_positives)
+        return stage
+
+    def _fit_lexical(
+        self, train: Features, y_train: sp.csr_matrix, dev: Features, y_dev: sp.csr_matrix,
+        settings: StageSettings, show_progress: bool,
+    ) -> _Prepared:  # fmt: skip
+        """Fit the TF-IDF kNN vote and set its weight: the configured one, or for ``"auto"``
+        the one of ``LEXICAL_WEIGHTS`` whose mix has the best dev macro-AP (on a seeded
+        sample of dev rows when dev x labels exceeds ``DENSE_EVALUATION``). Items without
+        texts, or weight 0, leave the head's scores alone. Returns dev, prepared."""
+        if settings.lexical == 0 or train.texts is None or dev.texts is None:
+            return _Prepared(dev.embeddings, None)
+        lexical = LexicalKNN().fit(train.texts, y_train)
+        votes = lexical.sparse_scores(dev.texts, show_progress=show_progress)
+        weight = float(settings.lexical) if settings.lexical != "auto" else self._best_weight(dev, votes, y_dev,
+                                                                                              settings.seed)
+        if weight == 0:
+            return _Prepared(dev.embeddings, None)
+        self.lexical, self.lexical_weight = lexical, weight
+        return _Prepared(dev.embeddings, votes)
+
+    def _best_weight(self, dev: Features, votes: sp.csr_matrix, y_dev: sp.csr_matrix, seed: int) -> float:
+        rows = dense_rows(len(dev), y_dev.shape[1], seed)
+        scores, votes, y = self.head.predict_scores(dev.embeddings[rows]), votes[rows], y_dev[rows]
+        keep = self._unmixed_columns()
+        ap = {w: float(np.nanmean(average_precision_per_label(y, mix_scores(scores, votes, w, keep))))
+              for w in LEXICAL_WEIGHTS}  # fmt: skip
+        self.selection.update({f"lexical weight {w:g}: dev macro-AP": value for w, value in ap.items()})
+        return max(ap, key=ap.get)
+
+    def _calibrate(self, dev: _Prepared, y_dev: sp.csr_matrix, min_positives: int) -> Thresholds:
+        """Per-label thresholds on dev; the head's own threshold, if it brings one, as the fallback."""
+        own = self.head.fallback_threshold
+        fallback = "global" if own is None else own.threshold
+        if y_dev.shape[0] * y_dev.shape[1] <= DENSE_EVALUATION:
+            return Thresholds.calibrate(self._scores(dev), y_dev, min_positives=min_positives, fallback=fallback)
+        return Thresholds.calibrate_blocks(lambda: self._blocks(dev), y_dev,
+                                           min_positives=min_positives, fallback=fallback)  # fmt: skip
+
+    def add_labels(self, names: Sequence[str], texts: Sequence[str], embeddings: np.ndarray) -> None:
+        """Add labels never seen in training (heads with ``needs_label_embeddings``), from the
+        ``embeddings`` of their ``texts``; they are decided under the global threshold."""
+        if len(texts) != len(names):
+            raise ValueError(f"got {len(names)} names but {len(texts)} texts")
+        clash = [name for name in names if name in self.labels.names]
+        if clash:
+            raise ValueError(f"labels already known: {clash}")
+        self.head.add_labels(embeddings)
+        if self.lexical is not None:  # no training text holds the new labels: they get no votes
+            self.lexical.add_label_columns(len(names))
+        self.labels = LabelSpace([*self.labels.names, *names])
+        self.label_texts = [*self.label_texts, *texts]
+        self.thresholds = self.thresholds.extended(len(names))
+
+    # ------------------------------------------------------------------ scoring
+    def _prepare(self, features: Features, show_progress: bool = False) -> _Prepared:
+        uses_texts = self.lexical is not None and features.texts is not None
+        votes = self.lexical.sparse_scores(features.texts, show_progress=show_progress) if uses_texts else None
+        if self.lexical is not None and votes is None:
+            raise ValueError("this model mixes a vote over texts into its scores: give the items' texts too")
+        return _Prepared(features.embeddings, votes)
+
+    def _unmixed_columns(self) -> list[int]:
+        own = self.head.fallback_threshold
+        return [] if own is None else own.columns
+
+    def _scores(self, prepared: _Prepared, rows: slice = slice(None)) -> np.ndarray:
+        scores = self.head.predict_scores(prepared.embeddings[rows])
+        if prepared.votes is None:
+            return scores
+        return mix_scores(scores, prepared.votes[rows], self.lexical_weight, self._unmixed_columns())
+
+    def _blocks(self, prepared: _Prepared) -> Iterator[np.ndarray]:
+        """Dense scores of consecutive blocks of rows, each at most ``BLOCK_ELEMENTS`` entries."""
+        step = max(1, BLOCK_ELEMENTS // max(len(self.labels), 1))
+        for start in range(0, len(prepared.embeddings), step):
+            yield self._scores(prepared, slice(start, start + step))
+
+    def scores(self, features: Features, *, show_progress: bool = False) -> np.ndarray:
+        """Scores [n, C] in [0, 1], one dense matrix (for few labels; the other paths are blocked)."""
+        return self._scores(self._prepare(features, show_progress))
+
+    def score_blocks(self, features: Features) -> Iterator[np.ndarray]:
+        """Dense scores of consecutive blocks of rows, each at most ``BLOCK_ELEMENTS`` entries."""
+        return self._blocks(self._prepare(features))
+
+    def decide(self, scores: np.ndarray, at_least_one: bool | None = None) -> np.ndarray:
+        """Boolean decisions [n, C] from scores: the calibrated thresholds and the at-least-one rule
+        (the stage's own unless ``at_least_one`` is given)."""
+        return self.thresholds.apply(scores, at_least_one=self.at_least_one if at_least_one is None else at_least_one)
+
+    def _decisions(self, prepared: _Prepared, at_least_one: bool | None) -> sp.csr_matrix:
+        empty = sp.csr_matrix((0, len(self.labels)), dtype=bool)
+        blocks = [sp.csr_matrix(self.decide(s, at_least_one)) for s in self._blocks(prepared)]
+        return sp.vstack([empty, *blocks], format="csr")
+
+    def _label_sets(self, decisions: sp.csr_matrix) -> list[list[str]]:
+        names, bounds = self.labels.names, decisions.indptr
+        return [[names[c] for c in decisions.indices[a:b]] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def _ranked(self, prepared: _Prepared, k: int) -> Ranked:
+        x, votes = prepared.embeddings, prepared.votes
+        if votes is None:
+            idx, values = self.head.predict_top_k(x, k)
+        elif self.head.sparse:  # both scores sparse: their mix is too, whatever C is
+            w = self.lexical_weight
+            parts = [sparse_top_k((1 - w) * self.head.sparse_scores(x[i : i + QUERY_BLOCK]) + w * votes[i : i + QUERY_BLOCK], k)
+                     for i in range(0, len(x), QUERY_BLOCK)]  # fmt: skip
+            idx, values = concat_top_k(parts, k)
+        else:
+            idx, values = concat_top_k([top_k(scores, k) for scores in self._blocks(prepared)], k)
+        names = self.labels.names
+        return [[(names[c], float(v)) for c, v in zip(*row, strict=True)] for row in zip(idx, values, strict=True)]
+
+    def label_sets(self, features: Features, *, at_least_one: bool | None = None) -> list[list[str]]:
+        """Each item's labels: those whose score clears its threshold."""
+        return self._label_sets(self._decisions(self._prepare(features), at_least_one))
+
+    def top_k(self, features: Features, k: int = 5) -> Ranked:
+        """The ``k`` best labels of each item with their scores, best first."""
+        return self._ranked(self._prepare(features), k)
+
+    def predict(self, features: Features, k: int = 5, *, at_least_one: bool | None = None) -> tuple[list[list[str]], Ranked]:
+        """``(label_sets(features), top_k(features, k))``, preparing the features once."""
+        prepared = self._prepare(features)
+        return self._label_sets(self._decisions(prepared, at_least_one)), self._ranked(prepared, k)
+
+    def evaluate(self, features: Features, y_true: LabelMatrix, *, show_progress: bool = False) -> dict[str, Any]:
+        """Metrics of :func:`labelcon.metrics.evaluate`: from one dense matrix of scores up to
+        ``DENSE_EVALUATION`` items x labels, else a block at a time without ``macro_ap``."""
+        prepared, y_true = self._prepare(features, show_progress), sp.csr_matrix(y_true)
+        if y_true.shape[0] * y_true.shape[1] <= DENSE_EVALUATION:
+            scores = self._scores(prepared)
+            return evaluate_scores(y_true, scores, self.decide(scores))
+        return evaluate_blocks(y_true, ((s, self.decide(s)) for s in self._blocks(prepared)))
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``head/``, ``lexical/`` (when on), ``labels.json``, ``label_texts.json``,
+        ``thresholds.json`` and ``prediction.json`` into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_directory(directory / "head") as tmp:
+            self.head.save(tmp)
+        if self.lexical is not None:
+            with atomic_directory(directory / "lexical") as tmp:
+                self.lexical.save(tmp)
+        write_json(directory / "labels.json", self.labels.to_json())
+        write_json(directory / "label_texts.json", self.label_texts)
+        write_json(directory / "thresholds.json", self.thresholds.to_json())
+        write_json(directory / META_FILE, {"format": FORMAT, "at_least_one": self.at_least_one,
+                                           "lexical_weight": self.lexical_weight, "selection": self.selection})
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, meta: dict[str, Any] | None = None) -> PredictionStage:
+        """Rebuild the stage that :meth:`save` wrote into ``directory``. ``meta`` stands in for
+        ``prediction.json`` in model directories of the first format, which kept these
+        fields in ``labelcon.json`` (``head_selection`` for ``selection``)."""
+        directory = Path(directory)
+        if meta is None:
+            meta = read_json(directory / META_FILE)
+        labels = LabelSpace.from_json(read_json(directory / "labels.json"))
+        texts = directory / "label_texts.json"
+        weight = float(meta.get("lexical_weight", 0.0))
+        return cls(
+            labels=labels,
+            head=Head.load(directory / "head"),
+            thresholds=Thresholds.from_json(read_json(directory / "thresholds.json")),
+            label_texts=read_json(texts) if texts.exists() else list(labels.names),
+            at_least_one=bool(meta.get("at_least_one", True)),
+            lexical=LexicalKNN.load(directory / "lexical") if weight else None,
+            lexical_weight=weight,
+            selection=dict(meta.get("selection", meta.get("head_selection", {}))),
+        )
+
+
+def _fit_head(
+    train: Features, y_train: sp.csr_matrix, dev: Features, y_dev: sp.csr_matrix, settings: StageSettings,
+    label_texts: list[str], embed: Callable[[list[str]], np.ndarray] | None, show_progress: bool,
+) -> tuple[Head, dict[str, float]]:  # fmt: skip
+    """The configured head fitted on train, or for ``"auto"`` the one chosen on dev."""
+    if settings.head == AUTO_HEAD:
+        return select_on_dev(train.embeddings, y_train, dev.embeddings, y_dev,
+                             min_positives=settings.min_positives, show_progress=show_progress)  # fmt: skip
+    head = build_head(settings.head, **settings.head_params)
+    if not head.needs_label_embeddings:
+        return head.fit(train.embeddings, y_train), {}
+    if embed is None:
+        raise ValueError(f"the {settings.head!r} head needs the label texts embedded: pass embed=")
+    return head.fit(train.embeddings, y_train, label_embeddings=embed(label_texts)), {}
+
