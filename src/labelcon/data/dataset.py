@@ -37,23 +37,38 @@ import ast
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import scipy.sparse as sp
 
 from labelcon.data.records import DataError, detect_format, iter_records, read_text, show
+
+if TYPE_CHECKING:
+    from labelcon.data.labels import LabelSpace
 
 
 @dataclass
 class Dataset:
-    """Texts and their label sets (tuples of names; ``()`` = no labels)."""
+    """Texts and their label sets (tuples of names; ``()`` = no labels).
+
+    ``source``: the file read, if any. ``where``: each item's place in it, as the readers
+    of :mod:`labelcon.data.records` name it (``"line 7"``; ``"row 7"`` for Parquet); None
+    for items not read from a file, which are then named ``"item 7"`` (1-based).
+    """
 
     texts: list[str]
     labels: list[tuple[str, ...]]
     source: str | None = None
+    where: list[str] | None = None
 
     def __post_init__(self) -> None:
         if len(self.texts) != len(self.labels):
             raise ValueError(f"expected one label set per text, got {len(self.texts)} texts and {len(self.labels)} label sets")
+        if self.where is not None and len(self.where) != len(self.texts):
+            raise ValueError(f"expected one place per text, got {len(self.texts)} texts and {len(self.where)} places")
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -61,7 +76,33 @@ class Dataset:
     def subset(self, indices: Iterable[int]) -> Dataset:
         """The items at ``indices`` (in that order), same source."""
         rows = [int(i) for i in indices]
-        return Dataset([self.texts[i] for i in rows], [self.labels[i] for i in rows], self.source)
+        where = None if self.where is None else [self.where[i] for i in rows]
+        return Dataset([self.texts[i] for i in rows], [self.labels[i] for i in rows], self.source, where)
+
+    def place(self, index: int) -> str:
+        """Where item ``index`` (0-based) came from, for messages: ``"d.jsonl, line 7"``,
+        or ``"item 8"`` for items not read from a file."""
+        where = self.where[index] if self.where is not None else f"item {index + 1}"
+        return f"{self.source}, {where}" if self.source else where
+
+    def label_matrix(self, space: LabelSpace, *, ignore_unknown: bool = False) -> tuple[sp.csr_matrix, Counter]:
+        """The label sets encoded in ``space`` (:meth:`LabelSpace.encode`), with the labels
+        outside it counted by name. They are dropped with ``ignore_unknown``; otherwise the
+        first one raises a :class:`DataError` naming its file and line and the ways out."""
+        matrix, unknown = space.encode(self.labels, unknown="ignore", return_unknown=True)
+        if unknown and not ignore_unknown:
+            items = [i for i, names in enumerate(self.labels) if any(name not in space for name in names)]
+            first = items[0]
+            label = next(name for name in self.labels[first] if name not in space)
+            met = list(dict.fromkeys(name for i in items for name in self.labels[i] if name not in space))
+            raise DataError(
+                f"{self.place(first)}: unknown label {label!r} ({_count(len(unknown), 'unknown label')} in "
+                f"{_count(len(items), 'item')}, first: {met[:10]}): labels met outside training are an error; "
+                "pass --ignore-unknown-labels "
+                "(Python: ignore_unknown_labels=True) to drop and count them, or --labels-file with the full "
+                "label list (Python: labels_file=...)"
+            )
+        return matrix, unknown
 
 
 @dataclass
@@ -98,10 +139,12 @@ def read_dataset(
     sep = label_sep if label_sep is not None or fmt not in ("csv", "tsv") else ","
     texts: list[str] = []
     labels: list[tuple[str, ...]] = []
+    places: list[str] = []
     seen_fields: set[str] = set()
     labels_seen = False
     for where, record in iter_records(path, fmt):
         texts.append(_text(record, text_field, path, where))
+        places.append(where)
         seen_fields.update(record)
         if labels_field is not None and labels_field in record:
             labels_seen = True
@@ -113,7 +156,7 @@ def read_dataset(
             f"{path}: expected a labels field {labels_field!r}, got records with the fields {sorted(seen_fields)}; "
             "name the labels field (labels_field= / --labels-field), or pass labels_field=None for unlabelled data"
         )
-    return Dataset(texts, labels, str(path))
+    return Dataset(texts, labels, str(path), places)
 
 
 def read_texts(path: str | os.PathLike, *, text_field: str = "text", format: str | None = None) -> list[str]:
@@ -194,6 +237,10 @@ def parse_labels(value: object, sep: str | None, cell: bool, where: str, field: 
     if "" in stripped:
         raise DataError(f"{where}: expected non-empty label names in {field!r}, got an empty one in {show(value)}")
     return tuple(dict.fromkeys(stripped))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _list_literal(text: str, where: str, field: str) -> list:
