@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
-from labelcon.data import DataError, Dataset, read_dataset, read_labels_file, read_pairs, read_texts
+import numpy as np
+
+from labelcon.data import DataError, Dataset, as_dataset, read_dataset, read_labels_file, read_pairs, read_texts
 
 
 def write(tmp_path, name, text, mode="w"):
@@ -90,6 +92,47 @@ def test_dataset_subset_and_length_check():
     assert (sub.texts, sub.labels, sub.source, len(sub)) == (["c", "a"], [("y",), ("x",)], "src", 2)
     with pytest.raises(ValueError, match="2 texts and 1 label sets"):
         Dataset(["a", "b"], [()])
+
+
+def test_as_dataset_reads_each_label_set_form_from_python():
+    texts = ["a", "b", "c", "d", "e", "f", "g"]
+    label_sets = ["sports", None, "", [" x ", "y", "x"], ("y",), {"z", "a"}, np.array(["m", "n"])]
+    ds = as_dataset((texts, label_sets))
+    assert ds.texts == texts and ds.source is None and ds.where is None
+    assert ds.labels == [("sports",), (), (), ("x", "y"), ("y",), ("a", "z"), ("m", "n")]
+
+
+def test_as_dataset_passes_a_dataset_through_and_reads_a_path_with_the_field_options(tmp_path):
+    ds = Dataset(["a"], [("x",)])
+    assert as_dataset(ds) is ds
+    path = write(tmp_path, "d.jsonl", jsonl({"body": "a", "tags": "x|y"}))
+    read = as_dataset(path, text_field="body", labels_field="tags", label_sep="|")
+    assert (read.texts, read.labels, read.where) == (["a"], [("x", "y")], ["line 1"])
+
+
+@pytest.mark.parametrize(
+    ("data", "pattern"),
+    [
+        ((["a", "b"], ["x", 3]), r"^label_sets\[1\]: expected a label set: a list, tuple or set of label names, "
+                                 r"one name as a string, or None; got int 3$"),
+        ((["a"], [["x", ["y"]]]), r"^label_sets\[0\]: expected label names as strings, got a list holding list \['y'\]$"),
+        ((["a"], [("x", 2.5)]), r"^label_sets\[0\]: expected label names as strings, got a tuple holding float 2\.5$"),
+        ((["a"], [["x", " "]]), r"^label_sets\[0\]: expected non-empty label names"),
+        ((["a", "b", "c"], ["x", "y"]), r"^expected one label set per text, got 3 texts and 2 label sets$"),
+        ((["a", 7], ["x", "y"]), r"^texts\[1\]: expected a non-empty string, got int 7$"),
+        ((["a", " "], ["x", "y"]), r"^texts\[1\]: expected a non-empty string, got str ' '$"),
+        (("ab", ["x", "y"]), r"^expected texts as a sequence with one entry per item, got a single string 'ab'$"),
+        ((["a"], "x"), r"^expected label_sets as a sequence with one entry per item, got a single string 'x'$"),
+    ],
+)
+def test_as_dataset_errors_name_the_index_what_was_expected_and_what_came(data, pattern):
+    with pytest.raises(DataError, match=pattern):
+        as_dataset(data)
+
+
+def test_as_dataset_refuses_other_kinds_of_data():
+    with pytest.raises(TypeError, match=r"a path, a Dataset or a \(texts, label_sets\) pair, got list"):
+        as_dataset([["a"], ["x"]])
 
 
 # ---------------------------------------------------------------------- errors: file, line, expected, got

@@ -14,6 +14,7 @@ True
 from labelcon.data.dataset import (
     Dataset,
     PairDataset,
+    as_dataset,
     read_dataset,
     read_label_descriptions,
     read_labels_file,
@@ -31,6 +32,7 @@ __all__ = [
     "Dataset",
     "LabelSpace",
     "PairDataset",
+    "as_dataset",
     "demo_paths",
     "load_split",
     "read_dataset",

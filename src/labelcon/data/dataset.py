@@ -38,10 +38,11 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import scipy.sparse as sp
 
 from labelcon.data.records import DataError, detect_format, iter_records, read_text, show
@@ -157,6 +158,65 @@ def read_dataset(
             "name the labels field (labels_field= / --labels-field), or pass labels_field=None for unlabelled data"
         )
     return Dataset(texts, labels, str(path), places)
+
+
+def as_dataset(
+    data: Dataset | str | os.PathLike | tuple[Sequence[str], Sequence[object]],
+    *,
+    text_field: str = "text",
+    labels_field: str | None = "labels",
+    label_sep: str | None = None,
+) -> Dataset:
+    """A :class:`Dataset` from a Dataset (returned as it is), a file path
+    (:func:`read_dataset` with the field options) or a ``(texts, label_sets)`` pair.
+
+    In a pair, a label set is a list, tuple, set or 1-D numpy array of label names; a
+    string is one label (``"sports"`` -> ``("sports",)``); ``None`` or an empty string is
+    no labels. Names are stripped, an empty name is an error, a repeated name counts once
+    and a set's names are sorted. Any other label set, or a text that is not a non-empty
+    string, is a :class:`DataError` naming its index.
+
+    >>> as_dataset((["go team!", "rates rise"], ["sports", {"news", "money"}])).labels
+    [('sports',), ('money', 'news')]
+    """
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return read_dataset(data, text_field=text_field, labels_field=labels_field, label_sep=label_sep)
+    if not (isinstance(data, tuple) and len(data) == 2):
+        raise TypeError(f"expected a path, a Dataset or a (texts, label_sets) pair, got {show(data)}")
+    texts, label_sets = data
+    for name, part in (("texts", texts), ("label_sets", label_sets)):
+        if isinstance(part, str):
+            raise DataError(f"expected {name} as a sequence with one entry per item, got a single string {part[:40]!r}")
+    texts, label_sets = list(texts), list(label_sets)
+    if len(texts) != len(label_sets):
+        raise DataError(f"expected one label set per text, got {len(texts)} texts and {len(label_sets)} label sets")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"texts[{i}]: expected a non-empty string, got {show(text)}")
+    return Dataset(texts, [_label_set(value, i) for i, value in enumerate(label_sets)])
+
+
+def _label_set(value: object, index: int) -> tuple[str, ...]:
+    """One label set given from Python (see :func:`as_dataset`)."""
+    where = f"label_sets[{index}]"
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value.strip(),) if value.strip() else ()
+    if not isinstance(value, (list, tuple, set, frozenset)) and not (isinstance(value, np.ndarray) and value.ndim == 1):
+        raise DataError(
+            f"{where}: expected a label set: a list, tuple or set of label names, one name as a string, or None; "
+            f"got {show(value)}"
+        )
+    bad = next((name for name in value if not isinstance(name, str)), None)
+    if bad is not None:
+        raise DataError(f"{where}: expected label names as strings, got a {type(value).__name__} holding {show(bad)}")
+    names = [name.strip() for name in (sorted(value) if isinstance(value, (set, frozenset)) else value)]
+    if "" in names:
+        raise DataError(f"{where}: expected non-empty label names, got an empty one in {show(value)}")
+    return tuple(dict.fromkeys(names))
 
 
 def read_texts(path: str | os.PathLike, *, text_field: str = "text", format: str | None = None) -> list[str]:
