@@ -54,6 +54,13 @@ def test_csv_tsv_cells_split_quote_and_list_literals(tmp_path):
     assert ds.texts == ["first", "second"] and ds.labels == [("a", "b"), ()]
 
 
+@pytest.mark.parametrize("labels_field", [None, ""])
+def test_no_labels_field_reads_every_item_unlabelled(tmp_path, labels_field):
+    path = write(tmp_path, "d.csv", "text,tags\na,x\nb,y\n")
+    ds = read_dataset(path, labels_field=labels_field)
+    assert ds.texts == ["a", "b"] and ds.labels == [(), ()]
+
+
 def test_format_override_txt_and_read_texts(tmp_path):
     path = write(tmp_path, "items.data", jsonl({"body": "x"}, {"body": "y"}))
     assert read_texts(path, text_field="body", format="jsonl") == ["x", "y"]
@@ -147,7 +154,13 @@ def test_as_dataset_refuses_other_kinds_of_data():
         ("d.jsonl", '{"text": "a", "labels": 3}\n', r"line 1: expected 'labels' to be a list of strings or a string, got int 3"),
         ("d.jsonl", '{"text": "a", "labels": ["x", 2]}\n', r"line 1: expected 'labels' to be a list of strings, got a list holding int 2"),
         ("d.jsonl", '{"text": "a", "labels": ["x", " "]}\n', r"line 1: expected non-empty label names"),
-        ("d.jsonl", '{"text": "a", "label": ["x"]}\n', r"expected a labels field 'labels', got records with the fields \['label', 'text'\]"),
+        ("d.jsonl", '{"text": "a", "label": ["x"]}\n', r"d\.jsonl: expected a labels field 'labels', got records with the fields "
+         r"\['label', 'text'\]; name the labels field with --labels-field NAME \(Python: labels_field=NAME\), or pass "
+         r"--labels-field '' \(Python: labels_field=None\) to read the texts as unlabelled \(for --objective simcse\)$"),
+        ("d.jsonl", '{"text": "a"}\n{"text": "b\n', r"d\.jsonl, line 2: expected a JSON object, got malformed JSON "
+         r"\(Unterminated string starting at column 10\)"),
+        ("d.jsonl", '{"text": "a\tb"}\n', r"d\.jsonl, line 1: expected a JSON object, got malformed JSON "
+         r"\(Invalid control character at column 12\)"),
         ("d.jsonl", "\n  \n", r"d\.jsonl: the file holds no records; expected one JSON object per line"),
         ("d.csv", "text,labels\na,x\nb,x,extra\n", r"d\.csv, line 3: expected 2 fields as in the header \['text', 'labels'\], got 3"),
         ("d.csv", 'text,labels\n"a"b,x\n', r"d\.csv, line 2: expected a well-formed CSV row"),

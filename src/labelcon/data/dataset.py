@@ -127,15 +127,16 @@ def read_dataset(
     label_sep: str | None = None,
     format: str | None = None,
 ) -> Dataset:
-    """Read a labelled data file; ``labels_field=None`` reads texts only (all label sets empty).
+    """Read a labelled data file; ``labels_field=None`` or ``""`` reads texts only (all
+    label sets empty), as does a ``.txt`` file.
 
     The format comes from the extension (``.jsonl .ndjson .csv .tsv .parquet .pq .txt``)
     unless ``format`` is given. See the module docstring for how labels are read.
     A ``labels_field`` that no record has is an error (a typo would otherwise make every
-    item unlabelled); pass ``labels_field=None`` for unlabelled data.
+    item unlabelled).
     """
     fmt = detect_format(path, format)
-    if fmt == "txt":
+    if fmt == "txt" or not labels_field:
         labels_field = None
     sep = label_sep if label_sep is not None or fmt not in ("csv", "tsv") else ","
     texts: list[str] = []
@@ -155,7 +156,8 @@ def read_dataset(
     if labels_field is not None and not labels_seen:
         raise DataError(
             f"{path}: expected a labels field {labels_field!r}, got records with the fields {sorted(seen_fields)}; "
-            "name the labels field (labels_field= / --labels-field), or pass labels_field=None for unlabelled data"
+            "name the labels field with --labels-field NAME (Python: labels_field=NAME), or pass --labels-field '' "
+            "(Python: labels_field=None) to read the texts as unlabelled (for --objective simcse)"
         )
     return Dataset(texts, labels, str(path), places)
 
