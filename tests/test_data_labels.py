@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from labelcon.data import DataError, LabelSpace
+from labelcon.data import DataError, Dataset, LabelSpace, read_dataset, train_dev_split
 
 
 def test_order_is_sorted_names_or_the_labels_file(tmp_path):
@@ -47,6 +47,51 @@ def test_unknown_labels_error_or_are_dropped_and_counted():
     assert y.toarray().tolist() == [[1, 0], [1, 0], [0, 0]]
     with pytest.raises(ValueError, match="unknown='error' or 'ignore'"):
         space.encode([("x",)], unknown="skip")
+
+
+FLAGS = (r"labels met outside training are an error; pass --ignore-unknown-labels \(Python: "
+         r"ignore_unknown_labels=True\) to drop and count them, or --labels-file with the full label list "
+         r"\(Python: labels_file=\.\.\.\)$")
+
+
+def test_label_matrix_error_names_the_file_line_counts_and_flags(tmp_path):
+    path = tmp_path / "dev.jsonl"
+    path.write_text('{"text": "a", "labels": ["x"]}\n\n{"text": "b", "labels": ["x", "new"]}\n'
+                    '{"text": "c", "labels": ["odd", "new"]}\n')
+    dev = read_dataset(path)
+    assert dev.where == ["line 1", "line 3", "line 4"]
+    space = LabelSpace(["x", "y"])
+    with pytest.raises(DataError, match=r"dev\.jsonl, line 3: unknown label 'new' \(2 unknown labels in 2 items, "
+                                        r"first: \['new', 'odd'\]\): " + FLAGS):
+        dev.label_matrix(space)
+    y, unknown = dev.label_matrix(space, ignore_unknown=True)
+    assert unknown == Counter({"new": 2, "odd": 1})
+    assert y.toarray().tolist() == [[1, 0], [1, 0], [0, 0]]
+    assert dev.subset([2]).place(0).endswith("dev.jsonl, line 4")
+
+
+def test_label_matrix_names_csv_lines_with_the_header_and_parquet_rows(tmp_path):
+    csv_path = tmp_path / "test.csv"
+    csv_path.write_text('text,labels\na,x\n"two\nlines",x\nc,"x,zz"\n')
+    with pytest.raises(DataError, match=r"test\.csv, line 5: unknown label 'zz' \(1 unknown label in 1 item"):
+        read_dataset(csv_path).label_matrix(LabelSpace(["x"]))
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    parquet_path = tmp_path / "test.parquet"
+    pq.write_table(pa.table({"text": ["a", "b"], "labels": [["x"], ["zz"]]}), parquet_path)
+    with pytest.raises(DataError, match=r"test\.parquet, row 2: unknown label 'zz'"):
+        read_dataset(parquet_path).label_matrix(LabelSpace(["x"]))
+
+
+def test_label_matrix_of_items_not_from_a_file_names_the_item_and_keeps_places_through_splits():
+    with pytest.raises(DataError, match=r"^item 2: unknown label 'zz' \(1 unknown label in 1 item, first: \['zz'\]\)"):
+        Dataset(["a", "b"], [("x",), ("zz",)]).label_matrix(LabelSpace(["x"]))
+    ds = Dataset([f"t{i}" for i in range(10)], [("x",)] * 10, "d.jsonl", [f"line {i + 2}" for i in range(10)])
+    train, dev = train_dev_split(ds, dev_fraction=0.3, seed=0)
+    assert [ds.texts.index(t) + 2 for t in dev.texts] == [int(w.split()[1]) for w in dev.where]
+    with pytest.raises(ValueError, match="10 texts and 9 places"):
+        Dataset(ds.texts, ds.labels, "d.jsonl", ds.where[1:])
 
 
 def test_names_validation_decode_range_and_json_round_trip():

@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
-from labelcon.data import DataError, Dataset, read_dataset, read_labels_file, read_pairs, read_texts
+import numpy as np
+
+from labelcon.data import DataError, Dataset, as_dataset, read_dataset, read_labels_file, read_pairs, read_texts
 
 
 def write(tmp_path, name, text, mode="w"):
@@ -52,6 +54,13 @@ def test_csv_tsv_cells_split_quote_and_list_literals(tmp_path):
     assert ds.texts == ["first", "second"] and ds.labels == [("a", "b"), ()]
 
 
+@pytest.mark.parametrize("labels_field", [None, ""])
+def test_no_labels_field_reads_every_item_unlabelled(tmp_path, labels_field):
+    path = write(tmp_path, "d.csv", "text,tags\na,x\nb,y\n")
+    ds = read_dataset(path, labels_field=labels_field)
+    assert ds.texts == ["a", "b"] and ds.labels == [(), ()]
+
+
 def test_format_override_txt_and_read_texts(tmp_path):
     path = write(tmp_path, "items.data", jsonl({"body": "x"}, {"body": "y"}))
     assert read_texts(path, text_field="body", format="jsonl") == ["x", "y"]
@@ -92,6 +101,47 @@ def test_dataset_subset_and_length_check():
         Dataset(["a", "b"], [()])
 
 
+def test_as_dataset_reads_each_label_set_form_from_python():
+    texts = ["a", "b", "c", "d", "e", "f", "g"]
+    label_sets = ["sports", None, "", [" x ", "y", "x"], ("y",), {"z", "a"}, np.array(["m", "n"])]
+    ds = as_dataset((texts, label_sets))
+    assert ds.texts == texts and ds.source is None and ds.where is None
+    assert ds.labels == [("sports",), (), (), ("x", "y"), ("y",), ("a", "z"), ("m", "n")]
+
+
+def test_as_dataset_passes_a_dataset_through_and_reads_a_path_with_the_field_options(tmp_path):
+    ds = Dataset(["a"], [("x",)])
+    assert as_dataset(ds) is ds
+    path = write(tmp_path, "d.jsonl", jsonl({"body": "a", "tags": "x|y"}))
+    read = as_dataset(path, text_field="body", labels_field="tags", label_sep="|")
+    assert (read.texts, read.labels, read.where) == (["a"], [("x", "y")], ["line 1"])
+
+
+@pytest.mark.parametrize(
+    ("data", "pattern"),
+    [
+        ((["a", "b"], ["x", 3]), r"^label_sets\[1\]: expected a label set: a list, tuple or set of label names, "
+                                 r"one name as a string, or None; got int 3$"),
+        ((["a"], [["x", ["y"]]]), r"^label_sets\[0\]: expected label names as strings, got a list holding list \['y'\]$"),
+        ((["a"], [("x", 2.5)]), r"^label_sets\[0\]: expected label names as strings, got a tuple holding float 2\.5$"),
+        ((["a"], [["x", " "]]), r"^label_sets\[0\]: expected non-empty label names"),
+        ((["a", "b", "c"], ["x", "y"]), r"^expected one label set per text, got 3 texts and 2 label sets$"),
+        ((["a", 7], ["x", "y"]), r"^texts\[1\]: expected a non-empty string, got int 7$"),
+        ((["a", " "], ["x", "y"]), r"^texts\[1\]: expected a non-empty string, got str ' '$"),
+        (("ab", ["x", "y"]), r"^expected texts as a sequence with one entry per item, got a single string 'ab'$"),
+        ((["a"], "x"), r"^expected label_sets as a sequence with one entry per item, got a single string 'x'$"),
+    ],
+)
+def test_as_dataset_errors_name_the_index_what_was_expected_and_what_came(data, pattern):
+    with pytest.raises(DataError, match=pattern):
+        as_dataset(data)
+
+
+def test_as_dataset_refuses_other_kinds_of_data():
+    with pytest.raises(TypeError, match=r"a path, a Dataset or a \(texts, label_sets\) pair, got list"):
+        as_dataset([["a"], ["x"]])
+
+
 # ---------------------------------------------------------------------- errors: file, line, expected, got
 @pytest.mark.parametrize(
     ("name", "content", "pattern"),
@@ -104,7 +154,13 @@ def test_dataset_subset_and_length_check():
         ("d.jsonl", '{"text": "a", "labels": 3}\n', r"line 1: expected 'labels' to be a list of strings or a string, got int 3"),
         ("d.jsonl", '{"text": "a", "labels": ["x", 2]}\n', r"line 1: expected 'labels' to be a list of strings, got a list holding int 2"),
         ("d.jsonl", '{"text": "a", "labels": ["x", " "]}\n', r"line 1: expected non-empty label names"),
-        ("d.jsonl", '{"text": "a", "label": ["x"]}\n', r"expected a labels field 'labels', got records with the fields \['label', 'text'\]"),
+        ("d.jsonl", '{"text": "a", "label": ["x"]}\n', r"d\.jsonl: expected a labels field 'labels', got records with the fields "
+         r"\['label', 'text'\]; name the labels field with --labels-field NAME \(Python: labels_field=NAME\), or pass "
+         r"--labels-field '' \(Python: labels_field=None\) to read the texts as unlabelled \(for --objective simcse\)$"),
+        ("d.jsonl", '{"text": "a"}\n{"text": "b\n', r"d\.jsonl, line 2: expected a JSON object, got malformed JSON "
+         r"\(Unterminated string starting at column 10\)"),
+        ("d.jsonl", '{"text": "a\tb"}\n', r"d\.jsonl, line 1: expected a JSON object, got malformed JSON "
+         r"\(Invalid control character at column 12\)"),
         ("d.jsonl", "\n  \n", r"d\.jsonl: the file holds no records; expected one JSON object per line"),
         ("d.csv", "text,labels\na,x\nb,x,extra\n", r"d\.csv, line 3: expected 2 fields as in the header \['text', 'labels'\], got 3"),
         ("d.csv", 'text,labels\n"a"b,x\n', r"d\.csv, line 2: expected a well-formed CSV row"),

@@ -17,7 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from labelcon.data import DataError, LabelSpace, PairDataset, demo_paths, load_split, read_dataset, resolve_dataset
+from labelcon.data import (
+    DataError,
+    LabelSpace,
+    PairDataset,
+    demo_paths,
+    load_split,
+    read_dataset,
+    registered_names,
+    resolve_dataset,
+)
 from labelcon.data.sources import GOEMOTIONS_URL, REUTERS_URL, STSB_URL
 
 SHARED = Path("/work/shared/data")
@@ -159,6 +168,15 @@ def test_explicit_data_dir_is_where_a_fetch_goes(homes, monkeypatch):
     serve(monkeypatch, {})
     with pytest.raises(DataError, match=str(homes / "elsewhere" / "stsb" / "raw" / "Stsbenchmark.tar.gz")):
         resolve_dataset("stsb", homes / "elsewhere")
+
+
+def test_registered_names_are_what_resolve_dataset_knows_and_what_the_readme_lists():
+    assert registered_names() == ("demo", "goemotions", "reuters21578", "stsb")
+    assert registered_names(labelled_only=True) == ("demo", "goemotions", "reuters21578")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    paragraph = readme.split("## Real data sets\n\n", 1)[1].split("\n\n", 1)[0]
+    assert paragraph.startswith("The registered data sets are")
+    assert [name for name in registered_names() if f"`{name}`" not in paragraph] == []
 
 
 def test_unknown_name_and_split(homes):

@@ -89,3 +89,38 @@ def test_labels_rare_in_dev_are_scored_by_a_balanced_probe_under_one_threshold()
     thresholds = Thresholds.calibrate(scores, dev_y, min_positives=3, fallback=head.threshold)
     assert thresholds.per_label.tolist() == [True, True, True, False, True]
     assert thresholds.thresholds[3] == pytest.approx(head.threshold)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("dev_positives", ["many", "two", "none"])
+def test_auto_and_linear_heads_score_a_single_label_column(dev_positives) -> None:
+    x, y = _clusters(200, 1)
+    dev_x, dev_y = _clusters(80, 2)
+    y, dev_y = y[:, 4:], dev_y[:, 4:]  # one label: centres 0 and 1
+    if dev_positives != "many":
+        dev_y[np.flatnonzero(dev_y[:, 0])[2 if dev_positives == "two" else 0 :], 0] = 0
+    head, report = select_on_dev(x, y, dev_x, dev_y, min_positives=3)
+    assert isinstance(head, FallbackHead) == (dev_positives != "many")
+    scores = head.predict_scores(dev_x)
+    assert scores.shape == (80, 1) and np.isfinite(scores).all()
+    assert np.isnan(list(report.values())[0]) == (dev_positives == "none")
+    assert Thresholds.calibrate(scores, dev_y, min_positives=3).apply(scores).shape == (80, 1)
+    linear = build_head("linear").fit(x, y)
+    assert linear.predict_scores(dev_x).shape == (80, 1)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("held_by", ["no item", "every item"])
+def test_heads_fit_a_label_that_no_training_item_or_every_one_holds(held_by) -> None:
+    x, y = _clusters(60, 1)
+    dev_x, dev_y = _clusters(40, 2)
+    y[:, 2] = 0 if held_by == "no item" else 1
+    constant = 0.0 if held_by == "no item" else 1.0
+    for head in [build_head("linear"), build_head("linear", class_weight="balanced"), build_head("knn", k=5),
+                 build_head("prototype")]:  # fmt: skip
+        scores = head.fit(x, y).predict_scores(dev_x)
+        assert scores.shape == (40, 5) and np.isfinite(scores).all()
+    np.testing.assert_array_equal(build_head("linear").fit(x, y).predict_scores(dev_x)[:, 2], constant)
+    for y_train in (y, y[:, 2:3]):
+        head, _ = select_on_dev(x, y_train, dev_x, dev_y[:, : y_train.shape[1]])
+        assert head.predict_scores(dev_x).shape == (40, y_train.shape[1])

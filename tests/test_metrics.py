@@ -8,6 +8,7 @@ from sklearn.metrics import average_precision_score, f1_score, hamming_loss, lab
 from labelcon.metrics import (
     average_precision_per_label,
     evaluate,
+    evaluate_blocks,
     label_propensities,
     label_ranking_average_precision,
     ndcg_at_k,
@@ -125,6 +126,30 @@ def test_evaluate_matches_sklearn():
     assert all(isinstance(v, (int, float)) for v in m.values())
     # dense, sparse and bool inputs agree
     assert evaluate(y, s, sp.csr_matrix(pred)) == m
+
+
+def test_f1s_match_sklearn_where_items_and_labels_have_neither_truth_nor_predictions():
+    y, s = random_case(seed=4)
+    pred = s >= 0.5
+    pred[0] = False  # item 0 has no labels either
+    pred[:, 3] = False  # nor has label 3
+    m = evaluate(sp.csr_matrix(y), s, sp.csr_matrix(pred))
+    for average in ("micro", "macro", "samples"):
+        assert m[f"{average}_f1"] == pytest.approx(f1_score(y, pred, average=average, zero_division=0))
+    assert m["hamming_loss"] == pytest.approx(hamming_loss(y, pred))
+
+
+def test_evaluate_takes_a_single_label_column():
+    y = np.array([[1], [0], [1], [0], [1]])
+    s = np.array([[0.9], [0.8], [0.4], [0.1], [0.7]], dtype=np.float32)
+    pred = s >= 0.5
+    blocks = [(s[:2], pred[:2]), (s[2:], pred[2:])]
+    for m in (evaluate(sp.csr_matrix(y), s, sp.csr_matrix(pred)), evaluate_blocks(y, blocks)):
+        assert m["micro_f1"] == m["macro_f1"] == pytest.approx(f1_score(y[:, 0], pred[:, 0]))  # 2 TP, 1 FP, 1 FN
+        assert m["samples_f1"] == pytest.approx(2 / 5)  # items 0 and 4 right; the rest score 0
+        assert m["hamming_loss"] == pytest.approx(2 / 5) and m["n_labels"] == 1
+        assert m["precision_at_1"] == pytest.approx(3 / 5)
+    assert evaluate(y, s, pred)["macro_ap"] == pytest.approx(average_precision_score(y[:, 0], s[:, 0]))
 
 
 def test_large_sparse_label_space():

@@ -40,7 +40,6 @@ from typing import Any, Union
 import numpy as np
 import scipy.sparse as sp
 import torch
-from sklearn.metrics import f1_score, hamming_loss
 
 LabelMatrix = Union[sp.spmatrix, sp.sparray, np.ndarray]
 TopK = tuple[np.ndarray, np.ndarray]
@@ -436,8 +435,9 @@ def _mean_over_labelled(y: sp.csr_matrix, per_item: np.ndarray) -> float:
 def evaluate(y_true: LabelMatrix, scores: np.ndarray, y_pred: LabelMatrix) -> dict[str, float]:
     """All headline metrics for one split, as plain floats (JSON-ready).
 
-    - ``micro_f1``, ``macro_f1``, ``samples_f1``: ``sklearn.metrics.f1_score`` on ``y_pred``,
-      ``zero_division=0`` (macro averages over all C labels; samples over all items).
+    - ``micro_f1``, ``macro_f1``, ``samples_f1``: F1 of ``y_pred`` as ``sklearn.metrics.f1_score``
+      with ``zero_division=0`` gives it (macro averages over all C labels; samples over all
+      items), for any C, one label column included.
     - ``macro_ap``: mean per-label average precision over labels with >= 1 positive in ``y_true``.
     - ``precision_at_1/3/5``: XMC P@k on ``scores``.
     - ``lrap``: label ranking average precision over items with >= 1 label.
@@ -498,15 +498,12 @@ def _report(
 ) -> dict[str, float]:
     """The metrics of :func:`evaluate` from its pieces: ranked label indices per k, the
     per-item LRAP terms and the per-label AP (None: no ``macro_ap``)."""
-    out = {
-        "micro_f1": f1_score(y, pred, average="micro", zero_division=0),
-        "macro_f1": f1_score(y, pred, average="macro", zero_division=0),
-        "samples_f1": f1_score(y, pred, average="samples", zero_division=0),
-    }
+    out = _f1_scores(y, pred)
     if ap is not None:
         out["macro_ap"] = np.nanmean(ap) if np.isfinite(ap).any() else float("nan")
     out.update({f"precision_at_{k}": _precision(y, idx, k) for k, idx in ranked.items()})
-    out.update({"lrap": _mean_over_labelled(y, lrap), "hamming_loss": hamming_loss(y, pred),
+    entries = y.shape[0] * y.shape[1]
+    out.update({"lrap": _mean_over_labelled(y, lrap), "hamming_loss": (y != pred).nnz / entries if entries else 0.0,
                 "n_items": y.shape[0], "n_labels": y.shape[1]})  # fmt: skip
     return {key: (int(v) if key.startswith("n_") else float(v)) for key, v in out.items()}
 
@@ -519,3 +516,25 @@ def dense_rows(n_items: int, n_labels: int, seed: int) -> np.ndarray:
     [0, 1, 2, 3, 4]
     """
     return np.sort(np.random.default_rng(seed).permutation(n_items)[: DENSE_EVALUATION // max(n_labels, 1)])
+
+
+def _f1_scores(y: sp.csr_matrix, pred: sp.csr_matrix) -> dict[str, float]:
+    """Micro, macro and samples F1 of {0,1} CSR matrices of one shape, as
+    ``sklearn.metrics.f1_score(..., zero_division=0)`` gives them for multi-label input,
+    for any number of label columns (sklearn reads one column as binary targets, which it
+    refuses sparse and has no samples average for)."""
+    n, c = y.shape
+    hits = y.multiply(pred).tocsr()
+    per_label = [np.bincount(m.indices, minlength=c) for m in (hits, y, pred)]
+    per_item = [np.diff(m.indptr) for m in (hits, y, pred)]
+    return {
+        "micro_f1": _f1(hits.nnz, y.nnz, pred.nnz).item(),
+        "macro_f1": _f1(*per_label).mean() if c else 0.0,
+        "samples_f1": _f1(*per_item).mean() if n else 0.0,
+    }
+
+
+def _f1(hits: np.ndarray | int, true: np.ndarray | int, predicted: np.ndarray | int) -> np.ndarray:
+    """2 TP / (|true| + |predicted|), elementwise; 0 where both are empty."""
+    total = np.asarray(true + predicted, dtype=np.float64)
+    return np.divide(2.0 * np.asarray(hits), total, out=np.zeros_like(total), where=total > 0)

@@ -14,6 +14,7 @@ True
 from labelcon.data.dataset import (
     Dataset,
     PairDataset,
+    as_dataset,
     read_dataset,
     read_label_descriptions,
     read_labels_file,
@@ -22,7 +23,7 @@ from labelcon.data.dataset import (
 )
 from labelcon.data.labels import LabelSpace
 from labelcon.data.records import DataError
-from labelcon.data.registry import DATASETS, demo_paths, load_split, resolve_dataset
+from labelcon.data.registry import DATASETS, demo_paths, load_split, registered_names, resolve_dataset
 from labelcon.data.splits import sample_shots, train_dev_split
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "Dataset",
     "LabelSpace",
     "PairDataset",
+    "as_dataset",
     "demo_paths",
     "load_split",
     "read_dataset",
@@ -38,6 +40,7 @@ __all__ = [
     "read_labels_file",
     "read_pairs",
     "read_texts",
+    "registered_names",
     "resolve_dataset",
     "sample_shots",
     "train_dev_split",

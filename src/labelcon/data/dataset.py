@@ -37,23 +37,39 @@ import ast
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
 
 from labelcon.data.records import DataError, detect_format, iter_records, read_text, show
+
+if TYPE_CHECKING:
+    from labelcon.data.labels import LabelSpace
 
 
 @dataclass
 class Dataset:
-    """Texts and their label sets (tuples of names; ``()`` = no labels)."""
+    """Texts and their label sets (tuples of names; ``()`` = no labels).
+
+    ``source``: the file read, if any. ``where``: each item's place in it, as the readers
+    of :mod:`labelcon.data.records` name it (``"line 7"``; ``"row 7"`` for Parquet); None
+    for items not read from a file, which are then named ``"item 7"`` (1-based).
+    """
 
     texts: list[str]
     labels: list[tuple[str, ...]]
     source: str | None = None
+    where: list[str] | None = None
 
     def __post_init__(self) -> None:
         if len(self.texts) != len(self.labels):
             raise ValueError(f"expected one label set per text, got {len(self.texts)} texts and {len(self.labels)} label sets")
+        if self.where is not None and len(self.where) != len(self.texts):
+            raise ValueError(f"expected one place per text, got {len(self.texts)} texts and {len(self.where)} places")
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -61,7 +77,33 @@ class Dataset:
     def subset(self, indices: Iterable[int]) -> Dataset:
         """The items at ``indices`` (in that order), same source."""
         rows = [int(i) for i in indices]
-        return Dataset([self.texts[i] for i in rows], [self.labels[i] for i in rows], self.source)
+        where = None if self.where is None else [self.where[i] for i in rows]
+        return Dataset([self.texts[i] for i in rows], [self.labels[i] for i in rows], self.source, where)
+
+    def place(self, index: int) -> str:
+        """Where item ``index`` (0-based) came from, for messages: ``"d.jsonl, line 7"``,
+        or ``"item 8"`` for items not read from a file."""
+        where = self.where[index] if self.where is not None else f"item {index + 1}"
+        return f"{self.source}, {where}" if self.source else where
+
+    def label_matrix(self, space: LabelSpace, *, ignore_unknown: bool = False) -> tuple[sp.csr_matrix, Counter]:
+        """The label sets encoded in ``space`` (:meth:`LabelSpace.encode`), with the labels
+        outside it counted by name. They are dropped with ``ignore_unknown``; otherwise the
+        first one raises a :class:`DataError` naming its file and line and the ways out."""
+        matrix, unknown = space.encode(self.labels, unknown="ignore", return_unknown=True)
+        if unknown and not ignore_unknown:
+            items = [i for i, names in enumerate(self.labels) if any(name not in space for name in names)]
+            first = items[0]
+            label = next(name for name in self.labels[first] if name not in space)
+            met = list(dict.fromkeys(name for i in items for name in self.labels[i] if name not in space))
+            raise DataError(
+                f"{self.place(first)}: unknown label {label!r} ({_count(len(unknown), 'unknown label')} in "
+                f"{_count(len(items), 'item')}, first: {met[:10]}): labels met outside training are an error; "
+                "pass --ignore-unknown-labels "
+                "(Python: ignore_unknown_labels=True) to drop and count them, or --labels-file with the full "
+                "label list (Python: labels_file=...)"
+            )
+        return matrix, unknown
 
 
 @dataclass
@@ -85,23 +127,26 @@ def read_dataset(
     label_sep: str | None = None,
     format: str | None = None,
 ) -> Dataset:
-    """Read a labelled data file; ``labels_field=None`` reads texts only (all label sets empty).
+    """Read a labelled data file; ``labels_field=None`` or ``""`` reads texts only (all
+    label sets empty), as does a ``.txt`` file.
 
     The format comes from the extension (``.jsonl .ndjson .csv .tsv .parquet .pq .txt``)
     unless ``format`` is given. See the module docstring for how labels are read.
     A ``labels_field`` that no record has is an error (a typo would otherwise make every
-    item unlabelled); pass ``labels_field=None`` for unlabelled data.
+    item unlabelled).
     """
     fmt = detect_format(path, format)
-    if fmt == "txt":
+    if fmt == "txt" or not labels_field:
         labels_field = None
     sep = label_sep if label_sep is not None or fmt not in ("csv", "tsv") else ","
     texts: list[str] = []
     labels: list[tuple[str, ...]] = []
+    places: list[str] = []
     seen_fields: set[str] = set()
     labels_seen = False
     for where, record in iter_records(path, fmt):
         texts.append(_text(record, text_field, path, where))
+        places.append(where)
         seen_fields.update(record)
         if labels_field is not None and labels_field in record:
             labels_seen = True
@@ -111,9 +156,69 @@ def read_dataset(
     if labels_field is not None and not labels_seen:
         raise DataError(
             f"{path}: expected a labels field {labels_field!r}, got records with the fields {sorted(seen_fields)}; "
-            "name the labels field (labels_field= / --labels-field), or pass labels_field=None for unlabelled data"
+            "name the labels field with --labels-field NAME (Python: labels_field=NAME), or pass --labels-field '' "
+            "(Python: labels_field=None) to read the texts as unlabelled (for --objective simcse)"
         )
-    return Dataset(texts, labels, str(path))
+    return Dataset(texts, labels, str(path), places)
+
+
+def as_dataset(
+    data: Dataset | str | os.PathLike | tuple[Sequence[str], Sequence[object]],
+    *,
+    text_field: str = "text",
+    labels_field: str | None = "labels",
+    label_sep: str | None = None,
+) -> Dataset:
+    """A :class:`Dataset` from a Dataset (returned as it is), a file path
+    (:func:`read_dataset` with the field options) or a ``(texts, label_sets)`` pair.
+
+    In a pair, a label set is a list, tuple, set or 1-D numpy array of label names; a
+    string is one label (``"sports"`` -> ``("sports",)``); ``None`` or an empty string is
+    no labels. Names are stripped, an empty name is an error, a repeated name counts once
+    and a set's names are sorted. Any other label set, or a text that is not a non-empty
+    string, is a :class:`DataError` naming its index.
+
+    >>> as_dataset((["go team!", "rates rise"], ["sports", {"news", "money"}])).labels
+    [('sports',), ('money', 'news')]
+    """
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        return read_dataset(data, text_field=text_field, labels_field=labels_field, label_sep=label_sep)
+    if not (isinstance(data, tuple) and len(data) == 2):
+        raise TypeError(f"expected a path, a Dataset or a (texts, label_sets) pair, got {show(data)}")
+    texts, label_sets = data
+    for name, part in (("texts", texts), ("label_sets", label_sets)):
+        if isinstance(part, str):
+            raise DataError(f"expected {name} as a sequence with one entry per item, got a single string {part[:40]!r}")
+    texts, label_sets = list(texts), list(label_sets)
+    if len(texts) != len(label_sets):
+        raise DataError(f"expected one label set per text, got {len(texts)} texts and {len(label_sets)} label sets")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"texts[{i}]: expected a non-empty string, got {show(text)}")
+    return Dataset(texts, [_label_set(value, i) for i, value in enumerate(label_sets)])
+
+
+def _label_set(value: object, index: int) -> tuple[str, ...]:
+    """One label set given from Python (see :func:`as_dataset`)."""
+    where = f"label_sets[{index}]"
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value.strip(),) if value.strip() else ()
+    if not isinstance(value, (list, tuple, set, frozenset)) and not (isinstance(value, np.ndarray) and value.ndim == 1):
+        raise DataError(
+            f"{where}: expected a label set: a list, tuple or set of label names, one name as a string, or None; "
+            f"got {show(value)}"
+        )
+    bad = next((name for name in value if not isinstance(name, str)), None)
+    if bad is not None:
+        raise DataError(f"{where}: expected label names as strings, got a {type(value).__name__} holding {show(bad)}")
+    names = [name.strip() for name in (sorted(value) if isinstance(value, (set, frozenset)) else value)]
+    if "" in names:
+        raise DataError(f"{where}: expected non-empty label names, got an empty one in {show(value)}")
+    return tuple(dict.fromkeys(names))
 
 
 def read_texts(path: str | os.PathLike, *, text_field: str = "text", format: str | None = None) -> list[str]:
@@ -194,6 +299,10 @@ def parse_labels(value: object, sep: str | None, cell: bool, where: str, field: 
     if "" in stripped:
         raise DataError(f"{where}: expected non-empty label names in {field!r}, got an empty one in {show(value)}")
     return tuple(dict.fromkeys(stripped))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _list_literal(text: str, where: str, field: str) -> list:

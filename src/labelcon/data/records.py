@@ -110,7 +110,7 @@ def _jsonl(path: str | os.PathLike, fmt: str) -> Iterator[tuple[str, dict]]:
         except json.JSONDecodeError as exc:
             raise DataError(
                 f"{path}, line {number}: expected a JSON object, got malformed JSON "
-                f"({exc.msg} at column {exc.colno}): {line[:80]!r}"
+                f"({exc.msg.removesuffix(' at')} at column {exc.colno}): {line[:80]!r}"
             ) from None
         if not isinstance(record, dict):
             raise DataError(f"{path}, line {number}: expected a JSON object, got {show(record)}")

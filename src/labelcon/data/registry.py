@@ -16,8 +16,10 @@ there, e.g. put there by hand, are used as they are) and converted (see
 :mod:`labelcon.data.sources`). Without network the :class:`DataError` says which files
 to put where. ``demo`` is the small data set shipped inside labelcon.
 
->>> sorted(DATASETS)
-['demo', 'goemotions', 'reuters21578', 'stsb']
+>>> registered_names()
+('demo', 'goemotions', 'reuters21578', 'stsb')
+>>> registered_names(labelled_only=True)
+('demo', 'goemotions', 'reuters21578')
 >>> train = load_split("demo", "train")
 >>> len(train), train.labels[1]
 (240, ('refund', 'technical'))
@@ -43,6 +45,12 @@ DATASETS = {
 PAIR_DATASETS = {"stsb"}
 SPLITS = ("train", "dev", "test")
 DEMO_FILES = {"train": "train.jsonl", "dev": "dev.jsonl", "test": "test.jsonl", "labels": "labels.txt"}
+
+
+def registered_names(*, labelled_only: bool = False) -> tuple[str, ...]:
+    """The names :func:`resolve_dataset` knows; ``labelled_only``: without the pair data
+    sets, i.e. those ``labelcon train --dataset`` can train on."""
+    return tuple(name for name in DATASETS if not (labelled_only and name in PAIR_DATASETS))
 
 
 def demo_paths() -> dict[str, Path]:

@@ -177,7 +177,8 @@ def _with_fallback(
         scores = probe.predict_scores(dev_x)
         threshold = best_global_threshold(scores, dev_y)
         above = scores >= threshold
-        micro = 2 * float(dev_y.multiply(above).sum()) / (int(above.sum()) + dev_y.nnz)
+        total = int(above.sum()) + dev_y.nnz
+        micro = 2 * float(dev_y.multiply(above).sum()) / total if total else 0.0
         report[f"fallback linear(C={c:g}, balanced): dev micro-F1 at one threshold"] = micro
         if best is None or micro > best[0]:
             best = (micro, probe, threshold)
@@ -200,7 +201,14 @@ def _best_by_dev_ap(
     pairs = {f"{a} + {b}": (a, b) for a, b in product(linear, knn)}
     for name, (a, b) in pairs.items():
         scores[name] = (scores[a] + scores[b]) / 2
-    report = {name: float(np.nanmean(average_precision_per_label(dev_y, s))) for name, s in scores.items()}
-    best = max(report, key=report.get)
+    report = {name: _mean_ap(dev_y, s) for name, s in scores.items()}
+    # without dev positives every figure is NaN, and the first candidate, linear(C=1), is kept
+    best = max(report, key=lambda name: -np.inf if np.isnan(report[name]) else report[name])
     head = EnsembleHead.of([fitted[n] for n in pairs[best]]) if best in pairs else fitted[best]
     return head, report
+
+
+def _mean_ap(y: sp.csr_matrix, scores: np.ndarray) -> float:
+    """Mean average precision over the labels with dev positives (NaN when none has any)."""
+    ap = average_precision_per_label(y, scores)
+    return float(ap[~np.isnan(ap)].mean()) if not np.isnan(ap).all() else float("nan")
