@@ -175,10 +175,13 @@ def test_resume_with_another_process_count_says_so(two_process_run, toy_data) ->
 
     from labelcon.cli import main
 
-    result = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--out", str(two_process_run),
-                                       "--resume", "--nproc", "1", "--quiet"])
-    assert result.exit_code == 2
-    assert "written by a run of 2 process(es)" in result.output
+    args = ["train", "--train", str(toy_data["train"]), "--out", str(two_process_run), "--resume", "--nproc", "1", "-q"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "holds a finished run; nothing to resume" in result.output
+    state = json.loads((two_process_run / "run.json").read_text())
+    (two_process_run / "run.json").write_text(json.dumps({**state, "status": "running"}))  # as if interrupted
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "nproc: 2 in the run, 1 now" in result.output
 
 
 def test_nproc_without_torchrun_from_python_says_how(toy_data) -> None:

@@ -17,13 +17,12 @@ import click
 import numpy as np
 
 from labelcon.config import Config, ConfigError
-from labelcon.data import DataError, read_texts
-from labelcon.data.registry import DATASETS, PAIR_DATASETS
+from labelcon.data import DataError, read_texts, registered_names
 from labelcon.io import atomic_open, write_json
 from labelcon.options import command_line, config_options
+from labelcon.rundir import locked
 
 
-LABELLED = [name for name in DATASETS if name not in PAIR_DATASETS]
 EXAMPLES_TRAIN = """
 \b
 Examples:
@@ -76,15 +75,16 @@ def _data_options(func: Callable) -> Callable:
 @click.option("--train", "train_path", type=click.Path(dir_okay=False), help="Training data file.")
 @click.option("--dev", "dev_path", type=click.Path(dir_okay=False), help="Dev data file (default: a seeded carve-out of train).")
 @click.option("--test", "test_path", type=click.Path(dir_okay=False), help="Test data file, evaluated at the end.")
-@click.option("--dataset", help=f"A registered data set instead of --train/--dev/--test: {', '.join(LABELLED)}.")
+@click.option("--dataset", help=f"A registered data set instead of --train/--dev/--test: {', '.join(registered_names(labelled_only=True))}.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Directory holding registered data sets (or $LABELCON_DATA).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
 @config_options
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of config fields; flags win.")
-@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out (same data and settings).")
+@click.option("--overwrite", is_flag=True, help="Replace the finished or interrupted labelcon run in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or summaries.")
 @_fail_cleanly
-def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_file, resume, quiet, **flags) -> None:
+def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_file, resume, overwrite, quiet, **flags) -> None:
     """Train an encoder and a label head; write the run directory OUT.
 
     OUT gets config.yaml, the model (labelcon.json pointing at model.N/: encoder/, head/,
@@ -124,14 +124,16 @@ def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_fi
     if resume and not (out / "checkpoint.pt").exists():
         click.echo(f"note: no checkpoint in {out} to resume from; starting from the beginning", err=True)
     started = time.monotonic()
-    model = Labelcon(config=config).fit(train_path, dev_path, out_dir=out, resume=resume, show_progress=not quiet)
+    model = Labelcon(config=config).fit(train_path, dev_path, out_dir=out, resume=resume, overwrite=overwrite,
+                                       show_progress=not quiet)
     if not is_main_process():  # under torchrun, rank 0 evaluates and writes the run directory
         return
-    if test_path:
+    if test_path and model.stage_ is not None:
         test = model.read(test_path)
-        model.metrics_["test"] = model.evaluate(test)
-        _write_predictions(model, test, out / "predictions_test.jsonl")
-        write_json(out / "metrics.json", model.metrics_)
+        with locked(out):
+            model.metrics_["test"] = model.evaluate(test)
+            _write_predictions(model, test, out / "predictions_test.jsonl")
+            write_json(out / "metrics.json", model.metrics_)
     if not quiet:
         click.echo(f"done in {time.monotonic() - started:.0f} s; run directory: {out}")
         _print_metrics(model.metrics_)

@@ -85,7 +85,9 @@ class Config(BaseModel):
 
     # data
     text_field: str = Field("text", description="field/column holding the text")
-    labels_field: str = Field("labels", description="field/column holding the labels")
+    labels_field: str | None = Field(
+        "labels", description="field/column holding the labels; '' (Python: None): the texts are unlabelled (for simcse)"
+    )
     label_sep: str | None = Field(None, description="separator when the labels are one string, e.g. ','")
     labels_file: str | None = Field(None, description="file with one label per line: the label space and its order")
     label_descriptions: str | None = Field(None, description="TSV label<TAB>text for label_text heads/objectives")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from contextlib import nullcontext
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,12 @@ import scipy.sparse as sp
 import yaml
 
 from labelcon.config import Config
-from labelcon.data import Dataset, LabelSpace, read_dataset, read_label_descriptions, sample_shots, train_dev_split
+from labelcon.data import Dataset, LabelSpace, as_dataset, label_texts, sample_shots, train_dev_split
 from labelcon.encoders import Encoder, are_texts, build_encoder, load_encoder, resolve_encode_length, resolve_max_length
-from labelcon.io import atomic_open, read_json, write_json
+from labelcon.io import read_json, write_json
 from labelcon.objectives import build_objective, resolve_objective
 from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked
-from labelcon.rundir import load_current, publish
+from labelcon.rundir import load_current, publish, training_run
 from labelcon.training import Trainer, seed_everything
 from labelcon.training.distributed import is_main_process
 from labelcon.training.monitor import ENCODE_BATCH, knn_dev_check
@@ -73,37 +74,22 @@ class Labelcon:
     # ------------------------------------------------------------------ reading
     def read(self, data: DataLike) -> Dataset:
         """Turn a path, a :class:`Dataset` or a ``(texts, label_sets)`` pair into a Dataset."""
-        if isinstance(data, Dataset):
-            return data
-        if isinstance(data, tuple) and len(data) == 2:
-            texts, label_sets = data
-            if len(texts) != len(label_sets):
-                raise ValueError(f"got {len(texts)} texts but {len(label_sets)} label sets")
-            return Dataset(texts=list(texts), labels=[tuple(dict.fromkeys(ls)) for ls in label_sets], source=None)
-        if isinstance(data, (str, os.PathLike)):
-            cfg = self.config
-            return read_dataset(data, text_field=cfg.text_field, labels_field=cfg.labels_field, label_sep=cfg.label_sep)
-        raise TypeError(f"expected a path, a Dataset or a (texts, label_sets) pair, got {type(data).__name__}")
+        cfg = self.config
+        return as_dataset(data, text_field=cfg.text_field, labels_field=cfg.labels_field, label_sep=cfg.label_sep)
 
     def _label_matrix(self, labels: LabelSpace, data: Dataset, ignore: bool | None = None) -> tuple[sp.csr_matrix, Counter]:
-        if self.config.ignore_unknown_labels if ignore is None else ignore:
-            return labels.encode(data.labels, unknown="ignore", return_unknown=True)
-        return labels.encode(data.labels, unknown="error"), Counter()
-
-    def _label_texts(self, names: Sequence[str]) -> list[str]:
-        """What label-text heads and objectives embed: the description when one is given, else the name."""
-        descriptions = read_label_descriptions(self.config.label_descriptions) if self.config.label_descriptions else {}
-        return [descriptions.get(name, name) for name in names]
+        return data.label_matrix(labels, ignore_unknown=self.config.ignore_unknown_labels if ignore is None else ignore)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, train: DataLike, dev: DataLike | None = None, *, out_dir: str | os.PathLike | None = None,
-            resume: bool = False, show_progress: bool = True) -> Labelcon:  # fmt: skip
+            resume: bool = False, overwrite: bool = False, show_progress: bool = True) -> Labelcon:  # fmt: skip
         """Train the encoder, then fit the prediction stage on train and calibrate it on dev.
 
         Without ``dev``, a seeded carve-out of ``config.dev_fraction`` of train serves as
-        dev (:func:`labelcon.data.train_dev_split`). With ``out_dir``, training writes
-        resumable checkpoints there and the fitted model is saved there at the end.
-        Under ``torchrun`` every process trains; rank 0 alone fits the stage and saves.
+        dev (:func:`labelcon.data.train_dev_split`). With ``out_dir``, the run owns that
+        directory (:func:`labelcon.rundir.training_run`: ``resume`` an interrupted run,
+        ``overwrite`` a finished one), writes resumable checkpoints there and saves the
+        model there. Under ``torchrun`` every process trains; rank 0 alone fits the stage and saves.
         """
         cfg = self.config
         seed_everything(cfg.seed)
@@ -112,28 +98,31 @@ class Labelcon:
         if cfg.shots:
             train_set = sample_shots(train_set, cfg.shots, seed=cfg.seed)
         labels = LabelSpace.from_label_sets(train_set.labels, labels_file=cfg.labels_file)
-        label_texts = self._label_texts(labels.names)
+        texts = label_texts(labels.names, cfg.label_descriptions)
         (y_train, _), (y_dev, unknown_dev) = self._label_matrix(labels, train_set), self._label_matrix(labels, dev_set)
         max_length = resolve_max_length(cfg.max_length, train_set.texts)
-        self._train(train_set, y_train, dev_set, y_dev, label_texts, max_length, out_dir, resume, show_progress)
-        if not is_main_process():  # under torchrun, rank 0 alone fits the stage, evaluates and saves
-            return self
-        encode_length = resolve_encode_length(cfg.encode_max_length, train_set.texts, max_length)
-        if encode_length is not None:  # text encoders: embed for the stage (and later predictions) at this length
-            self.encoder_.max_length = encode_length
-        self.stage_, self.metrics_ = None, {}
-        if len(labels):  # unlabelled data (simcse) trains an encoder only
-            dev_features = self._features(dev_set.texts, show_progress)
-            self.stage_ = PredictionStage.fit(
-                labels, self._features(train_set.texts, show_progress), y_train, dev_features, y_dev, cfg.stage(),
-                label_texts=label_texts, embed=self.encode, show_progress=show_progress,
-                at_least_one=cfg.at_least_one if cfg.at_least_one is not None else all(train_set.labels),
-            )
-            self.metrics_ = {"dev": self.stage_.evaluate(dev_features, y_dev)}
-            if unknown_dev:
-                self.metrics_["dev"]["unknown_labels"] = sum(unknown_dev.values())
-        if out_dir is not None:
-            self.save(out_dir)
+        owned = out_dir is not None and is_main_process()
+        with training_run(out_dir, config=cfg.model_dump(), resume=resume, overwrite=overwrite,
+                          data={"train": train_set.fingerprint(), "dev": dev_set.fingerprint()}) if owned else nullcontext(resume) as resuming:  # fmt: skip
+            self._train(train_set, y_train, dev_set, y_dev, texts, max_length, out_dir, resuming, show_progress)
+            if not is_main_process():  # under torchrun, rank 0 alone fits the stage, evaluates and saves
+                return self
+            encode_length = resolve_encode_length(cfg.encode_max_length, train_set.texts, max_length)
+            if encode_length is not None:  # text encoders: embed for the stage (and later predictions) at this length
+                self.encoder_.max_length = encode_length
+            self.stage_, self.metrics_ = None, {}
+            if len(labels):  # unlabelled data (simcse) trains an encoder only
+                dev_features = self._features(dev_set.texts, show_progress)
+                self.stage_ = PredictionStage.fit(
+                    labels, self._features(train_set.texts, show_progress), y_train, dev_features, y_dev, cfg.stage(),
+                    label_texts=texts, embed=self.encode, show_progress=show_progress,
+                    at_least_one=cfg.at_least_one if cfg.at_least_one is not None else all(train_set.labels),
+                )
+                self.metrics_ = {"dev": self.stage_.evaluate(dev_features, y_dev)}
+                if unknown_dev:
+                    self.metrics_["dev"]["unknown_labels"] = sum(unknown_dev.values())
+            if out_dir is not None:
+                self.save(out_dir)
         return self
 
     def _train(self, train_set: Dataset, y_train: sp.csr_matrix, dev_set: Dataset, y_dev: sp.csr_matrix,
@@ -147,10 +136,6 @@ class Labelcon:
         )
         self.objective_ = resolve_objective(cfg.objective, np.bincount(y_train.indices, minlength=y_train.shape[1]))
         run_dir = Path(out_dir) if out_dir is not None else None
-        if run_dir is not None and is_main_process():
-            run_dir.mkdir(parents=True, exist_ok=True)
-            with atomic_open(run_dir / "config.yaml") as handle:
-                handle.write(cfg.to_yaml())
         check = None
         if cfg.epochs and y_train.shape[1]:
             check = knn_dev_check(train_set.texts, y_train, dev_set.texts, y_dev, max_train=cfg.eval_max_train,

@@ -34,13 +34,14 @@ records).
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import math
 import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -79,6 +80,15 @@ class Dataset:
         rows = [int(i) for i in indices]
         where = None if self.where is None else [self.where[i] for i in rows]
         return Dataset([self.texts[i] for i in rows], [self.labels[i] for i in rows], self.source, where)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The item count and a SHA-256 of the texts and label sets: what a resumed run
+        checks to be training on the data it started with."""
+        digest = hashlib.sha256()
+        for text, labels in zip(self.texts, self.labels, strict=True):
+            item = json.dumps([text, list(labels)], ensure_ascii=False, default=lambda v: np.asarray(v).tolist())
+            digest.update(item.encode("utf-8"))
+        return {"items": len(self), "sha256": digest.hexdigest(), "source": self.source}
 
     def place(self, index: int) -> str:
         """Where item ``index`` (0-based) came from, for messages: ``"d.jsonl, line 7"``,
@@ -275,6 +285,13 @@ def read_label_descriptions(path: str | os.PathLike) -> dict[str, str]:
             raise DataError(f"{path}, line {number}: expected each label once, got {name.strip()!r} again")
         texts[name.strip()] = description.strip()
     return texts
+
+
+def label_texts(names: Sequence[str], descriptions: str | os.PathLike | None = None) -> list[str]:
+    """What label-text heads and objectives embed for each label: its description from the
+    ``descriptions`` TSV (:func:`read_label_descriptions`) when it has one, else its name."""
+    known = read_label_descriptions(descriptions) if descriptions else {}
+    return [known.get(name, name) for name in names]
 
 
 def parse_labels(value: object, sep: str | None, cell: bool, where: str, field: str = "labels") -> tuple[str, ...]:
