@@ -12,6 +12,7 @@ from labelcon import Labelcon, estimator, metrics, prediction
 from labelcon.data import DataError
 from labelcon.estimator import NotFittedError
 from labelcon.heads import Thresholds
+from labelcon.training import Trainer
 from labelcon.training import trainer as trainer_module
 from tests.conftest import FAST, make_items, write_jsonl
 
@@ -215,8 +216,8 @@ def test_auto_objective_contrasts_with_label_texts_on_few_shot_data(toy_data, tm
 
 def test_encode_max_length_applies_after_training_and_is_saved(toy_data, tmp_path, monkeypatch) -> None:
     trained_at = []
-    original = estimator.Trainer.fit
-    monkeypatch.setattr(estimator.Trainer, "fit",
+    original = Trainer.fit
+    monkeypatch.setattr(Trainer, "fit",
                         lambda self, *a, **k: trained_at.append(self.encoder.max_length) or original(self, *a, **k))
     model = Labelcon(**{**FAST, "epochs": 1, "max_length": 4, "encode_max_length": 12})
     model.fit(toy_data["train"], toy_data["dev"], show_progress=False)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from contextlib import nullcontext
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +23,14 @@ import yaml
 
 from labelcon.config import Config
 from labelcon.data import Dataset, LabelSpace, as_dataset, label_texts, sample_shots, train_dev_split
-from labelcon.encoders import Encoder, are_texts, build_encoder, load_encoder, resolve_encode_length, resolve_max_length
+from labelcon.encoders import Encoder, are_texts, load_encoder, resolve_encode_length, resolve_max_length
 from labelcon.io import read_json, write_json
-from labelcon.objectives import build_objective, resolve_objective
 from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked
 from labelcon.rundir import load_current, publish, training_run
-from labelcon.training import Trainer, seed_everything
+from labelcon.training import seed_everything
 from labelcon.training.distributed import is_main_process
-from labelcon.training.monitor import ENCODE_BATCH, knn_dev_check
-from labelcon.training.wiseft import interpolate_weights
-from labelcon.views import make_view
+from labelcon.training.monitor import ENCODE_BATCH
+from labelcon.training.recipe import train_encoder
 
 DataLike = Dataset | str | os.PathLike | tuple[Sequence[str], Sequence[Sequence[str]]]
 
@@ -104,7 +102,9 @@ class Labelcon:
         owned = out_dir is not None and is_main_process()
         with training_run(out_dir, config=cfg.model_dump(), resume=resume, overwrite=overwrite,
                           data={"train": train_set.fingerprint(), "dev": dev_set.fingerprint()}) if owned else nullcontext(resume) as resuming:  # fmt: skip
-            self._train(train_set, y_train, dev_set, y_dev, texts, max_length, out_dir, resuming, show_progress)
+            self.encoder_, self.objective_, self.history_ = train_encoder(
+                cfg, train_set, y_train, dev_set, y_dev, label_texts=texts, max_length=max_length, run_dir=out_dir,
+                resume=resuming, show_progress=show_progress)  # fmt: skip
             if not is_main_process():  # under torchrun, rank 0 alone fits the stage, evaluates and saves
                 return self
             encode_length = resolve_encode_length(cfg.encode_max_length, train_set.texts, max_length)
@@ -124,29 +124,6 @@ class Labelcon:
             if out_dir is not None:
                 self.save(out_dir)
         return self
-
-    def _train(self, train_set: Dataset, y_train: sp.csr_matrix, dev_set: Dataset, y_dev: sp.csr_matrix,
-               label_texts: list[str], max_length: int, out_dir: str | os.PathLike | None, resume: bool,
-               show_progress: bool) -> None:  # fmt: skip
-        """Build the encoder and the objective and run the trainer (then WiSE-FT with ``keep_base``)."""
-        cfg = self.config
-        self.encoder_ = build_encoder(
-            cfg.encoder, train_texts=train_set.texts, max_length=max_length,
-            projection_dim=cfg.projection_dim, seed=cfg.seed, precision=cfg.precision, **cfg.encoder_params,
-        )
-        self.objective_ = resolve_objective(cfg.objective, np.bincount(y_train.indices, minlength=y_train.shape[1]))
-        run_dir = Path(out_dir) if out_dir is not None else None
-        check = None
-        if cfg.epochs and y_train.shape[1]:
-            check = knn_dev_check(train_set.texts, y_train, dev_set.texts, y_dev, max_train=cfg.eval_max_train,
-                                  seed=cfg.seed, show_progress=show_progress)  # fmt: skip
-        trainer = Trainer(self.encoder_, build_objective(self.objective_, temperature=cfg.temperature, **cfg.objective_params),
-                          cfg.training(), run_dir=run_dir, evaluate=check, label_texts=label_texts,
-                          view=make_view(cfg.view, **cfg.view_params), show_progress=show_progress)  # fmt: skip
-        initial = {k: v.detach().clone() for k, v in self.encoder_.state_dict().items()} if cfg.keep_base else None
-        self.history_ = trainer.fit(train_set.texts, y_train, resume=resume).history
-        if initial is not None:
-            interpolate_weights(self.encoder_, initial, 1.0 - cfg.keep_base)
 
     # ------------------------------------------------------------------ prediction
     def _stage(self) -> PredictionStage:

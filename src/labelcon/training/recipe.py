@@ -1,0 +1,54 @@
+"""From a :class:`labelcon.config.Config` to a trained encoder: the training floor's composition.
+
+Builds the encoder (:func:`labelcon.encoders.build_encoder`) and the objective (``"auto"``
+resolved from the label counts, :func:`labelcon.objectives.resolve_objective`), the
+per-epoch dev check (:mod:`labelcon.training.monitor`) and the second view, runs the
+:class:`Trainer` on ``Config.training()``'s settings, and moves the weights back toward
+their start with ``keep_base`` (WiSE-FT, :mod:`labelcon.training.wiseft`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from labelcon.config import Config
+from labelcon.data import Dataset
+from labelcon.encoders import Encoder, build_encoder
+from labelcon.objectives import build_objective, resolve_objective
+from labelcon.training.monitor import knn_dev_check
+from labelcon.training.trainer import Trainer
+from labelcon.training.wiseft import interpolate_weights
+from labelcon.views import make_view
+
+
+def train_encoder(
+    config: Config, train: Dataset, y_train: sp.csr_matrix, dev: Dataset, y_dev: sp.csr_matrix, *,
+    label_texts: list[str], max_length: int, run_dir: str | os.PathLike | None = None, resume: bool = False,
+    show_progress: bool = False,
+) -> tuple[Encoder, str, list[dict[str, Any]]]:  # fmt: skip
+    """Train an encoder on ``train`` (checked on ``dev`` after each epoch when there are
+    labels); returns it, the objective's name and the training history. With ``run_dir``,
+    checkpoints go there and ``resume`` continues from the last one."""
+    cfg = config
+    encoder = build_encoder(cfg.encoder, train_texts=train.texts, max_length=max_length,
+                            projection_dim=cfg.projection_dim, seed=cfg.seed, precision=cfg.precision,
+                            **cfg.encoder_params)  # fmt: skip
+    name = resolve_objective(cfg.objective, np.bincount(y_train.indices, minlength=y_train.shape[1]))
+    check = None
+    if cfg.epochs and y_train.shape[1]:
+        check = knn_dev_check(train.texts, y_train, dev.texts, y_dev, max_train=cfg.eval_max_train, seed=cfg.seed,
+                              show_progress=show_progress)  # fmt: skip
+    trainer = Trainer(encoder, build_objective(name, temperature=cfg.temperature, **cfg.objective_params),
+                      cfg.training(), run_dir=Path(run_dir) if run_dir is not None else None, evaluate=check,
+                      label_texts=label_texts, view=make_view(cfg.view, **cfg.view_params),
+                      show_progress=show_progress)  # fmt: skip
+    initial = {k: v.detach().clone() for k, v in encoder.state_dict().items()} if cfg.keep_base else None
+    history = trainer.fit(train.texts, y_train, resume=resume).history
+    if initial is not None:
+        interpolate_weights(encoder, initial, 1.0 - cfg.keep_base)
+    return encoder, name, history
