@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.stats import hypergeom
 from sklearn.metrics import f1_score
 
 from labelcon.heads import Thresholds, best_global_threshold, top_k_labels
+from labelcon.heads.thresholds import MAX_CHANCE, MAX_FLOOD
 
 
 def dev_case(n=120, c=8, seed=0):
@@ -17,19 +19,54 @@ def dev_case(n=120, c=8, seed=0):
     return scores, y
 
 
+def informative(s, y, t):
+    """The rule of the module docstring, written out: better than chance, and no flood."""
+    predicted, hits = int((s >= t).sum()), int(((s >= t) & (y == 1)).sum())
+    return hypergeom.sf(hits - 1, len(y), y.sum(), predicted) <= MAX_CHANCE and predicted <= MAX_FLOOD * y.sum()
+
+
 def brute_force_best_f1(s, y):
-    return max(f1_score(y, s >= t, zero_division=0) for t in np.unique(s))
+    """The best F1 over the informative thresholds (None when there is none)."""
+    return max((f1_score(y, s >= t, zero_division=0) for t in np.unique(s) if informative(s, y, t)), default=None)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_per_label_thresholds_maximise_f1(seed):
+def test_per_label_thresholds_maximise_f1_among_informative_ones(seed):
     s, y = dev_case(seed=seed)
     th = Thresholds.calibrate(s, sp.csr_matrix(y), min_positives=3)
     decisions = th.apply(s)
     for c in range(6):
-        assert th.per_label[c]
-        assert th.thresholds[c] in s[:, c]
-        assert f1_score(y[:, c], decisions[:, c]) == pytest.approx(brute_force_best_f1(s[:, c], y[:, c]))
+        best = brute_force_best_f1(s[:, c], y[:, c])
+        assert th.per_label[c] == (best is not None)
+        if best is not None:
+            assert th.thresholds[c] in s[:, c]
+            assert f1_score(y[:, c], decisions[:, c]) == pytest.approx(best)
+        else:
+            assert th.thresholds[c] == np.float32(th.global_threshold)
+
+
+def test_a_label_whose_positives_all_score_lowest_takes_the_fallback():
+    rng = np.random.default_rng(3)
+    y = np.zeros((200, 2), dtype=int)
+    y[:20, 0] = y[20:60, 1] = 1
+    s = rng.uniform(0.5, 1.0, (200, 2)).astype(np.float32)
+    s[:20, 0] = rng.uniform(0.0, 0.1, 20)  # label 0: its positives score below every other item
+    s[20:60, 1] += 0.5  # label 1: well separated
+    th = Thresholds.calibrate(np.clip(s, 0, 1), y)
+    assert th.per_label.tolist() == [False, True]
+    assert th.apply(np.clip(s, 0, 1))[:, 0].mean() < 1.0  # not predicted for every item
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_thresholds_on_random_scores_never_flood(seed):
+    rng = np.random.default_rng(seed)
+    prevalence = rng.uniform(0.01, 0.4, 12)
+    y = (rng.random((300, 12)) < prevalence).astype(int)
+    s = rng.random((300, 12)).astype(np.float32)
+    th = Thresholds.calibrate(s, y, min_positives=3)
+    share = th.apply(s).mean(axis=0)
+    own = th.per_label
+    assert (share[own] <= MAX_FLOOD * y.mean(axis=0)[own] + 1e-9).all()
 
 
 def test_rare_labels_get_the_global_micro_f1_threshold():

@@ -219,9 +219,11 @@ def test_threshold_calibration_at_5e4_labels_holds_one_block_of_dev_scores():
     y = sp.hstack([frequent, rare], format="csr")  # 10 labels with their own thresholds
     y.data[:] = 1
 
-    def blocks():
+    def blocks():  # random scores, except that the 10 frequent labels' positives score higher
         for start in range(0, n, rows):
-            yield np.random.default_rng(start).random((min(rows, n - start), c), dtype=np.float32)
+            block = np.random.default_rng(start).random((min(rows, n - start), c), dtype=np.float32)
+            block[:, :10] = 0.5 * block[:, :10] + 0.5 * frequent[start : start + rows].toarray()
+            yield block
 
     thresholds, peak = traced_peak(lambda: Thresholds.calibrate_blocks(blocks, y, min_positives=3))
     assert thresholds.per_label[:10].all() and thresholds.per_label.sum() < 100

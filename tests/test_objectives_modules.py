@@ -259,3 +259,14 @@ def test_single_label_supcon_equals_pytorch_metric_learning():
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
     (g_ours,), (g_theirs,) = torch.autograd.grad(ours, z), torch.autograd.grad(theirs, z)
     torch.testing.assert_close(g_ours, g_theirs, atol=1e-5, rtol=1e-4)
+
+
+def test_auto_objective_tells_a_few_shot_set_from_a_long_tail() -> None:
+    from labelcon.objectives import resolve_objective
+
+    long_tail = np.maximum(1, (2000 / np.arange(1, 4001)).astype(int))  # 4,000 labels, median label ~1 item
+    assert resolve_objective("auto", long_tail, n_items=45_000) == "supcon-jaccard"
+    assert resolve_objective("auto", np.full(28, 8), n_items=224) == "label_contrast"
+    assert resolve_objective("auto", np.full(28, 400), n_items=43_000, shots=8) == "label_contrast"
+    assert resolve_objective("auto", np.full(28, 50), n_items=1_400, shots=50) == "supcon-jaccard"
+    assert resolve_objective("mulsupcon", np.full(28, 8), n_items=224) == "mulsupcon"

@@ -241,29 +241,43 @@ _REGISTRY: dict[str, tuple[type[Objective], dict[str, Any]]] = {
 OBJECTIVES: list[str] = list(_REGISTRY)
 
 
-#: ``objective="auto"``: label texts join the objective when the median label has at most
-#: this many training items (a few-shot set), else label sets alone.
+#: ``objective="auto"``: a set is few-shot when its median label has at most this many
+#: training items (or ``shots`` asks for at most this many per label) ...
 FEW_SHOT_ITEMS = 10
+#: ... and it holds at most this many training items: a long tail of rare labels in a large
+#: set (extreme classification) is not a few-shot set.
+FEW_SHOT_SET = 2000
 
 
-def resolve_objective(name: str, label_counts: np.ndarray) -> str:
-    """The objective ``"auto"`` stands for, given each label's training item count:
-    ``"label_contrast"`` when the median label (among those with items) has at most
-    ``FEW_SHOT_ITEMS`` items, else ``"supcon-jaccard"``; any other name is returned as is.
+def resolve_objective(name: str, label_counts: np.ndarray, n_items: int | None = None, shots: int | None = None) -> str:
+    """The objective ``"auto"`` stands for: ``"label_contrast"`` on a few-shot set, else
+    ``"supcon-jaccard"``; any other name is returned as is.
+
+    A set is few-shot when ``shots`` (items sampled per label) is at most ``FEW_SHOT_ITEMS``,
+    or, without ``shots``, when the median label (among those with items, from
+    ``label_counts``) has at most ``FEW_SHOT_ITEMS`` training items and the set holds at
+    most ``FEW_SHOT_SET`` items (``n_items``; None: not counted).
 
     With a handful of examples a label's own text (its name, or its description) is worth
     as much as another example: contrasting items with label texts (the label-text dual
     encoder of :class:`LabelContrastLoss`) gave 0.333 test macro-F1 on GoEmotions with 8
     examples per label, against 0.299 for ``supcon-jaccard`` (BENCHMARKS.md, few-shot).
-    With many examples per label, item-to-item positives graded by label overlap win.
+    With many examples per label, item-to-item positives graded by label overlap win; so
+    they do on a large set whose median label is rare (thousands of labels with a long
+    tail), where tens of thousands of items carry the signal and label texts would add
+    thousands of keys to every batch.
 
     >>> resolve_objective("auto", np.array([8, 9, 12])), resolve_objective("auto", np.array([50, 300]))
     ('label_contrast', 'supcon-jaccard')
+    >>> resolve_objective("auto", np.full(4000, 6), n_items=45000), resolve_objective("auto", np.full(28, 60), shots=8)
+    ('supcon-jaccard', 'label_contrast')
     """
     if name != "auto":
         return name
+    if shots is not None:
+        return "label_contrast" if shots <= FEW_SHOT_ITEMS else "supcon-jaccard"
     seen = label_counts[label_counts > 0]
-    few = seen.size > 0 and float(np.median(seen)) <= FEW_SHOT_ITEMS
+    few = seen.size > 0 and float(np.median(seen)) <= FEW_SHOT_ITEMS and (n_items is None or n_items <= FEW_SHOT_SET)
     return "label_contrast" if few else "supcon-jaccard"
 
 

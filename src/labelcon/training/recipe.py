@@ -38,7 +38,8 @@ def train_encoder(
     encoder = build_encoder(cfg.encoder, train_texts=train.texts, max_length=max_length,
                             projection_dim=cfg.projection_dim, seed=cfg.seed, precision=cfg.precision,
                             **cfg.encoder_params)  # fmt: skip
-    name = resolve_objective(cfg.objective, np.bincount(y_train.indices, minlength=y_train.shape[1]))
+    counts = np.bincount(y_train.indices, minlength=y_train.shape[1])
+    name = resolve_objective(cfg.objective, counts, n_items=len(train), shots=cfg.shots)
     check = None
     if cfg.epochs and y_train.shape[1]:
         check = knn_dev_check(train.texts, y_train, dev.texts, y_dev, max_train=cfg.eval_max_train, seed=cfg.seed,
