@@ -11,7 +11,6 @@ import torch
 from labelcon import Labelcon, estimator, metrics, prediction
 from labelcon.data import DataError
 from labelcon.estimator import NotFittedError
-from labelcon.heads import Thresholds
 from labelcon.training import Trainer
 from labelcon.training import trainer as trainer_module
 from tests.conftest import FAST, make_items, write_jsonl
@@ -193,14 +192,15 @@ def test_many_labels_calibrate_and_check_dev_without_dense_dev_scores(toy_data, 
     dense = Labelcon(**{**FAST, "epochs": 2, "head": "knn"}).fit(toy_data["train"], toy_data["dev"], show_progress=False)
     for module in (prediction, metrics):  # 10 dev items per check x 4 labels; blocks above
         monkeypatch.setattr(module, "DENSE_EVALUATION", 40)
-    calibrated = []
-    original = Thresholds.calibrate_blocks
-    monkeypatch.setattr(Thresholds, "calibrate_blocks",
-                        lambda *a, **k: calibrated.append(1) or original(*a, **k))  # fmt: skip
+    blocks = []
+    original = prediction.PredictionStage._blocks
+    monkeypatch.setattr(prediction.PredictionStage, "_blocks",
+                        lambda self, prepared: blocks.append(1) or original(self, prepared))  # fmt: skip
     blocked = Labelcon(**{**FAST, "epochs": 2, "head": "knn"}).fit(toy_data["train"], toy_data["dev"],
                                                                   show_progress=False)  # fmt: skip
-    assert calibrated == [1]
+    assert len(blocks) >= 3  # per-label thresholds, the global rule, the rules' evaluation: each a pass of blocks
     np.testing.assert_array_equal(blocked.stage_.thresholds.thresholds, dense.stage_.thresholds.thresholds)
+    assert blocked.stage_.thresholds.rank_cap == dense.stage_.thresholds.rank_cap
     assert blocked.history_[0]["dev"]["n_items"] == 10 and dense.history_[0]["dev"]["n_items"] == 60
 
 

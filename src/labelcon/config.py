@@ -100,6 +100,10 @@ class Config(BaseModel):
         None, description="predict at least one label per item; default: when every training item has one"
     )
     min_positives: int = Field(3, ge=1, description="dev positives a label needs for a threshold of its own")
+    decision_metric: Literal["micro", "macro", "samples"] = Field(
+        "micro", description="dev F1 that picks the decision rule: per-label thresholds, one global threshold, "
+        "top-k or rank-capped thresholds (see labelcon.heads.decisions)",
+    )
     lexical: float | Literal["auto"] = Field(
         "auto", description="texts: weight of a TF-IDF kNN vote mixed into the head's scores, 0-1 (0: off); "
         "auto: 0, 0.25 or 0.5, whichever gives the best dev macro-AP",

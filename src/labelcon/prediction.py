@@ -5,11 +5,12 @@
     Features(embeddings [n, D], texts)
       -> scorers: the head (embeddings) and, for texts, the lexical vote with weight w
          scores = (1 - w) * head + w * vote, except the columns the head keeps for its own threshold
-      -> decisions: per-label thresholds calibrated on dev (+ the at-least-one rule)
+      -> decisions: per-label thresholds calibrated on dev, or the rule that decides dev better
+         (one global threshold, top-k, rank-capped thresholds), + the at-least-one rule
       -> label sets, top-k, metrics; every path scores ``BLOCK_ELEMENTS`` entries at a time
 
 :meth:`PredictionStage.fit` makes every choice on dev (the ``auto`` head, the lexical
-weight, the thresholds) and records the dev figures behind each in ``selection``. The
+weight, the thresholds, the decision rule) and records the dev figures behind each in ``selection``. The
 stage saves itself into a model directory and loads back from it; the estimator, search,
 serving and the report use it through its public methods only. What a head needs or
 brings (label embeddings, a threshold of its own, sparse scores, texts) is declared by
@@ -27,7 +28,7 @@ the head (:class:`labelcon.heads.Head`), never found out from its class here.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -37,6 +38,7 @@ import scipy.sparse as sp
 
 from labelcon.data import LabelSpace
 from labelcon.heads import Head, LexicalKNN, Thresholds, build_head, mix_scores, select_on_dev
+from labelcon.heads.decisions import choose_rule
 from labelcon.heads.index import QUERY_BLOCK
 from labelcon.io import atomic_directory, read_json, write_json
 from labelcon.metrics import BLOCK_ELEMENTS, DENSE_EVALUATION, LabelMatrix, average_precision_per_label, concat_top_k
@@ -77,6 +79,7 @@ class StageSettings:
     head_params: dict[str, Any] = field(default_factory=dict)
     lexical: float | Literal["auto"] = "auto"
     min_positives: int = 3
+    decision_metric: Literal["micro", "macro", "samples"] = "micro"
     seed: int = 13
 
 
@@ -129,7 +132,7 @@ class PredictionStage:
         stage = cls(labels, head, Thresholds(np.zeros(len(labels)), np.zeros(len(labels), bool), 0.5), texts,
                     at_least_one, selection=selection)  # fmt: skip
         prepared = stage._fit_lexical(train, y_train, dev, y_dev, settings, show_progress)
-        stage.thresholds = stage._calibrate(prepared, y_dev, settings.min_positives)
+        stage.thresholds = stage._decide_on_dev(prepared, y_dev, settings)
         return stage
 
     def _fit_lexical(
@@ -160,14 +163,21 @@ class PredictionStage:
         self.selection.update({f"lexical weight {w:g}: dev macro-AP": value for w, value in ap.items()})
         return max(ap, key=ap.get)
 
-    def _calibrate(self, dev: _Prepared, y_dev: sp.csr_matrix, min_positives: int) -> Thresholds:
-        """Per-label thresholds on dev; the head's own threshold, if it brings one, as the fallback."""
+    def _decide_on_dev(self, dev: _Prepared, y_dev: sp.csr_matrix, settings: StageSettings) -> Thresholds:
+        """Per-label thresholds on dev (the head's own threshold, if it brings one, as the
+        fallback), then the decision rule chosen on dev (:func:`labelcon.heads.decisions.choose_rule`)."""
         own = self.head.fallback_threshold
         fallback = "global" if own is None else own.threshold
         if y_dev.shape[0] * y_dev.shape[1] <= DENSE_EVALUATION:
-            return Thresholds.calibrate(self._scores(dev), y_dev, min_positives=min_positives, fallback=fallback)
-        return Thresholds.calibrate_blocks(lambda: self._blocks(dev), y_dev,
-                                           min_positives=min_positives, fallback=fallback)  # fmt: skip
+            scores = self._scores(dev)
+            blocks: Callable[[], Iterable[np.ndarray]] = lambda: [scores]  # noqa: E731
+        else:  # many labels: a block of dev rows at a time, never [n_dev, C]
+            blocks = lambda: self._blocks(dev)  # noqa: E731
+        calibrated = Thresholds.calibrate_blocks(blocks, y_dev, min_positives=settings.min_positives, fallback=fallback)
+        rule, figures = choose_rule(blocks, y_dev, calibrated, metric=settings.decision_metric,
+                                    at_least_one=self.at_least_one)  # fmt: skip
+        self.selection.update(figures)
+        return rule
 
     def add_labels(self, names: Sequence[str], texts: Sequence[str], embeddings: np.ndarray) -> None:
         """Add labels never seen in training (heads with ``needs_label_embeddings``), from the

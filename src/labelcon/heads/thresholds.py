@@ -56,10 +56,15 @@ MAX_FLOOD = 3.0
 class Thresholds:
     """Per-label thresholds; ``per_label[c]`` says whether label c got its own (else the fallback)."""
 
-    def __init__(self, thresholds: np.ndarray, per_label: np.ndarray, global_threshold: float) -> None:
+    def __init__(self, thresholds: np.ndarray, per_label: np.ndarray, global_threshold: float,
+                 rank_cap: int | None = None) -> None:  # fmt: skip
         self.thresholds = np.asarray(thresholds, dtype=np.float32)
         self.per_label = np.asarray(per_label, dtype=bool)
         self.global_threshold = float(global_threshold)
+        #: At most this many labels per item, the best-scoring ones (None: no cap).
+        self.rank_cap = None if rank_cap is None else int(rank_cap)
+        if self.rank_cap is not None and self.rank_cap < 1:
+            raise ValueError(f"rank_cap must be None or >= 1; got {rank_cap}")
         if self.thresholds.ndim != 1 or self.per_label.shape != self.thresholds.shape:
             raise ValueError(
                 "thresholds and per_label must be 1-D of equal length; "
@@ -74,8 +79,8 @@ class Thresholds:
     def extended(self, count: int) -> Thresholds:
         """These thresholds with ``count`` more labels at the end, each under the global threshold."""
         added = np.full(count, self.global_threshold, dtype=np.float32)
-        return Thresholds(np.concatenate([self.thresholds, added]),
-                          np.concatenate([self.per_label, np.zeros(count, dtype=bool)]), self.global_threshold)  # fmt: skip
+        return Thresholds(np.concatenate([self.thresholds, added]), np.concatenate([self.per_label, np.zeros(count, bool)]),
+                          self.global_threshold, self.rank_cap)  # fmt: skip
 
     @classmethod
     def calibrate(
@@ -150,12 +155,17 @@ class Thresholds:
         return cls(thresholds, per_label, global_t)
 
     def apply(self, scores: np.ndarray, *, at_least_one: bool = False) -> np.ndarray:
-        """Boolean decisions [n, C]: ``scores >= thresholds``; with ``at_least_one`` a row
-        that cleared no threshold gets its top-scoring label."""
+        """Boolean decisions [n, C]: ``scores >= thresholds`` (and, with a ``rank_cap``, among
+        the row's ``rank_cap`` best); with ``at_least_one`` a row that cleared no threshold
+        gets its top-scoring label."""
         s = check_scores(scores, None)
         if s.shape[1] != len(self):
             raise ValueError(f"scores have {s.shape[1]} label columns but the thresholds cover {len(self)}")
         decisions = s >= self.thresholds[None, :]
+        if self.rank_cap is not None and self.rank_cap < s.shape[1]:
+            best = np.zeros_like(decisions)
+            np.put_along_axis(best, top_k(s, self.rank_cap)[0], True, axis=1)
+            decisions &= best
         if at_least_one and s.shape[1]:
             empty = np.flatnonzero(~decisions.any(axis=1))
             decisions[empty, np.argmax(s[empty], axis=1)] = True
@@ -164,7 +174,7 @@ class Thresholds:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (floats round-trip exactly)."""
         return {"thresholds": [float(t) for t in self.thresholds], "per_label": self.per_label.tolist(),
-                "global_threshold": self.global_threshold}  # fmt: skip
+                "global_threshold": self.global_threshold, "rank_cap": self.rank_cap}  # fmt: skip
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Thresholds:
@@ -172,7 +182,7 @@ class Thresholds:
         if missing:
             raise ValueError(f"thresholds JSON lacks keys {sorted(missing)}")
         return cls(np.array(data["thresholds"], dtype=np.float32), np.array(data["per_label"], dtype=bool),
-                   data["global_threshold"])  # fmt: skip
+                   data["global_threshold"], data.get("rank_cap"))  # fmt: skip
 
 
 def best_global_threshold(scores: np.ndarray, Y: LabelMatrix) -> float:
