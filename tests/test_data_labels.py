@@ -50,7 +50,7 @@ def test_unknown_labels_error_or_are_dropped_and_counted():
 
 
 FLAGS = (r"labels met outside training are an error; pass --ignore-unknown-labels \(Python: "
-         r"ignore_unknown_labels=True\) to drop and count them, or --labels-file with the full label list "
+         r"ignore_unknown_labels=True\) to count them as misses, or --labels-file with the full label list "
          r"\(Python: labels_file=\.\.\.\)$")
 
 

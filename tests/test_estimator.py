@@ -319,3 +319,16 @@ def test_unlabelled_texts_train_an_encoder_with_simcse(tmp_path) -> None:
     with pytest.raises(NotFittedError, match="trained without labels"):
         model.predict(texts[:1])
     np.testing.assert_allclose(Labelcon.load(tmp_path / "m").encode(texts[:3]), vectors, atol=1e-6)
+
+
+def test_labels_unseen_in_training_count_as_misses_and_are_named(fitted) -> None:
+    model, _ = fitted
+    texts = ["song album band", "goal team coach", "hotel beach flight"]
+    truth = [["music", "opera"], ["sports"], ["travel", "opera", "ski"]]
+    metrics = model.evaluate((texts, truth), ignore_unknown_labels=True)
+    assert metrics["unknown_labels"] == 3 and metrics["unknown_label_names"] == ["opera", "ski"]
+    assert metrics["n_labels"] == len(model.classes_) + 2
+    predicted = model.predict(texts)
+    hits = sum(len(set(p) & set(t)) for p, t in zip(predicted, truth, strict=True))
+    expected = 2 * hits / (sum(map(len, predicted)) + sum(map(len, truth)))  # the unseen labels are true, never predicted
+    assert metrics["micro_f1"] == pytest.approx(expected)

@@ -92,7 +92,7 @@ class Config(BaseModel):
     labels_file: str | None = Field(None, description="file with one label per line: the label space and its order")
     label_descriptions: str | None = Field(None, description="TSV label<TAB>text for label_text heads/objectives")
     dev_fraction: float = Field(0.1, gt=0, lt=1, description="carve-out of train used as dev when no dev file is given")
-    ignore_unknown_labels: bool = Field(False, description="count and drop dev/test labels unseen in train instead of failing")
+    ignore_unknown_labels: bool = Field(False, description="count dev/test labels unseen in training as misses (reported by name) instead of failing")
     shots: int | None = Field(None, ge=1, description="train on N examples per label (few-shot)")
 
     # prediction

@@ -78,6 +78,16 @@ class Labelcon:
     def _label_matrix(self, labels: LabelSpace, data: Dataset, ignore: bool | None = None) -> tuple[sp.csr_matrix, Counter]:
         return data.label_matrix(labels, ignore_unknown=self.config.ignore_unknown_labels if ignore is None else ignore)
 
+    def _evaluate(self, features: Features, data: Dataset, ignore: bool | None = None) -> dict[str, Any]:
+        """The stage's metrics on ``data``; its labels outside the label space (allowed by
+        ``ignore_unknown_labels``) count as misses and are reported by name, most frequent first."""
+        y_true, unknown = self._label_matrix(self.labels, data, ignore)
+        missed = data.label_matrix(LabelSpace(sorted(unknown)), ignore_unknown=True)[0] if unknown else None
+        metrics = self._stage().evaluate(features, y_true, missed=missed)
+        if unknown:
+            metrics.update(unknown_labels=sum(unknown.values()), unknown_label_names=[n for n, _ in unknown.most_common(20)])
+        return metrics
+
     # ------------------------------------------------------------------ fitting
     def fit(self, train: DataLike, dev: DataLike | None = None, *, out_dir: str | os.PathLike | None = None,
             resume: bool = False, overwrite: bool = False, show_progress: bool = True) -> Labelcon:  # fmt: skip
@@ -97,7 +107,7 @@ class Labelcon:
             train_set = sample_shots(train_set, cfg.shots, seed=cfg.seed)
         labels = LabelSpace.from_label_sets(train_set.labels, labels_file=cfg.labels_file)
         texts = label_texts(labels.names, cfg.label_descriptions)
-        (y_train, _), (y_dev, unknown_dev) = self._label_matrix(labels, train_set), self._label_matrix(labels, dev_set)
+        (y_train, _), (y_dev, _) = self._label_matrix(labels, train_set), self._label_matrix(labels, dev_set)
         max_length = resolve_max_length(cfg.max_length, train_set.texts)
         owned = out_dir is not None and is_main_process()
         with training_run(out_dir, config=cfg.model_dump(), resume=resume, overwrite=overwrite,
@@ -118,9 +128,7 @@ class Labelcon:
                     label_texts=texts, embed=self.encode, show_progress=show_progress,
                     at_least_one=cfg.at_least_one if cfg.at_least_one is not None else all(train_set.labels),
                 )
-                self.metrics_ = {"dev": self.stage_.evaluate(dev_features, y_dev)}
-                if unknown_dev:
-                    self.metrics_["dev"]["unknown_labels"] = sum(unknown_dev.values())
+                self.metrics_ = {"dev": self._evaluate(dev_features, dev_set)}
             if out_dir is not None:
                 self.save(out_dir)
         return self
@@ -179,13 +187,9 @@ class Labelcon:
 
     def evaluate(self, data: DataLike, *, ignore_unknown_labels: bool | None = None) -> dict[str, Any]:
         """Metrics of :meth:`PredictionStage.evaluate` on a labelled data set; labels unseen in
-        training raise an error, or with ``ignore_unknown_labels`` are dropped and counted."""
+        training raise an error, or with ``ignore_unknown_labels`` count as misses."""
         dataset = self.read(data)
-        y_true, unknown = self._label_matrix(self.labels, dataset, ignore_unknown_labels)
-        metrics = self._stage().evaluate(self._features(dataset.texts), y_true)
-        if unknown:
-            metrics["unknown_labels"] = sum(unknown.values())
-        return metrics
+        return self._evaluate(self._features(dataset.texts), dataset, ignore_unknown_labels)
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike) -> Path:

@@ -267,14 +267,24 @@ class PredictionStage:
         prepared = self._prepare(features)
         return self._label_sets(self._decisions(prepared, at_least_one)), self._ranked(prepared, k)
 
-    def evaluate(self, features: Features, y_true: LabelMatrix, *, show_progress: bool = False) -> dict[str, Any]:
+    def evaluate(self, features: Features, y_true: LabelMatrix, *, missed: LabelMatrix | None = None,
+                 show_progress: bool = False) -> dict[str, Any]:  # fmt: skip
         """Metrics of :func:`labelcon.metrics.evaluate`: from one dense matrix of scores up to
-        ``DENSE_EVALUATION`` items x labels, else a block at a time without ``macro_ap``."""
+        ``DENSE_EVALUATION`` items x labels, else a block at a time without ``macro_ap``.
+        ``missed`` [n, M]: labels the items hold outside the label space, counted as labels
+        never predicted (score 0), as extreme-classification benchmarks count them."""
         prepared, y_true = self._prepare(features, show_progress), sp.csr_matrix(y_true)
+        extra = missed.shape[1] if missed is not None else 0
+        if extra:
+            y_true = sp.hstack([y_true, sp.csr_matrix(missed)], format="csr")
+
+        def widened(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            pad = np.zeros((len(scores), extra), dtype=np.float32)
+            return np.hstack([scores, pad]), np.hstack([self.decide(scores), pad.astype(bool)])
+
         if y_true.shape[0] * y_true.shape[1] <= DENSE_EVALUATION:
-            scores = self._scores(prepared)
-            return evaluate_scores(y_true, scores, self.decide(scores))
-        return evaluate_blocks(y_true, ((s, self.decide(s)) for s in self._blocks(prepared)))
+            return evaluate_scores(y_true, *widened(self._scores(prepared)))
+        return evaluate_blocks(y_true, (widened(s) for s in self._blocks(prepared)))
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike) -> Path:

@@ -110,7 +110,7 @@ class Dataset:
                 f"{self.place(first)}: unknown label {label!r} ({_count(len(unknown), 'unknown label')} in "
                 f"{_count(len(items), 'item')}, first: {met[:10]}): labels met outside training are an error; "
                 "pass --ignore-unknown-labels "
-                "(Python: ignore_unknown_labels=True) to drop and count them, or --labels-file with the full "
+                "(Python: ignore_unknown_labels=True) to count them as misses, or --labels-file with the full "
                 "label list (Python: labels_file=...)"
             )
         return matrix, unknown
