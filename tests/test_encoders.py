@@ -41,19 +41,35 @@ def test_static_tokenize_pads_with_zero_and_truncates(static):
     batch = static.tokenize(["guitar", "word " * 100, ""])
     ids = batch["input_ids"]
     assert ids.dtype == torch.long and ids.shape == (3, 16)
-    assert (ids[0, 1:] == 0).all() and (ids[1] != 0).all() and (ids[2] == 0).all()
-    assert static.tokenize(["", ""])["input_ids"].shape == (2, 1)
+    assert (ids[0, 1:] == 0).all() and (ids[1] != 0).all()
+    unknown = static.tokenizer.token_to_id("[UNK]")
+    assert ids[2, 0] == unknown and (ids[2, 1:] == 0).all()  # a text without tokens is the unknown token
+    assert static.tokenize(["", " "])["input_ids"].tolist() == [[unknown], [unknown]]
     with pytest.raises(TypeError, match="item 1 is int"):
         static.tokenize(["fine", 3])
 
 
-def test_static_mean_excludes_padding_and_empty_text_is_zero(static):
+def test_static_mean_excludes_padding(static):
     static.eval()
     one = static({"input_ids": torch.tensor([[5, 7]])})
     padded = static({"input_ids": torch.tensor([[5, 7, 0, 0, 0]])})
     torch.testing.assert_close(one, padded)
     z = static.encode(["", "guitar song"])
     assert np.isfinite(z).all() and static.dim == 8 and z.shape == (2, 8)
+
+
+def test_static_texts_without_known_tokens_embed_with_unit_norm():
+    encoder = StaticEncoder.from_texts(CORPUS, vocab_size=300, dim=16)  # no projection (its bias is never zero)
+    z = encoder.encode(["", "zzqx unknownword", "   ", "日本語", "guitar"])
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(z[0], z[2])  # both are the unknown token alone
+
+
+def test_static_encoder_needs_an_unknown_token():
+    from tokenizers import Tokenizer, models
+
+    with pytest.raises(ValueError, match=r"no '\[UNK\]' token"):
+        StaticEncoder(Tokenizer(models.WordLevel({"[PAD]": 0, "a": 1})))
 
 
 def test_static_gradients_flow_and_padding_row_stays_zero(static):
