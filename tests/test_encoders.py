@@ -218,3 +218,37 @@ def test_static_encoder_truncates_to_a_max_length_changed_after_construction(sta
         assert static.tokenize([text])["input_ids"].tolist() == first[:, :4].tolist()
     finally:
         static.max_length = 16
+
+
+@pytest.mark.parametrize("umask, file_mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_saved_files_follow_the_umask(static, tmp_path, umask, file_mode):
+    import os
+
+    previous = os.umask(umask)
+    try:
+        static.save(tmp_path / "enc")
+    finally:
+        os.umask(previous)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "enc").iterdir()}
+    assert modes == {"model.safetensors": file_mode, "tokenizer.json": file_mode, "encoder.json": file_mode}
+
+
+def test_offline_model_cache_follows_the_umask(tmp_path, monkeypatch):
+    import os
+    import zipfile
+
+    from labelcon.encoders import offline
+
+    archive = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("config.json", "{}")
+    monkeypatch.setattr(offline, "minilm_zip", lambda: archive)
+    monkeypatch.setenv("LABELCON_CACHE", str(tmp_path / "cache"))
+    previous = os.umask(0o022)
+    try:
+        folder = offline.minilm_path()
+    finally:
+        os.umask(previous)
+    assert folder.stat().st_mode & 0o777 == 0o755
+    assert (folder / "config.json").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in folder.parent.iterdir()) == [offline.MINILM_DIRNAME]
