@@ -20,7 +20,8 @@ Keys beyond the batch's own come from two places:
   embeds the view, which then serves as the positives, and the queue adds negatives.
   Objectives that contrast items with label texts take no keys and no queue.
 - **other processes** (``torchrun``, see :mod:`labelcon.training.distributed`): the
-  encoder is wrapped in ``DistributedDataParallel``; each process's anchors are its
+  encoder is wrapped in ``DistributedDataParallel`` (told to look for parameters the
+  embeddings do not reach only when the encoder has some); each process's anchors are its
   local batch, and every process's embeddings (and labels) join the keys through
   :func:`labelcon.objectives.gather_others`. The local batch comes first in the key set,
   so the objectives' own self-mask stays right. The all-gather's backward sums each
@@ -217,7 +218,7 @@ class Trainer:
         self._view_rng = np.random.default_rng(config.seed)
 
     # ------------------------------------------------------------------ set-up
-    def _start(self) -> None:
+    def _start(self, items: Sequence | np.ndarray) -> None:
         """Join the process group (under ``torchrun``), seed this process, and build what
         the steps use: the DDP wrapper, the momentum encoder and the queue."""
         cfg = self.config
@@ -235,10 +236,23 @@ class Trainer:
             self.queue = MomentumQueue(cfg.queue_size, self.encoder.dim)
         self.model = self.encoder
         if distributed.active():
-            # Parameters the loss does not reach (a Hugging Face model's pooler under mean
-            # pooling) are allowed; buffers are constants, not re-sent before every forward.
+            # Buffers are constants, not re-sent before every forward.
             self.model = DistributedDataParallel(self.encoder, forward_sync_buffers=False,
-                                                 find_unused_parameters=True)
+                                                 find_unused_parameters=self._has_unused_parameters(items))
+
+    def _has_unused_parameters(self, items: Sequence | np.ndarray) -> bool:
+        """Whether a trainable parameter of the encoder does not reach its embeddings (a
+        Hugging Face model's pooler under mean pooling), so DDP must look for such
+        parameters after every backward. Found by one backward of two items in eval mode
+        (no dropout draws, no batch-norm updates), its gradients then cleared."""
+        was_training = self.encoder.training
+        self.encoder.eval()
+        try:
+            self.encoder(self.encoder.tokenize(_take(items, [0, 1]))).sum().backward()
+            return any(p.grad is None for p in self.encoder.parameters() if p.requires_grad)
+        finally:
+            self.encoder.zero_grad(set_to_none=True)
+            self.encoder.train(was_training)
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -388,7 +402,7 @@ class Trainer:
             raise ValueError(f"{len(items)} items but {labels.shape[0]} label rows")
         if len(items) < 2:
             raise ValueError(f"contrastive training needs at least 2 training items, got {len(items)}")
-        self._start()
+        self._start(items)
         world, main = distributed.world_size(), distributed.is_main_process()
         batch_size = min(cfg.batch_size, len(items))
         sampler = LabelAwareBatchSampler(
