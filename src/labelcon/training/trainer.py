@@ -4,8 +4,11 @@ AdamW with linear warmup and decay, gradient clipping, optional GradCache chunks
 evaluation on dev after every epoch that keeps the best weights (skipped when the
 wall-clock budget will end the run within the next epoch), early stopping, a
 wall-clock budget, and checkpoints from which an interrupted run resumes at the batch
-where it stopped. The trainer knows nothing about which objective it runs: it only asks
-whether the objective wants a second view (``needs_positives``) or the label texts
+where it stopped. Checkpoints hold tensors and plain values only and are read with
+``torch.load(weights_only=True)``, so a checkpoint file cannot run code.
+
+The trainer knows nothing about which objective it runs: it only asks whether the
+objective wants a second view (``needs_positives``) or the label texts
 (``needs_label_embeddings``), and then which of them to embed this step
 (``sample_labels``, with a generator seeded by the run's seed, the process's rank and
 the step, so a rerun or a resumed run draws the same labels).
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -57,6 +61,13 @@ from labelcon.training.gradcache import cached_backward
 from labelcon.training.labels import batch_labels
 
 CHECKPOINT = "checkpoint.pt"
+#: What every checkpoint holds (``momentum_encoder`` and ``queue`` with a queue, the
+#: optimizer and scheduler until the run finishes).
+CHECKPOINT_FIELDS = frozenset({"state", "world_size", "encoder", "best", "rng"})
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be resumed from: damaged, or not written by labelcon."""
 
 
 @dataclass
@@ -78,6 +89,50 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path``, read with ``weights_only=True``: only tensors and plain
+    values are rebuilt, so nothing stored in the file runs. A file holding anything else,
+    or an empty or damaged one, raises :class:`CheckpointError` with a one-line message."""
+    restart = "delete it to train from the start"
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path}: not a labelcon checkpoint (it holds objects other than tensors and plain values); "
+            f"nothing in it was run; {restart}"
+        ) from error
+    except Exception as error:  # damaged files fail in torch.load with many types: EOFError, RuntimeError, KeyError...
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (empty, truncated or damaged: {type(error).__name__}); {restart}"
+        ) from error
+    if not isinstance(payload, dict) or not CHECKPOINT_FIELDS <= payload.keys():
+        raise CheckpointError(f"{path}: not a labelcon checkpoint (no training state in it); {restart}")
+    return payload
+
+
+def _rng_state(views: np.random.Generator) -> dict[str, Any]:
+    """This process's random generators, as tensors and plain values."""
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
+    return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate(),
+            "views": views.bit_generator.state}
+
+
+def _set_rng_state(saved: dict[str, Any], views: np.random.Generator) -> None:
+    """Restore what :func:`_rng_state` gave."""
+    torch.set_rng_state(saved["torch"])
+    numpy_state = saved["numpy"]
+    np.random.set_state({**numpy_state, "state": {**numpy_state["state"],
+                                                  "key": np.asarray(numpy_state["state"]["key"], dtype=np.uint32)}})
+    random.setstate(saved["python"])
+    views.bit_generator.state = saved["views"]
+
+
+def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` with numpy scalars as Python numbers, as checkpoints hold them."""
+    return {name: value.item() if isinstance(value, np.generic) else value for name, value in metrics.items()}
 
 
 def _take(items: Sequence | np.ndarray, rows: Sequence[int]) -> Any:
@@ -263,10 +318,7 @@ class Trainer:
         """Rank 0 writes the checkpoint, holding every process's random generators."""
         if self.checkpoint_path is None:
             return
-        rng = distributed.gather_objects({
-            "torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "views": self._view_rng.bit_generator.state,
-        })
+        rng = distributed.gather_objects(_rng_state(self._view_rng))
         if not distributed.is_main_process():
             return
         payload = {
@@ -278,19 +330,27 @@ class Trainer:
         }
         if self.queue is not None:
             payload["momentum_encoder"] = self.momentum_encoder.state_dict()
-            payload["queue"] = self.queue
+            payload["queue"] = self.queue.state_dict()
         if not self.state.finished:
             payload["optimizer"] = optimizer.state_dict()
             payload["scheduler"] = scheduler.state_dict()
         atomic_torch_save(payload, self.checkpoint_path)
 
     def _load_checkpoint(self, optimizer, scheduler) -> dict | None:
-        """Rank 0 reads the checkpoint and hands it to every process (no shared disk needed)."""
+        """Rank 0 reads the checkpoint (:func:`read_checkpoint`) and hands it, or the error
+        reading it, to every process (no shared disk needed)."""
         path = self.checkpoint_path
         if path is None:
             return None
-        found = distributed.is_main_process() and path.exists()
-        payload = distributed.broadcast_object(torch.load(path, map_location="cpu", weights_only=False) if found else None)
+        payload: dict | CheckpointError | None = None
+        if distributed.is_main_process() and path.exists():
+            try:
+                payload = read_checkpoint(path)
+            except CheckpointError as error:
+                payload = error
+        payload = distributed.broadcast_object(payload)
+        if isinstance(payload, CheckpointError):
+            raise payload
         if payload is None:
             return None
         if payload["world_size"] != distributed.world_size():
@@ -300,24 +360,21 @@ class Trainer:
                 f"resume with {n} (`labelcon train --resume --nproc {n}` or torchrun with {n} processes in all)"
             )
         saved_queue = payload.get("queue")
-        if (saved_queue.size if saved_queue is not None else None) != self.config.queue_size:
+        saved_size = saved_queue["size"] if saved_queue is not None else None
+        if saved_size != self.config.queue_size:
             raise ValueError(
-                f"{path} was written with queue_size={saved_queue.size if saved_queue is not None else None}, "
+                f"{path} was written with queue_size={saved_size}, "
                 f"this run has queue_size={self.config.queue_size}: resume with the interrupted run's settings"
             )
         self.state = TrainState(**payload["state"])
         self.encoder.load_state_dict(payload["encoder"])
         if saved_queue is not None:
             self.momentum_encoder.load_state_dict(payload["momentum_encoder"])
-            self.queue = saved_queue
+            self.queue.load_state_dict(saved_queue)
         if "optimizer" in payload:
             optimizer.load_state_dict(payload["optimizer"])
             scheduler.load_state_dict(payload["scheduler"])
-        rng = payload["rng"][distributed.rank()]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        self._view_rng.bit_generator.state = rng["views"]
+        _set_rng_state(payload["rng"][distributed.rank()], self._view_rng)
         return payload["best"]
 
     # ------------------------------------------------------------------ one step
@@ -489,7 +546,7 @@ class Trainer:
         self.state.step_in_epoch = 0
         nothing_to_compare = final and self.state.best_epoch < 0
         if self.evaluate is not None and check and distributed.is_main_process() and not nothing_to_compare:
-            metrics = self.evaluate(self.encoder)
+            metrics = _plain(self.evaluate(self.encoder))
             record["dev"] = metrics
             score = metrics[self.select_metric]
             if score > self.state.best_metric:
