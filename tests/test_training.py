@@ -411,3 +411,25 @@ def test_a_damaged_checkpoint_is_one_clear_error(tmp_path, damage: str) -> None:
         _static_trainer(texts, tmp_path, epochs=1).fit(texts, y, resume=True)
     message = str(caught.value)
     assert message.startswith(f"{path}: not a ") and "\n" not in message
+
+
+@pytest.mark.parametrize("checkpoint_every", [1, 1000])
+def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, checkpoint_every: int) -> None:
+    from labelcon.training.trainer import TrainingDiverged
+
+    texts, y = _toy()
+    trainer = _static_trainer(texts, tmp_path, lr=1e30, checkpoint_every=checkpoint_every)
+    with pytest.raises(TrainingDiverged) as caught:
+        trainer.fit(texts, y)
+    message = str(caught.value)
+    assert "\n" not in message and "Lower the learning rate (--lr / lr=; this run has lr=1e+30)" in message
+    path = tmp_path / "checkpoint.pt"
+    if checkpoint_every == 1:  # steps 1 and 2 update the weights to 1e30, then to inf: step 2 is not saved
+        assert message.startswith("training diverged at step 2: the loss was ") and "NaN or inf" in message
+        assert f"{path} keeps the last checkpoint" in message
+        checkpoint = torch.load(path, weights_only=True)
+        assert checkpoint["state"]["global_step"] == 1
+        assert all(torch.isfinite(t).all() for t in checkpoint["encoder"].values())
+    else:  # the inf weights of step 2 make step 3's loss nan
+        assert message.startswith("training diverged at step 3: the loss is nan")
+        assert not path.exists()

@@ -5,7 +5,9 @@ evaluation on dev after every epoch that keeps the best weights (skipped when th
 wall-clock budget will end the run within the next epoch), early stopping, a
 wall-clock budget, and checkpoints from which an interrupted run resumes at the batch
 where it stopped. Checkpoints hold tensors and plain values only and are read with
-``torch.load(weights_only=True)``, so a checkpoint file cannot run code.
+``torch.load(weights_only=True)``, so a checkpoint file cannot run code. A loss that is
+not finite, or an update that leaves weights that are not, stops the run with
+:class:`TrainingDiverged` before a checkpoint or a dev check sees such weights.
 
 The trainer knows nothing about which objective it runs: it only asks whether the
 objective wants a second view (``needs_positives``) or the label texts
@@ -54,7 +56,13 @@ from tqdm.auto import tqdm
 
 from labelcon.config import Config
 from labelcon.io import atomic_torch_save
-from labelcon.objectives import MomentumQueue, gather_others, gather_with_grad, momentum_update
+from labelcon.objectives import (
+    MomentumQueue,
+    NonFiniteEmbeddingsError,
+    gather_others,
+    gather_with_grad,
+    momentum_update,
+)
 from labelcon.sampling import LabelAwareBatchSampler
 from labelcon.training import distributed
 from labelcon.training.gradcache import cached_backward
@@ -68,6 +76,10 @@ CHECKPOINT_FIELDS = frozenset({"state", "world_size", "encoder", "best", "rng"})
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be resumed from: damaged, or not written by labelcon."""
+
+
+class TrainingDiverged(ValueError):
+    """The loss or the weights stopped being finite, mostly from too high a learning rate."""
 
 
 @dataclass
@@ -377,6 +389,23 @@ class Trainer:
         _set_rng_state(payload["rng"][distributed.rank()], self._view_rng)
         return payload["best"]
 
+    # ------------------------------------------------------------------ divergence
+    def _diverged(self, step: int, what: str) -> TrainingDiverged:
+        """The error that stops a run at ``step`` (1-based) because ``what`` is not finite."""
+        path = self.checkpoint_path
+        kept = f"; {path} keeps the last checkpoint from before" if path is not None and path.exists() else ""
+        return TrainingDiverged(
+            f"training diverged at step {step}: {what}. Lower the learning rate (--lr / lr=; this run has "
+            f"lr={self.config.resolved_lr():g}){kept}"
+        )
+
+    def _check_weights(self, loss: float) -> None:
+        """Raise :class:`TrainingDiverged` when the last step's update (at ``loss``) made a
+        weight NaN or inf. Run before every checkpoint and dev check."""
+        if not all(torch.isfinite(p).all() for p in self.encoder.parameters()):
+            raise self._diverged(self.state.global_step,
+                                 f"the loss was {loss:.4g}, but the update made weights NaN or inf")
+
     # ------------------------------------------------------------------ one step
     def _loss(self, items: Any, labels: torch.Tensor) -> torch.Tensor:
         """Forward and backward of one batch; returns the loss (averaged over processes).
@@ -421,6 +450,18 @@ class Trainer:
         if self.queue is not None:
             self.queue.enqueue(gather_with_grad(momentum_keys), gather_with_grad(labels))
         return distributed.mean_over_processes(loss.detach())
+
+    def _finite_loss(self, items: Any, labels: torch.Tensor) -> float:
+        """:meth:`_loss` as a number; a loss that is not finite (or embeddings that are not)
+        raises :class:`TrainingDiverged` before the optimizer applies anything from it."""
+        step = self.state.global_step + 1
+        try:
+            loss = self._loss(items, labels).item()
+        except NonFiniteEmbeddingsError as error:
+            raise self._diverged(step, "the loss is nan (the embeddings hold NaN or inf values)") from error
+        if not math.isfinite(loss):
+            raise self._diverged(step, f"the loss is {loss}")
+        return loss
 
     @torch.no_grad()
     def _embed_keys(self, items: Any) -> torch.Tensor:
@@ -494,7 +535,7 @@ class Trainer:
                 if step < self.state.step_in_epoch:
                     continue
                 tic = time.monotonic()
-                loss = self._loss(_take(items, rows), batch_labels(labels, rows))
+                last_loss = self._finite_loss(_take(items, rows), batch_labels(labels, rows))
                 if cfg.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), cfg.max_grad_norm)
                 optimizer.step()
@@ -504,7 +545,6 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 if self.momentum_encoder is not None:
                     momentum_update(self.encoder, self.momentum_encoder, cfg.momentum)
-                last_loss = loss.item()
                 self.state.step_in_epoch = step + 1
                 self.state.global_step += 1
                 self.state.elapsed_seconds = time.monotonic() - started
@@ -517,11 +557,13 @@ class Trainer:
                     out_of_time = True
                     break
                 if self.state.global_step % cfg.checkpoint_every == 0:
+                    self._check_weights(last_loss)
                     self._save_checkpoint(optimizer, scheduler, best_weights)
             final = out_of_time or self.state.epoch + 1 >= cfg.epochs
             check = final or not budget or not budget_ends_next_epoch(
                 self.state.global_step, total_steps, self._elapsed, budget, len(sampler) * passes
             )
+            self._check_weights(last_loss)
             best_weights = self._end_epoch(best_weights, last_loss, final, check)
             self._save_checkpoint(optimizer, scheduler, best_weights)
             if self.state.bad_epochs >= cfg.patience:
