@@ -349,6 +349,26 @@ def test_unknown_name_fails_at_once_when_the_hub_cannot_be_reached(monkeypatch):
     assert "neither a local model folder nor in the Hugging Face cache" in message and "cannot be reached" in message
 
 
+def test_a_hub_name_is_loaded_from_the_hub_when_it_answers(monkeypatch):
+    import huggingface_hub.constants
+
+    import labelcon.encoders.transformer as module
+
+    asked = []
+
+    def config_from_the_hub(source, **kwargs):
+        asked.append((source, kwargs["local_files_only"]))
+        raise OSError("stop here: no download in tests")
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(module.HfApi, "model_info", lambda *args, **kwargs: object())
+    monkeypatch.setattr(module.PretrainedConfig, "get_config_dict", config_from_the_hub)
+    with pytest.raises(OSError) as caught:
+        build_encoder("some-org/some-model")
+    assert asked == [("some-org/some-model", False)]
+    assert not isinstance(caught.value, module.EncoderNotFoundError)
+
+
 def test_unknown_name_with_hf_hub_offline_is_one_line_from_the_cli(toy_data, tmp_path):
     import os
     import subprocess
