@@ -287,7 +287,8 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
     def _start(self, items: Sequence | np.ndarray) -> None:
         """Join the process group (under ``torchrun``), seed this process, and build what
-        the steps use: the DDP wrapper, the momentum encoder and the queue."""
+        the steps use: the DDP wrapper (two of ``items`` tell it whether to look for unused
+        parameters), the momentum encoder and the queue."""
         cfg = self.config
         distributed.init_from_env(next(self.encoder.parameters()).device)
         if cfg.nproc > 1 and distributed.world_size() == 1:
