@@ -98,7 +98,7 @@ def _steps(case: tuple, rows: slice) -> dict:
     config = Config(objective=objective, mini_batch_size=mini_batch, queue_size=queue_size, temperature=0.2)
     trainer = Trainer(encoder, build_objective(objective, temperature=0.2), config.training(), label_texts=LABEL_NAMES,
                       show_progress=False)
-    trainer._start()
+    trainer._start(_batch(0, rows, sparse)[0])
     for index in range(len(BATCHES) if queue_size else 1):
         encoder.zero_grad(set_to_none=True)
         loss = trainer._loss(*_batch(index, rows, sparse))
@@ -129,6 +129,42 @@ def _worker(rank: int, port: int) -> None:
         torch.distributed.destroy_process_group()
 
 
+class WordBagWithSpare(WordBag):
+    """WordBag with a parameter its embeddings never reach, like a Hugging Face model's pooler."""
+
+    def __init__(self, words: Sequence[str]) -> None:
+        super().__init__(words)
+        self.spare = torch.nn.Linear(self.dim, self.dim)
+
+
+def _finds_unused_parameters(encoder: WordBag, texts: list[str], labels: torch.Tensor) -> bool:
+    """Whether the trainer's DDP wrapper looks for unused parameters, after two steps (DDP
+    fails in the second one when it was told wrong)."""
+    trainer = Trainer(encoder, build_objective("supcon-jaccard"), Config(), show_progress=False)
+    trainer._start(texts)
+    for _ in range(2):
+        trainer._loss(texts, labels)
+        encoder.zero_grad(set_to_none=True)
+    return trainer.model.find_unused_parameters
+
+
+def _ddp_worker(rank: int, port: int) -> None:
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    texts, labels = _batch(0, slice(4 * rank, 4 * rank + 4), sparse=False)
+    words = [word for batch in BATCHES for text, _ in batch for word in text.split()]
+    try:
+        assert not _finds_unused_parameters(WordBag(words), texts, labels)
+        assert _finds_unused_parameters(WordBagWithSpare(words), texts, labels)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_ddp_looks_for_unused_parameters_only_when_the_encoder_has_some() -> None:
+    mp.spawn(_ddp_worker, args=(_free_port(),), nprocs=WORLD, join=True)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -149,16 +185,23 @@ def two_process_run(toy_data, tmp_path_factory):
     done = subprocess.run(command, capture_output=True, text=True, check=False,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
+    (out.parent / "stderr.txt").write_text(done.stderr)
     return out
+
+
+def test_nproc_run_is_quiet_under_quiet(two_process_run) -> None:
+    """No warnings from the collectives (deprecated all-gathers) or DDP (find_unused_parameters)."""
+    stderr = (two_process_run.parent / "stderr.txt").read_text()
+    assert "Warning" not in stderr and "find_unused_parameters" not in stderr, stderr[-3000:]
 
 
 def test_nproc_run_writes_a_working_run_directory(two_process_run, toy_data) -> None:
     out = two_process_run
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["nproc"] == 2 and config["queue_size"] == 32
-    checkpoint = torch.load(out / "checkpoint.pt", weights_only=False)
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     assert checkpoint["world_size"] == 2 and len(checkpoint["rng"]) == 2 and checkpoint["state"]["finished"]
-    assert len(checkpoint["queue"]) == 32
+    assert checkpoint["queue"]["count"] == 32
     # two processes of 16 items run the global batches of one process of 32
     items = [json.loads(line) for line in toy_data["train"].read_text().splitlines()]
     y = LabelSpace.from_label_sets([item["labels"] for item in items]).encode([item["labels"] for item in items])

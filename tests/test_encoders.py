@@ -41,19 +41,35 @@ def test_static_tokenize_pads_with_zero_and_truncates(static):
     batch = static.tokenize(["guitar", "word " * 100, ""])
     ids = batch["input_ids"]
     assert ids.dtype == torch.long and ids.shape == (3, 16)
-    assert (ids[0, 1:] == 0).all() and (ids[1] != 0).all() and (ids[2] == 0).all()
-    assert static.tokenize(["", ""])["input_ids"].shape == (2, 1)
+    assert (ids[0, 1:] == 0).all() and (ids[1] != 0).all()
+    unknown = static.tokenizer.token_to_id("[UNK]")
+    assert ids[2, 0] == unknown and (ids[2, 1:] == 0).all()  # a text without tokens is the unknown token
+    assert static.tokenize(["", " "])["input_ids"].tolist() == [[unknown], [unknown]]
     with pytest.raises(TypeError, match="item 1 is int"):
         static.tokenize(["fine", 3])
 
 
-def test_static_mean_excludes_padding_and_empty_text_is_zero(static):
+def test_static_mean_excludes_padding(static):
     static.eval()
     one = static({"input_ids": torch.tensor([[5, 7]])})
     padded = static({"input_ids": torch.tensor([[5, 7, 0, 0, 0]])})
     torch.testing.assert_close(one, padded)
     z = static.encode(["", "guitar song"])
     assert np.isfinite(z).all() and static.dim == 8 and z.shape == (2, 8)
+
+
+def test_static_texts_without_known_tokens_embed_with_unit_norm():
+    encoder = StaticEncoder.from_texts(CORPUS, vocab_size=300, dim=16)  # no projection (its bias is never zero)
+    z = encoder.encode(["", "zzqx unknownword", "   ", "日本語", "guitar"])
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(z[0], z[2])  # both are the unknown token alone
+
+
+def test_static_encoder_needs_an_unknown_token():
+    from tokenizers import Tokenizer, models
+
+    with pytest.raises(ValueError, match=r"no '\[UNK\]' token"):
+        StaticEncoder(Tokenizer(models.WordLevel({"[PAD]": 0, "a": 1})))
 
 
 def test_static_gradients_flow_and_padding_row_stays_zero(static):
@@ -202,3 +218,166 @@ def test_static_encoder_truncates_to_a_max_length_changed_after_construction(sta
         assert static.tokenize([text])["input_ids"].tolist() == first[:, :4].tolist()
     finally:
         static.max_length = 16
+
+
+@pytest.mark.parametrize("umask, file_mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_saved_files_follow_the_umask(static, tmp_path, umask, file_mode):
+    import os
+
+    previous = os.umask(umask)
+    try:
+        static.save(tmp_path / "enc")
+    finally:
+        os.umask(previous)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "enc").iterdir()}
+    assert modes == {"model.safetensors": file_mode, "tokenizer.json": file_mode, "encoder.json": file_mode}
+
+
+def test_offline_model_cache_follows_the_umask(tmp_path, monkeypatch):
+    import os
+    import zipfile
+
+    from labelcon.encoders import offline
+
+    archive = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("config.json", "{}")
+    monkeypatch.setattr(offline, "minilm_zip", lambda: archive)
+    monkeypatch.setenv("LABELCON_CACHE", str(tmp_path / "cache"))
+    previous = os.umask(0o022)
+    try:
+        folder = offline.minilm_path()
+    finally:
+        os.umask(previous)
+    assert folder.stat().st_mode & 0o777 == 0o755
+    assert (folder / "config.json").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in folder.parent.iterdir()) == [offline.MINILM_DIRNAME]
+
+
+# ------------------------------------------------------------------ Hugging Face model folders
+def _tiny_bert_folder(path, **config_extra):
+    """A tiny BERT model folder (config, weights, tokenizer), written without any download."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    path.mkdir()
+    (path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "cat", "sat"]) + "\n")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=8, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+                        max_position_embeddings=16)
+    BertModel(config).save_pretrained(path)
+    BertTokenizer(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
+    if config_extra:
+        saved = json.loads((path / "config.json").read_text())
+        (path / "config.json").write_text(json.dumps({**saved, **config_extra}))
+    return path
+
+
+def test_model_folder_with_custom_code_is_refused_unless_allowed(tmp_path):
+    from labelcon.encoders.transformer import RemoteCodeError
+
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "labelcon-test-custom",
+        "auto_map": {"AutoConfig": "custom_model.CustomConfig", "AutoModel": "custom_model.CustomModel"},
+    }))
+    for make in (lambda: build_encoder(str(folder)), lambda: build_encoder(str(folder), trust_remote_code=False)):
+        with pytest.raises(RemoteCodeError) as caught:
+            make()
+        message = str(caught.value)
+        assert "\n" not in message and repr(str(folder)) in message
+        assert 'encoder_params={"trust_remote_code": True}' in message
+    bert = _tiny_bert_folder(tmp_path / "bert", auto_map={"AutoModel": "custom_model.CustomModel"})
+    with pytest.raises(RemoteCodeError):
+        build_encoder(str(bert))
+
+
+def test_every_from_pretrained_is_told_not_to_run_remote_code(tmp_path, monkeypatch):
+    import transformers
+
+    import labelcon.encoders.transformer as module
+
+    folder = _tiny_bert_folder(tmp_path / "bert")
+    seen = []
+    for auto in ("AutoConfig", "AutoTokenizer", "AutoModel"):
+        original = getattr(transformers, auto).from_pretrained
+
+        def spy(*args, _auto=auto, _original=original, **kwargs):
+            seen.append((_auto, kwargs.get("trust_remote_code")))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(getattr(module, auto), "from_pretrained", spy)
+    encoder = build_encoder(str(folder), max_length=8)
+    assert {auto for auto, _ in seen} == {"AutoConfig", "AutoTokenizer", "AutoModel"}
+    assert all(trust is False for _, trust in seen)  # never None, which would make transformers ask
+    assert encoder.config()["trust_remote_code"] is False
+
+
+def test_transformer_load_and_save_print_no_progress_bars(tmp_path, capfd):
+    from transformers.utils import logging as transformers_logging
+
+    folder = _tiny_bert_folder(tmp_path / "bert")
+    settings = transformers_logging.is_progress_bar_enabled(), transformers_logging.get_verbosity()
+    capfd.readouterr()
+    encoder = build_encoder(str(folder), max_length=8)
+    encoder.save(tmp_path / "saved")
+    loaded = load_encoder(tmp_path / "saved")
+    out, err = capfd.readouterr()
+    assert "Loading weights" not in err + out and "Writing model shards" not in err + out
+    np.testing.assert_array_equal(loaded.encode(["a cat sat"]), encoder.encode(["a cat sat"]))
+    assert (transformers_logging.is_progress_bar_enabled(), transformers_logging.get_verbosity()) == settings
+
+
+def test_unknown_name_fails_at_once_when_the_hub_cannot_be_reached(monkeypatch):
+    import time
+
+    import huggingface_hub.constants
+
+    import labelcon.encoders.transformer as module
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(module.HfApi, "model_info", unreachable)
+    started = time.monotonic()
+    with pytest.raises(module.EncoderNotFoundError) as caught:
+        build_encoder("no-such-org/no-such-model-xyz")
+    assert time.monotonic() - started < 10  # no retries
+    message = str(caught.value)
+    assert "\n" not in message and "'no-such-org/no-such-model-xyz'" in message
+    assert "neither a local model folder nor in the Hugging Face cache" in message and "cannot be reached" in message
+
+
+def test_a_hub_name_is_loaded_from_the_hub_when_it_answers(monkeypatch):
+    import huggingface_hub.constants
+
+    import labelcon.encoders.transformer as module
+
+    asked = []
+
+    def config_from_the_hub(source, **kwargs):
+        asked.append((source, kwargs["local_files_only"]))
+        raise OSError("stop here: no download in tests")
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(module.HfApi, "model_info", lambda *args, **kwargs: object())
+    monkeypatch.setattr(module.PretrainedConfig, "get_config_dict", config_from_the_hub)
+    with pytest.raises(OSError) as caught:
+        build_encoder("some-org/some-model")
+    assert asked == [("some-org/some-model", False)]
+    assert not isinstance(caught.value, module.EncoderNotFoundError)
+
+
+def test_unknown_name_with_hf_hub_offline_is_one_line_from_the_cli(toy_data, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "labelcon", "train", "--train", str(toy_data["train"]), "--out",
+               str(tmp_path / "run"), "--encoder", "no-such-org/no-such-model-xyz", "--quiet"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: encoder 'no-such-org/no-such-model-xyz'")
+    assert "neither a local model folder nor in the Hugging Face cache" in done.stderr and "HF_HUB_OFFLINE" in done.stderr

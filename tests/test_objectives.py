@@ -6,11 +6,12 @@ import doctest
 import importlib
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from labelcon.objectives import info_nce, label_contrast, mulsupcon, supcon
+from labelcon.objectives import NonFiniteEmbeddingsError, build_objective, info_nce, label_contrast, mulsupcon, supcon
 
 torch.set_default_dtype(torch.float32)
 
@@ -526,6 +527,46 @@ def test_options_per_label_anchors_match_loop(tau_plus, beta, decoupled):
 def test_bad_arguments_say_what_was_expected(call, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         call(_embeddings(4))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda z: supcon(z, torch.arange(4)),
+        lambda z: supcon(z[:2], torch.arange(2), keys=z[2:], key_labels=torch.arange(2)),
+        lambda z: mulsupcon(z, torch.eye(4)),
+        lambda z: info_nce(z[:2], z[2:]),
+        lambda z: label_contrast(z[:2], z[2:], torch.eye(2)),
+        lambda z: build_objective("supcon-any", tau_plus=0.1)(z, torch.eye(4)),
+    ],
+)
+def test_embeddings_that_are_not_finite_are_refused(call, bad):
+    z = _embeddings(4).detach()
+    z[3, 1] = bad  # in the keys, the positives or the label embeddings, depending on the call
+    with pytest.raises(NonFiniteEmbeddingsError, match="NaN or inf"):
+        call(z)
+
+
+@pytest.mark.parametrize("temperature", [np.float32(0.1), np.float64(0.1), torch.tensor(0.1), np.int64(1), 1])
+def test_temperature_takes_any_real_number_and_0d_tensors(temperature):
+    z, y = _embeddings(6), torch.tensor([0, 0, 1, 1, 2, 2])
+    want = supcon(z, y, float(temperature))
+    torch.testing.assert_close(supcon(z, y, temperature), want)
+    objective = build_objective("supcon-jaccard", temperature=temperature)
+    assert objective.temperature == float(temperature)
+    torch.testing.assert_close(objective(z, y), want)
+
+
+@pytest.mark.parametrize(
+    "temperature", [0, -0.1, np.float32(0.0), np.float32(-1), torch.tensor(-0.1), math.nan, True, "0.1",
+                    torch.tensor([0.1]), torch.tensor(0.1, requires_grad=True)]
+)
+def test_temperature_that_is_not_a_positive_number_is_refused(temperature):
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        build_objective("supcon-jaccard", temperature=temperature)
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        supcon(_embeddings(4), torch.arange(4), temperature)
 
 
 # ----------------------------------------------------------------- docs

@@ -346,3 +346,90 @@ def test_interrupted_run_with_sampled_label_negatives_resumes_exactly(tmp_path, 
     for (name, x), (_, z) in zip(straight.encoder.state_dict().items(), resumed.encoder.state_dict().items()):
         assert torch.equal(x, z), name
     assert [h["loss"] for h in resumed.state.history] == [h["loss"] for h in straight.state.history]
+
+
+# ------------------------------------------------------------------ safe checkpoints, divergence
+def _static_trainer(texts, run_dir=None, **settings) -> Trainer:
+    config = Config(**{**FAST, "objective": "supcon-jaccard", **settings})
+    encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
+    return Trainer(encoder, build_objective("supcon-jaccard", temperature=0.1), config, run_dir=run_dir,
+                   show_progress=False)
+
+
+class _RunsCode:
+    """Unpickling this runs a shell command: what a planted checkpoint could do."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        import shlex
+
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
+def test_checkpoints_hold_only_tensors_and_plain_values(tmp_path) -> None:
+    texts, y = _toy()
+    _queue_trainer(texts, "supcon-jaccard", tmp_path, epochs=1, checkpoint_every=2).fit(texts, y)
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert checkpoint["state"]["finished"] and checkpoint["queue"]["count"] == 48
+
+
+def test_a_checkpoint_holding_objects_runs_nothing_and_names_the_file(toy_data, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from labelcon.cli import main
+
+    marker = tmp_path / "ran"
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    torch.save({"state": {}, "encoder": _RunsCode(marker)}, run_dir / "checkpoint.pt")
+    result = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--out", str(run_dir), "--resume",
+                                       "--encoder", "static", "--max-length", "16", "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (
+        f"error: {run_dir / 'checkpoint.pt'}: not a labelcon checkpoint (it holds objects other than tensors and "
+        "plain values); nothing in it was run; delete it to train from the start"
+    )
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "not a checkpoint"])
+def test_a_damaged_checkpoint_is_one_clear_error(tmp_path, damage: str) -> None:
+    from labelcon.training.trainer import CheckpointError
+
+    texts, y = _toy()
+    _static_trainer(texts, tmp_path, epochs=1).fit(texts, y)
+    path = tmp_path / "checkpoint.pt"
+    whole = path.read_bytes()
+    if damage == "not a checkpoint":
+        torch.save({"weights": torch.ones(3)}, path)
+    else:
+        path.write_bytes(b"" if damage == "empty" else whole[: len(whole) // 2])
+    with pytest.raises(CheckpointError) as caught:
+        _static_trainer(texts, tmp_path, epochs=1).fit(texts, y, resume=True)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: not a ") and "\n" not in message
+
+
+@pytest.mark.parametrize("checkpoint_every", [1, 1000])
+def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, checkpoint_every: int) -> None:
+    from labelcon.training.trainer import TrainingDiverged
+
+    texts, y = _toy()
+    trainer = _static_trainer(texts, tmp_path, lr=1e30, checkpoint_every=checkpoint_every)
+    with pytest.raises(TrainingDiverged) as caught:
+        trainer.fit(texts, y)
+    message = str(caught.value)
+    assert "\n" not in message and "Lower the learning rate (--lr / lr=; this run has lr=1e+30)" in message
+    path = tmp_path / "checkpoint.pt"
+    if checkpoint_every == 1:  # steps 1 and 2 update the weights to 1e30, then to inf: step 2 is not saved
+        assert message.startswith("training diverged at step 2: the loss was ") and "NaN or inf" in message
+        assert f"{path} keeps the last checkpoint" in message
+        checkpoint = torch.load(path, weights_only=True)
+        assert checkpoint["state"]["global_step"] == 1
+        assert all(torch.isfinite(t).all() for t in checkpoint["encoder"].values())
+    else:  # the inf weights of step 2 make step 3's loss nan
+        assert message.startswith("training diverged at step 3: the loss is nan")
+        assert not path.exists()

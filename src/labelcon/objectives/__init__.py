@@ -9,7 +9,7 @@ share one call signature so a trainer can run any of them (:func:`build_objectiv
 
 from labelcon.objectives.distributed import gather_others, gather_with_grad
 from labelcon.objectives.info_nce import info_nce
-from labelcon.objectives.kernel import contrastive_loss
+from labelcon.objectives.kernel import NonFiniteEmbeddingsError, contrastive_loss
 from labelcon.objectives.label_contrast import label_contrast
 from labelcon.objectives.modules import (
     OBJECTIVES,
@@ -33,6 +33,7 @@ __all__ = [
     "LabelContrastLoss",
     "MomentumQueue",
     "MulSupConLoss",
+    "NonFiniteEmbeddingsError",
     "Objective",
     "SupConLoss",
     "build_objective",

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 from torch import Tensor
 
 from labelcon.objectives.relations import is_sparse
 
 
-def _active() -> bool:
+def active() -> bool:
+    """True inside a process group of more than one process."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
@@ -36,7 +36,7 @@ def gather_with_grad(t: Tensor) -> Tensor:
     >>> torch.equal(gather_with_grad(t), t)
     True
     """
-    return torch.cat(_gather(t)) if _active() else t
+    return torch.cat(_gather(t)) if active() else t
 
 
 def gather_others(t: Tensor) -> Tensor:
@@ -46,7 +46,7 @@ def gather_others(t: Tensor) -> Tensor:
     >>> gather_others(torch.ones(2, 3)).shape
     torch.Size([0, 3])
     """
-    if not _active():
+    if not active():
         return t[:0]
     parts = _gather(t)
     return torch.cat(parts[: dist.get_rank()] + parts[dist.get_rank() + 1 :])
@@ -59,7 +59,7 @@ def _gather(t: Tensor) -> list[Tensor]:
     sizes = _all_gather_plain(torch.tensor([t.shape[0]], device=t.device))
     longest = int(max(sizes))
     padded = torch.cat([t, t.new_zeros((longest - t.shape[0], *t.shape[1:]))])
-    parts = dist_fn.all_gather(padded) if t.requires_grad else _all_gather_plain(padded)
+    parts = _AllGather.apply(padded) if t.requires_grad else _all_gather_plain(padded)
     return [part[: int(n)] for part, n in zip(parts, sizes)]
 
 
@@ -67,6 +67,26 @@ def _all_gather_plain(t: Tensor) -> list[Tensor]:
     parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, t.contiguous())
     return parts
+
+
+class _AllGather(torch.autograd.Function):
+    """Every process's ``t`` (all of one shape), in rank order; the backward gives each
+    process the sum over processes of the gradients that reach its own part.
+
+    torch's differentiable all-gathers are deprecated or private in recent releases, so the
+    forward is the plain ``all_gather`` and the backward an ``all_reduce`` (every backend,
+    gloo included, has both) of the stacked gradients, from which each keeps its part.
+    """
+
+    @staticmethod
+    def forward(ctx, t: Tensor) -> tuple[Tensor, ...]:
+        return tuple(_all_gather_plain(t))
+
+    @staticmethod
+    def backward(ctx, *grads: Tensor) -> Tensor:
+        total = torch.stack(grads)
+        dist.all_reduce(total)
+        return total[dist.get_rank()]
 
 
 def _gather_sparse(t: Tensor) -> list[Tensor]:

@@ -36,6 +36,7 @@ the loss is finite for temperatures down to 0.01 and beyond.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +53,10 @@ def compute_dtype(*tensors: Tensor) -> torch.dtype:
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
+class NonFiniteEmbeddingsError(ValueError):
+    """Embeddings holding NaN or inf values, of which every loss would be NaN."""
+
+
 def check_embeddings(x: Tensor, name: str) -> None:
     if not isinstance(x, Tensor) or x.dim() != 2 or not x.is_floating_point():
         got = f"dtype={x.dtype}, shape={list(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
@@ -59,15 +64,30 @@ def check_embeddings(x: Tensor, name: str) -> None:
 
 
 def normalise(x: Tensor, dtype: torch.dtype, name: str) -> Tensor:
-    """``x`` as an L2-normalised [n, D] matrix of ``dtype``."""
+    """``x`` as an L2-normalised [n, D] matrix of ``dtype``; NaN or inf in ``x`` raises
+    :class:`NonFiniteEmbeddingsError`."""
     check_embeddings(x, name)
+    if not torch.isfinite(x).all():
+        raise NonFiniteEmbeddingsError(
+            f"{name} hold NaN or inf values, so the loss would be NaN (a diverged model, or inputs that are not finite)"
+        )
     return F.normalize(x.to(dtype), dim=1)
 
 
-def check_temperature(temperature: float) -> None:
-    number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+def check_temperature(temperature: float | Tensor) -> float:
+    """``temperature`` as a float: any real number (numpy scalars included) or a 0-d
+    tensor, finite and > 0.
+
+    >>> import numpy as np
+    >>> check_temperature(np.float32(0.5)), check_temperature(torch.tensor(2))
+    (0.5, 2.0)
+    """
+    if isinstance(temperature, Tensor) and temperature.dim() == 0 and not temperature.requires_grad:
+        temperature = temperature.item()
+    number = isinstance(temperature, numbers.Real) and not isinstance(temperature, bool)
     if not (number and math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be a finite number > 0; got {temperature!r}")
+    return float(temperature)
 
 
 def check_options(tau_plus: float, beta: float) -> None:
@@ -103,7 +123,7 @@ def contrastive_loss(
     >>> bool(loss > 0)
     True
     """
-    check_temperature(temperature)
+    temperature = check_temperature(temperature)
     check_options(tau_plus, beta)
     dtype = compute_dtype(anchors, keys)
     z = normalise(anchors, dtype, "anchors")

@@ -32,8 +32,7 @@ class Objective(nn.Module):
 
     def __init__(self, temperature: float) -> None:
         super().__init__()
-        check_temperature(temperature)
-        self.temperature = temperature
+        self.temperature = check_temperature(temperature)
 
     def sample_labels(self, labels: Tensor, rng: np.random.Generator) -> tuple[Tensor | None, Tensor]:
         """For objectives that take label embeddings: the label ids whose texts a step

@@ -3,6 +3,8 @@ momentum update of a key encoder."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -69,6 +71,28 @@ class MomentumQueue:
             self._store_labels(labels, slots, n)
         self._next = (self._next + n) % self.size
         self._count = min(self._count + n, self.size)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The queue as tensors and plain values (for checkpoints read with ``weights_only``).
+
+        >>> q = MomentumQueue(size=3, dim=2)
+        >>> q.enqueue(torch.ones(2, 2), torch.tensor([1, 0]))
+        >>> r = MomentumQueue(size=3, dim=2)
+        >>> r.load_state_dict(q.state_dict())
+        >>> len(r), r.labels.tolist()
+        (2, [1, 0])
+        """
+        return {"size": self.size, "dim": self.dim, "keys": self._keys, "labels": self._labels, "coords": self._coords,
+                "kind": self._kind, "n_labels": self._n_labels, "next": self._next, "count": self._count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` gave, into a queue of the same size and dim."""
+        if (state["size"], state["dim"]) != (self.size, self.dim):
+            raise ValueError(f"the saved queue has size={state['size']} and dim={state['dim']}; "
+                             f"this one has size={self.size} and dim={self.dim}")
+        self._keys, self._labels, self._coords = state["keys"], state["labels"], state["coords"]
+        self._kind, self._n_labels = state["kind"], state["n_labels"]
+        self._next, self._count = state["next"], state["count"]
 
     def _check_kind(self, labels: Tensor | None) -> None:
         """Every enqueue gives the same kind of labels (or none, always)."""

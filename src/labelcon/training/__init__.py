@@ -1,5 +1,5 @@
 """Training: the loop, GradCache and checkpoints."""
 
-from labelcon.training.trainer import Trainer, TrainState, seed_everything
+from labelcon.training.trainer import CheckpointError, Trainer, TrainingDiverged, TrainState, seed_everything
 
-__all__ = ["Trainer", "TrainState", "seed_everything"]
+__all__ = ["CheckpointError", "Trainer", "TrainingDiverged", "TrainState", "seed_everything"]

@@ -20,15 +20,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from labelcon.objectives.distributed import active
+
 #: How long a process waits in a collective before giving up. Rank 0 evaluates on dev and
 #: writes checkpoints while the others wait for its early-stopping decision, which can
 #: take far longer than torch's default of 30 minutes on a CPU.
 WAIT_TIMEOUT = timedelta(hours=2)
-
-
-def active() -> bool:
-    """True inside a process group of more than one process."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def init_from_env(device: torch.device) -> bool:

@@ -4,8 +4,13 @@ AdamW with linear warmup and decay, gradient clipping, optional GradCache chunks
 evaluation on dev after every epoch that keeps the best weights (skipped when the
 wall-clock budget will end the run within the next epoch), early stopping, a
 wall-clock budget, and checkpoints from which an interrupted run resumes at the batch
-where it stopped. The trainer knows nothing about which objective it runs: it only asks
-whether the objective wants a second view (``needs_positives``) or the label texts
+where it stopped. Checkpoints hold tensors and plain values only and are read with
+``torch.load(weights_only=True)``, so a checkpoint file cannot run code. A loss that is
+not finite, or an update that leaves weights that are not, stops the run with
+:class:`TrainingDiverged` before a checkpoint or a dev check sees such weights.
+
+The trainer knows nothing about which objective it runs: it only asks whether the
+objective wants a second view (``needs_positives``) or the label texts
 (``needs_label_embeddings``), and then which of them to embed this step
 (``sample_labels``, with a generator seeded by the run's seed, the process's rank and
 the step, so a rerun or a resumed run draws the same labels).
@@ -20,7 +25,8 @@ Keys beyond the batch's own come from two places:
   embeds the view, which then serves as the positives, and the queue adds negatives.
   Objectives that contrast items with label texts take no keys and no queue.
 - **other processes** (``torchrun``, see :mod:`labelcon.training.distributed`): the
-  encoder is wrapped in ``DistributedDataParallel``; each process's anchors are its
+  encoder is wrapped in ``DistributedDataParallel`` (told to look for parameters the
+  embeddings do not reach only when the encoder has some); each process's anchors are its
   local batch, and every process's embeddings (and labels) join the keys through
   :func:`labelcon.objectives.gather_others`. The local batch comes first in the key set,
   so the objectives' own self-mask stays right. The all-gather's backward sums each
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -49,13 +56,30 @@ from tqdm.auto import tqdm
 
 from labelcon.training.settings import TrainingSettings
 from labelcon.io import atomic_torch_save
-from labelcon.objectives import MomentumQueue, gather_others, gather_with_grad, momentum_update
+from labelcon.objectives import (
+    MomentumQueue,
+    NonFiniteEmbeddingsError,
+    gather_others,
+    gather_with_grad,
+    momentum_update,
+)
 from labelcon.sampling import LabelAwareBatchSampler
 from labelcon.training import distributed
 from labelcon.training.gradcache import cached_backward
 from labelcon.training.labels import batch_labels
 
 CHECKPOINT = "checkpoint.pt"
+#: What every checkpoint holds (``momentum_encoder`` and ``queue`` with a queue, the
+#: optimizer and scheduler until the run finishes).
+CHECKPOINT_FIELDS = frozenset({"state", "world_size", "encoder", "best", "rng"})
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be resumed from: damaged, or not written by labelcon."""
+
+
+class TrainingDiverged(ValueError):
+    """The loss or the weights stopped being finite, mostly from too high a learning rate."""
 
 
 @dataclass
@@ -77,6 +101,50 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path``, read with ``weights_only=True``: only tensors and plain
+    values are rebuilt, so nothing stored in the file runs. A file holding anything else,
+    or an empty or damaged one, raises :class:`CheckpointError` with a one-line message."""
+    restart = "delete it to train from the start"
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path}: not a labelcon checkpoint (it holds objects other than tensors and plain values); "
+            f"nothing in it was run; {restart}"
+        ) from error
+    except Exception as error:  # damaged files fail in torch.load with many types: EOFError, RuntimeError, KeyError...
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (empty, truncated or damaged: {type(error).__name__}); {restart}"
+        ) from error
+    if not isinstance(payload, dict) or not CHECKPOINT_FIELDS <= payload.keys():
+        raise CheckpointError(f"{path}: not a labelcon checkpoint (no training state in it); {restart}")
+    return payload
+
+
+def _rng_state(views: np.random.Generator) -> dict[str, Any]:
+    """This process's random generators, as tensors and plain values."""
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
+    return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate(),
+            "views": views.bit_generator.state}
+
+
+def _set_rng_state(saved: dict[str, Any], views: np.random.Generator) -> None:
+    """Restore what :func:`_rng_state` gave."""
+    torch.set_rng_state(saved["torch"])
+    numpy_state = saved["numpy"]
+    np.random.set_state({**numpy_state, "state": {**numpy_state["state"],
+                                                  "key": np.asarray(numpy_state["state"]["key"], dtype=np.uint32)}})
+    random.setstate(saved["python"])
+    views.bit_generator.state = saved["views"]
+
+
+def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` with numpy scalars as Python numbers, as checkpoints hold them."""
+    return {name: value.item() if isinstance(value, np.generic) else value for name, value in metrics.items()}
 
 
 def _take(items: Sequence | np.ndarray, rows: Sequence[int]) -> Any:
@@ -217,9 +285,10 @@ class Trainer:
         self._view_rng = np.random.default_rng(config.seed)
 
     # ------------------------------------------------------------------ set-up
-    def _start(self) -> None:
+    def _start(self, items: Sequence | np.ndarray) -> None:
         """Join the process group (under ``torchrun``), seed this process, and build what
-        the steps use: the DDP wrapper, the momentum encoder and the queue."""
+        the steps use: the DDP wrapper (two of ``items`` tell it whether to look for unused
+        parameters), the momentum encoder and the queue."""
         cfg = self.config
         distributed.init_from_env(next(self.encoder.parameters()).device)
         if cfg.nproc > 1 and distributed.world_size() == 1:
@@ -235,10 +304,23 @@ class Trainer:
             self.queue = MomentumQueue(cfg.queue_size, self.encoder.dim)
         self.model = self.encoder
         if distributed.active():
-            # Parameters the loss does not reach (a Hugging Face model's pooler under mean
-            # pooling) are allowed; buffers are constants, not re-sent before every forward.
+            # Buffers are constants, not re-sent before every forward.
             self.model = DistributedDataParallel(self.encoder, forward_sync_buffers=False,
-                                                 find_unused_parameters=True)
+                                                 find_unused_parameters=self._has_unused_parameters(items))
+
+    def _has_unused_parameters(self, items: Sequence | np.ndarray) -> bool:
+        """Whether a trainable parameter of the encoder does not reach its embeddings (a
+        Hugging Face model's pooler under mean pooling), so DDP must look for such
+        parameters after every backward. Found by one backward of two items in eval mode
+        (no dropout draws, no batch-norm updates), its gradients then cleared."""
+        was_training = self.encoder.training
+        self.encoder.eval()
+        try:
+            self.encoder(self.encoder.tokenize(_take(items, [0, 1]))).sum().backward()
+            return any(p.grad is None for p in self.encoder.parameters() if p.requires_grad)
+        finally:
+            self.encoder.zero_grad(set_to_none=True)
+            self.encoder.train(was_training)
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -249,10 +331,7 @@ class Trainer:
         """Rank 0 writes the checkpoint, holding every process's random generators."""
         if self.checkpoint_path is None:
             return
-        rng = distributed.gather_objects({
-            "torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "views": self._view_rng.bit_generator.state,
-        })
+        rng = distributed.gather_objects(_rng_state(self._view_rng))
         if not distributed.is_main_process():
             return
         payload = {
@@ -264,19 +343,27 @@ class Trainer:
         }
         if self.queue is not None:
             payload["momentum_encoder"] = self.momentum_encoder.state_dict()
-            payload["queue"] = self.queue
+            payload["queue"] = self.queue.state_dict()
         if not self.state.finished:
             payload["optimizer"] = optimizer.state_dict()
             payload["scheduler"] = scheduler.state_dict()
         atomic_torch_save(payload, self.checkpoint_path)
 
     def _load_checkpoint(self, optimizer, scheduler) -> dict | None:
-        """Rank 0 reads the checkpoint and hands it to every process (no shared disk needed)."""
+        """Rank 0 reads the checkpoint (:func:`read_checkpoint`) and hands it, or the error
+        reading it, to every process (no shared disk needed)."""
         path = self.checkpoint_path
         if path is None:
             return None
-        found = distributed.is_main_process() and path.exists()
-        payload = distributed.broadcast_object(torch.load(path, map_location="cpu", weights_only=False) if found else None)
+        payload: dict | CheckpointError | None = None
+        if distributed.is_main_process() and path.exists():
+            try:
+                payload = read_checkpoint(path)
+            except CheckpointError as error:
+                payload = error
+        payload = distributed.broadcast_object(payload)
+        if isinstance(payload, CheckpointError):
+            raise payload
         if payload is None:
             return None
         if payload["world_size"] != distributed.world_size():
@@ -286,25 +373,39 @@ class Trainer:
                 f"resume with {n} (`labelcon train --resume --nproc {n}` or torchrun with {n} processes in all)"
             )
         saved_queue = payload.get("queue")
-        if (saved_queue.size if saved_queue is not None else None) != self.config.queue_size:
+        saved_size = saved_queue["size"] if saved_queue is not None else None
+        if saved_size != self.config.queue_size:
             raise ValueError(
-                f"{path} was written with queue_size={saved_queue.size if saved_queue is not None else None}, "
+                f"{path} was written with queue_size={saved_size}, "
                 f"this run has queue_size={self.config.queue_size}: resume with the interrupted run's settings"
             )
         self.state = TrainState(**payload["state"])
         self.encoder.load_state_dict(payload["encoder"])
         if saved_queue is not None:
             self.momentum_encoder.load_state_dict(payload["momentum_encoder"])
-            self.queue = saved_queue
+            self.queue.load_state_dict(saved_queue)
         if "optimizer" in payload:
             optimizer.load_state_dict(payload["optimizer"])
             scheduler.load_state_dict(payload["scheduler"])
-        rng = payload["rng"][distributed.rank()]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        self._view_rng.bit_generator.state = rng["views"]
+        _set_rng_state(payload["rng"][distributed.rank()], self._view_rng)
         return payload["best"]
+
+    # ------------------------------------------------------------------ divergence
+    def _diverged(self, step: int, what: str) -> TrainingDiverged:
+        """The error that stops a run at ``step`` (1-based) because ``what`` is not finite."""
+        path = self.checkpoint_path
+        kept = f"; {path} keeps the last checkpoint from before" if path is not None and path.exists() else ""
+        return TrainingDiverged(
+            f"training diverged at step {step}: {what}. Lower the learning rate (--lr / lr=; this run has "
+            f"lr={self.config.resolved_lr():g}){kept}"
+        )
+
+    def _check_weights(self, loss: float) -> None:
+        """Raise :class:`TrainingDiverged` when the last step's update (at ``loss``) made a
+        weight NaN or inf. Run before every checkpoint and dev check."""
+        if not all(torch.isfinite(p).all() for p in self.encoder.parameters()):
+            raise self._diverged(self.state.global_step,
+                                 f"the loss was {loss:.4g}, but the update made weights NaN or inf")
 
     # ------------------------------------------------------------------ one step
     def _loss(self, items: Any, labels: torch.Tensor) -> torch.Tensor:
@@ -351,6 +452,18 @@ class Trainer:
             self.queue.enqueue(gather_with_grad(momentum_keys), gather_with_grad(labels))
         return distributed.mean_over_processes(loss.detach())
 
+    def _finite_loss(self, items: Any, labels: torch.Tensor) -> float:
+        """:meth:`_loss` as a number; a loss that is not finite (or embeddings that are not)
+        raises :class:`TrainingDiverged` before the optimizer applies anything from it."""
+        step = self.state.global_step + 1
+        try:
+            loss = self._loss(items, labels).item()
+        except NonFiniteEmbeddingsError as error:
+            raise self._diverged(step, "the loss is nan (the embeddings hold NaN or inf values)") from error
+        if not math.isfinite(loss):
+            raise self._diverged(step, f"the loss is {loss}")
+        return loss
+
     @torch.no_grad()
     def _embed_keys(self, items: Any) -> torch.Tensor:
         """Embeddings of ``items`` by the momentum encoder, in GradCache-sized chunks."""
@@ -388,7 +501,7 @@ class Trainer:
             raise ValueError(f"{len(items)} items but {labels.shape[0]} label rows")
         if len(items) < 2:
             raise ValueError(f"contrastive training needs at least 2 training items, got {len(items)}")
-        self._start()
+        self._start(items)
         world, main = distributed.world_size(), distributed.is_main_process()
         batch_size = min(cfg.batch_size, len(items))
         sampler = LabelAwareBatchSampler(
@@ -423,7 +536,7 @@ class Trainer:
                 if step < self.state.step_in_epoch:
                     continue
                 tic = time.monotonic()
-                loss = self._loss(_take(items, rows), batch_labels(labels, rows))
+                last_loss = self._finite_loss(_take(items, rows), batch_labels(labels, rows))
                 if cfg.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), cfg.max_grad_norm)
                 optimizer.step()
@@ -433,7 +546,6 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 if self.momentum_encoder is not None:
                     momentum_update(self.encoder, self.momentum_encoder, cfg.momentum)
-                last_loss = loss.item()
                 self.state.step_in_epoch = step + 1
                 self.state.global_step += 1
                 self.state.elapsed_seconds = time.monotonic() - started
@@ -446,11 +558,13 @@ class Trainer:
                     out_of_time = True
                     break
                 if self.state.global_step % cfg.checkpoint_every == 0:
+                    self._check_weights(last_loss)
                     self._save_checkpoint(optimizer, scheduler, best_weights)
             final = out_of_time or self.state.epoch + 1 >= cfg.epochs
             check = final or not budget or not budget_ends_next_epoch(
                 self.state.global_step, total_steps, self._elapsed, budget, len(sampler) * passes
             )
+            self._check_weights(last_loss)
             best_weights = self._end_epoch(best_weights, last_loss, final, check)
             self._save_checkpoint(optimizer, scheduler, best_weights)
             if self.state.bad_epochs >= cfg.patience:
@@ -475,7 +589,7 @@ class Trainer:
         self.state.step_in_epoch = 0
         nothing_to_compare = final and self.state.best_epoch < 0
         if self.evaluate is not None and check and distributed.is_main_process() and not nothing_to_compare:
-            metrics = self.evaluate(self.encoder)
+            metrics = _plain(self.evaluate(self.encoder))
             record["dev"] = metrics
             score = metrics[self.select_metric]
             if score > self.state.best_metric:
