@@ -150,6 +150,14 @@ def test_home_cache_when_xdg_is_unset(homes, monkeypatch):
     assert resolve_dataset("stsb") == target
 
 
+def test_labelcon_cache_holds_data_sets_as_it_holds_models(homes, monkeypatch):
+    from labelcon.io import cache_dir
+
+    monkeypatch.setenv("LABELCON_CACHE", str(homes / "own"))
+    target = layout(homes / "own" / "datasets" / "stsb", ("train.jsonl", "dev.jsonl", "test.jsonl"))
+    assert resolve_dataset("stsb") == target and cache_dir() == homes / "own"
+
+
 def test_offline_error_says_where_to_put_which_files(homes, monkeypatch):
     asked = serve(monkeypatch, {})
     with pytest.raises(DataError) as caught:

@@ -91,3 +91,12 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def cache_dir() -> Path:
+    """The labelcon cache root: ``$LABELCON_CACHE``, else ``$XDG_CACHE_HOME/labelcon``, else
+    ``~/.cache/labelcon`` (unpacked models under ``models/``, fetched data sets under ``datasets/``)."""
+    if os.environ.get("LABELCON_CACHE"):
+        return Path(os.environ["LABELCON_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "labelcon"

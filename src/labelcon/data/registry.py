@@ -8,8 +8,8 @@ split), ``test.jsonl`` and ``labels.txt`` (not for the pair data set ``stsb``).
    ``data_dir`` itself when it holds the files. When it does not, the data set is
    fetched into ``data_dir/<name>/`` and nowhere else;
 2. ``$LABELCON_DATA/<name>/`` when that variable is set and the directory holds the files;
-3. the user cache ``$XDG_CACHE_HOME/labelcon/datasets/<name>/`` (``~/.cache`` when
-   ``XDG_CACHE_HOME`` is unset).
+3. the user cache ``datasets/<name>/`` under :func:`labelcon.io.cache_dir` (``$LABELCON_CACHE``,
+   else ``$XDG_CACHE_HOME/labelcon``, else ``~/.cache/labelcon``).
 
 Fetching: the original release files are downloaded into ``<dir>/raw/`` (files already
 there, e.g. put there by hand, are used as they are) and converted (see
@@ -35,6 +35,7 @@ from pathlib import Path
 from labelcon.data.dataset import Dataset, PairDataset, read_dataset, read_pairs
 from labelcon.data.records import DataError
 from labelcon.data.sources import SOURCES, download
+from labelcon.io import cache_dir
 
 DATASETS = {
     "demo": "customer-support messages, 10 labels, multi-label (ships with labelcon)",
@@ -59,12 +60,6 @@ def demo_paths() -> dict[str, Path]:
     return {key: root / name for key, name in DEMO_FILES.items()}
 
 
-def cache_dir() -> Path:
-    """Where fetched data sets live: ``$XDG_CACHE_HOME/labelcon/datasets`` or ``~/.cache/...``."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "labelcon" / "datasets"
-
-
 def resolve_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     """The directory holding data set ``name`` (see the module docstring for where it looks)."""
     if name not in DATASETS:
@@ -77,7 +72,7 @@ def resolve_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Pat
         candidates = [Path(data_dir) / name, Path(data_dir)]
     else:
         env = os.environ.get("LABELCON_DATA")
-        candidates = ([Path(env) / name] if env else []) + [cache_dir() / name]
+        candidates = ([Path(env) / name] if env else []) + [cache_dir() / "datasets" / name]
     for directory in candidates:
         if all((directory / file).is_file() for file in outputs):
             return directory

