@@ -101,9 +101,9 @@ def st_step_fn(mini_batch_size: int):
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
 
-    from labelcon.encoders import minilm_path
+    from labelcon.encoders import shipped_path
 
-    model = SentenceTransformer(str(minilm_path()), device="cpu")
+    model = SentenceTransformer(str(shipped_path("minilm")), device="cpu")
     model.max_seq_length = MAX_LENGTH
     model.train()
     loss_module = CachedMultipleNegativesRankingLoss(model, mini_batch_size=mini_batch_size)

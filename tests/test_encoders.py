@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from labelcon.encoders import Encoder, MLPEncoder, StaticEncoder, build_encoder, load_encoder, train_tokenizer
+from labelcon.encoders import offline
 from labelcon.encoders.static import sif_weights
 
 CORPUS = [
@@ -242,16 +244,16 @@ def test_offline_model_cache_follows_the_umask(tmp_path, monkeypatch):
     archive = tmp_path / "model.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("config.json", "{}")
-    monkeypatch.setattr(offline, "minilm_zip", lambda: archive)
+    monkeypatch.setattr(offline, "part_files", lambda name: [archive])
     monkeypatch.setenv("LABELCON_CACHE", str(tmp_path / "cache"))
     previous = os.umask(0o022)
     try:
-        folder = offline.minilm_path()
+        folder = offline.shipped_path("minilm")
     finally:
         os.umask(previous)
     assert folder.stat().st_mode & 0o777 == 0o755
     assert (folder / "config.json").stat().st_mode & 0o777 == 0o644
-    assert sorted(p.name for p in folder.parent.iterdir()) == [offline.MINILM_DIRNAME]
+    assert sorted(p.name for p in folder.parent.iterdir()) == [offline.SHIPPED["minilm"].folder]
 
 
 # ------------------------------------------------------------------ Hugging Face model folders
@@ -381,3 +383,72 @@ def test_unknown_name_with_hf_hub_offline_is_one_line_from_the_cli(toy_data, tmp
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: encoder 'no-such-org/no-such-model-xyz'")
     assert "neither a local model folder nor in the Hugging Face cache" in done.stderr and "HF_HUB_OFFLINE" in done.stderr
+
+
+def _split_archive(tmp_path, files: dict[str, str], pieces: int) -> list:
+    """A zip of ``files`` under one top-level folder, cut into ``pieces`` files."""
+    import zipfile
+
+    whole = tmp_path / "whole.zip"
+    with zipfile.ZipFile(whole, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(f"model-folder/{name}", text)
+    data = whole.read_bytes()
+    cut = [len(data) * i // pieces for i in range(pieces + 1)]
+    parts = []
+    for i in range(pieces):
+        part = tmp_path / f"whole.zip.00{i + 1}"
+        part.write_bytes(data[cut[i] : cut[i + 1]])
+        parts.append(part)
+    return parts, data
+
+
+def test_a_split_shipped_model_is_joined_checked_and_extracted_once(tmp_path, monkeypatch):
+    import dataclasses
+    import hashlib
+
+    parts, data = _split_archive(tmp_path, {"config.json": "{}", "vocab.txt": "a\nb\n"}, 3)
+    model = dataclasses.replace(offline.SHIPPED["mpnet"], size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    monkeypatch.setitem(offline.SHIPPED, "mpnet", model)
+    monkeypatch.setattr(offline, "part_files", lambda name: parts)
+    monkeypatch.setenv("LABELCON_CACHE", str(tmp_path / "cache"))
+    folder = offline.shipped_path("mpnet")
+    assert folder == tmp_path / "cache" / "models" / model.folder
+    assert (folder / "vocab.txt").read_text() == "a\nb\n" and (folder / "config.json").is_file()  # the top folder unwrapped
+    assert sorted(p.name for p in folder.parent.iterdir()) == [model.folder]  # no joined zip or staging left
+    parts[0].write_bytes(b"changed")  # extracted already: the pieces are not read again
+    assert offline.shipped_path("mpnet") == folder
+
+
+def test_a_shipped_model_with_a_bad_or_missing_piece_says_which(tmp_path, monkeypatch):
+    import dataclasses
+
+    parts, data = _split_archive(tmp_path, {"config.json": "{}"}, 2)
+    monkeypatch.setitem(offline.SHIPPED, "mpnet", dataclasses.replace(offline.SHIPPED["mpnet"], size=len(data) + 1))
+    monkeypatch.setattr(offline, "part_files", lambda name: parts)
+    monkeypatch.setenv("LABELCON_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(offline.ShippedModelError, match=r"join into \d+ bytes .* reinstall them: pip install 'labelcon\[mpnet\]'"):
+        offline.shipped_path("mpnet")
+    assert not (tmp_path / "cache" / "models" / "all-mpnet-base-v2").exists()
+    monkeypatch.undo()
+    missing = offline.ShippedModel("x", (("labelcon-no-such-package", "x.zip"),), "pip install labelcon-no-such-package")
+    monkeypatch.setitem(offline.SHIPPED, "nothing", missing)
+    with pytest.raises(offline.ShippedModelError, match="needs the package labelcon-no-such-package .* not installed"):
+        offline.part_files("nothing")
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not all(_installed(d) for d, _ in offline.SHIPPED["mpnet"].parts), reason="labelcon[mpnet] is not installed")
+def test_mpnet_loads_from_its_packages_and_embeds(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELCON_CACHE", str(tmp_path / "cache"))
+    encoder = build_encoder("mpnet", max_length=32)
+    vectors = encoder.encode(["a multi-label text", "another one"])
+    assert vectors.shape == (2, 768)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-4)

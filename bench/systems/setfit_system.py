@@ -24,7 +24,7 @@ import setfit
 from datasets import Dataset as HFDataset
 from setfit import SetFitModel, Trainer, TrainingArguments
 
-from labelcon.encoders import minilm_path
+from labelcon.encoders import shipped_path
 from systems.common import Result, Task
 
 NAME = "setfit"
@@ -39,7 +39,7 @@ def run(task: Task) -> Result:
     if not task.shots:
         raise ValueError("the setfit system runs in the few-shot regime only: pass --shots N")
     started = time.perf_counter()
-    model = SetFitModel.from_pretrained(str(minilm_path()), multi_target_strategy="one-vs-rest", local_files_only=True)
+    model = SetFitModel.from_pretrained(str(shipped_path("minilm")), multi_target_strategy="one-vs-rest", local_files_only=True)
     train = HFDataset.from_dict({"text": task.train.texts, "label": task.y_train.toarray().astype(int).tolist()})
     with tempfile.TemporaryDirectory(prefix="setfit-") as scratch:
         args = TrainingArguments(

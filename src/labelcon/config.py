@@ -32,7 +32,7 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # what to train
-    encoder: str = Field("minilm", description="minilm | static | a Hugging Face model name or local path")
+    encoder: str = Field("minilm", description="minilm | mpnet (labelcon[mpnet]) | static | a Hugging Face model name or local path")
     objective: str = Field(
         "auto", description="auto (label_contrast when the median label has <= 10 training items, else "
         "supcon-jaccard) | supcon-jaccard | supcon-any | supcon-all | mulsupcon | label_contrast | simcse",

@@ -14,7 +14,7 @@ from labelcon.encoders.build import (
     resolve_max_length,
 )
 from labelcon.encoders.mlp import MLPEncoder
-from labelcon.encoders.offline import cache_dir, minilm_path
+from labelcon.encoders.offline import SHIPPED, cache_dir, shipped_path
 from labelcon.encoders.static import StaticEncoder, train_tokenizer
 from labelcon.encoders.transformer import EncoderNotFoundError, RemoteCodeError, TransformerEncoder
 
@@ -31,6 +31,7 @@ __all__ = [
     "resolve_max_length",
     "cache_dir",
     "load_encoder",
-    "minilm_path",
+    "SHIPPED",
+    "shipped_path",
     "train_tokenizer",
 ]

