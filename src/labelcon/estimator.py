@@ -27,6 +27,7 @@ from labelcon.encoders import Encoder, are_texts, load_encoder, resolve_encode_l
 from labelcon.io import read_json, write_json
 from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked
 from labelcon.rundir import load_current, publish, training_run
+from labelcon.search import SearchIndex, SearchMixin, load_index, save_index
 from labelcon.training import seed_everything
 from labelcon.training.distributed import is_main_process
 from labelcon.training.monitor import ENCODE_BATCH
@@ -39,12 +40,13 @@ class NotFittedError(RuntimeError):
     """The model was used before ``fit`` or ``load``."""
 
 
-class Labelcon:
+class Labelcon(SearchMixin):
     """Contrastively trained encoder + the prediction stage (head, lexical vote, thresholds).
 
     ``encoder``, ``objective`` and ``head`` name the parts; every other setting of
     :class:`labelcon.config.Config` is a keyword too, or comes in ``config``. The
     scikit-learn contract holds: ``get_params``/``set_params``, so ``sklearn.base.clone`` works.
+    Similar-item search (``index``, ``search``) comes from :class:`labelcon.search.SearchMixin`.
     """
 
     def __init__(self, encoder: str | None = None, objective: str | None = None, head: str | None = None, *,
@@ -58,6 +60,7 @@ class Labelcon:
         self.objective_: str | None = None  # the objective trained with ("auto" resolved)
         self.history_: list[dict[str, Any]] = []
         self.metrics_: dict[str, dict[str, Any]] = {}
+        self.index_: SearchIndex | None = None  # what search() searches; save() stores it
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Every setting by name (the fields of :class:`labelcon.config.Config`)."""
@@ -190,7 +193,7 @@ class Labelcon:
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike) -> Path:
         """Publish the model into ``directory`` as a whole (:func:`labelcon.rundir.publish`),
-        with ``history.json`` and ``metrics.json`` beside it."""
+        with ``history.json``, ``metrics.json`` and the search index (``index/``) beside it."""
         if self.encoder_ is None:
             raise NotFittedError("nothing to save: the model is not fitted")
         directory = Path(directory)
@@ -202,6 +205,8 @@ class Labelcon:
             (folder / "config.yaml").write_text(self.config.to_yaml(), encoding="utf-8")
 
         publish(directory, write, {"objective": self.objective_, "labels": len(self.stage_.labels) if self.stage_ else 0})
+        if self.index_ is not None:
+            save_index(directory, self.index_)
         write_json(directory / "history.json", self.history_)
         if self.metrics_:
             path = directory / "metrics.json"
@@ -216,6 +221,7 @@ class Labelcon:
         for name in ("history", "metrics"):
             path = Path(directory) / f"{name}.json"
             setattr(model, f"{name}_", read_json(path) if path.exists() else ([] if name == "history" else {}))
+        model.index_ = load_index(directory)
         return model
 
     @classmethod
