@@ -16,6 +16,7 @@ from typing import Any
 import click
 import numpy as np
 
+from labelcon.card import write_card
 from labelcon.config import Config, ConfigError
 from labelcon.data import DataError, read_texts, registered_names
 from labelcon.io import atomic_open, write_json
@@ -89,7 +90,7 @@ def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_fi
 
     OUT gets config.yaml, the model (labelcon.json pointing at model.N/: encoder/, head/,
     labels.json, thresholds.json, ...), metrics.json shaped {"dev": {...}, "test": {...}},
-    history.json and predictions_test.jsonl. Every setting below is a field of
+    history.json, predictions_test.jsonl and README.md (the model card). Every setting below is a field of
     labelcon.config.Config, also settable in --config FILE.yaml.
     """
     if dataset:
@@ -134,6 +135,7 @@ def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_fi
             model.metrics_["test"] = model.evaluate(test)
             _write_predictions(model, test, out / "predictions_test.jsonl")
             write_json(out / "metrics.json", model.metrics_)
+            write_card(out, model, run_dir=out)  # again, now with the test metrics
     if not quiet:
         click.echo(f"done in {time.monotonic() - started:.0f} s; run directory: {out}")
         _print_metrics(model.metrics_)
@@ -323,6 +325,33 @@ def search_index(run_dir, queries, input_path, text_field, like, k, labels) -> N
     for (key, query), hits in zip(asked, results, strict=True):
         record = {key: query, "hits": [{**hit._asdict(), "score": round(hit.score, 4)} for hit in hits]}
         click.echo(json.dumps(record, ensure_ascii=False))
+
+
+@main.command(name="export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "format_", required=True, type=click.Choice(["sentence-transformers", "onnx"]),
+              help="sentence-transformers: a folder SentenceTransformer(DIR) loads; onnx: an ONNX graph + tokenizer.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write (new or empty).")
+@click.option("--quantize", type=click.Choice(["int8"]), default=None, help="onnx: quantize the weights to int8.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier export in --out.")
+@click.option("--quiet", "-q", is_flag=True)
+@_fail_cleanly
+def export_model(run_dir, format_, out_dir, quantize, overwrite, quiet) -> None:
+    """Export the model in RUN_DIR for sentence-transformers or ONNX Runtime.
+
+    OUT holds the encoder in that format, the prediction stage beside it and a model card,
+    so `labelcon predict OUT` and Labelcon.load(OUT) still predict (onnx: through ONNX Runtime).
+
+    \b
+    Examples:
+      labelcon export runs/a --format sentence-transformers --out exports/a-st
+      labelcon export runs/a --format onnx --quantize int8 --out exports/a-onnx
+    """
+    from labelcon.export import export
+
+    out = export(run_dir, out_dir, format_, quantize=quantize, overwrite=overwrite)
+    if not quiet:
+        click.echo(f"exported {run_dir} to {format_}{' (int8)' if quantize else ''}: {out}")
 
 
 @main.command()

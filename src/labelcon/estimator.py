@@ -21,12 +21,13 @@ import numpy as np
 import scipy.sparse as sp
 import yaml
 
+from labelcon.card import write_card
 from labelcon.config import Config
 from labelcon.data import Dataset, LabelSpace, as_dataset, label_texts, sample_shots, train_dev_split
-from labelcon.encoders import Encoder, are_texts, load_encoder, resolve_encode_length, resolve_max_length
+from labelcon.encoders import Encoder, are_texts, load_encoder_as, resolve_encode_length, resolve_max_length
 from labelcon.io import read_json, write_json
 from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked
-from labelcon.rundir import load_current, publish, training_run
+from labelcon.rundir import encoder_location, load_current, publish, training_run
 from labelcon.search import SearchIndex, SearchMixin, load_index, save_index
 from labelcon.training import seed_everything
 from labelcon.training.distributed import is_main_process
@@ -193,7 +194,8 @@ class Labelcon(SearchMixin):
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike) -> Path:
         """Publish the model into ``directory`` as a whole (:func:`labelcon.rundir.publish`),
-        with ``history.json``, ``metrics.json`` and the search index (``index/``) beside it."""
+        with ``history.json``, ``metrics.json``, the search index (``index/``) and the model
+        card (``README.md``, :mod:`labelcon.card`) beside it."""
         if self.encoder_ is None:
             raise NotFittedError("nothing to save: the model is not fitted")
         directory = Path(directory)
@@ -211,12 +213,13 @@ class Labelcon(SearchMixin):
         if self.metrics_:
             path = directory / "metrics.json"
             write_json(path, {**(read_json(path) if path.exists() else {}), **self.metrics_})
+        write_card(directory, self, run_dir=directory)
         return directory
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Labelcon:
         """Load a model saved by :meth:`save` (a ``labelcon train`` run directory), of this
-        format or the first one."""
+        format or the first one, or an export of one (:mod:`labelcon.export`)."""
         model = load_current(directory, cls._load_version)
         for name in ("history", "metrics"):
             path = Path(directory) / f"{name}.json"
@@ -228,7 +231,7 @@ class Labelcon(SearchMixin):
     def _load_version(cls, folder: Path, meta: dict[str, Any]) -> Labelcon:
         path = folder / "config.yaml"
         model = cls(config=Config.build(yaml.safe_load(path.read_text(encoding="utf-8")), source=str(path)))
-        model.encoder_ = load_encoder(folder / "encoder")
+        model.encoder_ = load_encoder_as(*encoder_location(folder, meta))
         model.objective_ = meta.get("objective")
         if meta["format"] == 1:  # the first format kept the stage's settings in labelcon.json
             model.stage_ = PredictionStage.load(folder, meta)

@@ -13,14 +13,17 @@ from labelcon.encoders.build import (
     resolve_encode_length,
     resolve_max_length,
 )
+from labelcon.encoders.formats import load_encoder_as
 from labelcon.encoders.mlp import MLPEncoder
 from labelcon.encoders.offline import cache_dir, minilm_path
+from labelcon.encoders.onnx import OnnxEncoder
 from labelcon.encoders.static import StaticEncoder, train_tokenizer
 from labelcon.encoders.transformer import TransformerEncoder
 
 __all__ = [
     "Encoder",
     "MLPEncoder",
+    "OnnxEncoder",
     "StaticEncoder",
     "TransformerEncoder",
     "build_encoder",
@@ -29,6 +32,7 @@ __all__ = [
     "resolve_max_length",
     "cache_dir",
     "load_encoder",
+    "load_encoder_as",
     "minilm_path",
     "train_tokenizer",
 ]
