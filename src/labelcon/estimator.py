@@ -114,7 +114,7 @@ class Labelcon(SearchMixin):
             encode_length = resolve_encode_length(cfg.encode_max_length, train_set.texts, max_length)
             if encode_length is not None:  # text encoders: embed for the stage (and later predictions) at this length
                 self.encoder_.max_length = encode_length
-            self.stage_, self.metrics_ = None, {}
+            self.stage_, self.metrics_, self.index_ = None, {}, None  # a new encoder: index again
             if len(labels):  # unlabelled data (simcse) trains an encoder only
                 dev_features = self._features(dev_set.texts, show_progress)
                 self.stage_ = PredictionStage.fit(

@@ -335,7 +335,8 @@ class SearchMixin:
               exact: bool | None = None) -> Any:  # fmt: skip
         """Embed ``corpus`` (a path, a list of texts, a Dataset or a ``(texts, label_sets)``
         pair; see :func:`read_corpus`) for :meth:`search`; ``save`` stores the index with the
-        model. ``exact``: None picks exact search up to ``APPROXIMATE_ABOVE`` items and faiss HNSW above."""
+        model, ``fit`` drops it. ``exact``: None picks exact search up to ``APPROXIMATE_ABOVE``
+        items and faiss HNSW above."""
         self.index_ = build_index(self, corpus, ids, id_field=id_field, exact=exact)
         return self
 
