@@ -298,9 +298,9 @@ def index_corpus(run_dir, corpus_path, id_field, exact, quiet, **fields) -> None
 @click.argument("queries", nargs=-1)
 @click.option("--input", "input_path", type=click.Path(dir_okay=False), help="File of query texts: .txt, JSONL, CSV, TSV.")
 @click.option("--text-field", default=None, help="Field/column holding the text [text].")
-@click.option("--like", multiple=True, help="Search like the indexed item with this id (repeatable).")
+@click.option("--like", multiple=True, metavar="ID", help="Search like the indexed item with this id (repeatable).")
 @click.option("--k", type=click.IntRange(min=1), default=10, show_default=True, help="Hits per query.")
-@click.option("--label", "labels", multiple=True, help="Keep hits holding this label (repeatable: any of them).")
+@click.option("--label", "labels", multiple=True, metavar="LABEL", help="Keep hits holding this label (repeatable: any of them).")
 @_fail_cleanly
 def search_index(run_dir, queries, input_path, text_field, like, k, labels) -> None:
     """Search the items indexed by `labelcon index`: one JSON line per query,
