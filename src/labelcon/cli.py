@@ -16,6 +16,7 @@ from typing import Any
 import click
 import numpy as np
 
+from labelcon.card import write_card
 from labelcon.config import Config, ConfigError
 from labelcon.data import DataError, read_texts, registered_names
 from labelcon.io import atomic_open, write_json
@@ -89,7 +90,7 @@ def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_fi
 
     OUT gets config.yaml, the model (labelcon.json pointing at model.N/: encoder/, head/,
     labels.json, thresholds.json, ...), metrics.json shaped {"dev": {...}, "test": {...}},
-    history.json and predictions_test.jsonl. Every setting below is a field of
+    history.json, predictions_test.jsonl and README.md (the model card). Every setting below is a field of
     labelcon.config.Config, also settable in --config FILE.yaml.
     """
     if dataset:
@@ -134,6 +135,7 @@ def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_fi
             model.metrics_["test"] = model.evaluate(test)
             _write_predictions(model, test, out / "predictions_test.jsonl")
             write_json(out / "metrics.json", model.metrics_)
+            write_card(out, model, run_dir=out)  # again, now with the test metrics
     if not quiet:
         click.echo(f"done in {time.monotonic() - started:.0f} s; run directory: {out}")
         _print_metrics(model.metrics_)
@@ -260,6 +262,96 @@ def embed(run_dir, input_path, output, text_field, quiet) -> None:
         np.save(handle, vectors)
     if not quiet:
         click.echo(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings to {output}")
+
+
+@main.command(name="index")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--corpus", "corpus_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Items to search: JSONL, CSV, TSV, Parquet or .txt; labelled when they have the labels field.")
+@click.option("--id-field", default=None, help="Field/column holding each item's id [none: its 0-based position].")
+@_data_options
+@click.option("--exact/--approximate", default=None, help="Exact cosine search or faiss HNSW [exact up to 200,000 items].")
+@click.option("--quiet", "-q", is_flag=True)
+@_fail_cleanly
+def index_corpus(run_dir, corpus_path, id_field, exact, quiet, **fields) -> None:
+    """Embed the items of --corpus and store them in RUN_DIR/index/ for `labelcon search`.
+
+    The index is rebuilt by `labelcon search` when the corpus file or the model changes.
+
+    \b
+    Example:
+      labelcon index runs/a --corpus train.jsonl --id-field id
+    """
+    from labelcon.search import save_index
+
+    model = _load(run_dir, fields)
+    index = model.index(corpus_path, id_field=id_field, exact=exact).index_
+    save_index(run_dir, index)
+    if not quiet:
+        labelled = sum(1 for labels in index.corpus.labels if labels)
+        click.echo(f"indexed {len(index)} items ({labelled} labelled) from {corpus_path} for {index.meta['backend']} "
+                   f"search into {Path(run_dir) / 'index'}")  # fmt: skip
+
+
+@main.command(name="search")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("queries", nargs=-1)
+@click.option("--input", "input_path", type=click.Path(dir_okay=False), help="File of query texts: .txt, JSONL, CSV, TSV.")
+@click.option("--text-field", default=None, help="Field/column holding the text [text].")
+@click.option("--like", multiple=True, metavar="ID", help="Search like the indexed item with this id (repeatable).")
+@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True, help="Hits per query.")
+@click.option("--label", "labels", multiple=True, metavar="LABEL", help="Keep hits holding this label (repeatable: any of them).")
+@_fail_cleanly
+def search_index(run_dir, queries, input_path, text_field, like, k, labels) -> None:
+    """Search the items indexed by `labelcon index`: one JSON line per query,
+    {"query": ..., "hits": [{"id", "text", "labels", "score"}, ...]} ("like": ID for --like).
+
+    \b
+    Examples:
+      labelcon search runs/a "the parcel never arrived" --k 5
+      labelcon search runs/a --input queries.txt --label billing > hits.jsonl
+      labelcon search runs/a --like 17
+    """
+    from labelcon.search import fresh_index, save_index
+
+    model = _load(run_dir)
+    items = _inputs(queries, input_path, text_field) if queries or input_path or not like else []
+    index, reason = fresh_index(model)
+    if reason is not None:
+        click.echo(f"note: rebuilt the search index: {reason}", err=True)
+        save_index(run_dir, index)
+    results = model.search(items, k, labels=labels, like=like)
+    asked = [("query", text) for text in items] + [("like", item) for item in like]
+    for (key, query), hits in zip(asked, results, strict=True):
+        record = {key: query, "hits": [{**hit._asdict(), "score": round(hit.score, 4)} for hit in hits]}
+        click.echo(json.dumps(record, ensure_ascii=False))
+
+
+@main.command(name="export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "format_", required=True, type=click.Choice(["sentence-transformers", "onnx"]),
+              help="sentence-transformers: a folder SentenceTransformer(DIR) loads; onnx: an ONNX graph + tokenizer.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write (new or empty).")
+@click.option("--quantize", type=click.Choice(["int8"]), default=None, help="onnx: quantize the weights to int8.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier export in --out.")
+@click.option("--quiet", "-q", is_flag=True)
+@_fail_cleanly
+def export_model(run_dir, format_, out_dir, quantize, overwrite, quiet) -> None:
+    """Export the model in RUN_DIR for sentence-transformers or ONNX Runtime.
+
+    OUT holds the encoder in that format, the prediction stage beside it and a model card,
+    so `labelcon predict OUT` and Labelcon.load(OUT) still predict (onnx: through ONNX Runtime).
+
+    \b
+    Examples:
+      labelcon export runs/a --format sentence-transformers --out exports/a-st
+      labelcon export runs/a --format onnx --quantize int8 --out exports/a-onnx
+    """
+    from labelcon.export import export
+
+    out = export(run_dir, out_dir, format_, quantize=quantize, overwrite=overwrite)
+    if not quiet:
+        click.echo(f"exported {run_dir} to {format_}{' (int8)' if quantize else ''}: {out}")
 
 
 @main.command()

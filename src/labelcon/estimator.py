@@ -21,12 +21,14 @@ import numpy as np
 import scipy.sparse as sp
 import yaml
 
+from labelcon.card import write_card
 from labelcon.config import Config
 from labelcon.data import Dataset, LabelSpace, as_dataset, label_texts, sample_shots, train_dev_split
-from labelcon.encoders import Encoder, are_texts, load_encoder, resolve_encode_length, resolve_max_length
+from labelcon.encoders import Encoder, are_texts, load_encoder_as, resolve_encode_length, resolve_max_length
 from labelcon.io import read_json, write_json
 from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked
-from labelcon.rundir import load_current, publish, training_run
+from labelcon.rundir import encoder_location, load_current, publish, training_run
+from labelcon.search import SearchIndex, SearchMixin, load_index, save_index
 from labelcon.training import seed_everything
 from labelcon.training.distributed import is_main_process
 from labelcon.training.monitor import ENCODE_BATCH
@@ -39,12 +41,13 @@ class NotFittedError(RuntimeError):
     """The model was used before ``fit`` or ``load``."""
 
 
-class Labelcon:
+class Labelcon(SearchMixin):
     """Contrastively trained encoder + the prediction stage (head, lexical vote, thresholds).
 
     ``encoder``, ``objective`` and ``head`` name the parts; every other setting of
     :class:`labelcon.config.Config` is a keyword too, or comes in ``config``. The
     scikit-learn contract holds: ``get_params``/``set_params``, so ``sklearn.base.clone`` works.
+    Similar-item search (``index``, ``search``) comes from :class:`labelcon.search.SearchMixin`.
     """
 
     def __init__(self, encoder: str | None = None, objective: str | None = None, head: str | None = None, *,
@@ -58,6 +61,7 @@ class Labelcon:
         self.objective_: str | None = None  # the objective trained with ("auto" resolved)
         self.history_: list[dict[str, Any]] = []
         self.metrics_: dict[str, dict[str, Any]] = {}
+        self.index_: SearchIndex | None = None  # what search() searches; save() stores it
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Every setting by name (the fields of :class:`labelcon.config.Config`)."""
@@ -120,7 +124,7 @@ class Labelcon:
             encode_length = resolve_encode_length(cfg.encode_max_length, train_set.texts, max_length)
             if encode_length is not None:  # text encoders: embed for the stage (and later predictions) at this length
                 self.encoder_.max_length = encode_length
-            self.stage_, self.metrics_ = None, {}
+            self.stage_, self.metrics_, self.index_ = None, {}, None  # a new encoder: index again
             if len(labels):  # unlabelled data (simcse) trains an encoder only
                 dev_features = self._features(dev_set.texts, show_progress)
                 self.stage_ = PredictionStage.fit(
@@ -194,7 +198,8 @@ class Labelcon:
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike) -> Path:
         """Publish the model into ``directory`` as a whole (:func:`labelcon.rundir.publish`),
-        with ``history.json`` and ``metrics.json`` beside it."""
+        with ``history.json``, ``metrics.json``, the search index (``index/``) and the model
+        card (``README.md``, :mod:`labelcon.card`) beside it."""
         if self.encoder_ is None:
             raise NotFittedError("nothing to save: the model is not fitted")
         directory = Path(directory)
@@ -206,27 +211,31 @@ class Labelcon:
             (folder / "config.yaml").write_text(self.config.to_yaml(), encoding="utf-8")
 
         publish(directory, write, {"objective": self.objective_, "labels": len(self.stage_.labels) if self.stage_ else 0})
+        if self.index_ is not None:
+            save_index(directory, self.index_)
         write_json(directory / "history.json", self.history_)
         if self.metrics_:
             path = directory / "metrics.json"
             write_json(path, {**(read_json(path) if path.exists() else {}), **self.metrics_})
+        write_card(directory, self, run_dir=directory)
         return directory
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Labelcon:
         """Load a model saved by :meth:`save` (a ``labelcon train`` run directory), of this
-        format or the first one."""
+        format or the first one, or an export of one (:mod:`labelcon.export`)."""
         model = load_current(directory, cls._load_version)
         for name in ("history", "metrics"):
             path = Path(directory) / f"{name}.json"
             setattr(model, f"{name}_", read_json(path) if path.exists() else ([] if name == "history" else {}))
+        model.index_ = load_index(directory)
         return model
 
     @classmethod
     def _load_version(cls, folder: Path, meta: dict[str, Any]) -> Labelcon:
         path = folder / "config.yaml"
         model = cls(config=Config.build(yaml.safe_load(path.read_text(encoding="utf-8")), source=str(path)))
-        model.encoder_ = load_encoder(folder / "encoder")
+        model.encoder_ = load_encoder_as(*encoder_location(folder, meta))
         model.objective_ = meta.get("objective")
         if meta["format"] == 1:  # the first format kept the stage's settings in labelcon.json
             model.stage_ = PredictionStage.load(folder, meta)

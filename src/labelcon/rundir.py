@@ -2,11 +2,13 @@
 
 A saved model is a directory ``D`` holding ``labelcon.json``, a pointer to the current
 version, and that version's folder ``model.N/`` (the encoder, the prediction stage's files,
-``config.yaml``, ``model.json``). :func:`publish` writes version N+1 aside, renames it into
-place, switches the pointer with one atomic rename, and then removes older versions; run
-outputs (``metrics.json``, ``history.json``, predictions, checkpoints) sit beside them in
-``D``. Directories of the first format held one model's files directly in ``D``, with
-``labelcon.json`` describing it: :func:`resolve` still finds them.
+``config.yaml``, ``model.json``); an export keeps its encoder elsewhere in ``D``, in the
+folder and format the pointer names (:func:`encoder_location`). :func:`publish` writes
+version N+1 aside, renames it into place, switches the pointer with one atomic rename, and
+then removes older versions; run outputs (``metrics.json``, ``history.json``, predictions,
+checkpoints, the search index, the model card) sit beside them in ``D``. Directories of
+the first format held one model's files directly in ``D``, with ``labelcon.json``
+describing it: :func:`resolve` still finds them.
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())
@@ -18,7 +20,8 @@ outputs (``metrics.json``, ``history.json``, predictions, checkpoints) sit besid
 A training run owns its directory (:func:`training_run`): labelcon writes only into a new
 or empty directory or one of its own runs; a lock file keeps a second writer out;
 ``run.json`` says whether the run is ``running`` (interrupted, if no process holds the
-lock) or ``finished``, with the settings and a fingerprint of the data it started with.
+lock) or ``finished``, with the settings, a fingerprint of the data it started with and
+the machine it ran on.
 A finished run is not trained again without ``overwrite``, which first removes every
 output of the earlier run; an interrupted one resumes only with the same data and settings.
 """
@@ -38,6 +41,7 @@ from typing import Any
 import yaml
 
 from labelcon.io import atomic_open, read_json, write_json
+from labelcon.machine import describe as describe_machine
 
 #: The file that marks a directory as a saved labelcon model.
 MODEL_FILE = "labelcon.json"
@@ -49,7 +53,7 @@ RUN_FILE = "run.json"
 LOCK_FILE = ".labelcon.lock"
 #: What a training run writes into its directory: what ``overwrite`` removes.
 RUN_OUTPUTS = (MODEL_FILE, RUN_FILE, "config.yaml", "checkpoint.pt", "metrics.json", "history.json",
-               "predictions_test.jsonl", "report.html", "report.md", *FIRST_FORMAT_ENTRIES)  # fmt: skip
+               "predictions_test.jsonl", "report.html", "report.md", "README.md", "index", *FIRST_FORMAT_ENTRIES)  # fmt: skip
 #: Settings an interrupted run may resume with changed.
 RESUMABLE_CHANGES = frozenset({"max_time_minutes"})
 #: Directories this process holds the lock of, with how deeply (the lock is re-entrant).
@@ -116,6 +120,22 @@ def resolve(directory: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     if not isinstance(name, str) or not _VERSION.fullmatch(name):
         raise ValueError(f"{pointer}: field 'model' must name a model.N folder, got {name!r}")
     return directory / name, meta
+
+
+def encoder_location(folder: Path, meta: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """Where the encoder of the model version in ``folder`` is and how it is saved: the
+    pointer's ``encoder`` entry (``{"path": ..., "format": ...}``, the path relative to the
+    model directory: an export keeps its encoder where other tools look for it), else
+    ``folder/encoder`` in labelcon's format. A path leading out of the directory is refused."""
+    entry = meta.get("encoder")
+    if entry is None:
+        return folder / "encoder", {"format": "labelcon"}
+    directory = folder.parent
+    relative = entry.get("path") if isinstance(entry, dict) else None
+    if not isinstance(relative, str) or not (directory / relative).resolve().is_relative_to(directory.resolve()):
+        raise ValueError(f"{directory / MODEL_FILE}: field 'encoder' must name a folder inside the model directory "
+                         f"as {{\"path\": ..., \"format\": ...}}, got {entry!r}")  # fmt: skip
+    return directory / relative, entry
 
 
 def load_current(directory: str | os.PathLike, load: Callable[[Path, dict[str, Any]], Any], attempts: int = 3) -> Any:
@@ -185,11 +205,12 @@ def training_run(directory: str | os.PathLike, *, config: dict[str, Any], data: 
             _remove(directory, [*RUN_OUTPUTS, *(f"model.{v}" for v in _versions(directory))])
         _remove(directory, [p.name for p in directory.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")])
         settings = json.loads(json.dumps(config))
-        write_json(directory / RUN_FILE, {"status": "running", "config": settings, "data": data})
+        record = {"config": settings, "data": data, "machine": describe_machine()}
+        write_json(directory / RUN_FILE, {"status": "running", **record})
         with atomic_open(directory / "config.yaml") as handle:
             yaml.safe_dump(config, handle, sort_keys=False)
         yield resuming
-        write_json(directory / RUN_FILE, {"status": "finished", "config": settings, "data": data})
+        write_json(directory / RUN_FILE, {"status": "finished", **record})
 
 
 def _check_owned(directory: Path) -> None:

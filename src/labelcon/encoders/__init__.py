@@ -13,8 +13,10 @@ from labelcon.encoders.build import (
     resolve_encode_length,
     resolve_max_length,
 )
+from labelcon.encoders.formats import load_encoder_as
 from labelcon.encoders.mlp import MLPEncoder
 from labelcon.encoders.offline import SHIPPED, cache_dir, shipped_path
+from labelcon.encoders.onnx import OnnxEncoder
 from labelcon.encoders.static import StaticEncoder, train_tokenizer
 from labelcon.encoders.transformer import EncoderNotFoundError, RemoteCodeError, TransformerEncoder
 
@@ -23,6 +25,7 @@ __all__ = [
     "EncoderNotFoundError",
     "MLPEncoder",
     "RemoteCodeError",
+    "OnnxEncoder",
     "StaticEncoder",
     "TransformerEncoder",
     "build_encoder",
@@ -33,5 +36,6 @@ __all__ = [
     "load_encoder",
     "SHIPPED",
     "shipped_path",
+    "load_encoder_as",
     "train_tokenizer",
 ]
