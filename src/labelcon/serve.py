@@ -162,9 +162,10 @@ def _describe(errors: list[dict[str, Any]]) -> str:
             return f"malformed JSON at character {loc[0]}: {err['ctx']['error']}"
         if err["type"] == "missing" and not loc:
             return "the request needs a JSON object as its body"
+        if err["type"] == "model_attributes_type" and isinstance(err["input"], bytes):
+            return "the body was not read as JSON: send it with Content-Type: application/json"
         if err["type"] == "model_attributes_type":
-            got = json_kind(err["input"])
-            return f"expected a JSON object as the body, got {got} (send Content-Type: application/json)"
+            return f"expected a JSON object as the body, got {json_kind(err['input'])}"
         message = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
         parts.append(f"{'.'.join(loc)}: {message}" if loc else message)
     return "; ".join(parts)
