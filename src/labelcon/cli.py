@@ -15,12 +15,13 @@ from typing import Any
 
 import click
 import numpy as np
+from pydantic import ValidationError
 
 from labelcon.card import write_card
-from labelcon.config import Config, ConfigError
+from labelcon.config import Config, ConfigError, ServeSettings
 from labelcon.data import DataError, read_texts, registered_names
 from labelcon.io import atomic_open, write_json
-from labelcon.options import command_line, config_options
+from labelcon.options import command_line, config_options, settings_options
 from labelcon.rundir import locked
 
 
@@ -352,6 +353,40 @@ def export_model(run_dir, format_, out_dir, quantize, overwrite, quiet) -> None:
     out = export(run_dir, out_dir, format_, quantize=quantize, overwrite=overwrite)
     if not quiet:
         click.echo(f"exported {run_dir} to {format_}{' (int8)' if quantize else ''}: {out}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Server processes sharing the port, each with its own copy of the model.")
+@settings_options(ServeSettings)
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
+              show_default=True, help="uvicorn's log level (info logs every request).")
+@_fail_cleanly
+def serve(run_dir, host, port, workers, log_level, **limits) -> None:
+    """Serve the model in RUN_DIR over HTTP until SIGTERM or Ctrl-C (which finish the requests in flight).
+
+    \b
+    Routes: GET /health, GET /info, POST /predict, POST /v1/embeddings (OpenAI's format),
+    GET /metrics (Prometheus); the API is described at /docs.
+    \b
+    Examples:
+      labelcon serve runs/a
+      curl -s localhost:8000/predict -H 'Content-Type: application/json' -d '{"inputs": ["love it"]}'
+      labelcon serve runs/a --host 0.0.0.0 --port 8080 --workers 4 --max-items 64
+    """
+    try:
+        from labelcon.serve import run
+    except ImportError as exc:
+        raise click.ClickException(f"serving needs the serve extra ({exc}): pip install 'labelcon[serve]'") from None
+    try:
+        settings = ServeSettings(**{name: value for name, value in limits.items() if value is not None})
+    except ValidationError as exc:
+        raise click.UsageError("; ".join(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}, got {err['input']}"
+                                         for err in exc.errors())) from None  # fmt: skip
+    run(run_dir, settings, host=host, port=port, workers=workers, log_level=log_level)
 
 
 @main.command()

@@ -213,3 +213,17 @@ class Config(BaseModel):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(), sort_keys=False)
+
+
+class ServeSettings(BaseModel):
+    """The limits and batching of ``labelcon serve``; each field is the flag of its name
+    (``max_items``: ``--max-items``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_items: int = Field(256, ge=1, description="texts in one request")
+    max_chars: int = Field(10_000, ge=1, description="characters in one text")
+    max_body_bytes: int = Field(4 * 2**20, ge=1, description="bytes in one request body")
+    timeout: float = Field(30.0, gt=0, description="seconds a request may take from its arrival to its answer")
+    max_batch: int = Field(128, ge=1, description="texts of concurrent requests gathered into one encoder batch")
+    max_wait_ms: float = Field(2.0, ge=0, description="milliseconds a batch waits for more requests to join it")

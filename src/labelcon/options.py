@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import click
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from labelcon.config import Config
@@ -107,6 +108,17 @@ def config_options(func: Callable) -> Callable:
     for name, field in reversed(Config.model_fields.items()):
         func = _option(name, field)(func)
     return func
+
+
+def settings_options(model: type[BaseModel]) -> Callable[[Callable], Callable]:
+    """A decorator adding one option per field of ``model``, as :func:`config_options` does for Config."""
+
+    def add(func: Callable) -> Callable:
+        for name, field in reversed(model.model_fields.items()):
+            func = _option(name, field)(func)
+        return func
+
+    return add
 
 
 def command_line(ctx: click.Context, skip: set[str]) -> list[str]:

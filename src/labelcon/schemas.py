@@ -1,0 +1,114 @@
+"""The JSON of ``labelcon serve``'s routes: pydantic models of requests and responses.
+
+Requests are strict (``"top_k": "3"`` is an error, not 3); a text field takes a string
+or a list of strings, each with a character other than spaces. ``/v1/embeddings`` follows
+OpenAI's embeddings API, so OpenAI clients work unchanged.
+
+>>> PredictRequest.model_validate({"inputs": "love it"}).inputs
+['love it']
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from labelcon.config import ServeSettings
+
+
+def json_kind(value: Any) -> str:
+    """The JSON kind of a parsed value, for messages."""
+    kinds = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
+             dict: "an object", list: "a list"}  # fmt: skip
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _texts(value: Any) -> Any:
+    """A text as a one-item list; a list checked item by item (strings, not empty nor only spaces)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ValueError(f"expected a string or a list of strings, got {json_kind(value)}")
+    if not value:
+        raise ValueError("expected at least one text, got an empty list")
+    for i, text in enumerate(value):
+        if not isinstance(text, str):
+            raise ValueError(f"item {i}: expected a string, got {json_kind(text)}")
+        if not text.strip():
+            raise ValueError(f"item {i} is empty: every text needs a character other than spaces")
+    return value
+
+
+class PredictRequest(BaseModel):
+    """``POST /predict``: the texts, and which scores to return beside the label sets."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    inputs: list[str] = Field(description="a text or a list of texts")
+    top_k: int = Field(5, ge=1, description="scores of the K best labels, best first (at most the number of labels)")
+    raw_scores: bool = Field(False, description="scores of every label in label order instead of the top K")
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _inputs(cls, value: Any) -> Any:
+        return _texts(value)
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class Prediction(BaseModel):
+    """One text's labels (those clearing their calibrated thresholds) and scores."""
+
+    labels: list[str]
+    scores: list[LabelScore]
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Prediction]
+
+
+class EmbeddingsRequest(BaseModel):
+    """``POST /v1/embeddings`` as OpenAI defines it; other fields OpenAI clients send (``user``) are ignored."""
+
+    model_config = ConfigDict(strict=True)
+
+    input: list[str] = Field(description="a text or a list of texts")
+    model: str | None = Field(None, description="accepted; the server embeds with its one model")
+    encoding_format: Literal["float", "base64"] = Field("float", description="base64: little-endian float32 bytes")
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _input(cls, value: Any) -> Any:
+        return _texts(value)
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: Usage
+
+
+class InfoResponse(BaseModel):
+    model: str
+    labels: list[str]
+    embedding_dim: int
+    encoder: dict[str, Any]
+    objective: str | None
+    test_metrics: dict[str, Any] | None = Field(description="the run's metrics.json 'test' entry; null without one")
+    limits: ServeSettings
