@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -281,3 +282,25 @@ def test_doctests(name) -> None:
     import importlib
 
     assert doctest.testmod(importlib.import_module(name)).failed == 0
+
+
+def test_search_route_answers_when_the_run_has_an_index(run_dir, toy_data, tmp_path) -> None:
+    indexed = tmp_path / "indexed"
+    shutil.copytree(run_dir, indexed)
+    model = Labelcon.load(indexed)
+    model.index(toy_data["train"])
+    model.save(indexed)
+    expected = model.search(["song album band"], 3, labels=["music"])
+    with TestClient(create_app(indexed)) as client:
+        answer = client.post("/search", json={"inputs": "song album band", "k": 3, "labels": ["music"]})
+        assert answer.status_code == 200, answer.text
+        hits = answer.json()["results"][0]["hits"]
+        assert [h["id"] for h in hits] == [h.id for h in expected[0]]
+        assert all("music" in h["labels"] for h in hits) and answer.json()["results"][0]["query"] == "song album band"
+        first = hits[0]["id"]
+        by_example = client.post("/search", json={"like": [first], "k": 2}).json()["results"][0]
+        assert by_example["like"] == first and first not in [h["id"] for h in by_example["hits"]]
+        assert client.post("/search", json={"k": 2}).status_code == 422
+        assert client.post("/search", json={"inputs": [], "like": []}).status_code == 422
+    with TestClient(create_app(run_dir)) as plain:  # no index: no route
+        assert plain.post("/search", json={"inputs": "x"}).status_code == 404

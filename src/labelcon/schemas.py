@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from labelcon.config import ServeSettings
 
@@ -112,3 +112,44 @@ class InfoResponse(BaseModel):
     objective: str | None
     test_metrics: dict[str, Any] | None = Field(description="the run's metrics.json 'test' entry; null without one")
     limits: ServeSettings
+
+
+class SearchRequest(BaseModel):
+    """``POST /search``: query texts, and/or ids of indexed items to search like (by example)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    inputs: list[str] = Field(default_factory=list, description="a query text or a list of them")
+    like: list[str | int] = Field(default_factory=list, description="ids of indexed items to search like")
+    k: int = Field(10, ge=1, le=1000, description="hits per query, best first")
+    labels: list[str] | None = Field(None, description="keep hits holding any of these labels")
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _inputs(cls, value: Any) -> Any:
+        return [] if value == [] else _texts(value)
+
+    @model_validator(mode="after")
+    def _something_to_search(self) -> SearchRequest:
+        if not self.inputs and not self.like:
+            raise ValueError("give query texts in 'inputs' or ids of indexed items in 'like'")
+        return self
+
+
+class SearchHit(BaseModel):
+    id: str | int
+    text: str
+    labels: list[str]
+    score: float
+
+
+class SearchResult(BaseModel):
+    """The hits of one query (``query`` set) or of one search by example (``like`` set)."""
+
+    query: str | None = None
+    like: str | int | None = None
+    hits: list[SearchHit]
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchResult]

@@ -52,7 +52,8 @@ from labelcon.config import ServeSettings
 from labelcon.estimator import Labelcon
 from labelcon.prediction import Features
 from labelcon.schemas import Embedding, EmbeddingsRequest, EmbeddingsResponse, InfoResponse, LabelScore, Prediction
-from labelcon.schemas import PredictRequest, PredictResponse, Usage, json_kind
+from labelcon.schemas import PredictRequest, PredictResponse, SearchHit, SearchRequest, SearchResponse, SearchResult
+from labelcon.schemas import Usage, json_kind
 
 #: How ``run`` hands the run directory and settings to each ``--workers`` process.
 ENV_SPEC = "LABELCON_SERVE"
@@ -351,6 +352,23 @@ def _prediction_routes(model: Labelcon, settings: ServeSettings, batcher: Batche
     return router
 
 
+def _search_routes(model: Labelcon, settings: ServeSettings) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/search", response_model=SearchResponse)
+    async def search(request: SearchRequest) -> Response:
+        """The ``k`` nearest indexed items of each query text, then of each item named in ``like``."""
+        if request.inputs:
+            _check_texts(request.inputs, settings)
+        results = await asyncio.to_thread(model.search, request.inputs, request.k, labels=request.labels,
+                                          like=request.like)  # fmt: skip
+        asked = [{"query": text} for text in request.inputs] + [{"like": item} for item in request.like]
+        return _json(SearchResponse(results=[SearchResult(**who, hits=[SearchHit(**hit._asdict()) for hit in hits])
+                                             for who, hits in zip(asked, results, strict=True)]))  # fmt: skip
+
+    return router
+
+
 def create_app(run_dir: str | os.PathLike, settings: ServeSettings | None = None) -> FastAPI:
     """The HTTP app serving the model in ``run_dir`` (loaded now) under ``settings``."""
     settings = settings or ServeSettings()
@@ -370,6 +388,8 @@ def create_app(run_dir: str | os.PathLike, settings: ServeSettings | None = None
     routers = [_service_routes(model, name, settings, metrics), _embedding_routes(name, settings, batcher)]
     if model.stage_ is not None:  # a run trained without labels embeds only
         routers.append(_prediction_routes(model, settings, batcher))
+    if model.index_ is not None:  # `labelcon index RUN` gave the run a corpus to search
+        routers.append(_search_routes(model, settings))
     routes = [f"{method} {route.path}" for router in routers for route in router.routes for method in route.methods]
     app = FastAPI(title="labelcon", version=__version__, lifespan=lifespan)
     for router in routers:
