@@ -279,6 +279,8 @@ class PredictionStage:
             y_true = sp.hstack([y_true, sp.csr_matrix(missed)], format="csr")
 
         def widened(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            if not extra:
+                return scores, self.decide(scores)
             pad = np.zeros((len(scores), extra), dtype=np.float32)
             return np.hstack([scores, pad]), np.hstack([self.decide(scores), pad.astype(bool)])
 
