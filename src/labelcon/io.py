@@ -61,7 +61,8 @@ def read_json(path: str | os.PathLike) -> Any:
         try:
             return json.load(handle)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
+            raise ValueError(f"{path}: not valid JSON ({error.msg.removesuffix(' at')} at line {error.lineno}, "
+                             f"column {error.colno})") from None  # fmt: skip
         except UnicodeDecodeError as error:
             raise ValueError(f"{path}: not valid JSON (byte {error.start} is not UTF-8: {error.reason})") from None
 

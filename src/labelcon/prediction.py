@@ -27,6 +27,7 @@ the head (:class:`labelcon.heads.Head`), never found out from its class here.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -314,16 +315,18 @@ class PredictionStage:
         with reading(directory / "head" / HEAD_FILE):  # the folder or its head.json missing
             head = Head.load(directory / "head")
         lexical = LexicalKNN.load(directory / "lexical") if weight else None
-        texts = list(labels.names) if texts is None else texts
-        sizes = {"head/head.json": head.n_labels_, "thresholds.json": len(thresholds), "label_texts.json": len(texts),
+        sizes = {"labels.json": len(labels), "head/head.json": head.n_labels_, "thresholds.json": len(thresholds),
+                 **({"label_texts.json": len(texts)} if texts is not None else {}),
                  **({"lexical/knn.npz": lexical.labels_.shape[1]} if lexical else {})}  # fmt: skip
-        for name, size in sizes.items():  # the files of one model cover the same labels
-            if size != len(labels):
-                raise damaged(directory / name, f"covers {size} labels, but {directory / 'labels.json'} lists "
-                              f"{len(labels)}; the files of one model must agree")  # fmt: skip
+        usual = Counter(sizes.values()).most_common(1)[0][0]  # the files of one model cover the same labels
+        odd = next((name for name, size in sizes.items() if size != usual), None)
+        if odd is not None:
+            others = ", ".join(name for name, size in sizes.items() if size == usual)
+            raise damaged(directory / odd, f"covers {sizes[odd]} labels, but {others} cover {usual}")
         if dim is not None and head.dim_ != dim:
             raise damaged(directory / "head/head.json", f"a head of dim {head.dim_}, but the encoder beside it makes "
                           f"embeddings of dim {dim}")  # fmt: skip
+        texts = list(labels.names) if texts is None else texts
         return cls(labels, head, thresholds, texts, meta.get("at_least_one", True), lexical, weight,
                    dict(meta.get("selection", meta.get("head_selection", {}))))  # fmt: skip
 

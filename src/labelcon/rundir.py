@@ -131,11 +131,13 @@ def expect_object(value: Any, required: dict[str, type | tuple[type, ...]],
         raise ValueError(f"expected a JSON object, got {_JSON_NAMES.get(type(value), type(value).__name__)}")
     missing = sorted(set(required) - set(value))
     if missing:
-        raise ValueError(f"expected the fields {sorted(required)}, got no {', '.join(map(repr, missing))}")
+        raise ValueError(f"expected an object with {', '.join(map(repr, required))}; "
+                         f"got one without {', '.join(map(repr, missing))}")  # fmt: skip
     for key, kinds in {**(optional or {}), **required}.items():
         kinds = kinds if isinstance(kinds, tuple) else (kinds,)
         if key in value and (not isinstance(value[key], kinds) or isinstance(value[key], bool) and bool not in kinds):
-            names = " or ".join(_JSON_NAMES.get(kind, kind.__name__) for kind in kinds)
+            shown = [kind for kind in kinds if kind is not int or float not in kinds]  # a number covers ints
+            names = " or ".join(_JSON_NAMES.get(kind, kind.__name__) for kind in shown)
             raise ValueError(f"expected {key!r} to be {names}, got {_shown(value[key])}")
     return value
 
@@ -243,7 +245,7 @@ def read_encoder(directory: Path) -> Encoder:
     except Exception as error:
         if isinstance(error, FileNotFoundError) and error.filename:
             raise damaged(error.filename, "missing") from error
-        cause = f"{type(error).__name__}: {' '.join(str(error).split())}"
+        cause = f"{type(error).__name__}: {error}"
         broken = _unparsable(directory)
         if broken is not None:
             raise damaged(broken, f"cannot be read ({cause})") from error

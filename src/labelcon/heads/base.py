@@ -205,14 +205,15 @@ class Head(ABC):
         with reading(arrays_path):
             with np.load(arrays_path, allow_pickle=False) as data:
                 head._restore({key: data[key] for key in data.files})
-            head.n_labels_, head.dim_ = meta["n_labels"], meta["dim"]
+        head.n_labels_, head.dim_ = meta["n_labels"], meta["dim"]
+        with reading(meta_path):  # the arrays read: the sizes head.json gives must fit them
             try:
                 width = head.predict_scores(np.zeros((1, head.dim_), dtype=np.float32)).shape[1]
             except Exception as error:
-                raise ValueError(f"its arrays do not take embeddings of the dim {head.dim_} that {HEAD_FILE} "
-                                 f"gives ({type(error).__name__}: {error})") from error  # fmt: skip
+                raise ValueError(f"says dim {head.dim_}, which the arrays in {ARRAYS_FILE} do not take "
+                                 f"({type(error).__name__}: {error})") from error  # fmt: skip
             if width != head.n_labels_:
-                raise ValueError(f"its arrays score {width} labels, but {HEAD_FILE} says n_labels {head.n_labels_}")
+                raise ValueError(f"says n_labels {head.n_labels_}, but the arrays in {ARRAYS_FILE} score {width} labels")
         return head
 
 
