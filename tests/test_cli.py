@@ -110,7 +110,23 @@ def test_demo_runs_end_to_end_with_the_static_encoder(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["test"]["macro_ap"] > 0.3
-    assert "predictions" in result.output
+    assert "predictions" in result.output and _squeezed(f"run directory {tmp_path / 'demo'}") in _squeezed(result.output)
+
+
+def _squeezed(text: str) -> str:
+    """``text`` without whitespace: what survives the console's line wrapping."""
+    return "".join(text.split())
+
+
+def test_demo_without_out_names_no_directory_it_removes(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)  # tempfile reads TMPDIR anew
+    result = CliRunner().invoke(main, ["demo", "--encoder", "static"])
+    assert result.exit_code == 0, result.output
+    printed = _squeezed(result.output)
+    assert _squeezed("a temporary run directory (keep it with --out DIR)") in printed
+    assert str(tmp_path) not in printed and "labelcon-demo-" not in printed
+    assert not list(tmp_path.iterdir())
 
 
 def test_max_length_flag_takes_auto_or_a_number_and_rejects_the_rest(toy_data, tmp_path) -> None:

@@ -230,8 +230,8 @@ def read_config(path: Path) -> Config:
 def read_encoder(directory: Path) -> Encoder:
     """:func:`labelcon.encoders.load_encoder` on a model's encoder folder; a failure names
     the file behind it: ``encoder.json`` when its fields are not as written, else the first
-    JSON or safetensors file there that does not parse, else the folder and ``encoder.json``,
-    whose settings then do not fit the files beside it."""
+    JSON or safetensors file there that does not parse, else the folder and ``encoder.json``
+    (a file missing, or settings that do not fit the files)."""
     from labelcon.encoders import load_encoder
     from labelcon.encoders.base import ENCODER_FILE, ENCODER_TYPES
 
@@ -249,7 +249,7 @@ def read_encoder(directory: Path) -> Encoder:
         broken = _unparsable(directory)
         if broken is not None:
             raise damaged(broken, f"cannot be read ({cause})") from error
-        raise damaged(directory, f"cannot be loaded with the settings of {ENCODER_FILE} ({cause})") from error
+        raise damaged(directory, f"cannot be loaded from its files and the settings in {ENCODER_FILE} ({cause})") from error
     if meta.get("dim", encoder.dim) != encoder.dim:
         raise damaged(meta_path, f"says dim {meta['dim']}, but the encoder it describes makes {encoder.dim}")
     return encoder
