@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,6 +129,14 @@ def test_demo_without_out_names_no_directory_it_removes(tmp_path, monkeypatch) -
     assert _squeezed("a temporary run directory (keep it with --out DIR)") in printed
     assert str(tmp_path) not in printed and "labelcon-demo-" not in printed
     assert not list(tmp_path.iterdir())
+
+
+def test_the_help_and_the_readme_give_the_demo_one_duration() -> None:
+    """The figure measured on 2 CPU cores (see the README's set-up)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    texts = [CliRunner().invoke(main, ["--help"]).output, CliRunner().invoke(main, ["demo", "--help"]).output, readme]
+    assert all(re.search(r"\b3[- ]minutes? ", " ".join(text.split())) for text in texts)
+    assert not any(re.search(r"\b(2-minute|a few minutes|under 1 min)", text) for text in texts)
 
 
 def test_max_length_flag_takes_auto_or_a_number_and_rejects_the_rest(toy_data, tmp_path) -> None:
