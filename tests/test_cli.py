@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,7 +112,31 @@ def test_demo_runs_end_to_end_with_the_static_encoder(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["test"]["macro_ap"] > 0.3
-    assert "predictions" in result.output
+    assert "predictions" in result.output and _squeezed(f"run directory {tmp_path / 'demo'}") in _squeezed(result.output)
+
+
+def _squeezed(text: str) -> str:
+    """``text`` without whitespace: what survives the console's line wrapping."""
+    return "".join(text.split())
+
+
+def test_demo_without_out_names_no_directory_it_removes(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)  # tempfile reads TMPDIR anew
+    result = CliRunner().invoke(main, ["demo", "--encoder", "static"])
+    assert result.exit_code == 0, result.output
+    printed = _squeezed(result.output)
+    assert _squeezed("a temporary run directory (keep it with --out DIR)") in printed
+    assert str(tmp_path) not in printed and "labelcon-demo-" not in printed
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_help_and_the_readme_give_the_demo_one_duration() -> None:
+    """The figure measured on 2 CPU cores (see the README's set-up)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    texts = [CliRunner().invoke(main, ["--help"]).output, CliRunner().invoke(main, ["demo", "--help"]).output, readme]
+    assert all(re.search(r"\b3[- ]minutes? ", " ".join(text.split())) for text in texts)
+    assert not any(re.search(r"\b(2-minute|a few minutes|under 1 min)", text) for text in texts)
 
 
 def test_max_length_flag_takes_auto_or_a_number_and_rejects_the_rest(toy_data, tmp_path) -> None:
@@ -124,7 +150,7 @@ def test_lexical_flag_takes_auto_or_a_weight_and_rejects_the_rest(toy_data, tmp_
     result = CliRunner().invoke(main, [*base, "--lexical", "words"])
     assert result.exit_code == 2 and "expected 'auto' or a number, got 'words'" in result.output
     result = CliRunner().invoke(main, [*base, "--lexical", "1.5"])
-    assert result.exit_code == 2 and "field 'lexical'" in result.output and "weight in [0, 1)" in result.output
+    assert result.exit_code == 2 and "--lexical: must be 'auto' or a weight in [0, 1), got 1.5" in result.output
     assert not (tmp_path / "r").exists()
 
 

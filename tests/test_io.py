@@ -22,3 +22,20 @@ def test_atomic_writes_leave_no_temporary_files_and_usual_modes(tmp_path) -> Non
     os.umask(mask)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask
+
+
+def test_read_json_names_the_file_and_where_it_breaks(tmp_path) -> None:
+    import re
+
+    from labelcon.io import read_json
+
+    path = tmp_path / "bad.json"
+    path.write_text('{"a": 1,\n "b": }')
+    with pytest.raises(ValueError, match=re.escape(f"{path}: not valid JSON (Expecting value at line 2, column 7)")):
+        read_json(path)
+    path.write_text('{"a": "cut')
+    with pytest.raises(ValueError, match=r"\(Unterminated string starting at line 1, column 7\)"):
+        read_json(path)
+    path.write_bytes(b'{"a": "\xff"}')
+    with pytest.raises(ValueError, match=re.escape(f"{path}: not valid JSON (byte 7 is not UTF-8")):
+        read_json(path)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
+import re
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,17 +38,36 @@ Examples:
 
 
 def _fail_cleanly(func: Callable) -> Callable:
-    """Bad input ends with one clear line on stderr and exit code 2, not a traceback."""
+    """Any error ends with one line on stderr, ``error: ...``, and exit code 2, never a
+    traceback. Click's own errors (usage, ``Abort``) keep click's handling; with
+    ``LABELCON_DEBUG=1`` in the environment the error is raised with its traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (DataError, ConfigError, FileNotFoundError, ValueError) as exc:
-            click.echo(f"error: {exc}", err=True)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("LABELCON_DEBUG", "0") not in ("", "0"):
+                raise
+            click.echo(f"error: {_one_line(exc)}", err=True)
             sys.exit(2)
 
     return wrapper
+
+
+def _one_line(exc: Exception) -> str:
+    """The message of ``exc`` on one line. Errors that describe themselves (labelcon's,
+    ``ValueError``, ``OSError``) give their message, a file error its file first; any
+    other error is unexpected and is shown with its type and how to see where it came from."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}" + (f" ({exc.filename2})" if exc.filename2 else "")
+    elif isinstance(exc, (ValueError, OSError)) or type(exc).__module__.startswith("labelcon"):
+        text = str(exc) or type(exc).__name__
+    else:
+        text = f"{type(exc).__name__}: {exc} (set LABELCON_DEBUG=1 to see where it came from)"
+    return re.sub(r"\s*\n\s*", " ", text.strip())
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -58,7 +78,7 @@ def main() -> None:
     \b
     Train an encoder so that items sharing labels sit close together, then predict
     labels, search similar items and evaluate -- from this command or from Python:
-      labelcon demo                    # a 2-minute tour on a built-in data set
+      labelcon demo                    # a 3-minute tour on a built-in data set (2 CPU cores)
       labelcon train --help            # train on your own JSONL / CSV / TSV / Parquet
     """
 
@@ -107,8 +127,10 @@ def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_fi
             flags["label_descriptions"] = str(root / "label_descriptions.tsv")
     if not train_path:
         raise click.UsageError("give --train PATH or --dataset NAME")
+    _check_parent(out_dir, "--out")
     out = Path(out_dir)
     overrides = {k: v for k, v in flags.items() if v is not None}
+    _check_flags(overrides)
     if "LOCAL_WORLD_SIZE" in os.environ:  # under torchrun: record how many processes run on this machine
         overrides.setdefault("nproc", int(os.environ["LOCAL_WORLD_SIZE"]))
     saved = out / "config.yaml"
@@ -140,6 +162,40 @@ def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_fi
     if not quiet:
         click.echo(f"done in {time.monotonic() - started:.0f} s; run directory: {out}")
         _print_metrics(model.metrics_)
+
+
+def _check_flags(flags: dict[str, Any]) -> None:
+    """Reject a flag whose value its Config field refuses, naming the flag: ``--seed: must
+    be >= 0, got -1``. Rules across fields are left to the Config built from all sources."""
+    try:
+        Config(**flags)
+    except ValidationError as exc:
+        problems = [f"--{err['loc'][0].replace('_', '-')}: {_refusal(err)}" for err in exc.errors()
+                    if err["loc"] and err["loc"][0] in flags]  # fmt: skip
+        if problems:
+            raise ConfigError("; ".join(problems)) from None
+
+
+#: Pydantic's bound errors, as the comparison they ask for.
+_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+
+
+def _refusal(err: dict[str, Any]) -> str:
+    """What a pydantic error on one value asks for, and what came."""
+    if err["type"] in _BOUNDS:
+        bound = next(iter(err["ctx"].values()))
+        wanted = f"must be {_BOUNDS[err['type']]} {format(bound, 'g') if isinstance(bound, float) else bound}"
+    else:
+        wanted = err["msg"].removeprefix("Value error, ")
+    return f"{wanted}, got {err['input']!r}"
+
+
+def _check_parent(path: str, flag: str) -> None:
+    """Fail before any work when ``path`` cannot be made because a file stands where one
+    of the directories above it should be."""
+    above = next((parent for parent in Path(path).parents if parent.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ValueError(f"{flag} {path}: cannot be made: {above} is a file, not a directory")
 
 
 def _relaunch(ctx: click.Context, nproc: int) -> int:
@@ -181,7 +237,7 @@ def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_dir", type=click.Path())
 @click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False), help="Labelled data file.")
 @_data_options
 @click.option("--ignore-unknown-labels", is_flag=True, help="Count and drop labels unseen in training instead of failing.")
@@ -197,9 +253,20 @@ def evaluate(run_dir, data_path, ignore_unknown_labels, as_json, **fields) -> No
     model = _load(run_dir, fields)
     metrics = model.evaluate(data_path, ignore_unknown_labels=ignore_unknown_labels)
     if as_json:
-        click.echo(json.dumps(metrics, indent=2))
+        click.echo(json.dumps(_finite_or_null(metrics), indent=2, allow_nan=False))
     else:
         _print_metrics({Path(data_path).name: metrics})
+
+
+def _finite_or_null(value: Any) -> Any:
+    """``value`` with NaN and infinities (a metric undefined on the data) as None, i.e. JSON null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    return value
 
 
 def _load(run_dir: str, fields: dict[str, Any] | None = None):
@@ -213,6 +280,10 @@ def _load(run_dir: str, fields: dict[str, Any] | None = None):
 
 
 def _inputs(texts: tuple[str, ...], input_path: str | None, text_field: str | None) -> list[str]:
+    """The texts given as arguments, then those of ``--input``; an empty one is an error, as in a file."""
+    for position, text in enumerate(texts, start=1):
+        if not text.strip():
+            raise DataError(f"text argument {position}: expected a non-empty text, got {text!r}")
     items = list(texts)
     if input_path:
         items += read_texts(input_path, text_field=text_field or "text")
@@ -222,7 +293,7 @@ def _inputs(texts: tuple[str, ...], input_path: str | None, text_field: str | No
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_dir", type=click.Path())
 @click.argument("texts", nargs=-1)
 @click.option("--input", "input_path", type=click.Path(dir_okay=False), help="File of texts: .txt (one per line), JSONL, CSV, TSV.")
 @click.option("--text-field", default=None, help="Field/column holding the text [text].")
@@ -236,15 +307,15 @@ def predict(run_dir, texts, input_path, text_field, top_k) -> None:
       labelcon predict runs/a "the parcel never arrived" "love it"
       labelcon predict runs/a --input new.jsonl --top-k 3 > predictions.jsonl
     """
-    model = _load(run_dir)
     items = _inputs(texts, input_path, text_field)
+    model = _load(run_dir)
     label_sets, ranked = model.predict_with_top_k(items, top_k)
     for text, chosen, top in zip(items, label_sets, ranked, strict=True):
         click.echo(json.dumps({"text": text, "labels": chosen, "scores": _rounded(top)}, ensure_ascii=False))
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_dir", type=click.Path())
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False), help="File of texts.")
 @click.option("--output", required=True, type=click.Path(dir_okay=False), help="Where to write the [n, D] float32 .npy.")
 @click.option("--text-field", default=None, help="Field/column holding the text [text].")
@@ -257,8 +328,9 @@ def embed(run_dir, input_path, output, text_field, quiet) -> None:
     Example:
       labelcon embed runs/a --input corpus.jsonl --output corpus.npy
     """
-    model = _load(run_dir)
-    vectors = model.encode(_inputs((), input_path, text_field), show_progress=not quiet)
+    _check_parent(output, "--output")
+    items = _inputs((), input_path, text_field)
+    vectors = _load(run_dir).encode(items, show_progress=not quiet)
     with atomic_open(output, "wb") as handle:
         np.save(handle, vectors)
     if not quiet:
@@ -395,7 +467,7 @@ def serve(run_dir, host, port, workers, log_level, **limits) -> None:
 @click.option("--quiet", "-q", is_flag=True)
 @_fail_cleanly
 def demo(out_dir, encoder, quiet) -> None:
-    """Train, evaluate and predict on the built-in multi-label data set (offline, a few minutes).
+    """Train, evaluate and predict on the built-in multi-label data set (offline, about 3 minutes on 2 CPU cores).
 
     \b
     Examples:
@@ -405,10 +477,8 @@ def demo(out_dir, encoder, quiet) -> None:
     from labelcon.demo import run_demo
 
     if out_dir:
-        run_demo(Path(out_dir), encoder=encoder, quiet=quiet)
-    else:
-        with tempfile.TemporaryDirectory(prefix="labelcon-demo-") as tmp:
-            run_demo(Path(tmp), encoder=encoder, quiet=quiet)
+        _check_parent(out_dir, "--out")
+    run_demo(Path(out_dir) if out_dir else None, encoder=encoder, quiet=quiet)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,16 +25,23 @@ def default_encoder() -> str:
     return "minilm" if importlib.util.find_spec("all_minilm_l6_v2") else "static"
 
 
-def run_demo(out_dir: Path, *, encoder: str | None = None, quiet: bool = False) -> dict:
-    """Train on the built-in train split, calibrate on dev, evaluate on test, predict examples."""
+def run_demo(out_dir: Path | None = None, *, encoder: str | None = None, quiet: bool = False) -> dict:
+    """Train on the built-in train split, calibrate on dev, evaluate on test, predict examples.
+    The run goes to ``out_dir``, or without one to a temporary directory removed at the end."""
+    if out_dir is None:
+        with tempfile.TemporaryDirectory(prefix="labelcon-demo-") as tmp:
+            return _run(Path(tmp), "a temporary run directory (keep it with --out DIR)", encoder, quiet)
+    return _run(out_dir, f"run directory {out_dir}", encoder, quiet)
+
+
+def _run(out_dir: Path, where: str, encoder: str | None, quiet: bool) -> dict:
     from labelcon.estimator import Labelcon
 
     console = Console(quiet=quiet)
     paths = demo_paths()
     encoder = encoder or default_encoder()
     train = read_dataset(paths["train"])
-    console.print(f"[bold]labelcon demo[/bold]: {len(train)} training texts, encoder [cyan]{encoder}[/cyan], "
-                  f"run directory {out_dir}")
+    console.print(f"[bold]labelcon demo[/bold]: {len(train)} training texts, encoder [cyan]{encoder}[/cyan], {where}")
     started = time.monotonic()
     settings = {"epochs": 4 if encoder != "static" else 20, "batch_size": 32, "min_steps": 0}
     model = Labelcon(encoder=encoder, labels_file=str(paths["labels"]), **settings)

@@ -19,15 +19,14 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import yaml
 
 from labelcon.card import write_card
 from labelcon.config import Config
 from labelcon.data import Dataset, LabelSpace, as_dataset, label_texts, sample_shots, train_dev_split
-from labelcon.encoders import Encoder, are_texts, load_encoder_as, resolve_encode_length, resolve_max_length
+from labelcon.encoders import Encoder, are_texts, resolve_encode_length, resolve_max_length
 from labelcon.io import read_json, write_json
 from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked
-from labelcon.rundir import encoder_location, load_current, publish, training_run
+from labelcon.rundir import encoder_location, load_current, publish, read_config, read_encoder, training_run
 from labelcon.search import SearchIndex, SearchMixin, load_index, save_index
 from labelcon.training import seed_everything
 from labelcon.training.distributed import is_main_process
@@ -233,14 +232,15 @@ class Labelcon(SearchMixin):
 
     @classmethod
     def _load_version(cls, folder: Path, meta: dict[str, Any]) -> Labelcon:
-        path = folder / "config.yaml"
-        model = cls(config=Config.build(yaml.safe_load(path.read_text(encoding="utf-8")), source=str(path)))
-        model.encoder_ = load_encoder_as(*encoder_location(folder, meta))
+        """One model version; a file of it that is missing, unreadable or does not fit the
+        others raises :class:`labelcon.rundir.ModelLoadError` naming that file."""
+        model = cls(config=read_config(folder / "config.yaml"))
+        model.encoder_ = read_encoder(*encoder_location(folder, meta))
         model.objective_ = meta.get("objective")
         if meta["format"] == 1:  # the first format kept the stage's settings in labelcon.json
-            model.stage_ = PredictionStage.load(folder, meta)
-        elif (folder / META_FILE).exists():
-            model.stage_ = PredictionStage.load(folder)
+            model.stage_ = PredictionStage.load(folder, meta, dim=model.encoder_.dim)
+        elif meta.get("labels") or (folder / META_FILE).exists():  # a model of unlabelled texts has no stage
+            model.stage_ = PredictionStage.load(folder, dim=model.encoder_.dim)
         return model
 
 

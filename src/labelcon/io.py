@@ -57,8 +57,16 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """The JSON value in ``path``; a file that is not JSON (or not UTF-8) raises a
+    ``ValueError`` naming the file and where in it the problem is."""
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error.msg.removesuffix(' at')} at line {error.lineno}, "
+                             f"column {error.colno})") from None  # fmt: skip
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON (byte {error.start} is not UTF-8: {error.reason})") from None
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:

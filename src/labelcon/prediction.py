@@ -28,6 +28,7 @@ the head (:class:`labelcon.heads.Head`), never found out from its class here.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,12 +39,14 @@ import scipy.sparse as sp
 
 from labelcon.data import LabelSpace
 from labelcon.heads import Head, LexicalKNN, Thresholds, build_head, mix_scores, select_on_dev
+from labelcon.heads.base import HEAD_FILE
 from labelcon.heads.decisions import choose_rule
 from labelcon.heads.index import QUERY_BLOCK
 from labelcon.io import atomic_directory, read_json, write_json
 from labelcon.metrics import BLOCK_ELEMENTS, DENSE_EVALUATION, LabelMatrix, average_precision_per_label, concat_top_k
 from labelcon.metrics import evaluate as evaluate_scores
 from labelcon.metrics import dense_rows, evaluate_blocks, sparse_top_k, top_k
+from labelcon.rundir import MODEL_FILE, damaged, expect_object, reading
 
 #: ``head="auto"``: a linear probe, a kNN vote or their average, picked on dev.
 AUTO_HEAD = "auto"
@@ -307,26 +310,47 @@ class PredictionStage:
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, meta: dict[str, Any] | None = None) -> PredictionStage:
+    def load(cls, directory: str | os.PathLike, meta: dict[str, Any] | None = None, *,
+             dim: int | None = None) -> PredictionStage:  # fmt: skip
         """Rebuild the stage that :meth:`save` wrote into ``directory``. ``meta`` stands in for
         ``prediction.json`` in model directories of the first format, which kept these
-        fields in ``labelcon.json`` (``head_selection`` for ``selection``)."""
+        fields in ``labelcon.json`` (``head_selection`` for ``selection``). ``dim``: the
+        encoder's, which the head must take. A file that is missing, unreadable, or does not
+        fit the others (as many labels in each, the head's dim) raises
+        :class:`labelcon.rundir.ModelLoadError` naming it."""
         directory = Path(directory)
-        if meta is None:
-            meta = read_json(directory / META_FILE)
-        labels = LabelSpace.from_json(read_json(directory / "labels.json"))
-        texts = directory / "label_texts.json"
-        weight = float(meta.get("lexical_weight", 0.0))
-        return cls(
-            labels=labels,
-            head=Head.load(directory / "head"),
-            thresholds=Thresholds.from_json(read_json(directory / "thresholds.json")),
-            label_texts=read_json(texts) if texts.exists() else list(labels.names),
-            at_least_one=bool(meta.get("at_least_one", True)),
-            lexical=LexicalKNN.load(directory / "lexical") if weight else None,
-            lexical_weight=weight,
-            selection=dict(meta.get("selection", meta.get("head_selection", {}))),
-        )
+        source = directory / (META_FILE if meta is None else MODEL_FILE)
+        with reading(source):
+            optional = {"at_least_one": bool, "lexical_weight": (int, float), "selection": dict, "head_selection": dict}
+            meta = expect_object(read_json(source) if meta is None else meta, {}, optional)
+            weight = float(meta.get("lexical_weight", 0.0))
+            if not 0 <= weight < 1:
+                raise ValueError(f"expected 'lexical_weight' in [0, 1), got {weight}")
+        with reading(directory / "labels.json"):
+            labels = LabelSpace.from_json(read_json(directory / "labels.json"))
+        with reading(directory / "label_texts.json"):
+            texts = read_json(directory / "label_texts.json") if (directory / "label_texts.json").exists() else None
+            if texts is not None and not (isinstance(texts, list) and all(isinstance(t, str) for t in texts)):
+                raise ValueError("expected a list of label texts (strings)")
+        with reading(directory / "thresholds.json"):
+            thresholds = Thresholds.from_json(read_json(directory / "thresholds.json"))
+        with reading(directory / "head" / HEAD_FILE):  # the folder or its head.json missing
+            head = Head.load(directory / "head")
+        lexical = LexicalKNN.load(directory / "lexical") if weight else None
+        sizes = {"labels.json": len(labels), "head/head.json": head.n_labels_, "thresholds.json": len(thresholds),
+                 **({"label_texts.json": len(texts)} if texts is not None else {}),
+                 **({"lexical/knn.npz": lexical.labels_.shape[1]} if lexical else {})}  # fmt: skip
+        usual = Counter(sizes.values()).most_common(1)[0][0]  # the files of one model cover the same labels
+        odd = next((name for name, size in sizes.items() if size != usual), None)
+        if odd is not None:
+            others = ", ".join(name for name, size in sizes.items() if size == usual)
+            raise damaged(directory / odd, f"covers {sizes[odd]} labels, but {others} cover {usual}")
+        if dim is not None and head.dim_ != dim:
+            raise damaged(directory / "head/head.json", f"a head of dim {head.dim_}, but the encoder beside it makes "
+                          f"embeddings of dim {dim}")  # fmt: skip
+        texts = list(labels.names) if texts is None else texts
+        return cls(labels, head, thresholds, texts, meta.get("at_least_one", True), lexical, weight,
+                   dict(meta.get("selection", meta.get("head_selection", {}))))  # fmt: skip
 
 
 def _fit_head(

@@ -24,6 +24,17 @@ lock) or ``finished``, with the settings, a fingerprint of the data it started w
 the machine it ran on.
 A finished run is not trained again without ``overwrite``, which first removes every
 output of the earlier run; an interrupted one resumes only with the same data and settings.
+
+Loading a model reads each of its files inside :func:`reading`, so that whatever goes
+wrong with one (missing, truncated, not parsing, values not as labelcon wrote them)
+raises a :class:`ModelLoadError` that names that file:
+
+>>> _ = (root / "labelcon.json").write_text('{"format": 2, "model": ')
+>>> try:
+...     resolve(root)
+... except ModelLoadError as error:
+...     print(str(error).replace(str(root), "D"))
+D/labelcon.json: not valid JSON (Expecting value at line 1, column 24); the model directory is damaged: train again or restore it from a copy
 """
 
 from __future__ import annotations
@@ -36,12 +47,16 @@ import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from labelcon.config import Config
 from labelcon.io import atomic_open, read_json, write_json
 from labelcon.machine import describe as describe_machine
+
+if TYPE_CHECKING:
+    from labelcon.encoders import Encoder
 
 #: The file that marks a directory as a saved labelcon model.
 MODEL_FILE = "labelcon.json"
@@ -66,6 +81,74 @@ class NotAModelError(FileNotFoundError):
 
 class RunDirectoryError(ValueError):
     """A run directory that a training run may not write into as asked."""
+
+
+class ModelLoadError(ValueError):
+    """A saved model with a file that is missing, unreadable, or holds values other than
+    labelcon wrote; the message names the file."""
+
+
+#: The way out that a :class:`ModelLoadError` offers.
+DAMAGED = "the model directory is damaged: train again or restore it from a copy"
+#: How JSON value types are named in messages.
+_JSON_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false", dict: "an object",
+               list: "a list"}  # fmt: skip
+
+
+def damaged(path: str | os.PathLike, problem: str) -> ModelLoadError:
+    """The error for the model file ``path`` and what is wrong with it."""
+    return ModelLoadError(f"{path}: {problem}; {DAMAGED}")
+
+
+@contextmanager
+def reading(path: str | os.PathLike) -> Iterator[None]:
+    """Turn any failure of the block, which reads the model file ``path``, into a
+    :class:`ModelLoadError` naming it; a :class:`ModelLoadError` passes unchanged."""
+    try:
+        yield
+    except ModelLoadError:
+        raise
+    except Exception as error:
+        raise damaged(path, _problem(path, error)) from error
+
+
+def _problem(path: str | os.PathLike, error: Exception) -> str:
+    """What ``error``, raised while reading ``path``, says is wrong with it."""
+    text = str(error)
+    if isinstance(error, FileNotFoundError):
+        return "missing" if Path(error.filename or path) == Path(path) else f"{error.filename} is missing"
+    if text.startswith(f"{path}: "):  # the message names the file already (read_json, Config.from_yaml)
+        return text[len(f"{path}: ") :]
+    if isinstance(error, KeyError):
+        return f"lacks the entry {error.args[0]!r}" if error.args else "lacks an entry"
+    if isinstance(error, ValueError):
+        return text
+    return f"cannot be read ({type(error).__name__}: {text})"
+
+
+def expect_object(value: Any, required: dict[str, type | tuple[type, ...]],
+                  optional: dict[str, type | tuple[type, ...]] | None = None) -> dict[str, Any]:  # fmt: skip
+    """``value`` if it is a JSON object holding every key of ``required`` (and perhaps
+    those of ``optional``) with a value of the given type; else a ValueError saying what
+    was expected and what came (``true`` is no number here, though Python's bool is an int)."""
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {_JSON_NAMES.get(type(value), type(value).__name__)}")
+    missing = sorted(set(required) - set(value))
+    if missing:
+        raise ValueError(f"expected an object with {', '.join(map(repr, required))}; "
+                         f"got one without {', '.join(map(repr, missing))}")  # fmt: skip
+    for key, kinds in {**(optional or {}), **required}.items():
+        kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+        if key in value and (not isinstance(value[key], kinds) or isinstance(value[key], bool) and bool not in kinds):
+            shown = [kind for kind in kinds if kind is not int or float not in kinds]  # a number covers ints
+            names = " or ".join(_JSON_NAMES.get(kind, kind.__name__) for kind in shown)
+            raise ValueError(f"expected {key!r} to be {names}, got {_shown(value[key])}")
+    return value
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _versions(directory: Path) -> list[int]:
@@ -105,20 +188,22 @@ def resolve(directory: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     """The folder of the current model in ``directory`` and the pointer file's contents."""
     directory = Path(directory)
     pointer = directory / MODEL_FILE
+    expected = "expected the --out directory of `labelcon train` or a path given to Labelcon.save()"
+    if not directory.is_dir():
+        found = "is not a directory" if directory.exists() else "does not exist"
+        raise NotAModelError(f"{directory}: {found}; {expected}")
     if not pointer.is_file():
-        raise NotAModelError(
-            f"{directory}: not a labelcon model directory (no {MODEL_FILE}); "
-            "expected the --out directory of `labelcon train` or a path given to Labelcon.save()"
-        )
-    meta = read_json(pointer)
-    if not isinstance(meta, dict) or meta.get("format") not in (1, FORMAT):
-        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise ValueError(f"{pointer}: expected a model pointer of format 1 or {FORMAT}, got format {found!r}")
-    if meta["format"] == 1:
-        return directory, meta
-    name = meta.get("model")
-    if not isinstance(name, str) or not _VERSION.fullmatch(name):
-        raise ValueError(f"{pointer}: field 'model' must name a model.N folder, got {name!r}")
+        raise NotAModelError(f"{directory}: not a labelcon model directory (no {MODEL_FILE}); {expected}")
+    with reading(pointer):
+        meta = expect_object(read_json(pointer), {"format": int})
+        if meta["format"] not in (1, FORMAT):
+            raise ModelLoadError(f"{pointer}: expected a model pointer of format 1 or {FORMAT}, got format "
+                                 f"{meta['format']!r}; a newer labelcon may have written it")  # fmt: skip
+        if meta["format"] == 1:
+            return directory, meta
+        name = meta.get("model")
+        if not isinstance(name, str) or not _VERSION.fullmatch(name):
+            raise ValueError(f"expected field 'model' to name a model.N folder, got {name!r}")
     return directory / name, meta
 
 
@@ -140,17 +225,75 @@ def encoder_location(folder: Path, meta: dict[str, Any]) -> tuple[Path, dict[str
 
 def load_current(directory: str | os.PathLike, load: Callable[[Path, dict[str, Any]], Any], attempts: int = 3) -> Any:
     """``load(folder, meta)`` on the current model; when a new version is published while
-    it reads (its folder removed under it), it reads the newer one instead."""
+    it reads (its folder removed under it), it reads the newer one instead. A pointer to
+    a folder that is not there raises a :class:`ModelLoadError` naming the pointer."""
     folder, meta = resolve(directory)
-    for _ in range(attempts - 1):
+    for attempt in range(attempts):
         try:
             return load(folder, meta)
-        except OSError:
+        except (OSError, ModelLoadError):
             newer = resolve(directory)
-            if newer[0] == folder:
+            if newer[0] == folder and not folder.is_dir():
+                raise damaged(Path(directory) / MODEL_FILE, f"its field 'model' names {folder.name}, "
+                              f"which is not in {directory}") from None  # fmt: skip
+            if newer[0] == folder or attempt == attempts - 1:
                 raise
             folder, meta = newer
-    return load(folder, meta)
+
+
+def read_config(path: Path) -> Config:
+    """A model's ``config.yaml``; a failure names it (:func:`reading`)."""
+    with reading(path):
+        return Config.from_yaml(path)
+
+
+def read_encoder(directory: Path, entry: dict[str, Any] | None = None) -> Encoder:
+    """The encoder in ``directory``, saved in the format ``entry["format"]`` (labelcon's own
+    by default; see :func:`encoder_location`); a failure names the file behind it. For
+    labelcon's format: ``encoder.json`` when its fields are not as written, else the first
+    JSON or safetensors file there that does not parse, else the folder and ``encoder.json``
+    (a file missing, or settings that do not fit the files)."""
+    from labelcon.encoders import load_encoder, load_encoder_as
+    from labelcon.encoders.base import ENCODER_FILE, ENCODER_TYPES
+
+    if entry is not None and entry.get("format", "labelcon") != "labelcon":
+        with reading(directory):
+            return load_encoder_as(directory, entry)
+
+    meta_path = directory / ENCODER_FILE
+    with reading(meta_path):
+        meta = expect_object(read_json(meta_path), {"type": str, "config": dict}, {"dim": int})
+        if meta["type"] not in ENCODER_TYPES:
+            raise ValueError(f"expected 'type' to be one of {sorted(ENCODER_TYPES)}, got {meta['type']!r}")
+    try:
+        encoder = load_encoder(directory)
+    except Exception as error:
+        if isinstance(error, FileNotFoundError) and error.filename:
+            raise damaged(error.filename, "missing") from error
+        cause = f"{type(error).__name__}: {error}"
+        broken = _unparsable(directory)
+        if broken is not None:
+            raise damaged(broken, f"cannot be read ({cause})") from error
+        raise damaged(directory, f"cannot be loaded from its files and the settings in {ENCODER_FILE} ({cause})") from error
+    if meta.get("dim", encoder.dim) != encoder.dim:
+        raise damaged(meta_path, f"says dim {meta['dim']}, but the encoder it describes makes {encoder.dim}")
+    return encoder
+
+
+def _unparsable(directory: Path) -> Path | None:
+    """The first JSON or safetensors file under ``directory`` that does not parse."""
+    from safetensors import safe_open
+
+    for path in sorted(directory.rglob("*")):
+        try:
+            if path.suffix == ".json":
+                json.loads(path.read_bytes())
+            elif path.suffix == ".safetensors":
+                with safe_open(path, "np"):
+                    pass
+        except Exception:
+            return path
+    return None
 
 
 @contextmanager
@@ -215,6 +358,10 @@ def training_run(directory: str | os.PathLike, *, config: dict[str, Any], data: 
 
 def _check_owned(directory: Path) -> None:
     if not directory.exists():
+        above = next(parent for parent in directory.parents if parent.exists())
+        if not above.is_dir():
+            raise RunDirectoryError(f"{directory}: cannot be made: {above} is a file, not a directory; "
+                                    "choose another --out")  # fmt: skip
         return
     if not directory.is_dir():
         raise RunDirectoryError(f"{directory}: exists and is not a directory; choose another --out")

@@ -28,6 +28,7 @@ from scipy.special import expit
 
 from labelcon.io import atomic_open, read_json, write_json
 from labelcon.metrics import BLOCK_ELEMENTS, LabelMatrix, TopK, as_label_matrix, concat_top_k, top_k
+from labelcon.rundir import expect_object, reading
 
 HEAD_FILE = "head.json"
 ARRAYS_FILE = "arrays.npz"
@@ -186,17 +187,33 @@ class Head(ABC):
 
     @staticmethod
     def load(directory: str | os.PathLike) -> Head:
-        """Rebuild the head saved in ``directory`` by :meth:`save`."""
+        """Rebuild the head saved in ``directory`` by :meth:`save`. A file that is missing,
+        unreadable or not as saved raises :class:`labelcon.rundir.ModelLoadError` naming it;
+        the arrays must score as many labels as ``head.json`` says, from embeddings of its dim."""
         directory = Path(directory)
-        if not (directory / HEAD_FILE).exists():
+        meta_path, arrays_path = directory / HEAD_FILE, directory / ARRAYS_FILE
+        if not meta_path.exists():
             raise FileNotFoundError(f"{directory}: no {HEAD_FILE}; expected a directory written by Head.save()")
-        meta = read_json(directory / HEAD_FILE)
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{directory / HEAD_FILE}: format {meta.get('format')!r}, this labelcon reads {FORMAT}")
-        head = build_head(meta["type"], **meta["params"])
-        with np.load(directory / ARRAYS_FILE, allow_pickle=False) as data:
-            head._restore({key: data[key] for key in data.files})
-        head.n_labels_, head.dim_ = int(meta["n_labels"]), int(meta["dim"])
+        with reading(meta_path):
+            fields = {"type": str, "format": int, "params": dict, "n_labels": int, "dim": int}
+            meta = expect_object(read_json(meta_path), fields)
+            if meta["format"] != FORMAT:
+                raise ValueError(f"format {meta['format']!r}, this labelcon reads {FORMAT}")
+            if meta["n_labels"] < 1 or meta["dim"] < 1:
+                raise ValueError(f"expected n_labels and dim >= 1, got {meta['n_labels']} and {meta['dim']}")
+            head = build_head(meta["type"], **meta["params"])
+        with reading(arrays_path):
+            with np.load(arrays_path, allow_pickle=False) as data:
+                head._restore({key: data[key] for key in data.files})
+        head.n_labels_, head.dim_ = meta["n_labels"], meta["dim"]
+        with reading(meta_path):  # the arrays read: the sizes head.json gives must fit them
+            try:
+                width = head.predict_scores(np.zeros((1, head.dim_), dtype=np.float32)).shape[1]
+            except Exception as error:
+                raise ValueError(f"says dim {head.dim_}, which the arrays in {ARRAYS_FILE} do not take "
+                                 f"({type(error).__name__}: {error})") from error  # fmt: skip
+            if width != head.n_labels_:
+                raise ValueError(f"says n_labels {head.n_labels_}, but the arrays in {ARRAYS_FILE} score {width} labels")
         return head
 
 

@@ -42,6 +42,7 @@ from labelcon.heads.base import check_labels, labels_from_arrays, labels_to_arra
 from labelcon.heads.knn import neighbour_votes
 from labelcon.io import atomic_open, read_json, write_json
 from labelcon.metrics import BLOCK_ELEMENTS, LabelMatrix, top_k
+from labelcon.rundir import expect_object, reading
 
 VOCABULARY_FILE = "vocabulary.json"
 IDF_FILE = "idf.npy"
@@ -93,14 +94,21 @@ class LexicalFeatures:
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> LexicalFeatures:
-        """Rebuild the features saved by :meth:`save`."""
+        """Rebuild the features saved by :meth:`save`; a file that is missing, unreadable or
+        not as saved raises :class:`labelcon.rundir.ModelLoadError` naming it."""
         directory = Path(directory)
-        meta = read_json(directory / VOCABULARY_FILE)
-        features = cls(ngram_max=meta["ngram_max"], min_df=meta["min_df"])
-        idf = np.load(directory / IDF_FILE, allow_pickle=False)
-        if len(idf) != len(meta["terms"]):
-            raise ValueError(f"{directory}: {len(meta['terms'])} terms but {len(idf)} idf weights")
-        features.vectorizer_ = features._vectorizer(vocabulary={term: i for i, term in enumerate(meta["terms"])})
+        with reading(directory / VOCABULARY_FILE):
+            fields = {"ngram_max": int, "min_df": int, "terms": list}
+            meta = expect_object(read_json(directory / VOCABULARY_FILE), fields)
+            features = cls(ngram_max=meta["ngram_max"], min_df=meta["min_df"])
+            vocabulary = {term: i for i, term in enumerate(meta["terms"])}
+            if len(vocabulary) != len(meta["terms"]):
+                raise ValueError("expected distinct terms, got repeats")
+        with reading(directory / IDF_FILE):
+            idf = np.load(directory / IDF_FILE, allow_pickle=False)
+            if idf.shape != (len(vocabulary),):
+                raise ValueError(f"holds idf weights of shape {idf.shape}, but {VOCABULARY_FILE} lists {len(vocabulary)} terms")
+        features.vectorizer_ = features._vectorizer(vocabulary=vocabulary)
         features.vectorizer_.idf_ = idf
         return features
 
@@ -169,15 +177,22 @@ class LexicalKNN:
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> LexicalKNN:
-        """Rebuild the vote saved by :meth:`save`."""
+        """Rebuild the vote saved by :meth:`save`; a file that is missing, unreadable or not
+        as saved raises :class:`labelcon.rundir.ModelLoadError` naming it."""
         directory = Path(directory)
-        with np.load(directory / KNN_FILE, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-        vote = cls(k=int(arrays["k"]), temperature=float(arrays["temperature"]))
-        vote.features_ = LexicalFeatures.load(directory)
-        vote.labels_ = labels_from_arrays(arrays)
-        vote._index(sp.csr_matrix((arrays["items_data"], arrays["items_indices"], arrays["items_indptr"]),
-                                  shape=tuple(arrays["items_shape"])))  # fmt: skip
+        features = LexicalFeatures.load(directory)
+        with reading(directory / KNN_FILE):
+            with np.load(directory / KNN_FILE, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in data.files}
+            vote = cls(k=int(arrays["k"]), temperature=float(arrays["temperature"]))
+            vote.features_, vote.labels_ = features, labels_from_arrays(arrays)
+            items = sp.csr_matrix((arrays["items_data"], arrays["items_indices"], arrays["items_indptr"]),
+                                  shape=tuple(arrays["items_shape"]))  # fmt: skip
+            width = len(features.vectorizer_.vocabulary)
+            if items.shape != (vote.labels_.shape[0], width):
+                raise ValueError(f"holds training rows of shape {items.shape}; expected {vote.labels_.shape[0]} rows "
+                                 f"(one per labelled item) of the {width} terms of {VOCABULARY_FILE}")  # fmt: skip
+        vote._index(items)
         return vote
 
 

@@ -178,11 +178,23 @@ class Thresholds:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Thresholds:
+        """Inverse of :meth:`to_json`; other values raise a ValueError saying what was expected."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected thresholds as a JSON object, got {type(data).__name__}")
         missing = {"thresholds", "per_label", "global_threshold"} - set(data)
         if missing:
             raise ValueError(f"thresholds JSON lacks keys {sorted(missing)}")
-        return cls(np.array(data["thresholds"], dtype=np.float32), np.array(data["per_label"], dtype=bool),
-                   data["global_threshold"], data.get("rank_cap"))  # fmt: skip
+        values, per_label, global_threshold = data["thresholds"], data["per_label"], data["global_threshold"]
+        numbers = values + [global_threshold] if isinstance(values, list) else None
+        if numbers is None or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+            raise ValueError(f"expected 'thresholds' to be a list of numbers and 'global_threshold' a number, "
+                             f"got {str(values)[:60]} and {global_threshold!r}")  # fmt: skip
+        if not (isinstance(per_label, list) and all(isinstance(v, bool) for v in per_label)):
+            raise ValueError(f"expected 'per_label' to be a list of true/false, got {str(per_label)[:60]}")
+        rank_cap = data.get("rank_cap")
+        if rank_cap is not None and (not isinstance(rank_cap, int) or isinstance(rank_cap, bool)):
+            raise ValueError(f"expected 'rank_cap' to be a whole number or null, got {rank_cap!r}")
+        return cls(np.array(values, dtype=np.float32), np.array(per_label, dtype=bool), global_threshold, rank_cap)
 
 
 def best_global_threshold(scores: np.ndarray, Y: LabelMatrix) -> float:
