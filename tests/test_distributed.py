@@ -140,7 +140,7 @@ class WordBagWithSpare(WordBag):
 def _finds_unused_parameters(encoder: WordBag, texts: list[str], labels: torch.Tensor) -> bool:
     """Whether the trainer's DDP wrapper looks for unused parameters, after two steps (DDP
     fails in the second one when it was told wrong)."""
-    trainer = Trainer(encoder, build_objective("supcon-jaccard"), Config(), show_progress=False)
+    trainer = Trainer(encoder, build_objective("supcon-jaccard"), Config().training(), show_progress=False)
     trainer._start(texts)
     for _ in range(2):
         trainer._loss(texts, labels)

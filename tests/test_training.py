@@ -3,6 +3,8 @@ learns, keeps each key with its labels and resumes exactly."""
 
 from __future__ import annotations
 
+import json
+
 import copy
 
 import numpy as np
@@ -352,7 +354,7 @@ def test_interrupted_run_with_sampled_label_negatives_resumes_exactly(tmp_path, 
 def _static_trainer(texts, run_dir=None, **settings) -> Trainer:
     config = Config(**{**FAST, "objective": "supcon-jaccard", **settings})
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
-    return Trainer(encoder, build_objective("supcon-jaccard", temperature=0.1), config, run_dir=run_dir,
+    return Trainer(encoder, build_objective("supcon-jaccard", temperature=0.1), config.training(), run_dir=run_dir,
                    show_progress=False)
 
 
@@ -383,10 +385,13 @@ def test_a_checkpoint_holding_objects_runs_nothing_and_names_the_file(toy_data, 
 
     marker = tmp_path / "ran"
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    torch.save({"state": {}, "encoder": _RunsCode(marker)}, run_dir / "checkpoint.pt")
-    result = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--out", str(run_dir), "--resume",
-                                       "--encoder", "static", "--max-length", "16", "--quiet"])
+    args = ["train", "--train", str(toy_data["train"]), "--out", str(run_dir), "--encoder", "static", "--epochs", "1",
+            "--max-length", "16", "--min-steps", "0", "--eval-max-train", "100", "--quiet"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    state = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**state, "status": "running"}))  # as if it had been interrupted
+    torch.save({"state": {}, "encoder": _RunsCode(marker)}, run_dir / "checkpoint.pt")  # and its checkpoint replaced
+    result = CliRunner().invoke(main, [*args, "--resume"])
     assert result.exit_code == 2, result.output
     assert result.output.strip() == (
         f"error: {run_dir / 'checkpoint.pt'}: not a labelcon checkpoint (it holds objects other than tensors and "

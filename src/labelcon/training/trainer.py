@@ -397,7 +397,7 @@ class Trainer:
         kept = f"; {path} keeps the last checkpoint from before" if path is not None and path.exists() else ""
         return TrainingDiverged(
             f"training diverged at step {step}: {what}. Lower the learning rate (--lr / lr=; this run has "
-            f"lr={self.config.resolved_lr():g}){kept}"
+            f"lr={self.config.lr:g}){kept}"
         )
 
     def _check_weights(self, loss: float) -> None:
