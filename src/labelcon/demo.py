@@ -24,8 +24,9 @@ def default_encoder() -> str:
     return "minilm" if importlib.util.find_spec("all_minilm_l6_v2") else "static"
 
 
-def run_demo(out_dir: Path, *, encoder: str | None = None, quiet: bool = False) -> dict:
-    """Train on the built-in train split, calibrate on dev, evaluate on test, predict examples."""
+def run_demo(out_dir: Path, *, encoder: str | None = None, quiet: bool = False, report: bool = True) -> dict:
+    """Train on the built-in train split, calibrate on dev, evaluate on test, predict examples;
+    with ``report``, write the run's report (report.html, report.md) on the test split."""
     from labelcon.estimator import Labelcon
 
     console = Console(quiet=quiet)
@@ -55,4 +56,8 @@ def run_demo(out_dir: Path, *, encoder: str | None = None, quiet: bool = False) 
     for text, labels, top in zip(EXAMPLES, model.predict(EXAMPLES), model.top_k(EXAMPLES, 3)):
         predictions.add_row(text, ", ".join(labels), ", ".join(f"{name} {score:.2f}" for name, score in top))
     console.print(predictions)
+    if report:
+        from labelcon.report import write_report
+
+        console.print(f"report: {write_report(out_dir, test=paths['test'])[0]}")
     return model.metrics_

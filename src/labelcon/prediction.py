@@ -135,7 +135,7 @@ class PredictionStage:
         """
         texts = list(labels.names if label_texts is None else label_texts)
         y_train, y_dev = sp.csr_matrix(y_train), sp.csr_matrix(y_dev)
-        spent = dict(timings or {})
+        spent = {name: round(seconds, 3) for name, seconds in (timings or {}).items()}
         with _timed(spent, "head choice"):
             head, selection = _fit_head(train, y_train, dev, y_dev, settings, texts, embed, show_progress)
         stage = cls(labels, head, Thresholds(np.zeros(len(labels)), np.zeros(len(labels), bool), 0.5), texts,
