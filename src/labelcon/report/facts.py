@@ -121,7 +121,9 @@ def gather(run_dir: str | os.PathLike, *, test: str | os.PathLike | None = None,
     state = read_json(path / RUN_FILE) if (path / RUN_FILE).is_file() else {}
     facts = RunFacts(path, state, state.get("config") or model.config.model_dump(), model.metrics_, model.history_,
                      read_json(path / MODEL_FILE).get("objective"), model.stage_, None)  # fmt: skip
-    facts.train = _read_run_data(facts, "train")
+    facts.train, problem = _read_run_data(facts, "train")
+    if problem:
+        facts.notes.append(f"training frequencies: {problem}" + ("; they are approximate" if facts.train else ""))
     if facts.stage is None:
         facts.notes.append("the run trained an encoder without labels: no label figures")
         return facts
@@ -137,22 +139,21 @@ def _read(source: str, config: dict[str, Any]) -> Dataset:
                         labels_field=config.get("labels_field", "labels"), label_sep=config.get("label_sep"))  # fmt: skip
 
 
-def _read_run_data(facts: RunFacts, split: str) -> Dataset | None:
-    """The run's ``split`` data read again from its file; a note when it is gone or changed."""
+def _read_run_data(facts: RunFacts, split: str) -> tuple[Dataset | None, str]:
+    """The run's ``split`` data read again from its file, and what is off about it: ""
+    when it holds what the run used (its fingerprint matches)."""
     print_ = facts.state.get("data", {}).get(split) or {}
     source = print_.get("source")
     if not source or not Path(source).is_file():
-        facts.notes.append(f"{split} data unavailable: {source or 'no file'} is not readable here")
-        return None
+        return None, f"the {split} data ({source or 'given in memory'}) is not readable here"
     try:
         data = _read(source, facts.config)
     except (DataError, OSError, ValueError) as error:
-        facts.notes.append(f"{split} data unavailable: {error}")
-        return None
+        return None, f"the {split} data is not readable: {error}"
     if data.fingerprint()["sha256"] != print_.get("sha256"):
-        facts.notes.append(f"{split} data read from {source}, which holds {len(data)} items where the run used "
-                           f"{print_.get('items')} (a dev carve-out, --shots, or a changed file): its counts are approximate")  # fmt: skip
-    return data
+        return data, (f"{source} holds {len(data)} items where the run's {split} data had {print_.get('items')} "
+                      "(a dev carve-out, --shots, or a changed file)")  # fmt: skip
+    return data, ""
 
 
 def _evaluation_data(facts: RunFacts) -> tuple[str, Dataset] | None:
@@ -160,12 +161,12 @@ def _evaluation_data(facts: RunFacts) -> tuple[str, Dataset] | None:
     predictions = facts.path / PREDICTIONS_FILE
     if predictions.is_file():
         return "test", read_dataset(predictions)
-    dev = _read_run_data(facts, "dev")
-    if dev is not None and dev.fingerprint()["sha256"] == facts.state["data"]["dev"].get("sha256"):
+    dev, problem = _read_run_data(facts, "dev")
+    if dev is not None and not problem:
         facts.notes.append("no test predictions (train with --test): the label figures are on dev, where the "
                            "thresholds were chosen, so they flatter the model")  # fmt: skip
         return "dev", dev
-    facts.notes.append("no test predictions (train with --test) and no unchanged dev data: no label figures")
+    facts.notes.append(f"no test predictions (train with --test), and {problem or 'no dev data'}: no label figures")
     return None
 
 
@@ -186,9 +187,7 @@ def _evaluate(model: Any, data: tuple[str, Dataset], max_items: int, max_entries
 
 def _label_figures(stage: PredictionStage, evaluation: Evaluation, train: Dataset | None) -> LabelFigures:
     y, decisions = evaluation.y, sp.csr_matrix(evaluation.decisions)
-    support = np.asarray(y.sum(axis=0)).ravel()
-    predicted = np.asarray(decisions.sum(axis=0)).ravel()
-    hits = np.asarray(y.multiply(decisions).sum(axis=0)).ravel()
+    support, predicted, hits = (np.asarray(m.sum(axis=0)).ravel().astype(int) for m in (y, decisions, y.multiply(decisions)))
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = np.where(support > 0, 2 * hits / (support + predicted), np.nan)
     counts = None

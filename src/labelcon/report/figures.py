@@ -67,17 +67,18 @@ def to_svg(fig, name: str, titles: dict[str, str] | None = None) -> str:
 
 def loss(points: np.ndarray) -> str:
     """Training loss against step and against time (``[step, seconds, loss]`` rows)."""
-    with canvas("loss", 8, 2.8, ncols=2) as (fig, axes):
+    with canvas("loss", 6.2, 2.6, ncols=2) as (fig, axes):
         for ax, column, label in zip(axes, (0, 1), ("step", "seconds of training")):
             ax.plot(points[:, column], points[:, 2], color=BLUE, marker="o" if len(points) < 20 else None, ms=3)
             ax.set_xlabel(label)
         axes[0].set_ylabel("training loss")
+        axes[0].xaxis.get_major_locator().set_params(integer=True)
         return to_svg(fig, "loss")
 
 
 def dev_curves(epochs: list[dict], select: str = "macro_ap") -> str:
     """Dev metrics per checked epoch; a dotted line at the epoch the run kept."""
-    with canvas("dev", 5, 2.8) as (fig, ax):
+    with canvas("dev", 5.2, 2.8) as (fig, ax):
         x = [e["epoch"] for e in epochs]
         for metric in EPOCH_METRICS:
             ax.plot(x, [e.get(metric, np.nan) for e in epochs], marker="o", ms=3, label=metric)
@@ -93,7 +94,7 @@ def time_bars(phases: Sequence[tuple[str, float]]) -> str:
     """Seconds per phase, longest first, with its share of the total."""
     phases = sorted(phases, key=lambda p: -p[1])
     total = sum(s for _, s in phases) or 1.0
-    with canvas("time", 5, 0.5 + 0.32 * len(phases)) as (fig, ax):
+    with canvas("time", 5.2, 0.6 + 0.3 * len(phases)) as (fig, ax):
         y = np.arange(len(phases))[::-1]
         ax.barh(y, [s for _, s in phases], color=BLUE)
         ax.set_yticks(y, [name for name, _ in phases])
@@ -116,10 +117,12 @@ def shown_labels(labels: LabelFigures) -> list[int]:
 def per_label(labels: LabelFigures, split: str) -> str:
     """F1 and AP of each label against its training items (log scale); rare labels and
     zero-shot labels (drawn at 0.5) marked; hovering a point names the label."""
+    from matplotlib.ticker import LogFormatter
+
     counts = labels.train if labels.train is not None else labels.support
     rare, zero = labels.rare(), labels.zero_shot()
     titles = {}
-    with canvas("labels", 8, 3.2, ncols=2, sharex=True) as (fig, axes):
+    with canvas("labels", 9, 3.4, ncols=2, sharex=True) as (fig, axes):
         for ax, values, metric in zip(axes, (labels.f1, labels.ap), ("F1", "AP")):
             for c in shown_labels(labels):
                 if np.isnan(values[c]):
@@ -131,15 +134,17 @@ def per_label(labels: LabelFigures, split: str) -> str:
                                            f"{counts[c]} {'training' if labels.train is not None else split} items, "
                                            f"{labels.support[c]} {split} items")  # fmt: skip
             ax.set(xscale="log", ylim=(-0.03, 1.03), ylabel=f"{split} {metric}")
+            for axis in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+                axis(LogFormatter(labelOnlyBase=False))  # 30, not 3 x 10^1
             ax.set_xlabel("training items per label" if labels.train is not None else f"{split} items per label")
-        for c in labels.worst(4):
+        for c in labels.worst(4) if len(labels.names) <= 50 else []:  # beyond, names would pile up: hover
             axes[0].annotate(labels.names[c], (max(counts[c], 0.5), labels.f1[c]), fontsize=7, xytext=(4, 2),
                              textcoords="offset points")  # fmt: skip
-        handles = [axes[0].scatter([], [], color=BLUE, marker="o", label="label")]
+        handles = [axes[0].scatter([], [], s=22, color=BLUE, marker="o", label="label")]
         if rare.any():
-            handles.append(axes[0].scatter([], [], color=ORANGE, marker="^", label="rare"))
+            handles.append(axes[0].scatter([], [], s=22, color=ORANGE, marker="^", label="rare"))
         if zero.any():
-            handles.append(axes[0].scatter([], [], color=RED, marker="X", label="zero-shot (at 0.5)"))
+            handles.append(axes[0].scatter([], [], s=22, color=RED, marker="X", label="zero-shot (at 0.5)"))
         axes[1].legend(handles=handles, loc="lower right")
         return to_svg(fig, "labels", titles)
 
@@ -149,7 +154,7 @@ def score_distributions(labels: LabelFigures, evaluation: Evaluation, columns: l
     ncols = min(3, len(columns))
     nrows = -(-len(columns) // ncols)
     bins = np.linspace(0, 1, 26)
-    with canvas("scores", 8, 2.1 * nrows, nrows=nrows, ncols=ncols, squeeze=False) as (fig, axes):
+    with canvas("scores", 6.2, 1.9 * nrows, nrows=nrows, ncols=ncols, squeeze=False) as (fig, axes):
         for ax in axes.ravel()[len(columns) :]:
             ax.set_visible(False)
         for ax, c in zip(axes.ravel(), columns):
@@ -177,7 +182,7 @@ def precision_recall(evaluation: Evaluation) -> str:
     decided = evaluation.decisions.ravel()
     p = (y & decided).sum() / max(decided.sum(), 1)
     r = (y & decided).sum() / max(y.sum(), 1)
-    with canvas("pr", 4, 3.2) as (fig, ax):
+    with canvas("pr", 4.6, 3.4) as (fig, ax):
         ax.plot(recall[keep], precision[keep], color=BLUE, label="one threshold for all labels")
         f1 = 2 * p * r / (p + r) if p + r else 0.0
         ax.plot([r], [p], "*", color=RED, ms=12, label=f"operating point: P {p:.2f}, R {r:.2f}, F1 {f1:.2f}")
@@ -189,7 +194,7 @@ def precision_recall(evaluation: Evaluation) -> str:
 def dev_choices(choices: list[Choice]) -> str:
     """Each choice's candidates by dev figure, the picked one highlighted."""
     shown = [c for c in choices if c.figures]
-    with canvas("choices", 8, 0.9 + 0.24 * sum(len(c.figures) + 2 for c in shown), nrows=len(shown), squeeze=False,
+    with canvas("choices", 6.2, 0.8 + 0.2 * sum(len(c.figures) + 2 for c in shown), nrows=len(shown), squeeze=False,
                  gridspec_kw={"height_ratios": [len(c.figures) + 1 for c in shown]}) as (fig, axes):  # fmt: skip
         for ax, choice in zip(axes[:, 0], shown):
             names = list(choice.figures)[::-1]
@@ -198,7 +203,8 @@ def dev_choices(choices: list[Choice]) -> str:
             for y, v in enumerate(values):
                 ax.text(v, y, f" {v:.3f}", va="center", fontsize=7)
             ax.set_xlim(0, max(values.max() * 1.15, 0.05))
-            ax.set_title(f"{choice.title}: {choice.metric} (picked in red)", loc="left")
+            ax.set_title(choice.title, loc="left")
+            ax.set_xlabel(choice.metric)
             ax.tick_params(axis="y", labelsize=7)
             ax.grid(axis="y", visible=False)
         return to_svg(fig, "choices")
@@ -215,7 +221,7 @@ def embedding_map(evaluation: Evaluation, names: list[str], top: int = 10) -> st
     for rank, c in reversed(list(enumerate(frequent))):  # the most frequent label paints last
         colour[y[:, c].toarray().ravel() > 0] = rank
     xy = PCA(n_components=2, random_state=0).fit_transform(evaluation.embeddings)
-    with canvas("map", 6.5, 4) as (fig, ax):
+    with canvas("map", 6.2, 3.8) as (fig, ax):
         others = colour < 0
         ax.scatter(xy[others, 0], xy[others, 1], s=8, color=GREY, alpha=0.5, label="other labels or none")
         palette = [f"C{i}" for i in range(top)]

@@ -42,6 +42,10 @@ details summary { cursor: pointer; color: var(--accent); margin: 6px 0; }
 """
 
 
+class Raw(str):
+    """Text that is already HTML (not escaped in a table cell)."""
+
+
 def cell(value: object) -> str:
     """A table cell: numbers right-aligned (floats to 3 decimals), text escaped."""
     if isinstance(value, float):
@@ -49,10 +53,6 @@ def cell(value: object) -> str:
     if isinstance(value, int):
         return f'<td class="num">{value}</td>'
     return f"<td>{value if isinstance(value, Raw) else escape(str(value))}</td>"
-
-
-class Raw(str):
-    """Text that is already HTML (not escaped in a table cell)."""
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], row_classes: Sequence[str] | None = None) -> str:

@@ -8,7 +8,7 @@ from html import escape
 import numpy as np
 
 from labelcon.report import figures
-from labelcon.report.facts import RunFacts, label_sets_matrix
+from labelcon.report.facts import RARE_ITEMS, RunFacts, label_sets_matrix
 from labelcon.report.markup import Raw, cards, figure, md_table, notes, page, table
 from labelcon.report.summary import (HEADLINE, changed_settings, choices, data_statistics, dev_epochs, examples,
                                      loss_points, machine, time_phases)  # fmt: skip
@@ -46,11 +46,10 @@ def _headline(facts: RunFacts) -> tuple[str, dict]:
 
 def _summary(facts: RunFacts) -> str:
     split, values = _headline(facts)
-    shown = [(f"{split} {name}", f"{values[name]:.3f}") for name in HEADLINE if name in values]
+    shown = cards([(f"{split} {name}", f"{values[name]:.3f}") for name in HEADLINE if name in values])
     if facts.stage is not None:
-        picked = "; ".join(f"{c.title}: {c.picked}" for c in choices(facts.stage) if c.picked)
-        shown.append(("chosen on dev", picked or "as configured"))
-    return cards(shown) + notes(facts.notes)
+        shown += f"<p>Chosen on dev: {escape('; '.join(c.describe() for c in choices(facts.stage)))}.</p>"
+    return shown + notes(facts.notes)
 
 
 def _training(facts: RunFacts) -> str:
@@ -73,13 +72,16 @@ def _labels(facts: RunFacts) -> str:
     if labels is None:
         return "<p>No label figures (see the notes in the summary).</p>"
     shown = len(figures.shown_labels(labels))
-    caption = (f"Per-label {evaluation.split} F1 and AP against the label's training items (log scale): "
-               f"hover a point for its label. Rare: fewer than 10 training items; zero-shot: none."
+    against = "the label's training items" if labels.train is not None else f"its {evaluation.split} items"
+    caption = (f"Per-label {evaluation.split} F1 and AP against {against} (log scale): "
+               f"hover a point for its label. Rare: fewer than {RARE_ITEMS} training items; zero-shot: none (drawn at 0.5)."
                + (f" {shown} of {len(labels.names)} labels: the worst and the most frequent." if shown < len(labels.names) else ""))  # fmt: skip
-    order = np.argsort(np.nan_to_num(labels.f1, nan=2.0), kind="stable")
+    held = np.flatnonzero(labels.support > 0)  # F1 and AP need items holding the label
+    order = held[np.argsort(labels.f1[held], kind="stable")]
     rows = order if len(order) <= TABLE_LABELS else np.r_[order[: TABLE_LABELS // 2], order[-TABLE_LABELS // 2 :]]
     body = [_label_row(labels, int(c)) for c in rows]
-    heading = "every label" if len(rows) == len(order) else f"the {len(rows) // 2} worst and best labels"
+    heading = (f"every label with {evaluation.split} items" if len(rows) == len(order)
+               else f"the {len(rows) // 2} worst and best labels")  # fmt: skip
     return (figure(figures.per_label(labels, evaluation.split), caption, "labels")
             + f"<details><summary>Table of {heading}, worst F1 first</summary><div class=\"scroll\">"
             + table(["label", "training items", f"{evaluation.split} items", "predicted", "F1", "AP", "threshold"], body)
@@ -97,11 +99,9 @@ def _decisions(facts: RunFacts, picked: list[str] | None) -> str:
     if facts.stage is None:
         return "<p>This run predicts no labels.</p>"
     made = choices(facts.stage)
-    lines = "".join(f"<li><b>{escape(c.title)}</b>: " + (f"picked <b>{escape(c.picked)}</b> ({c.metric} "
-                    f"{c.figures.get(c.picked, float('nan')):.3f}; {len(c.figures)} candidates)" if c.picked else "fixed")
-                    + "</li>" for c in made)  # fmt: skip
-    blocks = [figure(figures.dev_choices(made), "The choices made on dev: every candidate's dev figure; the stage "
-                     "keeps per-label thresholds unless another rule leads by 0.005.", "choices")] if any(c.figures for c in made) else []  # fmt: skip
+    lines = "".join(f"<li>{escape(c.describe())}</li>" for c in made)
+    blocks = [figure(figures.dev_choices(made), "The choices made on dev: every candidate's dev figure, the one "
+                     "picked in red; the stage keeps per-label thresholds unless another rule leads by 0.005.", "choices")] if any(c.figures for c in made) else []  # fmt: skip
     labels, evaluation = facts.labels, facts.evaluation
     if labels is not None:
         blocks.append(figure(figures.precision_recall(evaluation), f"Micro precision-recall on {evaluation.split} "
@@ -121,13 +121,13 @@ def _space(facts: RunFacts) -> str:
     if labels is not None and len(evaluation.texts) > 2:
         blocks.append(figure(figures.embedding_map(evaluation, labels.names), f"{evaluation.split} items' embeddings "
                              "in two dimensions (PCA), coloured by their most frequent label.", "map"))  # fmt: skip
-    source = facts.train if facts.train is not None else None
     if labels is not None and len(labels.names) > 1:
         counts = labels.train if labels.train is not None else labels.support
-        top = [labels.names[c] for c in np.argsort(-counts, kind="stable")[:COOCCURRING]]
-        matrix = label_sets_matrix(source, top) if source is not None else evaluation.y[:, [labels.names.index(n) for n in top]]
-        where = "training" if source is not None else evaluation.split
-        blocks.append(figure(figures.cooccurrence(top, matrix), f"Co-occurrence of the {len(top)} most frequent "
+        top = np.argsort(-counts, kind="stable")[:COOCCURRING]
+        names = [labels.names[c] for c in top]
+        matrix = label_sets_matrix(facts.train, names) if facts.train is not None else evaluation.y[:, top]
+        where = "training" if facts.train is not None else evaluation.split
+        blocks.append(figure(figures.cooccurrence(names, matrix), f"Co-occurrence of the {len(top)} most frequent "
                              f"labels in the {where} data: item counts; colour: share of the row label's items.",
                              "cooccurrence"))  # fmt: skip
     return f'<div class="grid">{"".join(blocks)}</div>' if blocks else "<p>No label data to draw.</p>"
@@ -158,7 +158,7 @@ def _run(facts: RunFacts) -> str:
     keys = sorted(facts.config, key=lambda k: (k not in changed, k))
     settings = table(["setting", "value"], [[k, json.dumps(facts.config[k])] for k in keys],
                      ["changed" if k in changed else "" for k in keys])  # fmt: skip
-    metrics = sorted({name for values in facts.metrics.values() for name in values if name.startswith(("m", "p", "s", "l", "h"))})
+    metrics = sorted({name for values in facts.metrics.values() for name, v in values.items() if isinstance(v, float)})
     metric_rows = [[name, *(facts.metrics[s].get(name, float("nan")) for s in facts.metrics)] for name in metrics]
     return (f"<h3>Metrics</h3>{table(['metric', *facts.metrics], metric_rows)}"
             f"<h3>Data</h3>{table(['', ''], data_statistics(facts))}"
@@ -174,8 +174,7 @@ def render_markdown(facts: RunFacts) -> str:
                                          [[n, *(facts.metrics[s].get(n, float("nan")) for s in facts.metrics)] for n in HEADLINE])]  # fmt: skip
     if facts.stage is not None:
         lines += ["## Chosen on dev", ""]
-        lines += [f"- {c.title}: " + (f"**{c.picked}** ({c.metric} {c.figures.get(c.picked, float('nan')):.3f}, "
-                                      f"{len(c.figures)} candidates)" if c.picked else "fixed") for c in choices(facts.stage)]  # fmt: skip
+        lines += [f"- {c.describe()}" for c in choices(facts.stage)]
         lines.append("")
     phases = time_phases(facts)
     total = sum(s for _, s in phases) or 1.0

@@ -61,6 +61,13 @@ class Choice:
     figures: dict[str, float]
     picked: str | None
 
+    def describe(self) -> str:
+        """What was picked, with its dev figure, in words."""
+        if self.picked is None:
+            return self.title
+        figure = self.figures.get(self.picked, float("nan"))
+        return f"{self.title}: {self.picked} ({self.metric} {figure:.3f}, {len(self.figures)} candidates)"
+
 
 def choices(stage: PredictionStage) -> list[Choice]:
     """The head, the rare labels' fallback probe, the lexical weight and the decision rule,
