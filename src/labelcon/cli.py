@@ -277,8 +277,8 @@ def embed(run_dir, input_path, output, text_field, quiet) -> None:
 
 @main.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False),
-              help="Where to write the page [RUN/report.html]; needed for several runs. The Markdown summary goes beside it.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Where to write the page [RUN/report.html]; needed for "
+              "several runs. The Markdown summary goes beside it (.md).")
 @click.option("--label", "labels", multiple=True, help="A label whose scores to draw (repeatable) [the worst labels].")
 @click.option("--test", "test_path", type=click.Path(exists=True, dir_okay=False),
               help="Labelled file for the label figures [the run's test items, predictions_test.jsonl].")

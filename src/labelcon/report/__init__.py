@@ -42,7 +42,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         raise ReportError(f"{unknown[0]!r} is not a label of {run_dir}; its labels: {', '.join(known[:20]) or 'none'}")
     html_path = Path(out) if out is not None else Path(run_dir) / HTML_FILE
     paths = [html_path, html_path.with_suffix(".md")]
-    texts = [render_html(facts, list(labels or [])), render_markdown(facts)]
+    texts = [render_html(facts, list(labels or [])), render_markdown(facts, html_path.name)]
     with locked(run_dir) if out is None else nullcontext():
         for path, text in zip(paths, texts, strict=True):
             with atomic_open(path) as handle:

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -29,6 +29,9 @@ from labelcon.io import read_json
 from labelcon.metrics import average_precision_per_label
 from labelcon.prediction import Features, PredictionStage
 from labelcon.rundir import MODEL_FILE, RUN_FILE
+
+if TYPE_CHECKING:
+    from labelcon.estimator import Labelcon
 
 #: Test items scored again for the report, at most (a seeded sample beyond).
 MAX_ITEMS = 2000
@@ -170,9 +173,10 @@ def _evaluation_data(facts: RunFacts) -> tuple[str, Dataset] | None:
     return None
 
 
-def _evaluate(model: Any, data: tuple[str, Dataset], max_items: int, max_entries: int) -> Evaluation:
+def _evaluate(model: Labelcon, data: tuple[str, Dataset], max_items: int, max_entries: int) -> Evaluation:
+    """``data`` (a seeded sample of it beyond ``max_items`` or ``max_entries`` scores) embedded and scored."""
     split, dataset = data
-    stage: PredictionStage = model.stage_
+    stage = model.stage_
     n = min(len(dataset), max_items, max(1, max_entries // max(len(stage.labels), 1)))
     rows = np.sort(np.random.default_rng(0).permutation(len(dataset))[:n])
     part = dataset.subset(rows)
@@ -187,16 +191,17 @@ def _evaluate(model: Any, data: tuple[str, Dataset], max_items: int, max_entries
 
 def _label_figures(stage: PredictionStage, evaluation: Evaluation, train: Dataset | None) -> LabelFigures:
     y, decisions = evaluation.y, sp.csr_matrix(evaluation.decisions)
-    support, predicted, hits = (np.asarray(m.sum(axis=0)).ravel().astype(int) for m in (y, decisions, y.multiply(decisions)))
+    support, predicted, hits = (np.asarray(m.sum(axis=0)).ravel().astype(int)
+                                for m in (y, decisions, y.multiply(decisions)))  # fmt: skip
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = np.where(support > 0, 2 * hits / (support + predicted), np.nan)
     counts = None
     if train is not None:
         held = Counter(name for names in train.labels for name in names)
         counts = np.array([held.get(name, 0) for name in stage.labels.names])
-    thresholds = stage.thresholds
-    return LabelFigures(list(stage.labels.names), counts, support, predicted, hits, f1,
-                        average_precision_per_label(y, evaluation.scores), thresholds.thresholds, thresholds.per_label)  # fmt: skip
+    ap = average_precision_per_label(y, evaluation.scores)
+    rule = stage.thresholds
+    return LabelFigures(list(stage.labels.names), counts, support, predicted, hits, f1, ap, rule.thresholds, rule.per_label)
 
 
 def label_sets_matrix(data: Dataset, names: list[str]) -> sp.csr_matrix:

@@ -84,7 +84,8 @@ def page(title: str, lines: Sequence[str], sections: Sequence[tuple[str, str, st
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{escape(title)}</title><style>{CSS}</style></head>\n"
-            f"<body><header><h1>{escape(title)}</h1>{sub}<nav>{nav}</nav></header>\n<main>{body}</main></body></html>\n")  # fmt: skip
+            f"<body><header><h1>{escape(title)}</h1>{sub}<nav>{nav}</nav></header>\n"
+            f"<main>{body}</main></body></html>\n")  # fmt: skip
 
 
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -43,10 +43,12 @@ def time_phases(facts: RunFacts) -> list[tuple[str, float]]:
     history, phases = facts.history, []
     if history:
         dev = [r.get("dev_seconds", 0.0) for r in history]
-        if any(dev):  # each epoch's clock includes the dev checks of the epochs before it
-            phases += [("training steps", history[-1]["seconds"] - sum(dev[:-1])), ("dev checks", sum(dev))]
-        else:
-            phases.append(("training", history[-1]["seconds"]))
+        # each epoch's clock includes the dev checks of the epochs before it; histories
+        # written before the trainer timed its checks (no loss points either) cannot tell them apart
+        timed = "losses" in history[-1]
+        phases.append(("training steps" if timed else "training and dev checks", history[-1]["seconds"] - sum(dev[:-1])))
+        if any(dev):
+            phases.append(("dev checks", sum(dev)))
     if facts.stage is not None:
         phases += list(facts.stage.timings.items())
     return [(name, float(seconds)) for name, seconds in phases]
@@ -86,8 +88,8 @@ def choices(stage: PredictionStage) -> list[Choice]:
         params = ", ".join(f"{k}={v}" for k, v in stage.head.get_params().items())
         out.append(Choice(f"head: {stage.head.name}({params}), as configured", "", {}, None))
     if "fallback" in groups:
-        rare = len(stage.head.fallback_threshold.columns)
-        out.append(Choice(f"probe for the {rare} labels too rare in dev", *groups["fallback"], _best(groups["fallback"][1])))
+        title = f"probe for the {len(stage.head.fallback_threshold.columns)} labels too rare in dev"
+        out.append(Choice(title, *groups["fallback"], _best(groups["fallback"][1])))
     if "lexical" in groups:
         out.append(Choice("lexical vote weight", *groups["lexical"], f"lexical weight {stage.lexical_weight:g}"))
     if "rule" in groups:
@@ -119,7 +121,8 @@ def data_statistics(facts: RunFacts) -> list[tuple[str, str]]:
     evaluation = facts.evaluation
     if evaluation is not None:
         scored = "all" if len(evaluation.texts) == evaluation.total else f"a seeded sample of {len(evaluation.texts)}"
-        rows.append((f"{evaluation.split} items scored for this report", f"{scored} of {evaluation.total}"))
+        rows.append((f"{evaluation.split} items scored for this report",
+                     f"{scored} of {evaluation.total}, embedded and scored in {evaluation.seconds:.1f} s"))  # fmt: skip
         if evaluation.unknown:
             names = ", ".join(name for name, _ in evaluation.unknown.most_common(5))
             rows.append((f"{evaluation.split} labels unseen in training", f"{sum(evaluation.unknown.values())} ({names})"))
@@ -145,7 +148,8 @@ def examples(evaluation: Evaluation, names: list[str], column: int, k: int = 2) 
     def pick(rows: np.ndarray, highest: bool) -> list[Example]:
         rows = rows[np.argsort(-scores[rows] if highest else scores[rows])][:k]
         return [Example(evaluation.texts[i], [names[c] for c in evaluation.y[i].indices],
-                        [names[c] for c in np.flatnonzero(evaluation.decisions[i])], float(scores[i])) for i in rows]  # fmt: skip
+                        [names[c] for c in np.flatnonzero(evaluation.decisions[i])], float(scores[i]))
+                for i in rows]  # fmt: skip
 
     return pick(np.flatnonzero(gold & ~said), highest=False), pick(np.flatnonzero(~gold & said), highest=True)
 
@@ -163,7 +167,8 @@ def machine() -> list[tuple[str, str]]:
     import labelcon
 
     rows = [("platform", platform.platform()), ("processor", platform.processor() or platform.machine()),
-            ("CPU cores", str(os.cpu_count())), ("Python", sys.version.split()[0]), ("labelcon", labelcon.__version__)]  # fmt: skip
+            ("CPU cores", str(os.cpu_count())), ("Python", sys.version.split()[0]),
+            ("labelcon", labelcon.__version__)]  # fmt: skip
     for name in LIBRARIES:
         try:
             rows.append((name, metadata.version(name)))
