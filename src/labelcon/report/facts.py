@@ -110,6 +110,7 @@ class RunFacts:
 
     @property
     def name(self) -> str:
+        """The run directory's name."""
         return self.path.resolve().name
 
 

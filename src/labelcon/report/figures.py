@@ -15,11 +15,16 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from html import escape
+from typing import TYPE_CHECKING
 
 import numpy as np
+import scipy.sparse as sp
 
 from labelcon.report.facts import Evaluation, LabelFigures, ReportError
 from labelcon.report.summary import EPOCH_METRICS, Choice
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: Labels drawn one by one (with their names) in per-label plots, at most.
 MAX_NAMED = 300
@@ -30,6 +35,7 @@ STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.spines.top": False, "axes.s
 
 
 def _require_matplotlib() -> None:
+    """matplotlib is an optional dependency (the ``report`` extra): say how to get it."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -37,9 +43,9 @@ def _require_matplotlib() -> None:
 
 
 @contextmanager
-def canvas(name: str, width: float, height: float, **subplots) -> Iterator[tuple]:
+def canvas(name: str, width: float, height: float, **subplots: object) -> Iterator[tuple]:
     """A figure and its axes (``Figure.subplots(**subplots)``) under the report's style;
-    the caller stores the SVG with :func:`_svg` inside the block."""
+    the caller turns it into SVG with :func:`to_svg` inside the block."""
     _require_matplotlib()
     import matplotlib
     from matplotlib.figure import Figure
@@ -49,7 +55,7 @@ def canvas(name: str, width: float, height: float, **subplots) -> Iterator[tuple
         yield fig, fig.subplots(**subplots)
 
 
-def to_svg(fig, name: str, titles: dict[str, str] | None = None) -> str:
+def to_svg(fig: Figure, name: str, titles: dict[str, str] | None = None) -> str:
     """``fig`` as an inline ``<svg>``; ``titles``: hover text for the artists of those gids."""
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", metadata={"Date": None})
@@ -233,7 +239,7 @@ def embedding_map(evaluation: Evaluation, names: list[str], top: int = 10) -> st
         return to_svg(fig, "map")
 
 
-def cooccurrence(names: list[str], matrix) -> str:
+def cooccurrence(names: list[str], matrix: sp.csr_matrix) -> str:
     """For the most frequent labels: how often each row's label comes with each column's,
     as a share of the row label's items (colour), with the counts."""
     counts = (matrix.T @ matrix).toarray().astype(float)

@@ -33,7 +33,6 @@ table { border-collapse: collapse; margin: 6px 0 12px; font-size: 13px; }
 th, td { border-bottom: 1px solid var(--line); padding: 4px 10px; text-align: left; vertical-align: top; }
 th { background: var(--band); }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-tr.changed td:first-child { font-weight: 600; }
 .bad { color: var(--bad); }
 .example { font-size: 12.5px; max-width: 520px; }
 .example small { color: var(--soft); }
@@ -55,23 +54,26 @@ def cell(value: object) -> str:
     return f"<td>{value if isinstance(value, Raw) else escape(str(value))}</td>"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]], row_classes: Sequence[str] | None = None) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """An HTML table of ``rows`` under ``headers`` (cells as :func:`cell` makes them)."""
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    classes = row_classes or [""] * len(rows)
-    body = "".join(f'<tr class="{cls}">' + "".join(cell(v) for v in row) + "</tr>" for row, cls in zip(rows, classes))
+    body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def figure(svg: str, caption: str, name: str) -> str:
+    """An inline SVG with its caption, as ``<figure id="figure-NAME">``."""
     return f'<figure id="figure-{name}">{svg}<figcaption>{escape(caption)}</figcaption></figure>'
 
 
 def cards(items: Sequence[tuple[str, str]]) -> str:
+    """Headline numbers as cards: ``(label, value)`` pairs."""
     return '<div class="cards">' + "".join(f'<div class="card"><b>{escape(v)}</b><span>{escape(k)}</span></div>'
                                            for k, v in items) + "</div>"  # fmt: skip
 
 
 def notes(lines: Sequence[str]) -> str:
+    """A highlighted box of ``lines`` (nothing when there are none)."""
     return f'<div class="notes">{"".join(f"<p>{escape(line)}</p>" for line in lines)}</div>' if lines else ""
 
 
@@ -89,6 +91,7 @@ def page(title: str, lines: Sequence[str], sections: Sequence[tuple[str, str, st
 
 
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table (floats to 3 decimals, NaN as a dash)."""
     def text(value: object) -> str:
         if isinstance(value, float):
             return "–" if value != value else f"{value:.3f}"

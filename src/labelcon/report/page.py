@@ -160,14 +160,16 @@ def _examples(items: list[Example], kind: str) -> str:
 
 def _run(facts: RunFacts) -> str:
     changed = changed_settings(facts.config)
-    keys = sorted(facts.config, key=lambda k: (k not in changed, k))
-    settings = table(["setting", "value"], [[k, json.dumps(facts.config[k])] for k in keys],
-                     ["changed" if k in changed else "" for k in keys])  # fmt: skip
+    rows = {part: [[k, json.dumps(facts.config[k])] for k in sorted(facts.config) if (k in changed) == part]
+            for part in (True, False)}  # fmt: skip
+    settings = (table(["changed from labelcon's defaults", "value"], rows[True])
+                + f"<details><summary>The other {len(rows[False])} settings, at their defaults</summary>"
+                + table(["setting", "value"], rows[False]) + "</details>")  # fmt: skip
     names = sorted({name for values in facts.metrics.values() for name, v in values.items() if isinstance(v, float)})
     metrics = table(["metric", *facts.metrics], [[n, *(m.get(n, float("nan")) for m in facts.metrics.values())]
                                                  for n in names])  # fmt: skip
     return ((f"<h3>Metrics</h3>{metrics}" if names else "") + f"<h3>Data</h3>{table(['', ''], data_statistics(facts))}"
-            + f"<h3>Settings</h3><p>In bold: changed from labelcon's defaults.</p>{settings}"
+            + f"<h3>Settings</h3>{settings}"
             + f"<h3>Machine and libraries (where this report was built)</h3>{table(['', ''], machine())}")  # fmt: skip
 
 
