@@ -100,7 +100,7 @@ def test_bad_config_file_is_named(tmp_path, toy_data) -> None:
     assert "c.yaml" in result.output and "learning_rate" in result.output
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "embed", "demo"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "embed", "report", "demo"])
 def test_help_has_examples(command) -> None:
     result = CliRunner().invoke(main, [command, "--help"])
     assert result.exit_code == 0
@@ -113,6 +113,8 @@ def test_demo_runs_end_to_end_with_the_static_encoder(tmp_path) -> None:
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["test"]["macro_ap"] > 0.3
     assert "predictions" in result.output and _squeezed(f"run directory {tmp_path / 'demo'}") in _squeezed(result.output)
+    report = (tmp_path / "demo" / "report.html").read_text(encoding="utf-8")  # on the test split
+    assert "Worst labels" in report and "test F1" in report and "://" not in report
 
 
 def _squeezed(text: str) -> str:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from labelcon.heads import Thresholds
-from labelcon.heads.decisions import MARGIN, PER_LABEL, candidate_rules, choose_rule
+from labelcon.heads.decisions import MARGIN, PER_LABEL, candidate_rules, choose_rule, rule_name
 
 
 def offset_case(n=300, c=40, seed=0):
@@ -49,3 +49,12 @@ def test_a_rank_cap_keeps_at_most_k_labels_an_item_and_survives_json():
     assert capped.extended(1).rank_cap == 2
     with pytest.raises(ValueError, match="rank_cap"):
         Thresholds(np.zeros(2), np.zeros(2, bool), 0.5, rank_cap=0)
+
+
+def test_a_rule_is_named_as_the_candidates_name_it():
+    s, y = offset_case()
+    calibrated = Thresholds.calibrate(s, y, min_positives=3)
+    global_rule = Thresholds.calibrate(s, y, min_positives=len(y) + 1)
+    assert calibrated.per_label.any() and not global_rule.per_label.any()
+    for name, rule in candidate_rules(calibrated, global_rule).items():
+        assert rule_name(rule) == name

@@ -438,3 +438,29 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, chec
     else:  # the inf weights of step 2 make step 3's loss nan
         assert message.startswith("training diverged at step 3: the loss is nan")
         assert not path.exists()
+
+
+def test_history_holds_mean_losses_every_few_steps_and_the_time_of_dev_checks(monkeypatch) -> None:
+    import labelcon.training.trainer as trainer_module
+
+    texts, y = _toy()
+    monkeypatch.setattr(trainer_module, "LOSS_POINTS", 4)
+    seen: list[float] = []
+    original = Trainer._finite_loss
+    monkeypatch.setattr(Trainer, "_finite_loss", lambda self, *batch: seen.append(original(self, *batch)) or seen[-1])
+    config = Config(**FAST)
+    encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
+    trainer = Trainer(encoder, build_objective("supcon-jaccard", temperature=0.1), config.training(),
+                      evaluate=lambda _: {"macro_ap": 0.5}, show_progress=False)
+    history = trainer.fit(texts, y).history
+    every = history[-1]["step"] // 4  # a point every `every` steps, and one at each epoch's end
+    expected, start = [], 0
+    for record in history:
+        ends = sorted({*range(start + every, record["step"] + 1, every), record["step"]})
+        expected += [(end, float(np.mean(seen[begin:end]))) for begin, end in zip([start, *ends], ends)]
+        start = record["step"]
+    points = [point for record in history for point in record["losses"]]
+    assert [step for step, _, _ in points] == [step for step, _ in expected]
+    assert [loss for _, _, loss in points] == pytest.approx([loss for _, loss in expected])
+    assert all(a[1] <= b[1] for a, b in zip(points, points[1:]))  # seconds grow with the steps
+    assert all(record["dev_seconds"] >= 0 for record in history)

@@ -159,6 +159,7 @@ def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_fi
             _write_predictions(model, test, out / "predictions_test.jsonl")
             write_json(out / "metrics.json", model.metrics_)
             write_card(out, model, run_dir=out)  # again, now with the test metrics
+    _write_report(out)
     if not quiet:
         click.echo(f"done in {time.monotonic() - started:.0f} s; run directory: {out}")
         _print_metrics(model.metrics_)
@@ -196,6 +197,18 @@ def _check_parent(path: str, flag: str) -> None:
     above = next((parent for parent in Path(path).parents if parent.exists()), None)
     if above is not None and not above.is_dir():
         raise ValueError(f"{flag} {path}: cannot be made: {above} is a file, not a directory")
+
+
+def _write_report(out: Path) -> None:
+    """The run's report.html and report.md; a report that fails warns in one line and the run stays as it is."""
+    try:
+        from labelcon.report import write_report
+
+        write_report(out)
+    except Exception as error:  # noqa: BLE001 -- a report must never fail a trained run
+        reason = str(error).splitlines()[0] if str(error) else ""
+        click.echo(f"warning: the run is kept, but its report was not written ({type(error).__name__}: {reason}); "
+                   f"try `labelcon report {out}`", err=True)  # fmt: skip
 
 
 def _relaunch(ctx: click.Context, nproc: int) -> int:
@@ -459,6 +472,36 @@ def serve(run_dir, host, port, workers, log_level, **limits) -> None:
         raise click.UsageError("; ".join(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}, got {err['input']}"
                                          for err in exc.errors())) from None  # fmt: skip
     run(run_dir, settings, host=host, port=port, workers=workers, log_level=log_level)
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), help="Where to write the page [RUN/report.html]; needed for "
+              "several runs. The Markdown summary goes beside it (.md).")
+@click.option("--label", "labels", multiple=True, help="A label whose scores to draw (repeatable) [the worst labels].")
+@click.option("--test", "test_path", type=click.Path(exists=True, dir_okay=False),
+              help="Labelled file for the label figures [the run's test items, predictions_test.jsonl].")
+@_fail_cleanly
+def report(run_dirs, out, labels, test_path) -> None:
+    """Write a run's report (report.html with figures, report.md), or put several runs side by side.
+
+    \b
+    Examples:
+      labelcon report runs/a                              # rebuild runs/a/report.html and report.md
+      labelcon report runs/a --label refund --label urgent
+      labelcon report runs/a runs/b --out compare.html    # side by side; per-label changes on the same test items
+    """
+    from labelcon.report import write_comparison, write_report
+
+    if len(run_dirs) > 1 and not out:
+        raise click.UsageError("give --out FILE.html to put several runs side by side")
+    if len(run_dirs) > 1 and (labels or test_path):
+        raise click.UsageError("--label and --test apply to the report of one run")
+    if len(run_dirs) == 1:
+        paths = write_report(run_dirs[0], out, labels=labels, test=test_path)
+    else:
+        paths = write_comparison(run_dirs, out)
+    click.echo(f"wrote {paths[0]} and {paths[1]}")
 
 
 @main.command()

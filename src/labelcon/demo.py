@@ -27,14 +27,15 @@ def default_encoder() -> str:
 
 def run_demo(out_dir: Path | None = None, *, encoder: str | None = None, quiet: bool = False) -> dict:
     """Train on the built-in train split, calibrate on dev, evaluate on test, predict examples.
-    The run goes to ``out_dir``, or without one to a temporary directory removed at the end."""
+    The run goes to ``out_dir``, with its report (report.html, report.md) on the test split;
+    without one, to a temporary directory removed at the end (and no report: nobody would see it)."""
     if out_dir is None:
         with tempfile.TemporaryDirectory(prefix="labelcon-demo-") as tmp:
-            return _run(Path(tmp), "a temporary run directory (keep it with --out DIR)", encoder, quiet)
-    return _run(out_dir, f"run directory {out_dir}", encoder, quiet)
+            return _run(Path(tmp), "a temporary run directory (keep it with --out DIR)", encoder, quiet, report=False)
+    return _run(out_dir, f"run directory {out_dir}", encoder, quiet, report=True)
 
 
-def _run(out_dir: Path, where: str, encoder: str | None, quiet: bool) -> dict:
+def _run(out_dir: Path, where: str, encoder: str | None, quiet: bool, report: bool) -> dict:
     from labelcon.estimator import Labelcon
 
     console = Console(quiet=quiet)
@@ -63,4 +64,8 @@ def _run(out_dir: Path, where: str, encoder: str | None, quiet: bool) -> dict:
     for text, labels, top in zip(EXAMPLES, model.predict(EXAMPLES), model.top_k(EXAMPLES, 3)):
         predictions.add_row(text, ", ".join(labels), ", ".join(f"{name} {score:.2f}" for name, score in top))
     console.print(predictions)
+    if report:
+        from labelcon.report import write_report
+
+        console.print(f"report: {write_report(out_dir, test=paths['test'])[0]}")
     return model.metrics_

@@ -11,6 +11,7 @@ True
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -125,11 +126,13 @@ class Labelcon(SearchMixin):
                 self.encoder_.max_length = encode_length
             self.stage_, self.metrics_, self.index_ = None, {}, None  # a new encoder: index again
             if len(labels):  # unlabelled data (simcse) trains an encoder only
-                dev_features = self._features(dev_set.texts, show_progress)
+                tic = time.monotonic()
+                dev_features, train_features = (self._features(d.texts, show_progress) for d in (dev_set, train_set))
                 self.stage_ = PredictionStage.fit(
-                    labels, self._features(train_set.texts, show_progress), y_train, dev_features, y_dev, cfg.stage(),
+                    labels, train_features, y_train, dev_features, y_dev, cfg.stage(),
                     label_texts=texts, embed=self.encode, show_progress=show_progress,
                     at_least_one=cfg.at_least_one if cfg.at_least_one is not None else all(train_set.labels),
+                    timings={"embedding train and dev": time.monotonic() - tic},
                 )
                 self.metrics_ = {"dev": self._evaluate(dev_features, dev_set)}
             if out_dir is not None:

@@ -28,8 +28,10 @@ the head (:class:`labelcon.heads.Head`), never found out from its class here.
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -107,6 +109,8 @@ class PredictionStage:
     lexical_weight: float = 0.0
     #: Dev figures of every choice made on dev, by name (head candidates, lexical weights).
     selection: dict[str, float] = field(default_factory=dict)
+    #: Seconds spent fitting, by phase (and on the inputs, as :meth:`fit` was told).
+    timings: dict[str, float] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ fitting
     @classmethod
@@ -123,19 +127,26 @@ class PredictionStage:
         embed: Callable[[list[str]], np.ndarray] | None = None,
         at_least_one: bool = True,
         show_progress: bool = False,
+        timings: dict[str, float] | None = None,
     ) -> PredictionStage:
         """Fit the head (and the lexical vote) on train, choose on dev, calibrate thresholds on dev.
 
         ``embed`` turns label texts (``label_texts``, default the names) into embeddings
-        for heads that need them; ``at_least_one`` is the rule applied to decisions.
+        for heads that need them; ``at_least_one`` is the rule applied to decisions;
+        ``timings``: seconds already spent on the inputs (embedding them), kept in
+        :attr:`timings` with the seconds of each phase here.
         """
         texts = list(labels.names if label_texts is None else label_texts)
         y_train, y_dev = sp.csr_matrix(y_train), sp.csr_matrix(y_dev)
-        head, selection = _fit_head(train, y_train, dev, y_dev, settings, texts, embed, show_progress)
+        spent = {name: round(seconds, 3) for name, seconds in (timings or {}).items()}
+        with _timed(spent, "head choice"):
+            head, selection = _fit_head(train, y_train, dev, y_dev, settings, texts, embed, show_progress)
         stage = cls(labels, head, Thresholds(np.zeros(len(labels)), np.zeros(len(labels), bool), 0.5), texts,
-                    at_least_one, selection=selection)  # fmt: skip
-        prepared = stage._fit_lexical(train, y_train, dev, y_dev, settings, show_progress)
-        stage.thresholds = stage._decide_on_dev(prepared, y_dev, settings)
+                    at_least_one, selection=selection, timings=spent)  # fmt: skip
+        with _timed(spent, "lexical vote"):
+            prepared = stage._fit_lexical(train, y_train, dev, y_dev, settings, show_progress)
+        with _timed(spent, "thresholds and decision rule"):
+            stage.thresholds = stage._decide_on_dev(prepared, y_dev, settings)
         return stage
 
     def _fit_lexical(
@@ -306,7 +317,8 @@ class PredictionStage:
         write_json(directory / "label_texts.json", self.label_texts)
         write_json(directory / "thresholds.json", self.thresholds.to_json())
         write_json(directory / META_FILE, {"format": FORMAT, "at_least_one": self.at_least_one,
-                                           "lexical_weight": self.lexical_weight, "selection": self.selection})
+                                           "lexical_weight": self.lexical_weight, "selection": self.selection,
+                                           "timings": self.timings})  # fmt: skip
         return directory
 
     @classmethod
@@ -321,7 +333,8 @@ class PredictionStage:
         directory = Path(directory)
         source = directory / (META_FILE if meta is None else MODEL_FILE)
         with reading(source):
-            optional = {"at_least_one": bool, "lexical_weight": (int, float), "selection": dict, "head_selection": dict}
+            optional = {"at_least_one": bool, "lexical_weight": (int, float), "selection": dict, "head_selection": dict,
+                        "timings": dict}
             meta = expect_object(read_json(source) if meta is None else meta, {}, optional)
             weight = float(meta.get("lexical_weight", 0.0))
             if not 0 <= weight < 1:
@@ -350,7 +363,15 @@ class PredictionStage:
                           f"embeddings of dim {dim}")  # fmt: skip
         texts = list(labels.names) if texts is None else texts
         return cls(labels, head, thresholds, texts, meta.get("at_least_one", True), lexical, weight,
-                   dict(meta.get("selection", meta.get("head_selection", {}))))  # fmt: skip
+                   dict(meta.get("selection", meta.get("head_selection", {}))), dict(meta.get("timings", {})))  # fmt: skip
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Add the seconds the body takes to ``timings[name]``."""
+    start = time.monotonic()
+    yield
+    timings[name] = round(timings.get(name, 0.0) + time.monotonic() - start, 3)
 
 
 def _fit_head(

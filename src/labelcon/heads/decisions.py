@@ -54,6 +54,22 @@ def candidate_rules(calibrated: Thresholds, global_rule: Thresholds) -> dict[str
     return rules
 
 
+def rule_name(rule: Thresholds) -> str:
+    """The name :func:`candidate_rules` gives a rule of ``rule``'s kind (a rule whose labels
+    all fell back to the fallback threshold reads as one global threshold).
+
+    >>> rule_name(Thresholds(np.zeros(3), np.zeros(3, bool), 0.0, rank_cap=2))
+    'top-2'
+    >>> rule_name(Thresholds(np.full(3, 0.4), np.ones(3, bool), 0.5, rank_cap=3))
+    'per-label thresholds, at most 3 per item'
+    """
+    if rule.rank_cap is not None and not rule.thresholds.any():
+        return f"top-{rule.rank_cap}"
+    if rule.rank_cap is not None:
+        return f"per-label thresholds, at most {rule.rank_cap} per item"
+    return PER_LABEL if rule.per_label.any() else "one global threshold"
+
+
 def choose_rule(
     score_blocks: Callable[[], Iterable[np.ndarray]], Y: LabelMatrix, calibrated: Thresholds, *,
     metric: Metric = "micro", at_least_one: bool = False,

@@ -69,6 +69,8 @@ from labelcon.training.gradcache import cached_backward
 from labelcon.training.labels import batch_labels
 
 CHECKPOINT = "checkpoint.pt"
+#: About this many points of the training loss per run: each the mean over a window of steps.
+LOSS_POINTS = 200
 #: What every checkpoint holds (``momentum_encoder`` and ``queue`` with a queue, the
 #: optimizer and scheduler until the run finishes).
 CHECKPOINT_FIELDS = frozenset({"state", "world_size", "encoder", "best", "rng"})
@@ -95,6 +97,9 @@ class TrainState:
     bad_epochs: int = 0
     finished: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: ``[step, seconds, mean loss]`` points of the current epoch, and the losses of the steps since the last point.
+    losses: list[list[float]] = field(default_factory=list)
+    loss_window: list[float] = field(default_factory=list)
 
 
 def seed_everything(seed: int) -> None:
@@ -510,6 +515,7 @@ class Trainer:
         )
         passes = passes_per_epoch(len(sampler), cfg.epochs, cfg.min_steps)
         total_steps = max(1, len(sampler) * passes * cfg.epochs)
+        loss_every = max(1, total_steps // LOSS_POINTS)
         optimizer = torch.optim.AdamW(_param_groups(self.encoder, cfg.weight_decay), lr=cfg.lr)
         budget = 60 * cfg.max_time_minutes if cfg.max_time_minutes else None
         self._elapsed = self.state.elapsed_seconds  # the same value on every process
@@ -549,6 +555,7 @@ class Trainer:
                 self.state.step_in_epoch = step + 1
                 self.state.global_step += 1
                 self.state.elapsed_seconds = time.monotonic() - started
+                self._record_loss(last_loss, loss_every)
                 if budget:  # the run ends at the budget or the last step, whichever comes first
                     bar.total = _steps_within_budget(self.state.global_step, total_steps, self._elapsed, budget)
                 bar.update(1)
@@ -577,20 +584,43 @@ class Trainer:
         distributed.barrier()
         return self.state
 
+    def _record_loss(self, loss: float, every: int) -> None:
+        """Add a step's loss to the window; after ``every`` steps, the window's mean becomes a point."""
+        self.state.loss_window.append(loss)
+        if len(self.state.loss_window) >= every:
+            self._close_loss_window()
+
+    def _close_loss_window(self) -> None:
+        """The mean loss of the steps since the last point, at this step and time, as a point."""
+        state = self.state
+        if state.loss_window:
+            mean = sum(state.loss_window) / len(state.loss_window)
+            state.losses.append([state.global_step, round(state.elapsed_seconds, 2), mean])
+            state.loss_window = []
+
     def _end_epoch(self, best_weights: dict | None, last_loss: float, final: bool, check: bool) -> dict | None:
         """Evaluate on dev (rank 0), keep the best weights, count epochs without progress;
         every process continues with rank 0's state, so all stop together. Not evaluated:
         an epoch after which the budget ends the run within the next (``check`` False, see
         :func:`budget_ends_next_epoch`), and the final epoch of a run that evaluated
-        nothing before, since there is nothing to choose between."""
+        nothing before, since there is nothing to choose between.
+
+        The epoch's record in ``history``: ``epoch``, ``step``, ``loss`` (its last step's),
+        ``seconds`` (elapsed at its last step), ``losses`` (its ``[step, seconds, mean loss]``
+        points, about ``LOSS_POINTS`` in a run) and, when checked, ``dev`` (the metrics) and
+        ``dev_seconds`` (the time the check took)."""
+        self._close_loss_window()
         record: dict[str, Any] = {"epoch": self.state.epoch + 1, "step": self.state.global_step,
-                                  "loss": last_loss, "seconds": round(self.state.elapsed_seconds, 1)}
+                                  "loss": last_loss, "seconds": round(self.state.elapsed_seconds, 1),
+                                  "losses": self.state.losses}
+        self.state.losses = []
         self.state.epoch += 1
         self.state.step_in_epoch = 0
         nothing_to_compare = final and self.state.best_epoch < 0
         if self.evaluate is not None and check and distributed.is_main_process() and not nothing_to_compare:
+            tic = time.monotonic()
             metrics = _plain(self.evaluate(self.encoder))
-            record["dev"] = metrics
+            record["dev"], record["dev_seconds"] = metrics, round(time.monotonic() - tic, 2)
             score = metrics[self.select_metric]
             if score > self.state.best_metric:
                 self.state.best_metric, self.state.best_epoch, self.state.bad_epochs = score, self.state.epoch, 0
