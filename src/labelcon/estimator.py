@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from labelcon.card import write_card
 from labelcon.config import Config
@@ -79,13 +77,10 @@ class Labelcon(SearchMixin):
         cfg = self.config
         return as_dataset(data, text_field=cfg.text_field, labels_field=cfg.labels_field, label_sep=cfg.label_sep)
 
-    def _label_matrix(self, labels: LabelSpace, data: Dataset, ignore: bool | None = None) -> tuple[sp.csr_matrix, Counter]:
-        return data.label_matrix(labels, ignore_unknown=self.config.ignore_unknown_labels if ignore is None else ignore)
-
     def _evaluate(self, features: Features, data: Dataset, ignore: bool | None = None) -> dict[str, Any]:
         """The stage's metrics on ``data``; its labels outside the label space (allowed by
         ``ignore_unknown_labels``) count as misses and are reported by name, most frequent first."""
-        y_true, unknown = self._label_matrix(self.labels, data, ignore)
+        y_true, unknown = data.label_matrix(self.labels, ignore_unknown=self.config.ignore_unknown_labels if ignore is None else ignore)
         missed = data.label_matrix(LabelSpace(sorted(unknown)), ignore_unknown=True)[0] if unknown else None
         metrics = self._stage().evaluate(features, y_true, missed=missed)
         if unknown:
@@ -111,7 +106,7 @@ class Labelcon(SearchMixin):
             train_set = sample_shots(train_set, cfg.shots, seed=cfg.seed)
         labels = LabelSpace.from_label_sets(train_set.labels, labels_file=cfg.labels_file)
         texts = label_texts(labels.names, cfg.label_descriptions)
-        (y_train, _), (y_dev, _) = self._label_matrix(labels, train_set), self._label_matrix(labels, dev_set)
+        (y_train, _), (y_dev, _) = (d.label_matrix(labels, ignore_unknown=cfg.ignore_unknown_labels) for d in (train_set, dev_set))
         max_length = resolve_max_length(cfg.max_length, train_set.texts)
         owned = out_dir is not None and is_main_process()
         with training_run(out_dir, config=cfg.model_dump(), resume=resume, overwrite=overwrite,
