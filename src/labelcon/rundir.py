@@ -50,8 +50,8 @@ LOCK_FILE = ".labelcon.lock"
 #: What a training run writes into its directory: what ``overwrite`` removes.
 RUN_OUTPUTS = (MODEL_FILE, RUN_FILE, "config.yaml", "checkpoint.pt", "metrics.json", "history.json",
                "predictions_test.jsonl", "report.html", "report.md", *FIRST_FORMAT_ENTRIES)  # fmt: skip
-#: Settings an interrupted run may resume with changed.
-RESUMABLE_CHANGES = frozenset({"max_time_minutes"})
+#: Settings an interrupted run may resume with changed (a checkpoint resumes on any device).
+RESUMABLE_CHANGES = frozenset({"max_time_minutes", "device"})
 #: Directories this process holds the lock of, with how deeply (the lock is re-entrant).
 _HELD: dict[Path, int] = {}
 
