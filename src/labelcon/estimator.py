@@ -213,25 +213,26 @@ class Labelcon:
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> Labelcon:
+    def load(cls, directory: str | os.PathLike, device: str = "cpu") -> Labelcon:
         """Load a model saved by :meth:`save` (a ``labelcon train`` run directory), of this
-        format or the first one."""
-        model = load_current(directory, cls._load_version)
+        format or the first one, onto ``device`` (the CPU unless told: a model trained on
+        a GPU loads on a machine without one); its ``config`` stays the one it trained with."""
+        model = load_current(directory, lambda folder, meta: cls._load_version(folder, meta, device))
         for name in ("history", "metrics"):
             path = Path(directory) / f"{name}.json"
             setattr(model, f"{name}_", read_json(path) if path.exists() else ([] if name == "history" else {}))
         return model
 
     @classmethod
-    def _load_version(cls, folder: Path, meta: dict[str, Any]) -> Labelcon:
+    def _load_version(cls, folder: Path, meta: dict[str, Any], device: str) -> Labelcon:
         path = folder / "config.yaml"
         model = cls(config=Config.build(yaml.safe_load(path.read_text(encoding="utf-8")), source=str(path)))
-        model.encoder_ = load_encoder(folder / "encoder")
+        model.encoder_ = load_encoder(folder / "encoder", device=device)
         model.objective_ = meta.get("objective")
         if meta["format"] == 1:  # the first format kept the stage's settings in labelcon.json
-            model.stage_ = PredictionStage.load(folder, meta)
+            model.stage_ = PredictionStage.load(folder, meta).to(device)
         elif (folder / META_FILE).exists():
-            model.stage_ = PredictionStage.load(folder)
+            model.stage_ = PredictionStage.load(folder).to(device)
         return model
 
 
