@@ -11,11 +11,13 @@ not finite, or an update that leaves weights that are not, stops the run with
 
 Everything that holds tensors sits on the run's device (``config.device``, see
 :mod:`labelcon.device`): the encoder, the objective, the momentum encoder and its queue,
-each batch (on an accelerator tokenised on a thread a step ahead, :mod:`labelcon.feed`,
-in pinned memory for a CUDA device) and its labels. Checkpoints are read onto the CPU and their tensors
-copied onto this run's device, so a run resumes on another device than it started on.
-Under float16 autocast (older CUDA GPUs) a gradient scaler scales the loss before
-backward and unscales the gradients before clipping; elsewhere it does nothing.
+each batch and its labels. For an accelerator the next batches are tokenised on a
+thread while the current one trains (:mod:`labelcon.feed`), into pinned memory for a
+CUDA device; on the CPU each batch is made when its step starts, as before. Checkpoints
+are read onto the CPU and their tensors copied onto this run's device, so a run resumes
+on another device than it started on. Under float16 autocast (older CUDA GPUs) a
+gradient scaler scales the loss before backward and unscales the gradients before
+clipping; elsewhere it does nothing.
 
 The trainer knows nothing about which objective it runs: it only asks whether the
 objective wants a second view (``needs_positives``) or the label texts
@@ -179,8 +181,9 @@ def _cpu_copy(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 class Prepared(NamedTuple):
-    """One step's batch, made ready a step ahead: its ``items`` and their tokenised
-    ``anchors`` (the chunks the step embeds, in pinned memory for a CUDA device)."""
+    """One step's batch, made ready before the step (on an accelerator, while the step
+    before runs): its ``items`` and their tokenised ``anchors`` (the chunks the step
+    embeds, in pinned memory for a CUDA device)."""
 
     items: Any
     anchors: list[dict[str, torch.Tensor]]
@@ -460,10 +463,11 @@ class Trainer:
 
     def _prepare(self, items: Sequence | np.ndarray, labels: sp.csr_matrix,
                  rows: list[int]) -> tuple[Prepared, torch.Tensor]:  # fmt: skip
-        """The batch of ``rows`` and its label rows, ready for a step; the loop prepares
-        the next batches on a thread (:func:`labelcon.feed.prefetched`). On a GPU with
-        GradCache chunks the rows go shortest text first, so each chunk pads to texts of
-        like length (the loss does not depend on the order of a batch's rows)."""
+        """The batch of ``rows`` and its label rows, ready for a step (for an accelerator
+        the loop prepares the next ones on a thread, :func:`labelcon.feed.prefetched`).
+        Off the CPU, with GradCache chunks, the rows go shortest text first, so each chunk
+        pads to texts of like length (the loss does not depend on the order of a batch's
+        rows; the CPU keeps the sampler's order and so its results of before)."""
         if self.config.mini_batch_size and self.device.type != "cpu" and not isinstance(items, np.ndarray):
             rows = sorted(rows, key=lambda row: len(items[row]))
         chosen = _take(items, rows)
