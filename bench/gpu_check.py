@@ -16,8 +16,9 @@ Rows (each with the peak GPU memory torch allocated while it ran; "-" on the CPU
   precision. The sentence-transformers side is the step its trainer runs (tokenise the
   pairs, embed both sides, the loss, backward, clip, AdamW) in a plain loop, without the
   trainer's data loader and callbacks: an upper bound of its trainer's speed. One
-  labelcon item is one text; one of theirs is an (anchor, positive) pair, two texts, so
-  the table gives texts/s as well. Each side runs a few warm-up steps first.
+  labelcon item is one text; one of theirs is an (anchor, positive) pair, two texts: the
+  goal compares items/s at the same batch size, the table gives texts/s as well. Each
+  side runs a few warm-up steps first.
 - **encode throughput**: :meth:`labelcon.encoders.Encoder.encode` against
   ``SentenceTransformer.encode``, batch 128, same length, each at its default precision.
 - **GoEmotions defaults**: ``Labelcon(device=...)`` with every other setting at its default
@@ -174,7 +175,7 @@ def throughput_row(device: torch.device, data: Path, batch: int, max_length: int
     return {"check": f"MiniLM training, batch {batch}, {max_length} tokens, {str(precision or 'float32').removeprefix('torch.')}",
             "labelcon": f"{ours:.0f} items/s ({ours:.0f} texts/s)",
             "reference": f"sentence-transformers MNRL {theirs:.0f} items/s ({2 * theirs:.0f} texts/s)",
-            "result": f"{ours / (2 * theirs):.2f}x in texts/s", "memory": memory}
+            "result": f"{ours / theirs:.2f}x in items/s ({ours / (2 * theirs):.2f}x in texts/s)", "memory": memory}
 
 
 def encode_row(device: torch.device, data: Path, n: int, max_length: int) -> dict[str, Any]:
