@@ -10,17 +10,17 @@ and says what is wrong when the machine has no such device.
 ``bfloat16``: bfloat16 autocast; ``auto``: the fastest the hardware computes well), and
 :func:`choose_precision` says what it means on a given one:
 
-=========  ====================  =========  ===============  ===========  =====
-device     capability            precision  autocast         grad scaler  TF32
-=========  ====================  =========  ===============  ===========  =====
-cpu        AVX512-BF16 or AMX    auto       bfloat16         no           no
-cpu        neither               auto       none (float32)   no           no
-cuda       >= 8.0 (Ampere+)      auto       bfloat16         no           yes
-cuda       < 8.0                 auto       float16          yes          no
-mps        any                   auto       none (float32)   no           no
-any        any                   bfloat16   bfloat16         no           on cuda >= 8.0
-any        any                   float32    none (float32)   no           no
-=========  ====================  =========  ===============  ===========  =====
+======  ==================  =========  ==============  ===========  ==============
+device  capability          precision  autocast        grad scaler  TF32
+======  ==================  =========  ==============  ===========  ==============
+cpu     AVX512-BF16 or AMX  auto       bfloat16        no           no
+cpu     neither             auto       none (float32)  no           no
+cuda    >= 8.0 (Ampere+)    auto       bfloat16        no           yes
+cuda    < 8.0               auto       float16         yes          no
+mps     any                 auto       none (float32)  no           no
+any     any                 bfloat16   bfloat16        no           on cuda >= 8.0
+any     any                 float32    none (float32)  no           no
+======  ==================  =========  ==============  ===========  ==============
 
 float16 has a narrow exponent range, so small gradients underflow unless the loss is
 scaled up before backward (``torch.amp.GradScaler``); bfloat16 has float32's range and
