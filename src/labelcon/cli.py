@@ -140,8 +140,8 @@ def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_fi
         config = Config.from_yaml(config_file, **overrides)
     else:
         config = Config.build(overrides, source="command line")
-    if config.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        sys.exit(_relaunch(click.get_current_context(), config.nproc))
+    if config.processes() > 1 and "WORLD_SIZE" not in os.environ:
+        sys.exit(_relaunch(click.get_current_context(), config.processes()))
     from labelcon.estimator import Labelcon
     from labelcon.training.distributed import is_main_process
 

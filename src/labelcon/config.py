@@ -10,6 +10,7 @@ Values come, in increasing priority, from the defaults below, a YAML file
 
 from __future__ import annotations
 
+import os
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -74,7 +75,8 @@ class Config(BaseModel):
         "its starting weights (WiSE-FT): keeps general similarity for some task accuracy",
     )
     precision: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="transformer encoders: bfloat16 autocast where the hardware has it natively"
+        "auto", description="transformer encoders: auto: bfloat16 autocast where the hardware has it natively "
+        "(float16 with a gradient scaler on older CUDA GPUs); float32; bfloat16 (see labelcon.device)",
     )
     min_steps: int = Field(
         100, ge=0, description="small data (few-shot): each epoch repeats the data until the run takes this many steps"
@@ -110,16 +112,37 @@ class Config(BaseModel):
     )
     eval_max_train: int = Field(20000, ge=100, description="training items encoded for the per-epoch dev check")
 
-    # scale: a momentum key queue, many processes
+    # scale: the device, a momentum key queue, many processes
+    device: str = Field(
+        "auto", description="where to train and embed: auto (a CUDA GPU, else Apple MPS, else the CPU) | cpu | "
+        "cuda (this process's GPU: cuda:LOCAL_RANK under torchrun) | cuda:N | mps",
+    )
     queue_size: int | None = Field(None, ge=1, description="keys (with labels) kept from past batches (MoCo)")
     momentum: float = Field(0.999, ge=0, le=1, description="momentum of the key encoder's update")
-    nproc: int = Field(1, ge=1, description="processes to train with on this machine (re-launches through torchrun)")
+    nproc: int | Literal["auto"] = Field(
+        "auto", description="processes to train with on this machine (re-launches through torchrun); "
+        "auto: one per CUDA GPU when --device is auto or cuda, else 1",
+    )
 
     @field_validator("max_length", "encode_max_length")
     @classmethod
     def _max_length(cls, value: int | str) -> int | str:
         if isinstance(value, int) and value < 4:
             raise ValueError("must be 'auto' or an int >= 4")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        from labelcon.device import check_device_name
+
+        return check_device_name(value)
+
+    @field_validator("nproc")
+    @classmethod
+    def _nproc(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be 'auto' or an int >= 1")
         return value
 
     @field_validator("lexical")
@@ -165,12 +188,23 @@ class Config(BaseModel):
             return self.lr
         return 1e-2 if self.encoder == "static" else 5e-5
 
+    def processes(self) -> int:
+        """The processes ``labelcon train`` starts on this machine: ``nproc``, or for
+        ``auto`` one per CUDA GPU when the device lets each take its own, else 1."""
+        if self.nproc != "auto":
+            return self.nproc
+        from labelcon.device import gpu_processes
+
+        return gpu_processes(self.device)
+
     def training(self) -> TrainingSettings:
-        """The settings the trainer reads."""
+        """The settings the trainer reads; ``nproc`` ``auto`` counts the processes torchrun
+        started on this machine (``LOCAL_WORLD_SIZE``; 1 without torchrun)."""
         from labelcon.training.settings import TrainingSettings
 
-        names = [f.name for f in fields(TrainingSettings) if f.name != "lr"]
-        return TrainingSettings(lr=self.resolved_lr(), **{name: getattr(self, name) for name in names})
+        names = [f.name for f in fields(TrainingSettings) if f.name not in ("lr", "nproc")]
+        nproc = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if self.nproc == "auto" else self.nproc
+        return TrainingSettings(lr=self.resolved_lr(), nproc=nproc, **{name: getattr(self, name) for name in names})
 
     def stage(self) -> StageSettings:
         """The settings the prediction stage reads."""

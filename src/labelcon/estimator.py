@@ -218,10 +218,12 @@ class Labelcon(SearchMixin):
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> Labelcon:
+    def load(cls, directory: str | os.PathLike, device: str = "cpu") -> Labelcon:
         """Load a model saved by :meth:`save` (a ``labelcon train`` run directory), of this
-        format or the first one, or an export of one (:mod:`labelcon.export`)."""
-        model = load_current(directory, cls._load_version)
+        format or the first one, or an export of one (:mod:`labelcon.export`), onto ``device``
+        (the CPU unless told: a model trained on a GPU loads on a machine without one); its
+        ``config`` stays the one it trained with."""
+        model = load_current(directory, lambda folder, meta: cls._load_version(folder, meta, device))
         for name in ("history", "metrics"):
             path = Path(directory) / f"{name}.json"
             setattr(model, f"{name}_", read_json(path) if path.exists() else ([] if name == "history" else {}))
@@ -229,16 +231,16 @@ class Labelcon(SearchMixin):
         return model
 
     @classmethod
-    def _load_version(cls, folder: Path, meta: dict[str, Any]) -> Labelcon:
+    def _load_version(cls, folder: Path, meta: dict[str, Any], device: str) -> Labelcon:
         """One model version; a file of it that is missing, unreadable or does not fit the
         others raises :class:`labelcon.rundir.ModelLoadError` naming that file."""
         model = cls(config=read_config(folder / "config.yaml"))
-        model.encoder_ = read_encoder(*encoder_location(folder, meta))
+        model.encoder_ = read_encoder(*encoder_location(folder, meta), device=device)
         model.objective_ = meta.get("objective")
         if meta["format"] == 1:  # the first format kept the stage's settings in labelcon.json
-            model.stage_ = PredictionStage.load(folder, meta, dim=model.encoder_.dim)
+            model.stage_ = PredictionStage.load(folder, meta, dim=model.encoder_.dim).to(device)
         elif meta.get("labels") or (folder / META_FILE).exists():  # a model of unlabelled texts has no stage
-            model.stage_ = PredictionStage.load(folder, dim=model.encoder_.dim)
+            model.stage_ = PredictionStage.load(folder, dim=model.encoder_.dim).to(device)
         return model
 
 

@@ -38,8 +38,10 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from labelcon.data import LabelSpace
+from labelcon.device import resolve_device
 from labelcon.heads import Head, LexicalKNN, Thresholds, build_head, mix_scores, select_on_dev
 from labelcon.heads.base import HEAD_FILE
 from labelcon.heads.decisions import choose_rule
@@ -86,6 +88,8 @@ class StageSettings:
     min_positives: int = 3
     decision_metric: Literal["micro", "macro", "samples"] = "micro"
     seed: int = 13
+    #: Where the head scores (:func:`labelcon.device.resolve_device`; the kNN search uses it).
+    device: str = "auto"
 
 
 class _Prepared(NamedTuple):
@@ -140,7 +144,8 @@ class PredictionStage:
         y_train, y_dev = sp.csr_matrix(y_train), sp.csr_matrix(y_dev)
         spent = {name: round(seconds, 3) for name, seconds in (timings or {}).items()}
         with _timed(spent, "head choice"):
-            head, selection = _fit_head(train, y_train, dev, y_dev, settings, texts, embed, show_progress)
+            head, selection = _fit_head(train, y_train, dev, y_dev, settings, texts, embed, show_progress,
+                                        resolve_device(settings.device))
         stage = cls(labels, head, Thresholds(np.zeros(len(labels)), np.zeros(len(labels), bool), 0.5), texts,
                     at_least_one, selection=selection, timings=spent)  # fmt: skip
         with _timed(spent, "lexical vote"):
@@ -192,6 +197,12 @@ class PredictionStage:
                                     at_least_one=self.at_least_one)  # fmt: skip
         self.selection.update(figures)
         return rule
+
+    def to(self, device: str | torch.device) -> PredictionStage:
+        """Score on ``device`` (a name for :func:`labelcon.device.resolve_device`) where the
+        head gains from it: the kNN search. Returns ``self``."""
+        self.head.to(resolve_device(device))
+        return self
 
     def add_labels(self, names: Sequence[str], texts: Sequence[str], embeddings: np.ndarray) -> None:
         """Add labels never seen in training (heads with ``needs_label_embeddings``), from the
@@ -377,12 +388,13 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
 def _fit_head(
     train: Features, y_train: sp.csr_matrix, dev: Features, y_dev: sp.csr_matrix, settings: StageSettings,
     label_texts: list[str], embed: Callable[[list[str]], np.ndarray] | None, show_progress: bool,
+    device: torch.device,
 ) -> tuple[Head, dict[str, float]]:  # fmt: skip
-    """The configured head fitted on train, or for ``"auto"`` the one chosen on dev."""
+    """The configured head fitted on train, or for ``"auto"`` the one chosen on dev, scoring on ``device``."""
     if settings.head == AUTO_HEAD:
-        return select_on_dev(train.embeddings, y_train, dev.embeddings, y_dev,
-                             min_positives=settings.min_positives, show_progress=show_progress)  # fmt: skip
-    head = build_head(settings.head, **settings.head_params)
+        return select_on_dev(train.embeddings, y_train, dev.embeddings, y_dev, min_positives=settings.min_positives,
+                             show_progress=show_progress, device=device)  # fmt: skip
+    head = build_head(settings.head, **settings.head_params).to(device)
     if not head.needs_label_embeddings:
         return head.fit(train.embeddings, y_train), {}
     if embed is None:

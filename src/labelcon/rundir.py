@@ -69,8 +69,8 @@ LOCK_FILE = ".labelcon.lock"
 #: What a training run writes into its directory: what ``overwrite`` removes.
 RUN_OUTPUTS = (MODEL_FILE, RUN_FILE, "config.yaml", "checkpoint.pt", "metrics.json", "history.json",
                "predictions_test.jsonl", "report.html", "report.md", "README.md", "index", *FIRST_FORMAT_ENTRIES)  # fmt: skip
-#: Settings an interrupted run may resume with changed.
-RESUMABLE_CHANGES = frozenset({"max_time_minutes"})
+#: Settings an interrupted run may resume with changed (a checkpoint resumes on any device).
+RESUMABLE_CHANGES = frozenset({"max_time_minutes", "device"})
 #: Directories this process holds the lock of, with how deeply (the lock is re-entrant).
 _HELD: dict[Path, int] = {}
 
@@ -247,9 +247,10 @@ def read_config(path: Path) -> Config:
         return Config.from_yaml(path)
 
 
-def read_encoder(directory: Path, entry: dict[str, Any] | None = None) -> Encoder:
+def read_encoder(directory: Path, entry: dict[str, Any] | None = None, *, device: str = "cpu") -> Encoder:
     """The encoder in ``directory``, saved in the format ``entry["format"]`` (labelcon's own
-    by default; see :func:`encoder_location`); a failure names the file behind it. For
+    by default, loaded onto ``device``; exports in other formats run where their runtime
+    puts them; see :func:`encoder_location`); a failure names the file behind it. For
     labelcon's format: ``encoder.json`` when its fields are not as written, else the first
     JSON or safetensors file there that does not parse, else the folder and ``encoder.json``
     (a file missing, or settings that do not fit the files)."""
@@ -266,7 +267,7 @@ def read_encoder(directory: Path, entry: dict[str, Any] | None = None) -> Encode
         if meta["type"] not in ENCODER_TYPES:
             raise ValueError(f"expected 'type' to be one of {sorted(ENCODER_TYPES)}, got {meta['type']!r}")
     try:
-        encoder = load_encoder(directory)
+        encoder = load_encoder(directory, device=device)
     except Exception as error:
         if isinstance(error, FileNotFoundError) and error.filename:
             raise damaged(error.filename, "missing") from error

@@ -4,7 +4,8 @@ An :class:`Encoder` is a ``torch.nn.Module`` that turns raw items (texts, or fea
 for :class:`~labelcon.encoders.MLPEncoder`) into embeddings in two steps:
 
 - ``tokenize(items) -> dict[str, Tensor]``: CPU tensors whose first dimension is the
-  batch, so callers may move, slice or concatenate batches without knowing the encoder;
+  batch (texts padded to the batch's longest, not to ``max_length``), so callers may
+  move, slice or concatenate batches without knowing the encoder;
 - ``forward(batch) -> Tensor [B, dim]``: un-normalised embeddings (objectives normalise).
 
 ``encode`` wraps both for inference; ``save``/``load_encoder`` round-trip a trained
@@ -35,6 +36,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
+from labelcon.device import pinned, place, resolve_device, to_device
+from labelcon.feed import ahead_for, prefetched
 from labelcon.io import atomic_open, read_json, write_json
 
 ENCODER_FILE = "encoder.json"
@@ -91,10 +94,13 @@ class Encoder(torch.nn.Module, abc.ABC):
         normalize: bool = True,
         show_progress: bool = False,
     ) -> np.ndarray:
-        """Embed ``texts`` into a float32 array ``[N, dim]``, rows in input order.
+        """Embed ``texts`` into a float32 array ``[N, dim]``, rows in input order, on the
+        device the encoder sits on.
 
         Runs in eval mode without gradients and restores the previous mode afterwards.
-        Items are batched longest first, so each batch pads to similar lengths.
+        Items are batched longest first, so each batch pads to similar lengths, and the
+        next batches are tokenised on a thread while this one is embedded on an
+        accelerator (:func:`labelcon.feed.prefetched`).
         """
         if isinstance(texts, str):
             raise TypeError("encode expects a sequence of texts, got a single str; wrap it in a list")
@@ -104,16 +110,16 @@ class Encoder(torch.nn.Module, abc.ABC):
         order = np.argsort([-len(item) for item in items], kind="stable")
         out = np.empty((len(items), self.dim), dtype=np.float32)
         device = self.device
+        batches = ((index, pinned(self.tokenize([items[i] for i in index]), device))
+                   for index in (order[start : start + batch_size] for start in range(0, len(items), batch_size)))
         was_training = self.training
         self.eval()
         try:
-            with torch.inference_mode(), tqdm(
+            with torch.inference_mode(), prefetched(batches, ahead_for(device)) as ready, tqdm(
                 total=len(items), disable=not show_progress, desc="encode", unit="text"
             ) as bar:
-                for start in range(0, len(items), batch_size):
-                    index = order[start : start + batch_size]
-                    batch = self.tokenize([items[i] for i in index])
-                    z = self({key: value.to(device) for key, value in batch.items()})
+                for index, batch in ready:
+                    z = self(to_device(batch, device))
                     if normalize:
                         z = F.normalize(z, dim=-1)
                     out[index] = z.float().cpu().numpy()
@@ -138,8 +144,10 @@ class Encoder(torch.nn.Module, abc.ABC):
         )
 
 
-def load_encoder(directory: str | os.PathLike) -> Encoder:
-    """Load an encoder saved with :meth:`Encoder.save`, on CPU and in eval mode."""
+def load_encoder(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Encoder:
+    """Load an encoder saved with :meth:`Encoder.save` in eval mode, onto ``device`` (a
+    name for :func:`labelcon.device.resolve_device`; the CPU by default, so a model
+    trained on a GPU loads on a machine without one)."""
     directory = Path(directory)
     meta_path = directory / ENCODER_FILE
     if not meta_path.is_file():
@@ -149,7 +157,7 @@ def load_encoder(directory: str | os.PathLike) -> Encoder:
     if kind not in ENCODER_TYPES:
         raise ValueError(f"{meta_path}: unknown encoder type {kind!r}; known types: {sorted(ENCODER_TYPES)}")
     encoder = ENCODER_TYPES[kind]._load(directory, meta["config"])
-    return encoder.eval()
+    return place(encoder, resolve_device(device), getattr(encoder, "precision", "float32")).eval()
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:

@@ -20,7 +20,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
+from labelcon.device import place, resolve_device
 from labelcon.encoders.base import Encoder
 from labelcon.encoders.mlp import MLPEncoder
 from labelcon.encoders.static import StaticEncoder
@@ -107,13 +109,24 @@ def build_encoder(
     projection_dim: int | None = None,
     seed: int = 0,
     precision: str = "auto",
+    device: str | torch.device = "cpu",
     **kwargs: Any,
 ) -> Encoder:
-    """Build a new encoder from ``spec``; extra keyword arguments go to its constructor.
+    """Build a new encoder from ``spec`` on ``device`` (a name for
+    :func:`labelcon.device.resolve_device`); extra keyword arguments go to its constructor.
 
     ``precision`` applies to transformer encoders (see :class:`TransformerEncoder`); the
     static and MLP encoders compute in float32 and accept only ``"auto"`` or ``"float32"``.
+    A static encoder's ``teacher`` embeds its vocabulary on ``device`` too.
     """
+    device = resolve_device(device)
+    encoder = _build(spec, train_texts, max_length, projection_dim, seed, precision, device, **kwargs)
+    return place(encoder, device, getattr(encoder, "precision", "float32"))
+
+
+def _build(spec: str, train_texts: Sequence[str] | None, max_length: int, projection_dim: int | None, seed: int,
+           precision: str, device: torch.device, **kwargs: Any) -> Encoder:  # fmt: skip
+    """The encoder of :func:`build_encoder`, on the CPU (its teacher on ``device``)."""
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"encoder spec must be a non-empty str: 'minilm', 'static', 'mlp' or a path, got {spec!r}")
     if spec in ("static", "mlp") and precision not in ("auto", "float32"):
@@ -126,7 +139,7 @@ def build_encoder(
         if teacher is None:
             return StaticEncoder.from_texts(train_texts, **settings)
         if isinstance(teacher, str):
-            teacher = build_encoder(teacher, seed=seed)
+            teacher = build_encoder(teacher, seed=seed, device=device)
         return StaticEncoder.distill_from(teacher, train_texts, **settings)
     if spec == "mlp":
         if "input_dim" not in kwargs:

@@ -38,6 +38,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig
 from transformers.models.auto.tokenization_auto import get_tokenizer_config
 from transformers.utils import logging as transformers_logging
 
+from labelcon.device import precision_for
 from labelcon.encoders.base import (
     ENCODER_FILE,
     Encoder,
@@ -81,15 +82,6 @@ def resolve_model(spec: str) -> tuple[str, bool]:
             f"encoder {spec!r}: no such model directory; use 'minilm', 'static', 'mlp' or an existing model folder"
         )
     return spec, False
-
-
-def uses_bfloat16(precision: str, device_type: str) -> bool:
-    """Whether ``precision`` means bfloat16 autocast on a device of this type."""
-    if precision != "auto":
-        return precision == "bfloat16"
-    if device_type == "cpu":
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return device_type == "cuda" and torch.cuda.is_bf16_supported()
 
 
 def hub_unavailable(name: str) -> str | None:
@@ -175,8 +167,9 @@ class TransformerEncoder(Encoder):
         precision: ``"float32"``, ``"bfloat16"`` (the model runs under ``torch.autocast``;
             weights, gradients and the returned embeddings stay float32) or ``"auto"``:
             bfloat16 where the device computes it natively (CPUs with AVX512-BF16 or AMX,
-            CUDA GPUs that support it), else float32. On such a CPU bfloat16 trains
-            MiniLM about 1.6x faster (BENCHMARKS.md).
+            CUDA GPUs from Ampere on), float16 on older CUDA GPUs (the trainer then scales
+            the loss), else float32 (:func:`labelcon.device.choose_precision`). On such a
+            CPU bfloat16 trains MiniLM about 1.6x faster (BENCHMARKS.md).
         trust_remote_code: allow a model that comes with its own Python code (``auto_map``
             in its config) to load, running that code; refused otherwise.
 
@@ -225,8 +218,9 @@ class TransformerEncoder(Encoder):
         return dict(encoded)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        device = self.device.type
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=uses_bfloat16(self.precision, device)):
+        device = self.device
+        dtype = precision_for(self.precision, device).autocast
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             states = self.model(**batch).last_hidden_state.float()
         if self.pooling == "cls":
             pooled = states[:, 0]

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 from scipy.special import expit
 
 from labelcon.io import atomic_open, read_json, write_json
@@ -131,6 +132,11 @@ class Head(ABC):
     def sparse_scores(self, embeddings: np.ndarray) -> sp.csr_matrix:
         """The scores of :meth:`predict_scores` as a float32 CSR matrix [n, C]."""
         return sp.csr_matrix(self.predict_scores(embeddings))
+
+    def to(self, device: torch.device) -> Head:
+        """Score on ``device`` where the head has a part that gains from it (the kNN
+        head's search; the others score in numpy on the CPU). Returns ``self``."""
+        return self
 
     def add_labels(self, label_embeddings: np.ndarray) -> Head:
         """Append labels never seen in training, from their texts' embeddings [m, D]."""

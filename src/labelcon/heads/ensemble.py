@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 from tqdm.auto import tqdm
 
 from labelcon.heads.base import FallbackThreshold, Head, build_head, check_embeddings, check_labels
@@ -62,6 +63,11 @@ class _MemberHeads(Head):
         for head in self.heads_:
             head.fit(embeddings, Y)
         self.n_labels_, self.dim_ = self.heads_[0].n_labels_, self.heads_[0].dim_
+        return self
+
+    def to(self, device: torch.device) -> _MemberHeads:
+        for head in self.heads_:
+            head.to(device)
         return self
 
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -144,22 +150,25 @@ def select_on_dev(
     dev_y: LabelMatrix,
     min_positives: int = 3,
     show_progress: bool = False,
+    device: torch.device | None = None,
 ) -> tuple[Head, dict[str, float]]:
     """Fit the candidates of the module docstring on train and return the one with the best
     dev macro-AP, with every candidate's dev macro-AP (by name) for the record. Labels with
     fewer than ``min_positives`` dev positives are scored by a class-balanced probe
     (:class:`FallbackHead`; the report then also holds each balanced probe's dev micro-F1
     at its best single threshold, under ``"fallback ..."`` names). ``show_progress``: a
-    progress bar over the candidates' fits."""
+    progress bar over the candidates' fits; ``device``: where the candidates score
+    (:meth:`Head.to`; None: the CPU)."""
+    device = device or torch.device("cpu")
     train_x, dev_x = check_embeddings(train_x), check_embeddings(dev_x)
     train_y = check_labels(train_y, len(train_x))
     dev_y = check_labels(dev_y, len(dev_x))
     if train_y.shape[1] > AUTO_MAX_LABELS:
-        return build_head("knn", k=KNN_K[0]).fit(train_x, train_y), {}
+        return build_head("knn", k=KNN_K[0]).to(device).fit(train_x, train_y), {}
     rare = np.flatnonzero(np.bincount(dev_y.indices, minlength=dev_y.shape[1]) < min_positives)
     fits = len(LINEAR_C) + len(KNN_K) + (len(FALLBACK_C) if rare.size else 0)
     with tqdm(total=fits, desc="auto head", unit="fit", disable=not show_progress, dynamic_ncols=True) as bar:
-        head, report = _best_by_dev_ap(train_x, train_y, dev_x, dev_y, bar)
+        head, report = _best_by_dev_ap(train_x, train_y, dev_x, dev_y, bar, device)
         if rare.size == 0:
             return head, report
         return _with_fallback(head, report, train_x, train_y, dev_x, dev_y, rare, bar), report
@@ -186,14 +195,15 @@ def _with_fallback(
 
 
 def _best_by_dev_ap(
-    train_x: np.ndarray, train_y: sp.csr_matrix, dev_x: np.ndarray, dev_y: sp.csr_matrix, bar: tqdm
+    train_x: np.ndarray, train_y: sp.csr_matrix, dev_x: np.ndarray, dev_y: sp.csr_matrix, bar: tqdm,
+    device: torch.device,
 ) -> tuple[Head, dict[str, float]]:
     candidates = [("linear", {"C": c}) for c in LINEAR_C] + [("knn", {"k": k}) for k in KNN_K]
     fitted = {}
     for name, params in candidates:
-        fitted[f"{name}({', '.join(f'{k}={v:g}' for k, v in params.items())})"] = build_head(name, **params).fit(
-            train_x, train_y
-        )
+        fitted[f"{name}({', '.join(f'{k}={v:g}' for k, v in params.items())})"] = build_head(name, **params).to(
+            device
+        ).fit(train_x, train_y)
         bar.update(1)
     scores = {name: head.predict_scores(dev_x) for name, head in fitted.items()}
     linear = [name for name in fitted if name.startswith("linear")]

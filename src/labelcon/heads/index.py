@@ -11,6 +11,10 @@ cosine. Backends:
   automatically when faiss is installed and n > ``APPROXIMATE_ABOVE``; ``exact=False``
   asks for it at any size (with a warning and the exact backend if faiss is missing).
 
+The exact search runs in numpy on the CPU, or with ``device`` set (a ``torch.device``,
+:meth:`NearestNeighbors.to`) as the same blocked products in torch on that device, the
+items copied there once: a GPU answers the queries of a block in one matrix product.
+
 ``exclude_self=True`` treats the queries as the indexed set itself, row for row, and drops
 each row's own index from its neighbours (leave-one-out), so training items do not vote
 for themselves.
@@ -30,6 +34,7 @@ import importlib.util
 import warnings
 
 import numpy as np
+import torch
 
 from labelcon.heads.base import check_embeddings, l2_normalize
 from labelcon.metrics import BLOCK_ELEMENTS, top_k
@@ -57,7 +62,8 @@ class NearestNeighbors:
     True = always exact, False = faiss HNSW (exact with a warning when faiss is missing).
     ``hnsw_m`` / ``ef_construction`` / ``ef_search`` tune the HNSW graph (search uses
     ``max(ef_search, k)``). ``index_bytes`` restores a serialised faiss index (see
-    :meth:`serialize`) instead of rebuilding it.
+    :meth:`serialize`) instead of rebuilding it. ``device``: where the exact search runs
+    (None: numpy on the CPU; see :meth:`to`).
     """
 
     def __init__(
@@ -70,6 +76,7 @@ class NearestNeighbors:
         ef_search: int = 128,
         block_elements: int = BLOCK_ELEMENTS,
         index_bytes: np.ndarray | None = None,
+        device: torch.device | None = None,
     ) -> None:
         self.embeddings = l2_normalize(check_embeddings(embeddings))
         n, dim = self.embeddings.shape
@@ -95,9 +102,18 @@ class NearestNeighbors:
                 raise ValueError(
                     f"saved faiss index holds {self._faiss.ntotal}x{self._faiss.d}; the embeddings are {n}x{dim}"
                 )
+        self.to(device)
 
     def __len__(self) -> int:
         return len(self.embeddings)
+
+    def to(self, device: torch.device | None) -> NearestNeighbors:
+        """Run the exact search in torch on ``device`` (None: in numpy on the CPU); a
+        faiss index keeps searching on the CPU."""
+        self.device = device
+        exact_on_device = device is not None and self._faiss is None
+        self._items = torch.from_numpy(self.embeddings).to(device) if exact_on_device else None
+        return self
 
     def serialize(self) -> np.ndarray | None:
         """The faiss index as a uint8 array (None for the exact backend, which needs no state)."""
@@ -125,7 +141,10 @@ class NearestNeighbors:
         if k < 1:
             return np.empty((len(q), 0), dtype=np.float32), np.empty((len(q), 0), dtype=np.int64)
         fetch = k + int(exclude_self)
-        sims, idx = self._search_exact(q, fetch) if self._faiss is None else self._search_faiss(q, fetch)
+        if self._faiss is not None:
+            sims, idx = self._search_faiss(q, fetch)
+        else:
+            sims, idx = self._search_exact(q, fetch) if self._items is None else self._search_torch(q, fetch)
         if exclude_self:
             own = idx == np.arange(len(q))[:, None]
             own[~own.any(axis=1), -1] = True  # self not among the hits: drop the farthest instead
@@ -152,8 +171,31 @@ class NearestNeighbors:
             sims[start : start + q_step], idx[start : start + q_step] = best_s, best_i
         return sims, idx
 
+    def _search_torch(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_search_exact`'s blocks as torch products on :attr:`device`: a block of
+        queries against all items at once when that fits ``block_elements``, else chunk
+        by chunk with the running top k merged as there."""
+        sims = np.empty((len(q), k), dtype=np.float32)
+        idx = np.empty((len(q), k), dtype=np.int64)
+        q_step = max(1, min(len(q), QUERY_BLOCK))
+        i_step = max(k, self.block_elements // q_step)
+        for start in range(0, len(q), q_step):
+            block = torch.from_numpy(q[start : start + q_step]).to(self.device)
+            best_s, best_i = _top_k(block @ self._items[:i_step].T, k)
+            for offset in range(i_step, len(self), i_step):
+                chunk_s, chunk_i = _top_k(block @ self._items[offset : offset + i_step].T, k)
+                best_s, pick = torch.topk(torch.cat([best_s, chunk_s], dim=1), k, dim=1)
+                best_i = torch.gather(torch.cat([best_i, chunk_i + offset], dim=1), 1, pick)
+            sims[start : start + q_step], idx[start : start + q_step] = best_s.cpu().numpy(), best_i.cpu().numpy()
+        return sims, idx
+
     def _search_faiss(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         self._faiss.hnsw.efSearch = max(self.ef_search, k)
         sims, idx = self._faiss.search(q, k)
         sims[idx < 0] = -np.inf
         return sims.astype(np.float32), idx.astype(np.int64)
+
+
+def _top_k(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` largest of each row and their columns, best first (all columns when fewer)."""
+    return torch.topk(sims, min(k, sims.shape[1]), dim=1)

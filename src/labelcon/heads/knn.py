@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from labelcon.heads.base import Head, check_embeddings, check_labels, labels_from_arrays, labels_to_arrays
 from labelcon.heads.index import QUERY_BLOCK, NearestNeighbors
@@ -55,7 +56,8 @@ class KNNHead(Head):
     """Similarity-weighted kNN label voting (formula in the module docstring).
 
     ``exact`` is passed to :class:`NearestNeighbors` (None = exact up to 200k training
-    items, faiss HNSW above when installed).
+    items, faiss HNSW above when installed); :meth:`to` a device other than the CPU runs
+    the exact search there in torch.
     """
 
     name = "knn"
@@ -69,11 +71,19 @@ class KNNHead(Head):
         self.k = k
         self.temperature = temperature
         self.exact = exact
+        self._device: torch.device | None = None  # where the exact search runs; None: numpy on the CPU
+
+    def to(self, device: torch.device) -> KNNHead:
+        """Search the neighbours in torch on ``device``; on the CPU in numpy, as always."""
+        self._device = None if device.type == "cpu" else device
+        if hasattr(self, "index_"):
+            self.index_.to(self._device)
+        return self
 
     def fit(self, embeddings: np.ndarray, Y: LabelMatrix) -> KNNHead:
         x = check_embeddings(embeddings)
         self.labels_ = check_labels(Y, len(x))
-        self.index_ = NearestNeighbors(x, exact=self.exact)
+        self.index_ = NearestNeighbors(x, exact=self.exact, device=self._device)
         self.n_labels_, self.dim_ = self.labels_.shape[1], x.shape[1]
         return self
 
@@ -106,4 +116,5 @@ class KNNHead(Head):
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         self.labels_ = labels_from_arrays(arrays)
         index_bytes = arrays.get("faiss_index")
-        self.index_ = NearestNeighbors(arrays["embeddings"], exact=index_bytes is None, index_bytes=index_bytes)
+        self.index_ = NearestNeighbors(arrays["embeddings"], exact=index_bytes is None, index_bytes=index_bytes,
+                                       device=self._device)

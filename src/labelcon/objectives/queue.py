@@ -12,7 +12,8 @@ from labelcon.objectives.relations import check_labels, is_sparse
 
 
 class MomentumQueue:
-    """A ring buffer of the last ``size`` keys [dim], detached, with their labels.
+    """A ring buffer of the last ``size`` keys [dim], detached, with their labels, held on
+    ``device`` (where the keys come from; :meth:`load_state_dict` brings saved ones there).
 
     Labels are optional (ESimCSE-style negatives need none) and, once given, required on
     every enqueue. They are stored as given: int class ids [n], a dense {0,1} matrix
@@ -27,11 +28,12 @@ class MomentumQueue:
     (3, [0.0, 1.0, 0.0], [[0, 0], [0, 1], [1, 1]])
     """
 
-    def __init__(self, size: int, dim: int) -> None:
+    def __init__(self, size: int, dim: int, device: str | torch.device = "cpu") -> None:
         if size < 1 or dim < 1:
             raise ValueError(f"size and dim must be >= 1; got size={size}, dim={dim}")
         self.size, self.dim = size, dim
-        self._keys = torch.zeros(size, dim)
+        self.device = torch.device(device)
+        self._keys = torch.zeros(size, dim, device=self.device)
         self._labels: Tensor | None = None  # [size] ids or [size, C] bool
         self._coords: Tensor | None = None  # sparse labels: [2, nnz] (slot, label)
         self._kind: str | None = None  # None (no labels yet), "ids", "dense", "sparse" or "none"
@@ -86,11 +88,13 @@ class MomentumQueue:
                 "kind": self._kind, "n_labels": self._n_labels, "next": self._next, "count": self._count}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` gave, into a queue of the same size and dim."""
+        """Restore what :meth:`state_dict` gave, into a queue of the same size and dim, on
+        this queue's device (the saved tensors may come from another)."""
         if (state["size"], state["dim"]) != (self.size, self.dim):
             raise ValueError(f"the saved queue has size={state['size']} and dim={state['dim']}; "
                              f"this one has size={self.size} and dim={self.dim}")
-        self._keys, self._labels, self._coords = state["keys"], state["labels"], state["coords"]
+        self._keys, self._labels, self._coords = (None if state[name] is None else state[name].to(self.device)
+                                                  for name in ("keys", "labels", "coords"))
         self._kind, self._n_labels = state["kind"], state["n_labels"]
         self._next, self._count = state["next"], state["count"]
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from labelcon.device import distributed_backend
 from labelcon.objectives.distributed import active
 
 #: How long a process waits in a collective before giving up. Rank 0 evaluates on dev and
@@ -30,13 +31,17 @@ WAIT_TIMEOUT = timedelta(hours=2)
 
 def init_from_env(device: torch.device) -> bool:
     """Join the process group described by ``torchrun``'s environment when it holds more
-    than one process (``WORLD_SIZE > 1``) and none is joined yet: ``gloo`` for CPU
-    training, ``nccl`` for CUDA devices. Returns whether more than one process trains."""
+    than one process (``WORLD_SIZE > 1``) and none is joined yet, over the backend for
+    ``device`` (:func:`labelcon.device.distributed_backend`: ``gloo`` for CPU training,
+    ``nccl`` for CUDA, where this process's GPU becomes its current one, as nccl's
+    collectives need). Returns whether more than one process trains."""
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size() > 1
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=WAIT_TIMEOUT)
+    dist.init_process_group(distributed_backend(device), timeout=WAIT_TIMEOUT)
     return True
 
 

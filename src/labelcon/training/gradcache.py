@@ -4,7 +4,8 @@ Contrastive Learning Batch Size under Memory Limited Setup").
 The objective needs every embedding of the batch at once, but the encoder's activations
 need not be kept for all of them. Three passes give the exact full-batch gradient:
 
-1. embed the batch chunk by chunk without a graph, remembering each chunk's RNG state;
+1. embed the batch chunk by chunk without a graph, remembering each chunk's RNG state
+   (the CPU generator's, and on a GPU the device's own, which draws dropout there);
 2. compute the objective on the full batch of (detached, grad-requiring) embeddings and
    back-propagate to them only: ``g = dL/dz``;
 3. re-embed each chunk with a graph, replaying its RNG state so dropout draws the same
@@ -21,15 +22,22 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
+from labelcon.device import replayed_rng, rng_state
+
+
+def chunk_device(chunk: dict[str, torch.Tensor]) -> torch.device:
+    """The device a tokenised chunk sits on, where its forward pass draws dropout."""
+    return next(iter(chunk.values())).device
+
 
 def _forward_chunks(
     encode: Callable[[dict], torch.Tensor], chunks: Sequence[dict]
-) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
     """Embed every chunk without a graph; keep the RNG state each chunk started from."""
     states, outputs = [], []
     with torch.no_grad():
         for chunk in chunks:
-            states.append(torch.get_rng_state())
+            states.append(rng_state(chunk_device(chunk)))
             outputs.append(encode(chunk))
     return outputs, states
 
@@ -39,6 +47,7 @@ def cached_backward(
     streams: Sequence[Sequence[dict]],
     loss_fn: Callable[..., torch.Tensor],
     no_sync: Callable[[], AbstractContextManager] | None = None,
+    scale: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Back-propagate ``loss_fn(*embeddings)`` through ``encode`` chunk by chunk.
 
@@ -48,6 +57,9 @@ def cached_backward(
     ``no_sync``: under ``DistributedDataParallel``, its ``no_sync`` method. Every chunk's
     backward but the last then only accumulates gradients, and the last one all-reduces
     the sum once, as DDP's gradient accumulation requires.
+
+    ``scale``: multiplies the loss before its backward (a gradient scaler's ``scale``
+    under float16 autocast), so every chunk's backward carries the scaled gradient.
 
     >>> enc = torch.nn.Linear(4, 3)
     >>> x = torch.randn(8, 4)
@@ -60,7 +72,7 @@ def cached_backward(
     cached = [_forward_chunks(encode, chunks) for chunks in streams]
     leaves = [torch.cat(outputs).requires_grad_() for outputs, _ in cached]
     loss = loss_fn(*leaves)
-    loss.backward()
+    (loss if scale is None else scale(loss)).backward()
     replays = [
         (chunk, state, grad)
         for chunks, (outputs, states), leaf in zip(streams, cached, leaves)
@@ -70,8 +82,7 @@ def cached_backward(
     for i, (chunk, state, grad) in enumerate(replays):
         accumulate_only = no_sync is not None and i < len(replays) - 1
         with no_sync() if accumulate_only else nullcontext():
-            with torch.random.fork_rng(devices=[]):
-                torch.set_rng_state(state)
+            with replayed_rng(state, chunk_device(chunk)):
                 z = encode(chunk)
             z.backward(grad)
     return loss.detach()

@@ -4,6 +4,7 @@ Cheap enough to run after every epoch: ``max_train`` training items are embedded
 indexed (:class:`labelcon.heads.KNNHead`), and dev is scored against them, on a seeded
 sample of dev rows when dev x labels exceeds :data:`labelcon.metrics.DENSE_EVALUATION`.
 Decisions use a fixed 0.5 threshold; the trainer keeps the epoch with the best macro-AP.
+Embedding and the kNN search run on the encoder's device.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def knn_dev_check(
 
     def check(encoder: Encoder) -> dict[str, float]:
         ref = encoder.encode([train_texts[i] for i in train_rows], batch_size=ENCODE_BATCH, show_progress=show_progress)
-        head = build_head("knn").fit(ref, y_train[train_rows])
+        head = build_head("knn").to(encoder.device).fit(ref, y_train[train_rows])
         dev = encoder.encode([dev_texts[i] for i in dev_rows], batch_size=ENCODE_BATCH, show_progress=show_progress)
         scores = head.predict_scores(dev)
         return evaluate(y_dev[dev_rows], scores, scores >= 0.5)

@@ -1,6 +1,6 @@
 """From a :class:`labelcon.config.Config` to a trained encoder: the training floor's composition.
 
-Builds the encoder (:func:`labelcon.encoders.build_encoder`) and the objective (``"auto"``
+Builds the encoder (:func:`labelcon.encoders.build_encoder`, on ``config.device``) and the objective (``"auto"``
 resolved from the label counts, :func:`labelcon.objectives.resolve_objective`), the
 per-epoch dev check (:mod:`labelcon.training.monitor`) and the second view, runs the
 :class:`Trainer` on ``Config.training()``'s settings, and moves the weights back toward
@@ -37,7 +37,7 @@ def train_encoder(
     cfg = config
     encoder = build_encoder(cfg.encoder, train_texts=train.texts, max_length=max_length,
                             projection_dim=cfg.projection_dim, seed=cfg.seed, precision=cfg.precision,
-                            **cfg.encoder_params)  # fmt: skip
+                            device=cfg.device, **cfg.encoder_params)  # fmt: skip
     counts = np.bincount(y_train.indices, minlength=y_train.shape[1])
     name = resolve_objective(cfg.objective, counts, n_items=len(train), shots=cfg.shots)
     check = None

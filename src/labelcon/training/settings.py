@@ -4,11 +4,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
 class TrainingSettings:
-    """Optimisation, budget, checkpoints, the momentum queue and the process count of one run."""
+    """Optimisation, budget, checkpoints, the device, the momentum queue and the process count of one run.
+
+    ``device``: a name for :func:`labelcon.device.resolve_device`, or a ``torch.device``."""
 
     epochs: int
     batch_size: int
@@ -22,6 +28,7 @@ class TrainingSettings:
     patience: int
     seed: int
     checkpoint_every: int
+    device: str | torch.device
     queue_size: int | None
     momentum: float
     nproc: int

@@ -9,6 +9,16 @@ where it stopped. Checkpoints hold tensors and plain values only and are read wi
 not finite, or an update that leaves weights that are not, stops the run with
 :class:`TrainingDiverged` before a checkpoint or a dev check sees such weights.
 
+Everything that holds tensors sits on the run's device (``config.device``, see
+:mod:`labelcon.device`): the encoder, the objective, the momentum encoder and its queue,
+each batch and its labels. For an accelerator the next batches are tokenised on a
+thread while the current one trains (:mod:`labelcon.feed`), into pinned memory for a
+CUDA device; on the CPU each batch is made when its step starts, as before. Checkpoints
+are read onto the CPU and their tensors copied onto this run's device, so a run resumes
+on another device than it started on. Under float16 autocast (older CUDA GPUs) a
+gradient scaler scales the loss before backward and unscales the gradients before
+clipping; elsewhere it does nothing.
+
 The trainer knows nothing about which objective it runs: it only asks whether the
 objective wants a second view (``needs_positives``) or the label texts
 (``needs_label_embeddings``), and then which of them to embed this step
@@ -42,11 +52,13 @@ import copy
 import math
 import pickle
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -54,7 +66,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from labelcon.training.settings import TrainingSettings
+from labelcon.device import pinned, place, precision_for, resolve_device, rng_state, set_rng_state, to_device
+from labelcon.feed import ahead_for, prefetched
 from labelcon.io import atomic_torch_save
 from labelcon.objectives import (
     MomentumQueue,
@@ -67,6 +80,7 @@ from labelcon.sampling import LabelAwareBatchSampler
 from labelcon.training import distributed
 from labelcon.training.gradcache import cached_backward
 from labelcon.training.labels import batch_labels
+from labelcon.training.settings import TrainingSettings
 
 CHECKPOINT = "checkpoint.pt"
 #: About this many points of the training loss per run: each the mean over a window of steps.
@@ -129,17 +143,21 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
-def _rng_state(views: np.random.Generator) -> dict[str, Any]:
-    """This process's random generators, as tensors and plain values."""
+def _rng_state(views: np.random.Generator, device: torch.device) -> dict[str, Any]:
+    """This process's random generators, as tensors and plain values: with ``device``'s
+    own generator (CUDA, MPS), which draws the dropout masks there."""
     numpy_state = np.random.get_state(legacy=False)
     numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
-    return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate(),
-            "views": views.bit_generator.state}
+    torch_state, *device_state = rng_state(device)
+    return {"torch": torch_state, "numpy": numpy_state, "python": random.getstate(),
+            "views": views.bit_generator.state, "device": {"type": device.type, "state": device_state}}
 
 
-def _set_rng_state(saved: dict[str, Any], views: np.random.Generator) -> None:
-    """Restore what :func:`_rng_state` gave."""
-    torch.set_rng_state(saved["torch"])
+def _set_rng_state(saved: dict[str, Any], views: np.random.Generator, device: torch.device) -> None:
+    """Restore what :func:`_rng_state` gave; the device generator's state only onto a
+    device of the type that wrote it (a run resumed elsewhere draws its own there)."""
+    written = saved.get("device", {"type": "cpu", "state": []})
+    set_rng_state([saved["torch"], *(written["state"] if written["type"] == device.type else [])], device)
     numpy_state = saved["numpy"]
     np.random.set_state({**numpy_state, "state": {**numpy_state["state"],
                                                   "key": np.asarray(numpy_state["state"]["key"], dtype=np.uint32)}})
@@ -160,6 +178,20 @@ def _take(items: Sequence | np.ndarray, rows: Sequence[int]) -> Any:
 
 def _chunks(items: Any, size: int) -> list[Any]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _cpu_copy(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A copy of ``weights`` in CPU memory: the best weights wait there, not on a GPU."""
+    return {name: value.detach().to("cpu", copy=True) for name, value in weights.items()}
+
+
+class Prepared(NamedTuple):
+    """One step's batch, made ready before the step (on an accelerator, while the step
+    before runs): its ``items`` and their tokenised ``anchors`` (the chunks the step
+    embeds, in pinned memory for a CUDA device)."""
+
+    items: Any
+    anchors: list[dict[str, torch.Tensor]]
 
 
 def _steps_within_budget(done: int, total: int, elapsed: float, budget: float) -> int:
@@ -288,6 +320,15 @@ class Trainer:
         self.momentum_encoder: torch.nn.Module | None = None
         self.queue: MomentumQueue | None = None
         self._view_rng = np.random.default_rng(config.seed)
+        self.device = resolve_device(config.device)
+        precision = getattr(encoder, "precision", "float32")
+        place(encoder, self.device, precision)
+        objective.to(self.device)
+        #: Scales the loss under float16 autocast; does nothing otherwise.
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=precision_for(precision, self.device).grad_scaler)
+        # the step and the thread that prepares the next batch share the tokenizer
+        self._tokenizer_lock = threading.Lock()
 
     # ------------------------------------------------------------------ set-up
     def _start(self, items: Sequence | np.ndarray) -> None:
@@ -295,8 +336,8 @@ class Trainer:
         the steps use: the DDP wrapper (two of ``items`` tell it whether to look for unused
         parameters), the momentum encoder and the queue."""
         cfg = self.config
-        distributed.init_from_env(next(self.encoder.parameters()).device)
-        if cfg.nproc > 1 and distributed.world_size() == 1:
+        distributed.init_from_env(self.device)
+        if isinstance(cfg.nproc, int) and cfg.nproc > 1 and distributed.world_size() == 1:
             raise ValueError(
                 f"nproc={cfg.nproc} asks for {cfg.nproc} processes but this one trains alone: start it with "
                 f"`labelcon train --nproc {cfg.nproc} ...` or `torchrun --nproc-per-node {cfg.nproc} -m labelcon train ...`"
@@ -306,11 +347,12 @@ class Trainer:
         self._view_rng = np.random.default_rng(cfg.seed + rank)
         if cfg.queue_size:
             self.momentum_encoder = copy.deepcopy(self.encoder).eval().requires_grad_(False)
-            self.queue = MomentumQueue(cfg.queue_size, self.encoder.dim)
+            self.queue = MomentumQueue(cfg.queue_size, self.encoder.dim, device=self.device)
         self.model = self.encoder
         if distributed.active():
             # Buffers are constants, not re-sent before every forward.
             self.model = DistributedDataParallel(self.encoder, forward_sync_buffers=False,
+                                                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                                                  find_unused_parameters=self._has_unused_parameters(items))
 
     def _has_unused_parameters(self, items: Sequence | np.ndarray) -> bool:
@@ -321,7 +363,7 @@ class Trainer:
         was_training = self.encoder.training
         self.encoder.eval()
         try:
-            self.encoder(self.encoder.tokenize(_take(items, [0, 1]))).sum().backward()
+            self.encoder(to_device(self.encoder.tokenize(_take(items, [0, 1])), self.device)).sum().backward()
             return any(p.grad is None for p in self.encoder.parameters() if p.requires_grad)
         finally:
             self.encoder.zero_grad(set_to_none=True)
@@ -336,7 +378,7 @@ class Trainer:
         """Rank 0 writes the checkpoint, holding every process's random generators."""
         if self.checkpoint_path is None:
             return
-        rng = distributed.gather_objects(_rng_state(self._view_rng))
+        rng = distributed.gather_objects(_rng_state(self._view_rng, self.device))
         if not distributed.is_main_process():
             return
         payload = {
@@ -352,6 +394,8 @@ class Trainer:
         if not self.state.finished:
             payload["optimizer"] = optimizer.state_dict()
             payload["scheduler"] = scheduler.state_dict()
+            if self.scaler.is_enabled():
+                payload["scaler"] = self.scaler.state_dict()
         atomic_torch_save(payload, self.checkpoint_path)
 
     def _load_checkpoint(self, optimizer, scheduler) -> dict | None:
@@ -389,10 +433,12 @@ class Trainer:
         if saved_queue is not None:
             self.momentum_encoder.load_state_dict(payload["momentum_encoder"])
             self.queue.load_state_dict(saved_queue)
-        if "optimizer" in payload:
+        if "optimizer" in payload:  # its state follows the parameters onto this run's device
             optimizer.load_state_dict(payload["optimizer"])
             scheduler.load_state_dict(payload["scheduler"])
-        _set_rng_state(payload["rng"][distributed.rank()], self._view_rng)
+        if "scaler" in payload and self.scaler.is_enabled():
+            self.scaler.load_state_dict(payload["scaler"])
+        _set_rng_state(payload["rng"][distributed.rank()], self._view_rng, self.device)
         return payload["best"]
 
     # ------------------------------------------------------------------ divergence
@@ -413,26 +459,50 @@ class Trainer:
                                  f"the loss was {loss:.4g}, but the update made weights NaN or inf")
 
     # ------------------------------------------------------------------ one step
+    def _tokenized(self, items: Any) -> list[dict[str, torch.Tensor]]:
+        """``items`` tokenised as a step embeds them: in chunks of ``mini_batch_size``
+        (GradCache), or as one chunk; in pinned memory for a CUDA device."""
+        with self._tokenizer_lock:
+            return [pinned(self.encoder.tokenize(chunk), self.device)
+                    for chunk in _chunks(items, self.config.mini_batch_size or len(items))]
+
+    def _prepare(self, items: Sequence | np.ndarray, labels: sp.csr_matrix,
+                 rows: list[int]) -> tuple[Prepared, torch.Tensor]:  # fmt: skip
+        """The batch of ``rows`` and its label rows, ready for a step (for an accelerator
+        the loop prepares the next ones on a thread, :func:`labelcon.feed.prefetched`).
+        Off the CPU, with GradCache chunks, the rows go shortest text first, so each chunk
+        pads to texts of like length (the loss does not depend on the order of a batch's
+        rows; the CPU keeps the sampler's order and so its results of before)."""
+        if self.config.mini_batch_size and self.device.type != "cpu" and not isinstance(items, np.ndarray):
+            rows = sorted(rows, key=lambda row: len(items[row]))
+        chosen = _take(items, rows)
+        return Prepared(chosen, self._tokenized(chosen)), batch_labels(labels, rows)
+
     def _loss(self, items: Any, labels: torch.Tensor) -> torch.Tensor:
         """Forward and backward of one batch; returns the loss (averaged over processes).
 
-        Anchors are the batch's embeddings; the keys beyond the batch are the other
-        processes' embeddings and the queue; afterwards the batch's momentum keys (with
-        their labels, from every process) join the queue.
+        ``items``: the batch's items, or a :class:`Prepared` batch whose anchors are
+        tokenised already. Anchors are the batch's embeddings; the keys beyond the batch
+        are the other processes' embeddings and the queue; afterwards the batch's momentum
+        keys (with their labels, from every process) join the queue.
         """
         objective = self.objective
-        views = [self.view(text, self._view_rng) for text in items] if objective.needs_positives else None
-        streams = [items]
+        batch = items if isinstance(items, Prepared) else Prepared(items, self._tokenized(items))
+        labels = labels.to(self.device, non_blocking=True)
+        views = [self.view(text, self._view_rng) for text in batch.items] if objective.needs_positives else None
+        streams = [batch.anchors]
         momentum_keys = None
         if self.momentum_encoder is not None:
-            momentum_keys = self._embed_keys(views if views is not None else items)
+            momentum_keys = self._embed_keys(self._tokenized(views) if views is not None else batch.anchors)
         elif views is not None:
-            streams.append(views)
+            streams.append(self._tokenized(views))
         label_targets = labels
         if objective.needs_label_embeddings:
             rng = np.random.default_rng([self.config.seed, distributed.rank(), self.state.global_step])
             label_ids, label_targets = objective.sample_labels(labels, rng)
-            streams.append(self.label_texts if label_ids is None else _take(self.label_texts, label_ids.tolist()))
+            texts = self.label_texts if label_ids is None else _take(self.label_texts, label_ids.tolist())
+            streams.append(self._tokenized(texts))
+        streams = [[to_device(chunk, self.device) for chunk in chunks] for chunks in streams]
 
         def loss_fn(*embeddings: torch.Tensor) -> torch.Tensor:
             anchors = embeddings[0]
@@ -445,14 +515,12 @@ class Trainer:
             keys, key_labels = self._extra_keys(anchors, labels)
             return objective(anchors, labels, keys=keys, key_labels=key_labels)
 
-        size = self.config.mini_batch_size
-        if size:
-            chunked = [[self.encoder.tokenize(c) for c in _chunks(s, size)] for s in streams]
+        if self.config.mini_batch_size:
             no_sync = self.model.no_sync if isinstance(self.model, DistributedDataParallel) else None
-            loss = cached_backward(self.model, chunked, loss_fn, no_sync=no_sync)
+            loss = cached_backward(self.model, streams, loss_fn, no_sync=no_sync, scale=self.scaler.scale)
         else:
-            loss = loss_fn(*(self.model(self.encoder.tokenize(s)) for s in streams))
-            loss.backward()
+            loss = loss_fn(*(self.model(chunks[0]) for chunks in streams))
+            self.scaler.scale(loss).backward()
         if self.queue is not None:
             self.queue.enqueue(gather_with_grad(momentum_keys), gather_with_grad(labels))
         return distributed.mean_over_processes(loss.detach())
@@ -470,10 +538,9 @@ class Trainer:
         return loss
 
     @torch.no_grad()
-    def _embed_keys(self, items: Any) -> torch.Tensor:
-        """Embeddings of ``items`` by the momentum encoder, in GradCache-sized chunks."""
-        size = self.config.mini_batch_size or len(items)
-        return torch.cat([self.momentum_encoder(self.encoder.tokenize(c)) for c in _chunks(items, size)])
+    def _embed_keys(self, chunks: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        """Embeddings by the momentum encoder of tokenised ``chunks`` (GradCache-sized)."""
+        return torch.cat([self.momentum_encoder(to_device(chunk, self.device)) for chunk in chunks])
 
     def _extra_keys(
         self, own: torch.Tensor, labels: torch.Tensor | None
@@ -516,7 +583,9 @@ class Trainer:
         passes = passes_per_epoch(len(sampler), cfg.epochs, cfg.min_steps)
         total_steps = max(1, len(sampler) * passes * cfg.epochs)
         loss_every = max(1, total_steps // LOSS_POINTS)
-        optimizer = torch.optim.AdamW(_param_groups(self.encoder, cfg.weight_decay), lr=cfg.lr)
+        # on a CUDA device one fused kernel updates every parameter
+        optimizer = torch.optim.AdamW(_param_groups(self.encoder, cfg.weight_decay), lr=cfg.lr,
+                                      fused=True if self.device.type == "cuda" else None)
         budget = 60 * cfg.max_time_minutes if cfg.max_time_minutes else None
         self._elapsed = self.state.elapsed_seconds  # the same value on every process
         time_used = (lambda: self._elapsed / budget) if budget else None
@@ -538,35 +607,39 @@ class Trainer:
         last_loss = math.nan
         while self.state.epoch < cfg.epochs and not out_of_time:
             self.encoder.train()
-            for step, rows in enumerate(_epoch_batches(sampler, self.state.epoch, passes)):
-                if step < self.state.step_in_epoch:
-                    continue
-                tic = time.monotonic()
-                last_loss = self._finite_loss(_take(items, rows), batch_labels(labels, rows))
-                if cfg.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                if budget:  # rank 0's clock decides for all, so LRs and the stop agree
-                    self._elapsed = distributed.broadcast_object(time.monotonic() - started)
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                if self.momentum_encoder is not None:
-                    momentum_update(self.encoder, self.momentum_encoder, cfg.momentum)
-                self.state.step_in_epoch = step + 1
-                self.state.global_step += 1
-                self.state.elapsed_seconds = time.monotonic() - started
-                self._record_loss(last_loss, loss_every)
-                if budget:  # the run ends at the budget or the last step, whichever comes first
-                    bar.total = _steps_within_budget(self.state.global_step, total_steps, self._elapsed, budget)
-                bar.update(1)
-                bar.set_postfix(epoch=self.state.epoch + 1, loss=f"{last_loss:.4f}",
-                                items_s=f"{len(rows) * world / max(time.monotonic() - tic, 1e-9):.0f}")
-                if budget and self._elapsed > budget:
-                    out_of_time = True
-                    break
-                if self.state.global_step % cfg.checkpoint_every == 0:
-                    self._check_weights(last_loss)
-                    self._save_checkpoint(optimizer, scheduler, best_weights)
+            start = self.state.step_in_epoch  # a resumed epoch skips the batches it has done
+            batches = islice(_epoch_batches(sampler, self.state.epoch, passes), start, None)
+            prepared = (self._prepare(items, labels, rows) for rows in batches)
+            with prefetched(prepared, ahead_for(self.device)) as ready:
+                for step, (batch, batch_y) in enumerate(ready, start):
+                    tic = time.monotonic()
+                    last_loss = self._finite_loss(batch, batch_y)
+                    self.scaler.unscale_(optimizer)  # clipping and the optimizer see true gradients
+                    if cfg.max_grad_norm:
+                        torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), cfg.max_grad_norm)
+                    self.scaler.step(optimizer)
+                    self.scaler.update()
+                    if budget:  # rank 0's clock decides for all, so LRs and the stop agree
+                        self._elapsed = distributed.broadcast_object(time.monotonic() - started)
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    if self.momentum_encoder is not None:
+                        momentum_update(self.encoder, self.momentum_encoder, cfg.momentum)
+                    self.state.step_in_epoch = step + 1
+                    self.state.global_step += 1
+                    self.state.elapsed_seconds = time.monotonic() - started
+                    self._record_loss(last_loss, loss_every)
+                    if budget:  # the run ends at the budget or the last step, whichever comes first
+                        bar.total = _steps_within_budget(self.state.global_step, total_steps, self._elapsed, budget)
+                    bar.update(1)
+                    bar.set_postfix(epoch=self.state.epoch + 1, loss=f"{last_loss:.4f}",
+                                    items_s=f"{len(batch.items) * world / max(time.monotonic() - tic, 1e-9):.0f}")
+                    if budget and self._elapsed > budget:
+                        out_of_time = True
+                        break
+                    if self.state.global_step % cfg.checkpoint_every == 0:
+                        self._check_weights(last_loss)
+                        self._save_checkpoint(optimizer, scheduler, best_weights)
             final = out_of_time or self.state.epoch + 1 >= cfg.epochs
             check = final or not budget or not budget_ends_next_epoch(
                 self.state.global_step, total_steps, self._elapsed, budget, len(sampler) * passes
@@ -624,7 +697,7 @@ class Trainer:
             score = metrics[self.select_metric]
             if score > self.state.best_metric:
                 self.state.best_metric, self.state.best_epoch, self.state.bad_epochs = score, self.state.epoch, 0
-                best_weights = copy.deepcopy(self.encoder.state_dict())
+                best_weights = _cpu_copy(self.encoder.state_dict())
             else:
                 self.state.bad_epochs += 1
             if self.show_progress:
