@@ -3,6 +3,7 @@ and ``labelcon train --nproc 2`` writes a run directory whose model predicts."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -126,6 +127,7 @@ def _worker(rank: int, port: int) -> None:
                 for mine, reference in zip(got["queue"], want["queue"]):
                     torch.testing.assert_close(mine.float(), reference.float(), msg=f"{case}: queue")
     finally:
+        gc.collect()  # the steps' DDP wrappers go before the process group does
         torch.distributed.destroy_process_group()
 
 
@@ -145,7 +147,10 @@ def _finds_unused_parameters(encoder: WordBag, texts: list[str], labels: torch.T
     for _ in range(2):
         trainer._loss(texts, labels)
         encoder.zero_grad(set_to_none=True)
-    return trainer.model.find_unused_parameters
+    found = trainer.model.find_unused_parameters
+    del trainer  # the DDP wrapper and its reducer go before the process group does
+    gc.collect()
+    return found
 
 
 def _ddp_worker(rank: int, port: int) -> None:
