@@ -40,6 +40,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from data_dir import default_data_dir
 from machine import machine
 from timing import timed
@@ -47,7 +48,7 @@ from timing import timed
 from labelcon import Labelcon
 from labelcon.data import load_split
 from labelcon.encoders import TransformerEncoder
-from labelcon.encoders.transformer import uses_bfloat16
+from labelcon.device import precision_for
 from labelcon.export import export
 from labelcon.rundir import resolve
 from labelcon.training.monitor import ENCODE_BATCH
@@ -132,7 +133,7 @@ def main() -> None:
                          size_mb=folder_mb(resolve(args.run)[0] / "encoder"))  # fmt: skip
         rows.append(torch_row)
         encoder = original.encoder_
-        if isinstance(encoder, TransformerEncoder) and uses_bfloat16(encoder.precision, "cpu"):
+        if isinstance(encoder, TransformerEncoder) and precision_for(encoder.precision, torch.device("cpu")).autocast:
             encoder.precision = "float32"
             row = measure("torch float32", embed(original), data.texts, reference, args.repeats)
             labelled(row, original, data, torch_sets)

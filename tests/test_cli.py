@@ -137,8 +137,8 @@ def test_the_help_and_the_readme_give_the_demo_one_duration() -> None:
     """The figure measured on 2 CPU cores (see the README's set-up)."""
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     texts = [CliRunner().invoke(main, ["--help"]).output, CliRunner().invoke(main, ["demo", "--help"]).output, readme]
-    assert all(re.search(r"\b3[- ]minutes? ", " ".join(text.split())) for text in texts)
-    assert not any(re.search(r"\b(2-minute|a few minutes|under 1 min)", text) for text in texts)
+    assert all(re.search(r"\b(about )?1[- ]minute ", " ".join(text.split())) for text in texts)
+    assert not any(re.search(r"\b(2-minute|3[- ]minutes?|a few minutes|under 1 min)", text) for text in texts)
 
 
 def test_max_length_flag_takes_auto_or_a_number_and_rejects_the_rest(toy_data, tmp_path) -> None:

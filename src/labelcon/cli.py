@@ -78,7 +78,7 @@ def main() -> None:
     \b
     Train an encoder so that items sharing labels sit close together, then predict
     labels, search similar items and evaluate -- from this command or from Python:
-      labelcon demo                    # a 3-minute tour on a built-in data set (2 CPU cores)
+      labelcon demo                    # a 1-minute tour on a built-in data set (2 CPU cores)
       labelcon train --help            # train on your own JSONL / CSV / TSV / Parquet
     """
 
@@ -510,7 +510,7 @@ def report(run_dirs, out, labels, test_path) -> None:
 @click.option("--quiet", "-q", is_flag=True)
 @_fail_cleanly
 def demo(out_dir, encoder, quiet) -> None:
-    """Train, evaluate and predict on the built-in multi-label data set (offline, about 3 minutes on 2 CPU cores).
+    """Train, evaluate and predict on the built-in multi-label data set (offline, about 1 minute on 2 CPU cores).
 
     \b
     Examples:
