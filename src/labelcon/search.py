@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from labelcon.data import DataError, Dataset, as_dataset, read_dataset
+from labelcon.data.dataset import is_hf_dataset
 from labelcon.data.records import iter_records, show
 from labelcon.heads.base import l2_normalize
 from labelcon.heads.index import NearestNeighbors
@@ -81,7 +82,7 @@ class Corpus:
 
 
 def read_corpus(
-    corpus: Dataset | str | os.PathLike | Sequence[str] | tuple[Sequence[str], Sequence[object]],
+    corpus: Dataset | str | os.PathLike | Sequence[str] | tuple[Sequence[str], Sequence[object]] | Any,
     ids: Sequence[ItemId] | None = None,
     *,
     text_field: str = "text",
@@ -90,15 +91,15 @@ def read_corpus(
     id_field: str | None = None,
 ) -> Corpus:
     """A :class:`Corpus` from a file (JSONL, CSV, TSV, Parquet, .txt), a :class:`Dataset`, a
-    ``(texts, label_sets)`` pair or a list of texts. A file's items are labelled when its
+    Hugging Face ``datasets.Dataset``, a ``(texts, label_sets)`` pair or a list of texts. A file's items are labelled when its
     records have ``labels_field`` and unlabelled otherwise; ``id_field`` names the field
     holding each record's id. ``ids`` gives the ids of a corpus passed from Python."""
     if isinstance(corpus, (str, os.PathLike)):
         if ids is not None:
             raise ValueError("ids= is for a corpus given from Python; name the id field of a file with id_field= / --id-field")
         return _read_file(Path(corpus), text_field, labels_field, label_sep, id_field)
-    if isinstance(corpus, (Dataset, tuple)):
-        data = as_dataset(corpus)
+    if isinstance(corpus, (Dataset, tuple)) or is_hf_dataset(corpus):
+        data = as_dataset(corpus, text_field=text_field, labels_field=labels_field)
     else:
         if isinstance(corpus, str) or not all(isinstance(text, str) for text in corpus):
             raise DataError(f"expected the corpus as a path, a Dataset, a (texts, label_sets) pair or a list of texts, "

@@ -180,7 +180,8 @@ def as_dataset(
     label_sep: str | None = None,
 ) -> Dataset:
     """A :class:`Dataset` from a Dataset (returned as it is), a file path
-    (:func:`read_dataset` with the field options) or a ``(texts, label_sets)`` pair.
+    (:func:`read_dataset` with the field options), a Hugging Face ``datasets.Dataset``
+    (:func:`hf_columns`, with the field options) or a ``(texts, label_sets)`` pair.
 
     In a pair, a label set is a list, tuple, set or 1-D numpy array of label names; a
     string is one label (``"sports"`` -> ``("sports",)``); ``None`` or an empty string is
@@ -195,6 +196,8 @@ def as_dataset(
         return data
     if isinstance(data, (str, os.PathLike)):
         return read_dataset(data, text_field=text_field, labels_field=labels_field, label_sep=label_sep)
+    if is_hf_dataset(data):
+        data = hf_columns(data, text_field=text_field, labels_field=labels_field)
     if not (isinstance(data, tuple) and len(data) == 2):
         raise TypeError(f"expected a path, a Dataset or a (texts, label_sets) pair, got {show(data)}")
     texts, label_sets = data
@@ -208,6 +211,37 @@ def as_dataset(
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"texts[{i}]: expected a non-empty string, got {show(text)}")
     return Dataset(texts, [_label_set(value, i) for i, value in enumerate(label_sets)])
+
+
+def is_hf_dataset(data: object) -> bool:
+    """Whether ``data`` is a Hugging Face ``datasets.Dataset`` (told without importing ``datasets``)."""
+    return type(data).__module__.startswith("datasets.") and hasattr(data, "column_names") and hasattr(data, "features")
+
+
+def hf_columns(data: Any, *, text_field: str = "text", labels_field: str | None = "labels") -> tuple[list, list]:
+    """The text and label columns of a Hugging Face ``datasets.Dataset`` as a ``(texts,
+    label_sets)`` pair for :func:`as_dataset`: label columns of class-label integers
+    (``ClassLabel``, or a list of them) become the labels' names; ``labels_field`` None or
+    ``''`` reads the texts as unlabelled.
+
+    The columns are named as for files (``text_field`` / ``--text-field``, ``labels_field``
+    / ``--labels-field``), as sentence-transformers and SetFit users pass them."""
+    columns = list(data.column_names)
+    if text_field not in columns:
+        raise DataError(f"the Hugging Face dataset has no column {text_field!r} (its columns: {columns}); "
+                        "name the text column with text_field= (--text-field)")  # fmt: skip
+    texts = list(data[text_field])
+    if not labels_field:
+        return texts, [None] * len(texts)
+    if labels_field not in columns:
+        raise DataError(f"the Hugging Face dataset has no column {labels_field!r} (its columns: {columns}); name the "
+                        "label column with labels_field= (--labels-field), or pass labels_field=None for unlabelled texts")  # fmt: skip
+    feature = data.features[labels_field]
+    names = getattr(getattr(feature, "feature", feature), "names", None)  # ClassLabel, or a list of ClassLabel
+    values = list(data[labels_field])
+    if names is not None:
+        values = [[names[i] for i in value] if isinstance(value, list) else names[value] for value in values]
+    return texts, values
 
 
 def _label_set(value: object, index: int) -> tuple[str, ...]:
