@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +50,26 @@ def toy_data(tmp_path_factory) -> dict[str, Path]:
 
 #: Fast settings for the static encoder in tests.
 FAST = {"encoder": "static", "epochs": 2, "batch_size": 32, "max_length": 16, "eval_max_train": 100, "min_steps": 0}
+
+
+@contextmanager
+def interrupted_at(monkeypatch, step: int) -> Iterator[None]:
+    """The training run in the ``with`` block is stopped by a KeyboardInterrupt in its
+    ``step``-th loss computation, as a kill would stop it; the trainer is restored after."""
+    from labelcon.training import Trainer
+
+    original, calls = Trainer._loss, {"n": 0}
+
+    def interrupted(self, items, labels):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise KeyboardInterrupt
+        return original(self, items, labels)
+
+    monkeypatch.setattr(Trainer, "_loss", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        monkeypatch.setattr(Trainer, "_loss", original)
+

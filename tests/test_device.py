@@ -28,7 +28,7 @@ from labelcon.training import distributed
 from labelcon.training import trainer as trainer_module
 from labelcon.training.labels import batch_labels
 from labelcon.training.trainer import Trainer
-from tests.conftest import FAST, TOPICS, make_items
+from tests.conftest import FAST, TOPICS, interrupted_at, make_items
 
 META = torch.device("meta")
 
@@ -233,18 +233,8 @@ def test_a_step_computes_on_the_device_given(positives, label_embeddings, mini_b
 
 def _interrupted_run(texts, y, run_dir, monkeypatch) -> None:
     """A CPU run with a queue, checkpointing every step, stopped in its third step."""
-    original, calls = Trainer._loss, {"n": 0}
-
-    def interrupted(self, items, labels):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return original(self, items, labels)
-
-    monkeypatch.setattr(Trainer, "_loss", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at(monkeypatch, 3):
         _trainer(texts, "supcon-jaccard", "cpu", run_dir, queue_size=16, checkpoint_every=1).fit(texts, y)
-    monkeypatch.setattr(Trainer, "_loss", original)
 
 
 @pytest.mark.filterwarnings("ignore:for .* copying from a non-meta parameter")  # meta holds no values

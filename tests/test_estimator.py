@@ -12,8 +12,7 @@ from labelcon import Labelcon, estimator, metrics, prediction
 from labelcon.data import DataError
 from labelcon.estimator import NotFittedError
 from labelcon.training import Trainer
-from labelcon.training import trainer as trainer_module
-from tests.conftest import FAST, make_items, write_jsonl
+from tests.conftest import FAST, interrupted_at, make_items, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -115,19 +114,8 @@ def test_interrupted_run_resumes_to_the_same_weights(toy_data, tmp_path, monkeyp
     settings = {**FAST, "epochs": 3, "checkpoint_every": 1}
     straight = Labelcon(**settings).fit(toy_data["train"], toy_data["dev"], out_dir=tmp_path / "a", show_progress=False)
 
-    original = trainer_module.Trainer._loss
-    calls = {"n": 0}
-
-    def interrupted(self, items, labels):
-        calls["n"] += 1
-        if calls["n"] == 7:
-            raise KeyboardInterrupt
-        return original(self, items, labels)
-
-    monkeypatch.setattr(trainer_module.Trainer, "_loss", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at(monkeypatch, 7):
         Labelcon(**settings).fit(toy_data["train"], toy_data["dev"], out_dir=tmp_path / "b", show_progress=False)
-    monkeypatch.setattr(trainer_module.Trainer, "_loss", original)
     resumed = Labelcon(**settings).fit(toy_data["train"], toy_data["dev"], out_dir=tmp_path / "b", resume=True,
                                        show_progress=False)
     for (name, a), (_, b) in zip(straight.encoder_.state_dict().items(), resumed.encoder_.state_dict().items()):

@@ -23,7 +23,7 @@ from labelcon.training.gradcache import cached_backward
 from labelcon.training.labels import batch_labels
 from labelcon.training.trainer import Trainer, linear_warmup_decay
 from labelcon.views import make_view
-from tests.conftest import FAST, FILLER, TOPICS, make_items
+from tests.conftest import FAST, FILLER, TOPICS, interrupted_at, make_items
 
 LABELS = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]] * 3, dtype=torch.float32)
 
@@ -185,19 +185,8 @@ def _straight_and_resumed(make_trainer, texts, y, tmp_path, monkeypatch) -> tupl
     (checkpointing every step) and resumed from the checkpoint."""
     straight = make_trainer(tmp_path / "a")
     straight.fit(texts, y)
-    original = Trainer._loss
-    calls = {"n": 0}
-
-    def interrupted(self, items, labels):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return original(self, items, labels)
-
-    monkeypatch.setattr(Trainer, "_loss", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at(monkeypatch, 4):
         make_trainer(tmp_path / "b").fit(texts, y)
-    monkeypatch.setattr(Trainer, "_loss", original)
     resumed = make_trainer(tmp_path / "b")
     resumed.fit(texts, y, resume=True)
     return straight, resumed
