@@ -146,6 +146,7 @@ class PredictionStage:
         with _timed(spent, "head choice"):
             head, selection = _fit_head(train, y_train, dev, y_dev, settings, texts, embed, show_progress,
                                         resolve_device(settings.device))
+        # the thresholds are chosen last, on the scores of the whole stage (head and vote); until then, none
         stage = cls(labels, head, Thresholds(np.zeros(len(labels)), np.zeros(len(labels), bool), 0.5), texts,
                     at_least_one, selection=selection, timings=spent)  # fmt: skip
         with _timed(spent, "lexical vote"):
