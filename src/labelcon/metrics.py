@@ -528,13 +528,13 @@ def _f1_scores(y: sp.csr_matrix, pred: sp.csr_matrix) -> dict[str, float]:
     per_label = [np.bincount(m.indices, minlength=c) for m in (hits, y, pred)]
     per_item = [np.diff(m.indptr) for m in (hits, y, pred)]
     return {
-        "micro_f1": _f1(hits.nnz, y.nnz, pred.nnz).item(),
-        "macro_f1": _f1(*per_label).mean() if c else 0.0,
-        "samples_f1": _f1(*per_item).mean() if n else 0.0,
+        "micro_f1": f1_from_counts(hits.nnz, y.nnz, pred.nnz).item(),
+        "macro_f1": f1_from_counts(*per_label).mean() if c else 0.0,
+        "samples_f1": f1_from_counts(*per_item).mean() if n else 0.0,
     }
 
 
-def _f1(hits: np.ndarray | int, true: np.ndarray | int, predicted: np.ndarray | int) -> np.ndarray:
+def f1_from_counts(hits: np.ndarray | int, true: np.ndarray | int, predicted: np.ndarray | int) -> np.ndarray:
     """2 TP / (|true| + |predicted|), elementwise; 0 where both are empty."""
     total = np.asarray(true + predicted, dtype=np.float64)
     return np.divide(2.0 * np.asarray(hits), total, out=np.zeros_like(total), where=total > 0)

@@ -33,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from labelcon.heads.thresholds import Thresholds
-from labelcon.metrics import LabelMatrix, as_label_matrix
+from labelcon.metrics import LabelMatrix, as_label_matrix, f1_from_counts
 
 TOP_K = (1, 2, 3, 5)
 RANK_CAPS = (1, 2, 3, 5, 10)
@@ -108,16 +108,12 @@ class _Counts:
         self.tp += np.bincount(hits.indices, minlength=len(self.tp))
         self.pred += decisions.sum(axis=0)
         self.true += np.bincount(truth.indices, minlength=len(self.tp))
-        per_item = np.diff(truth.indptr) + decisions.sum(axis=1)
-        self.item_f1 += float(np.divide(2.0 * np.diff(hits.indptr), per_item, out=np.zeros(len(per_item)),
-                                        where=per_item > 0).sum())  # fmt: skip
+        self.item_f1 += float(f1_from_counts(np.diff(hits.indptr), np.diff(truth.indptr), decisions.sum(axis=1)).sum())
         self.items += truth.shape[0]
 
     def f1(self, metric: Metric) -> float:
         if metric == "micro":
-            total = self.pred.sum() + self.true.sum()
-            return float(2 * self.tp.sum() / total) if total else 0.0
+            return float(f1_from_counts(self.tp.sum(), self.true.sum(), self.pred.sum()))
         if metric == "macro":
-            total = self.pred + self.true
-            return float(np.divide(2.0 * self.tp, total, out=np.zeros(len(total)), where=total > 0).mean())
+            return float(f1_from_counts(self.tp, self.true, self.pred).mean())
         return self.item_f1 / max(self.items, 1)
