@@ -18,7 +18,12 @@ test scores [n, C]; everything after that is done here, identically for all of t
    threshold meant for it, :class:`labelcon.heads.FallbackHead`); when every training
    item has a label, an item clearing no threshold gets its top label, as labelcon's
    own predictions do (:attr:`systems.common.Task.at_least_one`));
-2. metrics on test with ``labelcon.metrics.evaluate``.
+2. the decision rule chosen on dev as labelcon chooses its own
+   (``labelcon.heads.decisions.choose_rule`` by dev micro-F1: those per-label thresholds,
+   one global threshold, top-k or rank-capped thresholds);
+3. metrics on test with ``labelcon.metrics.evaluate``, plus nDCG@5 and PSP@5 (propensities
+   from the training label counts, A=0.55, B=1.5) and the mean number of labels predicted
+   and held per test item.
 
 A data set without a dev split (Reuters) gets ``train_dev_split(train, 0.1, seed)``,
 labelcon's documented carve-out, for every system. ``--limit N`` keeps a seeded random
@@ -65,8 +70,9 @@ from labelcon.config import Config
 from labelcon.data import Dataset, LabelSpace, read_dataset, read_pairs, sample_shots, train_dev_split
 from labelcon.encoders import TransformerEncoder
 from labelcon.heads import Thresholds
+from labelcon.heads.decisions import choose_rule, rule_name
 from labelcon.io import read_json, write_json
-from labelcon.metrics import evaluate
+from labelcon.metrics import evaluate, label_propensities, ndcg_at_k, psp_at_k
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"
@@ -75,7 +81,8 @@ PAIR_DATASET = "stsb"
 STS_SOURCE = "goemotions"
 ENCODE_BATCH = 128
 COLUMNS = (("macro_f1", "macro-F1"), ("micro_f1", "micro-F1"), ("samples_f1", "samples-F1"),
-           ("macro_ap", "macro-AP"), ("precision_at_1", "P@1"))  # fmt: skip
+           ("macro_ap", "macro-AP"), ("precision_at_1", "P@1"), ("precision_at_5", "P@5"),
+           ("ndcg_at_5", "nDCG@5"), ("psp_at_5", "PSP@5"))  # fmt: skip
 
 
 # ---------------------------------------------------------------- command line
@@ -214,19 +221,28 @@ def run_system(name: str, task: Task, test: Dataset, labels: LabelSpace) -> dict
         raise RuntimeError(f"{name} returned scores of shapes {result.dev_scores.shape} and "
                            f"{result.test_scores.shape}, expected {shape_dev} and {shape_test}")
     fallback = "global" if result.fallback_threshold is None else result.fallback_threshold
-    thresholds = Thresholds.calibrate(result.dev_scores, task.y_dev, min_positives=DEFAULTS.min_positives,
+    calibrated = Thresholds.calibrate(result.dev_scores, task.y_dev, min_positives=DEFAULTS.min_positives,
                                       fallback=fallback)
-    dev_metrics = evaluate(task.y_dev, result.dev_scores,
-                           thresholds.apply(result.dev_scores, at_least_one=task.at_least_one))
-    test_metrics = evaluate(y_test, result.test_scores,
-                            thresholds.apply(result.test_scores, at_least_one=task.at_least_one))
+    rule, rule_figures = choose_rule(lambda: [result.dev_scores], task.y_dev, calibrated,
+                                     metric=DEFAULTS.decision_metric, at_least_one=task.at_least_one)
+    dev_metrics = evaluate(task.y_dev, result.dev_scores, rule.apply(result.dev_scores, at_least_one=task.at_least_one))
+    test_pred = rule.apply(result.test_scores, at_least_one=task.at_least_one)
+    test_metrics = evaluate(y_test, result.test_scores, test_pred)
+    test_metrics["ndcg_at_5"] = ndcg_at_k(y_test, result.test_scores, 5)
+    test_metrics["psp_at_5"] = psp_at_k(y_test, result.test_scores, 5, label_propensities(task.y_train))
+    predicted = np.asarray(test_pred.sum(axis=1)).ravel()
+    decisions = {"rule": rule_name(rule), "dev_figures": {k: round(v, 5) for k, v in rule_figures.items()},
+                 "test_labels_per_item": {"predicted": round(float(predicted.mean()), 3),
+                                          "true": round(float(y_test.sum(axis=1).mean()), 3)},
+                 "labels_predicted_for_every_test_item": int((np.asarray(test_pred.sum(axis=0)).ravel()
+                                                              == len(test)).sum())}
     end_to_end = time.perf_counter() - started
     if name == "labelcon" and task.labelcon_head:
         name = f"labelcon (head={task.labelcon_head})"
     return {
         "system": name, "description": module.DESCRIPTION, "test": test_metrics,
         "dev_after_calibration_on_dev": dev_metrics, "train_seconds": round(result.train_seconds, 1),
-        "end_to_end_seconds": round(end_to_end, 1), "notes": result.notes,
+        "end_to_end_seconds": round(end_to_end, 1), "decisions": decisions, "notes": result.notes,
         "load_average_1min": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine(),
         "git": git_state(), "command": "python bench/compare.py " + " ".join(sys.argv[1:]),
@@ -251,10 +267,17 @@ def markdown_table(header: Sequence[str], rows: list[list[str]]) -> str:
 
 
 def classification_table(rows: list[dict[str, Any]]) -> str:
-    header = ["system", *(title for _, title in COLUMNS), "train", "end-to-end"]
-    body = [[row["system"], *(f"{row['test'][key]:.3f}" for key, _ in COLUMNS),
-             fmt_seconds(row["train_seconds"]), fmt_seconds(row["end_to_end_seconds"])] for row in rows]  # fmt: skip
+    header = ["system", *(title for _, title in COLUMNS), "labels/item", "decision rule", "train", "end-to-end"]
+    body = [[row["system"], *(f"{row['test'][key]:.3f}" for key, _ in COLUMNS), _labels_per_item(row),
+             row["decisions"]["rule"], fmt_seconds(row["train_seconds"]), fmt_seconds(row["end_to_end_seconds"])]
+            for row in rows]  # fmt: skip
     return markdown_table(header, body)
+
+
+def _labels_per_item(row: dict[str, Any]) -> str:
+    """``predicted / true`` mean labels per test item."""
+    counts = row["decisions"]["test_labels_per_item"]
+    return f"{counts['predicted']:.2f} / {counts['true']:.2f}"
 
 
 def results_path(args: argparse.Namespace) -> Path:

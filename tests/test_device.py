@@ -120,16 +120,16 @@ def test_under_torchrun_local_rank_picks_the_gpu_and_the_backend_follows(
 @pytest.mark.parametrize("device_type, capability, cpu_bf16, setting, want", [
     ("cpu", None, True, "auto", (torch.bfloat16, False, False)),
     ("cpu", None, False, "auto", (None, False, False)),
-    ("cpu", None, False, "bfloat16", (torch.bfloat16, False, False)),
+    ("cpu", None, False, "bfloat16", (torch.bfloat16, False, False, torch.bfloat16)),
     ("cpu", None, True, "float32", (None, False, False)),
     ("cuda", (9, 0), False, "auto", (torch.bfloat16, False, True)),
     ("cuda", (8, 0), False, "auto", (torch.bfloat16, False, True)),
     ("cuda", (7, 5), False, "auto", (torch.float16, True, False)),
-    ("cuda", (7, 0), False, "bfloat16", (torch.bfloat16, False, False)),
-    ("cuda", (8, 6), False, "bfloat16", (torch.bfloat16, False, True)),
+    ("cuda", (7, 0), False, "bfloat16", (torch.bfloat16, False, False, torch.bfloat16)),
+    ("cuda", (8, 6), False, "bfloat16", (torch.bfloat16, False, True, torch.bfloat16)),
     ("cuda", (9, 0), False, "float32", (None, False, False)),
     ("mps", None, False, "auto", (None, False, False)),
-    ("mps", None, False, "bfloat16", (torch.bfloat16, False, False)),
+    ("mps", None, False, "bfloat16", (torch.bfloat16, False, False, torch.bfloat16)),
 ])  # fmt: skip
 def test_precision_per_device_capability_and_setting(device_type, capability, cpu_bf16, setting, want) -> None:
     assert choose_precision(setting, device_type, capability, cpu_bf16) == Precision(*want)

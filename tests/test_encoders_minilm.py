@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from labelcon.device import precision_for
 from labelcon.encoders import StaticEncoder, TransformerEncoder, build_encoder, load_encoder, offline, shipped_path
 
 if importlib.util.find_spec("all_minilm_l6_v2") is None:
@@ -71,6 +72,20 @@ def test_bfloat16_autocast_stays_close_to_float32_and_returns_float32(minilm):
     assert fast.dtype == np.float32 and z.dtype == torch.float32
     assert np.min(np.sum(exact * fast, axis=1)) > 0.99  # cosine of each text's two embeddings
     assert not np.array_equal(exact, fast)  # autocast did run in bfloat16
+
+
+def test_auto_precision_embeds_in_float32_and_trains_in_the_fast_precision(minilm):
+    """Under ``auto`` the embeddings a model hands out are float32 ones on every machine
+    (so they equal its exports'); only passes outside inference mode use the autocast."""
+    minilm.precision = "float32"
+    exact, exact_pass = minilm.encode(TEXTS), minilm.eval()(minilm.tokenize(TEXTS[:2]))
+    minilm.precision = "auto"
+    np.testing.assert_array_equal(minilm.encode(TEXTS), exact)
+    if precision_for("auto", minilm.device).autocast is None:
+        pytest.skip("this CPU has no native bfloat16: auto trains in float32 here")
+    with torch.no_grad():
+        training_pass = minilm(minilm.tokenize(TEXTS[:2]))
+    assert not torch.equal(training_pass, exact_pass.detach())
 
 
 def test_precision_is_checked_and_saved(minilm, tmp_path):

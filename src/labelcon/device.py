@@ -7,8 +7,9 @@
 and says what is wrong when the machine has no such device.
 
 ``--precision`` keeps its meaning on every device (``float32``: float32 throughout;
-``bfloat16``: bfloat16 autocast; ``auto``: the fastest the hardware computes well), and
-:func:`choose_precision` says what it means on a given one:
+``bfloat16``: bfloat16 autocast; ``auto``: training in the fastest precision the hardware
+computes well, embedding in float32), and :func:`choose_precision` says what it means on
+a given one (the autocast column is training's):
 
 ======  ==================  =========  ==============  ===========  ==============
 device  capability          precision  autocast        grad scaler  TF32
@@ -26,6 +27,12 @@ float16 has a narrow exponent range, so small gradients underflow unless the los
 scaled up before backward (``torch.amp.GradScaler``); bfloat16 has float32's range and
 needs no scaler. TF32 (float32 matrix products on tensor cores, 10-bit mantissa) is on
 for the float32 parts of a mixed-precision run; ``float32`` keeps exact float32.
+
+Under ``auto`` a model embeds (``encode``, and so its thresholds, predictions, search
+index and exports) in float32 on every device: mixed precision speeds up the passes that
+train, while the embeddings a model hands out are the same wherever it runs, equal to
+those of its sentence-transformers and ONNX exports, and its dev-calibrated thresholds
+hold on a machine without bfloat16. ``bfloat16`` embeds in bfloat16 too.
 
 >>> choose_precision("auto", "cuda", capability=(7, 5))
 Precision(autocast=torch.float16, grad_scaler=True, tf32=False)
@@ -120,12 +127,14 @@ def distributed_backend(device: torch.device) -> str:
 
 @dataclass(frozen=True)
 class Precision:
-    """How a transformer encoder computes: under ``autocast`` (None: plain float32),
-    through a gradient scaler or not, with TF32 matrix products or not."""
+    """How a transformer encoder computes: training under ``autocast`` (None: plain
+    float32), through a gradient scaler or not, with TF32 matrix products or not; and
+    embedding (in inference mode) under ``embed_autocast``."""
 
     autocast: torch.dtype | None
     grad_scaler: bool
     tf32: bool
+    embed_autocast: torch.dtype | None = None
 
 
 def choose_precision(setting: str, device_type: str, capability: tuple[int, int] | None = None,
@@ -139,7 +148,7 @@ def choose_precision(setting: str, device_type: str, capability: tuple[int, int]
     if setting == "float32":
         return Precision(None, False, False)
     if setting == "bfloat16":
-        return Precision(torch.bfloat16, False, ampere)
+        return Precision(torch.bfloat16, False, ampere, torch.bfloat16)
     if device_type == "cuda":
         return Precision(torch.bfloat16, False, True) if ampere else Precision(torch.float16, True, False)
     if device_type == "cpu" and cpu_bfloat16:

@@ -166,10 +166,12 @@ class TransformerEncoder(Encoder):
         seed: seeds the projection head's initialisation.
         precision: ``"float32"``, ``"bfloat16"`` (the model runs under ``torch.autocast``;
             weights, gradients and the returned embeddings stay float32) or ``"auto"``:
-            bfloat16 where the device computes it natively (CPUs with AVX512-BF16 or AMX,
-            CUDA GPUs from Ampere on), float16 on older CUDA GPUs (the trainer then scales
-            the loss), else float32 (:func:`labelcon.device.choose_precision`). On such a
-            CPU bfloat16 trains MiniLM about 1.6x faster (BENCHMARKS.md).
+            training passes in bfloat16 where the device computes it natively (CPUs with
+            AVX512-BF16 or AMX, CUDA GPUs from Ampere on), float16 on older CUDA GPUs (the
+            trainer then scales the loss), else float32; :meth:`encode` (inference mode)
+            in float32, so a model's embeddings equal its exports' and do not depend on
+            the machine (:func:`labelcon.device.choose_precision`). On such a CPU
+            bfloat16 trains MiniLM about 1.6x faster (BENCHMARKS.md).
         trust_remote_code: allow a model that comes with its own Python code (``auto_map``
             in its config) to load, running that code; refused otherwise.
 
@@ -219,7 +221,8 @@ class TransformerEncoder(Encoder):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         device = self.device
-        dtype = precision_for(self.precision, device).autocast
+        precision = precision_for(self.precision, device)
+        dtype = precision.embed_autocast if torch.is_inference_mode_enabled() else precision.autocast
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             states = self.model(**batch).last_hidden_state.float()
         if self.pooling == "cls":
