@@ -20,9 +20,11 @@ items of the data set's test split. The run is exported (into a temporary folder
   gives the same label sets as the run in less time);
 - the encoder's size on disk.
 
-Paths: ``torch`` (``Labelcon.load(RUN)``, computing as the run does: bfloat16 autocast for
-a transformer with ``precision: auto`` on a CPU that has it, when a ``torch float32`` row
-is added), ``onnx fp32`` and ``onnx int8`` (``Labelcon.load(export)``: ONNX Runtime), and
+Paths: ``torch`` (``Labelcon.load(RUN)``, embedding as the run does: float32 under
+``precision: auto``, bfloat16 autocast under ``precision: bfloat16``), the same model
+embedding in the other precision where this CPU computes bfloat16 (``torch bfloat16`` or
+``torch float32``: what the precision costs and changes), ``onnx fp32`` and ``onnx int8``
+(``Labelcon.load(export)``: ONNX Runtime), and
 ``SentenceTransformer(export, backend="onnx")`` (embeddings only; it needs
 ``pip install "optimum[onnxruntime]"``, otherwise the row says why it is missing). Every
 path uses its library's default threads (all cores).
@@ -133,9 +135,10 @@ def main() -> None:
                          size_mb=folder_mb(resolve(args.run)[0] / "encoder"))  # fmt: skip
         rows.append(torch_row)
         encoder = original.encoder_
-        if isinstance(encoder, TransformerEncoder) and precision_for(encoder.precision, torch.device("cpu")).autocast:
-            encoder.precision = "float32"
-            row = measure("torch float32", embed(original), data.texts, reference, args.repeats)
+        if isinstance(encoder, TransformerEncoder) and precision_for("auto", torch.device("cpu")).autocast:
+            other = "float32" if precision_for(encoder.precision, torch.device("cpu")).embed_autocast else "bfloat16"
+            encoder.precision = other
+            row = measure(f"torch {other}", embed(original), data.texts, reference, args.repeats)
             labelled(row, original, data, torch_sets)
             rows.append(row)
         for name in ("onnx fp32", "onnx int8"):

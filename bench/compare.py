@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -104,6 +105,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--labelcon-head", default=None, metavar="HEAD",
                         help="run labelcon with this head instead of its default (auto); its row is "
                         "named 'labelcon (head=HEAD)' and kept beside the default's")
+    parser.add_argument("--labelcon-params", type=json.loads, default={}, metavar="JSON",
+                        help="Labelcon keywords other than the defaults, e.g. '{\"train_layers\": 2}'; the row "
+                        "is named after them ('labelcon (train_layers=2)') and kept beside the default's")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed,
                         help="seed of the carve-out, --limit, --shots and training (default: labelcon's, 13)")
     parser.add_argument("--data-dir", type=Path, default=default_data_dir(),
@@ -130,12 +134,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if "setfit" in args.systems and not args.shots:
         parser.error("setfit runs in the few-shot regime only (it enumerates all O(n^2) training pairs): add --shots N")
     if args.labelcon_head is not None:
+        args.labelcon_params["head"] = args.labelcon_head
+    if args.labelcon_params:
         if "labelcon" not in args.systems:
-            parser.error("--labelcon-head applies to the labelcon system: add it to --systems")
+            parser.error("--labelcon-head and --labelcon-params apply to the labelcon system: add it to --systems")
         try:
-            Config(head=args.labelcon_head)
+            Config(**args.labelcon_params)
         except ValueError as error:
-            parser.error(f"--labelcon-head: {error}")
+            parser.error(f"--labelcon-params / --labelcon-head: {error}")
     if "bce" in args.systems and args.budget_minutes is None and "labelcon" not in args.systems:
         parser.error("bce trains for a wall-clock budget: add --budget-minutes M, or run it together with labelcon")
     return args
@@ -175,7 +181,7 @@ def load_task(name: str, args: argparse.Namespace) -> tuple[Task, Dataset, dict[
         labels_file=folder / "labels.txt", y_train=labels.encode(few.labels, source="train"),
         y_dev=labels.encode(dev.labels, source="dev"), seed=args.seed, shots=args.shots,
         budget_seconds=60 * args.budget_minutes if args.budget_minutes else None,
-        labelcon_head=args.labelcon_head,
+        labelcon_params=args.labelcon_params,
     )
     splits = {"train": len(few), "train_before_shots": len(train), "dev": len(dev), "test": len(test),
               "labels": len(labels), "dev_source": dev_source, "limit": args.limit, "shots": args.shots,
@@ -237,8 +243,8 @@ def run_system(name: str, task: Task, test: Dataset, labels: LabelSpace) -> dict
                  "labels_predicted_for_every_test_item": int((np.asarray(test_pred.sum(axis=0)).ravel()
                                                               == len(test)).sum())}
     end_to_end = time.perf_counter() - started
-    if name == "labelcon" and task.labelcon_head:
-        name = f"labelcon (head={task.labelcon_head})"
+    if name == "labelcon" and task.labelcon_params:
+        name = "labelcon (" + ", ".join(f"{key}={value}" for key, value in sorted(task.labelcon_params.items())) + ")"
     return {
         "system": name, "description": module.DESCRIPTION, "test": test_metrics,
         "dev_after_calibration_on_dev": dev_metrics, "train_seconds": round(result.train_seconds, 1),

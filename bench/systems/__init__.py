@@ -12,6 +12,7 @@ from types import ModuleType
 #: System name -> module, in the order the results table lists them.
 SYSTEMS = {
     "tfidf": "systems.tfidf",
+    "linear": "systems.linear",
     "frozen": "systems.frozen",
     "bce": "systems.bce",
     "setfit": "systems.setfit_system",

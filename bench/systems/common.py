@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
+from sklearn.svm import LinearSVC
 from tqdm.auto import tqdm
 
 from labelcon.config import Config
@@ -39,8 +40,9 @@ class Task:
 
     ``train`` is what the alternatives train on (the few-shot sample with ``shots``);
     ``train_full`` is the training split before few-shot sampling, which labelcon gets
-    together with ``shots`` so that it samples the same items itself. ``labelcon_head``:
-    a head other than labelcon's default (``--labelcon-head``), for a row of its own.
+    together with ``shots`` so that it samples the same items itself. ``labelcon_params``:
+    ``Labelcon`` keywords other than its defaults (``--labelcon-params``, ``--labelcon-head``),
+    for a row of their own.
     """
 
     dataset: str
@@ -56,7 +58,7 @@ class Task:
     shots: int | None = None
     budget_seconds: float | None = None
     show_progress: bool = True
-    labelcon_head: str | None = None
+    labelcon_params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def at_least_one(self) -> bool:
@@ -111,10 +113,14 @@ def tuned_one_vs_rest(
     seed: int,
     show_progress: bool,
     max_iter: int = 1000,
+    loss: str = "logistic",
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any], float]:
-    """One binary ``LogisticRegression(C)`` per label for every C of ``grid``; keep the C
-    with the best dev macro-AP. ``dual`` selects liblinear's dual solver (the same
-    objective, several times faster when features outnumber items, as with TF-IDF).
+    """One binary linear model per label for every C of ``grid``; keep the C with the best
+    dev macro-AP. ``loss="logistic"``: ``LogisticRegression(C, solver, dual)`` scored by
+    its probability (``dual`` selects liblinear's dual solver: the same objective, several
+    times faster when features outnumber items, as with TF-IDF); ``loss="squared_hinge"``:
+    ``LinearSVC(C)`` (liblinear's L2-loss SVM, LibMultiLabel's linear default) scored by
+    its decision value.
 
     Returns ``(dev_scores, test_scores, notes, test_seconds)``. Each label's model scores
     dev and test right after it is fitted and is then dropped (TF-IDF weight vectors over
@@ -129,7 +135,7 @@ def tuned_one_vs_rest(
     best: tuple[float, float, np.ndarray, np.ndarray] | None = None
     dev_ap: dict[str, float] = {}
     test_seconds = 0.0
-    bar = tqdm(total=len(grid) * n_labels, desc="one-vs-rest LR", unit="label", disable=not show_progress)
+    bar = tqdm(total=len(grid) * n_labels, desc=f"one-vs-rest {loss}", unit="label", disable=not show_progress)
     for C in grid:
         dev_scores = np.zeros((x_dev.shape[0], n_labels), dtype=np.float32)
         test_scores = np.zeros((x_test.shape[0], n_labels), dtype=np.float32)
@@ -143,11 +149,16 @@ def tuned_one_vs_rest(
                 continue
             target = np.zeros(n, dtype=np.int8)
             target[positives] = 1
-            model = LogisticRegression(C=C, solver=solver, dual=dual, max_iter=max_iter, random_state=seed)
+            if loss == "logistic":
+                model = LogisticRegression(C=C, solver=solver, dual=dual, max_iter=max_iter, random_state=seed)
+                score = lambda x: model.predict_proba(x)[:, 1]  # noqa: E731
+            else:
+                model = LinearSVC(C=C, loss=loss, dual=dual, max_iter=max_iter, random_state=seed)
+                score = model.decision_function
             model.fit(x_train, target)
-            dev_scores[:, c] = model.predict_proba(x_dev)[:, 1]
+            dev_scores[:, c] = score(x_dev)
             tic = time.perf_counter()
-            test_scores[:, c] = model.predict_proba(x_test)[:, 1]
+            test_scores[:, c] = score(x_test)
             test_seconds += time.perf_counter() - tic
             bar.update(1)
         ap = macro_ap(y_dev, dev_scores)
@@ -157,5 +168,5 @@ def tuned_one_vs_rest(
     bar.close()
     assert best is not None, "the C grid must not be empty"
     _, best_c, dev_scores, test_scores = best
-    notes = {"C": best_c, "dev_macro_ap_by_C": dev_ap, "solver": solver, "dual": dual}
+    notes = {"C": best_c, "dev_macro_ap_by_C": dev_ap, "loss": loss, "solver": solver, "dual": dual}
     return dev_scores, test_scores, notes, test_seconds

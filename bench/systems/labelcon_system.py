@@ -22,12 +22,12 @@ DESCRIPTION = "labelcon defaults: Labelcon().fit(train, dev) (MiniLM, auto objec
 
 
 def labelcon_params(task: Task) -> dict[str, Any]:
-    """The keywords of ``Labelcon(...)``: ``labels_file``, and ``shots`` / ``seed`` / ``head`` when set."""
+    """The keywords of ``Labelcon(...)``: ``labels_file``, ``shots`` / ``seed`` when set, and
+    ``--labelcon-params``."""
     params: dict[str, Any] = {"labels_file": str(task.labels_file)}
     if task.shots:
         params["shots"] = task.shots
-    if task.labelcon_head:
-        params["head"] = task.labelcon_head
+    params.update(task.labelcon_params)
     if task.seed != Config().seed:
         params["seed"] = task.seed
     return params

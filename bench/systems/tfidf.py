@@ -25,6 +25,12 @@ C_GRID = (1.0, 4.0, 16.0, 64.0)
 
 def run(task: Task) -> Result:
     """Fit the vectorizer and the per-label models on train, tune C on dev, score dev and test."""
+    return tfidf_one_vs_rest(task, C_GRID, loss="logistic")
+
+
+def tfidf_one_vs_rest(task: Task, grid: tuple[float, ...], loss: str) -> Result:
+    """TF-IDF features (this module's docstring) and one linear model per label
+    (:func:`systems.common.tuned_one_vs_rest` with ``grid`` and ``loss``)."""
     started = time.perf_counter()
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
     x_train = vectorizer.fit_transform(
@@ -35,8 +41,8 @@ def run(task: Task) -> Result:
     x_test = vectorizer.transform(task.test.texts)
     test_seconds = time.perf_counter() - fitted
     dev_scores, test_scores, notes, scoring_seconds = tuned_one_vs_rest(
-        x_train, task.y_train, x_dev, task.y_dev, x_test, C_GRID,
-        solver="liblinear", dual=True, seed=task.seed, show_progress=task.show_progress,
+        x_train, task.y_train, x_dev, task.y_dev, x_test, grid,
+        solver="liblinear", dual=True, seed=task.seed, show_progress=task.show_progress, loss=loss,
     )
     train_seconds = time.perf_counter() - started - test_seconds - scoring_seconds
     notes["features"] = x_train.shape[1]
