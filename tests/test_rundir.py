@@ -54,6 +54,19 @@ def test_a_finished_run_is_not_trained_again_or_resumed_without_overwrite(finish
     assert (finished / "predictions_test.jsonl").exists()
 
 
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing_to_resume(toy_data, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "typo"
+    failed = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--encoder", "no-such-encoder",
+                                       "--out", str(out), "-q"])
+    assert failed.exit_code != 0 and "no-such-encoder" in failed.output
+    state = json.loads((out / "run.json").read_text())
+    assert state["status"] == "failed" and "no-such-encoder" in state["error"]
+    again = _train(toy_data, out)  # the corrected command, with neither --resume nor --overwrite
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"
+
+
 def test_overwrite_removes_the_earlier_runs_outputs(finished, toy_data, tmp_path) -> None:
     out = tmp_path / "copy"
     shutil.copytree(finished, out)

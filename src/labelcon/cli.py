@@ -23,7 +23,7 @@ from labelcon.config import Config, ConfigError, ServeSettings
 from labelcon.data import DataError, read_texts, registered_names
 from labelcon.io import atomic_open, write_json
 from labelcon.options import command_line, config_options, settings_options
-from labelcon.rundir import locked
+from labelcon.rundir import CHECKPOINT_FILE, locked
 
 
 EXAMPLES_TRAIN = """
@@ -145,7 +145,7 @@ def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_fi
     from labelcon.estimator import Labelcon
     from labelcon.training.distributed import is_main_process
 
-    if resume and not (out / "checkpoint.pt").exists():
+    if resume and not (out / CHECKPOINT_FILE).exists():
         click.echo(f"note: no checkpoint in {out} to resume from; starting from the beginning", err=True)
     started = time.monotonic()
     model = Labelcon(config=config).fit(train_path, dev_path, out_dir=out, resume=resume, overwrite=overwrite,

@@ -20,10 +20,12 @@ describing it: :func:`resolve` still finds them.
 A training run owns its directory (:func:`training_run`): labelcon writes only into a new
 or empty directory or one of its own runs; a lock file keeps a second writer out;
 ``run.json`` says whether the run is ``running`` (interrupted, if no process holds the
-lock) or ``finished``, with the settings, a fingerprint of the data it started with and
-the machine it ran on.
+lock), ``finished``, or ``failed`` (it raised an error before it saved anything to resume
+from, as for an encoder that does not load), with the settings, a fingerprint of the data
+it started with and the machine it ran on.
 A finished run is not trained again without ``overwrite``, which first removes every
-output of the earlier run; an interrupted one resumes only with the same data and settings.
+output of the earlier run; an interrupted one resumes only with the same data and settings;
+a failed one holds nothing to keep, so the next run into the directory starts afresh.
 
 Loading a model reads each of its files inside :func:`reading`, so that whatever goes
 wrong with one (missing, truncated, not parsing, values not as labelcon wrote them)
@@ -67,7 +69,8 @@ _VERSION = re.compile(r"model\.(\d+)")
 RUN_FILE = "run.json"
 LOCK_FILE = ".labelcon.lock"
 #: What a training run writes into its directory: what ``overwrite`` removes.
-RUN_OUTPUTS = (MODEL_FILE, RUN_FILE, "config.yaml", "checkpoint.pt", "metrics.json", "history.json",
+CHECKPOINT_FILE = "checkpoint.pt"
+RUN_OUTPUTS = (MODEL_FILE, RUN_FILE, "config.yaml", CHECKPOINT_FILE, "metrics.json", "history.json",
                "predictions_test.jsonl", "report.html", "report.md", "README.md", "index", *FIRST_FORMAT_ENTRIES)  # fmt: skip
 #: Settings an interrupted run may resume with changed (a checkpoint resumes on any device).
 RESUMABLE_CHANGES = frozenset({"max_time_minutes", "device"})
@@ -353,7 +356,13 @@ def training_run(directory: str | os.PathLike, *, config: dict[str, Any], data: 
         write_json(directory / RUN_FILE, {"status": "running", **record})
         with atomic_open(directory / "config.yaml") as handle:
             yaml.safe_dump(config, handle, sort_keys=False)
-        yield resuming
+        try:
+            yield resuming
+        except Exception as error:
+            if not (directory / CHECKPOINT_FILE).is_file():
+                write_json(directory / RUN_FILE, {"status": "failed", "error": f"{type(error).__name__}: {error}",
+                                                  **record})  # fmt: skip
+            raise
         write_json(directory / RUN_FILE, {"status": "finished", **record})
 
 
@@ -381,9 +390,11 @@ def _run_state(directory: Path) -> dict[str, Any] | None:
             state = read_json(path)
         except (OSError, ValueError) as error:
             raise RunDirectoryError(f"{path}: not readable ({error}); pass --overwrite to start the run again") from None
+        if isinstance(state, dict) and state.get("status") == "failed":
+            return None
         if isinstance(state, dict) and state.get("status") in ("running", "finished"):
             return state
-        raise RunDirectoryError(f"{path}: expected a run state with status 'running' or 'finished'; "
+        raise RunDirectoryError(f"{path}: expected a run state with status 'running', 'finished' or 'failed'; "
                                 "pass --overwrite to start the run again")  # fmt: skip
     return {"status": "finished"} if (directory / MODEL_FILE).is_file() else None
 

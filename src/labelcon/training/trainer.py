@@ -76,13 +76,13 @@ from labelcon.objectives import (
     gather_with_grad,
     momentum_update,
 )
+from labelcon.rundir import CHECKPOINT_FILE
 from labelcon.sampling import LabelAwareBatchSampler
 from labelcon.training import distributed
 from labelcon.training.gradcache import cached_backward
 from labelcon.training.labels import batch_labels
 from labelcon.training.settings import TrainingSettings
 
-CHECKPOINT = "checkpoint.pt"
 #: About this many points of the training loss per run: each the mean over a window of steps.
 LOSS_POINTS = 200
 #: What every checkpoint holds (``momentum_encoder`` and ``queue`` with a queue, the
@@ -372,7 +372,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     @property
     def checkpoint_path(self) -> Path | None:
-        return self.run_dir / CHECKPOINT if self.run_dir else None
+        return self.run_dir / CHECKPOINT_FILE if self.run_dir else None
 
     def _save_checkpoint(self, optimizer, scheduler, best_weights) -> None:
         """Rank 0 writes the checkpoint, holding every process's random generators."""
