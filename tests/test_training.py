@@ -280,6 +280,33 @@ def test_small_data_repeats_passes_until_min_steps_and_evaluates_once_per_epoch(
     assert 5.6 * steps_per_pass <= last <= 6.4 * steps_per_pass
 
 
+@pytest.mark.parametrize("budget_minutes, dev_scores, epochs_run", [
+    (60.0, "rising", 10),  # auto with a budget: on while dev improves, up to MAX_AUTO_EPOCHS
+    (60.0, "flat", 3),  # ... and stopped by --patience (2) when it does not
+    (0.0, "rising", 3),  # auto without a budget: AUTO_EPOCHS
+])  # fmt: skip
+def test_auto_epochs_fill_a_budget_while_dev_improves(budget_minutes, dev_scores, epochs_run) -> None:
+    from labelcon.training.trainer import MAX_AUTO_EPOCHS, epoch_limit
+
+    texts, y = _toy()
+    checks = iter(range(100))
+    score = (lambda: next(checks) / 100) if dev_scores == "rising" else (lambda: 0.5)
+    config = Config(**{**FAST, "epochs": "auto", "max_time_minutes": budget_minutes})
+    encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
+    trainer = Trainer(encoder, build_objective("supcon-jaccard", temperature=0.1), config.training(),
+                      evaluate=lambda _: {"macro_ap": score()}, show_progress=False)  # fmt: skip
+    history = trainer.fit(texts, y).history
+    assert len(history) == epochs_run
+    assert epoch_limit("auto", budgeted=True) == MAX_AUTO_EPOCHS
+    assert all("dev" in record for record in history[:-1])
+
+
+def test_epochs_is_auto_or_a_count() -> None:
+    assert Config().epochs == "auto" and Config(epochs=0).epochs == 0
+    with pytest.raises(ValueError, match="'auto' or an int >= 0"):
+        Config(epochs=-1)
+
+
 def test_passes_per_epoch() -> None:
     from labelcon.training.trainer import passes_per_epoch
 

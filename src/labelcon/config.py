@@ -53,7 +53,10 @@ class Config(BaseModel):
     view_params: dict[str, Any] = Field(default_factory=dict, description="arguments of the view (JSON), e.g. {\"p\": 0.2}")
 
     # optimisation
-    epochs: int = Field(3, ge=0, description="passes over the training data")
+    epochs: int | Literal["auto"] = Field(
+        "auto", description="passes over the training data; auto: 3 without a time budget, and with one as many "
+        "as it holds (at most 10) while dev improves (--patience)",
+    )
     batch_size: int = Field(64, ge=2, description="items per training batch")
     mini_batch_size: int | None = Field(None, ge=1, description="GradCache chunk size for batches larger than memory")
     max_length: int | Literal["auto"] = Field(
@@ -129,6 +132,13 @@ class Config(BaseModel):
     def _max_length(cls, value: int | str) -> int | str:
         if isinstance(value, int) and value < 4:
             raise ValueError("must be 'auto' or an int >= 4")
+        return value
+
+    @field_validator("epochs")
+    @classmethod
+    def _epochs(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("must be 'auto' or an int >= 0")
         return value
 
     @field_validator("device")

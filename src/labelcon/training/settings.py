@@ -16,7 +16,7 @@ class TrainingSettings:
 
     ``device``: a name for :func:`labelcon.device.resolve_device`, or a ``torch.device``."""
 
-    epochs: int
+    epochs: int | str
     batch_size: int
     mini_batch_size: int | None
     lr: float

@@ -83,6 +83,9 @@ from labelcon.training.gradcache import cached_backward
 from labelcon.training.labels import batch_labels
 from labelcon.training.settings import TrainingSettings
 
+#: ``epochs="auto"``: the epochs of a run without a time budget, and the most of one with a budget.
+AUTO_EPOCHS = 3
+MAX_AUTO_EPOCHS = 10
 #: About this many points of the training loss per run: each the mean over a window of steps.
 LOSS_POINTS = 200
 #: What every checkpoint holds (``momentum_encoder`` and ``queue`` with a queue, the
@@ -218,6 +221,20 @@ def budget_ends_next_epoch(done: int, total: int, elapsed: float, budget: float,
     False
     """
     return _steps_within_budget(done, total, elapsed, budget) < done + epoch_steps
+
+
+def epoch_limit(epochs: int | str, budgeted: bool) -> int:
+    """The most epochs a run takes: ``epochs``; for ``"auto"``, ``AUTO_EPOCHS`` without a
+    time budget and ``MAX_AUTO_EPOCHS`` with one, so data that ``AUTO_EPOCHS`` passes would
+    leave most of the budget unused trains on while dev improves: the learning rate then
+    decays over the budget and early stopping ends the run when dev stops improving.
+
+    >>> epoch_limit("auto", budgeted=True), epoch_limit("auto", budgeted=False), epoch_limit(5, budgeted=True)
+    (10, 3, 5)
+    """
+    if epochs != "auto":
+        return int(epochs)
+    return MAX_AUTO_EPOCHS if budgeted else AUTO_EPOCHS
 
 
 def passes_per_epoch(steps_per_pass: int, epochs: int, min_steps: int) -> int:
@@ -580,13 +597,14 @@ class Trainer:
             labels, batch_size, seed=cfg.seed, drop_last=len(items) > batch_size * world,
             num_replicas=world, rank=distributed.rank(),
         )
-        passes = passes_per_epoch(len(sampler), cfg.epochs, cfg.min_steps)
-        total_steps = max(1, len(sampler) * passes * cfg.epochs)
+        budget = 60 * cfg.max_time_minutes if cfg.max_time_minutes else None
+        epochs = epoch_limit(cfg.epochs, budget is not None)
+        passes = passes_per_epoch(len(sampler), AUTO_EPOCHS if cfg.epochs == "auto" else epochs, cfg.min_steps)
+        total_steps = max(1, len(sampler) * passes * epochs)
         loss_every = max(1, total_steps // LOSS_POINTS)
         # on a CUDA device one fused kernel updates every parameter
         optimizer = torch.optim.AdamW(_param_groups(self.encoder, cfg.weight_decay), lr=cfg.lr,
                                       fused=True if self.device.type == "cuda" else None)
-        budget = 60 * cfg.max_time_minutes if cfg.max_time_minutes else None
         self._elapsed = self.state.elapsed_seconds  # the same value on every process
         time_used = (lambda: self._elapsed / budget) if budget else None
         scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -605,7 +623,7 @@ class Trainer:
         started = time.monotonic() - self.state.elapsed_seconds
         out_of_time = False
         last_loss = math.nan
-        while self.state.epoch < cfg.epochs and not out_of_time:
+        while self.state.epoch < epochs and not out_of_time:
             self.encoder.train()
             start = self.state.step_in_epoch  # a resumed epoch skips the batches it has done
             batches = islice(_epoch_batches(sampler, self.state.epoch, passes), start, None)
@@ -640,7 +658,7 @@ class Trainer:
                     if self.state.global_step % cfg.checkpoint_every == 0:
                         self._check_weights(last_loss)
                         self._save_checkpoint(optimizer, scheduler, best_weights)
-            final = out_of_time or self.state.epoch + 1 >= cfg.epochs
+            final = out_of_time or self.state.epoch + 1 >= epochs
             check = final or not budget or not budget_ends_next_epoch(
                 self.state.global_step, total_steps, self._elapsed, budget, len(sampler) * passes
             )
