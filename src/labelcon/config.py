@@ -47,6 +47,15 @@ class Config(BaseModel):
     )
     temperature: float = Field(0.1, gt=0, description="temperature of the contrastive objective")
     projection_dim: int | None = Field(None, gt=0, description="add a linear projection to this many dimensions")
+    train_layers: int | None = Field(
+        None, description="transformer encoders: fine-tune only the top N layers (and the projection); the "
+        "layers below are frozen and their output is computed once per text and kept in memory "
+        "(--layer-cache-mb), so each step runs the top N layers only: faster on a CPU. Default: all layers",
+    )
+    layer_cache_mb: int = Field(
+        2048, ge=0, description="with --train-layers: memory (MB) keeping the frozen layers' output per text; "
+        "texts beyond it are recomputed whenever they come",
+    )
     encoder_params: dict[str, Any] = Field(default_factory=dict, description="extra encoder arguments (JSON)")
     objective_params: dict[str, Any] = Field(default_factory=dict, description="extra objective arguments (JSON)")
     head_params: dict[str, Any] = Field(default_factory=dict, description="arguments of a named head (JSON)")
@@ -141,6 +150,14 @@ class Config(BaseModel):
             raise ValueError("must be 'auto' or an int >= 0")
         return value
 
+    @field_validator("train_layers")
+    @classmethod
+    def _train_layers(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError("must be >= 1: the top transformer layers to fine-tune (at most the encoder's layers: "
+                             "6 for minilm, 12 for mpnet); leave it out to train all")
+        return value
+
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
@@ -176,6 +193,8 @@ class Config(BaseModel):
         from labelcon.prediction import AUTO_HEAD
         from labelcon.views import make_view
 
+        if self.train_layers is not None and self.encoder in ("static", "mlp"):
+            raise ValueError(f"--train-layers applies to transformer encoders; the {self.encoder!r} encoder has no layers")
         try:
             make_view(self.view, **self.view_params)
         except TypeError as error:

@@ -38,7 +38,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig
 from transformers.models.auto.tokenization_auto import get_tokenizer_config
 from transformers.utils import logging as transformers_logging
 
-from labelcon.device import precision_for
+from labelcon.device import precision_for, to_device
 from labelcon.encoders.base import (
     ENCODER_FILE,
     Encoder,
@@ -48,6 +48,7 @@ from labelcon.encoders.base import (
     save_tensors,
     seeded,
 )
+from labelcon.encoders.frozen import STATES, LayerCache, freeze, layers_of, lower_part, top_part
 from labelcon.encoders.offline import SHIPPED, shipped_path
 
 MINILM = "minilm"
@@ -174,9 +175,23 @@ class TransformerEncoder(Encoder):
             bfloat16 trains MiniLM about 1.6x faster (BENCHMARKS.md).
         trust_remote_code: allow a model that comes with its own Python code (``auto_map``
             in its config) to load, running that code; refused otherwise.
+        train_layers: fine-tune only the top this many transformer layers (and the
+            projection); the rest of the model is frozen and always in eval mode (no
+            dropout), see :mod:`labelcon.encoders.frozen`. None: every weight trains.
+        layer_cache_mb: with ``train_layers``, the memory (MB) that keeps the frozen
+            layers' output per text.
 
     A new encoder is in train mode like any new module, so the model's dropout is on
     (which is what makes SimCSE's "dropout" view work).
+
+    With ``train_layers``, ``tokenize`` in train mode adds the frozen layers' output
+    (batch key :data:`~labelcon.encoders.frozen.STATES`): looked up in the cache, else
+    computed there without gradients and kept while the cache has room, so the first
+    epoch fills it as it goes. A text view (simcse's ``word_deletion``, ...) is a text of
+    its own, kept while there is room; the default dropout view is the text itself.
+    ``forward`` runs a batch holding it through the top layers only; in eval mode
+    (``encode``, export) the whole model runs as usual. Loading weights
+    (``load_state_dict``, as a resumed run does) empties the cache.
     """
 
     encoder_type = "transformer"
@@ -190,6 +205,8 @@ class TransformerEncoder(Encoder):
         seed: int = 0,
         precision: Precision = "auto",
         trust_remote_code: bool = False,
+        train_layers: int | None = None,
+        layer_cache_mb: float = 2048,
     ) -> None:
         super().__init__()
         if pooling not in ("mean", "cls"):
@@ -206,25 +223,74 @@ class TransformerEncoder(Encoder):
         self.precision = precision
         self.trust_remote_code = trust_remote_code
         self.model, self.tokenizer = load_pretrained(model_name_or_path, trust_remote_code)
+        self.train_layers = train_layers
+        self.layer_cache_mb = layer_cache_mb
+        self.layer_cache: LayerCache | None = None
+        if train_layers is not None:
+            depth = len(layers_of(self.model))
+            if not 1 <= train_layers <= depth:
+                raise ValueError(f"train_layers (--train-layers) is {train_layers}, but encoder {model_name_or_path!r} "
+                                 f"has {depth} transformer layers: give 1 to {depth}")  # fmt: skip
+            freeze(self.model, train_layers)
+            self.layer_cache = LayerCache(layer_cache_mb)
+            self.register_load_state_dict_post_hook(self._forget_states)
         hidden = self.model.config.hidden_size
         with seeded(seed):
             self.projection = make_projection(hidden, projection_dim)
         self.dim = projection_dim or hidden
         self.train()
 
-    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Pad and truncate to ``max_length``; returns the model's inputs (ids, mask, ...)."""
-        encoded = self.tokenizer(
-            check_texts(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
-        return dict(encoded)
+    def train(self, mode: bool = True) -> TransformerEncoder:
+        """Set the mode; with ``train_layers`` the frozen part of the model stays in eval mode."""
+        super().train(mode)
+        if self.train_layers is not None:
+            self.model.eval()
+            layers_of(self.model)[-self.train_layers :].train(mode)
+        return self
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Pad and truncate to ``max_length``; returns the model's inputs (ids, mask, ...),
+        in train mode with ``train_layers`` the frozen layers' output too."""
+        texts = check_texts(texts)
+        batch = dict(self._encoded(texts))
+        if self.training and self.layer_cache is not None:
+            rows = self.layer_cache.rows(texts, (self.max_length, self.precision), self._frozen_rows)
+            mask = batch["attention_mask"].bool()
+            states = rows[0].new_zeros(*mask.shape, rows[0].shape[-1])
+            states[mask] = torch.cat(rows)
+            batch[STATES] = states
+        return batch
+
+    def _encoded(self, texts: list[str]) -> Any:
+        """The tokenizer's output for ``texts``: padded, truncated to ``max_length``."""
+        return self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+
+    @torch.no_grad()
+    def _frozen_rows(self, texts: list[str]) -> list[torch.Tensor]:
+        """The frozen layers' output for each of ``texts``, without its padding."""
+        batch = to_device(dict(self._encoded(texts)), self.device)
+        with self._autocast():
+            states = lower_part(self.model, self.train_layers)(**batch).last_hidden_state
+        return [row[keep] for row, keep in zip(states, batch["attention_mask"].bool())]
+
+    def _forget_states(self, module: torch.nn.Module, incompatible_keys: Any) -> None:
+        """Empty the cache when weights are loaded: they may be others than those it was filled with."""
+        self.layer_cache.clear()
+
+    def _autocast(self) -> torch.autocast:
         device = self.device
         precision = precision_for(self.precision, device)
         dtype = precision.embed_autocast if torch.is_inference_mode_enabled() else precision.autocast
-        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            states = self.model(**batch).last_hidden_state.float()
+        return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        with self._autocast():
+            if STATES in batch:
+                top = top_part(self.model, self.train_layers)
+                output = top(inputs_embeds=batch[STATES].float(), attention_mask=batch["attention_mask"])
+            else:
+                output = self.model(**batch)
+            states = output.last_hidden_state.float()
         if self.pooling == "cls":
             pooled = states[:, 0]
         else:
@@ -241,6 +307,8 @@ class TransformerEncoder(Encoder):
             "seed": self.seed,
             "precision": self.precision,
             "trust_remote_code": self.trust_remote_code,
+            "train_layers": self.train_layers,
+            "layer_cache_mb": self.layer_cache_mb,
         }
 
     def _save_files(self, directory: Path) -> None:

@@ -140,7 +140,10 @@ def _last_rows(labels: Tensor, n: int) -> Tensor:
 @torch.no_grad()
 def momentum_update(online: nn.Module, target: nn.Module, m: float) -> None:
     """MoCo's key-encoder update (He et al. 2020): ``target <- m * target + (1 - m) * online``
-    for every parameter; buffers (e.g. batch-norm statistics) are copied.
+    for every parameter the online model trains; buffers (e.g. batch-norm statistics) are
+    copied. Parameters it does not train (``requires_grad`` False: frozen layers, see
+    ``train_layers``) are left alone: the target is a copy, so they agree already, and a
+    frozen layer then stays bit-identical instead of drifting by rounding every step.
 
     >>> a, b = nn.Linear(2, 2), nn.Linear(2, 2)
     >>> momentum_update(a, b, m=0.0)
@@ -153,7 +156,8 @@ def momentum_update(online: nn.Module, target: nn.Module, m: float) -> None:
     if online_params.keys() != target_params.keys():
         raise ValueError("online and target must have the same parameters (the target is a copy of the online model)")
     for name, param in target_params.items():
-        param.mul_(m).add_(online_params[name].detach(), alpha=1.0 - m)
+        if online_params[name].requires_grad:
+            param.mul_(m).add_(online_params[name].detach(), alpha=1.0 - m)
     online_buffers = dict(online.named_buffers())
     for name, buffer in target.named_buffers():
         buffer.copy_(online_buffers[name])

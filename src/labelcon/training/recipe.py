@@ -1,10 +1,12 @@
 """From a :class:`labelcon.config.Config` to a trained encoder: the training floor's composition.
 
-Builds the encoder (:func:`labelcon.encoders.build_encoder`, on ``config.device``) and the objective (``"auto"``
-resolved from the label counts, :func:`labelcon.objectives.resolve_objective`), the
-per-epoch dev check (:mod:`labelcon.training.monitor`) and the second view, runs the
-:class:`Trainer` on ``Config.training()``'s settings, and moves the weights back toward
-their start with ``keep_base`` (WiSE-FT, :mod:`labelcon.training.wiseft`).
+Builds the encoder (:func:`labelcon.encoders.build_encoder`, on ``config.device``; with
+``train_layers`` only its top layers train, and the cache of the frozen layers' output
+is emptied after training) and the objective (``"auto"`` resolved from the label counts,
+:func:`labelcon.objectives.resolve_objective`), the per-epoch dev check
+(:mod:`labelcon.training.monitor`) and the second view, runs the :class:`Trainer` on
+``Config.training()``'s settings, and moves the weights back toward their start with
+``keep_base`` (WiSE-FT, :mod:`labelcon.training.wiseft`).
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ def train_encoder(
     labels); returns it, the objective's name and the training history. With ``run_dir``,
     checkpoints go there and ``resume`` continues from the last one."""
     cfg = config
+    frozen = {} if cfg.train_layers is None else {"train_layers": cfg.train_layers, "layer_cache_mb": cfg.layer_cache_mb}
     encoder = build_encoder(cfg.encoder, train_texts=train.texts, max_length=max_length,
                             projection_dim=cfg.projection_dim, seed=cfg.seed, precision=cfg.precision,
-                            device=cfg.device, **cfg.encoder_params)  # fmt: skip
+                            device=cfg.device, **frozen, **cfg.encoder_params)  # fmt: skip
     counts = np.bincount(y_train.indices, minlength=y_train.shape[1])
     name = resolve_objective(cfg.objective, counts, n_items=len(train), shots=cfg.shots)
     check = None
@@ -50,6 +53,8 @@ def train_encoder(
                       show_progress=show_progress)  # fmt: skip
     initial = {k: v.detach().clone() for k, v in encoder.state_dict().items()} if cfg.keep_base else None
     history = trainer.fit(train.texts, y_train, resume=resume).history
+    if cfg.train_layers is not None:  # the frozen layers' outputs serve training only
+        encoder.layer_cache.clear()
     if initial is not None:
         interpolate_weights(encoder, initial, 1.0 - cfg.keep_base)
     return encoder, name, history
