@@ -1,7 +1,8 @@
-"""MiniLM training step time with all layers trained against only the top ``train_layers``.
+"""Training step time with all layers trained against only the top ``train_layers``.
 
-    python bench/bench_train_layers.py [--train-layers 2 1] [--batch 64] [--steps 10]
-        [--max-length 64] [--precision auto] [--data $LABELCON_DATA/goemotions/train.jsonl]
+    python bench/bench_train_layers.py [--encoder minilm] [--train-layers 2 1] [--batch 64]
+        [--steps 10] [--max-length 64] [--precision auto]
+        [--data $LABELCON_DATA/goemotions/train.jsonl]
 
 One step is what the trainer runs per batch: tokenize (with ``train_layers``, in train
 mode, which looks up or computes the frozen layers' output), embed,
@@ -44,6 +45,7 @@ def step_seconds(encoder: torch.nn.Module, batch: list[str], labels: torch.Tenso
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--encoder", default="minilm", help="minilm, mpnet or a model folder")
     parser.add_argument("--train-layers", type=int, nargs="+", default=[2, 1])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10, help="batches per pass")
@@ -55,13 +57,13 @@ def main() -> None:
     texts = [json.loads(line)["text"] for line in lines]
     batches = [texts[i : i + args.batch] for i in range(0, len(texts), args.batch)]
     labels = torch.randint(0, 2, (args.batch, 28), generator=torch.Generator().manual_seed(0)).float()
-    print(f"{machine()}; torch {torch.__version__}; precision {args.precision}; batch {args.batch}; "
+    print(f"{machine()}; torch {torch.__version__}; {args.encoder}; precision {args.precision}; batch {args.batch}; "
           f"max length {args.max_length}; load average {os.getloadavg()[0]:.1f}")
     print("| layers trained | first epoch step s | later epoch step s | ratio to all layers (later) |\n|---|---:|---:|---:|")
     settings = [None, *args.train_layers]
     runs = []
     for train_layers in settings:
-        encoder = build_encoder("minilm", max_length=args.max_length, precision=args.precision,
+        encoder = build_encoder(args.encoder, max_length=args.max_length, precision=args.precision,
                                 train_layers=train_layers).train()  # fmt: skip
         runs.append((encoder, torch.optim.AdamW([p for p in encoder.parameters() if p.requires_grad], lr=5e-5)))
     # the settings take turns on each batch, so a busy machine slows them alike
