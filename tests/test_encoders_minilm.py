@@ -86,6 +86,13 @@ def test_auto_precision_embeds_in_float32_and_trains_in_the_fast_precision(minil
     with torch.no_grad():
         training_pass = minilm(minilm.tokenize(TEXTS[:2]))
     assert not torch.equal(training_pass, exact_pass.detach())
+    as_trained = minilm.encode(TEXTS, as_trained=True)  # what fit embeds the head's training set with
+    minilm.precision = "bfloat16"
+    try:
+        np.testing.assert_allclose(as_trained, minilm.encode(TEXTS), atol=1e-6)
+    finally:
+        minilm.precision = "auto"
+    assert np.min(np.sum(as_trained * exact, axis=1)) > 0.99 and not np.array_equal(as_trained, exact)
 
 
 def test_precision_is_checked_and_saved(minilm, tmp_path):

@@ -32,7 +32,9 @@ Under ``auto`` a model embeds (``encode``, and so its thresholds, predictions, s
 index and exports) in float32 on every device: mixed precision speeds up the passes that
 train, while the embeddings a model hands out are the same wherever it runs, equal to
 those of its sentence-transformers and ONNX exports, and its dev-calibrated thresholds
-hold on a machine without bfloat16. ``bfloat16`` embeds in bfloat16 too.
+hold on a machine without bfloat16. Only the head's training set, which nothing reads
+after fitting, is embedded as training computes (``encode(..., as_trained=True)``), since it
+is the largest set a run embeds. ``bfloat16`` embeds in bfloat16 too.
 
 >>> choose_precision("auto", "cuda", capability=(7, 5))
 Precision(autocast=torch.float16, grad_scaler=True, tf32=False)

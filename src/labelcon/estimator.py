@@ -122,7 +122,7 @@ class Labelcon(SearchMixin):
             self.stage_, self.metrics_, self.index_ = None, {}, None  # a new encoder: index again
             if len(labels):  # unlabelled data (simcse) trains an encoder only
                 tic = time.monotonic()
-                dev_features, train_features = (self._features(d.texts, show_progress) for d in (dev_set, train_set))
+                dev_features, train_features = self._features(dev_set.texts, show_progress), self._features(train_set.texts, show_progress, as_trained=True)
                 self.stage_ = PredictionStage.fit(
                     labels, train_features, y_train, dev_features, y_dev, cfg.stage(),
                     label_texts=texts, embed=self.encode, show_progress=show_progress,
@@ -153,13 +153,16 @@ class Labelcon(SearchMixin):
 
     def encode(self, texts: Sequence[str], *, normalize: bool = True, show_progress: bool = False) -> np.ndarray:
         """Embeddings [n, D] (L2-normalised by default) of ``texts``."""
+        return self._features(texts, show_progress, normalize=normalize).embeddings
+
+    def _features(self, items: Sequence[str], show_progress: bool = False, as_trained: bool = False, normalize: bool = True) -> Features:
+        """``items`` embedded; ``as_trained`` (for the head's training set, read only in fit): see :meth:`Encoder.encode`."""
         if self.encoder_ is None:
             raise NotFittedError("this Labelcon model is not fitted yet: call fit() or Labelcon.load()")
-        return self.encoder_.encode(_as_list(texts), batch_size=ENCODE_BATCH, normalize=normalize, show_progress=show_progress)
-
-    def _features(self, items: Sequence[str], show_progress: bool = False) -> Features:
-        items = _as_list(items)
-        return Features(self.encode(items, show_progress=show_progress), items if are_texts(items) or not items else None)
+        if isinstance(items, str):
+            raise TypeError("expected a list of texts, got a single string; wrap it in a list")
+        z = self.encoder_.encode(items := list(items), ENCODE_BATCH, normalize, show_progress, as_trained)
+        return Features(z, items if are_texts(items) or not items else None)
 
     def predict_proba(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Scores [n, C] in [0, 1], columns in :attr:`classes_` order: one dense matrix, so for
@@ -243,8 +246,3 @@ class Labelcon(SearchMixin):
             model.stage_ = PredictionStage.load(folder, dim=model.encoder_.dim).to(device)
         return model
 
-
-def _as_list(texts: Sequence[str] | str) -> list[str]:
-    if isinstance(texts, str):
-        raise TypeError("expected a list of texts, got a single string; wrap it in a list")
-    return list(texts)

@@ -93,11 +93,16 @@ class Encoder(torch.nn.Module, abc.ABC):
         batch_size: int = 64,
         normalize: bool = True,
         show_progress: bool = False,
+        as_trained: bool = False,
     ) -> np.ndarray:
         """Embed ``texts`` into a float32 array ``[N, dim]``, rows in input order, on the
         device the encoder sits on.
 
         Runs in eval mode without gradients and restores the previous mode afterwards.
+        A transformer embeds in its embedding precision (float32 under ``precision="auto"``),
+        or with ``as_trained`` in the precision it trains in (bfloat16 where the hardware
+        has it): for what only fitting reads, such as a head's training set, where the
+        speed counts and agreement with exported models does not.
         Items are batched longest first, so each batch pads to similar lengths, and the
         next batches are tokenised on a thread while this one is embedded on an
         accelerator (:func:`labelcon.feed.prefetched`).
@@ -115,7 +120,7 @@ class Encoder(torch.nn.Module, abc.ABC):
         was_training = self.training
         self.eval()
         try:
-            with torch.inference_mode(), prefetched(batches, ahead_for(device)) as ready, tqdm(
+            with (torch.no_grad() if as_trained else torch.inference_mode()), prefetched(batches, ahead_for(device)) as ready, tqdm(
                 total=len(items), disable=not show_progress, desc="encode", unit="text"
             ) as bar:
                 for index, batch in ready:

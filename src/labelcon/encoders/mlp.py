@@ -75,10 +75,11 @@ class MLPEncoder(Encoder):
         batch_size: int = 64,
         normalize: bool = True,
         show_progress: bool = False,
+        as_trained: bool = False,
     ) -> np.ndarray:
         """Embed feature rows ``[N, input_dim]``; see :meth:`Encoder.encode`."""
         features = self.tokenize(texts)["features"].numpy()
-        return super().encode(features, batch_size, normalize, show_progress)
+        return super().encode(features, batch_size, normalize, show_progress, as_trained)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net(batch["features"])

@@ -171,7 +171,8 @@ class TransformerEncoder(Encoder):
             AVX512-BF16 or AMX, CUDA GPUs from Ampere on), float16 on older CUDA GPUs (the
             trainer then scales the loss), else float32; :meth:`encode` (inference mode)
             in float32, so a model's embeddings equal its exports' and do not depend on
-            the machine (:func:`labelcon.device.choose_precision`). On such a CPU
+            the machine (``encode(..., as_trained=True)`` embeds as training computes;
+            :func:`labelcon.device.choose_precision`). On such a CPU
             bfloat16 trains MiniLM about 1.6x faster (BENCHMARKS.md).
         trust_remote_code: allow a model that comes with its own Python code (``auto_map``
             in its config) to load, running that code; refused otherwise.
