@@ -280,18 +280,19 @@ def test_small_data_repeats_passes_until_min_steps_and_evaluates_once_per_epoch(
     assert 5.6 * steps_per_pass <= last <= 6.4 * steps_per_pass
 
 
-@pytest.mark.parametrize("budget_minutes, dev_scores, epochs_run", [
-    (60.0, "rising", 10),  # auto with a budget: on while dev improves, up to MAX_AUTO_EPOCHS
-    (60.0, "flat", 3),  # ... and stopped by --patience (2) when it does not
-    (0.0, "rising", 3),  # auto without a budget: AUTO_EPOCHS
+@pytest.mark.parametrize("budget_minutes, dev_scores, min_steps, epochs_run", [
+    (60.0, "rising", 0, 10),  # auto with a budget: on while dev improves, up to MAX_AUTO_EPOCHS
+    (60.0, "flat", 0, 3),  # ... and stopped by --patience (2) when it does not
+    (0.0, "rising", 0, 3),  # auto without a budget: AUTO_EPOCHS
+    (60.0, "rising", 40, 3),  # few-shot sized data, repeated in each epoch to reach min_steps: AUTO_EPOCHS
 ])  # fmt: skip
-def test_auto_epochs_fill_a_budget_while_dev_improves(budget_minutes, dev_scores, epochs_run) -> None:
+def test_auto_epochs_fill_a_budget_while_dev_improves(budget_minutes, dev_scores, min_steps, epochs_run) -> None:
     from labelcon.training.trainer import MAX_AUTO_EPOCHS, epoch_limit
 
     texts, y = _toy()
     checks = iter(range(100))
     score = (lambda: next(checks) / 100) if dev_scores == "rising" else (lambda: 0.5)
-    config = Config(**{**FAST, "epochs": "auto", "max_time_minutes": budget_minutes})
+    config = Config(**{**FAST, "epochs": "auto", "max_time_minutes": budget_minutes, "min_steps": min_steps})
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
     trainer = Trainer(encoder, build_objective("supcon-jaccard", temperature=0.1), config.training(),
                       evaluate=lambda _: {"macro_ap": score()}, show_progress=False)  # fmt: skip

@@ -63,8 +63,8 @@ class Config(BaseModel):
 
     # optimisation
     epochs: int | Literal["auto"] = Field(
-        "auto", description="passes over the training data; auto: 3 without a time budget, and with one as many "
-        "as it holds (at most 10) while dev improves (--patience)",
+        "auto", description="passes over the training data; auto: 3, or with a time budget as many as it holds "
+        "(at most 10) while dev improves (--patience), unless epochs repeat few-shot data (--min-steps)",
     )
     batch_size: int = Field(64, ge=2, description="items per training batch")
     mini_batch_size: int | None = Field(None, ge=1, description="GradCache chunk size for batches larger than memory")
