@@ -16,11 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 if TYPE_CHECKING:
     from labelcon.prediction import StageSettings
     from labelcon.training.settings import TrainingSettings
+
+
+#: Fields that take ``"auto"`` or a count, with the least count each allows.
+AUTO_OR_AT_LEAST = {"epochs": 0, "max_length": 4, "encode_max_length": 4, "nproc": 1}
 
 
 class ConfigError(ValueError):
@@ -136,18 +140,12 @@ class Config(BaseModel):
         "auto: one per CUDA GPU when --device is auto or cuda, else 1",
     )
 
-    @field_validator("max_length", "encode_max_length")
+    @field_validator(*AUTO_OR_AT_LEAST)
     @classmethod
-    def _max_length(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value < 4:
-            raise ValueError("must be 'auto' or an int >= 4")
-        return value
-
-    @field_validator("epochs")
-    @classmethod
-    def _epochs(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value < 0:
-            raise ValueError("must be 'auto' or an int >= 0")
+    def _auto_or_count(cls, value: int | str, info: ValidationInfo) -> int | str:
+        least = AUTO_OR_AT_LEAST[info.field_name]
+        if isinstance(value, int) and value < least:
+            raise ValueError(f"must be 'auto' or an int >= {least}")
         return value
 
     @field_validator("train_layers")
@@ -164,13 +162,6 @@ class Config(BaseModel):
         from labelcon.device import check_device_name
 
         return check_device_name(value)
-
-    @field_validator("nproc")
-    @classmethod
-    def _nproc(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value < 1:
-            raise ValueError("must be 'auto' or an int >= 1")
-        return value
 
     @field_validator("lexical")
     @classmethod
