@@ -6,6 +6,7 @@
     python bench/compare.py goemotions --shots 8
     python bench/compare.py stsb [--model RUN_DIR]
     python bench/compare.py goemotions --systems tfidf,frozen --limit 2000
+    python bench/compare.py reuters21578 --systems labelcon,tfidf --seeds 13,14,15
 
 Every system (``bench/systems/``) fits on the same training items and returns dev and
 test scores [n, C]; everything after that is done here, identically for all of them:
@@ -37,6 +38,13 @@ keeps the rows it finished; rows of other systems already in the file are kept, 
 subsets can be run one at a time). "train" is the time a system spends
 fitting (including its own model selection on dev); "end-to-end" adds loading, scoring
 dev and test, threshold calibration and evaluation.
+
+``--seeds 13,14,15`` runs every system once per seed (the seed of the carve-out, ``--limit``,
+``--shots`` and training; each seed's rows go to its own results file, as ``--seed`` writes
+them) and then summarises the seeds in ``<dataset>[-...]-seeds.json``: per system and
+metric the mean, the sample standard deviation, the min and the max, with each seed's
+commit and date. ``--seeds ... --summarize`` runs nothing and summarises the rows the
+seeds' files already hold, so seeds run at different times can be summarised together.
 
 ``stsb``: Spearman x 100 of cosine similarity on STS-B test for the base MiniLM and for
 labelcon trained on GoEmotions with its defaults (``--model DIR`` loads a run directory
@@ -89,6 +97,17 @@ COLUMNS = (("macro_f1", "macro-F1"), ("micro_f1", "micro-F1"), ("samples_f1", "s
 # ---------------------------------------------------------------- command line
 
 
+def seed_list(text: str) -> list[int]:
+    """``"13,14,15"`` -> ``[13, 14, 15]`` (distinct integers, in the order given)."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 13,14,15, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected distinct comma-separated integers, got {text!r}")
+    return seeds
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Compare labelcon with TF-IDF, frozen MiniLM, BCE fine-tuning and SetFit on one data set.",
@@ -110,6 +129,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "is named after them ('labelcon (train_layers=2)') and kept beside the default's")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed,
                         help="seed of the carve-out, --limit, --shots and training (default: labelcon's, 13)")
+    parser.add_argument("--seeds", type=seed_list, default=None, metavar="S1,S2,...",
+                        help="run every system once per seed (each seed's rows in its own results file, as "
+                        "--seed writes them), then summarise the seeds: mean, spread, min and max")
+    parser.add_argument("--summarize", action="store_true",
+                        help="with --seeds: only summarise the rows the seeds' results files already hold")
     parser.add_argument("--data-dir", type=Path, default=default_data_dir(),
                         help="folder holding the data sets ($LABELCON_DATA, else ../shared/data next to the repo)")
     parser.add_argument("--model", type=Path, default=None,
@@ -125,6 +149,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         return args
     if args.model is not None:
         parser.error("--model applies to stsb only")
+    if args.summarize and not args.seeds:
+        parser.error("--summarize summarises the seeds given by --seeds S1,S2,...")
     default = [name for name in SYSTEMS if name != "setfit" or args.shots]
     chosen = args.systems
     args.systems = default if chosen is None else [name.strip() for name in chosen.split(",") if name.strip()]
@@ -214,6 +240,13 @@ def git_state() -> str:
     return done.stdout.strip()
 
 
+def row_name(system: str, labelcon_params: dict[str, Any]) -> str:
+    """The name of a system's result row: ``labelcon (train_layers=2)`` for labelcon with keywords."""
+    if system != "labelcon" or not labelcon_params:
+        return system
+    return "labelcon (" + ", ".join(f"{key}={value}" for key, value in sorted(labelcon_params.items())) + ")"
+
+
 def run_system(name: str, task: Task, test: Dataset, labels: LabelSpace) -> dict[str, Any]:
     """Run one system and score it with the shared protocol; returns its result row."""
     module = load_system(name)
@@ -243,10 +276,8 @@ def run_system(name: str, task: Task, test: Dataset, labels: LabelSpace) -> dict
                  "labels_predicted_for_every_test_item": int((np.asarray(test_pred.sum(axis=0)).ravel()
                                                               == len(test)).sum())}
     end_to_end = time.perf_counter() - started
-    if name == "labelcon" and task.labelcon_params:
-        name = "labelcon (" + ", ".join(f"{key}={value}" for key, value in sorted(task.labelcon_params.items())) + ")"
     return {
-        "system": name, "description": module.DESCRIPTION, "test": test_metrics,
+        "system": row_name(name, task.labelcon_params), "description": module.DESCRIPTION, "test": test_metrics,
         "dev_after_calibration_on_dev": dev_metrics, "train_seconds": round(result.train_seconds, 1),
         "end_to_end_seconds": round(end_to_end, 1), "decisions": decisions, "notes": result.notes,
         "load_average_1min": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
@@ -286,15 +317,17 @@ def _labels_per_item(row: dict[str, Any]) -> str:
     return f"{counts['predicted']:.2f} / {counts['true']:.2f}"
 
 
-def results_path(args: argparse.Namespace) -> Path:
-    """``bench/results/<dataset>[-shotsN][-limitN][-seedN].json`` (seed only when not the default)."""
+def results_path(args: argparse.Namespace, seed: int | str | None = None) -> Path:
+    """``bench/results/<dataset>[-shotsN][-limitN][-seedN].json`` (seed only when not the default);
+    ``seed="s"`` names the summary of several seeds (``-seeds.json``)."""
+    seed = args.seed if seed is None else seed
     parts = [args.dataset]
     if getattr(args, "shots", None):
         parts.append(f"shots{args.shots}")
     if args.limit:
         parts.append(f"limit{args.limit}")
-    if args.seed != DEFAULTS.seed:
-        parts.append(f"seed{args.seed}")
+    if seed != DEFAULTS.seed:
+        parts.append(f"seed{seed}")
     return RESULTS_DIR / ("-".join(parts) + ".json")
 
 
@@ -321,6 +354,69 @@ def compare(args: argparse.Namespace) -> None:
           f"test {splits['test']}, {splits['labels']} labels; test metrics, thresholds calibrated on dev\n")
     print(classification_table(table_rows))
     print(f"\nrows written to {results_path(args).relative_to(REPO)}")
+
+
+# ---------------------------------------------------------------- several seeds
+
+SEED_METRICS = ("macro_f1", "micro_f1", "macro_ap", "precision_at_1", "precision_at_5")
+
+
+def seed_summary(per_seed: dict[int, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per system, each metric of :data:`SEED_METRICS` over the seeds that have its row:
+    ``n``, ``mean``, ``sd`` (sample standard deviation, ddof=1; 0 for one seed), ``min``, ``max``,
+    with the seconds, commit and date of every seed's row.
+
+    ``per_seed`` maps a seed to the rows of its results file, keyed by system name."""
+    systems = list(dict.fromkeys(name for rows in per_seed.values() for name in rows))
+    summary: dict[str, dict[str, Any]] = {}
+    for name in systems:
+        rows = {seed: rows[name] for seed, rows in per_seed.items() if name in rows}
+        metrics = {}
+        for key in SEED_METRICS:
+            values = np.array([row["test"][key] for row in rows.values()])
+            metrics[key] = {"n": len(values), "mean": round(float(values.mean()), 5),
+                            "sd": round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, 5),
+                            "min": round(float(values.min()), 5), "max": round(float(values.max()), 5)}
+        summary[name] = {"seeds": list(rows), "metrics": metrics,
+                         "runs": {str(seed): {"end_to_end_seconds": row["end_to_end_seconds"], "git": row["git"],
+                                              "date": row["date"], **{key: row["test"][key] for key in SEED_METRICS}}
+                                  for seed, row in rows.items()}}  # fmt: skip
+    return summary
+
+
+def seeds_table(summary: dict[str, dict[str, Any]]) -> str:
+    """``mean ± sd (min–max)`` per metric, and the median end-to-end time, one row per system."""
+    header = ["system", "seeds", *(title for key, title in COLUMNS if key in SEED_METRICS), "end-to-end (median)"]
+    body = []
+    for name, entry in summary.items():
+        cells = [f"{m['mean']:.3f} ± {m['sd']:.3f} ({m['min']:.3f}–{m['max']:.3f})"
+                 for key, m in entry["metrics"].items()]  # fmt: skip
+        seconds = float(np.median([run["end_to_end_seconds"] for run in entry["runs"].values()]))
+        body.append([name, ", ".join(map(str, entry["seeds"])), *cells, fmt_seconds(seconds)])
+    return markdown_table(header, body)
+
+
+def compare_seeds(args: argparse.Namespace) -> None:
+    """Run :func:`compare` once per seed of ``--seeds`` (unless ``--summarize``), then summarise
+    the rows the seeds' results files hold into ``<dataset>[-...]-seeds.json``."""
+    if not args.summarize:
+        for seed in args.seeds:
+            args.seed = seed
+            compare(args)
+    per_seed = {}
+    for seed in args.seeds:
+        path = results_path(args, seed)
+        if not path.exists():
+            raise SystemExit(f"{path}: no results for seed {seed}; run it with --seed {seed} first")
+        per_seed[seed] = {name: row for name, row in read_json(path)["rows"].items()
+                          if args.summarize or name in {row_name(system, args.labelcon_params) for system in args.systems}}
+    summary = seed_summary(per_seed)
+    path = results_path(args, "s")
+    write_json(path, {"seeds": args.seeds, "systems": summary})
+    print(f"\n{args.dataset}: {len(args.seeds)} seeds ({', '.join(map(str, args.seeds))}); test metrics, "
+          "mean ± sample sd (min–max)\n")
+    print(seeds_table(summary))
+    print(f"\nsummary written to {path.relative_to(REPO)}")
 
 
 # ---------------------------------------------------------------- STS-B
@@ -388,6 +484,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.dataset == PAIR_DATASET:
         compare_sts(args)
+    elif args.seeds:
+        compare_seeds(args)
     else:
         compare(args)
 
