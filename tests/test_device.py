@@ -25,6 +25,7 @@ from labelcon.heads import EnsembleHead, build_head
 from labelcon.heads.index import NearestNeighbors
 from labelcon.objectives import build_objective
 from labelcon.training import distributed
+from labelcon.training import checkpoint as checkpoint_module
 from labelcon.training import trainer as trainer_module
 from labelcon.training.labels import batch_labels
 from labelcon.training.trainer import Trainer
@@ -256,10 +257,10 @@ def test_a_checkpoint_resumes_on_another_device(tmp_path, monkeypatch) -> None:
 def test_a_gpu_generator_state_in_a_checkpoint_is_left_out_on_the_cpu() -> None:
     views = np.random.default_rng(0)
     torch.manual_seed(123)
-    saved = trainer_module._rng_state(views, torch.device("cpu"))
+    saved = checkpoint_module.generator_state(views, torch.device("cpu"))
     want = torch.rand(3)
     saved["device"] = {"type": "cuda", "state": [torch.zeros(16, dtype=torch.uint8)]}  # as a GPU run writes it
-    trainer_module._set_rng_state(saved, views, torch.device("cpu"))
+    checkpoint_module.restore_generator_state(saved, views, torch.device("cpu"))
     assert torch.equal(torch.rand(3), want)
 
 

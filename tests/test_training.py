@@ -21,7 +21,8 @@ from labelcon.objectives.label_contrast import sample_label_columns
 from labelcon.sampling import LabelAwareBatchSampler
 from labelcon.training.gradcache import cached_backward
 from labelcon.training.labels import batch_labels
-from labelcon.training.trainer import Trainer, linear_warmup_decay
+from labelcon.training.schedule import linear_warmup_decay
+from labelcon.training.trainer import Trainer
 from labelcon.views import make_view
 from tests.conftest import FAST, FILLER, TOPICS, interrupted_at, make_items
 
@@ -256,12 +257,12 @@ def test_no_dev_check_when_the_budget_ends_the_run_within_the_next_epoch(toy_dat
     assert not any("dev" in record for record in model.history_)
 
 
-def test_trainer_docstring_examples_run() -> None:
+def test_schedule_docstring_examples_run() -> None:
     import doctest
 
-    import labelcon.training.trainer as trainer_module
+    import labelcon.training.schedule as schedule_module
 
-    result = doctest.testmod(trainer_module)
+    result = doctest.testmod(schedule_module)
     assert result.attempted > 0 and result.failed == 0
 
 
@@ -287,7 +288,7 @@ def test_small_data_repeats_passes_until_min_steps_and_evaluates_once_per_epoch(
     (60.0, "rising", 40, 3),  # few-shot sized data, repeated in each epoch to reach min_steps: AUTO_EPOCHS
 ])  # fmt: skip
 def test_auto_epochs_fill_a_budget_while_dev_improves(budget_minutes, dev_scores, min_steps, epochs_run) -> None:
-    from labelcon.training.trainer import MAX_AUTO_EPOCHS, epoch_limit
+    from labelcon.training.schedule import MAX_AUTO_EPOCHS, epoch_limit
 
     texts, y = _toy()
     checks = iter(range(100))
@@ -309,7 +310,7 @@ def test_epochs_is_auto_or_a_count() -> None:
 
 
 def test_passes_per_epoch() -> None:
-    from labelcon.training.trainer import passes_per_epoch
+    from labelcon.training.schedule import passes_per_epoch
 
     assert passes_per_epoch(steps_per_pass=4, epochs=3, min_steps=300) == 25
     assert passes_per_epoch(steps_per_pass=967, epochs=3, min_steps=300) == 1
@@ -419,7 +420,7 @@ def test_a_checkpoint_holding_objects_runs_nothing_and_names_the_file(toy_data, 
 
 @pytest.mark.parametrize("damage", ["empty", "truncated", "not a checkpoint"])
 def test_a_damaged_checkpoint_is_one_clear_error(tmp_path, damage: str) -> None:
-    from labelcon.training.trainer import CheckpointError
+    from labelcon.training.checkpoint import CheckpointError
 
     texts, y = _toy()
     _static_trainer(texts, tmp_path, epochs=1).fit(texts, y)

@@ -1,5 +1,6 @@
-"""Training: the loop, GradCache and checkpoints."""
+"""Training: the loop, its schedule, GradCache and checkpoints."""
 
-from labelcon.training.trainer import CheckpointError, Trainer, TrainingDiverged, TrainState, seed_everything
+from labelcon.training.checkpoint import CheckpointError, TrainState
+from labelcon.training.trainer import Trainer, TrainingDiverged, seed_everything
 
 __all__ = ["CheckpointError", "Trainer", "TrainingDiverged", "TrainState", "seed_everything"]

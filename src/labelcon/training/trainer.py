@@ -50,12 +50,11 @@ from __future__ import annotations
 
 import copy
 import math
-import pickle
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -66,7 +65,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from labelcon.device import pinned, place, precision_for, resolve_device, rng_state, set_rng_state, to_device
+from labelcon.device import pinned, place, precision_for, resolve_device, to_device
 from labelcon.feed import ahead_for, prefetched
 from labelcon.io import atomic_torch_save
 from labelcon.objectives import (
@@ -79,93 +78,37 @@ from labelcon.objectives import (
 from labelcon.rundir import CHECKPOINT_FILE
 from labelcon.sampling import LabelAwareBatchSampler
 from labelcon.training import distributed
+from labelcon.training.checkpoint import (
+    CheckpointError,
+    TrainState,
+    check_resumable,
+    generator_state,
+    read_checkpoint,
+    restore_generator_state,
+)
 from labelcon.training.gradcache import cached_backward
 from labelcon.training.labels import batch_labels
+from labelcon.training.schedule import (
+    AUTO_EPOCHS,
+    budget_ends_next_epoch,
+    epoch_batches,
+    epoch_limit,
+    linear_warmup_decay,
+    passes_per_epoch,
+    steps_within_budget,
+)
 from labelcon.training.settings import TrainingSettings
 
-#: ``epochs="auto"``: the epochs of a run without a time budget, and the most of one with a budget.
-AUTO_EPOCHS = 3
-MAX_AUTO_EPOCHS = 10
 #: About this many points of the training loss per run: each the mean over a window of steps.
 LOSS_POINTS = 200
-#: What every checkpoint holds (``momentum_encoder`` and ``queue`` with a queue, the
-#: optimizer and scheduler until the run finishes).
-CHECKPOINT_FIELDS = frozenset({"state", "world_size", "encoder", "best", "rng"})
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be resumed from: damaged, or not written by labelcon."""
-
-
 class TrainingDiverged(ValueError):
     """The loss or the weights stopped being finite, mostly from too high a learning rate."""
-
-
-@dataclass
-class TrainState:
-    """Where a run stands; saved in every checkpoint."""
-
-    epoch: int = 0
-    step_in_epoch: int = 0
-    global_step: int = 0
-    elapsed_seconds: float = 0.0
-    best_metric: float = -math.inf
-    best_epoch: int = -1
-    bad_epochs: int = 0
-    finished: bool = False
-    history: list[dict[str, Any]] = field(default_factory=list)
-    #: ``[step, seconds, mean loss]`` points of the current epoch, and the losses of the steps since the last point.
-    losses: list[list[float]] = field(default_factory=list)
-    loss_window: list[float] = field(default_factory=list)
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint at ``path``, read with ``weights_only=True``: only tensors and plain
-    values are rebuilt, so nothing stored in the file runs. A file holding anything else,
-    or an empty or damaged one, raises :class:`CheckpointError` with a one-line message."""
-    restart = "delete it to train from the start"
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise CheckpointError(
-            f"{path}: not a labelcon checkpoint (it holds objects other than tensors and plain values); "
-            f"nothing in it was run; {restart}"
-        ) from error
-    except Exception as error:  # damaged files fail in torch.load with many types: EOFError, RuntimeError, KeyError...
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint (empty, truncated or damaged: {type(error).__name__}); {restart}"
-        ) from error
-    if not isinstance(payload, dict) or not CHECKPOINT_FIELDS <= payload.keys():
-        raise CheckpointError(f"{path}: not a labelcon checkpoint (no training state in it); {restart}")
-    return payload
-
-
-def _rng_state(views: np.random.Generator, device: torch.device) -> dict[str, Any]:
-    """This process's random generators, as tensors and plain values: with ``device``'s
-    own generator (CUDA, MPS), which draws the dropout masks there."""
-    numpy_state = np.random.get_state(legacy=False)
-    numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
-    torch_state, *device_state = rng_state(device)
-    return {"torch": torch_state, "numpy": numpy_state, "python": random.getstate(),
-            "views": views.bit_generator.state, "device": {"type": device.type, "state": device_state}}
-
-
-def _set_rng_state(saved: dict[str, Any], views: np.random.Generator, device: torch.device) -> None:
-    """Restore what :func:`_rng_state` gave; the device generator's state only onto a
-    device of the type that wrote it (a run resumed elsewhere draws its own there)."""
-    written = saved.get("device", {"type": "cpu", "state": []})
-    set_rng_state([saved["torch"], *(written["state"] if written["type"] == device.type else [])], device)
-    numpy_state = saved["numpy"]
-    np.random.set_state({**numpy_state, "state": {**numpy_state["state"],
-                                                  "key": np.asarray(numpy_state["state"]["key"], dtype=np.uint32)}})
-    random.setstate(saved["python"])
-    views.bit_generator.state = saved["views"]
 
 
 def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -197,74 +140,6 @@ class Prepared(NamedTuple):
     anchors: list[dict[str, torch.Tensor]]
 
 
-def _steps_within_budget(done: int, total: int, elapsed: float, budget: float) -> int:
-    """The step count a time-budgeted run will reach, for the progress bar's total and ETA:
-    the steps done plus those the remaining budget fits at the average pace so far.
-
-    >>> _steps_within_budget(done=100, total=3000, elapsed=60.0, budget=600.0)
-    1000
-    """
-    if done == 0 or elapsed <= 0:
-        return total
-    pace = elapsed / done
-    return int(min(total, done + max(0.0, budget - elapsed) / pace))
-
-
-def budget_ends_next_epoch(done: int, total: int, elapsed: float, budget: float, epoch_steps: int) -> bool:
-    """Whether the budget will end the run before the next epoch's last step: then the
-    next epoch is the final one, its learning rate decays to 0 at the budget, and a dev
-    check now would only spend the budget on weights the run is about to improve.
-
-    >>> budget_ends_next_epoch(done=100, total=300, elapsed=500.0, budget=720.0, epoch_steps=100)
-    True
-    >>> budget_ends_next_epoch(done=100, total=300, elapsed=200.0, budget=720.0, epoch_steps=100)
-    False
-    """
-    return _steps_within_budget(done, total, elapsed, budget) < done + epoch_steps
-
-
-def epoch_limit(epochs: int | str, budgeted: bool, repeated: bool = False) -> int:
-    """The most epochs a run takes: ``epochs``; for ``"auto"``, ``AUTO_EPOCHS``, or
-    ``MAX_AUTO_EPOCHS`` with a time budget when an epoch is one pass over the data (not
-    ``repeated`` to reach ``min_steps``), so data that ``AUTO_EPOCHS`` passes would leave
-    most of the budget unused trains on while dev improves: the learning rate then decays
-    over the budget and early stopping ends the run when dev stops improving. Few-shot
-    data, whose epochs repeat it, keeps ``AUTO_EPOCHS``: on GoEmotions with 8 examples a
-    label, going on until dev stopped improving took 10 minutes instead of 2.6 for
-    macro-F1 0.344 against 0.333 (BENCHMARKS.md).
-
-    >>> epoch_limit("auto", budgeted=True), epoch_limit("auto", budgeted=False), epoch_limit(5, budgeted=True)
-    (10, 3, 5)
-    >>> epoch_limit("auto", budgeted=True, repeated=True)
-    3
-    """
-    if epochs != "auto":
-        return int(epochs)
-    return MAX_AUTO_EPOCHS if budgeted and not repeated else AUTO_EPOCHS
-
-
-def passes_per_epoch(steps_per_pass: int, epochs: int, min_steps: int) -> int:
-    """Passes over the data that make one epoch: 1, or more when ``epochs`` single passes
-    over a small data set would take fewer than ``min_steps`` steps. Dev evaluation and
-    early stopping still happen once per epoch.
-
-    >>> passes_per_epoch(steps_per_pass=4, epochs=3, min_steps=300)  # 224 items, batch 64
-    25
-    >>> passes_per_epoch(steps_per_pass=967, epochs=3, min_steps=300)
-    1
-    """
-    if epochs == 0 or steps_per_pass * epochs >= min_steps:
-        return 1
-    return math.ceil(min_steps / (steps_per_pass * epochs))
-
-
-def _epoch_batches(sampler: LabelAwareBatchSampler, epoch: int, passes: int) -> Iterator[list[int]]:
-    """The batches of one epoch: ``passes`` freshly shuffled passes of the sampler."""
-    for index in range(passes):
-        sampler.set_epoch(epoch * passes + index)
-        yield from sampler
-
-
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """No weight decay on biases and normalisation weights (the BERT recipe)."""
     decay, no_decay = [], []
@@ -273,27 +148,6 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
             continue
         (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def linear_warmup_decay(
-    total_steps: int, warmup_ratio: float, time_used: Callable[[], float] | None = None
-) -> Callable[[int], float]:
-    """LR multiplier rising linearly over the warmup steps, then falling linearly to 0.
-
-    With ``time_used`` (the fraction of a wall-clock budget spent, 0..1), progress is the
-    larger of the step fraction and the time fraction, so a run that will be cut by its
-    budget still warms up and decays to 0 by the end of the budget.
-    """
-    warmup = max(1, int(total_steps * warmup_ratio))
-
-    def factor(step: int) -> float:
-        if time_used is not None:
-            step = max(step, int(time_used() * total_steps))
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return factor
 
 
 class Trainer:
@@ -401,7 +255,7 @@ class Trainer:
         """Rank 0 writes the checkpoint, holding every process's random generators."""
         if self.checkpoint_path is None:
             return
-        rng = distributed.gather_objects(_rng_state(self._view_rng, self.device))
+        rng = distributed.gather_objects(generator_state(self._view_rng, self.device))
         if not distributed.is_main_process():
             return
         payload = {
@@ -438,19 +292,8 @@ class Trainer:
             raise payload
         if payload is None:
             return None
-        if payload["world_size"] != distributed.world_size():
-            n = payload["world_size"]
-            raise ValueError(
-                f"{path} was written by a run of {n} process(es), this run has {distributed.world_size()}: "
-                f"resume with {n} (`labelcon train --resume --nproc {n}` or torchrun with {n} processes in all)"
-            )
+        check_resumable(payload, path, distributed.world_size(), self.config.queue_size)
         saved_queue = payload.get("queue")
-        saved_size = saved_queue["size"] if saved_queue is not None else None
-        if saved_size != self.config.queue_size:
-            raise ValueError(
-                f"{path} was written with queue_size={saved_size}, "
-                f"this run has queue_size={self.config.queue_size}: resume with the interrupted run's settings"
-            )
         self.state = TrainState(**payload["state"])
         self.encoder.load_state_dict(payload["encoder"])
         if saved_queue is not None:
@@ -461,7 +304,7 @@ class Trainer:
             scheduler.load_state_dict(payload["scheduler"])
         if "scaler" in payload and self.scaler.is_enabled():
             self.scaler.load_state_dict(payload["scaler"])
-        _set_rng_state(payload["rng"][distributed.rank()], self._view_rng, self.device)
+        restore_generator_state(payload["rng"][distributed.rank()], self._view_rng, self.device)
         return payload["best"]
 
     # ------------------------------------------------------------------ divergence
@@ -632,7 +475,7 @@ class Trainer:
         while self.state.epoch < epochs and not out_of_time:
             self.encoder.train()
             start = self.state.step_in_epoch  # a resumed epoch skips the batches it has done
-            batches = islice(_epoch_batches(sampler, self.state.epoch, passes), start, None)
+            batches = islice(epoch_batches(sampler, self.state.epoch, passes), start, None)
             prepared = (self._prepare(items, labels, rows) for rows in batches)
             with prefetched(prepared, ahead_for(self.device)) as ready:
                 for step, (batch, batch_y) in enumerate(ready, start):
@@ -654,7 +497,7 @@ class Trainer:
                     self.state.elapsed_seconds = time.monotonic() - started
                     self._record_loss(last_loss, loss_every)
                     if budget:  # the run ends at the budget or the last step, whichever comes first
-                        bar.total = _steps_within_budget(self.state.global_step, total_steps, self._elapsed, budget)
+                        bar.total = steps_within_budget(self.state.global_step, total_steps, self._elapsed, budget)
                     bar.update(1)
                     bar.set_postfix(epoch=self.state.epoch + 1, loss=f"{last_loss:.4f}",
                                     items_s=f"{len(batch.items) * world / max(time.monotonic() - tic, 1e-9):.0f}")

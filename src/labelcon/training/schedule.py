@@ -1,0 +1,102 @@
+"""How long a run trains and at what learning rate: the epoch count (``epochs="auto"``),
+passes per epoch for small data, the wall-clock budget's step estimate, and the warmup /
+decay schedule that decays to 0 at the last step or at the end of the budget."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+from labelcon.sampling import LabelAwareBatchSampler
+
+#: ``epochs="auto"``: the epochs of a run without a time budget, and the most of one with a budget.
+AUTO_EPOCHS = 3
+MAX_AUTO_EPOCHS = 10
+
+def steps_within_budget(done: int, total: int, elapsed: float, budget: float) -> int:
+    """The step count a time-budgeted run will reach, for the progress bar's total and ETA:
+    the steps done plus those the remaining budget fits at the average pace so far.
+
+    >>> steps_within_budget(done=100, total=3000, elapsed=60.0, budget=600.0)
+    1000
+    """
+    if done == 0 or elapsed <= 0:
+        return total
+    pace = elapsed / done
+    return int(min(total, done + max(0.0, budget - elapsed) / pace))
+
+
+def budget_ends_next_epoch(done: int, total: int, elapsed: float, budget: float, epoch_steps: int) -> bool:
+    """Whether the budget will end the run before the next epoch's last step: then the
+    next epoch is the final one, its learning rate decays to 0 at the budget, and a dev
+    check now would only spend the budget on weights the run is about to improve.
+
+    >>> budget_ends_next_epoch(done=100, total=300, elapsed=500.0, budget=720.0, epoch_steps=100)
+    True
+    >>> budget_ends_next_epoch(done=100, total=300, elapsed=200.0, budget=720.0, epoch_steps=100)
+    False
+    """
+    return steps_within_budget(done, total, elapsed, budget) < done + epoch_steps
+
+
+def epoch_limit(epochs: int | str, budgeted: bool, repeated: bool = False) -> int:
+    """The most epochs a run takes: ``epochs``; for ``"auto"``, ``AUTO_EPOCHS``, or
+    ``MAX_AUTO_EPOCHS`` with a time budget when an epoch is one pass over the data (not
+    ``repeated`` to reach ``min_steps``), so data that ``AUTO_EPOCHS`` passes would leave
+    most of the budget unused trains on while dev improves: the learning rate then decays
+    over the budget and early stopping ends the run when dev stops improving. Few-shot
+    data, whose epochs repeat it, keeps ``AUTO_EPOCHS``: on GoEmotions with 8 examples a
+    label, going on until dev stopped improving took 10 minutes instead of 2.6 for
+    macro-F1 0.344 against 0.333 (BENCHMARKS.md).
+
+    >>> epoch_limit("auto", budgeted=True), epoch_limit("auto", budgeted=False), epoch_limit(5, budgeted=True)
+    (10, 3, 5)
+    >>> epoch_limit("auto", budgeted=True, repeated=True)
+    3
+    """
+    if epochs != "auto":
+        return int(epochs)
+    return MAX_AUTO_EPOCHS if budgeted and not repeated else AUTO_EPOCHS
+
+
+def passes_per_epoch(steps_per_pass: int, epochs: int, min_steps: int) -> int:
+    """Passes over the data that make one epoch: 1, or more when ``epochs`` single passes
+    over a small data set would take fewer than ``min_steps`` steps. Dev evaluation and
+    early stopping still happen once per epoch.
+
+    >>> passes_per_epoch(steps_per_pass=4, epochs=3, min_steps=300)  # 224 items, batch 64
+    25
+    >>> passes_per_epoch(steps_per_pass=967, epochs=3, min_steps=300)
+    1
+    """
+    if epochs == 0 or steps_per_pass * epochs >= min_steps:
+        return 1
+    return math.ceil(min_steps / (steps_per_pass * epochs))
+
+
+def epoch_batches(sampler: LabelAwareBatchSampler, epoch: int, passes: int) -> Iterator[list[int]]:
+    """The batches of one epoch: ``passes`` freshly shuffled passes of the sampler."""
+    for index in range(passes):
+        sampler.set_epoch(epoch * passes + index)
+        yield from sampler
+
+
+def linear_warmup_decay(
+    total_steps: int, warmup_ratio: float, time_used: Callable[[], float] | None = None
+) -> Callable[[int], float]:
+    """LR multiplier rising linearly over the warmup steps, then falling linearly to 0.
+
+    With ``time_used`` (the fraction of a wall-clock budget spent, 0..1), progress is the
+    larger of the step fraction and the time fraction, so a run that will be cut by its
+    budget still warms up and decays to 0 by the end of the budget.
+    """
+    warmup = max(1, int(total_steps * warmup_ratio))
+
+    def factor(step: int) -> float:
+        if time_used is not None:
+            step = max(step, int(time_used() * total_steps))
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return factor
