@@ -6,6 +6,7 @@ between devices, and one process per GPU under torchrun."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import threading
 
 import numpy as np
@@ -16,7 +17,7 @@ from click.testing import CliRunner
 from labelcon import Labelcon
 from labelcon import device as device_module
 from labelcon.cli import main
-from labelcon.config import Config, ConfigError
+from labelcon.config import Config, ConfigError, ServeSettings
 from labelcon.data import LabelSpace
 from labelcon.device import DeviceError, Precision, choose_precision, resolve_device
 from labelcon.encoders import build_encoder, load_encoder
@@ -24,8 +25,8 @@ from labelcon.feed import ahead_for, prefetched
 from labelcon.heads import EnsembleHead, build_head
 from labelcon.heads.index import NearestNeighbors
 from labelcon.objectives import build_objective
-from labelcon.training import distributed
 from labelcon.training import checkpoint as checkpoint_module
+from labelcon.training import distributed
 from labelcon.training import trainer as trainer_module
 from labelcon.training.labels import batch_labels
 from labelcon.training.trainer import Trainer
@@ -291,6 +292,55 @@ def test_train_takes_the_device_flag(toy_data, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "device: cpu" in (out / "config.yaml").read_text()
 
+
+
+@pytest.fixture(scope="module")
+def cpu_run(toy_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("device") / "run"
+    Labelcon(**{**FAST, "device": "cpu"}).fit(toy_data["train"], toy_data["dev"], out_dir=run, show_progress=False)
+    return run
+
+
+@pytest.mark.parametrize("command, args", [
+    ("predict", ["some text"]),
+    ("embed", ["--input", "TEST", "--output", "OUT"]),
+    ("evaluate", ["--data", "TEST"]),
+    ("index", ["--corpus", "TEST"]),
+    ("search", ["some text"]),
+])  # fmt: skip
+def test_commands_that_load_a_model_take_the_device_flag(cpu_run, toy_data, tmp_path, monkeypatch, command,
+                                                        args) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(cpu_run, run)  # index writes into the run
+    args = [str(toy_data["test"]) if a == "TEST" else str(tmp_path / "e.npy") if a == "OUT" else a for a in args]
+    asked = []
+    load = Labelcon.load.__func__
+    monkeypatch.setattr(Labelcon, "load", classmethod(lambda cls, d, device="auto": asked.append(device) or load(cls, d, device)))
+    result = CliRunner().invoke(main, [command, str(run), *args, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert asked == ["cpu"]
+    result = CliRunner().invoke(main, [command, str(run), *args])
+    assert result.exit_code == 0, result.output
+    assert asked[-1] == "auto"  # a GPU when there is one, as training does
+    result = CliRunner().invoke(main, [command, str(run), *args, "--device", "tpu"])
+    assert result.exit_code == 2 and "--device" in result.output and "expected a device name" in result.output
+
+
+def test_serve_loads_the_model_on_its_device_setting(cpu_run, monkeypatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from labelcon.serve import create_app
+
+    run = cpu_run
+    assert ServeSettings().device == "auto" and "--device" in CliRunner().invoke(main, ["serve", "--help"]).output
+    with pytest.raises(ValueError, match="expected a device name"):
+        ServeSettings(device="tpu")
+    asked = []
+    load = Labelcon.load.__func__
+    monkeypatch.setattr(Labelcon, "load", classmethod(lambda cls, d, device="auto": asked.append(device) or load(cls, d, device)))
+    with TestClient(create_app(run, ServeSettings(device="cpu"))) as client:
+        assert client.post("/predict", json={"inputs": ["song album"]}).status_code == 200
+    assert asked == ["cpu"]
 
 # ------------------------------------------------------------------ the kNN search on the device
 def test_the_torch_search_finds_the_numpy_neighbours() -> None:

@@ -16,10 +16,10 @@ from typing import Any
 
 import click
 import numpy as np
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from labelcon.card import write_card
-from labelcon.config import Config, ConfigError, ServeSettings
+from labelcon.config import DEVICE_HELP, Config, ConfigError, DeviceName, ServeSettings
 from labelcon.data import DataError, read_texts, registered_names
 from labelcon.io import atomic_open, write_json
 from labelcon.options import command_line, config_options, settings_options
@@ -81,6 +81,19 @@ def main() -> None:
       labelcon demo                    # a 1-minute tour on a built-in data set (2 CPU cores)
       labelcon train --help            # train on your own JSONL / CSV / TSV / Parquet
     """
+
+
+def _device_option(func: Callable) -> Callable:
+    """``--device``: where a loaded model embeds and scores (checked as ``Config.device`` is)."""
+    return click.option("--device", default="auto", show_default=True, callback=_device_name,
+                        help=f"Where the model embeds and scores: {DEVICE_HELP}.")(func)
+
+
+def _device_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return TypeAdapter(DeviceName).validate_python(value)
+    except ValidationError as exc:
+        raise click.BadParameter(exc.errors()[0]["msg"]) from None
 
 
 def _data_options(func: Callable) -> Callable:
@@ -255,15 +268,16 @@ def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
 @_data_options
 @click.option("--ignore-unknown-labels", is_flag=True, help="Count and drop labels unseen in training instead of failing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@_device_option
 @_fail_cleanly
-def evaluate(run_dir, data_path, ignore_unknown_labels, as_json, **fields) -> None:
+def evaluate(run_dir, data_path, ignore_unknown_labels, as_json, device, **fields) -> None:
     """Evaluate the model in RUN_DIR on a labelled file.
 
     \b
     Example:
       labelcon evaluate runs/a --data test.jsonl --json
     """
-    model = _load(run_dir, fields)
+    model = _load(run_dir, device, fields)
     metrics = model.evaluate(data_path, ignore_unknown_labels=ignore_unknown_labels)
     if as_json:
         click.echo(json.dumps(_finite_or_null(metrics), indent=2, allow_nan=False))
@@ -282,10 +296,10 @@ def _finite_or_null(value: Any) -> Any:
     return value
 
 
-def _load(run_dir: str, fields: dict[str, Any] | None = None):
+def _load(run_dir: str, device: str, fields: dict[str, Any] | None = None):
     from labelcon.estimator import Labelcon
 
-    model = Labelcon.load(run_dir)
+    model = Labelcon.load(run_dir, device=device)
     for key, value in (fields or {}).items():
         if value is not None:
             setattr(model.config, key, value)
@@ -311,8 +325,9 @@ def _inputs(texts: tuple[str, ...], input_path: str | None, text_field: str | No
 @click.option("--input", "input_path", type=click.Path(dir_okay=False), help="File of texts: .txt (one per line), JSONL, CSV, TSV.")
 @click.option("--text-field", default=None, help="Field/column holding the text [text].")
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Scores of the K best labels.")
+@_device_option
 @_fail_cleanly
-def predict(run_dir, texts, input_path, text_field, top_k) -> None:
+def predict(run_dir, texts, input_path, text_field, top_k, device) -> None:
     """Predict labels: one JSON line per input with its labels and scores.
 
     \b
@@ -321,7 +336,7 @@ def predict(run_dir, texts, input_path, text_field, top_k) -> None:
       labelcon predict runs/a --input new.jsonl --top-k 3 > predictions.jsonl
     """
     items = _inputs(texts, input_path, text_field)
-    model = _load(run_dir)
+    model = _load(run_dir, device)
     label_sets, ranked = model.predict_with_top_k(items, top_k)
     for text, chosen, top in zip(items, label_sets, ranked, strict=True):
         click.echo(json.dumps({"text": text, "labels": chosen, "scores": _rounded(top)}, ensure_ascii=False))
@@ -333,8 +348,9 @@ def predict(run_dir, texts, input_path, text_field, top_k) -> None:
 @click.option("--output", required=True, type=click.Path(dir_okay=False), help="Where to write the [n, D] float32 .npy.")
 @click.option("--text-field", default=None, help="Field/column holding the text [text].")
 @click.option("--quiet", "-q", is_flag=True)
+@_device_option
 @_fail_cleanly
-def embed(run_dir, input_path, output, text_field, quiet) -> None:
+def embed(run_dir, input_path, output, text_field, quiet, device) -> None:
     """Write L2-normalised embeddings of the texts in --input to a .npy file.
 
     \b
@@ -343,7 +359,7 @@ def embed(run_dir, input_path, output, text_field, quiet) -> None:
     """
     _check_parent(output, "--output")
     items = _inputs((), input_path, text_field)
-    vectors = _load(run_dir).encode(items, show_progress=not quiet)
+    vectors = _load(run_dir, device).encode(items, show_progress=not quiet)
     with atomic_open(output, "wb") as handle:
         np.save(handle, vectors)
     if not quiet:
@@ -358,8 +374,9 @@ def embed(run_dir, input_path, output, text_field, quiet) -> None:
 @_data_options
 @click.option("--exact/--approximate", default=None, help="Exact cosine search or faiss HNSW [exact up to 200,000 items].")
 @click.option("--quiet", "-q", is_flag=True)
+@_device_option
 @_fail_cleanly
-def index_corpus(run_dir, corpus_path, id_field, exact, quiet, **fields) -> None:
+def index_corpus(run_dir, corpus_path, id_field, exact, quiet, device, **fields) -> None:
     """Embed the items of --corpus and store them in RUN_DIR/index/ for `labelcon search`.
 
     The index is rebuilt by `labelcon search` when the corpus file or the model changes.
@@ -370,7 +387,7 @@ def index_corpus(run_dir, corpus_path, id_field, exact, quiet, **fields) -> None
     """
     from labelcon.search import save_index
 
-    model = _load(run_dir, fields)
+    model = _load(run_dir, device, fields)
     index = model.index(corpus_path, id_field=id_field, exact=exact).index_
     save_index(run_dir, index)
     if not quiet:
@@ -387,8 +404,9 @@ def index_corpus(run_dir, corpus_path, id_field, exact, quiet, **fields) -> None
 @click.option("--like", multiple=True, metavar="ID", help="Search like the indexed item with this id (repeatable).")
 @click.option("--k", type=click.IntRange(min=1), default=10, show_default=True, help="Hits per query.")
 @click.option("--label", "labels", multiple=True, metavar="LABEL", help="Keep hits holding this label (repeatable: any of them).")
+@_device_option
 @_fail_cleanly
-def search_index(run_dir, queries, input_path, text_field, like, k, labels) -> None:
+def search_index(run_dir, queries, input_path, text_field, like, k, labels, device) -> None:
     """Search the items indexed by `labelcon index`: one JSON line per query,
     {"query": ..., "hits": [{"id", "text", "labels", "score"}, ...]} ("like": ID for --like).
 
@@ -400,7 +418,7 @@ def search_index(run_dir, queries, input_path, text_field, like, k, labels) -> N
     """
     from labelcon.search import fresh_index, save_index
 
-    model = _load(run_dir)
+    model = _load(run_dir, device)
     items = _inputs(queries, input_path, text_field) if queries or input_path or not like else []
     index, reason = fresh_index(model)
     if reason is not None:

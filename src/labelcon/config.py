@@ -13,15 +13,26 @@ from __future__ import annotations
 import os
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 if TYPE_CHECKING:
     from labelcon.prediction import StageSettings
     from labelcon.training.settings import TrainingSettings
 
+
+def _device_name(value: str) -> str:
+    from labelcon.device import check_device_name
+
+    return check_device_name(value)
+
+
+#: A device name of :mod:`labelcon.device` (whatever this machine has).
+DeviceName = Annotated[str, AfterValidator(_device_name)]
+DEVICE_HELP = ("auto (a CUDA GPU, else Apple MPS, else the CPU) | cpu | cuda (this process's GPU: cuda:LOCAL_RANK "
+               "under torchrun) | cuda:N | mps")
 
 #: Fields that take ``"auto"`` or a count, with the least count each allows.
 AUTO_OR_AT_LEAST = {"epochs": 0, "max_length": 4, "encode_max_length": 4, "nproc": 1}
@@ -129,10 +140,7 @@ class Config(BaseModel):
     eval_max_train: int = Field(20000, ge=100, description="training items encoded for the per-epoch dev check")
 
     # scale: the device, a momentum key queue, many processes
-    device: str = Field(
-        "auto", description="where to train and embed: auto (a CUDA GPU, else Apple MPS, else the CPU) | cpu | "
-        "cuda (this process's GPU: cuda:LOCAL_RANK under torchrun) | cuda:N | mps",
-    )
+    device: DeviceName = Field("auto", description=f"where to train and embed: {DEVICE_HELP}")
     queue_size: int | None = Field(None, ge=1, description="keys (with labels) kept from past batches (MoCo)")
     momentum: float = Field(0.999, ge=0, le=1, description="momentum of the key encoder's update")
     nproc: int | Literal["auto"] = Field(
@@ -155,13 +163,6 @@ class Config(BaseModel):
             raise ValueError("must be >= 1: the top transformer layers to fine-tune (at most the encoder's layers: "
                              "6 for minilm, 12 for mpnet); leave it out to train all")
         return value
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, value: str) -> str:
-        from labelcon.device import check_device_name
-
-        return check_device_name(value)
 
     @field_validator("lexical")
     @classmethod
@@ -281,3 +282,4 @@ class ServeSettings(BaseModel):
     timeout: float = Field(30.0, gt=0, description="seconds a request may take from its arrival to its answer")
     max_batch: int = Field(128, ge=1, description="texts of concurrent requests gathered into one encoder batch")
     max_wait_ms: float = Field(2.0, ge=0, description="milliseconds a batch waits for more requests to join it")
+    device: DeviceName = Field("auto", description=f"where the model embeds and scores: {DEVICE_HELP}")

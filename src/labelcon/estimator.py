@@ -221,11 +221,12 @@ class Labelcon(SearchMixin):
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, device: str = "cpu") -> Labelcon:
+    def load(cls, directory: str | os.PathLike, device: str = "auto") -> Labelcon:
         """Load a model saved by :meth:`save` (a ``labelcon train`` run directory), of this
         format or the first one, or an export of one (:mod:`labelcon.export`), onto ``device``
-        (the CPU unless told: a model trained on a GPU loads on a machine without one); its
-        ``config`` stays the one it trained with."""
+        (:func:`labelcon.device.resolve_device`: ``auto`` takes a GPU when there is one, so a
+        model trained on a GPU loads on a machine without one); its ``config`` stays the one
+        it trained with."""
         model = load_current(directory, lambda folder, meta: cls._load_version(folder, meta, device))
         for name in ("history", "metrics"):
             path = Path(directory) / f"{name}.json"

@@ -372,7 +372,7 @@ def _search_routes(model: Labelcon, settings: ServeSettings) -> APIRouter:
 def create_app(run_dir: str | os.PathLike, settings: ServeSettings | None = None) -> FastAPI:
     """The HTTP app serving the model in ``run_dir`` (loaded now) under ``settings``."""
     settings = settings or ServeSettings()
-    model, name = Labelcon.load(run_dir), Path(run_dir).resolve().name
+    model, name = Labelcon.load(run_dir, device=settings.device), Path(run_dir).resolve().name
     metrics = _Metrics()
     batcher = Batcher(lambda jobs: _run_jobs(model, jobs), max_size=settings.max_batch,
                       max_wait=settings.max_wait_ms / 1000, on_batch=metrics.observe_batch)  # fmt: skip
@@ -423,7 +423,7 @@ def run(run_dir: str | os.PathLike, settings: ServeSettings | None = None, *, ho
         with _stopping_is_success():
             server.run()
         return
-    Labelcon.load(run_dir)  # a run that does not load fails here, once, not in every process
+    Labelcon.load(run_dir, device="cpu")  # a run that does not load fails here, once, not in every process
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
     os.environ[ENV_SPEC] = json.dumps({"run_dir": str(run_dir), "settings": settings.model_dump()})
     with tempfile.TemporaryDirectory(prefix="labelcon-metrics-") as metrics_dir:
