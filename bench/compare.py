@@ -43,8 +43,9 @@ dev and test, threshold calibration and evaluation.
 ``--shots`` and training; each seed's rows go to its own results file, as ``--seed`` writes
 them) and then summarises the seeds in ``<dataset>[-...]-seeds.json``: per system and
 metric the mean, the sample standard deviation, the min and the max, with each seed's
-commit and date. ``--seeds ... --summarize`` runs nothing and summarises the rows the
-seeds' files already hold, so seeds run at different times can be summarised together.
+commit and date. ``--seeds ... --summarize`` runs nothing and summarises the rows of
+``--systems`` that the seeds' files already hold, so seeds run at different times can be
+summarised together.
 
 ``stsb``: Spearman x 100 of cosine similarity on STS-B test for the base MiniLM and for
 labelcon trained on GoEmotions with its defaults (``--model DIR`` loads a run directory
@@ -403,13 +404,13 @@ def compare_seeds(args: argparse.Namespace) -> None:
         for seed in args.seeds:
             args.seed = seed
             compare(args)
+    wanted = {row_name(system, args.labelcon_params) for system in args.systems}
     per_seed = {}
     for seed in args.seeds:
         path = results_path(args, seed)
         if not path.exists():
             raise SystemExit(f"{path}: no results for seed {seed}; run it with --seed {seed} first")
-        per_seed[seed] = {name: row for name, row in read_json(path)["rows"].items()
-                          if args.summarize or name in {row_name(system, args.labelcon_params) for system in args.systems}}
+        per_seed[seed] = {name: row for name, row in read_json(path)["rows"].items() if name in wanted}
     summary = seed_summary(per_seed)
     path = results_path(args, "s")
     write_json(path, {"seeds": args.seeds, "systems": summary})
