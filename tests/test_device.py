@@ -312,6 +312,8 @@ def test_commands_that_load_a_model_take_the_device_flag(cpu_run, toy_data, tmp_
                                                         args) -> None:
     run = tmp_path / "run"
     shutil.copytree(cpu_run, run)  # index writes into the run
+    if command == "search":
+        assert CliRunner().invoke(main, ["index", str(run), "--corpus", str(toy_data["train"]), "-q"]).exit_code == 0
     args = [str(toy_data["test"]) if a == "TEST" else str(tmp_path / "e.npy") if a == "OUT" else a for a in args]
     asked = []
     load = Labelcon.load.__func__
