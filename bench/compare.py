@@ -318,16 +318,19 @@ def _labels_per_item(row: dict[str, Any]) -> str:
     return f"{counts['predicted']:.2f} / {counts['true']:.2f}"
 
 
-def results_path(args: argparse.Namespace, seed: int | str | None = None) -> Path:
-    """``bench/results/<dataset>[-shotsN][-limitN][-seedN].json`` (seed only when not the default);
-    ``seed="s"`` names the summary of several seeds (``-seeds.json``)."""
+def results_path(args: argparse.Namespace, seed: int | None = None, *, summary: bool = False) -> Path:
+    """``bench/results/<dataset>[-shotsN][-limitN][-seedN].json`` for ``seed`` (default
+    ``--seed``; named only when not the default), or with ``summary`` the ``-seeds.json``
+    that summarises several seeds."""
     seed = args.seed if seed is None else seed
     parts = [args.dataset]
     if getattr(args, "shots", None):
         parts.append(f"shots{args.shots}")
     if args.limit:
         parts.append(f"limit{args.limit}")
-    if seed != DEFAULTS.seed:
+    if summary:
+        parts.append("seeds")
+    elif seed != DEFAULTS.seed:
         parts.append(f"seed{seed}")
     return RESULTS_DIR / ("-".join(parts) + ".json")
 
@@ -371,7 +374,7 @@ def seed_summary(per_seed: dict[int, dict[str, dict[str, Any]]]) -> dict[str, di
     systems = list(dict.fromkeys(name for rows in per_seed.values() for name in rows))
     summary: dict[str, dict[str, Any]] = {}
     for name in systems:
-        rows = {seed: rows[name] for seed, rows in per_seed.items() if name in rows}
+        rows = {seed: seed_rows[name] for seed, seed_rows in per_seed.items() if name in seed_rows}
         metrics = {}
         for key in SEED_METRICS:
             values = np.array([row["test"][key] for row in rows.values()])
@@ -412,7 +415,7 @@ def compare_seeds(args: argparse.Namespace) -> None:
             raise SystemExit(f"{path}: no results for seed {seed}; run it with --seed {seed} first")
         per_seed[seed] = {name: row for name, row in read_json(path)["rows"].items() if name in wanted}
     summary = seed_summary(per_seed)
-    path = results_path(args, "s")
+    path = results_path(args, summary=True)
     write_json(path, {"seeds": args.seeds, "systems": summary})
     print(f"\n{args.dataset}: {len(args.seeds)} seeds ({', '.join(map(str, args.seeds))}); test metrics, "
           "mean ± sample sd (min–max)\n")

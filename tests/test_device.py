@@ -293,12 +293,19 @@ def test_train_takes_the_device_flag(toy_data, tmp_path) -> None:
     assert "device: cpu" in (out / "config.yaml").read_text()
 
 
-
 @pytest.fixture(scope="module")
 def cpu_run(toy_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("device") / "run"
     Labelcon(**{**FAST, "device": "cpu"}).fit(toy_data["train"], toy_data["dev"], out_dir=run, show_progress=False)
     return run
+
+
+def _record_load_devices(monkeypatch) -> list[str]:
+    """The ``device`` of every ``Labelcon.load`` from now on, in order; the loads still happen."""
+    asked: list[str] = []
+    load = Labelcon.load.__func__
+    monkeypatch.setattr(Labelcon, "load", classmethod(lambda cls, d, device="auto": asked.append(device) or load(cls, d, device)))
+    return asked
 
 
 @pytest.mark.parametrize("command, args", [
@@ -315,9 +322,7 @@ def test_commands_that_load_a_model_take_the_device_flag(cpu_run, toy_data, tmp_
     if command == "search":
         assert CliRunner().invoke(main, ["index", str(run), "--corpus", str(toy_data["train"]), "-q"]).exit_code == 0
     args = [str(toy_data["test"]) if a == "TEST" else str(tmp_path / "e.npy") if a == "OUT" else a for a in args]
-    asked = []
-    load = Labelcon.load.__func__
-    monkeypatch.setattr(Labelcon, "load", classmethod(lambda cls, d, device="auto": asked.append(device) or load(cls, d, device)))
+    asked = _record_load_devices(monkeypatch)
     result = CliRunner().invoke(main, [command, str(run), *args, "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert asked == ["cpu"]
@@ -337,12 +342,11 @@ def test_serve_loads_the_model_on_its_device_setting(cpu_run, monkeypatch) -> No
     assert ServeSettings().device == "auto" and "--device" in CliRunner().invoke(main, ["serve", "--help"]).output
     with pytest.raises(ValueError, match="expected a device name"):
         ServeSettings(device="tpu")
-    asked = []
-    load = Labelcon.load.__func__
-    monkeypatch.setattr(Labelcon, "load", classmethod(lambda cls, d, device="auto": asked.append(device) or load(cls, d, device)))
+    asked = _record_load_devices(monkeypatch)
     with TestClient(create_app(run, ServeSettings(device="cpu"))) as client:
         assert client.post("/predict", json={"inputs": ["song album"]}).status_code == 200
     assert asked == ["cpu"]
+
 
 # ------------------------------------------------------------------ the kNN search on the device
 def test_the_torch_search_finds_the_numpy_neighbours() -> None:

@@ -93,7 +93,7 @@ def _device_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     try:
         return TypeAdapter(DeviceName).validate_python(value)
     except ValidationError as exc:
-        raise click.BadParameter(exc.errors()[0]["msg"]) from None
+        raise click.BadParameter(str(exc.errors()[0]["ctx"]["error"])) from None
 
 
 def _data_options(func: Callable) -> Callable:

@@ -85,8 +85,6 @@ def restore_generator_state(saved: dict[str, Any], views: np.random.Generator, d
     views.bit_generator.state = saved["views"]
 
 
-
-
 def check_resumable(payload: dict[str, Any], path: Path, world_size: int, queue_size: int) -> None:
     """Raise ``ValueError`` when the checkpoint ``payload`` (read from ``path``) was written
     by a run of another process count or queue size than this one, naming what to resume with."""

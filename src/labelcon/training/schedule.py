@@ -13,6 +13,7 @@ from labelcon.sampling import LabelAwareBatchSampler
 AUTO_EPOCHS = 3
 MAX_AUTO_EPOCHS = 10
 
+
 def steps_within_budget(done: int, total: int, elapsed: float, budget: float) -> int:
     """The step count a time-budgeted run will reach, for the progress bar's total and ETA:
     the steps done plus those the remaining budget fits at the average pace so far.

@@ -101,6 +101,8 @@ from labelcon.training.settings import TrainingSettings
 
 #: About this many points of the training loss per run: each the mean over a window of steps.
 LOSS_POINTS = 200
+
+
 class TrainingDiverged(ValueError):
     """The loss or the weights stopped being finite, mostly from too high a learning rate."""
 
