@@ -119,7 +119,8 @@ def _data_options(func: Callable) -> Callable:
 @click.option("--overwrite", is_flag=True, help="Replace the finished or interrupted labelcon run in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or summaries.")
 @_fail_cleanly
-def train(train_path, dev_path, test_path, dataset, data_dir, out_dir, config_file, resume, overwrite, quiet, **flags) -> None:
+def train(train_path: str | None, dev_path: str | None, test_path: str | None, dataset: str | None, data_dir: str | None,
+          out_dir: str, config_file: str | None, resume: bool, overwrite: bool, quiet: bool, **flags: Any) -> None:
     """Train an encoder and a label head; write the run directory OUT.
 
     OUT gets config.yaml, the model (labelcon.json pointing at model.N/: encoder/, head/,
@@ -270,7 +271,7 @@ def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @_device_option
 @_fail_cleanly
-def evaluate(run_dir, data_path, ignore_unknown_labels, as_json, device, **fields) -> None:
+def evaluate(run_dir: str, data_path: str, ignore_unknown_labels: bool, as_json: bool, device: str, **fields: str | None) -> None:
     """Evaluate the model in RUN_DIR on a labelled file.
 
     \b
@@ -327,7 +328,7 @@ def _inputs(texts: tuple[str, ...], input_path: str | None, text_field: str | No
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Scores of the K best labels.")
 @_device_option
 @_fail_cleanly
-def predict(run_dir, texts, input_path, text_field, top_k, device) -> None:
+def predict(run_dir: str, texts: tuple[str, ...], input_path: str | None, text_field: str | None, top_k: int, device: str) -> None:
     """Predict labels: one JSON line per input with its labels and scores.
 
     \b
@@ -350,7 +351,7 @@ def predict(run_dir, texts, input_path, text_field, top_k, device) -> None:
 @click.option("--quiet", "-q", is_flag=True)
 @_device_option
 @_fail_cleanly
-def embed(run_dir, input_path, output, text_field, quiet, device) -> None:
+def embed(run_dir: str, input_path: str, output: str, text_field: str | None, quiet: bool, device: str) -> None:
     """Write L2-normalised embeddings of the texts in --input to a .npy file.
 
     \b
@@ -376,7 +377,8 @@ def embed(run_dir, input_path, output, text_field, quiet, device) -> None:
 @click.option("--quiet", "-q", is_flag=True)
 @_device_option
 @_fail_cleanly
-def index_corpus(run_dir, corpus_path, id_field, exact, quiet, device, **fields) -> None:
+def index_corpus(run_dir: str, corpus_path: str, id_field: str | None, exact: bool | None, quiet: bool, device: str,
+                 **fields: str | None) -> None:
     """Embed the items of --corpus and store them in RUN_DIR/index/ for `labelcon search`.
 
     The index is rebuilt by `labelcon search` when the corpus file or the model changes.
@@ -406,7 +408,8 @@ def index_corpus(run_dir, corpus_path, id_field, exact, quiet, device, **fields)
 @click.option("--label", "labels", multiple=True, metavar="LABEL", help="Keep hits holding this label (repeatable: any of them).")
 @_device_option
 @_fail_cleanly
-def search_index(run_dir, queries, input_path, text_field, like, k, labels, device) -> None:
+def search_index(run_dir: str, queries: tuple[str, ...], input_path: str | None, text_field: str | None,
+                 like: tuple[str, ...], k: int, labels: tuple[str, ...], device: str) -> None:
     """Search the items indexed by `labelcon index`: one JSON line per query,
     {"query": ..., "hits": [{"id", "text", "labels", "score"}, ...]} ("like": ID for --like).
 
@@ -440,7 +443,7 @@ def search_index(run_dir, queries, input_path, text_field, like, k, labels, devi
 @click.option("--overwrite", is_flag=True, help="Replace an earlier export in --out.")
 @click.option("--quiet", "-q", is_flag=True)
 @_fail_cleanly
-def export_model(run_dir, format_, out_dir, quantize, overwrite, quiet) -> None:
+def export_model(run_dir: str, format_: str, out_dir: str, quantize: str | None, overwrite: bool, quiet: bool) -> None:
     """Export the model in RUN_DIR for sentence-transformers or ONNX Runtime.
 
     OUT holds the encoder in that format, the prediction stage beside it and a model card,
@@ -468,7 +471,7 @@ def export_model(run_dir, format_, out_dir, quantize, overwrite, quiet) -> None:
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True, help="uvicorn's log level (info logs every request).")
 @_fail_cleanly
-def serve(run_dir, host, port, workers, log_level, **limits) -> None:
+def serve(run_dir: str, host: str, port: int, workers: int, log_level: str, **limits: Any) -> None:
     """Serve the model in RUN_DIR over HTTP until SIGTERM or Ctrl-C (which finish the requests in flight).
 
     \b
@@ -500,7 +503,7 @@ def serve(run_dir, host, port, workers, log_level, **limits) -> None:
 @click.option("--test", "test_path", type=click.Path(exists=True, dir_okay=False),
               help="Labelled file for the label figures [the run's test items, predictions_test.jsonl].")
 @_fail_cleanly
-def report(run_dirs, out, labels, test_path) -> None:
+def report(run_dirs: tuple[str, ...], out: str | None, labels: tuple[str, ...], test_path: str | None) -> None:
     """Write a run's report (report.html with figures, report.md), or put several runs side by side.
 
     \b
@@ -527,7 +530,7 @@ def report(run_dirs, out, labels, test_path) -> None:
 @click.option("--encoder", help="Encoder to use (default: minilm when installed, else static).")
 @click.option("--quiet", "-q", is_flag=True)
 @_fail_cleanly
-def demo(out_dir, encoder, quiet) -> None:
+def demo(out_dir: str | None, encoder: str | None, quiet: bool) -> None:
     """Train, evaluate and predict on the built-in multi-label data set (offline, about 1 minute on 2 CPU cores).
 
     \b

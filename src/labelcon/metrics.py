@@ -34,7 +34,7 @@ P@k, nDCG@k and PSP@k average over all items; an item without labels contributes
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Union
 
 import numpy as np
@@ -339,7 +339,8 @@ def psp_at_k(y_true: LabelMatrix, scores: np.ndarray | TopK, k: int, propensitie
 # ---------------------------------------------------------------- ranking over all labels
 
 
-def sorted_columns(scores: np.ndarray, y_csc: sp.csc_matrix, cols: np.ndarray):
+def sorted_columns(scores: np.ndarray, y_csc: sp.csc_matrix,
+                   cols: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield ``(block, s, y)`` over blocks of the label columns ``cols``: ``s`` [b, n] holds
     each column's scores sorted descending, ``y`` [b, n] its labels in that order (the order
     within a run of tied scores is arbitrary: callers read values only at the ends of runs).

@@ -52,7 +52,6 @@ MAX_CHANCE = 0.05
 MAX_FLOOD = 3.0
 
 
-
 class Thresholds:
     """Per-label thresholds; ``per_label[c]`` says whether label c got its own (else the fallback)."""
 
