@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
 from labelcon.card import write_card
-from labelcon.config import DEVICE_HELP, Config, ConfigError, DeviceName, ServeSettings
+from labelcon.config import DEVICE_HELP, Config, ConfigError, DeviceName, ServeSettings, error_message
 from labelcon.data import DataError, read_texts, registered_names
 from labelcon.io import atomic_open, write_json
 from labelcon.options import command_line, config_options, settings_options
@@ -93,7 +93,7 @@ def _device_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     try:
         return TypeAdapter(DeviceName).validate_python(value)
     except ValidationError as exc:
-        raise click.BadParameter(str(exc.errors()[0]["ctx"]["error"])) from None
+        raise click.BadParameter(error_message(exc.errors()[0])) from None
 
 
 def _data_options(func: Callable) -> Callable:
@@ -201,7 +201,7 @@ def _refusal(err: dict[str, Any]) -> str:
         bound = next(iter(err["ctx"].values()))
         wanted = f"must be {_BOUNDS[err['type']]} {format(bound, 'g') if isinstance(bound, float) else bound}"
     else:
-        wanted = err["msg"].removeprefix("Value error, ")
+        wanted = error_message(err)
     return f"{wanted}, got {err['input']!r}"
 
 

@@ -38,6 +38,12 @@ DEVICE_HELP = ("auto (a CUDA GPU, else Apple MPS, else the CPU) | cpu | cuda (th
 AUTO_OR_AT_LEAST = {"epochs": 0, "max_length": 4, "encode_max_length": 4, "nproc": 1}
 
 
+def error_message(err: dict[str, Any]) -> str:
+    """A pydantic error's message, without the "Value error, " prefix pydantic puts before
+    the text of a ``ValueError`` raised by a validator."""
+    return str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
+
+
 class ConfigError(ValueError):
     """A configuration file or value that is not what labelcon expects."""
 
@@ -258,7 +264,7 @@ class Config(BaseModel):
             for err in exc.errors():
                 field = ".".join(str(p) for p in err["loc"])
                 if not field:  # a rule across fields (the head and its parameters)
-                    problems.append(err["msg"].removeprefix("Value error, "))
+                    problems.append(error_message(err))
                 elif err["type"] == "extra_forbidden":
                     valid = ", ".join(sorted(cls.model_fields))
                     problems.append(f"unknown field '{field}' (valid fields: {valid})")

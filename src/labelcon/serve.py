@@ -48,7 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from labelcon import __version__
 from labelcon.batching import Batcher
-from labelcon.config import ServeSettings
+from labelcon.config import ServeSettings, error_message
 from labelcon.estimator import Labelcon
 from labelcon.prediction import Features
 from labelcon.schemas import Embedding, EmbeddingsRequest, EmbeddingsResponse, InfoResponse, LabelScore, Prediction
@@ -167,7 +167,7 @@ def _describe(errors: list[dict[str, Any]]) -> str:
             return "the body was not read as JSON: send it with Content-Type: application/json"
         if err["type"] == "model_attributes_type":
             return f"expected a JSON object as the body, got {json_kind(err['input'])}"
-        message = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
+        message = error_message(err)
         parts.append(f"{'.'.join(loc)}: {message}" if loc else message)
     return "; ".join(parts)
 
