@@ -470,18 +470,33 @@ def export_model(run_dir: str, format_: str, out_dir: str, quantize: str | None,
 @settings_options(ServeSettings)
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True, help="uvicorn's log level (info logs every request).")
+@click.option("--api-key-file", type=click.Path(dir_okay=False),
+              help="File of API keys, one per line: every route but GET /health then needs "
+              "'Authorization: Bearer <key>' ($LABELCON_API_KEY adds one key).")  # fmt: skip
 @_fail_cleanly
-def serve(run_dir: str, host: str, port: int, workers: int, log_level: str, **limits: Any) -> None:
+def serve(run_dir: str, host: str, port: int, workers: int, log_level: str, api_key_file: str | None,
+          **limits: Any) -> None:  # fmt: skip
     """Serve the model in RUN_DIR over HTTP until SIGTERM or Ctrl-C (which finish the requests in flight).
 
     \b
-    Routes: GET /health, GET /info, POST /predict, POST /v1/embeddings (OpenAI's format),
-    GET /metrics (Prometheus); the API is described at /docs.
+    Routes: GET /health, GET /info, POST /predict, POST /search (once `labelcon index` gave
+    the run a corpus), POST /v1/embeddings (OpenAI's format), GET /metrics (Prometheus);
+    the API is described at /docs.
+    \b
+    API keys: with $LABELCON_API_KEY set or --api-key-file, every route but GET /health
+    answers 401 without 'Authorization: Bearer <key>'. Without a key, a --host other than a
+    loopback address is warned about: anyone who reaches it can use the server.
+    \b
+    New model versions: when the run directory publishes a newer model (a retrain, a
+    resumed run, --overwrite), the server loads it beside the old one and switches to it
+    between requests (checked every --reload-seconds); a version that does not load is
+    refused with a log line and the old one keeps serving. Answers name their version in
+    the X-Labelcon-Model-Version header, /health in its body.
     \b
     Examples:
       labelcon serve runs/a
       curl -s localhost:8000/predict -H 'Content-Type: application/json' -d '{"inputs": ["love it"]}'
-      labelcon serve runs/a --host 0.0.0.0 --port 8080 --workers 4 --max-items 64
+      LABELCON_API_KEY=$(openssl rand -hex 24) labelcon serve runs/a --host 0.0.0.0 --port 8080 --workers 4
     """
     try:
         from labelcon.serve import run
@@ -492,7 +507,7 @@ def serve(run_dir: str, host: str, port: int, workers: int, log_level: str, **li
     except ValidationError as exc:
         raise click.UsageError("; ".join(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}, got {err['input']}"
                                          for err in exc.errors())) from None  # fmt: skip
-    run(run_dir, settings, host=host, port=port, workers=workers, log_level=log_level)
+    run(run_dir, settings, host=host, port=port, workers=workers, log_level=log_level, api_key_file=api_key_file)
 
 
 @main.command()

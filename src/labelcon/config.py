@@ -277,7 +277,7 @@ class Config(BaseModel):
 
 
 class ServeSettings(BaseModel):
-    """The limits and batching of ``labelcon serve``; each field is the flag of its name
+    """The limits, batching and version checks of ``labelcon serve``; each field is the flag of its name
     (``max_items``: ``--max-items``)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -289,3 +289,5 @@ class ServeSettings(BaseModel):
     max_batch: int = Field(128, ge=1, description="texts of concurrent requests gathered into one encoder batch")
     max_wait_ms: float = Field(2.0, ge=0, description="milliseconds a batch waits for more requests to join it")
     device: DeviceName = Field("auto", description=f"where the model embeds and scores: {DEVICE_HELP}")
+    reload_seconds: float = Field(2.0, ge=0, description="seconds between checks of the run directory for a newly "
+                                  "published model version, which then replaces the served one (0: never)")

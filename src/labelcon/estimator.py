@@ -25,7 +25,8 @@ from labelcon.data import Dataset, LabelSpace, as_dataset, label_texts, sample_s
 from labelcon.encoders import Encoder, are_texts, resolve_encode_length, resolve_max_length
 from labelcon.io import read_json, write_json
 from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked
-from labelcon.rundir import encoder_location, load_current, publish, read_config, read_encoder, training_run
+from labelcon.rundir import MODEL_FILE, encoder_location, load_current, publish, read_config, read_encoder
+from labelcon.rundir import training_run, version_name
 from labelcon.search import SearchIndex, SearchMixin, load_index, save_index
 from labelcon.training import seed_everything
 from labelcon.training.distributed import is_main_process
@@ -60,6 +61,7 @@ class Labelcon(SearchMixin):
         self.history_: list[dict[str, Any]] = []
         self.metrics_: dict[str, dict[str, Any]] = {}
         self.index_: SearchIndex | None = None  # what search() searches; save() stores it
+        self.version_: str | None = None  # the model version loaded or saved last (rundir.version_name)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Every setting by name (the fields of :class:`labelcon.config.Config`)."""
@@ -210,7 +212,9 @@ class Labelcon(SearchMixin):
                 self.stage_.save(folder)
             (folder / "config.yaml").write_text(self.config.to_yaml(), encoding="utf-8")
 
-        publish(directory, write, {"objective": self.objective_, "labels": len(self.stage_.labels) if self.stage_ else 0})
+        folder = publish(directory, write, {"objective": self.objective_,
+                                            "labels": len(self.stage_.labels) if self.stage_ else 0})
+        self.version_ = version_name(folder, read_json(directory / MODEL_FILE))
         if self.index_ is not None:
             save_index(directory, self.index_)
         write_json(directory / "history.json", self.history_)
@@ -241,6 +245,7 @@ class Labelcon(SearchMixin):
         model = cls(config=read_config(folder / "config.yaml"))
         model.encoder_ = read_encoder(*encoder_location(folder, meta), device=device)
         model.objective_ = meta.get("objective")
+        model.version_ = version_name(folder, meta)
         if meta["format"] == 1:  # the first format kept the stage's settings in labelcon.json
             model.stage_ = PredictionStage.load(folder, meta, dim=model.encoder_.dim).to(device)
         elif meta.get("labels") or (folder / META_FILE).exists():  # a model of unlabelled texts has no stage

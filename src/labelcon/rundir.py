@@ -46,6 +46,7 @@ import json
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -161,7 +162,8 @@ def _versions(directory: Path) -> list[int]:
 def publish(directory: str | os.PathLike, write: Callable[[Path], None], meta: dict[str, Any]) -> Path:
     """Write a new model version with ``write(folder)``, make it current, and return its folder.
 
-    ``meta`` joins the pointer file (``format`` and ``model`` are set here). Older versions
+    ``meta`` joins the pointer file (``format``, ``model`` and the version's random ``id``
+    are set here). Older versions
     are removed after the switch; a reader still loading one retries (see :func:`load_current`).
     """
     directory = Path(directory)
@@ -182,7 +184,7 @@ def _publish(directory: Path, write: Callable[[Path], None], meta: dict[str, Any
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    write_json(directory / MODEL_FILE, {**meta, "format": FORMAT, "model": name})
+    write_json(directory / MODEL_FILE, {**meta, "format": FORMAT, "model": name, "id": uuid.uuid4().hex[:12]})
     _remove(directory, [f"model.{v}" for v in versions] + (list(FIRST_FORMAT_ENTRIES) if first_format else []))
     return directory / name
 
@@ -208,6 +210,13 @@ def resolve(directory: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
         if not isinstance(name, str) or not _VERSION.fullmatch(name):
             raise ValueError(f"expected field 'model' to name a model.N folder, got {name!r}")
     return directory / name, meta
+
+
+def version_name(folder: Path, meta: dict[str, Any]) -> str:
+    """The name of the model version in ``folder``: ``model.N-ID``, where ``ID`` is drawn
+    at each :func:`publish` (``--overwrite`` starts counting at ``model.1`` again, so the
+    folder's name alone does not tell two trainings apart)."""
+    return f"{folder.name}-{meta['id']}" if isinstance(meta.get("id"), str) else folder.name
 
 
 def encoder_location(folder: Path, meta: dict[str, Any]) -> tuple[Path, dict[str, Any]]:

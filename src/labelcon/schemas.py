@@ -106,6 +106,7 @@ class EmbeddingsResponse(BaseModel):
 
 class InfoResponse(BaseModel):
     model: str
+    model_version: str = Field(description="the model version answering (model.N-ID), as in X-Labelcon-Model-Version")
     labels: list[str]
     embedding_dim: int
     encoder: dict[str, Any]
