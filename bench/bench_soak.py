@@ -23,7 +23,8 @@ At ``--publish-at`` of the time a new model version is published into the run di
 It reports requests and answers by status per kind, dropped connections (a request of
 a well-formed kind that got no HTTP answer), latency p50/p99 of the well-formed kinds, how
 many answers named no version, the seconds from publishing to the first answer from the
-new version, the server's resident memory after the warm-up and at the end, and whether
+new version, the server's resident memory after the warm-up and at the end (each once the
+server has been idle for a few seconds), its peak under load (sampled every second), and whether
 the key appears in the server's log. The bars of issue 32 are checked and printed; the
 exit code is 1 when one fails. Every request has a 30 s timeout; the server is stopped with
 SIGTERM at the end.
@@ -57,6 +58,7 @@ from machine import machine
 from labelcon import Labelcon
 from labelcon.data import demo_paths, read_dataset
 from labelcon.demo import default_encoder
+from labelcon.serve.app import TRIM_SECONDS
 
 REQUEST_TIMEOUT = 30.0
 VERSION_HEADER = "x-labelcon-model-version"
@@ -65,6 +67,7 @@ MAX_BODY_BYTES = 200_000
 MIX = {"embeddings": 0.30, "predict": 0.30, "search": 0.15, "oversized": 0.05, "malformed": 0.05, "no_key": 0.05,
        "disconnect": 0.10}  # fmt: skip
 WELL_FORMED = ("embeddings", "predict", "search")
+SETTLE_SECONDS = 2 * TRIM_SECONDS + 1
 
 
 def publish_new_version(run: Path, seed: int = 0) -> str:
@@ -77,6 +80,14 @@ def publish_new_version(run: Path, seed: int = 0) -> str:
                 weight.add_(0.01 * weight.std().nan_to_num() * torch.randn(weight.shape, generator=generator))
     model.save(run)
     return model.version_
+
+
+def settled_rss(pid: int) -> float | None:
+    """The server's resident memory once it has been idle for ``SETTLE_SECONDS``: what it
+    holds, without the buffers of the batches it has just answered (it trims its C heap
+    every ``labelcon.serve.app.TRIM_SECONDS``)."""
+    time.sleep(SETTLE_SECONDS)
+    return rss_mib(pid)
 
 
 def start_server(run: Path, port: int, key: str, reload_seconds: float, log: Path) -> subprocess.Popen:
@@ -226,7 +237,7 @@ def main() -> None:
         server = start_server(run, port, key, args.reload_seconds, log)
         try:
             soak(port, key, texts, args.clients, 3)  # warm-up: every kind, every code path
-            rss = {"warm": rss_mib(server.pid)}
+            rss = {"warm": settled_rss(server.pid)}
             old = httpx.get(f"http://127.0.0.1:{port}/health", timeout=REQUEST_TIMEOUT).json()["model_version"]
             published: dict = {"old": old}
 
@@ -247,7 +258,7 @@ def main() -> None:
             stop.set()
             for thread in threads:
                 thread.join()
-            rss["end"] = rss_mib(server.pid)
+            rss["end"] = settled_rss(server.pid)
         finally:
             server.send_signal(signal.SIGTERM)
             exit_code = server.wait(timeout=60)
