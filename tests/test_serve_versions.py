@@ -127,8 +127,12 @@ def test_a_damaged_version_is_refused_and_the_old_one_keeps_serving(run_dir, cap
         damaged = publish_changed(run_dir)
         folder, _ = resolve(run_dir)
         (folder / "config.yaml").write_text("encoder: [unclosed", encoding="utf-8")
-        with caplog.at_level(logging.ERROR, logger="labelcon.serve"):
+        logger = logging.getLogger("labelcon.serve")  # `labelcon serve` may have stopped it propagating to caplog's
+        logger.addHandler(caplog.handler)
+        try:
             assert versions.check() is False
+        finally:
+            logger.removeHandler(caplog.handler)
         assert f"refused model version {damaged.version_}" in caplog.text and "config.yaml" in caplog.text
         assert f"still serving {old.version_}" in caplog.text
         answer = client.post("/v1/embeddings", json={"input": TEXTS})
