@@ -111,7 +111,7 @@ def test_one_string_is_one_embedding(client, model) -> None:
     ({"inputs": []}, "empty list"),
     ({"inputs": ["ok", ""]}, "item 1 is empty"),
     ({"inputs": "   "}, "item 0 is empty"),
-    ({"inputs": 5}, "got a number"),
+    ({"inputs": 5}, "got a whole number"),
     ({"inputs": ["ok", None]}, "item 1: expected a string, got null"),
     ({"inputs": [["token", "list"]]}, "item 0: expected a string, got a list"),
     ({"inputs": ["ok"], "top_k": "3"}, "top_k"),

@@ -27,6 +27,7 @@ from labelcon.io import read_json, write_json
 from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked
 from labelcon.rundir import MODEL_FILE, encoder_location, load_current, publish, read_config, read_encoder
 from labelcon.rundir import training_run, version_name
+from labelcon.run_outputs import write_run_outputs
 from labelcon.search import SearchIndex, SearchMixin, load_index, save_index
 from labelcon.training import seed_everything
 from labelcon.training.distributed import is_main_process
@@ -90,19 +91,25 @@ class Labelcon(SearchMixin):
         return metrics
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, train: DataLike, dev: DataLike | None = None, *, out_dir: str | os.PathLike | None = None,
-            resume: bool = False, overwrite: bool = False, show_progress: bool = True) -> Labelcon:  # fmt: skip
+    def fit(self, train: DataLike, dev: DataLike | None = None, *, test: DataLike | None = None,
+            out_dir: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
+            show_progress: bool = True) -> Labelcon:  # fmt: skip
         """Train the encoder, then fit the prediction stage on train and calibrate it on dev.
 
         Without ``dev``, a seeded carve-out of ``config.dev_fraction`` of train serves as
         dev (:func:`labelcon.data.train_dev_split`). With ``out_dir``, the run owns that
         directory (:func:`labelcon.rundir.training_run`: ``resume`` an interrupted run,
-        ``overwrite`` a finished one), writes resumable checkpoints there and saves the
-        model there. Under ``torchrun`` every process trains; rank 0 alone fits the stage and saves.
+        ``overwrite`` a finished one), writes resumable checkpoints there, saves the model
+        there and writes the run's outputs beside it (:mod:`labelcon.run_outputs`: with
+        ``test``, its metrics and predictions; the model card; the report), exactly as
+        ``labelcon train --out`` does. Without ``out_dir``, ``test`` is evaluated into
+        ``metrics_["test"]``. Under ``torchrun`` every process trains; rank 0 alone fits
+        the stage, evaluates and saves.
         """
         cfg = self.config
         seed_everything(cfg.seed)
         train_set = self.read(train)
+        test_set = self.read(test) if test is not None else None  # a bad file fails now, not after training
         train_set, dev_set = train_dev_split(train_set, cfg.dev_fraction, cfg.seed) if dev is None else (train_set, self.read(dev))
         if cfg.shots:
             train_set = sample_shots(train_set, cfg.shots, seed=cfg.seed)
@@ -134,6 +141,10 @@ class Labelcon(SearchMixin):
                 self.metrics_ = {"dev": self._evaluate(dev_features, dev_set)}
             if out_dir is not None:
                 self.save(out_dir)
+        if out_dir is not None:
+            write_run_outputs(self, Path(out_dir), test_set)
+        elif test_set is not None and self.stage_ is not None:
+            self.metrics_["test"] = self.evaluate(test_set)
         return self
 
     # ------------------------------------------------------------------ prediction
@@ -226,8 +237,8 @@ class Labelcon(SearchMixin):
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str = "auto") -> Labelcon:
-        """Load a model saved by :meth:`save` (a ``labelcon train`` run directory), of this
-        format or the first one, or an export of one (:mod:`labelcon.export`), onto ``device``
+        """Load a model saved by :meth:`save` (a ``labelcon train`` run directory)
+        or an export of one (:mod:`labelcon.export`), onto ``device``
         (:func:`labelcon.device.resolve_device`: ``auto`` takes a GPU when there is one, so a
         model trained on a GPU loads on a machine without one); its ``config`` stays the one
         it trained with."""
@@ -246,9 +257,7 @@ class Labelcon(SearchMixin):
         model.encoder_ = read_encoder(*encoder_location(folder, meta), device=device)
         model.objective_ = meta.get("objective")
         model.version_ = version_name(folder, meta)
-        if meta["format"] == 1:  # the first format kept the stage's settings in labelcon.json
-            model.stage_ = PredictionStage.load(folder, meta, dim=model.encoder_.dim).to(device)
-        elif meta.get("labels") or (folder / META_FILE).exists():  # a model of unlabelled texts has no stage
+        if meta.get("labels") or (folder / META_FILE).exists():  # a model of unlabelled texts has no stage
             model.stage_ = PredictionStage.load(folder, dim=model.encoder_.dim).to(device)
         return model
 

@@ -50,7 +50,7 @@ from labelcon.io import atomic_directory, read_json, write_json
 from labelcon.metrics import BLOCK_ELEMENTS, DENSE_EVALUATION, LabelMatrix, average_precision_per_label, concat_top_k
 from labelcon.metrics import evaluate as evaluate_scores
 from labelcon.metrics import dense_rows, evaluate_blocks, sparse_top_k, top_k
-from labelcon.rundir import MODEL_FILE, damaged, expect_object, reading
+from labelcon.rundir import damaged, expect_object, reading
 
 #: ``head="auto"``: a linear probe, a kNN vote or their average, picked on dev.
 AUTO_HEAD = "auto"
@@ -334,20 +334,16 @@ class PredictionStage:
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, meta: dict[str, Any] | None = None, *,
-             dim: int | None = None) -> PredictionStage:  # fmt: skip
-        """Rebuild the stage that :meth:`save` wrote into ``directory``. ``meta`` stands in for
-        ``prediction.json`` in model directories of the first format, which kept these
-        fields in ``labelcon.json`` (``head_selection`` for ``selection``). ``dim``: the
+    def load(cls, directory: str | os.PathLike, *, dim: int | None = None) -> PredictionStage:
+        """Rebuild the stage that :meth:`save` wrote into ``directory``. ``dim``: the
         encoder's, which the head must take. A file that is missing, unreadable, or does not
         fit the others (as many labels in each, the head's dim) raises
         :class:`labelcon.rundir.ModelLoadError` naming it."""
         directory = Path(directory)
-        source = directory / (META_FILE if meta is None else MODEL_FILE)
+        source = directory / META_FILE
         with reading(source):
-            optional = {"at_least_one": bool, "lexical_weight": (int, float), "selection": dict, "head_selection": dict,
-                        "timings": dict}
-            meta = expect_object(read_json(source) if meta is None else meta, {}, optional)
+            optional = {"at_least_one": bool, "lexical_weight": (int, float), "selection": dict, "timings": dict}
+            meta = expect_object(read_json(source), {}, optional)
             weight = float(meta.get("lexical_weight", 0.0))
             if not 0 <= weight < 1:
                 raise ValueError(f"expected 'lexical_weight' in [0, 1), got {weight}")
@@ -375,7 +371,7 @@ class PredictionStage:
                           f"embeddings of dim {dim}")  # fmt: skip
         texts = list(labels.names) if texts is None else texts
         return cls(labels, head, thresholds, texts, meta.get("at_least_one", True), lexical, weight,
-                   dict(meta.get("selection", meta.get("head_selection", {}))), dict(meta.get("timings", {})))  # fmt: skip
+                   dict(meta.get("selection", {})), dict(meta.get("timings", {})))  # fmt: skip
 
 
 @contextmanager

@@ -6,9 +6,7 @@ version, and that version's folder ``model.N/`` (the encoder, the prediction sta
 folder and format the pointer names (:func:`encoder_location`). :func:`publish` writes
 version N+1 aside, renames it into place, switches the pointer with one atomic rename, and
 then removes older versions; run outputs (``metrics.json``, ``history.json``, predictions,
-checkpoints, the search index, the model card) sit beside them in ``D``. Directories of
-the first format held one model's files directly in ``D``, with ``labelcon.json``
-describing it: :func:`resolve` still finds them.
+checkpoints, the search index, the model card) sit beside them in ``D``.
 
 >>> import tempfile
 >>> root = Path(tempfile.mkdtemp())
@@ -55,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from labelcon.config import Config
-from labelcon.io import atomic_open, read_json, write_json
+from labelcon.io import atomic_open, json_kind, json_type_name, read_json, write_json
 from labelcon.machine import describe as describe_machine
 
 if TYPE_CHECKING:
@@ -64,15 +62,13 @@ if TYPE_CHECKING:
 #: The file that marks a directory as a saved labelcon model.
 MODEL_FILE = "labelcon.json"
 FORMAT = 2
-#: What a first-format model kept directly in its directory.
-FIRST_FORMAT_ENTRIES = ("encoder", "head", "lexical", "labels.json", "label_texts.json", "thresholds.json")
 _VERSION = re.compile(r"model\.(\d+)")
 RUN_FILE = "run.json"
 LOCK_FILE = ".labelcon.lock"
 #: What a training run writes into its directory: what ``overwrite`` removes.
 CHECKPOINT_FILE = "checkpoint.pt"
 RUN_OUTPUTS = (MODEL_FILE, RUN_FILE, "config.yaml", CHECKPOINT_FILE, "metrics.json", "history.json",
-               "predictions_test.jsonl", "report.html", "report.md", "README.md", "index", *FIRST_FORMAT_ENTRIES)  # fmt: skip
+               "predictions_test.jsonl", "report.html", "report.md", "README.md", "index")  # fmt: skip
 #: Settings an interrupted run may resume with changed (a checkpoint resumes on any device).
 RESUMABLE_CHANGES = frozenset({"max_time_minutes", "device"})
 #: Directories this process holds the lock of, with how deeply (the lock is re-entrant).
@@ -94,9 +90,6 @@ class ModelLoadError(ValueError):
 
 #: The way out that a :class:`ModelLoadError` offers.
 DAMAGED = "the model directory is damaged: train again or restore it from a copy"
-#: How JSON value types are named in messages.
-_JSON_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false", dict: "an object",
-               list: "a list"}  # fmt: skip
 
 
 def damaged(path: str | os.PathLike, problem: str) -> ModelLoadError:
@@ -136,7 +129,7 @@ def expect_object(value: Any, required: dict[str, type | tuple[type, ...]],
     those of ``optional``) with a value of the given type; else a ValueError saying what
     was expected and what came (``true`` is no number here, though Python's bool is an int)."""
     if not isinstance(value, dict):
-        raise ValueError(f"expected a JSON object, got {_JSON_NAMES.get(type(value), type(value).__name__)}")
+        raise ValueError(f"expected a JSON object, got {json_kind(value)}")
     missing = sorted(set(required) - set(value))
     if missing:
         raise ValueError(f"expected an object with {', '.join(map(repr, required))}; "
@@ -145,7 +138,7 @@ def expect_object(value: Any, required: dict[str, type | tuple[type, ...]],
         kinds = kinds if isinstance(kinds, tuple) else (kinds,)
         if key in value and (not isinstance(value[key], kinds) or isinstance(value[key], bool) and bool not in kinds):
             shown = [kind for kind in kinds if kind is not int or float not in kinds]  # a number covers ints
-            names = " or ".join(_JSON_NAMES.get(kind, kind.__name__) for kind in shown)
+            names = " or ".join(json_type_name(kind) for kind in shown)
             raise ValueError(f"expected {key!r} to be {names}, got {_shown(value[key])}")
     return value
 
@@ -173,7 +166,6 @@ def publish(directory: str | os.PathLike, write: Callable[[Path], None], meta: d
 
 def _publish(directory: Path, write: Callable[[Path], None], meta: dict[str, Any]) -> Path:
     versions = _versions(directory)
-    first_format = (directory / MODEL_FILE).is_file() and read_json(directory / MODEL_FILE).get("format") == 1
     name = f"model.{(versions[-1] if versions else 0) + 1}"
     staging = directory / f".{name}.{os.getpid()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
@@ -185,7 +177,7 @@ def _publish(directory: Path, write: Callable[[Path], None], meta: dict[str, Any
         shutil.rmtree(staging, ignore_errors=True)
         raise
     write_json(directory / MODEL_FILE, {**meta, "format": FORMAT, "model": name, "id": uuid.uuid4().hex[:12]})
-    _remove(directory, [f"model.{v}" for v in versions] + (list(FIRST_FORMAT_ENTRIES) if first_format else []))
+    _remove(directory, [f"model.{v}" for v in versions])
     return directory / name
 
 
@@ -201,11 +193,9 @@ def resolve(directory: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
         raise NotAModelError(f"{directory}: not a labelcon model directory (no {MODEL_FILE}); {expected}")
     with reading(pointer):
         meta = expect_object(read_json(pointer), {"format": int})
-        if meta["format"] not in (1, FORMAT):
-            raise ModelLoadError(f"{pointer}: expected a model pointer of format 1 or {FORMAT}, got format "
-                                 f"{meta['format']!r}; a newer labelcon may have written it")  # fmt: skip
-        if meta["format"] == 1:
-            return directory, meta
+        if meta["format"] != FORMAT:
+            raise ModelLoadError(f"{pointer}: expected a model pointer of format {FORMAT}, got format "
+                                 f"{meta['format']!r}; another labelcon version wrote it")  # fmt: skip
         name = meta.get("model")
         if not isinstance(name, str) or not _VERSION.fullmatch(name):
             raise ValueError(f"expected field 'model' to name a model.N folder, got {name!r}")

@@ -114,14 +114,12 @@ class RunFacts:
         return self.path.resolve().name
 
 
-def gather(run_dir: str | os.PathLike, *, test: str | os.PathLike | None = None, max_items: int = MAX_ITEMS,
-           max_entries: int = MAX_ENTRIES) -> RunFacts:  # fmt: skip
-    """The facts of the run in ``run_dir`` (a ``labelcon train --out`` directory); ``test``:
-    a labelled file to compute the label figures on instead of the run's test items."""
-    from labelcon.estimator import Labelcon
-
+def gather(run_dir: str | os.PathLike, model: Labelcon, *, test: str | os.PathLike | None = None,
+           max_items: int = MAX_ITEMS, max_entries: int = MAX_ENTRIES) -> RunFacts:  # fmt: skip
+    """The facts of the run in ``run_dir`` (a ``labelcon train --out`` directory) and its
+    ``model`` (``Labelcon.load(run_dir)``, or the model just fitted there); ``test``: a
+    labelled file to compute the label figures on instead of the run's test items."""
     path = Path(run_dir)
-    model = Labelcon.load(path)
     state = read_json(path / RUN_FILE) if (path / RUN_FILE).is_file() else {}
     facts = RunFacts(path, state, state.get("config") or model.config.model_dump(), model.metrics_, model.history_,
                      read_json(path / MODEL_FILE).get("objective"), model.stage_, None)  # fmt: skip

@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 
 from labelcon.heads.decisions import rule_name
+from labelcon.metrics import HEADLINE_METRICS
 from labelcon.prediction import PredictionStage
 from labelcon.report.facts import RARE_ITEMS, Evaluation, RunFacts
 
 #: The metrics of the headline table, in order.
-HEADLINE = ("micro_f1", "macro_f1", "samples_f1", "macro_ap", "precision_at_1", "lrap")
+HEADLINE = tuple(HEADLINE_METRICS)
 #: The dev metrics drawn per epoch.
 EPOCH_METRICS = ("macro_ap", "micro_f1", "macro_f1", "precision_at_1")
 LIBRARIES = ("torch", "numpy", "scipy", "scikit-learn", "transformers", "matplotlib")

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from labelcon.config import ServeSettings, error_message
-from labelcon.schemas import json_kind
+from labelcon.io import json_kind
 from labelcon.serve.keys import ENV_KEY
 from labelcon.serve.versions import Served
 
