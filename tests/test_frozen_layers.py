@@ -9,7 +9,6 @@ MiniLM when it is installed."""
 from __future__ import annotations
 
 import copy
-import doctest
 import importlib.util
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 from transformers import BertConfig, BertModel, BertTokenizer, MPNetConfig, MPNetModel
 
 from labelcon.config import Config, ConfigError
-from labelcon.encoders import TransformerEncoder, frozen, load_encoder
+from labelcon.encoders import TransformerEncoder, load_encoder
 from labelcon.encoders.frozen import STATES, lower_part
 from tests.conftest import FAST, FILLER, TOPICS, interrupted_at
 from tests.test_training import _toy
@@ -164,6 +163,3 @@ def test_an_interrupted_run_resumes_to_the_same_weights(folder, toy_data, tmp_pa
     assert len(straight.encoder_.layer_cache) == 0  # emptied after training
     assert Labelcon.load(tmp_path / "b").encoder_.train_layers == 1
 
-
-def test_frozen_docstring_examples_run() -> None:
-    assert doctest.testmod(frozen).failed == 0

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from labelcon import Labelcon
 from labelcon.cli import main
-from labelcon.rundir import RunDirectoryError, load_current, publish, resolve
+from labelcon.modeldir import RunDirectoryError, load_current, publish, resolve
 from tests.conftest import FAST, make_items, write_jsonl
 
 
@@ -95,7 +95,7 @@ def test_resume_checks_the_data_and_settings_of_the_interrupted_run(finished, to
 def test_a_second_writer_is_kept_out_while_the_first_holds_the_lock(toy_data, tmp_path) -> None:
     out = tmp_path / "busy"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from labelcon.rundir import locked\n"
+        "import sys, time; from labelcon.modeldir import locked\n"
         f"with locked({str(out)!r}):\n    print('held', flush=True); time.sleep(30)")],
         stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:

@@ -247,14 +247,6 @@ def test_each_workers_process_builds_its_app_from_the_environment(run_dir, monke
         assert _error(worker.post("/predict", json={"inputs": ["a"] * 4}), 413)
 
 
-@pytest.mark.parametrize("name", ["labelcon.batching", "labelcon.schemas", "labelcon.serve.keys"])
-def test_doctests(name) -> None:
-    import doctest
-    import importlib
-
-    assert doctest.testmod(importlib.import_module(name)).failed == 0
-
-
 def test_search_route_answers_when_the_run_has_an_index(run_dir, toy_data, tmp_path) -> None:
     indexed = tmp_path / "indexed"
     shutil.copytree(run_dir, indexed)

@@ -257,15 +257,6 @@ def test_no_dev_check_when_the_budget_ends_the_run_within_the_next_epoch(toy_dat
     assert not any("dev" in record for record in model.history_)
 
 
-def test_schedule_docstring_examples_run() -> None:
-    import doctest
-
-    import labelcon.training.schedule as schedule_module
-
-    result = doctest.testmod(schedule_module)
-    assert result.attempted > 0 and result.failed == 0
-
-
 def test_small_data_repeats_passes_until_min_steps_and_evaluates_once_per_epoch(toy_data) -> None:
     from labelcon import Labelcon
     from tests.conftest import FAST

@@ -27,7 +27,7 @@ import yaml
 from labelcon.data import registered_names
 from labelcon.io import atomic_open, read_json
 from labelcon.metrics import HEADLINE_METRICS
-from labelcon.rundir import RUN_FILE
+from labelcon.training_run import RUN_FILE
 
 CARD_FILE = "README.md"
 #: Labels listed by name in the card; more are counted.

@@ -24,7 +24,7 @@ from labelcon.config import DEVICE_HELP, Config, ConfigError, DeviceName, ServeS
 from labelcon.data import DataError, read_texts, registered_names
 from labelcon.io import atomic_open
 from labelcon.options import command_line, config_options, settings_options
-from labelcon.rundir import CHECKPOINT_FILE
+from labelcon.training.checkpoint import CHECKPOINT_FILE
 from labelcon.run_outputs import rounded_scores
 
 

@@ -37,7 +37,7 @@ after fitting, is embedded as training computes (``encode(..., as_trained=True)`
 is the largest set a run embeds. ``bfloat16`` embeds in bfloat16 too.
 
 >>> choose_precision("auto", "cuda", capability=(7, 5))
-Precision(autocast=torch.float16, grad_scaler=True, tf32=False)
+Precision(autocast=torch.float16, grad_scaler=True, tf32=False, embed_autocast=None)
 >>> resolve_device("cpu")
 device(type='cpu')
 """

@@ -25,8 +25,9 @@ from labelcon.data import Dataset, LabelSpace, as_dataset, label_texts, sample_s
 from labelcon.encoders import Encoder, are_texts, resolve_encode_length, resolve_max_length
 from labelcon.io import read_json, write_json
 from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked
-from labelcon.rundir import MODEL_FILE, encoder_location, load_current, publish, read_config, read_encoder
-from labelcon.rundir import training_run, version_name
+from labelcon.encoders import read_encoder
+from labelcon.modeldir import MODEL_FILE, encoder_location, load_current, publish, read_config, version_name
+from labelcon.training_run import training_run
 from labelcon.run_outputs import write_run_outputs
 from labelcon.search import SearchIndex, SearchMixin, load_index, save_index
 from labelcon.training import seed_everything
@@ -62,7 +63,7 @@ class Labelcon(SearchMixin):
         self.history_: list[dict[str, Any]] = []
         self.metrics_: dict[str, dict[str, Any]] = {}
         self.index_: SearchIndex | None = None  # what search() searches; save() stores it
-        self.version_: str | None = None  # the model version loaded or saved last (rundir.version_name)
+        self.version_: str | None = None  # the model version loaded or saved last (modeldir.version_name)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Every setting by name (the fields of :class:`labelcon.config.Config`)."""
@@ -98,7 +99,7 @@ class Labelcon(SearchMixin):
 
         Without ``dev``, a seeded carve-out of ``config.dev_fraction`` of train serves as
         dev (:func:`labelcon.data.train_dev_split`). With ``out_dir``, the run owns that
-        directory (:func:`labelcon.rundir.training_run`: ``resume`` an interrupted run,
+        directory (:func:`labelcon.training_run.training_run`: ``resume`` an interrupted run,
         ``overwrite`` a finished one), writes resumable checkpoints there, saves the model
         there and writes the run's outputs beside it (:mod:`labelcon.run_outputs`: with
         ``test``, its metrics and predictions; the model card; the report), exactly as
@@ -210,7 +211,7 @@ class Labelcon(SearchMixin):
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike) -> Path:
-        """Publish the model into ``directory`` as a whole (:func:`labelcon.rundir.publish`),
+        """Publish the model into ``directory`` as a whole (:func:`labelcon.modeldir.publish`),
         with ``history.json``, ``metrics.json``, the search index (``index/``) and the model
         card (``README.md``, :mod:`labelcon.card`) beside it."""
         if self.encoder_ is None:
@@ -252,7 +253,7 @@ class Labelcon(SearchMixin):
     @classmethod
     def _load_version(cls, folder: Path, meta: dict[str, Any], device: str) -> Labelcon:
         """One model version; a file of it that is missing, unreadable or does not fit the
-        others raises :class:`labelcon.rundir.ModelLoadError` naming that file."""
+        others raises :class:`labelcon.filecheck.ModelLoadError` naming that file."""
         model = cls(config=read_config(folder / "config.yaml"))
         model.encoder_ = read_encoder(*encoder_location(folder, meta), device=device)
         model.objective_ = meta.get("objective")

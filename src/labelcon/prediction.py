@@ -50,7 +50,7 @@ from labelcon.io import atomic_directory, read_json, write_json
 from labelcon.metrics import BLOCK_ELEMENTS, DENSE_EVALUATION, LabelMatrix, average_precision_per_label, concat_top_k
 from labelcon.metrics import evaluate as evaluate_scores
 from labelcon.metrics import dense_rows, evaluate_blocks, sparse_top_k, top_k
-from labelcon.rundir import damaged, expect_object, reading
+from labelcon.filecheck import damaged, expect_object, reading
 
 #: ``head="auto"``: a linear probe, a kNN vote or their average, picked on dev.
 AUTO_HEAD = "auto"
@@ -338,7 +338,7 @@ class PredictionStage:
         """Rebuild the stage that :meth:`save` wrote into ``directory``. ``dim``: the
         encoder's, which the head must take. A file that is missing, unreadable, or does not
         fit the others (as many labels in each, the head's dim) raises
-        :class:`labelcon.rundir.ModelLoadError` naming it."""
+        :class:`labelcon.filecheck.ModelLoadError` naming it."""
         directory = Path(directory)
         source = directory / META_FILE
         with reading(source):

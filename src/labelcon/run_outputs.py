@@ -19,7 +19,7 @@ from labelcon.card import write_card
 from labelcon.data import Dataset
 from labelcon.io import atomic_open, write_json
 from labelcon.report.facts import PREDICTIONS_FILE
-from labelcon.rundir import locked
+from labelcon.modeldir import locked
 
 #: How many of each test item's best labels ``predictions_test.jsonl`` keeps.
 TOP_K = 5

@@ -29,7 +29,7 @@ from scipy.special import expit
 
 from labelcon.io import atomic_open, read_json, write_json
 from labelcon.metrics import BLOCK_ELEMENTS, LabelMatrix, TopK, as_label_matrix, concat_top_k, top_k
-from labelcon.rundir import expect_object, reading
+from labelcon.filecheck import expect_object, reading
 
 HEAD_FILE = "head.json"
 ARRAYS_FILE = "arrays.npz"
@@ -194,7 +194,7 @@ class Head(ABC):
     @staticmethod
     def load(directory: str | os.PathLike) -> Head:
         """Rebuild the head saved in ``directory`` by :meth:`save`. A file that is missing,
-        unreadable or not as saved raises :class:`labelcon.rundir.ModelLoadError` naming it;
+        unreadable or not as saved raises :class:`labelcon.filecheck.ModelLoadError` naming it;
         the arrays must score as many labels as ``head.json`` says, from embeddings of its dim."""
         directory = Path(directory)
         meta_path, arrays_path = directory / HEAD_FILE, directory / ARRAYS_FILE

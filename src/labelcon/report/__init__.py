@@ -21,7 +21,7 @@ from typing import Any
 
 from labelcon.io import atomic_open
 from labelcon.report.facts import ReportError, RunFacts, gather
-from labelcon.rundir import locked
+from labelcon.modeldir import locked
 
 __all__ = ["ReportError", "RunFacts", "gather", "write_comparison", "write_report"]
 

@@ -28,7 +28,8 @@ from labelcon.encoders import are_texts
 from labelcon.io import read_json
 from labelcon.metrics import average_precision_per_label
 from labelcon.prediction import Features, PredictionStage
-from labelcon.rundir import MODEL_FILE, RUN_FILE
+from labelcon.modeldir import MODEL_FILE
+from labelcon.training_run import RUN_FILE
 
 if TYPE_CHECKING:
     from labelcon.estimator import Labelcon

@@ -1,6 +1,6 @@
 """Which model version ``labelcon serve`` answers with, and the watch that switches to newer ones.
 
-A run directory publishes each new model version whole (:func:`labelcon.rundir.publish`:
+A run directory publishes each new model version whole (:func:`labelcon.modeldir.publish`:
 a retrain, a resumed run, ``labelcon train --overwrite``, ``Labelcon.save``), switching the
 pointer file ``labelcon.json`` with one rename. :class:`Versions` checks that file every
 ``interval`` seconds (its inode, size and time, then the version it names). A new version
@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labelcon.rundir import MODEL_FILE, resolve, version_name
+from labelcon.modeldir import MODEL_FILE, resolve, version_name
 
 log = logging.getLogger("labelcon.serve")
 
 
 @dataclass(frozen=True)
 class Served:
-    """One loaded model version: ``version`` is :func:`labelcon.rundir.version_name`."""
+    """One loaded model version: ``version`` is :func:`labelcon.modeldir.version_name`."""
 
     version: str
     model: Any

@@ -75,7 +75,7 @@ from labelcon.objectives import (
     gather_with_grad,
     momentum_update,
 )
-from labelcon.rundir import CHECKPOINT_FILE
+from labelcon.training.checkpoint import CHECKPOINT_FILE
 from labelcon.sampling import LabelAwareBatchSampler
 from labelcon.training import distributed
 from labelcon.training.checkpoint import (
