@@ -56,6 +56,7 @@ from labelcon.device import precision_for, resolve_device
 from labelcon.encoders import build_encoder, minilm_path
 from labelcon.objectives import build_objective
 from labelcon.training import Trainer
+from labelcon.training.settings import TrainingSettings
 
 LR = 5e-5
 ENCODE_BATCH = 128
@@ -108,7 +109,7 @@ def labelcon_training(device: torch.device, texts: list[str], y, batch: int, max
         config = Config(encoder="minilm", objective="supcon-jaccard", batch_size=batch, max_length=max_length,
                         epochs=1, min_steps=0, max_time_minutes=0, device=str(device))  # fmt: skip
         encoder = build_encoder("minilm", max_length=max_length, device=device)
-        trainer = Trainer(encoder, build_objective("supcon-jaccard", temperature=0.1), config.training(),
+        trainer = Trainer(encoder, build_objective("supcon-jaccard", temperature=0.1), TrainingSettings.from_config(config),
                           show_progress=False)  # fmt: skip
         n = batch * n_steps
         tic = time.perf_counter()

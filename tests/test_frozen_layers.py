@@ -19,6 +19,7 @@ from transformers import BertConfig, BertModel, BertTokenizer, MPNetConfig, MPNe
 from labelcon.config import Config, ConfigError
 from labelcon.encoders import TransformerEncoder, load_encoder
 from labelcon.encoders.frozen import STATES, lower_part
+from labelcon.training.settings import TrainingSettings
 from tests.conftest import FAST, FILLER, TOPICS, interrupted_at
 from tests.test_training import _toy
 
@@ -136,7 +137,7 @@ def test_trainer_with_gradcache_and_a_queue_changes_only_the_top_layers(folder) 
     encoder = TransformerEncoder(str(folder), max_length=16, projection_dim=8, train_layers=1)
     before = _params(encoder)
     settings = Config(**{**FAST, "epochs": 1, "mini_batch_size": 8, "queue_size": 48, "momentum": 0.9, "lr": 1e-3})
-    trainer = Trainer(encoder, build_objective("supcon-jaccard"), settings.training(), show_progress=False)
+    trainer = Trainer(encoder, build_objective("supcon-jaccard"), TrainingSettings.from_config(settings), show_progress=False)
     trainer.fit(texts, y)
     for name, after in [*_params(encoder).items(), *_params(trainer.momentum_encoder).items()]:
         assert torch.equal(after, before[name]) != encoder.get_parameter(name).requires_grad, name

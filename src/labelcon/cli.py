@@ -152,8 +152,11 @@ def train(train_path: str | None, dev_path: str | None, test_path: str | None, d
         config = Config.from_yaml(config_file, **overrides)
     else:
         config = Config.build(overrides, source="command line")
-    if config.processes() > 1 and "WORLD_SIZE" not in os.environ:
-        sys.exit(_relaunch(click.get_current_context(), config.processes()))
+    from labelcon.device import training_processes
+
+    processes = training_processes(config.nproc, config.device)
+    if processes > 1 and "WORLD_SIZE" not in os.environ:
+        sys.exit(_relaunch(click.get_current_context(), processes))
     from labelcon.estimator import Labelcon
     from labelcon.training.distributed import is_main_process
 

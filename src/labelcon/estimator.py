@@ -24,7 +24,7 @@ from labelcon.config import Config
 from labelcon.data import Dataset, LabelSpace, as_dataset, label_texts, sample_shots, train_dev_split
 from labelcon.encoders import Encoder, are_texts, resolve_encode_length, resolve_max_length
 from labelcon.io import read_json, write_json
-from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked
+from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked, StageSettings
 from labelcon.encoders import read_encoder
 from labelcon.modeldir import MODEL_FILE, encoder_location, load_current, publish, read_config, version_name
 from labelcon.training_run import training_run
@@ -134,7 +134,7 @@ class Labelcon(SearchMixin):
                 tic = time.monotonic()
                 dev_features, train_features = self._features(dev_set.texts, show_progress), self._features(train_set.texts, show_progress, as_trained=True)
                 self.stage_ = PredictionStage.fit(
-                    labels, train_features, y_train, dev_features, y_dev, cfg.stage(),
+                    labels, train_features, y_train, dev_features, y_dev, StageSettings.from_config(cfg),
                     label_texts=texts, embed=self.encode, show_progress=show_progress,
                     at_least_one=cfg.at_least_one if cfg.at_least_one is not None else all(train_set.labels),
                     timings={"embedding train and dev": time.monotonic() - tic},

@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -40,6 +40,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from labelcon.config import Config
 from labelcon.data import LabelSpace
 from labelcon.device import resolve_device
 from labelcon.heads import Head, LexicalKNN, Thresholds, build_head, mix_scores, select_on_dev
@@ -51,9 +52,7 @@ from labelcon.metrics import BLOCK_ELEMENTS, DENSE_EVALUATION, LabelMatrix, aver
 from labelcon.metrics import evaluate as evaluate_scores
 from labelcon.metrics import dense_rows, evaluate_blocks, sparse_top_k, top_k
 from labelcon.filecheck import damaged, expect_object, reading
-
-#: ``head="auto"``: a linear probe, a kNN vote or their average, picked on dev.
-AUTO_HEAD = "auto"
+from labelcon.parts import AUTO_HEAD  # head="auto": a linear probe, a kNN vote or their average, picked on dev
 #: ``lexical="auto"``: the weights of the lexical vote tried on dev.
 LEXICAL_WEIGHTS = (0.0, 0.25, 0.5)
 META_FILE = "prediction.json"
@@ -90,6 +89,11 @@ class StageSettings:
     seed: int = 13
     #: Where the head scores (:func:`labelcon.device.resolve_device`; the kNN search uses it).
     device: str = "auto"
+
+    @classmethod
+    def from_config(cls, config: Config) -> StageSettings:
+        """The stage's settings of ``config``."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
 
 class _Prepared(NamedTuple):

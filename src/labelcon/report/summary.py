@@ -165,11 +165,9 @@ def changed_settings(config: dict[str, Any]) -> set[str]:
 
 def machine() -> list[tuple[str, str]]:
     """(what, value) rows: the machine and library versions this report was built with."""
-    import labelcon
-
     rows = [("platform", platform.platform()), ("processor", platform.processor() or platform.machine()),
             ("CPU cores", str(os.cpu_count())), ("Python", sys.version.split()[0]),
-            ("labelcon", labelcon.__version__)]  # fmt: skip
+            ("labelcon", metadata.version("labelcon"))]  # fmt: skip
     for name in LIBRARIES:
         try:
             rows.append((name, metadata.version(name)))

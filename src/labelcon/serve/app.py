@@ -31,6 +31,7 @@ import base64
 import ctypes
 import ctypes.util
 import os
+from importlib.metadata import version
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -43,7 +44,6 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
-from labelcon import __version__
 from labelcon.batching import Batcher
 from labelcon.config import ServeSettings
 from labelcon.estimator import Labelcon
@@ -286,7 +286,7 @@ def create_app(run_dir: str | os.PathLike, settings: ServeSettings | None = None
     if model.index_ is not None:  # `labelcon index RUN` gave the run a corpus to search
         routers.append(_search_routes(settings))
     routes = [f"{method} {route.path}" for router in routers for route in router.routes for method in route.methods]
-    app = FastAPI(title="labelcon", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="labelcon", version=version("labelcon"), lifespan=lifespan)
     app.state.versions = versions
     for router in routers:
         app.include_router(router)
