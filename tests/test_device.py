@@ -31,7 +31,7 @@ from labelcon.training import trainer as trainer_module
 from labelcon.training.labels import batch_labels
 from labelcon.training.trainer import Trainer
 from labelcon.training.settings import TrainingSettings
-from tests.conftest import FAST, TOPICS, interrupted_at, make_items
+from tests.helpers import FAST, TOPICS, interrupted_at, make_items
 
 META = torch.device("meta")
 

@@ -26,7 +26,7 @@ from labelcon.sampling import LabelAwareBatchSampler
 from labelcon.training.labels import batch_labels
 from labelcon.training.trainer import Trainer
 from labelcon.training.settings import TrainingSettings
-from tests.conftest import FAST
+from tests.helpers import FAST
 
 # Each spawned process imports this module: it stays light (no transformers, labelcon's
 # estimator and CLI are imported where used).

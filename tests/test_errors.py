@@ -20,7 +20,7 @@ import labelcon
 from labelcon.cli import main
 from labelcon.heads import build_head
 from labelcon.filecheck import ModelLoadError
-from tests.conftest import write_jsonl
+from tests.helpers import write_jsonl
 from tests.test_cli import _fast_flags
 
 

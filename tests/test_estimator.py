@@ -12,7 +12,7 @@ from labelcon import Labelcon, metrics, prediction
 from labelcon.data import DataError
 from labelcon.estimator import NotFittedError
 from labelcon.training import Trainer
-from tests.conftest import FAST, interrupted_at, make_items, write_jsonl
+from tests.helpers import FAST, interrupted_at, make_items, write_jsonl
 
 
 @pytest.fixture(scope="module")

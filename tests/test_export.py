@@ -16,7 +16,7 @@ from labelcon.encoders import MLPEncoder, OnnxEncoder, StaticEncoder, Transforme
 from labelcon.export import ExportError, export
 from labelcon.io import read_json, write_json
 from labelcon.modeldir import MODEL_FILE
-from tests.conftest import FAST, FILLER, TOPICS, make_items
+from tests.helpers import FAST, FILLER, TOPICS, make_items
 
 SentenceTransformer = pytest.importorskip("sentence_transformers").SentenceTransformer
 pytest.importorskip("onnxruntime")

@@ -20,7 +20,7 @@ from labelcon.config import Config, ConfigError
 from labelcon.encoders import TransformerEncoder, load_encoder
 from labelcon.encoders.frozen import STATES, lower_part
 from labelcon.training.settings import TrainingSettings
-from tests.conftest import FAST, FILLER, TOPICS, interrupted_at
+from tests.helpers import FAST, FILLER, TOPICS, interrupted_at
 from tests.test_training import _toy
 
 TEXTS = ["the team won the match today", "a new song about a beach trip", "spicy", "my coach and the league"]

@@ -24,7 +24,7 @@ from labelcon.sampling import LabelAwareBatchSampler
 from labelcon.training import Trainer
 from labelcon.training.labels import batch_labels
 from labelcon.training.settings import TrainingSettings
-from tests.conftest import FAST
+from tests.helpers import FAST
 
 MB = 1 << 20
 

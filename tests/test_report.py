@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from labelcon.cli import main
-from tests.conftest import FAST, TOPICS, make_items, write_jsonl
+from tests.helpers import FAST, TOPICS, make_items, write_jsonl
 
 SECTIONS = ("summary", "training", "labels", "decisions", "space", "errors", "run")
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from labelcon import Labelcon
 from labelcon.cli import main
 from labelcon.data.registry import dataset_files
-from tests.conftest import FAST
+from tests.helpers import FAST
 
 SETTINGS = {**FAST, "max_time_minutes": 0, "seed": 3}
 

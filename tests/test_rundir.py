@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from labelcon import Labelcon
 from labelcon.cli import main
 from labelcon.modeldir import RunDirectoryError, load_current, publish, resolve
-from tests.conftest import FAST, make_items, write_jsonl
+from tests.helpers import FAST, make_items, write_jsonl
 
 
 def _train(toy_data, out, *extra: str):

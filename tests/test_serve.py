@@ -24,7 +24,7 @@ from labelcon import Labelcon  # noqa: E402
 from labelcon.batching import Batcher  # noqa: E402
 from labelcon.config import ServeSettings  # noqa: E402
 from labelcon.serve import ENV_SPEC, app_from_environment, create_app  # noqa: E402
-from tests.conftest import FAST, make_items  # noqa: E402
+from tests.helpers import FAST, make_items  # noqa: E402
 from tests.serving import server_process  # noqa: E402
 
 TEXTS = ["song album band concert", "goal team coach", "hotel flight beach and recipe dinner"]
@@ -209,7 +209,7 @@ def test_the_command_refuses_a_directory_without_a_model_and_bad_limits(run_dir,
     result = CliRunner().invoke(main, ["serve", str(tmp_path)])
     assert result.exit_code == 2 and "not a labelcon model directory" in result.output
     result = CliRunner().invoke(main, ["serve", str(run_dir), "--max-items", "0"])
-    assert result.exit_code == 2 and "--max-items: Input should be greater than or equal to 1, got 0" in result.output
+    assert result.exit_code == 2 and "--max-items: must be >= 1, got 0" in result.output
 
 
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(run_dir, model) -> None:

@@ -18,7 +18,7 @@ from labelcon import Labelcon  # noqa: E402
 from labelcon.serve import ENV_KEY, ApiKeyError, ApiKeys, create_app, read_api_keys  # noqa: E402
 from labelcon.serve import keys as keys_module  # noqa: E402
 from labelcon.serve.keys import is_loopback  # noqa: E402
-from tests.conftest import FAST  # noqa: E402
+from tests.helpers import FAST  # noqa: E402
 from tests.serving import server_process  # noqa: E402
 
 KEY = "k3y-Zq8vX2mN4pL7wR1t"

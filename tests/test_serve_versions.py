@@ -25,7 +25,7 @@ from labelcon import Labelcon  # noqa: E402
 from labelcon.config import ServeSettings  # noqa: E402
 from labelcon.modeldir import MODEL_FILE, publish, resolve, version_name  # noqa: E402
 from labelcon.serve import VERSION_HEADER, ApiKeys, create_app  # noqa: E402
-from tests.conftest import FAST  # noqa: E402
+from tests.helpers import FAST  # noqa: E402
 from tests.serving import server_process  # noqa: E402
 
 TEXTS = ["song album band concert", "goal team coach"]

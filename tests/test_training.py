@@ -25,7 +25,7 @@ from labelcon.training.schedule import linear_warmup_decay
 from labelcon.training.trainer import Trainer
 from labelcon.views import make_view
 from labelcon.training.settings import TrainingSettings
-from tests.conftest import FAST, FILLER, TOPICS, interrupted_at, make_items
+from tests.helpers import FAST, FILLER, TOPICS, interrupted_at, make_items
 
 LABELS = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]] * 3, dtype=torch.float32)
 
@@ -226,7 +226,7 @@ def test_warmup_decay_follows_the_time_budget_when_it_runs_ahead() -> None:
 
 def test_time_budget_stops_training_and_skips_the_pointless_evaluation(toy_data) -> None:
     from labelcon import Labelcon
-    from tests.conftest import FAST
+    from tests.helpers import FAST
 
     model = Labelcon(**{**FAST, "epochs": 50, "max_time_minutes": 1e-9}).fit(
         toy_data["train"], toy_data["dev"], show_progress=False
@@ -242,7 +242,7 @@ def test_no_dev_check_when_the_budget_ends_the_run_within_the_next_epoch(toy_dat
 
     import labelcon.training.trainer as trainer_module
     from labelcon import Labelcon
-    from tests.conftest import FAST
+    from tests.helpers import FAST
 
     plain = Labelcon(**FAST).fit(toy_data["train"], toy_data["dev"], show_progress=False)
     assert "dev" in plain.history_[0]  # without a budget, the first epoch is checked
@@ -260,7 +260,7 @@ def test_no_dev_check_when_the_budget_ends_the_run_within_the_next_epoch(toy_dat
 
 def test_small_data_repeats_passes_until_min_steps_and_evaluates_once_per_epoch(toy_data) -> None:
     from labelcon import Labelcon
-    from tests.conftest import FAST
+    from tests.helpers import FAST
 
     plain = Labelcon(**FAST).fit(toy_data["train"], toy_data["dev"], show_progress=False)
     steps_per_pass = plain.history_[0]["step"]

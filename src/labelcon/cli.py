@@ -20,7 +20,7 @@ import click
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
-from labelcon.config import DEVICE_HELP, Config, ConfigError, DeviceName, ServeSettings, error_message
+from labelcon.config import DEVICE_HELP, Config, ConfigError, DeviceName, ServeSettings, error_message, refusal
 from labelcon.data import DataError, read_texts, registered_names
 from labelcon.io import atomic_open
 from labelcon.options import command_line, config_options, settings_options
@@ -179,24 +179,10 @@ def _check_flags(flags: dict[str, Any]) -> None:
     try:
         Config(**flags)
     except ValidationError as exc:
-        problems = [f"--{err['loc'][0].replace('_', '-')}: {_refusal(err)}" for err in exc.errors()
+        problems = [f"--{err['loc'][0].replace('_', '-')}: {refusal(err)}" for err in exc.errors()
                     if err["loc"] and err["loc"][0] in flags]  # fmt: skip
         if problems:
             raise ConfigError("; ".join(problems)) from None
-
-
-#: Pydantic's bound errors, as the comparison they ask for.
-_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
-
-
-def _refusal(err: dict[str, Any]) -> str:
-    """What a pydantic error on one value asks for, and what came."""
-    if err["type"] in _BOUNDS:
-        bound = next(iter(err["ctx"].values()))
-        wanted = f"must be {_BOUNDS[err['type']]} {format(bound, 'g') if isinstance(bound, float) else bound}"
-    else:
-        wanted = error_message(err)
-    return f"{wanted}, got {err['input']!r}"
 
 
 def _check_parent(path: str, flag: str) -> None:
@@ -491,7 +477,7 @@ def serve(run_dir: str, host: str, port: int, workers: int, log_level: str, api_
     try:
         settings = ServeSettings(**{name: value for name, value in limits.items() if value is not None})
     except ValidationError as exc:
-        raise click.UsageError("; ".join(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}, got {err['input']}"
+        raise click.UsageError("; ".join(f"--{str(err['loc'][0]).replace('_', '-')}: {refusal(err)}"
                                          for err in exc.errors())) from None  # fmt: skip
     run(run_dir, settings, host=host, port=port, workers=workers, log_level=log_level, api_key_file=api_key_file)
 

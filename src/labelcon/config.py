@@ -45,6 +45,20 @@ DEVICE_HELP = ("auto (a CUDA GPU, else Apple MPS, else the CPU) | cpu | cuda (th
 AUTO_OR_AT_LEAST = {"epochs": 0, "max_length": 4, "encode_max_length": 4, "nproc": 1}
 
 
+#: Pydantic's bound errors, as the comparison they ask for.
+_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+
+
+def refusal(err: dict[str, Any]) -> str:
+    """What a pydantic error on one value asks for, and what came: ``must be >= 0, got -1``."""
+    if err["type"] in _BOUNDS:
+        bound = next(iter(err["ctx"].values()))
+        wanted = f"must be {_BOUNDS[err['type']]} {format(bound, 'g') if isinstance(bound, float) else bound}"
+    else:
+        wanted = error_message(err)
+    return f"{wanted}, got {err.get('input')!r}"
+
+
 def error_message(err: dict[str, Any]) -> str:
     """A pydantic error's message, without the "Value error, " prefix pydantic puts before
     the text of a ``ValueError`` raised by a validator."""
@@ -243,7 +257,7 @@ class Config(BaseModel):
                     valid = ", ".join(sorted(cls.model_fields))
                     problems.append(f"unknown field '{field}' (valid fields: {valid})")
                 else:
-                    problems.append(f"field '{field}': {err['msg']}, got {err.get('input')!r}")
+                    problems.append(f"field '{field}': {refusal(err)}")
             raise ConfigError(f"{source}: " + "; ".join(problems)) from None
 
     def to_yaml(self) -> str:

@@ -236,11 +236,18 @@ class PredictionStage:
         own = self.head.fallback_threshold
         return [] if own is None else own.columns
 
+    def _mix(self, scores: np.ndarray, votes: sp.csr_matrix | None) -> np.ndarray:
+        return scores if votes is None else mix_scores(scores, votes, self.lexical_weight, self._unmixed_columns())
+
     def _scores(self, prepared: _Prepared, rows: slice = slice(None)) -> np.ndarray:
-        scores = self.head.predict_scores(prepared.embeddings[rows])
-        if prepared.votes is None:
-            return scores
-        return mix_scores(scores, prepared.votes[rows], self.lexical_weight, self._unmixed_columns())
+        votes = prepared.votes[rows] if prepared.votes is not None else None
+        return self._mix(self.head.predict_scores(prepared.embeddings[rows]), votes)
+
+    def mixed(self, head_scores: np.ndarray, texts: Sequence[str] | None) -> np.ndarray:
+        """``head_scores`` [n, C], the head's scores of some embeddings of the items of
+        ``texts`` (one window of each, say), mixed with the lexical vote over the texts as
+        :meth:`scores` mixes the head's scores of their own embeddings."""
+        return self._mix(head_scores, self._prepare(Features(np.empty((len(head_scores), 0)), texts)).votes)
 
     def _blocks(self, prepared: _Prepared) -> Iterator[np.ndarray]:
         """Dense scores of consecutive blocks of rows, each at most ``BLOCK_ELEMENTS`` entries."""
