@@ -4,6 +4,7 @@ and ``labelcon train --nproc 2`` writes a run directory whose model predicts."""
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import os
 import socket
@@ -235,3 +236,21 @@ def test_resume_with_another_process_count_says_so(two_process_run, toy_data) ->
 def test_nproc_without_torchrun_from_python_says_how(toy_data) -> None:
     with pytest.raises(ValueError, match="torchrun --nproc-per-node 2"):
         labelcon.Labelcon(**{**FAST, "nproc": 2}).fit(toy_data["train"], toy_data["dev"], show_progress=False)
+
+
+def test_constant_buffers_keyword_is_one_this_torch_accepts(monkeypatch) -> None:
+    """``forward_sync_buffers`` only where DDP takes it (torch >= 2.13), else ``broadcast_buffers``."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from labelcon.training import distributed
+
+    option = distributed.constant_buffers_option()
+    assert option == {"forward_sync_buffers": False} or option == {"broadcast_buffers": False}
+    assert set(option) <= set(inspect.signature(DistributedDataParallel.__init__).parameters)
+
+    class OlderDDP:  # the signature of torch 2.3 to 2.12
+        def __init__(self, module, device_ids=None, broadcast_buffers=True, find_unused_parameters=False):
+            pass
+
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", OlderDDP)
+    assert distributed.constant_buffers_option() == {"broadcast_buffers": False}

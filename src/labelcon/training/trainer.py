@@ -229,8 +229,7 @@ class Trainer:
             self.queue = MomentumQueue(cfg.queue_size, self.encoder.dim, device=self.device)
         self.model = self.encoder
         if distributed.active():
-            # Buffers are constants, not re-sent before every forward.
-            self.model = DistributedDataParallel(self.encoder, forward_sync_buffers=False,
+            self.model = DistributedDataParallel(self.encoder, **distributed.constant_buffers_option(),
                                                  device_ids=[self.device.index] if self.device.type == "cuda" else None,
                                                  find_unused_parameters=self._has_unused_parameters(items))
 
