@@ -2,8 +2,9 @@
 # The versions labelcon declares, installed in a fresh virtual environment and run.
 #
 #   bash bench/check_min_versions.sh                     # the declared minimums (pyproject.toml)
-#   TORCH=2.11.0 TRANSFORMERS=5.17.0 bash bench/check_min_versions.sh   # another set
+#   TORCH=2.11.0 TRANSFORMERS=5.17.0 NUMPY=2.2.6 SENTENCE_TRANSFORMERS=any bash bench/check_min_versions.sh
 #
+# A version of "any" leaves that package to pip.
 # Creates $VENV (default /tmp/labelcon-min-<torch>), installs torch, transformers, numpy and
 # sentence-transformers at the given versions (the rest as pip resolves them against
 # those), then labelcon from this checkout with its minilm and export extras, and runs a
@@ -13,7 +14,7 @@
 # PyPI's torch for Linux x86_64 is a CUDA build: a few GB to download the first time.
 # Exits non-zero at the first failure; prints the versions it ran and the time taken.
 set -euo pipefail
-REPO="$(cd "$(dirname "$0")/.." && pwd)"
+REPO="${REPO:-$(cd "$(dirname "$0")/.." && pwd)}"
 TORCH="${TORCH:-2.3.0}"
 TRANSFORMERS="${TRANSFORMERS:-4.40.0}"
 NUMPY="${NUMPY:-1.24.0}"
@@ -28,8 +29,11 @@ if [[ "${REUSE:-0}" != 1 ]]; then
   rm -rf "$VENV"
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install "torch==$TORCH" "transformers==$TRANSFORMERS" "numpy==$NUMPY" \
-    "sentence-transformers==$SENTENCE_TRANSFORMERS" "$REPO[minilm,export]"
+  pins=()
+  for pin in "torch==$TORCH" "transformers==$TRANSFORMERS" "numpy==$NUMPY" "sentence-transformers==$SENTENCE_TRANSFORMERS"; do
+    [[ "$pin" == *"==any" ]] || pins+=("$pin")
+  done
+  "$VENV/bin/pip" install "${pins[@]}" "$REPO[minilm,export]"
 else  # iterate on labelcon's code in an environment this script made before
   "$VENV/bin/pip" install -q --no-deps --force-reinstall "$REPO"
 fi
