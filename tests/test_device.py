@@ -236,14 +236,14 @@ def test_a_step_computes_on_the_device_given(positives, label_embeddings, mini_b
 def _interrupted_run(texts, y, run_dir, monkeypatch) -> None:
     """A CPU run with a queue, checkpointing every step, stopped in its third step."""
     with interrupted_at(monkeypatch, 3):
-        _trainer(texts, "supcon-jaccard", "cpu", run_dir, queue_size=16, checkpoint_every=1).fit(texts, y)
+        _trainer(texts, "supcon-jaccard", "cpu", run_dir, queue_size=16, checkpoint_minutes=0).fit(texts, y)
 
 
 @pytest.mark.filterwarnings("ignore:for .* copying from a non-meta parameter")  # meta holds no values
 def test_a_checkpoint_resumes_on_another_device(tmp_path, monkeypatch) -> None:
     texts, y = _toy()
     _interrupted_run(texts, y, tmp_path, monkeypatch)
-    trainer = _trainer(texts, "supcon-jaccard", META, tmp_path, queue_size=16, checkpoint_every=1)
+    trainer = _trainer(texts, "supcon-jaccard", META, tmp_path, queue_size=16, checkpoint_minutes=0)
     trainer._start(texts)
     optimizer = torch.optim.AdamW(trainer_module._param_groups(trainer.encoder, 0.01))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)

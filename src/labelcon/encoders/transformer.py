@@ -31,9 +31,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import transformers
 from huggingface_hub import HfApi
 from huggingface_hub import constants as hub_constants
 from huggingface_hub.utils import HfHubHTTPError, HFValidationError
+from packaging.version import Version
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig
 from transformers.models.auto.tokenization_auto import get_tokenizer_config
 from transformers.utils import logging as transformers_logging
@@ -128,6 +130,11 @@ def check_custom_code(spec: str, source: str, local_only: bool, trust_remote_cod
         )
 
 
+#: ``from_pretrained``'s keyword for the weights' dtype: ``dtype`` from transformers 4.56
+#: (later releases warn on, then drop, the old name), ``torch_dtype`` before it.
+DTYPE_KEYWORD = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+
+
 def load_pretrained(spec: str, trust_remote_code: bool = False) -> tuple[torch.nn.Module, Any]:
     """Load ``(model, tokenizer)`` for a spec, with an error that says what to do when it fails
     (see the module docstring)."""
@@ -140,7 +147,7 @@ def load_pretrained(spec: str, trust_remote_code: bool = False) -> tuple[torch.n
             check_custom_code(spec, source, local_only, trust_remote_code)
             config = AutoConfig.from_pretrained(source, **options)
             tokenizer = AutoTokenizer.from_pretrained(source, **options)
-            model = AutoModel.from_pretrained(source, config=config, dtype=torch.float32, **options)
+            model = AutoModel.from_pretrained(source, config=config, **{DTYPE_KEYWORD: torch.float32}, **options)
     except OSError as error:
         if unavailable is not None:
             raise EncoderNotFoundError(
