@@ -400,3 +400,38 @@ def test_leaving_early_stops_the_prefetch_thread() -> None:
         assert next(ready) == 0
     assert not any(t.name == "labelcon-prefetch" for t in threading.enumerate())
     assert len(made) <= 4  # at most depth ahead of the reader, and one in hand
+
+
+def test_tf32_matmuls_is_scoped_and_restores_the_process_settings() -> None:
+    from labelcon.device import tf32_matmuls
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    for enabled in (True, False):
+        with pytest.raises(RuntimeError), tf32_matmuls(enabled):
+            assert torch.backends.cuda.matmul.allow_tf32 is enabled and torch.backends.cudnn.allow_tf32 is enabled
+            raise RuntimeError("the block fails")
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+
+
+@pytest.mark.parametrize("tf32", [True, False])
+def test_training_turns_tf32_on_only_inside_its_steps(monkeypatch, tf32: bool) -> None:
+    """TF32 as the precision says inside each step's forward and backward; the process's
+    settings (which float32 embedding runs under) untouched before, between and after."""
+    items = make_items(48, 0)
+    texts = [item["text"] for item in items]
+    y = LabelSpace.from_label_sets([item["labels"] for item in items]).encode([item["labels"] for item in items])
+    monkeypatch.setattr(trainer_module, "precision_for", lambda setting, device: Precision(None, False, tf32))
+    process = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    seen: list[tuple[bool, bool]] = []
+    original = Trainer._loss
+
+    def loss(self, *batch):
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return original(self, *batch)
+
+    monkeypatch.setattr(Trainer, "_loss", loss)
+    trainer = _trainer(texts, "supcon-jaccard", "cpu", epochs=1)
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == process
+    trainer.fit(texts, y)
+    assert seen and set(seen) == {(tf32, tf32)}
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == process

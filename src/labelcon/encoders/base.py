@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
-from labelcon.device import pinned, place, resolve_device, to_device
+from labelcon.device import pinned, resolve_device, to_device
 from labelcon.feed import ahead_for, prefetched
 from labelcon.io import atomic_open, read_json, write_json
 
@@ -162,7 +162,7 @@ def load_encoder(directory: str | os.PathLike, device: str | torch.device = "cpu
     if kind not in ENCODER_TYPES:
         raise ValueError(f"{meta_path}: unknown encoder type {kind!r}; known types: {sorted(ENCODER_TYPES)}")
     encoder = ENCODER_TYPES[kind]._load(directory, meta["config"])
-    return place(encoder, resolve_device(device), getattr(encoder, "precision", "float32")).eval()
+    return encoder.to(resolve_device(device)).eval()
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:

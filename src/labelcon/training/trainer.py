@@ -77,7 +77,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from labelcon.device import pinned, place, precision_for, resolve_device, to_device
+from labelcon.device import pinned, precision_for, resolve_device, tf32_matmuls, to_device
 from labelcon.feed import ahead_for, prefetched
 from labelcon.io import atomic_torch_save
 from labelcon.objectives import MomentumQueue, gather_others, gather_with_grad, momentum_update
@@ -230,12 +230,13 @@ class Trainer:
         self.queue: MomentumQueue | None = None
         self._view_rng = np.random.default_rng(config.seed)
         self.device = resolve_device(config.device)
-        precision = getattr(encoder, "precision", "float32")
-        place(encoder, self.device, precision)
+        precision = precision_for(getattr(encoder, "precision", "float32"), self.device)
+        encoder.to(self.device)
         objective.to(self.device)
         #: Scales the loss under float16 autocast; does nothing otherwise.
-        self.scaler = torch.amp.GradScaler(self.device.type,
-                                           enabled=precision_for(precision, self.device).grad_scaler)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision.grad_scaler)
+        #: Whether a step's float32 matrix products run as TF32 (see labelcon.device).
+        self.tf32 = precision.tf32
         # the step and the thread that prepares the next batch share the tokenizer
         self._tokenizer_lock = threading.Lock()
 
@@ -427,8 +428,9 @@ class Trainer:
     def _step_loss(self, items: Any, labels: torch.Tensor) -> torch.Tensor:
         """:meth:`_loss` with the objectives' value checks off (:func:`trusted_inputs`):
         :meth:`fit` checked the labels and feature rows once, and the loss is checked on
-        the logging interval."""
-        with trusted_inputs():
+        the logging interval; TF32 on for its forward and backward only as the encoder's
+        precision says (:func:`labelcon.device.tf32_matmuls`)."""
+        with trusted_inputs(), tf32_matmuls(self.tf32):
             return self._loss(items, labels)
 
     @torch.no_grad()
