@@ -191,11 +191,12 @@ def tf32_matmuls(enabled: bool) -> Iterator[None]:
 
 
 def pinned(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """``batch`` in page-locked memory when it is bound for a CUDA device (so the copy can
-    run while the GPU computes); as it is otherwise."""
+    """``batch``'s host tensors in page-locked memory when it is bound for a CUDA device
+    (so the copy can run while the GPU computes); as it is otherwise, and tensors already
+    on the device (cached frozen-layer outputs) stay where they are."""
     if device.type != "cuda":
         return batch
-    return {key: value.pin_memory() for key, value in batch.items()}
+    return {key: value.pin_memory() if value.device.type == "cpu" else value for key, value in batch.items()}
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

@@ -263,10 +263,11 @@ class TransformerEncoder(Encoder):
         batch = dict(self._encoded(texts))
         if self.training and self.layer_cache is not None:
             rows = self.layer_cache.rows(texts, (self.max_length, self.precision), self._frozen_rows)
+            # the rows sit on the encoder's device; the scatter's positions come from the host's mask
             mask = batch["attention_mask"].bool()
-            states = rows[0].new_zeros(*mask.shape, rows[0].shape[-1])
-            states[mask] = torch.cat(rows)
-            batch[STATES] = states
+            states = rows[0].new_zeros(mask.numel(), rows[0].shape[-1])
+            states.index_copy_(0, mask.flatten().nonzero().squeeze(1).to(states.device), torch.cat(rows))
+            batch[STATES] = states.view(*mask.shape, -1)
         return batch
 
     def _encoded(self, texts: list[str]) -> Any:
@@ -276,10 +277,12 @@ class TransformerEncoder(Encoder):
     @torch.no_grad()
     def _frozen_rows(self, texts: list[str]) -> list[torch.Tensor]:
         """The frozen layers' output for each of ``texts``, without its padding."""
-        batch = to_device(dict(self._encoded(texts)), self.device)
+        encoded = dict(self._encoded(texts))
         with self._autocast():
-            states = lower_part(self.model, self.train_layers)(**batch).last_hidden_state
-        return [row[keep] for row, keep in zip(states, batch["attention_mask"].bool())]
+            states = lower_part(self.model, self.train_layers)(**to_device(encoded, self.device)).last_hidden_state
+        # each row's kept positions from the mask in host memory, so nothing waits for the device
+        kept = [keep.nonzero().squeeze(1).to(states.device) for keep in encoded["attention_mask"].bool()]
+        return [row.index_select(0, index) for row, index in zip(states, kept)]
 
     def _forget_states(self, module: torch.nn.Module, incompatible_keys: Any) -> None:
         """Empty the cache when weights are loaded: they may be others than those it was filled with."""
