@@ -22,6 +22,7 @@ Beside the encoder, ``out`` is a labelcon model directory (:mod:`labelcon.rundir
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import os
 import tempfile
@@ -133,6 +134,11 @@ def write_sentence_transformers(encoder: Encoder, directory: Path) -> None:
 
 
 # ---------------------------------------------------------------------- ONNX
+#: The TorchScript-tracing exporter: asked for by name where torch.onnx.export has a
+#: ``dynamo`` switch (torch 2.5 on, whose later releases default to the dynamo exporter);
+#: the only exporter before that.
+_TRACING_EXPORTER = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+
 class _TransformerGraph(torch.nn.Module):
     """A transformer encoder's forward (pooling and projection included) over positional inputs."""
 
@@ -187,7 +193,7 @@ def write_onnx(encoder: Encoder, directory: Path, *, quantize: str | None = None
         warnings.simplefilter("ignore")  # the tracer's notes on Python control flow it froze at these shapes
         torch.onnx.export(graph.eval(), tuple(sample[name] for name in inputs), str(path), input_names=inputs,
                           output_names=[OUTPUT], dynamic_axes={**dynamic, OUTPUT: {0: "batch"}}, opset_version=OPSET,
-                          dynamo=False)  # fmt: skip
+                          **_TRACING_EXPORTER)  # fmt: skip
     if quantize == "int8":
         quantized = directory / f"int8.{GRAPH_FILE}"
         logging.disable(logging.WARNING)  # its advice to pre-process the graph, meant for static quantization
