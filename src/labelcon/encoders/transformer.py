@@ -301,7 +301,8 @@ class TransformerEncoder(Encoder):
                 output = top(inputs_embeds=batch[STATES].float(), attention_mask=batch["attention_mask"])
             else:
                 output = self.model(**batch)
-            states = output.last_hidden_state.float()
+            states = output.last_hidden_state
+            states = states if states.dtype == torch.float64 else states.float()  # a float64 model stays float64
         if self.pooling == "cls":
             pooled = states[:, 0]
         else:
