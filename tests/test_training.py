@@ -488,3 +488,18 @@ def test_history_holds_mean_losses_every_few_steps_and_the_time_of_dev_checks(mo
     assert [loss for _, _, loss in points] == pytest.approx([loss for _, loss in expected])
     assert all(a[1] <= b[1] for a, b in zip(points, points[1:]))  # seconds grow with the steps
     assert all(record["dev_seconds"] >= 0 for record in history)
+
+
+def test_fit_checks_the_labels_and_features_once_with_a_clear_error() -> None:
+    texts, y = _toy()
+    bad = y.astype(np.float32).tolil()
+    bad[3, 0] = 2.0
+    with pytest.raises(ValueError, match=r"the label matrix must hold only 0 and 1; got values such as \[2.0\]"):
+        _static_trainer(texts).fit(texts, bad.tocsr())
+    features = np.random.default_rng(0).normal(size=(len(texts), 6)).astype(np.float32)
+    features[[5, 9], 2] = np.nan
+    config = Config(**{**FAST, "encoder": "mlp", "objective": "supcon-jaccard"})
+    encoder = build_encoder("mlp", train_texts=features, seed=config.seed)
+    trainer = Trainer(encoder, build_objective("supcon-jaccard"), config.training(), show_progress=False)
+    with pytest.raises(ValueError, match=r"feature rows must be finite; rows \[5, 9\] hold NaN or inf values"):
+        trainer.fit(features, y)
