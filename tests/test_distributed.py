@@ -24,6 +24,7 @@ from labelcon.config import Config
 from labelcon.data import LabelSpace
 from labelcon.objectives import build_objective
 from labelcon.sampling import LabelAwareBatchSampler
+from labelcon.training import distributed
 from labelcon.training.labels import batch_labels
 from labelcon.training.trainer import Trainer
 from tests.conftest import FAST
@@ -94,7 +95,8 @@ def _batch(index: int, rows: slice, sparse: bool) -> tuple[list[str], torch.Tens
 
 def _steps(case: tuple, rows: slice) -> dict:
     """The trainer's own step on the rows ``rows`` of each global batch (gradients zeroed
-    between steps, as the optimizer does); the last step's loss and gradients, and the queue."""
+    between steps, as the optimizer does); the last step's loss (averaged over the
+    processes, as the logging interval reads it) and gradients, and the queue."""
     objective, mini_batch, queue_size, sparse = case
     encoder = WordBag([word for batch in BATCHES for text, _ in batch for word in text.split()] + LABEL_NAMES)
     config = Config(objective=objective, mini_batch_size=mini_batch, queue_size=queue_size, temperature=0.2)
@@ -104,7 +106,7 @@ def _steps(case: tuple, rows: slice) -> dict:
     for index in range(len(BATCHES) if queue_size else 1):
         encoder.zero_grad(set_to_none=True)
         loss = trainer._loss(*_batch(index, rows, sparse))
-    out = {"loss": loss, "grads": {n: p.grad.clone() for n, p in encoder.named_parameters()}}
+    out = {"loss": distributed.mean_over_processes(loss), "grads": {n: p.grad.clone() for n, p in encoder.named_parameters()}}
     if trainer.queue is not None:
         out["queue"] = (trainer.queue.keys.clone(), trainer.queue.labels.to_dense())
     return out
@@ -241,8 +243,6 @@ def test_nproc_without_torchrun_from_python_says_how(toy_data) -> None:
 def test_constant_buffers_keyword_is_one_this_torch_accepts(monkeypatch) -> None:
     """``forward_sync_buffers`` only where DDP takes it (torch >= 2.13), else ``broadcast_buffers``."""
     from torch.nn.parallel import DistributedDataParallel
-
-    from labelcon.training import distributed
 
     option = distributed.constant_buffers_option()
     assert option == {"forward_sync_buffers": False} or option == {"broadcast_buffers": False}
