@@ -4,7 +4,7 @@
         [--texts 256] [--max-length 256] [--repeats 3] [--data-dir DIR]
 
 What a run spends embedding after training (the head's training set, dev, test) scales
-with this: texts per second of ``Encoder.encode`` (batches of labelcon's ``ENCODE_BATCH``,
+with this: texts per second of ``Encoder.encode`` (batches of labelcon's CPU embedding batch, ``encode_batch_size``,
 after one warm-up call; median of ``--repeats``) for each encoder under ``--precision
 float32`` and ``bfloat16`` (autocast; labelcon's ``auto`` embeds dev, test and predictions
 in float32 and the head's training set as it trains). Texts: the first ``--texts`` of the
@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 from data_dir import default_data_dir
 from machine import machine
 from timing import timed
 
 from labelcon.data import load_split
 from labelcon.encoders import build_encoder
-from labelcon.training.monitor import ENCODE_BATCH
+from labelcon.encoders.base import encode_batch_size
+
+#: The batch labelcon embeds in on a CPU.
+ENCODE_BATCH = encode_batch_size(torch.device("cpu"))
 
 
 def main() -> None:

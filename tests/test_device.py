@@ -237,14 +237,14 @@ def test_a_step_computes_on_the_device_given(positives, label_embeddings, mini_b
 def _interrupted_run(texts, y, run_dir, monkeypatch) -> None:
     """A CPU run with a queue, checkpointing every step, stopped in its third step."""
     with interrupted_at(monkeypatch, 3):
-        _trainer(texts, "supcon-jaccard", "cpu", run_dir, queue_size=16, checkpoint_every=1).fit(texts, y)
+        _trainer(texts, "supcon-jaccard", "cpu", run_dir, queue_size=16, checkpoint_minutes=0).fit(texts, y)
 
 
 @pytest.mark.filterwarnings("ignore:for .* copying from a non-meta parameter")  # meta holds no values
 def test_a_checkpoint_resumes_on_another_device(tmp_path, monkeypatch) -> None:
     texts, y = _toy()
     _interrupted_run(texts, y, tmp_path, monkeypatch)
-    trainer = _trainer(texts, "supcon-jaccard", META, tmp_path, queue_size=16, checkpoint_every=1)
+    trainer = _trainer(texts, "supcon-jaccard", META, tmp_path, queue_size=16, checkpoint_minutes=0)
     trainer._start(texts)
     optimizer = torch.optim.AdamW(trainer_module._param_groups(trainer.encoder, 0.01))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
@@ -401,3 +401,38 @@ def test_leaving_early_stops_the_prefetch_thread() -> None:
         assert next(ready) == 0
     assert not any(t.name == "labelcon-prefetch" for t in threading.enumerate())
     assert len(made) <= 4  # at most depth ahead of the reader, and one in hand
+
+
+def test_tf32_matmuls_is_scoped_and_restores_the_process_settings() -> None:
+    from labelcon.device import tf32_matmuls
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    for enabled in (True, False):
+        with pytest.raises(RuntimeError), tf32_matmuls(enabled):
+            assert torch.backends.cuda.matmul.allow_tf32 is enabled and torch.backends.cudnn.allow_tf32 is enabled
+            raise RuntimeError("the block fails")
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+
+
+@pytest.mark.parametrize("tf32", [True, False])
+def test_training_turns_tf32_on_only_inside_its_steps(monkeypatch, tf32: bool) -> None:
+    """TF32 as the precision says inside each step's forward and backward; the process's
+    settings (which float32 embedding runs under) untouched before, between and after."""
+    items = make_items(48, 0)
+    texts = [item["text"] for item in items]
+    y = LabelSpace.from_label_sets([item["labels"] for item in items]).encode([item["labels"] for item in items])
+    monkeypatch.setattr(trainer_module, "precision_for", lambda setting, device: Precision(None, False, tf32))
+    process = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    seen: list[tuple[bool, bool]] = []
+    original = Trainer._loss
+
+    def loss(self, *batch):
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return original(self, *batch)
+
+    monkeypatch.setattr(Trainer, "_loss", loss)
+    trainer = _trainer(texts, "supcon-jaccard", "cpu", epochs=1)
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == process
+    trainer.fit(texts, y)
+    assert seen and set(seen) == {(tf32, tf32)}
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == process

@@ -4,6 +4,7 @@ and ``labelcon train --nproc 2`` writes a run directory whose model predicts."""
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import os
 import socket
@@ -23,6 +24,7 @@ from labelcon.config import Config
 from labelcon.data import LabelSpace
 from labelcon.objectives import build_objective
 from labelcon.sampling import LabelAwareBatchSampler
+from labelcon.training import distributed
 from labelcon.training.labels import batch_labels
 from labelcon.training.trainer import Trainer
 from labelcon.training.settings import TrainingSettings
@@ -94,7 +96,8 @@ def _batch(index: int, rows: slice, sparse: bool) -> tuple[list[str], torch.Tens
 
 def _steps(case: tuple, rows: slice) -> dict:
     """The trainer's own step on the rows ``rows`` of each global batch (gradients zeroed
-    between steps, as the optimizer does); the last step's loss and gradients, and the queue."""
+    between steps, as the optimizer does); the last step's loss (averaged over the
+    processes, as the logging interval reads it) and gradients, and the queue."""
     objective, mini_batch, queue_size, sparse = case
     encoder = WordBag([word for batch in BATCHES for text, _ in batch for word in text.split()] + LABEL_NAMES)
     config = Config(objective=objective, mini_batch_size=mini_batch, queue_size=queue_size, temperature=0.2)
@@ -104,7 +107,7 @@ def _steps(case: tuple, rows: slice) -> dict:
     for index in range(len(BATCHES) if queue_size else 1):
         encoder.zero_grad(set_to_none=True)
         loss = trainer._loss(*_batch(index, rows, sparse))
-    out = {"loss": loss, "grads": {n: p.grad.clone() for n, p in encoder.named_parameters()}}
+    out = {"loss": distributed.mean_over_processes(loss), "grads": {n: p.grad.clone() for n, p in encoder.named_parameters()}}
     if trainer.queue is not None:
         out["queue"] = (trainer.queue.keys.clone(), trainer.queue.labels.to_dense())
     return out
@@ -236,3 +239,19 @@ def test_resume_with_another_process_count_says_so(two_process_run, toy_data) ->
 def test_nproc_without_torchrun_from_python_says_how(toy_data) -> None:
     with pytest.raises(ValueError, match="torchrun --nproc-per-node 2"):
         labelcon.Labelcon(**{**FAST, "nproc": 2}).fit(toy_data["train"], toy_data["dev"], show_progress=False)
+
+
+def test_constant_buffers_keyword_is_one_this_torch_accepts(monkeypatch) -> None:
+    """``forward_sync_buffers`` only where DDP takes it (torch >= 2.13), else ``broadcast_buffers``."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    option = distributed.constant_buffers_option()
+    assert option == {"forward_sync_buffers": False} or option == {"broadcast_buffers": False}
+    assert set(option) <= set(inspect.signature(DistributedDataParallel.__init__).parameters)
+
+    class OlderDDP:  # the signature of torch 2.3 to 2.12
+        def __init__(self, module, device_ids=None, broadcast_buffers=True, find_unused_parameters=False):
+            pass
+
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", OlderDDP)
+    assert distributed.constant_buffers_option() == {"broadcast_buffers": False}

@@ -452,3 +452,25 @@ def test_mpnet_loads_from_its_packages_and_embeds(tmp_path, monkeypatch):
     vectors = encoder.encode(["a multi-label text", "another one"])
     assert vectors.shape == (2, 768)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-4)
+
+
+def test_embedding_batches_follow_the_device() -> None:
+    from labelcon.encoders.base import encode_batch_size
+
+    assert encode_batch_size(torch.device("cpu")) == 128
+    assert encode_batch_size(torch.device("mps")) == 256
+
+
+def test_rows_held_on_an_accelerator_land_at_their_indices(monkeypatch) -> None:
+    from labelcon.encoders import base
+
+    out = np.zeros((6, 2), dtype=np.float32)
+    held = base._DeviceRows(out, torch.device("cuda"))  # tensors on the CPU stand in for the device's
+    monkeypatch.setattr(base, "HELD_BYTES", 3 * 2 * 4)  # three rows wait, then one copy
+    held.add(np.array([4, 0]), torch.tensor([[4.0, 4], [0, 0]]))
+    assert not out.any()  # still held
+    held.add(np.array([5]), torch.tensor([[5.0, 5]]))
+    assert out[[4, 0, 5]].tolist() == [[4, 4], [0, 0], [5, 5]] and not held.rows  # copied once the bytes were reached
+    held.add(np.array([1, 3]), torch.tensor([[1.0, 1], [3, 3]]))
+    held.flush()
+    assert out[:, 0].tolist() == [0, 1, 0, 3, 4, 5]

@@ -111,7 +111,7 @@ def test_fit_without_dev_uses_a_seeded_carve_out(toy_data) -> None:
 
 
 def test_interrupted_run_resumes_to_the_same_weights(toy_data, tmp_path, monkeypatch) -> None:
-    settings = {**FAST, "epochs": 3, "checkpoint_every": 1}
+    settings = {**FAST, "epochs": 3, "checkpoint_minutes": 0}
     straight = Labelcon(**settings).fit(toy_data["train"], toy_data["dev"], out_dir=tmp_path / "a", show_progress=False)
 
     with interrupted_at(monkeypatch, 7):

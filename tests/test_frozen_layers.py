@@ -149,7 +149,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(folder, toy_data, tmp_pa
     from labelcon import Labelcon
 
     settings = {**FAST, "encoder": str(folder), "train_layers": 1, "mini_batch_size": 16, "queue_size": 32,
-                "checkpoint_every": 1, "lr": 1e-3, "lexical": 0, "head": "knn"}
+                "checkpoint_minutes": 0, "lr": 1e-3, "lexical": 0, "head": "knn"}
 
     def fit(out: str, **options) -> Labelcon:
         return Labelcon(**settings).fit(toy_data["train"], toy_data["dev"], out_dir=tmp_path / out,

@@ -578,3 +578,21 @@ def test_wide_dense_labels_take_the_sparse_route(monkeypatch):
     monkeypatch.setattr(relations, "SPARSE_WIDTH", 10_000)
     dense_route = [supcon(z, y, 0.1, relation) for relation in ("any", "all", "jaccard")]
     torch.testing.assert_close(dense_route, sparse_route)
+
+
+def test_trusted_inputs_skips_the_value_checks_only_inside_its_block():
+    from labelcon.objectives.checks import trusted_inputs
+
+    z = torch.randn(4, 8)
+    bad_labels = torch.tensor([[2.0, 0], [0, 1], [1, 0], [0, 1]])
+    with pytest.raises(ValueError, match="must hold only 0 and 1; got values such as \\[2.0\\]"):
+        supcon(z, bad_labels)
+    with pytest.raises(NonFiniteEmbeddingsError):
+        supcon(z.index_fill(0, torch.tensor([1]), math.nan), bad_labels.clamp(max=1))
+    with trusted_inputs():
+        assert torch.isfinite(supcon(z, bad_labels))  # the caller vouched for its labels
+        assert torch.isnan(supcon(z.index_fill(0, torch.tensor([1]), math.nan), bad_labels.clamp(max=1)))
+        with pytest.raises(ValueError, match="one row per item"):  # checks that read no values still run
+            supcon(z, bad_labels[:3])
+    with pytest.raises(ValueError, match="must hold only 0 and 1"):
+        supcon(z, bad_labels)

@@ -197,7 +197,7 @@ def _straight_and_resumed(make_trainer, texts, y, tmp_path, monkeypatch) -> tupl
 def test_interrupted_run_with_a_queue_resumes_exactly(tmp_path, monkeypatch) -> None:
     texts, y = _toy()
     straight, resumed = _straight_and_resumed(
-        lambda run_dir: _queue_trainer(texts, "supcon-jaccard", run_dir, checkpoint_every=1), texts, y, tmp_path,
+        lambda run_dir: _queue_trainer(texts, "supcon-jaccard", run_dir, checkpoint_minutes=0), texts, y, tmp_path,
         monkeypatch,
     )
 
@@ -352,7 +352,7 @@ def test_label_contrast_step_is_the_full_or_sampled_softmax(extra: int, mini_bat
 def test_interrupted_run_with_sampled_label_negatives_resumes_exactly(tmp_path, monkeypatch) -> None:
     texts, y, label_texts = _wide_toy(300)
     straight, resumed = _straight_and_resumed(
-        lambda run_dir: _label_text_trainer(texts, label_texts, run_dir, negatives=16, checkpoint_every=1),
+        lambda run_dir: _label_text_trainer(texts, label_texts, run_dir, negatives=16, checkpoint_minutes=0),
         texts, y, tmp_path, monkeypatch,
     )
     for (name, x), (_, z) in zip(straight.encoder.state_dict().items(), resumed.encoder.state_dict().items()):
@@ -383,7 +383,7 @@ class _RunsCode:
 
 def test_checkpoints_hold_only_tensors_and_plain_values(tmp_path) -> None:
     texts, y = _toy()
-    _queue_trainer(texts, "supcon-jaccard", tmp_path, epochs=1, checkpoint_every=2).fit(texts, y)
+    _queue_trainer(texts, "supcon-jaccard", tmp_path, epochs=1, checkpoint_minutes=0).fit(texts, y)
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert checkpoint["state"]["finished"] and checkpoint["queue"]["count"] == 48
 
@@ -428,18 +428,18 @@ def test_a_damaged_checkpoint_is_one_clear_error(tmp_path, damage: str) -> None:
     assert message.startswith(f"{path}: not a ") and "\n" not in message
 
 
-@pytest.mark.parametrize("checkpoint_every", [1, 1000])
-def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, checkpoint_every: int) -> None:
+@pytest.mark.parametrize("checkpoint_minutes", [0, 60])
+def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, checkpoint_minutes: float) -> None:
     from labelcon.training.trainer import TrainingDiverged
 
     texts, y = _toy()
-    trainer = _static_trainer(texts, tmp_path, lr=1e30, checkpoint_every=checkpoint_every)
+    trainer = _static_trainer(texts, tmp_path, lr=1e30, checkpoint_minutes=checkpoint_minutes)
     with pytest.raises(TrainingDiverged) as caught:
         trainer.fit(texts, y)
     message = str(caught.value)
     assert "\n" not in message and "Lower the learning rate (--lr / lr=; this run has lr=1e+30)" in message
     path = tmp_path / "checkpoint.pt"
-    if checkpoint_every == 1:  # steps 1 and 2 update the weights to 1e30, then to inf: step 2 is not saved
+    if checkpoint_minutes == 0:  # a checkpoint after every step; steps 1 and 2 update the weights to 1e30, then to inf: step 2 is not saved
         assert message.startswith("training diverged at step 2: the loss was ") and "NaN or inf" in message
         assert f"{path} keeps the last checkpoint" in message
         checkpoint = torch.load(path, weights_only=True)
@@ -456,8 +456,14 @@ def test_history_holds_mean_losses_every_few_steps_and_the_time_of_dev_checks(mo
     texts, y = _toy()
     monkeypatch.setattr(trainer_module, "LOSS_POINTS", 4)
     seen: list[float] = []
-    original = Trainer._finite_loss
-    monkeypatch.setattr(Trainer, "_finite_loss", lambda self, *batch: seen.append(original(self, *batch)) or seen[-1])
+    original = Trainer._step_loss
+
+    def step_loss(self, *batch):
+        loss = original(self, *batch)
+        seen.append(loss.item())
+        return loss
+
+    monkeypatch.setattr(Trainer, "_step_loss", step_loss)
     config = Config(**FAST)
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
     trainer = Trainer(encoder, build_objective("supcon-jaccard", temperature=0.1), TrainingSettings.from_config(config),
@@ -474,3 +480,18 @@ def test_history_holds_mean_losses_every_few_steps_and_the_time_of_dev_checks(mo
     assert [loss for _, _, loss in points] == pytest.approx([loss for _, loss in expected])
     assert all(a[1] <= b[1] for a, b in zip(points, points[1:]))  # seconds grow with the steps
     assert all(record["dev_seconds"] >= 0 for record in history)
+
+
+def test_fit_checks_the_labels_and_features_once_with_a_clear_error() -> None:
+    texts, y = _toy()
+    bad = y.astype(np.float32).tolil()
+    bad[3, 0] = 2.0
+    with pytest.raises(ValueError, match=r"the label matrix must hold only 0 and 1; got values such as \[2.0\]"):
+        _static_trainer(texts).fit(texts, bad.tocsr())
+    features = np.random.default_rng(0).normal(size=(len(texts), 6)).astype(np.float32)
+    features[[5, 9], 2] = np.nan
+    config = Config(**{**FAST, "encoder": "mlp", "objective": "supcon-jaccard"})
+    encoder = build_encoder("mlp", train_texts=features, seed=config.seed)
+    trainer = Trainer(encoder, build_objective("supcon-jaccard"), TrainingSettings.from_config(config), show_progress=False)
+    with pytest.raises(ValueError, match=r"feature rows must be finite; rows \[5, 9\] hold NaN or inf values"):
+        trainer.fit(features, y)

@@ -137,7 +137,10 @@ class Config(BaseModel):
     )
     patience: int = Field(2, ge=1, description="epochs without dev improvement before stopping")
     seed: int = Field(13, ge=0, description="random seed of the whole run")
-    checkpoint_every: int = Field(200, ge=1, description="steps between resumable checkpoints")
+    checkpoint_minutes: float = Field(
+        5.0, ge=0, description="minutes of training between resumable checkpoints, besides the one at each "
+        "epoch's end (0: after every step)",
+    )
 
     # data
     text_field: str = Field("text", description="field/column holding the text")

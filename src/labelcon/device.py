@@ -26,7 +26,11 @@ any     any                 float32    none (float32)  no           no
 float16 has a narrow exponent range, so small gradients underflow unless the loss is
 scaled up before backward (``torch.amp.GradScaler``); bfloat16 has float32's range and
 needs no scaler. TF32 (float32 matrix products on tensor cores, 10-bit mantissa) is on
-for the float32 parts of a mixed-precision run; ``float32`` keeps exact float32.
+for the float32 parts of a mixed-precision training step, and only there: the trainer
+enters :func:`tf32_matmuls` around each step's forward and backward, which restores the
+process's own settings after it. labelcon never turns TF32 on for the whole process, so
+embeddings in float32 (``encode`` under ``auto`` or ``float32``) are float32 products on
+a GPU as on the CPU and in the ONNX export; ``float32`` training keeps exact float32.
 
 Under ``auto`` a model embeds (``encode``, and so its thresholds, predictions, search
 index and exports) in float32 on every device: mixed precision speeds up the passes that
@@ -151,26 +155,37 @@ def choose_precision(setting: str, device_type: str, capability: tuple[int, int]
 def precision_for(setting: str, device: torch.device) -> Precision:
     """:func:`choose_precision` for ``device``, asking the hardware what it computes."""
     capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
-    cpu_bfloat16 = device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    return choose_precision(setting, device.type, capability, cpu_bfloat16)
+    return choose_precision(setting, device.type, capability, device.type == "cpu" and _cpu_bfloat16())
 
 
-def place(module: torch.nn.Module, device: torch.device, precision: str = "float32") -> torch.nn.Module:
-    """Move ``module`` to ``device``; on a CUDA device, turn TF32 matrix products on or off
-    as ``precision`` means there (a process-wide torch setting)."""
-    if device.type == "cuda":
-        tf32 = precision_for(precision, device).tf32
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        torch.backends.cudnn.allow_tf32 = tf32
-    return module.to(device)
+def _cpu_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); False on torch
+    releases that cannot tell (before 2.4 torch has no such query)."""
+    queries = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(query() for query in queries if query is not None)
+
+
+@contextmanager
+def tf32_matmuls(enabled: bool) -> Iterator[None]:
+    """Inside the block CUDA float32 matrix products and convolutions run as TF32 when
+    ``enabled``, and in full float32 when not; after it torch's process-wide settings
+    (``torch.backends.cuda.matmul.allow_tf32``, ``torch.backends.cudnn.allow_tf32``) are
+    as they were before it, even when the block raises."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def pinned(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """``batch`` in page-locked memory when it is bound for a CUDA device (so the copy can
-    run while the GPU computes); as it is otherwise."""
+    """``batch``'s host tensors in page-locked memory when it is bound for a CUDA device
+    (so the copy can run while the GPU computes); as it is otherwise, and tensors already
+    on the device (cached frozen-layer outputs) stay where they are."""
     if device.type != "cuda":
         return batch
-    return {key: value.pin_memory() for key, value in batch.items()}
+    return {key: value.pin_memory() if value.device.type == "cpu" else value for key, value in batch.items()}
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

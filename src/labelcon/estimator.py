@@ -32,7 +32,6 @@ from labelcon.run_outputs import write_run_outputs
 from labelcon.search import SearchIndex, SearchMixin, load_index, save_index
 from labelcon.training import seed_everything
 from labelcon.training.distributed import is_main_process
-from labelcon.training.monitor import ENCODE_BATCH
 from labelcon.training.recipe import train_encoder
 
 DataLike = Dataset | str | os.PathLike | tuple[Sequence[str], Sequence[Sequence[str]]]
@@ -175,7 +174,7 @@ class Labelcon(SearchMixin):
             raise NotFittedError("this Labelcon model is not fitted yet: call fit() or Labelcon.load()")
         if isinstance(items, str):
             raise TypeError("expected a list of texts, got a single string; wrap it in a list")
-        z = self.encoder_.encode(items := list(items), ENCODE_BATCH, normalize, show_progress, as_trained)
+        z = self.encoder_.encode(items := list(items), None, normalize, show_progress, as_trained)
         return Features(z, items if are_texts(items) or not items else None)
 
     def predict_proba(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:

@@ -22,6 +22,7 @@ Beside the encoder, ``out`` is a labelcon model directory (:mod:`labelcon.modeld
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import os
 import tempfile
@@ -133,6 +134,11 @@ def write_sentence_transformers(encoder: Encoder, directory: Path) -> None:
 
 
 # ---------------------------------------------------------------------- ONNX
+#: The TorchScript-tracing exporter: asked for by name where torch.onnx.export has a
+#: ``dynamo`` switch (torch 2.5 on, whose later releases default to the dynamo exporter);
+#: the only exporter before that.
+_TRACING_EXPORTER = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+
 class _TransformerGraph(torch.nn.Module):
     """A transformer encoder's forward (pooling and projection included) over positional inputs."""
 
@@ -159,6 +165,16 @@ class _StaticGraph(torch.nn.Module):
         return self.projection(summed / mask.sum(1).clamp(min=1))
 
 
+def _trace(graph: torch.nn.Module, sample: dict[str, torch.Tensor], inputs: list[str], path: Path) -> None:
+    """Export ``graph`` to ``path`` by tracing it on ``sample``, batch and token axes dynamic."""
+    dynamic = {name: {0: "batch", 1: "tokens"} for name in inputs}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on Python control flow it froze at these shapes
+        torch.onnx.export(graph.eval(), tuple(sample[name] for name in inputs), str(path), input_names=inputs,
+                          output_names=[OUTPUT], dynamic_axes={**dynamic, OUTPUT: {0: "batch"}}, opset_version=OPSET,
+                          **_TRACING_EXPORTER)  # fmt: skip
+
+
 def write_onnx(encoder: Encoder, directory: Path, *, quantize: str | None = None) -> OnnxEncoder:
     """Export ``encoder`` as ``directory/model.onnx`` with its tokenizer and ``encoder.json``;
     returns the :class:`OnnxEncoder` that runs it."""
@@ -181,13 +197,16 @@ def write_onnx(encoder: Encoder, directory: Path, *, quantize: str | None = None
         PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token=PAD, unk_token=UNK).save_pretrained(directory)
         sample = encoder.tokenize(["a first text to trace the graph with", "a second"])
         inputs, graph = ["input_ids"], _StaticGraph(encoder)
-    dynamic = {name: {0: "batch", 1: "tokens"} for name in inputs}
     path = directory / GRAPH_FILE
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tracer's notes on Python control flow it froze at these shapes
-        torch.onnx.export(graph.eval(), tuple(sample[name] for name in inputs), str(path), input_names=inputs,
-                          output_names=[OUTPUT], dynamic_axes={**dynamic, OUTPUT: {0: "batch"}}, opset_version=OPSET,
-                          dynamo=False)  # fmt: skip
+    try:
+        _trace(graph, sample, inputs, path)
+    except (TypeError, RuntimeError):
+        # torch before 2.4 cannot translate the scaled_dot_product_attention call of
+        # transformers 5 into ONNX; the same model with plain (eager) attention it can
+        if not isinstance(encoder, TransformerEncoder) or encoder.model.config._attn_implementation == "eager":
+            raise
+        encoder.model.config._attn_implementation = "eager"
+        _trace(graph, sample, inputs, path)
     if quantize == "int8":
         quantized = directory / f"int8.{GRAPH_FILE}"
         logging.disable(logging.WARNING)  # its advice to pre-process the graph, meant for static quantization

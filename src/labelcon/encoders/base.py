@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
-from labelcon.device import pinned, place, resolve_device, to_device
+from labelcon.device import pinned, resolve_device, to_device
 from labelcon.feed import ahead_for, prefetched
 from labelcon.io import atomic_open, read_json, write_json
 
@@ -90,13 +90,14 @@ class Encoder(torch.nn.Module, abc.ABC):
     def encode(
         self,
         texts: Sequence[str],
-        batch_size: int = 64,
+        batch_size: int | None = None,
         normalize: bool = True,
         show_progress: bool = False,
         as_trained: bool = False,
     ) -> np.ndarray:
         """Embed ``texts`` into a float32 array ``[N, dim]``, rows in input order, on the
-        device the encoder sits on.
+        device the encoder sits on, ``batch_size`` at a time (None:
+        :func:`encode_batch_size` for that device).
 
         Runs in eval mode without gradients and restores the previous mode afterwards.
         A transformer embeds in its embedding precision (float32 under ``precision="auto"``),
@@ -105,16 +106,20 @@ class Encoder(torch.nn.Module, abc.ABC):
         speed counts and agreement with exported models does not.
         Items are batched longest first, so each batch pads to similar lengths, and the
         next batches are tokenised on a thread while this one is embedded on an
-        accelerator (:func:`labelcon.feed.prefetched`).
+        accelerator (:func:`labelcon.feed.prefetched`). On an accelerator the embeddings
+        stay there until the pass ends, or until :data:`HELD_BYTES` of them wait, and come
+        to the host in one copy, so no batch waits for the one before to be copied back.
         """
         if isinstance(texts, str):
             raise TypeError("encode expects a sequence of texts, got a single str; wrap it in a list")
+        device = self.device
+        batch_size = encode_batch_size(device) if batch_size is None else batch_size
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         items = texts if isinstance(texts, np.ndarray) else list(texts)
         order = np.argsort([-len(item) for item in items], kind="stable")
         out = np.empty((len(items), self.dim), dtype=np.float32)
-        device = self.device
+        held = _DeviceRows(out, device)
         batches = ((index, pinned(self.tokenize([items[i] for i in index]), device))
                    for index in (order[start : start + batch_size] for start in range(0, len(items), batch_size)))
         was_training = self.training
@@ -127,8 +132,9 @@ class Encoder(torch.nn.Module, abc.ABC):
                     z = self(to_device(batch, device))
                     if normalize:
                         z = F.normalize(z, dim=-1)
-                    out[index] = z.float().cpu().numpy()
+                    held.add(index, z.float())
                     bar.update(len(index))
+                held.flush()
         finally:
             self.train(was_training)
         return out
@@ -149,6 +155,48 @@ class Encoder(torch.nn.Module, abc.ABC):
         )
 
 
+#: The most embeddings (in bytes) an accelerator holds before they are copied to the host.
+HELD_BYTES = 512 * 2**20
+
+
+class _DeviceRows:
+    """Embedded rows gathered where they were computed and written into ``out`` (at
+    their row indices) on :meth:`flush`: at the end of a pass, or when
+    :data:`HELD_BYTES` are waiting. On the CPU every batch goes straight in."""
+
+    def __init__(self, out: np.ndarray, device: torch.device) -> None:
+        self.out, self.direct = out, device.type == "cpu"
+        self.indices: list[np.ndarray] = []
+        self.rows: list[torch.Tensor] = []
+        self.nbytes = 0
+
+    def add(self, index: np.ndarray, rows: torch.Tensor) -> None:
+        if self.direct:
+            self.out[index] = rows.numpy()
+            return
+        self.indices.append(index)
+        self.rows.append(rows)
+        self.nbytes += rows.numel() * rows.element_size()
+        if self.nbytes >= HELD_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self.out[np.concatenate(self.indices)] = torch.cat(self.rows).cpu().numpy()
+        self.indices, self.rows, self.nbytes = [], [], 0
+
+
+def encode_batch_size(device: torch.device) -> int:
+    """How many items an embedding pass (prediction, the head's training set, dev checks)
+    runs at once on ``device``: 128 on a CPU, where larger batches gain nothing; 256 on
+    MPS or a CUDA GPU under 16 GiB; 512 on a larger CUDA GPU, whose kernels a batch of 128
+    short texts leaves mostly idle. Inference keeps no activations for a backward, so 512
+    texts of 256 tokens take a few hundred MiB for a MiniLM-sized model."""
+    if device.type == "cuda":
+        return 512 if torch.cuda.get_device_properties(device).total_memory >= 16 * 2**30 else 256
+    return 256 if device.type == "mps" else 128
+
+
 def load_encoder(directory: str | os.PathLike, device: str | torch.device = "cpu") -> Encoder:
     """Load an encoder saved with :meth:`Encoder.save` in eval mode, onto ``device`` (a
     name for :func:`labelcon.device.resolve_device`; the CPU by default, so a model
@@ -162,7 +210,7 @@ def load_encoder(directory: str | os.PathLike, device: str | torch.device = "cpu
     if kind not in ENCODER_TYPES:
         raise ValueError(f"{meta_path}: unknown encoder type {kind!r}; known types: {sorted(ENCODER_TYPES)}")
     encoder = ENCODER_TYPES[kind]._load(directory, meta["config"])
-    return place(encoder, resolve_device(device), getattr(encoder, "precision", "float32")).eval()
+    return encoder.to(resolve_device(device)).eval()
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:

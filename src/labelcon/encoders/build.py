@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from labelcon.device import place, resolve_device
+from labelcon.device import resolve_device
 from labelcon.encoders.base import Encoder
 from labelcon.encoders.mlp import MLPEncoder
 from labelcon.encoders.static import StaticEncoder
@@ -121,7 +121,7 @@ def build_encoder(
     """
     device = resolve_device(device)
     encoder = _build(spec, train_texts, max_length, projection_dim, seed, precision, device, **kwargs)
-    return place(encoder, device, getattr(encoder, "precision", "float32"))
+    return encoder.to(device)
 
 
 def _build(spec: str, train_texts: Sequence[str] | None, max_length: int, projection_dim: int | None, seed: int,

@@ -17,7 +17,8 @@ What this module gives :class:`~labelcon.encoders.TransformerEncoder`:
   ``forward``, so the attention mask is built as the installed transformers builds it
   (sdpa or eager); the top part takes the frozen output as ``inputs_embeds``. Models laid
   out as ``embeddings`` + ``encoder.layer`` (BERT, RoBERTa, MPNet, ...) are supported;
-- :class:`LayerCache`: the frozen output per text, in memory, within a bound.
+- :class:`LayerCache`: the frozen output per text, kept on the device that computed it
+  (where the training step runs: no copy to the host and back), within a bound.
 
 >>> cache = LayerCache(limit_mb=0)
 >>> rows = cache.rows(["a", "b"], tag=64, compute=lambda texts: [torch.ones(2, 4) for _ in texts])
@@ -87,8 +88,9 @@ def top_part(model: torch.nn.Module, train_layers: int) -> torch.nn.Module:
 
 class LayerCache:
     """The frozen layers' output per text (``[tokens, hidden]``, unpadded, in
-    :data:`CACHE_DTYPE`), in CPU memory up to ``limit_mb``; texts beyond it are
-    recomputed whenever they come. ``tag`` names the settings the outputs depend on (the
+    :data:`CACHE_DTYPE`), on the device that computed it (the encoder's: a GPU's memory
+    when the encoder trains there), up to ``limit_mb``; texts beyond it are recomputed
+    whenever they come. ``tag`` names the settings the outputs depend on (the
     encoder's ``max_length`` and precision): another tag empties the cache.
 
     A deep copy of the encoder (the trainer's momentum encoder) starts an empty cache of
@@ -122,7 +124,7 @@ class LayerCache:
             self.clear()
             self._tag = tag
         missing = list(dict.fromkeys(text for text in texts if text not in self._rows))
-        found = dict(zip(missing, (row.to("cpu", CACHE_DTYPE) for row in compute(missing)))) if missing else {}
+        found = dict(zip(missing, (row.to(CACHE_DTYPE) for row in compute(missing)))) if missing else {}
         for text, row in found.items():
             size = row.numel() * row.element_size()
             if self._bytes + size <= self.limit_mb * 2**20:

@@ -72,7 +72,7 @@ class MLPEncoder(Encoder):
     def encode(
         self,
         texts: Sequence[Sequence[float]] | np.ndarray,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         normalize: bool = True,
         show_progress: bool = False,
         as_trained: bool = False,

@@ -31,9 +31,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import transformers
 from huggingface_hub import HfApi
 from huggingface_hub import constants as hub_constants
 from huggingface_hub.utils import HfHubHTTPError, HFValidationError
+from packaging.version import Version
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig
 from transformers.models.auto.tokenization_auto import get_tokenizer_config
 from transformers.utils import logging as transformers_logging
@@ -128,6 +130,11 @@ def check_custom_code(spec: str, source: str, local_only: bool, trust_remote_cod
         )
 
 
+#: ``from_pretrained``'s keyword for the weights' dtype: ``dtype`` from transformers 4.56
+#: (later releases warn on, then drop, the old name), ``torch_dtype`` before it.
+DTYPE_KEYWORD = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+
+
 def load_pretrained(spec: str, trust_remote_code: bool = False) -> tuple[torch.nn.Module, Any]:
     """Load ``(model, tokenizer)`` for a spec, with an error that says what to do when it fails
     (see the module docstring)."""
@@ -140,7 +147,7 @@ def load_pretrained(spec: str, trust_remote_code: bool = False) -> tuple[torch.n
             check_custom_code(spec, source, local_only, trust_remote_code)
             config = AutoConfig.from_pretrained(source, **options)
             tokenizer = AutoTokenizer.from_pretrained(source, **options)
-            model = AutoModel.from_pretrained(source, config=config, dtype=torch.float32, **options)
+            model = AutoModel.from_pretrained(source, config=config, **{DTYPE_KEYWORD: torch.float32}, **options)
     except OSError as error:
         if unavailable is not None:
             raise EncoderNotFoundError(
@@ -256,10 +263,11 @@ class TransformerEncoder(Encoder):
         batch = dict(self._encoded(texts))
         if self.training and self.layer_cache is not None:
             rows = self.layer_cache.rows(texts, (self.max_length, self.precision), self._frozen_rows)
+            # the rows sit on the encoder's device; the scatter's positions come from the host's mask
             mask = batch["attention_mask"].bool()
-            states = rows[0].new_zeros(*mask.shape, rows[0].shape[-1])
-            states[mask] = torch.cat(rows)
-            batch[STATES] = states
+            states = rows[0].new_zeros(mask.numel(), rows[0].shape[-1])
+            states.index_copy_(0, mask.flatten().nonzero().squeeze(1).to(states.device), torch.cat(rows))
+            batch[STATES] = states.view(*mask.shape, -1)
         return batch
 
     def _encoded(self, texts: list[str]) -> Any:
@@ -269,10 +277,12 @@ class TransformerEncoder(Encoder):
     @torch.no_grad()
     def _frozen_rows(self, texts: list[str]) -> list[torch.Tensor]:
         """The frozen layers' output for each of ``texts``, without its padding."""
-        batch = to_device(dict(self._encoded(texts)), self.device)
+        encoded = dict(self._encoded(texts))
         with self._autocast():
-            states = lower_part(self.model, self.train_layers)(**batch).last_hidden_state
-        return [row[keep] for row, keep in zip(states, batch["attention_mask"].bool())]
+            states = lower_part(self.model, self.train_layers)(**to_device(encoded, self.device)).last_hidden_state
+        # each row's kept positions from the mask in host memory, so nothing waits for the device
+        kept = [keep.nonzero().squeeze(1).to(states.device) for keep in encoded["attention_mask"].bool()]
+        return [row.index_select(0, index) for row, index in zip(states, kept)]
 
     def _forget_states(self, module: torch.nn.Module, incompatible_keys: Any) -> None:
         """Empty the cache when weights are loaded: they may be others than those it was filled with."""
@@ -291,7 +301,8 @@ class TransformerEncoder(Encoder):
                 output = top(inputs_embeds=batch[STATES].float(), attention_mask=batch["attention_mask"])
             else:
                 output = self.model(**batch)
-            states = output.last_hidden_state.float()
+            states = output.last_hidden_state
+            states = states if states.dtype == torch.float64 else states.float()  # a float64 model stays float64
         if self.pooling == "cls":
             pooled = states[:, 0]
         else:

@@ -43,6 +43,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from labelcon.objectives.checks import values_checked
+
 #: Stand-in for -inf on masked logits: exp() of it is 0, yet 0 * MASKED stays 0 and its
 #: gradients stay finite. Far below any real logit (|l| <= 1 / temperature).
 MASKED = -1e30
@@ -65,9 +67,10 @@ def check_embeddings(x: Tensor, name: str) -> None:
 
 def normalise(x: Tensor, dtype: torch.dtype, name: str) -> Tensor:
     """``x`` as an L2-normalised [n, D] matrix of ``dtype``; NaN or inf in ``x`` raises
-    :class:`NonFiniteEmbeddingsError`."""
+    :class:`NonFiniteEmbeddingsError` (not checked inside
+    :func:`labelcon.objectives.checks.trusted_inputs`, where a NaN loss shows it)."""
     check_embeddings(x, name)
-    if not torch.isfinite(x).all():
+    if values_checked() and not torch.isfinite(x).all():
         raise NonFiniteEmbeddingsError(
             f"{name} hold NaN or inf values, so the loss would be NaN (a diverged model, or inputs that are not finite)"
         )
@@ -139,14 +142,9 @@ def contrastive_loss(
     anchor_rows = z if rows is None else z.index_select(0, rows)
     if not (tau_plus > 0 or beta > 0 or decoupled):
         mass = weights.sum(dim=1)
-        total = mass.sum()
-        if total == 0:
-            return _connected_zero(z, k)
         shared = keys is anchors and rows is None  # the batch against itself: symmetric logits
-        return (
-            _FusedContrast.apply(anchor_rows, None if shared else k, weights, mass, self_columns, 1 / temperature)
-            / total
-        )
+        summed = _FusedContrast.apply(anchor_rows, None if shared else k, weights, mass, self_columns, 1 / temperature)
+        return _mean_over_mass(summed, mass.sum())
 
     logits = anchor_rows @ (k.T / temperature)
     if self_columns is not None:
@@ -154,15 +152,15 @@ def contrastive_loss(
     log_denominator, usable = _option_denominator(logits, weights, self_columns, temperature, tau_plus, beta, decoupled)
     weights = weights * usable.unsqueeze(1)
     mass = weights.sum(dim=1)
-    total = mass.sum()
-    if total == 0:
-        return _connected_zero(z, k)
-    return (torch.dot(mass, log_denominator) - torch.dot(weights.flatten(), logits.flatten())) / total
+    summed = torch.dot(mass, log_denominator) - torch.dot(weights.flatten(), logits.flatten())
+    return _mean_over_mass(summed, mass.sum())
 
 
-def _connected_zero(z: Tensor, k: Tensor) -> Tensor:
-    """0.0 (not -0.0) with a graph back to the embeddings, so ``backward()`` still works."""
-    return (z.sum() + k.sum()) * 0.0 + 0.0
+def _mean_over_mass(summed: Tensor, total: Tensor) -> Tensor:
+    """``summed / total``, the loss per anchor unit; without any weight (``total`` 0, so
+    every term of ``summed`` is 0 times a finite number) it is 0.0 (not -0.0), still on
+    the graph with zero gradients. No branch on ``total``, so nothing waits for its value."""
+    return summed / torch.where(total > 0, total, torch.ones_like(total)) + 0.0
 
 
 class _FusedContrast(torch.autograd.Function):
@@ -194,7 +192,7 @@ class _FusedContrast(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         z, k, weights, mass, exps, norm = ctx.saved_tensors
         coefficient = mass * (grad * ctx.scale) / norm
-        g = exps.mul(coefficient.unsqueeze(1)).sub_(weights, alpha=float(grad) * ctx.scale)
+        g = exps.mul(coefficient.unsqueeze(1)).addcmul_(weights, grad * -ctx.scale)
         if k is None:  # a transposed copy and an add cost less than a second product
             return g.T.contiguous().add_(g) @ z, None, None, None, None, None
         grad_z = g @ k if ctx.needs_input_grad[0] else None

@@ -13,6 +13,8 @@ import warnings
 import torch
 from torch import Tensor
 
+from labelcon.objectives.checks import values_checked
+
 RELATIONS = ("any", "all", "jaccard")
 
 
@@ -47,8 +49,9 @@ def check_labels(labels: Tensor, n_items: int, name: str = "labels") -> Tensor:
 
 def _check_binary(values: Tensor, name: str) -> None:
     """All values in {0, 1}: within [0, 1] and summing to their count of non-zeros
-    (two reductions, no temporary of the labels' size)."""
-    if values.dtype == torch.bool or values.numel() == 0:
+    (two reductions, no temporary of the labels' size). Skipped inside
+    :func:`labelcon.objectives.checks.trusted_inputs`."""
+    if values.dtype == torch.bool or values.numel() == 0 or not values_checked():
         return
     if not values.is_complex():
         low, high = torch.aminmax(values)

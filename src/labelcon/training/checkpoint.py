@@ -39,9 +39,9 @@ class TrainState:
     bad_epochs: int = 0
     finished: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
-    #: ``[step, seconds, mean loss]`` points of the current epoch, and the losses of the steps since the last point.
+    #: ``[step, seconds, mean loss]`` points of the current epoch (a checkpoint is written
+    #: right after a point, so no step's loss is left out of them).
     losses: list[list[float]] = field(default_factory=list)
-    loss_window: list[float] = field(default_factory=list)
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:

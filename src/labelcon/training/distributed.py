@@ -13,6 +13,7 @@ directory; the others wait for its decisions (:func:`broadcast_object`).
 
 from __future__ import annotations
 
+import inspect
 import os
 from datetime import timedelta
 from typing import Any
@@ -43,6 +44,15 @@ def init_from_env(device: torch.device) -> bool:
         return False
     dist.init_process_group(distributed_backend(device), timeout=WAIT_TIMEOUT)
     return True
+
+
+def constant_buffers_option() -> dict[str, bool]:
+    """The keyword that tells ``DistributedDataParallel`` not to re-send the module's
+    buffers before every forward (they are constants here): ``forward_sync_buffers`` in
+    the torch releases that have it (2.13 on), ``broadcast_buffers`` before them, where
+    ``forward_sync_buffers`` raises ``TypeError``."""
+    parameters = inspect.signature(torch.nn.parallel.DistributedDataParallel.__init__).parameters
+    return {"forward_sync_buffers" if "forward_sync_buffers" in parameters else "broadcast_buffers": False}
 
 
 def world_size() -> int:

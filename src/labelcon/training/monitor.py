@@ -18,9 +18,6 @@ from labelcon.encoders import Encoder
 from labelcon.heads import build_head
 from labelcon.metrics import dense_rows, evaluate
 
-#: Texts per forward pass when embedding without gradients.
-ENCODE_BATCH = 128
-
 
 def knn_dev_check(
     train_texts: Sequence[str], y_train: sp.csr_matrix, dev_texts: Sequence[str], y_dev: sp.csr_matrix,
@@ -31,9 +28,9 @@ def knn_dev_check(
     dev_rows = dense_rows(len(dev_texts), y_dev.shape[1], seed)
 
     def check(encoder: Encoder) -> dict[str, float]:
-        ref = encoder.encode([train_texts[i] for i in train_rows], batch_size=ENCODE_BATCH, show_progress=show_progress)
+        ref = encoder.encode([train_texts[i] for i in train_rows], show_progress=show_progress)
         head = build_head("knn").to(encoder.device).fit(ref, y_train[train_rows])
-        dev = encoder.encode([dev_texts[i] for i in dev_rows], batch_size=ENCODE_BATCH, show_progress=show_progress)
+        dev = encoder.encode([dev_texts[i] for i in dev_rows], show_progress=show_progress)
         scores = head.predict_scores(dev)
         return evaluate(y_dev[dev_rows], scores, scores >= 0.5)
 

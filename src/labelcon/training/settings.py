@@ -31,7 +31,7 @@ class TrainingSettings:
     min_steps: int
     patience: int
     seed: int
-    checkpoint_every: int
+    checkpoint_minutes: float
     device: str | torch.device
     queue_size: int | None
     momentum: float

@@ -5,9 +5,21 @@ evaluation on dev after every epoch that keeps the best weights (skipped when th
 wall-clock budget will end the run within the next epoch), early stopping, a
 wall-clock budget, and checkpoints from which an interrupted run resumes at the batch
 where it stopped. Checkpoints hold tensors and plain values only and are read with
-``torch.load(weights_only=True)``, so a checkpoint file cannot run code. A loss that is
+``torch.load(weights_only=True)``, so a checkpoint file cannot run code; one is written
+every ``config.checkpoint_minutes`` of training and at every epoch's end. A loss that is
 not finite, or an update that leaves weights that are not, stops the run with
 :class:`TrainingDiverged` before a checkpoint or a dev check sees such weights.
+
+A step never waits for the device to report a value: the losses stay on the device
+(:class:`labelcon.training.tally.LossTally`) until the logging interval, every
+``total_steps // LOSS_POINTS`` steps, reads their mean (one transfer) and checks that
+it is finite; the objectives run inside
+:func:`labelcon.objectives.checks.trusted_inputs`, the label matrix (and feature rows)
+having been checked once for the data set in :meth:`Trainer.fit`. Under ``torchrun`` the
+processes agree on the time (rank 0's clock, for the budget, the learning rate and the
+checkpoints) on the logging interval, not every step. So a loss that turns NaN is seen
+at the end of its interval, naming its step, after the updates of that interval; the
+checkpoints and dev checks that follow never see its weights.
 
 Everything that holds tensors sits on the run's device (``config.device``, see
 :mod:`labelcon.device`): the encoder, the objective, the momentum encoder and its queue,
@@ -65,16 +77,11 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from labelcon.device import pinned, place, precision_for, resolve_device, to_device
+from labelcon.device import pinned, precision_for, resolve_device, tf32_matmuls, to_device
 from labelcon.feed import ahead_for, prefetched
 from labelcon.io import atomic_torch_save
-from labelcon.objectives import (
-    MomentumQueue,
-    NonFiniteEmbeddingsError,
-    gather_others,
-    gather_with_grad,
-    momentum_update,
-)
+from labelcon.objectives import MomentumQueue, gather_others, gather_with_grad, momentum_update
+from labelcon.objectives.checks import trusted_inputs
 from labelcon.training.checkpoint import CHECKPOINT_FILE
 from labelcon.sampling import LabelAwareBatchSampler
 from labelcon.training import distributed
@@ -98,13 +105,19 @@ from labelcon.training.schedule import (
     steps_within_budget,
 )
 from labelcon.training.settings import TrainingSettings
+from labelcon.training.tally import LossTally
 
-#: About this many points of the training loss per run: each the mean over a window of steps.
+#: About this many points of the training loss per run: each the mean over a window of
+#: steps, read from the device at the window's end (the logging interval).
 LOSS_POINTS = 200
 
 
 class TrainingDiverged(ValueError):
     """The loss or the weights stopped being finite, mostly from too high a learning rate."""
+
+
+#: The fields of a checkpoint's ``state`` that a run reads back (others, from older runs, are left).
+_STATE_FIELDS = frozenset(TrainState.__dataclass_fields__)
 
 
 def seed_everything(seed: int) -> None:
@@ -126,6 +139,23 @@ def _take(items: Sequence | np.ndarray, rows: Sequence[int]) -> Any:
 
 def _chunks(items: Any, size: int) -> list[Any]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _check_training_data(items: Sequence | np.ndarray, labels: sp.csr_matrix) -> None:
+    """Check once, for the whole data set, what the steps then take on trust
+    (:func:`labelcon.objectives.checks.trusted_inputs`): one label row per item, label
+    values 0 or 1, finite feature rows."""
+    if len(items) != labels.shape[0]:
+        raise ValueError(f"{len(items)} items but {labels.shape[0]} label rows")
+    if len(items) < 2:
+        raise ValueError(f"contrastive training needs at least 2 training items, got {len(items)}")
+    values = sp.csr_matrix(labels).data
+    if not np.isin(values, (0, 1)).all():
+        bad = values[~np.isin(values, (0, 1))][:3].tolist()
+        raise ValueError(f"the label matrix must hold only 0 and 1; got values such as {bad}")
+    if isinstance(items, np.ndarray) and items.dtype.kind in "fc" and not np.isfinite(items).all():
+        rows = np.flatnonzero(~np.isfinite(items.reshape(len(items), -1)).all(axis=1))[:3].tolist()
+        raise ValueError(f"feature rows must be finite; rows {rows} hold NaN or inf values")
 
 
 def _cpu_copy(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -157,8 +187,8 @@ class Trainer:
 
     ``evaluate(encoder) -> dict`` runs after each epoch; the run keeps the weights with the
     highest ``select_metric`` and stops after ``config.patience`` epochs without progress.
-    With ``run_dir`` set, a checkpoint is written every ``config.checkpoint_every`` steps
-    and after each epoch, and ``fit(..., resume=True)`` continues from it. Under
+    With ``run_dir`` set, a checkpoint is written every ``config.checkpoint_minutes`` of
+    training and after each epoch, and ``fit(..., resume=True)`` continues from it. Under
     ``torchrun`` only rank 0 evaluates and writes; see the module docstring.
     """
 
@@ -200,12 +230,13 @@ class Trainer:
         self.queue: MomentumQueue | None = None
         self._view_rng = np.random.default_rng(config.seed)
         self.device = resolve_device(config.device)
-        precision = getattr(encoder, "precision", "float32")
-        place(encoder, self.device, precision)
+        precision = precision_for(getattr(encoder, "precision", "float32"), self.device)
+        encoder.to(self.device)
         objective.to(self.device)
         #: Scales the loss under float16 autocast; does nothing otherwise.
-        self.scaler = torch.amp.GradScaler(self.device.type,
-                                           enabled=precision_for(precision, self.device).grad_scaler)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision.grad_scaler)
+        #: Whether a step's float32 matrix products run as TF32 (see labelcon.device).
+        self.tf32 = precision.tf32
         # the step and the thread that prepares the next batch share the tokenizer
         self._tokenizer_lock = threading.Lock()
 
@@ -229,8 +260,7 @@ class Trainer:
             self.queue = MomentumQueue(cfg.queue_size, self.encoder.dim, device=self.device)
         self.model = self.encoder
         if distributed.active():
-            # Buffers are constants, not re-sent before every forward.
-            self.model = DistributedDataParallel(self.encoder, forward_sync_buffers=False,
+            self.model = DistributedDataParallel(self.encoder, **distributed.constant_buffers_option(),
                                                  device_ids=[self.device.index] if self.device.type == "cuda" else None,
                                                  find_unused_parameters=self._has_unused_parameters(items))
 
@@ -296,7 +326,7 @@ class Trainer:
             return None
         check_resumable(payload, path, distributed.world_size(), self.config.queue_size)
         saved_queue = payload.get("queue")
-        self.state = TrainState(**payload["state"])
+        self.state = TrainState(**{name: value for name, value in payload["state"].items() if name in _STATE_FIELDS})
         self.encoder.load_state_dict(payload["encoder"])
         if saved_queue is not None:
             self.momentum_encoder.load_state_dict(payload["momentum_encoder"])
@@ -347,7 +377,8 @@ class Trainer:
         return Prepared(chosen, self._tokenized(chosen)), batch_labels(labels, rows)
 
     def _loss(self, items: Any, labels: torch.Tensor) -> torch.Tensor:
-        """Forward and backward of one batch; returns the loss (averaged over processes).
+        """Forward and backward of one batch; returns this process's loss, detached, on the
+        device (not read back: see the module docstring).
 
         ``items``: the batch's items, or a :class:`Prepared` batch whose anchors are
         tokenised already. Anchors are the batch's embeddings; the keys beyond the batch
@@ -356,7 +387,6 @@ class Trainer:
         """
         objective = self.objective
         batch = items if isinstance(items, Prepared) else Prepared(items, self._tokenized(items))
-        labels = labels.to(self.device, non_blocking=True)
         views = [self.view(text, self._view_rng) for text in batch.items] if objective.needs_positives else None
         streams = [batch.anchors]
         momentum_keys = None
@@ -365,11 +395,13 @@ class Trainer:
         elif views is not None:
             streams.append(self._tokenized(views))
         label_targets = labels
-        if objective.needs_label_embeddings:
+        if objective.needs_label_embeddings:  # chosen from the labels in host memory
             rng = np.random.default_rng([self.config.seed, distributed.rank(), self.state.global_step])
             label_ids, label_targets = objective.sample_labels(labels, rng)
-            texts = self.label_texts if label_ids is None else _take(self.label_texts, label_ids.tolist())
+            texts = self.label_texts if label_ids is None else _take(self.label_texts, label_ids.numpy())
             streams.append(self._tokenized(texts))
+        labels = labels.to(self.device, non_blocking=True)
+        label_targets = label_targets.to(self.device, non_blocking=True)
         streams = [[to_device(chunk, self.device) for chunk in chunks] for chunks in streams]
 
         def loss_fn(*embeddings: torch.Tensor) -> torch.Tensor:
@@ -391,19 +423,15 @@ class Trainer:
             self.scaler.scale(loss).backward()
         if self.queue is not None:
             self.queue.enqueue(gather_with_grad(momentum_keys), gather_with_grad(labels))
-        return distributed.mean_over_processes(loss.detach())
+        return loss.detach()
 
-    def _finite_loss(self, items: Any, labels: torch.Tensor) -> float:
-        """:meth:`_loss` as a number; a loss that is not finite (or embeddings that are not)
-        raises :class:`TrainingDiverged` before the optimizer applies anything from it."""
-        step = self.state.global_step + 1
-        try:
-            loss = self._loss(items, labels).item()
-        except NonFiniteEmbeddingsError as error:
-            raise self._diverged(step, "the loss is nan (the embeddings hold NaN or inf values)") from error
-        if not math.isfinite(loss):
-            raise self._diverged(step, f"the loss is {loss}")
-        return loss
+    def _step_loss(self, items: Any, labels: torch.Tensor) -> torch.Tensor:
+        """:meth:`_loss` with the objectives' value checks off (:func:`trusted_inputs`):
+        :meth:`fit` checked the labels and feature rows once, and the loss is checked on
+        the logging interval; TF32 on for its forward and backward only as the encoder's
+        precision says (:func:`labelcon.device.tf32_matmuls`)."""
+        with trusted_inputs(), tf32_matmuls(self.tf32):
+            return self._loss(items, labels)
 
     @torch.no_grad()
     def _embed_keys(self, chunks: list[dict[str, torch.Tensor]]) -> torch.Tensor:
@@ -437,10 +465,7 @@ class Trainer:
         its share of every global batch of ``batch_size * world_size`` items.
         """
         cfg = self.config
-        if len(items) != labels.shape[0]:
-            raise ValueError(f"{len(items)} items but {labels.shape[0]} label rows")
-        if len(items) < 2:
-            raise ValueError(f"contrastive training needs at least 2 training items, got {len(items)}")
+        _check_training_data(items, labels)
         self._start(items)
         world, main = distributed.world_size(), distributed.is_main_process()
         batch_size = min(cfg.batch_size, len(items))
@@ -472,6 +497,8 @@ class Trainer:
             desc="train", unit="step", dynamic_ncols=True,
         )
         started = time.monotonic() - self.state.elapsed_seconds
+        checkpointed = self._elapsed  # when the last checkpoint was written, on the agreed clock
+        tally = LossTally(self.device)
         out_of_time = False
         last_loss = math.nan
         while self.state.epoch < epochs and not out_of_time:
@@ -479,17 +506,15 @@ class Trainer:
             start = self.state.step_in_epoch  # a resumed epoch skips the batches it has done
             batches = islice(epoch_batches(sampler, self.state.epoch, passes), start, None)
             prepared = (self._prepare(items, labels, rows) for rows in batches)
+            window_items, window_started = 0, time.monotonic()
             with prefetched(prepared, ahead_for(self.device)) as ready:
                 for step, (batch, batch_y) in enumerate(ready, start):
-                    tic = time.monotonic()
-                    last_loss = self._finite_loss(batch, batch_y)
+                    loss = self._step_loss(batch, batch_y)
                     self.scaler.unscale_(optimizer)  # clipping and the optimizer see true gradients
                     if cfg.max_grad_norm:
                         torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), cfg.max_grad_norm)
                     self.scaler.step(optimizer)
                     self.scaler.update()
-                    if budget:  # rank 0's clock decides for all, so LRs and the stop agree
-                        self._elapsed = distributed.broadcast_object(time.monotonic() - started)
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                     if self.momentum_encoder is not None:
@@ -497,18 +522,27 @@ class Trainer:
                     self.state.step_in_epoch = step + 1
                     self.state.global_step += 1
                     self.state.elapsed_seconds = time.monotonic() - started
-                    self._record_loss(last_loss, loss_every)
+                    tally.add(loss, self.state.global_step)
+                    window_items += len(batch.items) * world
+                    logging = tally.steps >= loss_every
+                    self._tick(started, logging)
+                    if logging:  # the logging interval: the one place a step reads values back
+                        last_loss = self._close_loss_window(tally)
+                        rate = window_items / max(time.monotonic() - window_started, 1e-9)
+                        bar.set_postfix(epoch=self.state.epoch + 1, loss=f"{last_loss:.4f}", items_s=f"{rate:.0f}")
+                        window_items, window_started = 0, time.monotonic()
                     if budget:  # the run ends at the budget or the last step, whichever comes first
                         bar.total = steps_within_budget(self.state.global_step, total_steps, self._elapsed, budget)
                     bar.update(1)
-                    bar.set_postfix(epoch=self.state.epoch + 1, loss=f"{last_loss:.4f}",
-                                    items_s=f"{len(batch.items) * world / max(time.monotonic() - tic, 1e-9):.0f}")
                     if budget and self._elapsed > budget:
                         out_of_time = True
                         break
-                    if self.state.global_step % cfg.checkpoint_every == 0:
+                    if self.checkpoint_path is not None and self._elapsed - checkpointed >= 60 * cfg.checkpoint_minutes:
+                        last_loss = self._close_loss_window(tally, last_loss)  # no checkpoint of a NaN loss's weights
                         self._check_weights(last_loss)
                         self._save_checkpoint(optimizer, scheduler, best_weights)
+                        checkpointed = self._elapsed
+            last_loss = self._close_loss_window(tally, last_loss)
             final = out_of_time or self.state.epoch + 1 >= epochs
             check = final or not budget or not budget_ends_next_epoch(
                 self.state.global_step, total_steps, self._elapsed, budget, len(sampler) * passes
@@ -516,6 +550,7 @@ class Trainer:
             self._check_weights(last_loss)
             best_weights = self._end_epoch(best_weights, last_loss, final, check)
             self._save_checkpoint(optimizer, scheduler, best_weights)
+            checkpointed = self._elapsed
             if self.state.bad_epochs >= cfg.patience:
                 break
         bar.close()
@@ -526,19 +561,30 @@ class Trainer:
         distributed.barrier()
         return self.state
 
-    def _record_loss(self, loss: float, every: int) -> None:
-        """Add a step's loss to the window; after ``every`` steps, the window's mean becomes a point."""
-        self.state.loss_window.append(loss)
-        if len(self.state.loss_window) >= every:
-            self._close_loss_window()
+    def _tick(self, started: float, logging: bool) -> None:
+        """Advance the run's clock ``_elapsed``, from which the budget, the learning rate
+        and the checkpoints go: every step from this process's own clock when it trains
+        alone; under ``torchrun``, rank 0's clock sent to every process on the logging
+        interval only (a collective), so all of them decide alike at the same step."""
+        if not distributed.active():
+            self._elapsed = time.monotonic() - started
+        elif logging:
+            self._elapsed = distributed.broadcast_object(time.monotonic() - started)
 
-    def _close_loss_window(self) -> None:
-        """The mean loss of the steps since the last point, at this step and time, as a point."""
+    def _close_loss_window(self, tally: LossTally, last_loss: float = math.nan) -> float:
+        """Read the steps' losses since the last point from the device (under ``torchrun``
+        on every process at the same step) and append their mean as a ``[step, seconds,
+        mean loss]`` point; raise :class:`TrainingDiverged` when one was not finite.
+        Returns the last step's loss (``last_loss`` when there were no steps to read)."""
+        if not tally.steps:
+            return last_loss
+        losses = tally.read()
+        if not math.isfinite(losses.mean):
+            step = losses.first_bad or self.state.global_step
+            raise self._diverged(step, f"the loss is {'nan' if math.isnan(losses.mean) else losses.mean}")
         state = self.state
-        if state.loss_window:
-            mean = sum(state.loss_window) / len(state.loss_window)
-            state.losses.append([state.global_step, round(state.elapsed_seconds, 2), mean])
-            state.loss_window = []
+        state.losses.append([state.global_step, round(state.elapsed_seconds, 2), losses.mean])
+        return losses.last
 
     def _end_epoch(self, best_weights: dict | None, last_loss: float, final: bool, check: bool) -> dict | None:
         """Evaluate on dev (rank 0), keep the best weights, count epochs without progress;
@@ -551,7 +597,6 @@ class Trainer:
         ``seconds`` (elapsed at its last step), ``losses`` (its ``[step, seconds, mean loss]``
         points, about ``LOSS_POINTS`` in a run) and, when checked, ``dev`` (the metrics) and
         ``dev_seconds`` (the time the check took)."""
-        self._close_loss_window()
         record: dict[str, Any] = {"epoch": self.state.epoch + 1, "step": self.state.global_step,
                                   "loss": last_loss, "seconds": round(self.state.elapsed_seconds, 1),
                                   "losses": self.state.losses}
