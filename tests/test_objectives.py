@@ -572,7 +572,7 @@ def test_temperature_that_is_not_a_positive_number_is_refused(temperature):
 # ----------------------------------------------------------------- docs
 @pytest.mark.parametrize(
     "module",
-    ["kernel", "relations", "supcon", "mulsupcon", "info_nce", "label_contrast", "queue", "distributed", "modules"],
+    ["kernel", "relations", "supcon", "mulsupcon", "info_nce", "cosent", "label_contrast", "queue", "distributed", "modules"],
 )
 def test_docstring_examples_run(module):
     mod = importlib.import_module(f"labelcon.objectives.{module}")
