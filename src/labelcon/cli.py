@@ -34,6 +34,8 @@ Examples:
   labelcon train --dataset goemotions --data-dir ../shared/data --out runs/go
   labelcon train --train train.jsonl --out runs/a --resume      # continue an interrupted run
   labelcon train --train train.jsonl --out runs/a --nproc 2     # two processes (torchrun)
+  labelcon train --pairs stsb/train.jsonl --pair-fields text1,text2 --pair-score-field score --out runs/sts
+  labelcon train --train train.jsonl --pairs nli.jsonl --pair-fields anchor,positive,negative --out runs/c
 """
 
 
@@ -110,6 +112,9 @@ def _data_options(func: Callable) -> Callable:
 @click.option("--train", "train_path", type=click.Path(dir_okay=False), help="Training data file.")
 @click.option("--dev", "dev_path", type=click.Path(dir_okay=False), help="Dev data file (default: a seeded carve-out of train).")
 @click.option("--test", "test_path", type=click.Path(dir_okay=False), help="Test data file, evaluated at the end.")
+@click.option("--pairs", "pairs_path", type=click.Path(dir_okay=False),
+              help="Text pairs, tuples or scored pairs to train on (columns: --pair-fields, --pair-score-field), "
+                   "beside --train or alone.")
 @click.option("--dataset", help=f"A registered data set instead of --train/--dev/--test: {', '.join(registered_names(labelled_only=True))}.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Directory holding registered data sets (or $LABELCON_DATA).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
@@ -119,8 +124,9 @@ def _data_options(func: Callable) -> Callable:
 @click.option("--overwrite", is_flag=True, help="Replace the finished or interrupted labelcon run in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or summaries.")
 @_fail_cleanly
-def train(train_path: str | None, dev_path: str | None, test_path: str | None, dataset: str | None, data_dir: str | None,
-          out_dir: str, config_file: str | None, resume: bool, overwrite: bool, quiet: bool, **flags: Any) -> None:
+def train(train_path: str | None, dev_path: str | None, test_path: str | None, pairs_path: str | None,
+          dataset: str | None, data_dir: str | None, out_dir: str, config_file: str | None, resume: bool,
+          overwrite: bool, quiet: bool, **flags: Any) -> None:
     """Train an encoder and a label head; write the run directory OUT.
 
     OUT gets config.yaml, the model (labelcon.json pointing at model.N/: encoder/, head/,
@@ -139,8 +145,10 @@ def train(train_path: str | None, dev_path: str | None, test_path: str | None, d
             flags["labels_file"] = str(root / "labels.txt")
         if (root / "label_descriptions.tsv").exists() and not flags.get("label_descriptions"):
             flags["label_descriptions"] = str(root / "label_descriptions.tsv")
-    if not train_path:
-        raise click.UsageError("give --train PATH or --dataset NAME")
+    if not train_path and not pairs_path:
+        raise click.UsageError("give --train PATH, --dataset NAME or --pairs PATH")
+    if dev_path and not train_path:
+        raise click.UsageError("--dev calibrates the label head of --train data; without --train there is none")
     _check_parent(out_dir, "--out")
     out = Path(out_dir)
     overrides = {k: v for k, v in flags.items() if v is not None}
@@ -162,8 +170,8 @@ def train(train_path: str | None, dev_path: str | None, test_path: str | None, d
     if resume and not (out / CHECKPOINT_FILE).exists():
         click.echo(f"note: no checkpoint in {out} to resume from; starting from the beginning", err=True)
     started = time.monotonic()
-    model = Labelcon(config=config).fit(train_path, dev_path, out_dir=out, resume=resume, overwrite=overwrite,
-                                       show_progress=not quiet)
+    model = Labelcon(config=config).fit(train_path, dev_path, pairs=pairs_path, out_dir=out, resume=resume,
+                                       overwrite=overwrite, show_progress=not quiet)
     if not is_main_process():  # under torchrun, rank 0 evaluates and writes the run directory
         return
     if test_path and model.stage_ is not None:

@@ -130,6 +130,24 @@ class Config(BaseModel):
     ignore_unknown_labels: bool = Field(False, description="count dev/test labels unseen in training as misses (reported by name) instead of failing")
     shots: int | None = Field(None, ge=1, description="train on N examples per label (few-shot)")
 
+    # pairs (--pairs FILE): text tuples or scored pairs, alone or beside the labelled items
+    pair_fields: str = Field(
+        "anchor,positive", description="text columns of the --pairs records, comma-separated: anchor, positive, "
+        "then any hard negatives (in-batch contrast, supervised SimCSE); with --pair-score-field the two texts of "
+        "a scored pair (CoSENT)",
+    )
+    pair_score_field: str | None = Field(
+        None, description="column holding each pair's gold similarity: the --pairs records are scored pairs "
+        "(text1, text2, score), trained with CoSENT",
+    )
+    pair_weight: float = Field(1.0, gt=0, description="weight of the pair loss added to the label loss of each step")
+    pair_batch_size: int | None = Field(None, ge=2, description="records per pair batch; default: --batch-size")
+    pair_objective_params: dict[str, Any] = Field(
+        default_factory=dict, description="arguments of the pair objective (JSON): temperature (0.05), "
+        "hard_negative_weight (0: SimCSE's log-weight of an anchor's own hard negatives), symmetric; scale (20) "
+        "for scored pairs",
+    )
+
     # prediction
     at_least_one: bool | None = Field(
         None, description="predict at least one label per item; default: when every training item has one"
@@ -191,6 +209,11 @@ class Config(BaseModel):
         from labelcon.prediction import AUTO_HEAD
         from labelcon.views import make_view
 
+        from labelcon.data.pairs import parse_fields
+        from labelcon.objectives import build_pair_objective
+
+        parse_fields(self.pair_fields, self.pair_score_field)
+        build_pair_objective("scored" if self.pair_score_field else "tuples", **self.pair_objective_params)
         if self.train_layers is not None and self.encoder in ("static", "mlp"):
             raise ValueError(f"--train-layers applies to transformer encoders; the {self.encoder!r} encoder has no layers")
         try:

@@ -23,12 +23,16 @@ from labelcon.objectives.modules import (
     resolve_objective,
 )
 from labelcon.objectives.mulsupcon import mulsupcon, mulsupcon_moco
+from labelcon.objectives.pairs import PAIR_KINDS, PairLoss, build_pair_objective
 from labelcon.objectives.queue import MomentumQueue, momentum_update
 from labelcon.objectives.relations import RELATIONS, relation_weights
 from labelcon.objectives.supcon import supcon
 
 __all__ = [
     "OBJECTIVES",
+    "PAIR_KINDS",
+    "PairLoss",
+    "build_pair_objective",
     "RELATIONS",
     "InfoNCELoss",
     "LabelContrastLoss",

@@ -19,6 +19,15 @@ on another device than it started on. Under float16 autocast (older CUDA GPUs) a
 gradient scaler scales the loss before backward and unscales the gradients before
 clipping; elsewhere it does nothing.
 
+**Pairs** (:class:`labelcon.data.pairs.PairRecords`: text tuples or scored pairs) train
+with a :class:`labelcon.objectives.PairLoss` (``pair_objective``). Alone (no labelled
+items), they are the run's batches (:class:`labelcon.sampling.PairBatchSampler`). Beside
+labelled items, every labelled step also takes the next pair batch and adds
+``pair_weight`` times its loss to the step's loss (its own forward and backward, so the
+gradients add up); the pair batch of a step follows from the step number, so a resumed
+run draws the same ones. Pair batches embed each column in one forward (no GradCache
+chunks).
+
 The trainer knows nothing about which objective it runs: it only asks whether the
 objective wants a second view (``needs_positives``) or the label texts
 (``needs_label_embeddings``), and then which of them to embed this step
@@ -76,7 +85,8 @@ from labelcon.objectives import (
     momentum_update,
 )
 from labelcon.rundir import CHECKPOINT_FILE
-from labelcon.sampling import LabelAwareBatchSampler
+from labelcon.data.pairs import PairRecords
+from labelcon.sampling import LabelAwareBatchSampler, PairBatchSampler
 from labelcon.training import distributed
 from labelcon.training.checkpoint import (
     CheckpointError,
@@ -142,6 +152,15 @@ class Prepared(NamedTuple):
     anchors: list[dict[str, torch.Tensor]]
 
 
+class PairBatch(NamedTuple):
+    """One step's batch of pairs: its record ``items`` (indices), each text column
+    tokenised, and the gold ``scores`` of scored pairs (None for tuples)."""
+
+    items: list[int]
+    columns: list[dict[str, torch.Tensor]]
+    scores: torch.Tensor | None
+
+
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """No weight decay on biases and normalisation weights (the BERT recipe)."""
     decay, no_decay = [], []
@@ -174,6 +193,9 @@ class Trainer:
         label_texts: Sequence[str] | None = None,
         view: Callable[[str, np.random.Generator], str] | None = None,
         show_progress: bool = True,
+        pair_objective: torch.nn.Module | None = None,
+        pair_weight: float = 1.0,
+        pair_batch_size: int | None = None,
     ) -> None:
         needs_label_embeddings = getattr(objective, "needs_label_embeddings", False)
         if needs_label_embeddings and not label_texts:
@@ -192,6 +214,12 @@ class Trainer:
         self.label_texts = list(label_texts) if label_texts else None
         self.view = view or (lambda text, rng: text)
         self.show_progress = show_progress
+        self.pair_objective = pair_objective.to(resolve_device(config.device)) if pair_objective is not None else None
+        self.pair_weight = pair_weight
+        self.pair_batch_size = pair_batch_size or config.batch_size
+        #: The pairs of this run and their batches (set by :meth:`fit` when it gets pairs).
+        self.pairs: PairRecords | None = None
+        self.pair_sampler: PairBatchSampler | None = None
         self.state = TrainState()
         #: What a step runs: the encoder, or its DistributedDataParallel wrapper.
         self.model: torch.nn.Module = encoder
@@ -354,6 +382,8 @@ class Trainer:
         are the other processes' embeddings and the queue; afterwards the batch's momentum
         keys (with their labels, from every process) join the queue.
         """
+        if isinstance(items, PairBatch):  # pairs alone
+            return self._pair_loss(items, 1.0)
         objective = self.objective
         batch = items if isinstance(items, Prepared) else Prepared(items, self._tokenized(items))
         labels = labels.to(self.device, non_blocking=True)
@@ -391,6 +421,26 @@ class Trainer:
             self.scaler.scale(loss).backward()
         if self.queue is not None:
             self.queue.enqueue(gather_with_grad(momentum_keys), gather_with_grad(labels))
+        loss = distributed.mean_over_processes(loss.detach())
+        if self.pairs is not None:  # pairs beside the labels: the pair batch of this step
+            loss = loss + self._pair_loss(self._prepare_pairs(self.pair_sampler.batch_at(self.state.global_step))[0],
+                                          self.pair_weight)  # fmt: skip
+        return loss
+
+    def _prepare_pairs(self, rows: list[int]) -> tuple[PairBatch, None]:
+        """The pair batch of records ``rows``, ready for a step (no label rows)."""
+        with self._tokenizer_lock:
+            columns = [pinned(self.encoder.tokenize(_take(column, rows)), self.device) for column in self.pairs.columns]
+        scores = None if self.pairs.scores is None else torch.tensor(_take(self.pairs.scores, rows))
+        return PairBatch(rows, columns, scores), None
+
+    def _pair_loss(self, batch: PairBatch, weight: float) -> torch.Tensor:
+        """Forward and backward of a pair batch, its loss scaled by ``weight``; returns the
+        scaled loss (averaged over processes)."""
+        embeddings = [self.model(to_device(column, self.device)) for column in batch.columns]
+        scores = None if batch.scores is None else batch.scores.to(self.device)
+        loss = weight * self.pair_objective(embeddings, scores)
+        self.scaler.scale(loss).backward()
         return distributed.mean_over_processes(loss.detach())
 
     def _finite_loss(self, items: Any, labels: torch.Tensor) -> float:
@@ -430,8 +480,10 @@ class Trainer:
         return torch.cat(keys), torch.cat(key_labels) if labels is not None else None
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, items: Sequence | np.ndarray, labels: sp.csr_matrix, *, resume: bool = False) -> TrainState:
-        """Train on ``items`` (texts, or feature rows for an MLP encoder) with ``labels`` [N, C].
+    def fit(self, items: Sequence | np.ndarray, labels: sp.csr_matrix, *, pairs: PairRecords | None = None,
+            resume: bool = False) -> TrainState:  # fmt: skip
+        """Train on ``items`` (texts, or feature rows for an MLP encoder) with ``labels`` [N, C],
+        and on ``pairs`` when given (beside the items, or alone when there are no items).
 
         Under ``torchrun`` every process calls ``fit`` with the same items; each trains on
         its share of every global batch of ``batch_size * world_size`` items.
@@ -439,15 +491,25 @@ class Trainer:
         cfg = self.config
         if len(items) != labels.shape[0]:
             raise ValueError(f"{len(items)} items but {labels.shape[0]} label rows")
-        if len(items) < 2:
+        if pairs is not None and self.pair_objective is None:
+            raise ValueError("pairs need a pair objective: Trainer(..., pair_objective=PairLoss(...))")
+        pairs_only = pairs is not None and len(items) == 0
+        if len(items) < 2 and not pairs_only:
             raise ValueError(f"contrastive training needs at least 2 training items, got {len(items)}")
-        self._start(items)
+        self._start(pairs.columns[0] if pairs_only else items)
         world, main = distributed.world_size(), distributed.is_main_process()
-        batch_size = min(cfg.batch_size, len(items))
-        sampler = LabelAwareBatchSampler(
-            labels, batch_size, seed=cfg.seed, drop_last=len(items) > batch_size * world,
-            num_replicas=world, rank=distributed.rank(),
-        )
+        if pairs is not None:
+            self.pairs = pairs
+            self.pair_sampler = PairBatchSampler(len(pairs), self.pair_batch_size, seed=cfg.seed, num_replicas=world,
+                                                 rank=distributed.rank())  # fmt: skip
+        if pairs_only:
+            sampler = self.pair_sampler
+        else:
+            batch_size = min(cfg.batch_size, len(items))
+            sampler = LabelAwareBatchSampler(
+                labels, batch_size, seed=cfg.seed, drop_last=len(items) > batch_size * world,
+                num_replicas=world, rank=distributed.rank(),
+            )
         budget = 60 * cfg.max_time_minutes if cfg.max_time_minutes else None
         passes = passes_per_epoch(len(sampler), AUTO_EPOCHS if cfg.epochs == "auto" else cfg.epochs, cfg.min_steps)
         epochs = epoch_limit(cfg.epochs, budget is not None, repeated=passes > 1)
@@ -478,7 +540,7 @@ class Trainer:
             self.encoder.train()
             start = self.state.step_in_epoch  # a resumed epoch skips the batches it has done
             batches = islice(epoch_batches(sampler, self.state.epoch, passes), start, None)
-            prepared = (self._prepare(items, labels, rows) for rows in batches)
+            prepared = (self._prepare_pairs(rows) if pairs_only else self._prepare(items, labels, rows) for rows in batches)
             with prefetched(prepared, ahead_for(self.device)) as ready:
                 for step, (batch, batch_y) in enumerate(ready, start):
                     tic = time.monotonic()
