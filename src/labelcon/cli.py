@@ -21,7 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 from labelcon.card import write_card
 from labelcon.config import DEVICE_HELP, Config, ConfigError, DeviceName, ServeSettings, error_message
 from labelcon.data import DataError, read_texts, registered_names
-from labelcon.io import atomic_open, write_json
+from labelcon.io import atomic_open, read_json, write_json
 from labelcon.options import command_line, config_options, settings_options
 from labelcon.rundir import CHECKPOINT_FILE, locked
 
@@ -273,25 +273,66 @@ def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
 
 @main.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False), help="Labelled data file.")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False), help="Labelled data file.")
 @_data_options
 @click.option("--ignore-unknown-labels", is_flag=True, help="Count and drop labels unseen in training instead of failing.")
+@click.option("--pairs", "pairs_path", type=click.Path(dir_okay=False),
+              help="Scored pairs: Pearson and Spearman of the cosine against the gold scores.")
+@click.option("--pair-fields", default=None, help="The two text columns of --pairs [the run's, or text1,text2].")
+@click.option("--pair-score-field", default=None, help="The score column of --pairs [the run's, or score].")
+@click.option("--queries", "queries_path", type=click.Path(dir_okay=False), help="Retrieval: query records (id, text).")
+@click.option("--corpus", "corpus_path", type=click.Path(dir_okay=False), help="Retrieval: corpus records (id, text).")
+@click.option("--relevance", "relevance_path", type=click.Path(dir_okay=False),
+              help="Retrieval: relevant (query_id, corpus_id) records; with a score column, scores <= 0 are not relevant.")
+@click.option("--id-field", default="id", show_default=True, help="Id field of --queries and --corpus.")
+@click.option("--query-field", default="query_id", show_default=True, help="Query id field of --relevance.")
+@click.option("--corpus-field", default="corpus_id", show_default=True, help="Corpus id field of --relevance.")
+@click.option("--into-metrics", "split", default=None,
+              help="Also write the metrics into RUN_DIR/metrics.json under this name (e.g. test), beside those there.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @_device_option
 @_fail_cleanly
-def evaluate(run_dir: str, data_path: str, ignore_unknown_labels: bool, as_json: bool, device: str, **fields: str | None) -> None:
-    """Evaluate the model in RUN_DIR on a labelled file.
+def evaluate(run_dir: str, data_path: str | None, ignore_unknown_labels: bool, pairs_path: str | None,
+             pair_fields: str | None, pair_score_field: str | None, queries_path: str | None, corpus_path: str | None,
+             relevance_path: str | None, id_field: str, query_field: str, corpus_field: str, split: str | None,
+             as_json: bool, device: str,
+             **fields: str | None) -> None:  # fmt: skip
+    """Evaluate the model in RUN_DIR on labelled data, scored pairs and/or retrieval data.
 
     \b
-    Example:
+    Examples:
       labelcon evaluate runs/a --data test.jsonl --json
+      labelcon evaluate runs/a --pairs stsb/test.jsonl --pair-fields text1,text2 --pair-score-field score
+      labelcon evaluate runs/a --queries q.jsonl --corpus c.jsonl --relevance qrels.tsv --into-metrics test
     """
+    retrieval = (queries_path, corpus_path, relevance_path)
+    if any(retrieval) and not all(retrieval):
+        raise click.UsageError("retrieval needs --queries, --corpus and --relevance together")
+    if not (data_path or pairs_path or all(retrieval)):
+        raise click.UsageError("give --data (labelled items), --pairs (scored pairs) or --queries/--corpus/--relevance")
     model = _load(run_dir, device, fields)
-    metrics = model.evaluate(data_path, ignore_unknown_labels=ignore_unknown_labels)
+    metrics: dict[str, Any] = {}
+    if data_path:
+        metrics.update(model.evaluate(data_path, ignore_unknown_labels=ignore_unknown_labels))
+    if pairs_path:
+        metrics.update(model.evaluate_pairs(pairs_path, fields=pair_fields, score_field=pair_score_field))
+    if all(retrieval):
+        from labelcon.data.retrieval import read_retrieval
+
+        text_field = fields.get("text_field") or model.config.text_field
+        data = read_retrieval(*retrieval, id_field=id_field, text_field=text_field, query_field=query_field,
+                              corpus_field=corpus_field)  # fmt: skip
+        metrics.update(model.evaluate_retrieval(data))
+    if split:
+        with locked(Path(run_dir)):
+            path = Path(run_dir) / "metrics.json"
+            saved = read_json(path) if path.exists() else {}
+            saved[split] = {**saved.get(split, {}), **_finite_or_null(metrics)}
+            write_json(path, saved)
     if as_json:
         click.echo(json.dumps(_finite_or_null(metrics), indent=2, allow_nan=False))
     else:
-        _print_metrics({Path(data_path).name: metrics})
+        _print_metrics({Path(data_path or pairs_path or queries_path).name: metrics})
 
 
 def _finite_or_null(value: Any) -> Any:

@@ -23,6 +23,8 @@ from labelcon.card import write_card
 from labelcon.config import Config
 from labelcon.data import Dataset, LabelSpace, as_dataset, label_texts, sample_shots, train_dev_split
 from labelcon.data.pairs import PairRecords, as_pair_records
+from labelcon.data.retrieval import RetrievalSet
+from labelcon.embedding_metrics import pair_correlations, retrieval_metrics
 from labelcon.encoders import Encoder, are_texts, resolve_encode_length, resolve_max_length
 from labelcon.io import read_json, write_json
 from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked
@@ -211,6 +213,23 @@ class Labelcon(SearchMixin):
         training raise an error, or with ``ignore_unknown_labels`` count as misses."""
         dataset = self.read(data)
         return self._evaluate(self._features(dataset.texts), dataset, ignore_unknown_labels)
+
+    def evaluate_pairs(self, pairs: PairsLike, *, fields: str | None = None, score_field: str | None = None) -> dict[str, float]:
+        """``pairs_pearson`` and ``pairs_spearman``: correlations of the cosine of each
+        scored pair's embeddings with its gold score (:func:`labelcon.embedding_metrics.pair_correlations`).
+        Columns: ``fields`` and ``score_field``, by default the run's ``pair_fields`` and
+        ``pair_score_field`` when it trained on scored pairs, else ``text1,text2`` and ``score``."""
+        cfg = self.config
+        scored = cfg.pair_score_field is not None
+        fields = fields or (cfg.pair_fields if scored else "text1,text2")
+        records = as_pair_records(pairs, fields=fields, score_field=score_field or cfg.pair_score_field or "score")
+        first, second = (self.encode(column) for column in records.columns)
+        return pair_correlations(first, second, records.scores)
+
+    def evaluate_retrieval(self, data: RetrievalSet) -> dict[str, float]:
+        """``ndcg@10``, ``mrr@10`` and ``recall@k`` of the queries against the corpus by
+        cosine (:func:`labelcon.embedding_metrics.retrieval_metrics`)."""
+        return retrieval_metrics(self.encode(data.queries), self.encode(data.corpus), data.relevant)
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike) -> Path:
