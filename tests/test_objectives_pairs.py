@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from sentence_transformers.sentence_transformer.losses import CoSENTLoss, MultipleNegativesRankingLoss
 
-from labelcon.objectives import cosent, info_nce, mulsupcon_moco
+from labelcon.objectives import build_objective, cosent, info_nce, mulsupcon_moco
 
 from .test_objectives import assert_same
 
@@ -145,3 +145,15 @@ def test_mulsupcon_moco_matches_official_code(with_weight, with_queue):
     )  # fmt: skip
     sparse = mulsupcon_moco(q, k, labels.to_sparse(), 0.2, with_weight=with_weight, **extra)
     torch.testing.assert_close(sparse, mulsupcon_moco(q, k, labels, 0.2, with_weight=with_weight, **extra))
+
+
+def test_mulsupcon_moco_module_is_the_function_with_queue_keys():
+    g = torch.Generator().manual_seed(17)
+    labels, queue_labels = (torch.rand(6, 4, generator=g) < 0.5).float(), (torch.rand(5, 4, generator=g) < 0.5).float()
+    q, k, queue = torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g), torch.randn(5, 8, generator=g)
+    module = build_objective("mulsupcon-moco", temperature=0.2, with_weight=True)
+    assert module.needs_positives
+    torch.testing.assert_close(
+        module(q, labels, positives=k, keys=queue, key_labels=queue_labels),
+        mulsupcon_moco(q, k, labels, 0.2, queue=queue, queue_labels=queue_labels, with_weight=True),
+    )

@@ -57,7 +57,8 @@ class Config(BaseModel):
     encoder: str = Field("minilm", description="minilm | mpnet (labelcon[mpnet]) | static | a Hugging Face model name or local path")
     objective: str = Field(
         "auto", description="auto (label_contrast when the median label has <= 10 training items, else "
-        "supcon-jaccard) | supcon-jaccard | supcon-any | supcon-all | mulsupcon | label_contrast | simcse",
+        "supcon-jaccard) | supcon-jaccard | supcon-any | supcon-all | mulsupcon | mulsupcon-moco (MulSupCon's MoCo "
+        "form: each item's momentum key of its second view is a positive; with --queue-size) | label_contrast | simcse",
     )
     head: str = Field(
         "auto", description="auto (linear, knn or both, picked on dev) | linear | knn | prototype | label_text"

@@ -120,8 +120,9 @@ class LabelconLoss(nn.Module):
         else:
             self.objective = build_objective(objective, temperature=temperature, **params)
         if self.objective.needs_positives:
-            raise ValueError(f"{type(self.objective).__name__} trains from views, not labels; for pairs use "
-                             "sentence-transformers' MultipleNegativesRankingLoss")  # fmt: skip
+            raise ValueError(f"{type(self.objective).__name__} needs a second view or momentum key of every item, "
+                             "which LabelconLoss does not make; for pairs use sentence-transformers' "
+                             "MultipleNegativesRankingLoss")  # fmt: skip
         if self.objective.needs_label_embeddings and not label_texts:
             raise ValueError(f"{type(self.objective).__name__} contrasts items with label texts: pass label_texts=[...]")
         if label_format not in LABEL_FORMATS:

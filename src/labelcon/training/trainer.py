@@ -40,8 +40,9 @@ Keys beyond the batch's own come from two places:
   2022): a copy of the encoder, updated as ``m * copy + (1 - m) * encoder`` after every
   optimizer step and kept in eval mode, embeds each batch without gradients; those keys
   and their labels wait in a FIFO queue and join later batches' keys (``keys=``,
-  ``key_labels=``). For objectives that take a second view (InfoNCE / SimCSE) the copy
-  embeds the view, which then serves as the positives, and the queue adds negatives.
+  ``key_labels=``). For objectives that take a second view (InfoNCE / SimCSE, MulSupCon's
+  MoCo form) the copy embeds the view, which then serves as the positives (each item's
+  own key), and the queue adds keys (with their labels when the items have labels).
   Objectives that contrast items with label texts take no keys and no queue.
 - **other processes** (``torchrun``, see :mod:`labelcon.training.distributed`): the
   encoder is wrapped in ``DistributedDataParallel`` (told to look for parameters the
@@ -408,8 +409,8 @@ class Trainer:
                 return objective(anchors, label_targets, label_embeddings=embeddings[-1])
             if objective.needs_positives:
                 positives = momentum_keys if momentum_keys is not None else embeddings[1]
-                negatives, _ = self._extra_keys(positives, None)
-                return objective(anchors, labels, positives=positives, keys=negatives)
+                negatives, negative_labels = self._extra_keys(positives, labels if labels.shape[1] else None)
+                return objective(anchors, labels, positives=positives, keys=negatives, key_labels=negative_labels)
             keys, key_labels = self._extra_keys(anchors, labels)
             return objective(anchors, labels, keys=keys, key_labels=key_labels)
 
