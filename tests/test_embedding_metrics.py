@@ -8,7 +8,6 @@ import importlib.util
 import json
 
 import huggingface_hub.constants
-import numpy as np
 import pytest
 from click.testing import CliRunner
 

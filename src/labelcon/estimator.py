@@ -111,6 +111,8 @@ class Labelcon(SearchMixin):
         seed_everything(cfg.seed)
         if train is None and pairs is None:
             raise ValueError("fit needs training data: train= (labelled items), pairs= (text pairs), or both")
+        if train is None and dev is not None:
+            raise ValueError("dev= calibrates the label head of train= data; without train= there is none")
         pair_records = None if pairs is None else as_pair_records(pairs, fields=cfg.pair_fields, score_field=cfg.pair_score_field)
         if train is None:
             train_set, dev_set = Dataset([], []), Dataset([], [])

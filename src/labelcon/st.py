@@ -140,6 +140,9 @@ class LabelconLoss(nn.Module):
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
         """The objective on ``embeddings`` (the first column's, and a second view's)."""
+        if labels is None:
+            raise ValueError("LabelconLoss needs labels: a dataset column 'label' or 'labels' of multi-hot rows "
+                             '(or padded label ids with label_format="ids")')  # fmt: skip
         labels = multi_hot_labels(labels, self.label_format, self.num_labels)
         positives = embeddings[1] if len(embeddings) > 1 else None
         if not self.objective.needs_label_embeddings:
