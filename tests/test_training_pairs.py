@@ -90,9 +90,15 @@ def test_command_line_trains_on_pairs_alone_and_beside_labels(tmp_path) -> None:
     write_jsonl(tmp_path / "sts.jsonl", [{"a": x, "b": z, "gold": s} for x, z, s in zip(*pairs.columns, pairs.scores)])
     fast = ["--encoder", "static", "--epochs", "1", "--batch-size", "16", "--max-length", "16", "--min-steps", "0",
             "--pair-fields", "a,b", "--pair-score-field", "gold", "-q"]  # fmt: skip
-    alone = CliRunner().invoke(main, ["train", "--pairs", str(tmp_path / "sts.jsonl"), "--out", str(tmp_path / "alone"), *fast])
+    alone = CliRunner().invoke(main, ["train", "--pairs", str(tmp_path / "sts.jsonl"), "--dev-pairs", str(tmp_path / "sts.jsonl"),
+                                      "--out", str(tmp_path / "alone"), *fast[:3], "2", *fast[4:]])  # fmt: skip
     assert alone.exit_code == 0, alone.output
     assert Labelcon.load(tmp_path / "alone").encode(["a text"]).shape[0] == 1
+    history = json.loads((tmp_path / "alone" / "history.json").read_text())
+    assert [set(epoch["dev"]) for epoch in history] == [{"pairs_pearson", "pairs_spearman"}] * 2  # the dev check
+    dev = json.loads((tmp_path / "alone" / "metrics.json").read_text())["dev"]
+    assert dev["pairs_spearman"] == max(epoch["dev"]["pairs_spearman"] for epoch in history)  # the best epoch kept
+    assert "pairs Spearman (cosine)" in (tmp_path / "alone" / "README.md").read_text()
     both = CliRunner().invoke(main, ["train", "--train", str(tmp_path / "train.jsonl"), "--pairs", str(tmp_path / "sts.jsonl"),
                                      "--out", str(tmp_path / "both"), "--head", "knn", "--lexical", "0", *fast])  # fmt: skip
     assert both.exit_code == 0, both.output

@@ -32,7 +32,9 @@ CARD_FILE = "README.md"
 #: Metrics shown in the card, in this order, with their names.
 METRICS = {"macro_f1": "macro F1", "micro_f1": "micro F1", "samples_f1": "samples F1", "macro_ap": "macro AP",
            "precision_at_1": "precision@1", "precision_at_3": "precision@3", "lrap": "LRAP",
-           "hamming_loss": "Hamming loss"}  # fmt: skip
+           "hamming_loss": "Hamming loss", "pairs_spearman": "pairs Spearman (cosine)",
+           "pairs_pearson": "pairs Pearson (cosine)", "ndcg@10": "nDCG@10", "mrr@10": "MRR@10",
+           "recall@10": "recall@10"}  # fmt: skip
 #: Labels listed by name in the card; more are counted.
 LISTED_LABELS = 100
 

@@ -115,6 +115,8 @@ def _data_options(func: Callable) -> Callable:
 @click.option("--pairs", "pairs_path", type=click.Path(dir_okay=False),
               help="Text pairs, tuples or scored pairs to train on (columns: --pair-fields, --pair-score-field), "
                    "beside --train or alone.")
+@click.option("--dev-pairs", "dev_pairs_path", type=click.Path(dir_okay=False),
+              help="Scored pairs for dev: Pearson and Spearman in metrics.json; without labels, the per-epoch dev check.")
 @click.option("--dataset", help=f"A registered data set instead of --train/--dev/--test: {', '.join(registered_names(labelled_only=True))}.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Directory holding registered data sets (or $LABELCON_DATA).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
@@ -125,7 +127,7 @@ def _data_options(func: Callable) -> Callable:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or summaries.")
 @_fail_cleanly
 def train(train_path: str | None, dev_path: str | None, test_path: str | None, pairs_path: str | None,
-          dataset: str | None, data_dir: str | None, out_dir: str, config_file: str | None, resume: bool,
+          dev_pairs_path: str | None, dataset: str | None, data_dir: str | None, out_dir: str, config_file: str | None, resume: bool,
           overwrite: bool, quiet: bool, **flags: Any) -> None:
     """Train an encoder and a label head; write the run directory OUT.
 
@@ -170,8 +172,8 @@ def train(train_path: str | None, dev_path: str | None, test_path: str | None, p
     if resume and not (out / CHECKPOINT_FILE).exists():
         click.echo(f"note: no checkpoint in {out} to resume from; starting from the beginning", err=True)
     started = time.monotonic()
-    model = Labelcon(config=config).fit(train_path, dev_path, pairs=pairs_path, out_dir=out, resume=resume,
-                                       overwrite=overwrite, show_progress=not quiet)
+    model = Labelcon(config=config).fit(train_path, dev_path, pairs=pairs_path, dev_pairs=dev_pairs_path, out_dir=out,
+                                       resume=resume, overwrite=overwrite, show_progress=not quiet)
     if not is_main_process():  # under torchrun, rank 0 evaluates and writes the run directory
         return
     if test_path and model.stage_ is not None:

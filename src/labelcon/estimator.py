@@ -94,15 +94,17 @@ class Labelcon(SearchMixin):
 
     # ------------------------------------------------------------------ fitting
     def fit(self, train: DataLike | None = None, dev: DataLike | None = None, *, pairs: PairsLike | None = None,
-            out_dir: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
-            show_progress: bool = True) -> Labelcon:  # fmt: skip
+            dev_pairs: PairsLike | None = None, out_dir: str | os.PathLike | None = None, resume: bool = False,
+            overwrite: bool = False, show_progress: bool = True) -> Labelcon:  # fmt: skip
         """Train the encoder, then fit the prediction stage on train and calibrate it on dev.
 
         Without ``dev``, a seeded carve-out of ``config.dev_fraction`` of train serves as
         dev (:func:`labelcon.data.train_dev_split`). ``pairs`` (a file, a Hugging Face
         dataset or :class:`~labelcon.data.pairs.PairRecords`, read with ``pair_fields`` and
         ``pair_score_field``) train beside the labelled items, or alone without ``train``
-        (an encoder only, as for unlabelled data). With ``out_dir``, the run owns that
+        (an encoder only, as for unlabelled data). Scored ``dev_pairs`` (read the same way)
+        add ``pairs_pearson`` and ``pairs_spearman`` to the dev metrics, and without labels
+        they are the per-epoch dev check that keeps the best epoch. With ``out_dir``, the run owns that
         directory (:func:`labelcon.rundir.training_run`: ``resume`` an interrupted run,
         ``overwrite`` a finished one), writes resumable checkpoints there and saves the
         model there. Under ``torchrun`` every process trains; rank 0 alone fits the stage and saves.
@@ -113,7 +115,8 @@ class Labelcon(SearchMixin):
             raise ValueError("fit needs training data: train= (labelled items), pairs= (text pairs), or both")
         if train is None and dev is not None:
             raise ValueError("dev= calibrates the label head of train= data; without train= there is none")
-        pair_records = None if pairs is None else as_pair_records(pairs, fields=cfg.pair_fields, score_field=cfg.pair_score_field)
+        pair_records, dev_pair_records = (None if data is None else as_pair_records(data, fields=cfg.pair_fields, score_field=cfg.pair_score_field)
+                                          for data in (pairs, dev_pairs))  # fmt: skip
         if train is None:
             train_set, dev_set = Dataset([], []), Dataset([], [])
         else:
@@ -134,7 +137,7 @@ class Labelcon(SearchMixin):
                           data=fingerprints) if owned else nullcontext(resume) as resuming:  # fmt: skip
             self.encoder_, self.objective_, self.history_ = train_encoder(
                 cfg, train_set, y_train, dev_set, y_dev, label_texts=texts, max_length=max_length, run_dir=out_dir,
-                resume=resuming, show_progress=show_progress, pairs=pair_records)  # fmt: skip
+                resume=resuming, show_progress=show_progress, pairs=pair_records, dev_pairs=dev_pair_records)  # fmt: skip
             if not is_main_process():  # under torchrun, rank 0 alone fits the stage, evaluates and saves
                 return self
             encode_length = resolve_encode_length(cfg.encode_max_length, all_texts, max_length)
@@ -151,6 +154,8 @@ class Labelcon(SearchMixin):
                     timings={"embedding train and dev": time.monotonic() - tic},
                 )
                 self.metrics_ = {"dev": self._evaluate(dev_features, dev_set)}
+            if dev_pair_records is not None:
+                self.metrics_.setdefault("dev", {}).update(self.evaluate_pairs(dev_pair_records))
             if out_dir is not None:
                 self.save(out_dir)
         return self
