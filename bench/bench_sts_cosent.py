@@ -1,7 +1,7 @@
 """CoSENT on STS-B through labelcon against sentence-transformers' CoSENTLoss, same steps.
 
     python bench/bench_sts_cosent.py [--epochs 1] [--batch-size 16] [--lr 2e-5] [--max-length 64]
-        [--seed 13] [--data-dir ../shared/data]
+        [--seed 13] [--threads 1] [--data-dir ../shared/data]
 
 Both start from all-MiniLM-L6-v2 and train on the STS-B train pairs for the same number of
 steps (``epochs * (train pairs // batch size)``) with the same optimiser settings: AdamW,
@@ -12,7 +12,9 @@ score`` as Python (no time budget, no dev check). sentence-transformers:
 ``SentenceTransformerTrainer`` with ``CoSENTLoss`` (scale 20, as labelcon's). Then the
 test Spearman x 100 of the cosine, by sentence-transformers' ``EmbeddingSimilarityEvaluator``
 for both models (and by ``labelcon evaluate``'s function for labelcon's), and the
-untrained model's for reference.
+untrained model's for reference. ``--threads``: torch's intra-op threads for both (1 by
+default: on a shared 2-core machine two threads spin-wait on each other's neighbours, and a
+MiniLM step took about 6x the wall time of one thread).
 """
 
 from __future__ import annotations
@@ -45,10 +47,13 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data-dir", type=Path, default=default_data_dir())
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     import torch
+
+    torch.set_num_threads(args.threads)
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import CoSENTLoss
@@ -66,10 +71,11 @@ def main() -> None:
         return model
 
     rows = [("all-MiniLM-L6-v2, untrained", "-", "-", st_spearman(fresh_st(), test), None)]
+    print(f"untrained: {rows[-1]}", flush=True)
 
     tic = time.monotonic()
     model = Labelcon(encoder="minilm", precision="float32", epochs=args.epochs, pair_batch_size=args.batch_size,
-                     lr=args.lr, warmup_ratio=0.1, weight_decay=0.01, max_grad_norm=1.0, max_length=args.max_length,
+                     device="cpu", lr=args.lr, warmup_ratio=0.1, weight_decay=0.01, max_grad_norm=1.0, max_length=args.max_length,
                      encode_max_length=args.max_length, min_steps=0, max_time_minutes=0, seed=args.seed,
                      pair_fields="text1,text2", pair_score_field="score").fit(pairs=train, show_progress=False)
     seconds = time.monotonic() - tic
@@ -83,6 +89,7 @@ def main() -> None:
         exported = SentenceTransformer(str(Path(tmp) / "st"), device="cpu")
         exported.max_seq_length = args.max_length
         rows.append(("labelcon CoSENT (`--pairs`)", steps, seconds, st_spearman(exported, test), ours))
+    print(f"labelcon done: {rows[-1]}", flush=True)
 
     tic = time.monotonic()
     st_model = fresh_st()
