@@ -63,14 +63,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(run: Path, port: int, workers: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "labelcon", "serve", str(run), "--host", "127.0.0.1", "--port", str(port),
-               "--workers", str(workers), "--log-level", "warning"]  # fmt: skip
-    server = subprocess.Popen(command)
+def start_server(run: Path, port: int, *flags: str, env: dict[str, str] | None = None,
+                 log: Path | None = None) -> subprocess.Popen:  # fmt: skip
+    """``labelcon serve RUN`` on 127.0.0.1:``port`` with ``flags``, once it answers /health
+    (at most 120 s); its output goes to ``log`` when given."""
+    command = [sys.executable, "-m", "labelcon", "serve", str(run), "--host", "127.0.0.1", "--port", str(port), *flags]
+    output = {"stdout": log.open("w"), "stderr": subprocess.STDOUT} if log else {}
+    server = subprocess.Popen(command, env=env, **output)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            sys.exit(f"the server exited with code {server.returncode} before answering")
+            sys.exit(f"the server exited with code {server.returncode} before answering" + (f"; see {log}" if log else ""))
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                 return server
@@ -163,7 +166,7 @@ def main() -> None:
         run = args.run or train_demo_run(Path(tmp) / "run", args.encoder or default_encoder())
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        server = start_server(run, port, args.workers)
+        server = start_server(run, port, "--workers", str(args.workers), "--log-level", "warning")
         report = {"machine": machine(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
                   "run": str(args.run or f"demo ({args.encoder or default_encoder()}, 1 epoch)"),
                   "route": args.route, "workers": args.workers, "load_start": os.getloadavg()[0],

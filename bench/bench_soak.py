@@ -41,7 +41,6 @@ import random
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -52,7 +51,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import torch
-from bench_serve import free_port, rss_mib, train_demo_run
+from bench_serve import free_port, rss_mib, start_server, train_demo_run
 from machine import machine
 
 from labelcon import Labelcon
@@ -88,24 +87,6 @@ def settled_rss(pid: int) -> float | None:
     every ``labelcon.serve.app.TRIM_SECONDS``)."""
     time.sleep(SETTLE_SECONDS)
     return rss_mib(pid)
-
-
-def start_server(run: Path, port: int, key: str, reload_seconds: float, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "labelcon", "serve", str(run), "--host", "127.0.0.1", "--port", str(port),
-               "--log-level", "info", "--max-body-bytes", str(MAX_BODY_BYTES), "--reload-seconds", str(reload_seconds)]  # fmt: skip
-    server = subprocess.Popen(command, env={**os.environ, "LABELCON_API_KEY": key}, stdout=log.open("w"),
-                              stderr=subprocess.STDOUT)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            sys.exit(f"the server exited with code {server.returncode} before answering; see {log}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.2)
-    server.kill()
-    sys.exit("the server did not answer /health within 120 s")
 
 
 async def disconnect_midway(port: int, key: str) -> None:
@@ -234,7 +215,9 @@ def main() -> None:
         indexed.index(paths["train"])
         indexed.save(run)
         port, log = free_port(), Path(tmp) / "server.log"
-        server = start_server(run, port, key, args.reload_seconds, log)
+        server = start_server(run, port, "--log-level", "info", "--max-body-bytes", str(MAX_BODY_BYTES),
+                              "--reload-seconds", str(args.reload_seconds), env={**os.environ, "LABELCON_API_KEY": key},
+                              log=log)  # fmt: skip
         try:
             soak(port, key, texts, args.clients, 3)  # warm-up: every kind, every code path
             rss = {"warm": settled_rss(server.pid)}

@@ -153,7 +153,7 @@ def _fit_to_views(encoder, texts: list[str]) -> float:
     return build_objective("simcse", temperature=0.1)(anchors, positives=positives).item()
 
 
-@pytest.mark.parametrize("objective", ["supcon-jaccard", "mulsupcon", "simcse"])
+@pytest.mark.parametrize("objective", ["supcon-jaccard", "mulsupcon", "mulsupcon-moco", "simcse"])
 def test_training_with_a_momentum_queue_learns(objective: str) -> None:
     texts, y = _toy()
     trainer = _queue_trainer(texts, objective, epochs=3)

@@ -22,10 +22,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from labelcon.config import DEVICE_HELP, Config, ConfigError, DeviceName, ServeSettings, error_message, refusal
 from labelcon.data import DataError, read_texts, registered_names
-from labelcon.io import atomic_open
+from labelcon.io import atomic_open, read_json, write_json
 from labelcon.options import command_line, config_options, settings_options
-from labelcon.training.checkpoint import CHECKPOINT_FILE
-from labelcon.run_outputs import rounded_scores
+from labelcon.modeldir import locked
 
 
 EXAMPLES_TRAIN = """
@@ -36,6 +35,8 @@ Examples:
   labelcon train --dataset goemotions --data-dir ../shared/data --out runs/go
   labelcon train --train train.jsonl --out runs/a --resume      # continue an interrupted run
   labelcon train --train train.jsonl --out runs/a --nproc 2     # two processes (torchrun)
+  labelcon train --pairs stsb/train.jsonl --pair-fields text1,text2 --pair-score-field score --out runs/sts
+  labelcon train --train train.jsonl --pairs nli.jsonl --pair-fields anchor,positive,negative --out runs/c
 """
 
 
@@ -112,6 +113,11 @@ def _data_options(func: Callable) -> Callable:
 @click.option("--train", "train_path", type=click.Path(dir_okay=False), help="Training data file.")
 @click.option("--dev", "dev_path", type=click.Path(dir_okay=False), help="Dev data file (default: a seeded carve-out of train).")
 @click.option("--test", "test_path", type=click.Path(dir_okay=False), help="Test data file, evaluated at the end.")
+@click.option("--pairs", "pairs_path", type=click.Path(dir_okay=False),
+              help="Text pairs, tuples or scored pairs to train on (columns: --pair-fields, --pair-score-field), "
+                   "beside --train or alone.")
+@click.option("--dev-pairs", "dev_pairs_path", type=click.Path(dir_okay=False),
+              help="Scored pairs for dev: Pearson and Spearman in metrics.json; without labels, the per-epoch dev check.")
 @click.option("--dataset", help=f"A registered data set instead of --train/--dev/--test: {', '.join(registered_names(labelled_only=True))}.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Directory holding registered data sets (or $LABELCON_DATA).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
@@ -121,8 +127,9 @@ def _data_options(func: Callable) -> Callable:
 @click.option("--overwrite", is_flag=True, help="Replace the finished or interrupted labelcon run in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or summaries.")
 @_fail_cleanly
-def train(train_path: str | None, dev_path: str | None, test_path: str | None, dataset: str | None, data_dir: str | None,
-          out_dir: str, config_file: str | None, resume: bool, overwrite: bool, quiet: bool, **flags: Any) -> None:
+def train(train_path: str | None, dev_path: str | None, test_path: str | None, pairs_path: str | None,
+          dev_pairs_path: str | None, dataset: str | None, data_dir: str | None, out_dir: str, config_file: str | None, resume: bool,
+          overwrite: bool, quiet: bool, **flags: Any) -> None:
     """Train an encoder and a label head; write the run directory OUT.
 
     OUT gets config.yaml, the model (labelcon.json pointing at model.N/: encoder/, head/,
@@ -137,8 +144,10 @@ def train(train_path: str | None, dev_path: str | None, test_path: str | None, d
         train_path, dev_path, test_path = train_path or files["train"], dev_path or files["dev"], test_path or files["test"]
         for name in ("labels_file", "label_descriptions"):
             flags[name] = flags.get(name) or files[name]
-    if not train_path:
-        raise click.UsageError("give --train PATH or --dataset NAME")
+    if not train_path and not pairs_path:
+        raise click.UsageError("give --train PATH, --dataset NAME or --pairs PATH")
+    if dev_path and not train_path:
+        raise click.UsageError("--dev calibrates the label head of --train data; without --train there is none")
     _check_parent(out_dir, "--out")
     out = Path(out_dir)
     overrides = {k: v for k, v in flags.items() if v is not None}
@@ -158,14 +167,16 @@ def train(train_path: str | None, dev_path: str | None, test_path: str | None, d
     if processes > 1 and "WORLD_SIZE" not in os.environ:
         sys.exit(_relaunch(click.get_current_context(), processes))
     from labelcon.estimator import Labelcon
+    from labelcon.training.checkpoint import CHECKPOINT_FILE
     from labelcon.training.distributed import is_main_process
 
     if resume and not (out / CHECKPOINT_FILE).exists():
         click.echo(f"note: no checkpoint in {out} to resume from; starting from the beginning", err=True)
     started = time.monotonic()
     with _report_warnings():
-        model = Labelcon(config=config).fit(train_path, dev_path, test=test_path, out_dir=out, resume=resume,
-                                           overwrite=overwrite, show_progress=not quiet)  # fmt: skip
+        model = Labelcon(config=config).fit(train_path, dev_path, test=test_path, pairs=pairs_path,
+                                           dev_pairs=dev_pairs_path, out_dir=out, resume=resume, overwrite=overwrite,
+                                           show_progress=not quiet)  # fmt: skip
     if not is_main_process():  # under torchrun, rank 0 evaluates and writes the run directory
         return
     if not quiet:
@@ -237,25 +248,66 @@ def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
 
 @main.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False), help="Labelled data file.")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False), help="Labelled data file.")
 @_data_options
 @click.option("--ignore-unknown-labels", is_flag=True, help="Count and drop labels unseen in training instead of failing.")
+@click.option("--pairs", "pairs_path", type=click.Path(dir_okay=False),
+              help="Scored pairs: Pearson and Spearman of the cosine against the gold scores.")
+@click.option("--pair-fields", default=None, help="The two text columns of --pairs [the run's, or text1,text2].")
+@click.option("--pair-score-field", default=None, help="The score column of --pairs [the run's, or score].")
+@click.option("--queries", "queries_path", type=click.Path(dir_okay=False), help="Retrieval: query records (id, text).")
+@click.option("--corpus", "corpus_path", type=click.Path(dir_okay=False), help="Retrieval: corpus records (id, text).")
+@click.option("--relevance", "relevance_path", type=click.Path(dir_okay=False),
+              help="Retrieval: relevant (query_id, corpus_id) records; with a score column, scores <= 0 are not relevant.")
+@click.option("--id-field", default="id", show_default=True, help="Id field of --queries and --corpus.")
+@click.option("--query-field", default="query_id", show_default=True, help="Query id field of --relevance.")
+@click.option("--corpus-field", default="corpus_id", show_default=True, help="Corpus id field of --relevance.")
+@click.option("--into-metrics", "split", default=None,
+              help="Also write the metrics into RUN_DIR/metrics.json under this name (e.g. test), beside those there.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @_device_option
 @_fail_cleanly
-def evaluate(run_dir: str, data_path: str, ignore_unknown_labels: bool, as_json: bool, device: str, **fields: str | None) -> None:
-    """Evaluate the model in RUN_DIR on a labelled file.
+def evaluate(run_dir: str, data_path: str | None, ignore_unknown_labels: bool, pairs_path: str | None,
+             pair_fields: str | None, pair_score_field: str | None, queries_path: str | None, corpus_path: str | None,
+             relevance_path: str | None, id_field: str, query_field: str, corpus_field: str, split: str | None,
+             as_json: bool, device: str,
+             **fields: str | None) -> None:  # fmt: skip
+    """Evaluate the model in RUN_DIR on labelled data, scored pairs and/or retrieval data.
 
     \b
-    Example:
+    Examples:
       labelcon evaluate runs/a --data test.jsonl --json
+      labelcon evaluate runs/a --pairs stsb/test.jsonl --pair-fields text1,text2 --pair-score-field score
+      labelcon evaluate runs/a --queries q.jsonl --corpus c.jsonl --relevance qrels.tsv --into-metrics test
     """
+    retrieval = (queries_path, corpus_path, relevance_path)
+    if any(retrieval) and not all(retrieval):
+        raise click.UsageError("retrieval needs --queries, --corpus and --relevance together")
+    if not (data_path or pairs_path or all(retrieval)):
+        raise click.UsageError("give --data (labelled items), --pairs (scored pairs) or --queries/--corpus/--relevance")
     model = _load(run_dir, device, fields)
-    metrics = model.evaluate(data_path, ignore_unknown_labels=ignore_unknown_labels)
+    metrics: dict[str, Any] = {}
+    if data_path:
+        metrics.update(model.evaluate(data_path, ignore_unknown_labels=ignore_unknown_labels))
+    if pairs_path:
+        metrics.update(model.evaluate_pairs(pairs_path, fields=pair_fields, score_field=pair_score_field))
+    if all(retrieval):
+        from labelcon.data.retrieval import read_retrieval
+
+        text_field = fields.get("text_field") or model.config.text_field
+        data = read_retrieval(*retrieval, id_field=id_field, text_field=text_field, query_field=query_field,
+                              corpus_field=corpus_field)  # fmt: skip
+        metrics.update(model.evaluate_retrieval(data))
+    if split:
+        with locked(Path(run_dir)):
+            path = Path(run_dir) / "metrics.json"
+            saved = read_json(path) if path.exists() else {}
+            saved[split] = {**saved.get(split, {}), **_finite_or_null(metrics)}
+            write_json(path, saved)
     if as_json:
         click.echo(json.dumps(_finite_or_null(metrics), indent=2, allow_nan=False))
     else:
-        _print_metrics({Path(data_path).name: metrics})
+        _print_metrics({Path(data_path or pairs_path or queries_path).name: metrics})
 
 
 def _finite_or_null(value: Any) -> Any:
@@ -308,6 +360,8 @@ def predict(run_dir: str, texts: tuple[str, ...], input_path: str | None, text_f
       labelcon predict runs/a "the parcel never arrived" "love it"
       labelcon predict runs/a --input new.jsonl --top-k 3 > predictions.jsonl
     """
+    from labelcon.run_outputs import rounded_scores
+
     items = _inputs(texts, input_path, text_field)
     model = _load(run_dir, device)
     label_sets, ranked = model.predict_with_top_k(items, top_k)

@@ -17,7 +17,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from labelcon.parts import AUTO_HEAD, check_head
+from labelcon.data.pairs import parse_fields
+from labelcon.parts import AUTO_HEAD, check_head, check_pair_objective
 from labelcon.views import make_view
 
 #: The device names ``--device`` takes (:mod:`labelcon.device` says what each means).
@@ -78,7 +79,8 @@ class Config(BaseModel):
     encoder: str = Field("minilm", description="minilm | mpnet (labelcon[mpnet]) | static | a Hugging Face model name or local path")
     objective: str = Field(
         "auto", description="auto (label_contrast when the median label has <= 10 training items, else "
-        "supcon-jaccard) | supcon-jaccard | supcon-any | supcon-all | mulsupcon | label_contrast | simcse",
+        "supcon-jaccard) | supcon-jaccard | supcon-any | supcon-all | mulsupcon | mulsupcon-moco (MulSupCon's MoCo "
+        "form: each item's momentum key of its second view is a positive; with --queue-size) | label_contrast | simcse",
     )
     head: str = Field(
         "auto", description="auto (linear, knn or both, picked on dev) | linear | knn | prototype | label_text"
@@ -154,6 +156,24 @@ class Config(BaseModel):
     ignore_unknown_labels: bool = Field(False, description="count dev/test labels unseen in training as misses (reported by name) instead of failing")
     shots: int | None = Field(None, ge=1, description="train on N examples per label (few-shot)")
 
+    # pairs (--pairs FILE): text tuples or scored pairs, alone or beside the labelled items
+    pair_fields: str = Field(
+        "anchor,positive", description="text columns of the --pairs records, comma-separated: anchor, positive, "
+        "then any hard negatives (in-batch contrast, supervised SimCSE); with --pair-score-field the two texts of "
+        "a scored pair (CoSENT)",
+    )
+    pair_score_field: str | None = Field(
+        None, description="column holding each pair's gold similarity: the --pairs records are scored pairs "
+        "(text1, text2, score), trained with CoSENT",
+    )
+    pair_weight: float = Field(1.0, gt=0, description="weight of the pair loss added to the label loss of each step")
+    pair_batch_size: int | None = Field(None, ge=2, description="records per pair batch; default: --batch-size")
+    pair_objective_params: dict[str, Any] = Field(
+        default_factory=dict, description="arguments of the pair objective (JSON): temperature (0.05), "
+        "hard_negative_weight (0: SimCSE's log-weight of an anchor's own hard negatives), symmetric; scale (20) "
+        "for scored pairs",
+    )
+
     # prediction
     at_least_one: bool | None = Field(
         None, description="predict at least one label per item; default: when every training item has one"
@@ -210,7 +230,10 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _parts_exist(self) -> Config:
-        """A head or view name, or parameters they do not take, fail here, before any training."""
+        """A head, view or pair objective name, pair columns, or parameters they do not
+        take, fail here, before any training."""
+        parse_fields(self.pair_fields, self.pair_score_field)
+        check_pair_objective("scored" if self.pair_score_field else "tuples", self.pair_objective_params)
         if self.train_layers is not None and self.encoder in ("static", "mlp"):
             raise ValueError(f"--train-layers applies to transformer encoders; the {self.encoder!r} encoder has no layers")
         try:

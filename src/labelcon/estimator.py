@@ -22,6 +22,9 @@ import numpy as np
 from labelcon.card import write_card
 from labelcon.config import Config
 from labelcon.data import Dataset, LabelSpace, as_dataset, label_texts, sample_shots, train_dev_split
+from labelcon.data.pairs import PairRecords, as_pair_records
+from labelcon.data.retrieval import RetrievalSet
+from labelcon.embedding_metrics import pair_correlations, retrieval_metrics
 from labelcon.encoders import Encoder, are_texts, resolve_encode_length, resolve_max_length
 from labelcon.io import read_json, write_json
 from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked, StageSettings
@@ -35,6 +38,8 @@ from labelcon.training.distributed import is_main_process
 from labelcon.training.recipe import train_encoder
 
 DataLike = Dataset | str | os.PathLike | tuple[Sequence[str], Sequence[Sequence[str]]]
+#: Pairs as a file path, a Hugging Face ``datasets.Dataset`` or :class:`PairRecords`.
+PairsLike = PairRecords | str | os.PathLike | Any
 
 
 class NotFittedError(RuntimeError):
@@ -91,14 +96,21 @@ class Labelcon(SearchMixin):
         return metrics
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, train: DataLike, dev: DataLike | None = None, *, test: DataLike | None = None,
-            out_dir: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
-            show_progress: bool = True) -> Labelcon:  # fmt: skip
+    def fit(self, train: DataLike | None = None, dev: DataLike | None = None, *, test: DataLike | None = None,
+            pairs: PairsLike | None = None, dev_pairs: PairsLike | None = None, out_dir: str | os.PathLike | None = None,
+            resume: bool = False, overwrite: bool = False, show_progress: bool = True) -> Labelcon:  # fmt: skip
         """Train the encoder, then fit the prediction stage on train and calibrate it on dev.
 
         Without ``dev``, a seeded carve-out of ``config.dev_fraction`` of train serves as
-        dev (:func:`labelcon.data.train_dev_split`). With ``out_dir``, the run owns that
-        directory (:func:`labelcon.training_run.training_run`: ``resume`` an interrupted run,
+        dev (:func:`labelcon.data.train_dev_split`). ``pairs`` (a file, a Hugging Face
+        dataset or :class:`~labelcon.data.pairs.PairRecords`, read with ``pair_fields`` and
+        ``pair_score_field``) train beside the labelled items, or alone without ``train``
+        (an encoder only, as for unlabelled data). Scored ``dev_pairs`` (read the same way)
+        add ``pairs_pearson`` and ``pairs_spearman`` to the dev metrics, and without labels
+        they are the per-epoch dev check that keeps the best epoch.
+
+        With ``out_dir``, the run owns that directory
+        (:func:`labelcon.training_run.training_run`: ``resume`` an interrupted run,
         ``overwrite`` a finished one), writes resumable checkpoints there, saves the model
         there and writes the run's outputs beside it (:mod:`labelcon.run_outputs`: with
         ``test``, its metrics and predictions; the model card; the report), exactly as
@@ -108,24 +120,37 @@ class Labelcon(SearchMixin):
         """
         cfg = self.config
         seed_everything(cfg.seed)
-        train_set = self.read(train)
+        if train is None and pairs is None:
+            raise ValueError("fit needs training data: train= (labelled items), pairs= (text pairs), or both")
+        if train is None and dev is not None:
+            raise ValueError("dev= calibrates the label head of train= data; without train= there is none")
+        pair_records, dev_pair_records = (None if data is None else as_pair_records(data, fields=cfg.pair_fields, score_field=cfg.pair_score_field)
+                                          for data in (pairs, dev_pairs))  # fmt: skip
         test_set = self.read(test) if test is not None else None  # a bad file fails now, not after training
-        train_set, dev_set = train_dev_split(train_set, cfg.dev_fraction, cfg.seed) if dev is None else (train_set, self.read(dev))
+        if train is None:
+            train_set, dev_set = Dataset([], []), Dataset([], [])
+        else:
+            train_set = self.read(train)
+            train_set, dev_set = train_dev_split(train_set, cfg.dev_fraction, cfg.seed) if dev is None else (train_set, self.read(dev))
         if cfg.shots:
             train_set = sample_shots(train_set, cfg.shots, seed=cfg.seed)
         labels = LabelSpace.from_label_sets(train_set.labels, labels_file=cfg.labels_file)
         texts = label_texts(labels.names, cfg.label_descriptions)
         (y_train, _), (y_dev, _) = (d.label_matrix(labels, ignore_unknown=cfg.ignore_unknown_labels) for d in (train_set, dev_set))
-        max_length = resolve_max_length(cfg.max_length, train_set.texts)
+        all_texts = train_set.texts + (pair_records.texts if pair_records is not None else [])
+        max_length = resolve_max_length(cfg.max_length, all_texts)
         owned = out_dir is not None and is_main_process()
+        fingerprints = {"train": train_set.fingerprint(), "dev": dev_set.fingerprint()}
+        if pair_records is not None:
+            fingerprints["pairs"] = pair_records.fingerprint()
         with training_run(out_dir, config=cfg.model_dump(), resume=resume, overwrite=overwrite,
-                          data={"train": train_set.fingerprint(), "dev": dev_set.fingerprint()}) if owned else nullcontext(resume) as resuming:  # fmt: skip
+                          data=fingerprints) if owned else nullcontext(resume) as resuming:  # fmt: skip
             self.encoder_, self.objective_, self.history_ = train_encoder(
                 cfg, train_set, y_train, dev_set, y_dev, label_texts=texts, max_length=max_length, run_dir=out_dir,
-                resume=resuming, show_progress=show_progress)  # fmt: skip
+                resume=resuming, show_progress=show_progress, pairs=pair_records, dev_pairs=dev_pair_records)  # fmt: skip
             if not is_main_process():  # under torchrun, rank 0 alone fits the stage, evaluates and saves
                 return self
-            encode_length = resolve_encode_length(cfg.encode_max_length, train_set.texts, max_length)
+            encode_length = resolve_encode_length(cfg.encode_max_length, all_texts, max_length)
             if encode_length is not None:  # text encoders: embed for the stage (and later predictions) at this length
                 self.encoder_.max_length = encode_length
             self.stage_, self.metrics_, self.index_ = None, {}, None  # a new encoder: index again
@@ -139,6 +164,8 @@ class Labelcon(SearchMixin):
                     timings={"embedding train and dev": time.monotonic() - tic},
                 )
                 self.metrics_ = {"dev": self._evaluate(dev_features, dev_set)}
+            if dev_pair_records is not None:
+                self.metrics_.setdefault("dev", {}).update(self.evaluate_pairs(dev_pair_records))
             if out_dir is not None:
                 self.save(out_dir)
         if out_dir is not None:
@@ -207,6 +234,23 @@ class Labelcon(SearchMixin):
         training raise an error, or with ``ignore_unknown_labels`` count as misses."""
         dataset = self.read(data)
         return self._evaluate(self._features(dataset.texts), dataset, ignore_unknown_labels)
+
+    def evaluate_pairs(self, pairs: PairsLike, *, fields: str | None = None, score_field: str | None = None) -> dict[str, float]:
+        """``pairs_pearson`` and ``pairs_spearman``: correlations of the cosine of each
+        scored pair's embeddings with its gold score (:func:`labelcon.embedding_metrics.pair_correlations`).
+        Columns: ``fields`` and ``score_field``, by default the run's ``pair_fields`` and
+        ``pair_score_field`` when it trained on scored pairs, else ``text1,text2`` and ``score``."""
+        cfg = self.config
+        scored = cfg.pair_score_field is not None
+        fields = fields or (cfg.pair_fields if scored else "text1,text2")
+        records = as_pair_records(pairs, fields=fields, score_field=score_field or cfg.pair_score_field or "score")
+        first, second = (self.encode(column) for column in records.columns)
+        return pair_correlations(first, second, records.scores)
+
+    def evaluate_retrieval(self, data: RetrievalSet) -> dict[str, float]:
+        """``ndcg@10``, ``mrr@10`` and ``recall@k`` of the queries against the corpus by
+        cosine (:func:`labelcon.embedding_metrics.retrieval_metrics`)."""
+        return retrieval_metrics(self.encode(data.queries), self.encode(data.corpus), data.relevant)
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike) -> Path:

@@ -1,5 +1,6 @@
-"""The names of the parts a :class:`labelcon.config.Config` picks, and the parameters each
-takes: what the config checks before anything is built, without importing the parts.
+"""The names of the parts a :class:`labelcon.config.Config` picks (heads, pair objectives),
+and the parameters each takes: what the config checks before anything is built, without
+importing the parts.
 
 Heads are built by :func:`labelcon.heads.build_head`, whose classes register themselves;
 tests hold :data:`HEAD_PARAMS` equal to their constructors. Views are
@@ -26,6 +27,21 @@ HEAD_PARAMS: dict[str, tuple[str, ...]] = {
     "ensemble": ("members",),
     "fallback": ("main", "fallback", "columns", "threshold"),
 }
+
+
+#: Each kind of pair objective (:func:`labelcon.objectives.build_pair_objective`) with its parameters.
+PAIR_OBJECTIVE_PARAMS: dict[str, tuple[str, ...]] = {
+    "scored": ("scale",),
+    "tuples": ("temperature", "hard_negative_weight", "symmetric"),
+}
+
+
+def check_pair_objective(kind: str, params: dict[str, Any]) -> None:
+    """A ValueError when ``params`` holds a parameter the pair objective ``kind`` does not take."""
+    allowed = PAIR_OBJECTIVE_PARAMS.get(kind, ())
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ValueError(f"pair objective {kind!r} takes {sorted(allowed)} (pair_objective_params); got {unknown}")
 
 
 def check_head(name: str, params: dict[str, Any]) -> None:

@@ -211,3 +211,51 @@ class LabelAwareBatchSampler(Sampler[list[int]]):
         freq, start = self._freq[labels[has]], self._columns.indptr[labels[has]]
         out[has] = self._columns.indices[start + (rng.random(int(has.sum())) * freq).astype(np.int64)]
         return out
+
+
+class PairBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of record indices for text pairs and tuples (no labels to plan
+    around): each epoch a permutation from ``numpy.random.default_rng([seed, epoch])``,
+    cut into global batches of ``batch_size * num_replicas`` of which each rank takes its
+    slice; the last, partial global batch is dropped (a batch of in-batch negatives
+    should be full), unless it is the only one. :meth:`batch_at` gives the k-th batch of
+    an endless sequence of epochs, for pairs trained beside labelled batches.
+
+    >>> sampler = PairBatchSampler(10, batch_size=4, seed=0)
+    >>> len(sampler), [len(batch) for batch in sampler]
+    (2, [4, 4])
+    >>> sampler.batch_at(2) == next(iter(PairBatchSampler(10, 4, seed=0, epoch=1)))
+    True
+    """
+
+    def __init__(
+        self, n_records: int, batch_size: int, *, seed: int = 0, num_replicas: int = 1, rank: int = 0, epoch: int = 0
+    ) -> None:
+        if n_records < 2 or batch_size < 2:
+            raise ValueError(f"expected at least 2 records and batch_size >= 2, got {n_records} and {batch_size}")
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"expected 0 <= rank < num_replicas, got rank={rank}, num_replicas={num_replicas}")
+        self.n_records, self.seed, self.num_replicas, self.rank, self.epoch = n_records, seed, num_replicas, rank, epoch
+        self.batch_size = min(batch_size, n_records // num_replicas)
+        if self.batch_size < 2:
+            raise ValueError(f"{n_records} records cannot give each of {num_replicas} processes a batch of 2")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n_records // (self.batch_size * self.num_replicas)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self._epoch(self.epoch)
+
+    def batch_at(self, k: int) -> list[int]:
+        """Batch ``k % len(self)`` of epoch ``k // len(self)``."""
+        epoch, index = divmod(k, len(self))
+        return self._epoch(epoch)[index]
+
+    def _epoch(self, epoch: int) -> list[list[int]]:
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.n_records)
+        width = self.batch_size * self.num_replicas
+        rows = order[: len(self) * width].reshape(len(self), self.num_replicas, self.batch_size)[:, self.rank]
+        return rows.tolist()

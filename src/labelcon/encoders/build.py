@@ -65,7 +65,7 @@ def resolve_encode_length(
 
     Embedding is far cheaper than a training step (no backward pass, no second view), so
     long texts can be read further than they were trained on; the mean-pooled encoder
-    carries over. Measured on Reuters (``BENCHMARKS.md``, "Reuters-21578"): the same
+    carries over. Measured on Reuters (``docs/benchmarks-history.md``, "Reuters-21578"): the same
     encoder, trained at 128 tokens, embedded at 256 gave dev-calibrated test macro-AP
     0.655 against 0.638, for twice the embedding time.
 

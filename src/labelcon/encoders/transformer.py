@@ -180,7 +180,7 @@ class TransformerEncoder(Encoder):
             in float32, so a model's embeddings equal its exports' and do not depend on
             the machine (``encode(..., as_trained=True)`` embeds as training computes;
             :func:`labelcon.device.choose_precision`). On such a CPU
-            bfloat16 trains MiniLM about 1.6x faster (BENCHMARKS.md).
+            bfloat16 trains MiniLM about 1.6x faster (docs/benchmarks-history.md).
         trust_remote_code: allow a model that comes with its own Python code (``auto_map``
             in its config) to load, running that code; refused otherwise.
         train_layers: fine-tune only the top this many transformer layers (and the

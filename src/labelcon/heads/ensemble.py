@@ -24,7 +24,7 @@ sklearn's ``class_weight="balanced"``), and the shared threshold is the one maxi
 that probe's dev micro-F1 over all labels, learned where dev has positives and applied
 where it has not (:class:`FallbackHead`). Its C in {4, 16, 64} is the one with the best
 such micro-F1. On Reuters-21578 (42 of 90 labels with fewer than 3 dev positives) this
-lifted test macro-F1 from 0.53 to 0.58 at the same micro-F1 (BENCHMARKS.md).
+lifted test macro-F1 from 0.53 to 0.58 at the same micro-F1 (docs/benchmarks-history.md).
 
 >>> import numpy as np
 >>> x = np.eye(4, dtype=np.float32); y = np.eye(4)[:, :2]

@@ -29,6 +29,11 @@ targets), and ``t`` the temperature:
   A decoupled row without negatives has no denominator and does not count.
 
 With options, each row must be one anchor unit (its own positive set).
+
+A fixed ``bias`` [R, N] is added to the logits before the softmax, ``l_rj + b_rj``: a
+key with bias ``b`` counts ``e^b`` times in the denominator (SimCSE's
+``hard_negative_weight`` on each anchor's own hard negative, see
+:func:`labelcon.objectives.info_nce`).
 Everything is computed in float32 (float64 inputs stay float64) and in log space, so
 the loss is finite for temperatures down to 0.01 and beyond.
 """
@@ -111,6 +116,7 @@ def contrastive_loss(
     tau_plus: float = 0.0,
     beta: float = 0.0,
     decoupled: bool = False,
+    bias: Tensor | None = None,
 ) -> Tensor:
     """The kernel described in the module docstring.
 
@@ -137,16 +143,24 @@ def contrastive_loss(
     n_rows = z.shape[0] if rows is None else rows.shape[0]
     if weights.shape != (n_rows, k.shape[0]):
         raise ValueError(f"weights must have shape [{n_rows}, {k.shape[0]}]; got {list(weights.shape)}")
+    if bias is not None:
+        if bias.shape != weights.shape:
+            raise ValueError(f"bias must have the weights' shape {list(weights.shape)}; got {list(bias.shape)}")
+        bias = bias.to(dtype)
 
     self_columns = None if self_index is None else self_index if rows is None else self_index[rows]
     anchor_rows = z if rows is None else z.index_select(0, rows)
     if not (tau_plus > 0 or beta > 0 or decoupled):
         mass = weights.sum(dim=1)
-        shared = keys is anchors and rows is None  # the batch against itself: symmetric logits
-        summed = _FusedContrast.apply(anchor_rows, None if shared else k, weights, mass, self_columns, 1 / temperature)
+        # the batch against itself: symmetric logits (a bias may not be symmetric)
+        shared = keys is anchors and rows is None and bias is None
+        summed = _FusedContrast.apply(anchor_rows, None if shared else k, weights, mass, self_columns, 1 / temperature,
+                                      bias)  # fmt: skip
         return _mean_over_mass(summed, mass.sum())
 
     logits = anchor_rows @ (k.T / temperature)
+    if bias is not None:
+        logits = logits + bias
     if self_columns is not None:
         logits[torch.arange(logits.shape[0], device=z.device), self_columns] = MASKED
     log_denominator, usable = _option_denominator(logits, weights, self_columns, temperature, tau_plus, beta, decoupled)
@@ -165,7 +179,7 @@ def _mean_over_mass(summed: Tensor, total: Tensor) -> Tensor:
 
 class _FusedContrast(torch.autograd.Function):
     """``sum_r mass_r * logsumexp(l_r) - sum_rj W_rj l_rj`` with ``l = z @ k.T * scale``
-    (self masked), computed in place in one [R, N] buffer that ends up holding
+    (plus ``bias`` when given; self masked), computed in place in one [R, N] buffer that ends up holding
     ``exp(l - max)``; the backward is ``G = mass_r * softmax(l_r) - W_r`` times matrix
     products. With ``k=None`` the keys are the anchors themselves and the two products of
     the backward collapse into one: ``dL/dz = (G + G.T) @ z * scale``. This keeps the plain
@@ -173,9 +187,18 @@ class _FusedContrast(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, z: Tensor, k: Tensor | None, weights: Tensor, mass: Tensor, self_columns: Tensor | None, scale: float
+        ctx,
+        z: Tensor,
+        k: Tensor | None,
+        weights: Tensor,
+        mass: Tensor,
+        self_columns: Tensor | None,
+        scale: float,
+        bias: Tensor | None,
     ) -> Tensor:
         logits = (z * scale) @ (z if k is None else k).T
+        if bias is not None:
+            logits.add_(bias)
         if self_columns is not None:
             # A finite fill: exp() gives 0 in the denominator and 0 * fill stays 0 in the targets.
             logits[torch.arange(z.shape[0], device=z.device), self_columns] = MASKED
@@ -194,10 +217,10 @@ class _FusedContrast(torch.autograd.Function):
         coefficient = mass * (grad * ctx.scale) / norm
         g = exps.mul(coefficient.unsqueeze(1)).addcmul_(weights, grad * -ctx.scale)
         if k is None:  # a transposed copy and an add cost less than a second product
-            return g.T.contiguous().add_(g) @ z, None, None, None, None, None
+            return g.T.contiguous().add_(g) @ z, None, None, None, None, None, None
         grad_z = g @ k if ctx.needs_input_grad[0] else None
         grad_k = g.T @ z if ctx.needs_input_grad[1] else None
-        return grad_z, grad_k, None, None, None, None
+        return grad_z, grad_k, None, None, None, None, None
 
 
 def _masked_logsumexp(x: Tensor, mask: Tensor) -> Tensor:

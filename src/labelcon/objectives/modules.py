@@ -2,7 +2,8 @@
 
 Every objective is called as ``objective(embeddings, labels=None, *, positives=None,
 label_embeddings=None, keys=None, key_labels=None)``; a trainer asks
-``needs_positives`` (give a second view of each item) and ``needs_label_embeddings``
+``needs_positives`` (give a second view of each item; the extra keys then come with
+their labels, which objectives without labels ignore) and ``needs_label_embeddings``
 (give the label-text embeddings), for the latter ``sample_labels`` (which label texts to
 embed this step) and otherwise does not know which one it runs.
 """
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 from labelcon.objectives.info_nce import info_nce
 from labelcon.objectives.kernel import check_options, check_temperature
 from labelcon.objectives.label_contrast import label_contrast, sample_label_columns, select_label_columns
-from labelcon.objectives.mulsupcon import mulsupcon
+from labelcon.objectives.mulsupcon import mulsupcon, mulsupcon_moco
 from labelcon.objectives.relations import RELATIONS, is_sparse
 from labelcon.objectives.supcon import supcon
 
@@ -137,6 +138,45 @@ class MulSupConLoss(_LabelledObjective):
         return mulsupcon(z, y, self.temperature, keys=keys, key_labels=key_labels, **self.options)
 
 
+class MulSupConMoCoLoss(Objective):
+    """:func:`labelcon.objectives.mulsupcon_moco` as a module: the anchors against the
+    batch's keys (``positives``: the momentum encoder's embeddings of the second view
+    when the trainer has a queue, else the second view's own) and the extra ``keys``
+    with their ``key_labels`` (the queue, other processes' keys). ``with_weight`` as in
+    the official code: each item's anchors weigh ``1 / (|Y_i| B)``.
+
+    >>> z = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    >>> y = torch.tensor([[1, 0], [1, 0], [0, 1], [0, 1]])
+    >>> loss = MulSupConMoCoLoss(temperature=0.5)
+    >>> bool(loss(z, y, positives=z) < loss(z, y, positives=z.flip(0)))
+    True
+    """
+
+    needs_positives = True
+
+    def __init__(self, temperature: float = 0.1, with_weight: bool = False) -> None:
+        super().__init__(temperature)
+        self.with_weight = with_weight
+
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor | None = None,
+        *,
+        positives: Tensor | None = None,
+        label_embeddings: Tensor | None = None,
+        keys: Tensor | None = None,
+        key_labels: Tensor | None = None,
+    ) -> Tensor:
+        if labels is None or positives is None:
+            raise ValueError("MulSupConMoCoLoss needs labels and positives (each item's key from its second view)")
+        return mulsupcon_moco(embeddings, positives, labels, self.temperature, queue=keys, queue_labels=key_labels,
+                              with_weight=self.with_weight)  # fmt: skip
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, with_weight={self.with_weight}"
+
+
 class InfoNCELoss(Objective):
     """:func:`labelcon.objectives.info_nce` as a module (SimCSE when ``positives`` is a
     dropout view of the same texts). Labels are ignored; ``keys`` are extra negatives.
@@ -231,6 +271,7 @@ _REGISTRY: dict[str, tuple[type[Objective], dict[str, Any]]] = {
     "supcon-all": (SupConLoss, {"relation": "all"}),
     "supcon-jaccard": (SupConLoss, {"relation": "jaccard"}),
     "mulsupcon": (MulSupConLoss, {}),
+    "mulsupcon-moco": (MulSupConMoCoLoss, {}),
     "simcse": (InfoNCELoss, {}),
     "info_nce": (InfoNCELoss, {}),
     "label_contrast": (LabelContrastLoss, {}),
@@ -260,7 +301,7 @@ def resolve_objective(name: str, label_counts: np.ndarray, n_items: int | None =
     With a handful of examples a label's own text (its name, or its description) is worth
     as much as another example: contrasting items with label texts (the label-text dual
     encoder of :class:`LabelContrastLoss`) gave 0.333 test macro-F1 on GoEmotions with 8
-    examples per label, against 0.299 for ``supcon-jaccard`` (BENCHMARKS.md, few-shot).
+    examples per label, against 0.299 for ``supcon-jaccard`` (docs/benchmarks-history.md, few-shot).
     With many examples per label, item-to-item positives graded by label overlap win; so
     they do on a large set whose median label is rare (thousands of labels with a long
     tail), where tens of thousands of items carry the signal and label texts would add

@@ -97,3 +97,61 @@ def _label_columns(labels: Tensor, columns: Tensor) -> Tensor:
     if is_sparse(labels):
         return labels.t().coalesce().index_select(0, columns).to_dense()
     return labels.T[columns]
+
+
+def mulsupcon_moco(
+    queries: Tensor,
+    keys: Tensor,
+    labels: Tensor,
+    temperature: float = 0.1,
+    *,
+    queue: Tensor | None = None,
+    queue_labels: Tensor | None = None,
+    with_weight: bool = False,
+) -> Tensor:
+    """MulSupCon in its MoCo form, as the authors train it (Zhang & Wu, AAAI 2024; the
+    official code's ``PretrainModel`` with the ``MulSupCon`` output): query ``q_i`` of
+    item i (the trained encoder) meets the momentum encoder's key ``k_i`` of the same item
+    (another view) among the batch's keys ``K = [k_1..k_B, queue]``. Every (item i,
+    label c) with ``Y_ic = 1`` is an anchor whose positives are the keys holding c, its
+    own key included, ``P_ic = {j in K : Y_jc = 1}``, and nothing is masked::
+
+        l_ic = -(1 / |P_ic|) sum_{j in P_ic} log( exp(q_i . k_j / tau) / sum_{j' in K} exp(q_i . k_j' / tau) )
+
+    The loss is the mean of ``l_ic`` over all anchors; with ``with_weight=True`` each
+    anchor of item i weighs ``1 / (|Y_i| B)``, so every item counts alike whatever its
+    number of labels (``sum_i sum_{c in Y_i} l_ic / (|Y_i| B)``; B counts every item of
+    the batch, those without labels too, as in the official code).
+
+    ``queries`` and ``keys`` [B, D] (keys are detached by the caller in MoCo, not here),
+    ``labels`` a {0,1} matrix [B, C]; ``queue`` [Q, D] with ``queue_labels`` [Q, C] the
+    keys of earlier batches (the official code adds its queue once it is full).
+    Queries and keys are L2-normalised here. Items without labels have no anchors.
+
+    >>> q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> y = torch.tensor([[1, 1], [0, 1]])
+    >>> round(mulsupcon_moco(q, q, y, 0.5).item(), 4), round(mulsupcon_moco(q, q, y, 0.5, with_weight=True).item(), 4)
+    (0.7936, 0.8769)
+    """
+    check_embeddings(queries, "queries")
+    check_embeddings(keys, "keys")
+    if keys.shape != queries.shape:
+        raise ValueError(f"keys must be the batch's own keys, one per query, shape {list(queries.shape)}; "
+                         f"got {list(keys.shape)}")  # fmt: skip
+    labels = check_labels(labels, queries.shape[0])
+    if labels.dim() != 2:
+        raise ValueError(f"mulsupcon_moco needs a {{0,1}} label matrix of shape [B, C]; got shape {list(labels.shape)}")
+    if (queue is None) != (queue_labels is None):
+        raise ValueError("queue and queue_labels go together: give both or neither")
+    all_keys, all_labels = join_keys(keys, labels, queue, queue_labels)
+    dtype = compute_dtype(queries, all_keys)
+    holders = _column_sums(all_labels).to(dtype)  # |P_ic|: every key holding c, the own key included
+    targets = _scale_columns(labels, 1.0 / holders.clamp_min(1.0))
+    weights = pair_products(targets, all_labels.to(dtype))
+    if not with_weight:
+        return contrastive_loss(queries, all_keys, weights, temperature)
+    counts = weights.sum(dim=1)  # |Y_i|: each anchor's row sums to 1
+    weights = weights / counts.clamp_min(1.0).unsqueeze(1)
+    labelled = torch.count_nonzero(counts).to(dtype)
+    # the kernel averages over the labelled items; the official code divides by all B
+    return contrastive_loss(queries, all_keys, weights, temperature) * (labelled / queries.shape[0])

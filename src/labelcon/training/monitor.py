@@ -5,6 +5,9 @@ indexed (:class:`labelcon.heads.KNNHead`), and dev is scored against them, on a 
 sample of dev rows when dev x labels exceeds :data:`labelcon.metrics.DENSE_EVALUATION`.
 Decisions use a fixed 0.5 threshold; the trainer keeps the epoch with the best macro-AP.
 Embedding and the kNN search run on the encoder's device.
+
+A run without labels but with scored dev pairs checks those instead
+(:func:`pair_dev_check`: Spearman of the cosine, ``pairs_spearman``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from labelcon.data.pairs import PairRecords
+from labelcon.embedding_metrics import pair_correlations
 from labelcon.encoders import Encoder
 from labelcon.heads import build_head
 from labelcon.metrics import dense_rows, evaluate
@@ -33,5 +38,18 @@ def knn_dev_check(
         dev = encoder.encode([dev_texts[i] for i in dev_rows], show_progress=show_progress)
         scores = head.predict_scores(dev)
         return evaluate(y_dev[dev_rows], scores, scores >= 0.5)
+
+    return check
+
+
+def pair_dev_check(pairs: PairRecords, *, show_progress: bool = False) -> Callable[[Encoder], dict[str, float]]:
+    """Pearson and Spearman of the cosine on scored dev ``pairs``, as a function of the encoder."""
+    if pairs.scores is None:
+        raise ValueError("the dev check on pairs needs scored pairs (text1, text2, score): name --pair-score-field")
+
+    def check(encoder: Encoder) -> dict[str, float]:
+        first, second = (encoder.encode(column, show_progress=show_progress)
+                         for column in pairs.columns)  # fmt: skip
+        return pair_correlations(first, second, pairs.scores)
 
     return check

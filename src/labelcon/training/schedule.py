@@ -48,7 +48,7 @@ def epoch_limit(epochs: int | str, budgeted: bool, repeated: bool = False) -> in
     over the budget and early stopping ends the run when dev stops improving. Few-shot
     data, whose epochs repeat it, keeps ``AUTO_EPOCHS``: on GoEmotions with 8 examples a
     label, going on until dev stopped improving took 10 minutes instead of 2.6 for
-    macro-F1 0.344 against 0.333 (BENCHMARKS.md).
+    macro-F1 0.344 against 0.333 (docs/benchmarks-history.md).
 
     >>> epoch_limit("auto", budgeted=True), epoch_limit("auto", budgeted=False), epoch_limit(5, budgeted=True)
     (10, 3, 5)

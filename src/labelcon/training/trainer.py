@@ -31,6 +31,15 @@ on another device than it started on. Under float16 autocast (older CUDA GPUs) a
 gradient scaler scales the loss before backward and unscales the gradients before
 clipping; elsewhere it does nothing.
 
+**Pairs** (:class:`labelcon.data.pairs.PairRecords`: text tuples or scored pairs) train
+with a :class:`labelcon.objectives.PairLoss` (``pair_objective``). Alone (no labelled
+items), they are the run's batches (:class:`labelcon.sampling.PairBatchSampler`). Beside
+labelled items, every labelled step also takes the next pair batch and adds
+``pair_weight`` times its loss to the step's loss (its own forward and backward, so the
+gradients add up); the pair batch of a step follows from the step number, so a resumed
+run draws the same ones. Pair batches embed each column in one forward (no GradCache
+chunks).
+
 The trainer knows nothing about which objective it runs: it only asks whether the
 objective wants a second view (``needs_positives``) or the label texts
 (``needs_label_embeddings``), and then which of them to embed this step
@@ -43,8 +52,9 @@ Keys beyond the batch's own come from two places:
   2022): a copy of the encoder, updated as ``m * copy + (1 - m) * encoder`` after every
   optimizer step and kept in eval mode, embeds each batch without gradients; those keys
   and their labels wait in a FIFO queue and join later batches' keys (``keys=``,
-  ``key_labels=``). For objectives that take a second view (InfoNCE / SimCSE) the copy
-  embeds the view, which then serves as the positives, and the queue adds negatives.
+  ``key_labels=``). For objectives that take a second view (InfoNCE / SimCSE, MulSupCon's
+  MoCo form) the copy embeds the view, which then serves as the positives (each item's
+  own key), and the queue adds keys (with their labels when the items have labels).
   Objectives that contrast items with label texts take no keys and no queue.
 - **other processes** (``torchrun``, see :mod:`labelcon.training.distributed`): the
   encoder is wrapped in ``DistributedDataParallel`` (told to look for parameters the
@@ -83,7 +93,8 @@ from labelcon.io import atomic_torch_save
 from labelcon.objectives import MomentumQueue, gather_others, gather_with_grad, momentum_update
 from labelcon.objectives.checks import trusted_inputs
 from labelcon.training.checkpoint import CHECKPOINT_FILE
-from labelcon.sampling import LabelAwareBatchSampler
+from labelcon.data.pairs import PairRecords
+from labelcon.sampling import LabelAwareBatchSampler, PairBatchSampler
 from labelcon.training import distributed
 from labelcon.training.checkpoint import (
     CheckpointError,
@@ -141,13 +152,13 @@ def _chunks(items: Any, size: int) -> list[Any]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _check_training_data(items: Sequence | np.ndarray, labels: sp.csr_matrix) -> None:
+def _check_training_data(items: Sequence | np.ndarray, labels: sp.csr_matrix, pairs_only: bool = False) -> None:
     """Check once, for the whole data set, what the steps then take on trust
     (:func:`labelcon.objectives.checks.trusted_inputs`): one label row per item, label
-    values 0 or 1, finite feature rows."""
+    values 0 or 1, finite feature rows; at least 2 items unless pairs alone train."""
     if len(items) != labels.shape[0]:
         raise ValueError(f"{len(items)} items but {labels.shape[0]} label rows")
-    if len(items) < 2:
+    if len(items) < 2 and not pairs_only:
         raise ValueError(f"contrastive training needs at least 2 training items, got {len(items)}")
     values = sp.csr_matrix(labels).data
     if not np.isin(values, (0, 1)).all():
@@ -170,6 +181,15 @@ class Prepared(NamedTuple):
 
     items: Any
     anchors: list[dict[str, torch.Tensor]]
+
+
+class PairBatch(NamedTuple):
+    """One step's batch of pairs: its record ``items`` (indices), each text column
+    tokenised, and the gold ``scores`` of scored pairs (None for tuples)."""
+
+    items: list[int]
+    columns: list[dict[str, torch.Tensor]]
+    scores: torch.Tensor | None
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -204,6 +224,9 @@ class Trainer:
         label_texts: Sequence[str] | None = None,
         view: Callable[[str, np.random.Generator], str] | None = None,
         show_progress: bool = True,
+        pair_objective: torch.nn.Module | None = None,
+        pair_weight: float = 1.0,
+        pair_batch_size: int | None = None,
     ) -> None:
         needs_label_embeddings = getattr(objective, "needs_label_embeddings", False)
         if needs_label_embeddings and not label_texts:
@@ -222,6 +245,12 @@ class Trainer:
         self.label_texts = list(label_texts) if label_texts else None
         self.view = view or (lambda text, rng: text)
         self.show_progress = show_progress
+        self.pair_objective = pair_objective.to(resolve_device(config.device)) if pair_objective is not None else None
+        self.pair_weight = pair_weight
+        self.pair_batch_size = pair_batch_size or config.batch_size
+        #: The pairs of this run and their batches (set by :meth:`fit` when it gets pairs).
+        self.pairs: PairRecords | None = None
+        self.pair_sampler: PairBatchSampler | None = None
         self.state = TrainState()
         #: What a step runs: the encoder, or its DistributedDataParallel wrapper.
         self.model: torch.nn.Module = encoder
@@ -385,6 +414,8 @@ class Trainer:
         are the other processes' embeddings and the queue; afterwards the batch's momentum
         keys (with their labels, from every process) join the queue.
         """
+        if isinstance(items, PairBatch):  # pairs alone
+            return self._pair_loss(items, 1.0)
         objective = self.objective
         batch = items if isinstance(items, Prepared) else Prepared(items, self._tokenized(items))
         views = [self.view(text, self._view_rng) for text in batch.items] if objective.needs_positives else None
@@ -410,8 +441,8 @@ class Trainer:
                 return objective(anchors, label_targets, label_embeddings=embeddings[-1])
             if objective.needs_positives:
                 positives = momentum_keys if momentum_keys is not None else embeddings[1]
-                negatives, _ = self._extra_keys(positives, None)
-                return objective(anchors, labels, positives=positives, keys=negatives)
+                negatives, negative_labels = self._extra_keys(positives, labels if labels.shape[1] else None)
+                return objective(anchors, labels, positives=positives, keys=negatives, key_labels=negative_labels)
             keys, key_labels = self._extra_keys(anchors, labels)
             return objective(anchors, labels, keys=keys, key_labels=key_labels)
 
@@ -423,6 +454,26 @@ class Trainer:
             self.scaler.scale(loss).backward()
         if self.queue is not None:
             self.queue.enqueue(gather_with_grad(momentum_keys), gather_with_grad(labels))
+        loss = loss.detach()
+        if self.pairs is not None:  # pairs beside the labels: the pair batch of this step
+            loss = loss + self._pair_loss(self._prepare_pairs(self.pair_sampler.batch_at(self.state.global_step))[0],
+                                          self.pair_weight)  # fmt: skip
+        return loss
+
+    def _prepare_pairs(self, rows: list[int]) -> tuple[PairBatch, None]:
+        """The pair batch of records ``rows``, ready for a step (no label rows)."""
+        with self._tokenizer_lock:
+            columns = [pinned(self.encoder.tokenize(_take(column, rows)), self.device) for column in self.pairs.columns]
+        scores = None if self.pairs.scores is None else torch.tensor(_take(self.pairs.scores, rows))
+        return PairBatch(rows, columns, scores), None
+
+    def _pair_loss(self, batch: PairBatch, weight: float) -> torch.Tensor:
+        """Forward and backward of a pair batch, its loss scaled by ``weight``; returns this
+        process's scaled loss, detached, on the device (read on the logging interval)."""
+        embeddings = [self.model(to_device(column, self.device)) for column in batch.columns]
+        scores = None if batch.scores is None else batch.scores.to(self.device)
+        loss = weight * self.pair_objective(embeddings, scores)
+        self.scaler.scale(loss).backward()
         return loss.detach()
 
     def _step_loss(self, items: Any, labels: torch.Tensor) -> torch.Tensor:
@@ -458,21 +509,33 @@ class Trainer:
         return torch.cat(keys), torch.cat(key_labels) if labels is not None else None
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, items: Sequence | np.ndarray, labels: sp.csr_matrix, *, resume: bool = False) -> TrainState:
-        """Train on ``items`` (texts, or feature rows for an MLP encoder) with ``labels`` [N, C].
+    def fit(self, items: Sequence | np.ndarray, labels: sp.csr_matrix, *, pairs: PairRecords | None = None,
+            resume: bool = False) -> TrainState:  # fmt: skip
+        """Train on ``items`` (texts, or feature rows for an MLP encoder) with ``labels`` [N, C],
+        and on ``pairs`` when given (beside the items, or alone when there are no items).
 
         Under ``torchrun`` every process calls ``fit`` with the same items; each trains on
         its share of every global batch of ``batch_size * world_size`` items.
         """
         cfg = self.config
-        _check_training_data(items, labels)
-        self._start(items)
+        if pairs is not None and self.pair_objective is None:
+            raise ValueError("pairs need a pair objective: Trainer(..., pair_objective=PairLoss(...))")
+        pairs_only = pairs is not None and len(items) == 0
+        _check_training_data(items, labels, pairs_only)
+        self._start(pairs.columns[0] if pairs_only else items)
         world, main = distributed.world_size(), distributed.is_main_process()
-        batch_size = min(cfg.batch_size, len(items))
-        sampler = LabelAwareBatchSampler(
-            labels, batch_size, seed=cfg.seed, drop_last=len(items) > batch_size * world,
-            num_replicas=world, rank=distributed.rank(),
-        )
+        if pairs is not None:
+            self.pairs = pairs
+            self.pair_sampler = PairBatchSampler(len(pairs), self.pair_batch_size, seed=cfg.seed, num_replicas=world,
+                                                 rank=distributed.rank())  # fmt: skip
+        if pairs_only:
+            sampler = self.pair_sampler
+        else:
+            batch_size = min(cfg.batch_size, len(items))
+            sampler = LabelAwareBatchSampler(
+                labels, batch_size, seed=cfg.seed, drop_last=len(items) > batch_size * world,
+                num_replicas=world, rank=distributed.rank(),
+            )
         budget = 60 * cfg.max_time_minutes if cfg.max_time_minutes else None
         passes = passes_per_epoch(len(sampler), AUTO_EPOCHS if cfg.epochs == "auto" else cfg.epochs, cfg.min_steps)
         epochs = epoch_limit(cfg.epochs, budget is not None, repeated=passes > 1)
@@ -505,7 +568,7 @@ class Trainer:
             self.encoder.train()
             start = self.state.step_in_epoch  # a resumed epoch skips the batches it has done
             batches = islice(epoch_batches(sampler, self.state.epoch, passes), start, None)
-            prepared = (self._prepare(items, labels, rows) for rows in batches)
+            prepared = (self._prepare_pairs(rows) if pairs_only else self._prepare(items, labels, rows) for rows in batches)
             window_items, window_started = 0, time.monotonic()
             with prefetched(prepared, ahead_for(self.device)) as ready:
                 for step, (batch, batch_y) in enumerate(ready, start):
