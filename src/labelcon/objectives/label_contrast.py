@@ -6,12 +6,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from labelcon.objectives.kernel import check_embeddings, contrastive_loss
+from labelcon.objectives.kernel import MASKED, check_embeddings, check_temperature, compute_dtype, contrastive_loss
+from labelcon.objectives.kernel import normalise
 from labelcon.objectives.relations import check_labels, is_sparse
 
 
 def label_contrast(
-    embeddings: Tensor, label_embeddings: Tensor, labels: Tensor, temperature: float = 0.05
+    embeddings: Tensor, label_embeddings: Tensor, labels: Tensor, temperature: float = 0.05, decoupled: bool = False
 ) -> Tensor:
     """Label-text contrast: item i against the C label embeddings ``e_c`` [C, D], with its
     own labels as targets::
@@ -22,6 +23,13 @@ def label_contrast(
     ``labels`` is a {0,1} matrix [B, C], dense or torch sparse. This is the multi-positive
     form of the dual-encoder objectives that match texts to label descriptions (as in
     CLIP's text-to-class zero-shot head, Radford et al. 2021).
+
+    ``decoupled=True`` is DEXML's decoupled softmax (Gupta et al., "Dual-Encoders for
+    Extreme Multi-Label Classification", ICLR 2024): each positive competes with the
+    item's negatives only, its other positives removed from its denominator, so items
+    with many labels are not pushed to spread their probability over them::
+
+        loss_i = -(1/|Y_i|) sum_{c in Y_i} log( exp(s_ic / tau) / (exp(s_ic / tau) + sum_{c' not in Y_i} exp(s_ic' / tau)) )
 
     >>> import torch
     >>> z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -37,8 +45,25 @@ def label_contrast(
             f"got shape {list(labels.shape)}"
         )
     targets = labels.to_dense() if is_sparse(labels) else labels
+    if decoupled:
+        return _decoupled_label_contrast(embeddings, label_embeddings, targets, temperature)
     targets = targets / targets.sum(dim=1, keepdim=True).clamp_min(1.0)
     return contrastive_loss(embeddings, label_embeddings, targets, temperature)
+
+
+def _decoupled_label_contrast(embeddings: Tensor, label_embeddings: Tensor, targets: Tensor,
+                              temperature: float) -> Tensor:  # fmt: skip
+    """The ``decoupled`` loss of :func:`label_contrast` on dense {0,1} ``targets`` [B, C]."""
+    dtype = compute_dtype(embeddings, label_embeddings)
+    z, e = normalise(embeddings, dtype, "embeddings"), normalise(label_embeddings, dtype, "label_embeddings")
+    logits = z @ e.T / check_temperature(temperature)
+    positive = targets.to(torch.bool)
+    negatives = torch.logsumexp(logits.masked_fill(positive, MASKED), dim=1, keepdim=True)
+    per_positive = torch.logaddexp(logits, negatives) - logits  # -log p of each positive against the negatives
+    held = positive.sum(dim=1)
+    per_item = (per_positive * positive).sum(dim=1) / held.clamp_min(1)
+    labelled = (held > 0).to(per_item.dtype)
+    return (per_item * labelled).sum() / labelled.sum().clamp_min(1.0)
 
 
 def sample_label_columns(labels: Tensor, negatives: int, rng: np.random.Generator) -> Tensor | None:

@@ -226,16 +226,18 @@ class LabelContrastLoss(Objective):
     approximation of dual-encoder training (Jean et al. 2015, with the batch's targets plus
     sampled words as the vocabulary; Karpukhin et al. 2020, DPR). When C is at most the
     number of labels the batch holds plus k, S is every label and the loss is the full
-    one; ``label_negatives=None`` always uses every label.
+    one; ``label_negatives=None`` always uses every label. ``decoupled=True`` (``--objective
+    label_contrast --objective-params '{"decoupled": true}'``) is DEXML's decoupled softmax
+    (:func:`label_contrast`).
     """
 
     needs_label_embeddings = True
 
-    def __init__(self, temperature: float = 0.05, label_negatives: int | None = 1024) -> None:
+    def __init__(self, temperature: float = 0.05, label_negatives: int | None = 1024, decoupled: bool = False) -> None:
         super().__init__(temperature)
         if label_negatives is not None and (type(label_negatives) is not int or label_negatives < 0):
             raise ValueError(f"label_negatives must be an int >= 0 or None (every label); got {label_negatives!r}")
-        self.label_negatives = label_negatives
+        self.label_negatives, self.decoupled = label_negatives, decoupled
 
     def sample_labels(self, labels: Tensor, rng: np.random.Generator) -> tuple[Tensor | None, Tensor]:
         """``(S, labels[:, S])`` with S the sorted label ids described above, drawn from
@@ -259,10 +261,10 @@ class LabelContrastLoss(Objective):
             raise ValueError("LabelContrastLoss needs labels and label_embeddings [C, D]")
         if keys is not None:
             raise ValueError("LabelContrastLoss contrasts items with label embeddings; it takes no extra keys")
-        return label_contrast(embeddings, label_embeddings, labels, self.temperature)
+        return label_contrast(embeddings, label_embeddings, labels, self.temperature, decoupled=self.decoupled)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, label_negatives={self.label_negatives}"
+        return f"{super().extra_repr()}, label_negatives={self.label_negatives}, decoupled={self.decoupled}"
 
 
 _REGISTRY: dict[str, tuple[type[Objective], dict[str, Any]]] = {
