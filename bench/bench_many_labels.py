@@ -115,6 +115,7 @@ def child_step(data: Path, objective_name: str, batch_size: int) -> dict:
     from labelcon.encoders import MLPEncoder
     from labelcon.objectives import build_objective
     from labelcon.training import Trainer
+    from labelcon.training.settings import TrainingSettings
 
     y = sp.load_npz(data / "train_labels.npz").tocsr()
     x = np.load(data / "train_features.npy")
@@ -126,7 +127,7 @@ def child_step(data: Path, objective_name: str, batch_size: int) -> dict:
     config = Config(encoder="mlp", objective=objective_name, epochs=1, batch_size=batch_size, lr=1e-3,
                     max_time_minutes=1e-9)  # fmt: skip
     label_texts = list(label_features) if objective.needs_label_embeddings else None
-    trainer = Trainer(encoder, objective, config.training(), label_texts=label_texts, show_progress=False)
+    trainer = Trainer(encoder, objective, TrainingSettings.from_config(config), label_texts=label_texts, show_progress=False)
     clock = Clock()
     state = trainer.fit(x, y)
     return {"steps": state.global_step, "seconds": clock.read(), "rss_before_mb": before,

@@ -52,7 +52,7 @@ from labelcon.data import load_split
 from labelcon.encoders import TransformerEncoder
 from labelcon.device import precision_for
 from labelcon.export import export
-from labelcon.rundir import resolve
+from labelcon.modeldir import resolve
 from labelcon.training.monitor import ENCODE_BATCH
 
 SEED = 13

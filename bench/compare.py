@@ -82,6 +82,7 @@ from labelcon.encoders import TransformerEncoder
 from labelcon.heads import Thresholds
 from labelcon.heads.decisions import choose_rule, rule_name
 from labelcon.io import read_json, write_json
+from labelcon.machine import cpu_model
 from labelcon.metrics import evaluate, label_propensities, ndcg_at_k, psp_at_k
 
 REPO = Path(__file__).resolve().parents[1]
@@ -221,13 +222,7 @@ def load_task(name: str, args: argparse.Namespace) -> tuple[Task, Dataset, dict[
 
 def machine() -> dict[str, Any]:
     """CPU model and count, thread count and library versions, for the record."""
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), model)
-    except OSError:
-        pass
-    return {"cpu": model, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    return {"cpu": cpu_model() or platform.processor() or "unknown", "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__}
 
 

@@ -67,6 +67,7 @@ from labelcon.encoders import build_encoder, shipped_path
 from labelcon.encoders.base import encode_batch_size
 from labelcon.objectives import build_objective
 from labelcon.training import Trainer
+from labelcon.training.settings import TrainingSettings
 
 LR = 5e-5
 #: The end-to-end row's epochs (one in a dry run).
@@ -180,8 +181,8 @@ def labelcon_training(model: Path, device: torch.device, texts: list[str], y, ba
         config = Config(encoder=str(model), objective="supcon-jaccard", batch_size=batch, max_length=max_length,
                         epochs=1, min_steps=0, max_time_minutes=0, device=str(device))  # fmt: skip
         encoder = build_encoder(str(model), max_length=max_length, device=device)
-        trainer = CountingTrainer(encoder, build_objective("supcon-jaccard", temperature=0.1), config.training(),
-                                  show_progress=False)  # fmt: skip
+        trainer = CountingTrainer(encoder, build_objective("supcon-jaccard", temperature=0.1),
+                                  TrainingSettings.from_config(config), show_progress=False)  # fmt: skip
         n = batch * n_steps
         trainer.fit(texts[:n], y[:n])
         wait(device)

@@ -31,7 +31,7 @@ from machine import machine
 from labelcon import Labelcon
 from labelcon.data import train_dev_split
 from labelcon.data.registry import load_split
-from labelcon.heads import Thresholds, mix_scores
+from labelcon.heads import Thresholds
 from labelcon.metrics import evaluate
 
 
@@ -56,15 +56,8 @@ def chunk_scores(model: Labelcon, texts: list[str], limit: int) -> dict[str, np.
     extra, owner = windows(model, texts, limit)
     if extra:
         np.maximum.at(best, owner, stage.head.predict_scores(model.encode(extra)))
-    own = stage.head.fallback_threshold
-    keep = [] if own is None else own.columns
-    votes = stage.lexical.sparse_scores(texts) if stage.lexical is not None else None
-
-    def mixed(scores: np.ndarray) -> np.ndarray:
-        return scores if votes is None else mix_scores(scores, votes, stage.lexical_weight, keep)
-
-    return {"first window (the model)": mixed(first), "max over windows": mixed(best),
-            "mean of first and max": mixed((first + best) / 2)}  # fmt: skip
+    return {"first window (the model)": stage.mixed(first, texts), "max over windows": stage.mixed(best, texts),
+            "mean of first and max": stage.mixed((first + best) / 2, texts)}  # fmt: skip
 
 
 def line(name: str, y, decisions: np.ndarray, scores: np.ndarray) -> str:

@@ -16,7 +16,7 @@ from labelcon.card import LISTED_LABELS, card_text, write_card
 from labelcon.cli import main
 from labelcon.data import LabelSpace
 from labelcon.io import read_json, write_json
-from tests.conftest import FAST, write_jsonl
+from tests.helpers import FAST, write_jsonl
 
 
 def _front_matter(card: str) -> dict:

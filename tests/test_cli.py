@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from labelcon.cli import main
-from tests.conftest import FAST, write_jsonl
+from tests.helpers import FAST, write_jsonl
 
 METRICS = {"macro_f1", "micro_f1", "samples_f1", "macro_ap", "precision_at_1", "precision_at_3", "precision_at_5",
            "lrap", "hamming_loss"}

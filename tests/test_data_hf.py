@@ -6,7 +6,7 @@ import pytest
 
 from labelcon import Labelcon
 from labelcon.data import DataError, as_dataset
-from tests.conftest import FAST, make_items
+from tests.helpers import FAST, make_items
 
 datasets = pytest.importorskip("datasets")
 

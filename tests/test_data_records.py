@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import json
 import sys
 
@@ -194,9 +192,3 @@ def test_labels_file_repeat_and_bad_scores(tmp_path):
     with pytest.raises(DataError, match=r"line 1: expected a finite number in 'score', got str 'high'"):
         read_pairs(write(tmp_path, "p.jsonl", jsonl({"text1": "a", "text2": "b", "score": "high"})))
 
-
-@pytest.mark.parametrize("module", ["records", "dataset", "labels", "splits", "registry", "sources", "__init__"])
-def test_docstring_examples_run(module):
-    name = "labelcon.data" if module == "__init__" else f"labelcon.data.{module}"
-    result = doctest.testmod(importlib.import_module(name))
-    assert result.attempted > 0 and result.failed == 0

@@ -19,7 +19,7 @@ from labelcon import device as device_module
 from labelcon.cli import main
 from labelcon.config import Config, ConfigError, ServeSettings
 from labelcon.data import LabelSpace
-from labelcon.device import DeviceError, Precision, choose_precision, resolve_device
+from labelcon.device import DeviceError, Precision, choose_precision, resolve_device, training_processes
 from labelcon.encoders import build_encoder, load_encoder
 from labelcon.feed import ahead_for, prefetched
 from labelcon.heads import EnsembleHead, build_head
@@ -30,7 +30,8 @@ from labelcon.training import distributed
 from labelcon.training import trainer as trainer_module
 from labelcon.training.labels import batch_labels
 from labelcon.training.trainer import Trainer
-from tests.conftest import FAST, TOPICS, interrupted_at, make_items
+from labelcon.training.settings import TrainingSettings
+from tests.helpers import FAST, TOPICS, interrupted_at, make_items
 
 META = torch.device("meta")
 
@@ -88,15 +89,15 @@ def test_the_device_setting_is_checked_when_the_config_is_built() -> None:
 ])  # fmt: skip
 def test_nproc_auto_starts_one_process_per_gpu(monkeypatch, gpus, name, nproc, want) -> None:
     _machine(monkeypatch, gpus)
-    assert Config(device=name, nproc=nproc).processes() == want
+    assert training_processes(nproc, name) == want
 
 
 def test_nproc_auto_trains_with_the_processes_torchrun_started(monkeypatch) -> None:
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    assert Config().training().nproc == 1
+    assert TrainingSettings.from_config(Config()).nproc == 1
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
-    assert Config().training().nproc == 4
-    assert Config(nproc=2).training().nproc == 2
+    assert TrainingSettings.from_config(Config()).nproc == 4
+    assert TrainingSettings.from_config(Config(nproc=2)).nproc == 2
 
 
 @pytest.mark.parametrize("gpus, local_rank, name, want_device, want_backend", [
@@ -166,7 +167,7 @@ def _trainer(texts, objective, device, run_dir=None, **settings) -> Trainer:
     config = Config(**{**FAST, "objective": objective, **settings})
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
     return Trainer(encoder, build_objective(objective, temperature=0.1),
-                   dataclasses.replace(config.training(), device=device), run_dir=run_dir,
+                   dataclasses.replace(TrainingSettings.from_config(config), device=device), run_dir=run_dir,
                    label_texts=sorted(TOPICS), show_progress=False)  # fmt: skip
 
 
@@ -223,7 +224,7 @@ def test_a_step_computes_on_the_device_given(positives, label_embeddings, mini_b
     spy = DeviceSpy(positives, label_embeddings)
     encoder = build_encoder("static", train_texts=texts, max_length=16, seed=0)
     config = Config(**{**FAST, "mini_batch_size": mini_batch_size})
-    trainer = Trainer(encoder, spy, dataclasses.replace(config.training(), device=META), label_texts=sorted(TOPICS),
+    trainer = Trainer(encoder, spy, dataclasses.replace(TrainingSettings.from_config(config), device=META), label_texts=sorted(TOPICS),
                       show_progress=False)  # fmt: skip
     batch, labels = trainer._prepare(texts, y, list(range(16)))
     loss = trainer._loss(batch, labels)

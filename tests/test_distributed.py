@@ -27,7 +27,8 @@ from labelcon.sampling import LabelAwareBatchSampler
 from labelcon.training import distributed
 from labelcon.training.labels import batch_labels
 from labelcon.training.trainer import Trainer
-from tests.conftest import FAST
+from labelcon.training.settings import TrainingSettings
+from tests.helpers import FAST
 
 # Each spawned process imports this module: it stays light (no transformers, labelcon's
 # estimator and CLI are imported where used).
@@ -100,7 +101,7 @@ def _steps(case: tuple, rows: slice) -> dict:
     objective, mini_batch, queue_size, sparse = case
     encoder = WordBag([word for batch in BATCHES for text, _ in batch for word in text.split()] + LABEL_NAMES)
     config = Config(objective=objective, mini_batch_size=mini_batch, queue_size=queue_size, temperature=0.2)
-    trainer = Trainer(encoder, build_objective(objective, temperature=0.2), config.training(), label_texts=LABEL_NAMES,
+    trainer = Trainer(encoder, build_objective(objective, temperature=0.2), TrainingSettings.from_config(config), label_texts=LABEL_NAMES,
                       show_progress=False)
     trainer._start(_batch(0, rows, sparse)[0])
     for index in range(len(BATCHES) if queue_size else 1):
@@ -145,7 +146,7 @@ class WordBagWithSpare(WordBag):
 def _finds_unused_parameters(encoder: WordBag, texts: list[str], labels: torch.Tensor) -> bool:
     """Whether the trainer's DDP wrapper looks for unused parameters, after two steps (DDP
     fails in the second one when it was told wrong)."""
-    trainer = Trainer(encoder, build_objective("supcon-jaccard"), Config().training(), show_progress=False)
+    trainer = Trainer(encoder, build_objective("supcon-jaccard"), TrainingSettings.from_config(Config()), show_progress=False)
     trainer._start(texts)
     for _ in range(2):
         trainer._loss(texts, labels)

@@ -4,7 +4,6 @@ and bad inputs."""
 
 from __future__ import annotations
 
-import doctest
 import json
 import os
 import shutil
@@ -20,8 +19,8 @@ from click.testing import CliRunner
 import labelcon
 from labelcon.cli import main
 from labelcon.heads import build_head
-from labelcon.rundir import ModelLoadError
-from tests.conftest import write_jsonl
+from labelcon.filecheck import ModelLoadError
+from tests.helpers import write_jsonl
 from tests.test_cli import _fast_flags
 
 
@@ -249,8 +248,3 @@ def test_an_unknown_encoder_offline_fails_in_one_line(toy_data, tmp_path) -> Non
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "no-such-org/no-such-encoder" in lines[0], done.stderr
 
-
-def test_the_rundir_examples_hold() -> None:
-    import labelcon.rundir
-
-    assert doctest.testmod(labelcon.rundir).failed == 0

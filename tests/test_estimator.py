@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from labelcon import Labelcon, estimator, metrics, prediction
+from labelcon import Labelcon, metrics, prediction
 from labelcon.data import DataError
 from labelcon.estimator import NotFittedError
 from labelcon.training import Trainer
-from tests.conftest import FAST, interrupted_at, make_items, write_jsonl
+from tests.helpers import FAST, interrupted_at, make_items, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -223,13 +223,6 @@ def test_keep_base_interpolates_the_trained_encoder_toward_its_start(toy_data) -
     torch.testing.assert_close(kept, 0.25 * start + 0.75 * trained)
     with pytest.raises(ValueError, match="keep_base"):
         Labelcon(keep_base=1.0)
-
-
-def test_docstring_examples_run() -> None:
-    import doctest
-
-    result = doctest.testmod(estimator)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_lexical_vote_mixes_into_every_score_path_and_is_saved(toy_data, tmp_path) -> None:

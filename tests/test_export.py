@@ -15,8 +15,8 @@ from labelcon.cli import main
 from labelcon.encoders import MLPEncoder, OnnxEncoder, StaticEncoder, TransformerEncoder
 from labelcon.export import ExportError, export
 from labelcon.io import read_json, write_json
-from labelcon.rundir import MODEL_FILE
-from tests.conftest import FAST, FILLER, TOPICS, make_items
+from labelcon.modeldir import MODEL_FILE
+from tests.helpers import FAST, FILLER, TOPICS, make_items
 
 SentenceTransformer = pytest.importorskip("sentence_transformers").SentenceTransformer
 pytest.importorskip("onnxruntime")

@@ -9,7 +9,6 @@ MiniLM when it is installed."""
 from __future__ import annotations
 
 import copy
-import doctest
 import importlib.util
 from pathlib import Path
 
@@ -18,9 +17,10 @@ import torch
 from transformers import BertConfig, BertModel, BertTokenizer, MPNetConfig, MPNetModel
 
 from labelcon.config import Config, ConfigError
-from labelcon.encoders import TransformerEncoder, frozen, load_encoder
+from labelcon.encoders import TransformerEncoder, load_encoder
 from labelcon.encoders.frozen import STATES, lower_part
-from tests.conftest import FAST, FILLER, TOPICS, interrupted_at
+from labelcon.training.settings import TrainingSettings
+from tests.helpers import FAST, FILLER, TOPICS, interrupted_at
 from tests.test_training import _toy
 
 TEXTS = ["the team won the match today", "a new song about a beach trip", "spicy", "my coach and the league"]
@@ -137,7 +137,7 @@ def test_trainer_with_gradcache_and_a_queue_changes_only_the_top_layers(folder) 
     encoder = TransformerEncoder(str(folder), max_length=16, projection_dim=8, train_layers=1)
     before = _params(encoder)
     settings = Config(**{**FAST, "epochs": 1, "mini_batch_size": 8, "queue_size": 48, "momentum": 0.9, "lr": 1e-3})
-    trainer = Trainer(encoder, build_objective("supcon-jaccard"), settings.training(), show_progress=False)
+    trainer = Trainer(encoder, build_objective("supcon-jaccard"), TrainingSettings.from_config(settings), show_progress=False)
     trainer.fit(texts, y)
     for name, after in [*_params(encoder).items(), *_params(trainer.momentum_encoder).items()]:
         assert torch.equal(after, before[name]) != encoder.get_parameter(name).requires_grad, name
@@ -164,6 +164,3 @@ def test_an_interrupted_run_resumes_to_the_same_weights(folder, toy_data, tmp_pa
     assert len(straight.encoder_.layer_cache) == 0  # emptied after training
     assert Labelcon.load(tmp_path / "b").encoder_.train_layers == 1
 
-
-def test_frozen_docstring_examples_run() -> None:
-    assert doctest.testmod(frozen).failed == 0

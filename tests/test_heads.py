@@ -167,11 +167,3 @@ def test_build_head_and_input_errors(data):
     with pytest.raises(FileNotFoundError, match="head.json"):
         Head.load("/nonexistent/dir")
 
-
-@pytest.mark.parametrize("module", ["base", "ensemble", "thresholds", "knn", "linear", "prototypes", "label_text", "index"])
-def test_docstring_examples_run(module):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(f"labelcon.heads.{module}"))
-    assert result.attempted > 0 and result.failed == 0

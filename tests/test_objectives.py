@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import math
 
 import numpy as np
@@ -570,16 +568,6 @@ def test_temperature_that_is_not_a_positive_number_is_refused(temperature):
 
 
 # ----------------------------------------------------------------- docs
-@pytest.mark.parametrize(
-    "module",
-    ["kernel", "relations", "supcon", "mulsupcon", "info_nce", "label_contrast", "queue", "distributed", "modules"],
-)
-def test_docstring_examples_run(module):
-    mod = importlib.import_module(f"labelcon.objectives.{module}")
-    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
-
-
 def test_wide_dense_labels_take_the_sparse_route(monkeypatch):
     from labelcon.objectives import relations
 

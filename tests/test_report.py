@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from labelcon.cli import main
-from tests.conftest import FAST, TOPICS, make_items, write_jsonl
+from tests.helpers import FAST, TOPICS, make_items, write_jsonl
 
 SECTIONS = ("summary", "training", "labels", "decisions", "space", "errors", "run")
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,12 +132,11 @@ def test_a_failing_report_warns_in_one_line_and_keeps_the_run(data, tmp_path, mo
 
 def test_a_run_trained_without_labels_gets_a_training_report(data, tmp_path) -> None:
     from labelcon import Labelcon
-    from labelcon.report import write_report
 
     texts = [item["text"] for item in make_items(80, 3)]
     Labelcon(**{**FAST, "objective": "simcse", "epochs": 1}).fit((texts, [[]] * len(texts)), out_dir=tmp_path / "run",
                                                                  show_progress=False)  # fmt: skip
-    html = write_report(tmp_path / "run")[0].read_text(encoding="utf-8")
+    html = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")  # fit(out_dir=...) wrote it
     _check_page(html, figures=2)
     assert 'id="figure-loss"' in html and "without labels" in html and 'id="figure-labels"' not in html
 

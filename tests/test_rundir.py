@@ -6,16 +6,14 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from labelcon import Labelcon
 from labelcon.cli import main
-from labelcon.rundir import MODEL_FILE, RunDirectoryError, load_current, publish, resolve
-from tests.conftest import FAST, make_items, write_jsonl
+from labelcon.modeldir import RunDirectoryError, load_current, publish, resolve
+from tests.helpers import FAST, make_items, write_jsonl
 
 
 def _train(toy_data, out, *extra: str):
@@ -97,7 +95,7 @@ def test_resume_checks_the_data_and_settings_of_the_interrupted_run(finished, to
 def test_a_second_writer_is_kept_out_while_the_first_holds_the_lock(toy_data, tmp_path) -> None:
     out = tmp_path / "busy"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from labelcon.rundir import locked\n"
+        "import sys, time; from labelcon.modeldir import locked\n"
         f"with locked({str(out)!r}):\n    print('held', flush=True); time.sleep(30)")],
         stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
@@ -130,25 +128,6 @@ def test_publish_switches_whole_versions_and_readers_follow_a_newer_one(tmp_path
     with pytest.raises(OSError, match="disk full"):
         publish(tmp_path, broken, {})
     assert resolve(tmp_path)[0].name == "model.2" and not list(tmp_path.glob(".*.tmp"))
-
-
-def test_a_model_directory_of_the_first_format_loads(finished, tmp_path) -> None:
-    model = Labelcon.load(finished)
-    folder, _ = resolve(finished)
-    old = tmp_path / "v1"
-    shutil.copytree(folder, old)
-    stage = json.loads((old / "prediction.json").read_text())
-    (old / "prediction.json").unlink()
-    (old / MODEL_FILE).write_text(json.dumps({"format": 1, "labels": 4, "at_least_one": stage["at_least_one"],
-                                              "head_selection": stage["selection"], "objective": model.objective_,
-                                              "lexical_weight": stage["lexical_weight"]}))  # fmt: skip
-    loaded = Labelcon.load(old)
-    texts = [item["text"] for item in make_items(20, 4)]
-    assert loaded.predict(texts) == model.predict(texts) and loaded.objective_ == model.objective_
-    np.testing.assert_array_equal(loaded.predict_proba(texts), model.predict_proba(texts))
-    Labelcon.load(old).save(old)  # saving over it moves it to the current format
-    assert json.loads((old / MODEL_FILE).read_text())["format"] == 2 and not (old / "head").exists()
-    assert Labelcon.load(old).predict(texts) == model.predict(texts)
 
 
 def test_python_fit_owns_its_out_dir_too(toy_data, tmp_path) -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import doctest
 import time
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-import labelcon.sampling
 from labelcon.sampling import LabelAwareBatchSampler
 
 
@@ -134,7 +132,3 @@ def test_full_epoch_at_1e5_labels_and_2e5_items_is_fast():
     assert seen.all()
     assert elapsed < 5.0, f"one epoch of index generation took {elapsed:.2f} s"
 
-
-def test_docstring_example_runs():
-    result = doctest.testmod(labelcon.sampling)
-    assert result.attempted > 0 and result.failed == 0

@@ -13,7 +13,7 @@ from labelcon import Labelcon
 from labelcon.cli import main
 from labelcon.data import DataError
 from labelcon.search import INDEX_DIR, Hit, fresh_index, read_corpus
-from tests.conftest import FAST, make_items, write_jsonl
+from tests.helpers import FAST, make_items, write_jsonl
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,8 @@ import base64
 import json
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +24,8 @@ from labelcon import Labelcon  # noqa: E402
 from labelcon.batching import Batcher  # noqa: E402
 from labelcon.config import ServeSettings  # noqa: E402
 from labelcon.serve import ENV_SPEC, app_from_environment, create_app  # noqa: E402
-from tests.conftest import FAST, make_items  # noqa: E402
+from tests.helpers import FAST, make_items  # noqa: E402
+from tests.serving import server_process  # noqa: E402
 
 TEXTS = ["song album band concert", "goal team coach", "hotel flight beach and recipe dinner"]
 
@@ -60,8 +57,11 @@ def _error(response, status: int) -> str:
 
 
 def test_health_and_info(client, model) -> None:
-    assert client.get("/health").json() == {"status": "ok"}
+    health = client.get("/health")
+    assert health.json() == {"status": "ok", "model_version": model.version_}
+    assert health.headers["X-Labelcon-Model-Version"] == model.version_
     info = client.get("/info").json()
+    assert info["model_version"] == model.version_
     assert info["labels"] == model.classes_ == ["food", "music", "sports", "travel"]
     assert info["embedding_dim"] == model.encoder_.dim
     assert info["encoder"]["type"] == "static"
@@ -111,7 +111,7 @@ def test_one_string_is_one_embedding(client, model) -> None:
     ({"inputs": []}, "empty list"),
     ({"inputs": ["ok", ""]}, "item 1 is empty"),
     ({"inputs": "   "}, "item 0 is empty"),
-    ({"inputs": 5}, "got a number"),
+    ({"inputs": 5}, "got a whole number"),
     ({"inputs": ["ok", None]}, "item 1: expected a string, got null"),
     ({"inputs": [["token", "list"]]}, "item 0: expected a string, got a list"),
     ({"inputs": ["ok"], "top_k": "3"}, "top_k"),
@@ -209,41 +209,12 @@ def test_the_command_refuses_a_directory_without_a_model_and_bad_limits(run_dir,
     result = CliRunner().invoke(main, ["serve", str(tmp_path)])
     assert result.exit_code == 2 and "not a labelcon model directory" in result.output
     result = CliRunner().invoke(main, ["serve", str(run_dir), "--max-items", "0"])
-    assert result.exit_code == 2 and "--max-items: Input should be greater than or equal to 1, got 0" in result.output
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def _server(run_dir: Path, *flags: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    """``labelcon serve`` as a process on a free loopback port, once it answers /health."""
-    port = _free_port()
-    command = [sys.executable, "-m", "labelcon", "serve", str(run_dir), "--port", str(port), "--log-level", "warning"]
-    proc = subprocess.Popen([*command, *flags], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
-    try:
-        while True:
-            assert proc.poll() is None, proc.stderr.read()
-            assert time.monotonic() < deadline, "the server did not answer within 60 s"
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    assert result.exit_code == 2 and "--max-items: must be >= 1, got 0" in result.output
 
 
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(run_dir, model) -> None:
     refused: list[bool] = []
-    with _server(run_dir) as (proc, url):
+    with server_process(run_dir) as (proc, url):
         assert httpx.post(f"{url}/predict", json={"inputs": TEXTS}).json()["predictions"][1]["labels"] == \
             model.predict(TEXTS)[1]  # fmt: skip
 
@@ -274,14 +245,6 @@ def test_each_workers_process_builds_its_app_from_the_environment(run_dir, monke
     with TestClient(app_from_environment()) as worker:
         assert worker.get("/info").json()["limits"]["max_items"] == 3
         assert _error(worker.post("/predict", json={"inputs": ["a"] * 4}), 413)
-
-
-@pytest.mark.parametrize("name", ["labelcon.batching", "labelcon.schemas"])
-def test_doctests(name) -> None:
-    import doctest
-    import importlib
-
-    assert doctest.testmod(importlib.import_module(name)).failed == 0
 
 
 def test_search_route_answers_when_the_run_has_an_index(run_dir, toy_data, tmp_path) -> None:

@@ -24,7 +24,8 @@ from labelcon.training.labels import batch_labels
 from labelcon.training.schedule import linear_warmup_decay
 from labelcon.training.trainer import Trainer
 from labelcon.views import make_view
-from tests.conftest import FAST, FILLER, TOPICS, interrupted_at, make_items
+from labelcon.training.settings import TrainingSettings
+from tests.helpers import FAST, FILLER, TOPICS, interrupted_at, make_items
 
 LABELS = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]] * 3, dtype=torch.float32)
 
@@ -134,7 +135,7 @@ def _queue_trainer(texts: list[str], objective: str, run_dir=None, **settings) -
     config = Config(**{**FAST, "objective": objective, "queue_size": 48, "momentum": 0.9, **settings})
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
     view = make_view("word_deletion", p=0.3) if objective == "simcse" else None
-    return Trainer(encoder, build_objective(objective, temperature=0.1), config.training(), run_dir=run_dir, view=view,
+    return Trainer(encoder, build_objective(objective, temperature=0.1), TrainingSettings.from_config(config), run_dir=run_dir, view=view,
                    show_progress=False)
 
 
@@ -210,7 +211,7 @@ def test_interrupted_run_with_a_queue_resumes_exactly(tmp_path, monkeypatch) -> 
 
 def test_queue_with_label_texts_objective_is_refused() -> None:
     with pytest.raises(ValueError, match="takes no extra keys"):
-        Trainer(torch.nn.Linear(2, 2), build_objective("label_contrast"), Config(queue_size=8).training(), label_texts=["a"])
+        Trainer(torch.nn.Linear(2, 2), build_objective("label_contrast"), TrainingSettings.from_config(Config(queue_size=8)), label_texts=["a"])
 
 
 def test_warmup_decay_follows_the_time_budget_when_it_runs_ahead() -> None:
@@ -225,7 +226,7 @@ def test_warmup_decay_follows_the_time_budget_when_it_runs_ahead() -> None:
 
 def test_time_budget_stops_training_and_skips_the_pointless_evaluation(toy_data) -> None:
     from labelcon import Labelcon
-    from tests.conftest import FAST
+    from tests.helpers import FAST
 
     model = Labelcon(**{**FAST, "epochs": 50, "max_time_minutes": 1e-9}).fit(
         toy_data["train"], toy_data["dev"], show_progress=False
@@ -241,7 +242,7 @@ def test_no_dev_check_when_the_budget_ends_the_run_within_the_next_epoch(toy_dat
 
     import labelcon.training.trainer as trainer_module
     from labelcon import Labelcon
-    from tests.conftest import FAST
+    from tests.helpers import FAST
 
     plain = Labelcon(**FAST).fit(toy_data["train"], toy_data["dev"], show_progress=False)
     assert "dev" in plain.history_[0]  # without a budget, the first epoch is checked
@@ -257,18 +258,9 @@ def test_no_dev_check_when_the_budget_ends_the_run_within_the_next_epoch(toy_dat
     assert not any("dev" in record for record in model.history_)
 
 
-def test_schedule_docstring_examples_run() -> None:
-    import doctest
-
-    import labelcon.training.schedule as schedule_module
-
-    result = doctest.testmod(schedule_module)
-    assert result.attempted > 0 and result.failed == 0
-
-
 def test_small_data_repeats_passes_until_min_steps_and_evaluates_once_per_epoch(toy_data) -> None:
     from labelcon import Labelcon
-    from tests.conftest import FAST
+    from tests.helpers import FAST
 
     plain = Labelcon(**FAST).fit(toy_data["train"], toy_data["dev"], show_progress=False)
     steps_per_pass = plain.history_[0]["step"]
@@ -295,7 +287,7 @@ def test_auto_epochs_fill_a_budget_while_dev_improves(budget_minutes, dev_scores
     score = (lambda: next(checks) / 100) if dev_scores == "rising" else (lambda: 0.5)
     config = Config(**{**FAST, "epochs": "auto", "max_time_minutes": budget_minutes, "min_steps": min_steps})
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
-    trainer = Trainer(encoder, build_objective("supcon-jaccard", temperature=0.1), config.training(),
+    trainer = Trainer(encoder, build_objective("supcon-jaccard", temperature=0.1), TrainingSettings.from_config(config),
                       evaluate=lambda _: {"macro_ap": score()}, show_progress=False)  # fmt: skip
     history = trainer.fit(texts, y).history
     assert len(history) == epochs_run
@@ -323,7 +315,7 @@ def _label_text_trainer(texts, label_texts, run_dir=None, negatives=1024, **sett
     config = Config(**{**FAST, "objective": "label_contrast", **settings})
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
     objective = build_objective("label_contrast", temperature=0.1, label_negatives=negatives)
-    return Trainer(encoder, objective, config.training(), run_dir=run_dir, label_texts=label_texts, show_progress=False)
+    return Trainer(encoder, objective, TrainingSettings.from_config(config), run_dir=run_dir, label_texts=label_texts, show_progress=False)
 
 
 def _wide_toy(extra: int) -> tuple[list[str], sp.csr_matrix, list[str]]:
@@ -372,7 +364,7 @@ def test_interrupted_run_with_sampled_label_negatives_resumes_exactly(tmp_path, 
 def _static_trainer(texts, run_dir=None, **settings) -> Trainer:
     config = Config(**{**FAST, "objective": "supcon-jaccard", **settings})
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
-    return Trainer(encoder, build_objective("supcon-jaccard", temperature=0.1), config.training(), run_dir=run_dir,
+    return Trainer(encoder, build_objective("supcon-jaccard", temperature=0.1), TrainingSettings.from_config(config), run_dir=run_dir,
                    show_progress=False)
 
 
@@ -474,7 +466,7 @@ def test_history_holds_mean_losses_every_few_steps_and_the_time_of_dev_checks(mo
     monkeypatch.setattr(Trainer, "_step_loss", step_loss)
     config = Config(**FAST)
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
-    trainer = Trainer(encoder, build_objective("supcon-jaccard", temperature=0.1), config.training(),
+    trainer = Trainer(encoder, build_objective("supcon-jaccard", temperature=0.1), TrainingSettings.from_config(config),
                       evaluate=lambda _: {"macro_ap": 0.5}, show_progress=False)
     history = trainer.fit(texts, y).history
     every = history[-1]["step"] // 4  # a point every `every` steps, and one at each epoch's end
@@ -500,6 +492,6 @@ def test_fit_checks_the_labels_and_features_once_with_a_clear_error() -> None:
     features[[5, 9], 2] = np.nan
     config = Config(**{**FAST, "encoder": "mlp", "objective": "supcon-jaccard"})
     encoder = build_encoder("mlp", train_texts=features, seed=config.seed)
-    trainer = Trainer(encoder, build_objective("supcon-jaccard"), config.training(), show_progress=False)
+    trainer = Trainer(encoder, build_objective("supcon-jaccard"), TrainingSettings.from_config(config), show_progress=False)
     with pytest.raises(ValueError, match=r"feature rows must be finite; rows \[5, 9\] hold NaN or inf values"):
         trainer.fit(features, y)

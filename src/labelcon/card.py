@@ -26,13 +26,10 @@ import yaml
 
 from labelcon.data import registered_names
 from labelcon.io import atomic_open, read_json
-from labelcon.rundir import RUN_FILE
+from labelcon.metrics import HEADLINE_METRICS
+from labelcon.training_run import RUN_FILE
 
 CARD_FILE = "README.md"
-#: Metrics shown in the card, in this order, with their names.
-METRICS = {"macro_f1": "macro F1", "micro_f1": "micro F1", "samples_f1": "samples F1", "macro_ap": "macro AP",
-           "precision_at_1": "precision@1", "precision_at_3": "precision@3", "lrap": "LRAP",
-           "hamming_loss": "Hamming loss"}  # fmt: skip
 #: Labels listed by name in the card; more are counted.
 LISTED_LABELS = 100
 
@@ -81,7 +78,7 @@ def _front_matter(model: Any, name: str, dataset: str | None, export: dict[str, 
     elif export:
         tags += ["onnx"]
     test = model.metrics_.get("test") or {}
-    shown = [key for key in METRICS if key in test]
+    shown = [key for key in HEADLINE_METRICS if key in test]
     meta: dict[str, Any] = {"library_name": "labelcon", "tags": tags, "pipeline_tag": "text-classification"}
     if dataset:
         meta["datasets"] = [dataset]
@@ -89,7 +86,7 @@ def _front_matter(model: Any, name: str, dataset: str | None, export: dict[str, 
         meta["metrics"] = shown
         task = {"type": "text-classification", "name": "Multi-label text classification"}
         results = {"task": task, "dataset": {"name": dataset or "test", "type": dataset or "test", "split": "test"},
-                   "metrics": [{"type": key, "name": METRICS[key], "value": round(float(test[key]), 4)} for key in shown]}  # fmt: skip
+                   "metrics": [{"type": key, "name": HEADLINE_METRICS[key], "value": round(float(test[key]), 4)} for key in shown]}  # fmt: skip
         meta["model-index"] = [{"name": name, "results": [results]}]
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n"
 
@@ -149,7 +146,7 @@ def _metrics(metrics: dict[str, dict[str, Any]]) -> str:
     if not splits:
         return ""
     rows = [f"| {label} | " + " | ".join(_number(metrics[s].get(key)) for s in splits) + " |"
-            for key, label in METRICS.items() if any(key in metrics[s] for s in splits)]  # fmt: skip
+            for key, label in HEADLINE_METRICS.items() if any(key in metrics[s] for s in splits)]  # fmt: skip
     head = "| metric | " + " | ".join(splits) + " |\n|---|" + "---:|" * len(splits)
     note = "\n\nThe thresholds were calibrated on dev; test is the held-out figure." if "test" in splits else ""
     return "## Metrics\n\n" + head + "\n" + "\n".join(rows) + note

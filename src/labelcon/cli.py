@@ -10,7 +10,9 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +20,12 @@ import click
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
-from labelcon.card import write_card
-from labelcon.config import DEVICE_HELP, Config, ConfigError, DeviceName, ServeSettings, error_message
+from labelcon.config import DEVICE_HELP, Config, ConfigError, DeviceName, ServeSettings, error_message, refusal
 from labelcon.data import DataError, read_texts, registered_names
-from labelcon.io import atomic_open, write_json
+from labelcon.io import atomic_open
 from labelcon.options import command_line, config_options, settings_options
-from labelcon.rundir import CHECKPOINT_FILE, locked
+from labelcon.training.checkpoint import CHECKPOINT_FILE
+from labelcon.run_outputs import rounded_scores
 
 
 EXAMPLES_TRAIN = """
@@ -129,16 +131,12 @@ def train(train_path: str | None, dev_path: str | None, test_path: str | None, d
     labelcon.config.Config, also settable in --config FILE.yaml.
     """
     if dataset:
-        from labelcon.data.registry import resolve_dataset
+        from labelcon.data.registry import dataset_files
 
-        root = resolve_dataset(dataset, data_dir)
-        train_path = train_path or str(root / "train.jsonl")
-        dev_path = dev_path or (str(root / "dev.jsonl") if (root / "dev.jsonl").exists() else None)
-        test_path = test_path or (str(root / "test.jsonl") if (root / "test.jsonl").exists() else None)
-        if (root / "labels.txt").exists() and not flags.get("labels_file"):
-            flags["labels_file"] = str(root / "labels.txt")
-        if (root / "label_descriptions.tsv").exists() and not flags.get("label_descriptions"):
-            flags["label_descriptions"] = str(root / "label_descriptions.tsv")
+        files = dataset_files(dataset, data_dir)
+        train_path, dev_path, test_path = train_path or files["train"], dev_path or files["dev"], test_path or files["test"]
+        for name in ("labels_file", "label_descriptions"):
+            flags[name] = flags.get(name) or files[name]
     if not train_path:
         raise click.UsageError("give --train PATH or --dataset NAME")
     _check_parent(out_dir, "--out")
@@ -154,26 +152,22 @@ def train(train_path: str | None, dev_path: str | None, test_path: str | None, d
         config = Config.from_yaml(config_file, **overrides)
     else:
         config = Config.build(overrides, source="command line")
-    if config.processes() > 1 and "WORLD_SIZE" not in os.environ:
-        sys.exit(_relaunch(click.get_current_context(), config.processes()))
+    from labelcon.device import training_processes
+
+    processes = training_processes(config.nproc, config.device)
+    if processes > 1 and "WORLD_SIZE" not in os.environ:
+        sys.exit(_relaunch(click.get_current_context(), processes))
     from labelcon.estimator import Labelcon
     from labelcon.training.distributed import is_main_process
 
     if resume and not (out / CHECKPOINT_FILE).exists():
         click.echo(f"note: no checkpoint in {out} to resume from; starting from the beginning", err=True)
     started = time.monotonic()
-    model = Labelcon(config=config).fit(train_path, dev_path, out_dir=out, resume=resume, overwrite=overwrite,
-                                       show_progress=not quiet)
+    with _report_warnings():
+        model = Labelcon(config=config).fit(train_path, dev_path, test=test_path, out_dir=out, resume=resume,
+                                           overwrite=overwrite, show_progress=not quiet)  # fmt: skip
     if not is_main_process():  # under torchrun, rank 0 evaluates and writes the run directory
         return
-    if test_path and model.stage_ is not None:
-        test = model.read(test_path)
-        with locked(out):
-            model.metrics_["test"] = model.evaluate(test)
-            _write_predictions(model, test, out / "predictions_test.jsonl")
-            write_json(out / "metrics.json", model.metrics_)
-            write_card(out, model, run_dir=out)  # again, now with the test metrics
-    _write_report(out)
     if not quiet:
         click.echo(f"done in {time.monotonic() - started:.0f} s; run directory: {out}")
         _print_metrics(model.metrics_)
@@ -185,24 +179,10 @@ def _check_flags(flags: dict[str, Any]) -> None:
     try:
         Config(**flags)
     except ValidationError as exc:
-        problems = [f"--{err['loc'][0].replace('_', '-')}: {_refusal(err)}" for err in exc.errors()
+        problems = [f"--{err['loc'][0].replace('_', '-')}: {refusal(err)}" for err in exc.errors()
                     if err["loc"] and err["loc"][0] in flags]  # fmt: skip
         if problems:
             raise ConfigError("; ".join(problems)) from None
-
-
-#: Pydantic's bound errors, as the comparison they ask for.
-_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
-
-
-def _refusal(err: dict[str, Any]) -> str:
-    """What a pydantic error on one value asks for, and what came."""
-    if err["type"] in _BOUNDS:
-        bound = next(iter(err["ctx"].values()))
-        wanted = f"must be {_BOUNDS[err['type']]} {format(bound, 'g') if isinstance(bound, float) else bound}"
-    else:
-        wanted = error_message(err)
-    return f"{wanted}, got {err['input']!r}"
 
 
 def _check_parent(path: str, flag: str) -> None:
@@ -213,16 +193,20 @@ def _check_parent(path: str, flag: str) -> None:
         raise ValueError(f"{flag} {path}: cannot be made: {above} is a file, not a directory")
 
 
-def _write_report(out: Path) -> None:
-    """The run's report.html and report.md; a report that fails warns in one line and the run stays as it is."""
-    try:
-        from labelcon.report import write_report
+@contextmanager
+def _report_warnings() -> Iterator[None]:
+    """A report that failed (:class:`labelcon.run_outputs.ReportWarning`) as one ``warning:``
+    line on stderr; other warnings pass on as usual."""
+    from labelcon.run_outputs import ReportWarning
 
-        write_report(out)
-    except Exception as error:  # noqa: BLE001 -- a report must never fail a trained run
-        reason = str(error).splitlines()[0] if str(error) else ""
-        click.echo(f"warning: the run is kept, but its report was not written ({type(error).__name__}: {reason}); "
-                   f"try `labelcon report {out}`", err=True)  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ReportWarning)
+        yield
+    for warning in caught:
+        if issubclass(warning.category, ReportWarning):
+            click.echo(f"warning: {warning.message}", err=True)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def _relaunch(ctx: click.Context, nproc: int) -> int:
@@ -235,30 +219,18 @@ def _relaunch(ctx: click.Context, nproc: int) -> int:
     return subprocess.run(command, check=False).returncode
 
 
-def _write_predictions(model, dataset, path: Path, top_k: int = 5) -> None:
-    label_sets, ranked = model.predict_with_top_k(dataset.texts, top_k)
-    with atomic_open(path) as handle:
-        for text, gold, chosen, top in zip(dataset.texts, dataset.labels, label_sets, ranked, strict=True):
-            record = {"text": text, "labels": list(gold), "predicted": chosen, "scores": _rounded(top)}
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def _rounded(top: list[tuple[str, float]]) -> dict[str, float]:
-    """Top-k scores as a JSON object, best first, to 4 decimals."""
-    return {name: round(score, 4) for name, score in top}
-
-
 def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
     """One row per metric, one column per split."""
     from rich.console import Console
     from rich.table import Table
 
-    names = ["macro_f1", "micro_f1", "samples_f1", "macro_ap", "precision_at_1", "precision_at_3", "lrap", "hamming_loss"]
+    from labelcon.metrics import HEADLINE_METRICS
+
     table = Table(title="metrics")
     table.add_column("metric")
     for split in metrics:
         table.add_column(split, justify="right")
-    for name in names:
+    for name in HEADLINE_METRICS:
         table.add_row(name, *(f"{values[name]:.3f}" if name in values else "-" for values in metrics.values()))
     Console().print(table)
 
@@ -340,7 +312,7 @@ def predict(run_dir: str, texts: tuple[str, ...], input_path: str | None, text_f
     model = _load(run_dir, device)
     label_sets, ranked = model.predict_with_top_k(items, top_k)
     for text, chosen, top in zip(items, label_sets, ranked, strict=True):
-        click.echo(json.dumps({"text": text, "labels": chosen, "scores": _rounded(top)}, ensure_ascii=False))
+        click.echo(json.dumps({"text": text, "labels": chosen, "scores": rounded_scores(top)}, ensure_ascii=False))
 
 
 @main.command()
@@ -470,18 +442,33 @@ def export_model(run_dir: str, format_: str, out_dir: str, quantize: str | None,
 @settings_options(ServeSettings)
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True, help="uvicorn's log level (info logs every request).")
+@click.option("--api-key-file", type=click.Path(dir_okay=False),
+              help="File of API keys, one per line: every route but GET /health then needs "
+              "'Authorization: Bearer <key>' ($LABELCON_API_KEY adds one key).")  # fmt: skip
 @_fail_cleanly
-def serve(run_dir: str, host: str, port: int, workers: int, log_level: str, **limits: Any) -> None:
+def serve(run_dir: str, host: str, port: int, workers: int, log_level: str, api_key_file: str | None,
+          **limits: Any) -> None:  # fmt: skip
     """Serve the model in RUN_DIR over HTTP until SIGTERM or Ctrl-C (which finish the requests in flight).
 
     \b
-    Routes: GET /health, GET /info, POST /predict, POST /v1/embeddings (OpenAI's format),
-    GET /metrics (Prometheus); the API is described at /docs.
+    Routes: GET /health, GET /info, POST /predict, POST /search (once `labelcon index` gave
+    the run a corpus), POST /v1/embeddings (OpenAI's format), GET /metrics (Prometheus);
+    the API is described at /docs.
+    \b
+    API keys: with $LABELCON_API_KEY set or --api-key-file, every route but GET /health
+    answers 401 without 'Authorization: Bearer <key>'. Without a key, a --host other than a
+    loopback address is warned about: anyone who reaches it can use the server.
+    \b
+    New model versions: when the run directory publishes a newer model (a retrain, a
+    resumed run, --overwrite), the server loads it beside the old one and switches to it
+    between requests (checked every --reload-seconds); a version that does not load is
+    refused with a log line and the old one keeps serving. Answers name their version in
+    the X-Labelcon-Model-Version header, /health in its body.
     \b
     Examples:
       labelcon serve runs/a
       curl -s localhost:8000/predict -H 'Content-Type: application/json' -d '{"inputs": ["love it"]}'
-      labelcon serve runs/a --host 0.0.0.0 --port 8080 --workers 4 --max-items 64
+      LABELCON_API_KEY=$(openssl rand -hex 24) labelcon serve runs/a --host 0.0.0.0 --port 8080 --workers 4
     """
     try:
         from labelcon.serve import run
@@ -490,9 +477,9 @@ def serve(run_dir: str, host: str, port: int, workers: int, log_level: str, **li
     try:
         settings = ServeSettings(**{name: value for name, value in limits.items() if value is not None})
     except ValidationError as exc:
-        raise click.UsageError("; ".join(f"--{str(err['loc'][0]).replace('_', '-')}: {err['msg']}, got {err['input']}"
+        raise click.UsageError("; ".join(f"--{str(err['loc'][0]).replace('_', '-')}: {refusal(err)}"
                                          for err in exc.errors())) from None  # fmt: skip
-    run(run_dir, settings, host=host, port=port, workers=workers, log_level=log_level)
+    run(run_dir, settings, host=host, port=port, workers=workers, log_level=log_level, api_key_file=api_key_file)
 
 
 @main.command()
@@ -518,10 +505,13 @@ def report(run_dirs: tuple[str, ...], out: str | None, labels: tuple[str, ...], 
         raise click.UsageError("give --out FILE.html to put several runs side by side")
     if len(run_dirs) > 1 and (labels or test_path):
         raise click.UsageError("--label and --test apply to the report of one run")
+    from labelcon.estimator import Labelcon
+
+    models = [Labelcon.load(run_dir) for run_dir in run_dirs]
     if len(run_dirs) == 1:
-        paths = write_report(run_dirs[0], out, labels=labels, test=test_path)
+        paths = write_report(run_dirs[0], models[0], out, labels=labels, test=test_path)
     else:
-        paths = write_comparison(run_dirs, out)
+        paths = write_comparison(run_dirs, models, out)
     click.echo(f"wrote {paths[0]} and {paths[1]}")
 
 

@@ -10,32 +10,53 @@ Values come, in increasing priority, from the defaults below, a YAML file
 
 from __future__ import annotations
 
-import os
-from dataclasses import fields
+import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-if TYPE_CHECKING:
-    from labelcon.prediction import StageSettings
-    from labelcon.training.settings import TrainingSettings
+from labelcon.parts import AUTO_HEAD, check_head
+from labelcon.views import make_view
+
+#: The device names ``--device`` takes (:mod:`labelcon.device` says what each means).
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 
 
-def _device_name(value: str) -> str:
-    from labelcon.device import check_device_name
+class DeviceError(ValueError):
+    """A device name that is not one labelcon knows, or a device this machine does not have."""
 
-    return check_device_name(value)
+
+def check_device_name(name: str) -> str:
+    """``name`` when it is a device name of :mod:`labelcon.device` (whatever the machine has)."""
+    if not isinstance(name, str) or not DEVICE_PATTERN.fullmatch(name):
+        raise DeviceError(f"expected a device name ({DEVICE_CHOICES}), got {name!r}")
+    return name
 
 
 #: A device name of :mod:`labelcon.device` (whatever this machine has).
-DeviceName = Annotated[str, AfterValidator(_device_name)]
+DeviceName = Annotated[str, AfterValidator(check_device_name)]
 DEVICE_HELP = ("auto (a CUDA GPU, else Apple MPS, else the CPU) | cpu | cuda (this process's GPU: cuda:LOCAL_RANK "
                "under torchrun) | cuda:N | mps")
 
 #: Fields that take ``"auto"`` or a count, with the least count each allows.
 AUTO_OR_AT_LEAST = {"epochs": 0, "max_length": 4, "encode_max_length": 4, "nproc": 1}
+
+
+#: Pydantic's bound errors, as the comparison they ask for.
+_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+
+
+def refusal(err: dict[str, Any]) -> str:
+    """What a pydantic error on one value asks for, and what came: ``must be >= 0, got -1``."""
+    if err["type"] in _BOUNDS:
+        bound = next(iter(err["ctx"].values()))
+        wanted = f"must be {_BOUNDS[err['type']]} {format(bound, 'g') if isinstance(bound, float) else bound}"
+    else:
+        wanted = error_message(err)
+    return f"{wanted}, got {err.get('input')!r}"
 
 
 def error_message(err: dict[str, Any]) -> str:
@@ -188,12 +209,8 @@ class Config(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _parts_build(self) -> Config:
-        """A head or view name, or parameters they would refuse, fail here, before any training."""
-        # both modules are loaded on first use: the command line starts without them
-        from labelcon.prediction import AUTO_HEAD
-        from labelcon.views import make_view
-
+    def _parts_exist(self) -> Config:
+        """A head or view name, or parameters they do not take, fail here, before any training."""
         if self.train_layers is not None and self.encoder in ("static", "mlp"):
             raise ValueError(f"--train-layers applies to transformer encoders; the {self.encoder!r} encoder has no layers")
         try:
@@ -204,12 +221,7 @@ class Config(BaseModel):
             if self.head_params:
                 raise ValueError(f"head 'auto' picks its own parameters; head_params {self.head_params} need a named head")
             return self
-        from labelcon.heads import build_head
-
-        try:
-            build_head(self.head, **self.head_params)
-        except TypeError as error:  # a parameter the head's constructor needs
-            raise ValueError(f"head {self.head!r}: {error}") from None
+        check_head(self.head, self.head_params)
         return self
 
     def resolved_lr(self) -> float:
@@ -217,30 +229,6 @@ class Config(BaseModel):
         if self.lr is not None:
             return self.lr
         return 1e-2 if self.encoder == "static" else 5e-5
-
-    def processes(self) -> int:
-        """The processes ``labelcon train`` starts on this machine: ``nproc``, or for
-        ``auto`` one per CUDA GPU when the device lets each take its own, else 1."""
-        if self.nproc != "auto":
-            return self.nproc
-        from labelcon.device import gpu_processes
-
-        return gpu_processes(self.device)
-
-    def training(self) -> TrainingSettings:
-        """The settings the trainer reads; ``nproc`` ``auto`` counts the processes torchrun
-        started on this machine (``LOCAL_WORLD_SIZE``; 1 without torchrun)."""
-        from labelcon.training.settings import TrainingSettings
-
-        names = [f.name for f in fields(TrainingSettings) if f.name not in ("lr", "nproc")]
-        nproc = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if self.nproc == "auto" else self.nproc
-        return TrainingSettings(lr=self.resolved_lr(), nproc=nproc, **{name: getattr(self, name) for name in names})
-
-    def stage(self) -> StageSettings:
-        """The settings the prediction stage reads."""
-        from labelcon.prediction import StageSettings
-
-        return StageSettings(**{f.name: getattr(self, f.name) for f in fields(StageSettings)})
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "Config":
@@ -272,7 +260,7 @@ class Config(BaseModel):
                     valid = ", ".join(sorted(cls.model_fields))
                     problems.append(f"unknown field '{field}' (valid fields: {valid})")
                 else:
-                    problems.append(f"field '{field}': {err['msg']}, got {err.get('input')!r}")
+                    problems.append(f"field '{field}': {refusal(err)}")
             raise ConfigError(f"{source}: " + "; ".join(problems)) from None
 
     def to_yaml(self) -> str:
@@ -280,7 +268,7 @@ class Config(BaseModel):
 
 
 class ServeSettings(BaseModel):
-    """The limits and batching of ``labelcon serve``; each field is the flag of its name
+    """The limits, batching and version checks of ``labelcon serve``; each field is the flag of its name
     (``max_items``: ``--max-items``)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -292,3 +280,5 @@ class ServeSettings(BaseModel):
     max_batch: int = Field(128, ge=1, description="texts of concurrent requests gathered into one encoder batch")
     max_wait_ms: float = Field(2.0, ge=0, description="milliseconds a batch waits for more requests to join it")
     device: DeviceName = Field("auto", description=f"where the model embeds and scores: {DEVICE_HELP}")
+    reload_seconds: float = Field(2.0, ge=0, description="seconds between checks of the run directory for a newly "
+                                  "published model version, which then replaces the served one (0: never)")

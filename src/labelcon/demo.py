@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from labelcon.data import demo_paths, read_dataset
-from labelcon.io import write_json
+from labelcon.metrics import HEADLINE_METRICS
 
 EXAMPLES = [
     "I was charged twice for my subscription this month, please refund one of them",
@@ -28,14 +28,14 @@ def default_encoder() -> str:
 def run_demo(out_dir: Path | None = None, *, encoder: str | None = None, quiet: bool = False) -> dict:
     """Train on the built-in train split, calibrate on dev, evaluate on test, predict examples.
     The run goes to ``out_dir``, with its report (report.html, report.md) on the test split;
-    without one, to a temporary directory removed at the end (and no report: nobody would see it)."""
+    without one, to a temporary directory removed at the end."""
     if out_dir is None:
         with tempfile.TemporaryDirectory(prefix="labelcon-demo-") as tmp:
-            return _run(Path(tmp), "a temporary run directory (keep it with --out DIR)", encoder, quiet, report=False)
-    return _run(out_dir, f"run directory {out_dir}", encoder, quiet, report=True)
+            return _run(Path(tmp), "a temporary run directory (keep it with --out DIR)", encoder, quiet, kept=False)
+    return _run(out_dir, f"run directory {out_dir}", encoder, quiet, kept=True)
 
 
-def _run(out_dir: Path, where: str, encoder: str | None, quiet: bool, report: bool) -> dict:
+def _run(out_dir: Path, where: str, encoder: str | None, quiet: bool, kept: bool) -> dict:
     from labelcon.estimator import Labelcon
 
     console = Console(quiet=quiet)
@@ -46,15 +46,13 @@ def _run(out_dir: Path, where: str, encoder: str | None, quiet: bool, report: bo
     started = time.monotonic()
     settings = {"epochs": 4 if encoder != "static" else 20, "batch_size": 32, "min_steps": 0}
     model = Labelcon(encoder=encoder, labels_file=str(paths["labels"]), **settings)
-    model.fit(paths["train"], paths["dev"], out_dir=out_dir, show_progress=not quiet)
-    model.metrics_["test"] = model.evaluate(paths["test"])
-    write_json(out_dir / "metrics.json", model.metrics_)
+    model.fit(paths["train"], paths["dev"], test=paths["test"], out_dir=out_dir, show_progress=not quiet)
 
     table = Table(title=f"test metrics ({time.monotonic() - started:.0f} s)")
-    for name in ("macro_f1", "micro_f1", "samples_f1", "macro_ap", "precision_at_1"):
+    shown = list(HEADLINE_METRICS)[:5]
+    for name in shown:
         table.add_column(name, justify="right")
-    table.add_row(*(f"{model.metrics_['test'][n]:.3f}" for n in ("macro_f1", "micro_f1", "samples_f1", "macro_ap",
-                                                                "precision_at_1")))
+    table.add_row(*(f"{model.metrics_['test'][n]:.3f}" for n in shown))
     console.print(table)
 
     predictions = Table(title="predictions")
@@ -64,8 +62,6 @@ def _run(out_dir: Path, where: str, encoder: str | None, quiet: bool, report: bo
     for text, labels, top in zip(EXAMPLES, model.predict(EXAMPLES), model.top_k(EXAMPLES, 3)):
         predictions.add_row(text, ", ".join(labels), ", ".join(f"{name} {score:.2f}" for name, score in top))
     console.print(predictions)
-    if report:
-        from labelcon.report import write_report
-
-        console.print(f"report: {write_report(out_dir, test=paths['test'])[0]}")
+    if kept:
+        console.print(f"report: {out_dir / 'report.html'}")
     return model.metrics_

@@ -41,7 +41,7 @@ after fitting, is embedded as training computes (``encode(..., as_trained=True)`
 is the largest set a run embeds. ``bfloat16`` embeds in bfloat16 too.
 
 >>> choose_precision("auto", "cuda", capability=(7, 5))
-Precision(autocast=torch.float16, grad_scaler=True, tf32=False)
+Precision(autocast=torch.float16, grad_scaler=True, tf32=False, embed_autocast=None)
 >>> resolve_device("cpu")
 device(type='cpu')
 """
@@ -49,7 +49,6 @@ device(type='cpu')
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,22 +56,10 @@ from functools import lru_cache
 
 import torch
 
-#: The device names ``--device`` takes.
-DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+from labelcon.config import DeviceError, check_device_name
+
 #: The first CUDA compute capability with bfloat16 and TF32 tensor cores (Ampere).
 AMPERE = (8, 0)
-
-
-class DeviceError(ValueError):
-    """A device name that is not one labelcon knows, or a device this machine does not have."""
-
-
-def check_device_name(name: str) -> str:
-    """``name`` when it is a device name of the module docstring (whatever the machine has)."""
-    if not isinstance(name, str) or not DEVICE_PATTERN.fullmatch(name):
-        raise DeviceError(f"expected a device name ({DEVICE_CHOICES}), got {name!r}")
-    return name
 
 
 def mps_available() -> bool:
@@ -116,11 +103,13 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     return torch.device(name)
 
 
-def gpu_processes(name: str) -> int:
-    """How many training processes ``--nproc auto`` starts: one per CUDA GPU when ``name``
-    (``auto`` or ``cuda``) lets each process take its own, else 1 (a CPU, MPS, or one
-    named GPU ``cuda:N``)."""
-    if name in ("auto", "cuda") and torch.cuda.is_available():
+def training_processes(nproc: int | str, device: str) -> int:
+    """The processes ``labelcon train`` starts on this machine: ``nproc``, or for ``auto``
+    one per CUDA GPU when ``device`` (``auto`` or ``cuda``) lets each process take its own,
+    else 1 (a CPU, MPS, or one named GPU ``cuda:N``)."""
+    if nproc != "auto":
+        return nproc
+    if device in ("auto", "cuda") and torch.cuda.is_available():
         return torch.cuda.device_count()
     return 1
 

@@ -24,8 +24,11 @@ from labelcon.config import Config
 from labelcon.data import Dataset, LabelSpace, as_dataset, label_texts, sample_shots, train_dev_split
 from labelcon.encoders import Encoder, are_texts, resolve_encode_length, resolve_max_length
 from labelcon.io import read_json, write_json
-from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked
-from labelcon.rundir import encoder_location, load_current, publish, read_config, read_encoder, training_run
+from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked, StageSettings
+from labelcon.encoders import read_encoder
+from labelcon.modeldir import MODEL_FILE, encoder_location, load_current, publish, read_config, version_name
+from labelcon.training_run import training_run
+from labelcon.run_outputs import write_run_outputs
 from labelcon.search import SearchIndex, SearchMixin, load_index, save_index
 from labelcon.training import seed_everything
 from labelcon.training.distributed import is_main_process
@@ -59,6 +62,7 @@ class Labelcon(SearchMixin):
         self.history_: list[dict[str, Any]] = []
         self.metrics_: dict[str, dict[str, Any]] = {}
         self.index_: SearchIndex | None = None  # what search() searches; save() stores it
+        self.version_: str | None = None  # the model version loaded or saved last (modeldir.version_name)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Every setting by name (the fields of :class:`labelcon.config.Config`)."""
@@ -87,19 +91,25 @@ class Labelcon(SearchMixin):
         return metrics
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, train: DataLike, dev: DataLike | None = None, *, out_dir: str | os.PathLike | None = None,
-            resume: bool = False, overwrite: bool = False, show_progress: bool = True) -> Labelcon:  # fmt: skip
+    def fit(self, train: DataLike, dev: DataLike | None = None, *, test: DataLike | None = None,
+            out_dir: str | os.PathLike | None = None, resume: bool = False, overwrite: bool = False,
+            show_progress: bool = True) -> Labelcon:  # fmt: skip
         """Train the encoder, then fit the prediction stage on train and calibrate it on dev.
 
         Without ``dev``, a seeded carve-out of ``config.dev_fraction`` of train serves as
         dev (:func:`labelcon.data.train_dev_split`). With ``out_dir``, the run owns that
-        directory (:func:`labelcon.rundir.training_run`: ``resume`` an interrupted run,
-        ``overwrite`` a finished one), writes resumable checkpoints there and saves the
-        model there. Under ``torchrun`` every process trains; rank 0 alone fits the stage and saves.
+        directory (:func:`labelcon.training_run.training_run`: ``resume`` an interrupted run,
+        ``overwrite`` a finished one), writes resumable checkpoints there, saves the model
+        there and writes the run's outputs beside it (:mod:`labelcon.run_outputs`: with
+        ``test``, its metrics and predictions; the model card; the report), exactly as
+        ``labelcon train --out`` does. Without ``out_dir``, ``test`` is evaluated into
+        ``metrics_["test"]``. Under ``torchrun`` every process trains; rank 0 alone fits
+        the stage, evaluates and saves.
         """
         cfg = self.config
         seed_everything(cfg.seed)
         train_set = self.read(train)
+        test_set = self.read(test) if test is not None else None  # a bad file fails now, not after training
         train_set, dev_set = train_dev_split(train_set, cfg.dev_fraction, cfg.seed) if dev is None else (train_set, self.read(dev))
         if cfg.shots:
             train_set = sample_shots(train_set, cfg.shots, seed=cfg.seed)
@@ -123,7 +133,7 @@ class Labelcon(SearchMixin):
                 tic = time.monotonic()
                 dev_features, train_features = self._features(dev_set.texts, show_progress), self._features(train_set.texts, show_progress, as_trained=True)
                 self.stage_ = PredictionStage.fit(
-                    labels, train_features, y_train, dev_features, y_dev, cfg.stage(),
+                    labels, train_features, y_train, dev_features, y_dev, StageSettings.from_config(cfg),
                     label_texts=texts, embed=self.encode, show_progress=show_progress,
                     at_least_one=cfg.at_least_one if cfg.at_least_one is not None else all(train_set.labels),
                     timings={"embedding train and dev": time.monotonic() - tic},
@@ -131,6 +141,10 @@ class Labelcon(SearchMixin):
                 self.metrics_ = {"dev": self._evaluate(dev_features, dev_set)}
             if out_dir is not None:
                 self.save(out_dir)
+        if out_dir is not None:
+            write_run_outputs(self, Path(out_dir), test_set)
+        elif test_set is not None and self.stage_ is not None:
+            self.metrics_["test"] = self.evaluate(test_set)
         return self
 
     # ------------------------------------------------------------------ prediction
@@ -196,7 +210,7 @@ class Labelcon(SearchMixin):
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike) -> Path:
-        """Publish the model into ``directory`` as a whole (:func:`labelcon.rundir.publish`),
+        """Publish the model into ``directory`` as a whole (:func:`labelcon.modeldir.publish`),
         with ``history.json``, ``metrics.json``, the search index (``index/``) and the model
         card (``README.md``, :mod:`labelcon.card`) beside it."""
         if self.encoder_ is None:
@@ -209,7 +223,9 @@ class Labelcon(SearchMixin):
                 self.stage_.save(folder)
             (folder / "config.yaml").write_text(self.config.to_yaml(), encoding="utf-8")
 
-        publish(directory, write, {"objective": self.objective_, "labels": len(self.stage_.labels) if self.stage_ else 0})
+        folder = publish(directory, write, {"objective": self.objective_,
+                                            "labels": len(self.stage_.labels) if self.stage_ else 0})
+        self.version_ = version_name(folder, read_json(directory / MODEL_FILE))
         if self.index_ is not None:
             save_index(directory, self.index_)
         write_json(directory / "history.json", self.history_)
@@ -221,8 +237,8 @@ class Labelcon(SearchMixin):
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str = "auto") -> Labelcon:
-        """Load a model saved by :meth:`save` (a ``labelcon train`` run directory), of this
-        format or the first one, or an export of one (:mod:`labelcon.export`), onto ``device``
+        """Load a model saved by :meth:`save` (a ``labelcon train`` run directory)
+        or an export of one (:mod:`labelcon.export`), onto ``device``
         (:func:`labelcon.device.resolve_device`: ``auto`` takes a GPU when there is one, so a
         model trained on a GPU loads on a machine without one); its ``config`` stays the one
         it trained with."""
@@ -236,13 +252,12 @@ class Labelcon(SearchMixin):
     @classmethod
     def _load_version(cls, folder: Path, meta: dict[str, Any], device: str) -> Labelcon:
         """One model version; a file of it that is missing, unreadable or does not fit the
-        others raises :class:`labelcon.rundir.ModelLoadError` naming that file."""
+        others raises :class:`labelcon.filecheck.ModelLoadError` naming that file."""
         model = cls(config=read_config(folder / "config.yaml"))
         model.encoder_ = read_encoder(*encoder_location(folder, meta), device=device)
         model.objective_ = meta.get("objective")
-        if meta["format"] == 1:  # the first format kept the stage's settings in labelcon.json
-            model.stage_ = PredictionStage.load(folder, meta, dim=model.encoder_.dim).to(device)
-        elif meta.get("labels") or (folder / META_FILE).exists():  # a model of unlabelled texts has no stage
+        model.version_ = version_name(folder, meta)
+        if meta.get("labels") or (folder / META_FILE).exists():  # a model of unlabelled texts has no stage
             model.stage_ = PredictionStage.load(folder, dim=model.encoder_.dim).to(device)
         return model
 

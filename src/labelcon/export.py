@@ -12,7 +12,7 @@
   pooling and projection inside), its tokenizer, and with ``quantize="int8"`` the graph's
   weights quantized by ``onnxruntime.quantization.quantize_dynamic``.
 
-Beside the encoder, ``out`` is a labelcon model directory (:mod:`labelcon.rundir`):
+Beside the encoder, ``out`` is a labelcon model directory (:mod:`labelcon.modeldir`):
 ``labelcon.json`` points at ``model.1/`` (the prediction stage's files and
 ``config.yaml``) and names the encoder's folder and format, so ``Labelcon.load(out)`` and
 ``labelcon predict out`` predict with it (the ONNX graph through ONNX Runtime);
@@ -37,7 +37,7 @@ from labelcon.encoders import Encoder, OnnxEncoder, StaticEncoder, TransformerEn
 from labelcon.encoders.onnx import GRAPH_FILE, OUTPUT
 from labelcon.encoders.static import PAD, UNK
 from labelcon.io import atomic_directory, read_json, write_json
-from labelcon.rundir import LOCK_FILE, MODEL_FILE, publish, resolve
+from labelcon.modeldir import LOCK_FILE, MODEL_FILE, publish, resolve
 
 Format = Literal["sentence-transformers", "onnx"]
 FORMATS = ("sentence-transformers", "onnx")

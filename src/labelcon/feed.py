@@ -5,7 +5,7 @@ leaves the GPU waiting. :func:`prefetched` runs the preparation (tokenising, pin
 memory) of the next ``depth`` batches on a background thread, in order, so the step
 loop only copies a ready batch to the device. The batches are the same as without it:
 only where they are made changes. On the CPU, where the model's own work keeps every
-core busy, the batches are made when the reader asks for them, as before
+core busy, the batches are made when the reader asks for them
 (:func:`ahead_for`).
 
 >>> with prefetched(x * x for x in range(4)) as squares:

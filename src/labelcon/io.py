@@ -23,6 +23,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+#: How JSON value types are named in messages (``true`` is no number, though Python's bool is an int).
+JSON_TYPE_NAMES = {type(None): "null", bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+                   dict: "an object", list: "a list"}  # fmt: skip
+
+
+def json_type_name(kind: type) -> str:
+    """The name of a JSON value type in messages: ``a string``, ``an object``, ..."""
+    return JSON_TYPE_NAMES.get(kind, kind.__name__)
+
+
+def json_kind(value: Any) -> str:
+    """The JSON kind of a parsed value, for messages.
+
+    >>> json_kind(3), json_kind(None), json_kind(True)
+    ('a whole number', 'null', 'true or false')
+    """
+    return json_type_name(type(value))
+
 
 def temporary_sibling(path: Path) -> Path:
     """A hidden name next to ``path``, random enough to be unused, for a temporary file or

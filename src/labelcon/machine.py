@@ -12,7 +12,7 @@ def describe() -> str:
     >>> "logical CPUs" in describe()
     True
     """
-    cpu = _cpu_model() or platform.processor() or platform.machine() or "unknown CPU"
+    cpu = cpu_model() or platform.processor() or platform.machine() or "unknown CPU"
     text = f"{cpu}, {os.cpu_count()} logical CPUs"
     import torch
 
@@ -22,7 +22,7 @@ def describe() -> str:
     return text
 
 
-def _cpu_model() -> str | None:
+def cpu_model() -> str | None:
     """The CPU's model name from ``/proc/cpuinfo`` (Linux), else None."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:

@@ -51,6 +51,10 @@ BLOCK_ELEMENTS = 1 << 23
 #: of float32); above it scores are taken a block at a time and ``macro_ap`` is skipped.
 DENSE_EVALUATION = 50_000_000
 TOP_KS = (1, 3, 5)  # the k of the precision_at_k entries in evaluate()
+#: The metrics a run is summed up by (the CLI's table, the model card, the report), in this order, with their names.
+HEADLINE_METRICS = {"macro_f1": "macro F1", "micro_f1": "micro F1", "samples_f1": "samples F1", "macro_ap": "macro AP",
+                    "precision_at_1": "precision@1", "precision_at_3": "precision@3", "lrap": "LRAP",
+                    "hamming_loss": "Hamming loss"}  # fmt: skip
 
 
 # ---------------------------------------------------------------- input checking

@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -40,6 +40,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from labelcon.config import Config
 from labelcon.data import LabelSpace
 from labelcon.device import resolve_device
 from labelcon.heads import Head, LexicalKNN, Thresholds, build_head, mix_scores, select_on_dev
@@ -50,10 +51,8 @@ from labelcon.io import atomic_directory, read_json, write_json
 from labelcon.metrics import BLOCK_ELEMENTS, DENSE_EVALUATION, LabelMatrix, average_precision_per_label, concat_top_k
 from labelcon.metrics import evaluate as evaluate_scores
 from labelcon.metrics import dense_rows, evaluate_blocks, sparse_top_k, top_k
-from labelcon.rundir import MODEL_FILE, damaged, expect_object, reading
-
-#: ``head="auto"``: a linear probe, a kNN vote or their average, picked on dev.
-AUTO_HEAD = "auto"
+from labelcon.filecheck import damaged, expect_object, reading
+from labelcon.parts import AUTO_HEAD  # head="auto": a linear probe, a kNN vote or their average, picked on dev
 #: ``lexical="auto"``: the weights of the lexical vote tried on dev.
 LEXICAL_WEIGHTS = (0.0, 0.25, 0.5)
 META_FILE = "prediction.json"
@@ -90,6 +89,11 @@ class StageSettings:
     seed: int = 13
     #: Where the head scores (:func:`labelcon.device.resolve_device`; the kNN search uses it).
     device: str = "auto"
+
+    @classmethod
+    def from_config(cls, config: Config) -> StageSettings:
+        """The stage's settings of ``config``."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
 
 class _Prepared(NamedTuple):
@@ -232,11 +236,18 @@ class PredictionStage:
         own = self.head.fallback_threshold
         return [] if own is None else own.columns
 
+    def _mix(self, scores: np.ndarray, votes: sp.csr_matrix | None) -> np.ndarray:
+        return scores if votes is None else mix_scores(scores, votes, self.lexical_weight, self._unmixed_columns())
+
     def _scores(self, prepared: _Prepared, rows: slice = slice(None)) -> np.ndarray:
-        scores = self.head.predict_scores(prepared.embeddings[rows])
-        if prepared.votes is None:
-            return scores
-        return mix_scores(scores, prepared.votes[rows], self.lexical_weight, self._unmixed_columns())
+        votes = prepared.votes[rows] if prepared.votes is not None else None
+        return self._mix(self.head.predict_scores(prepared.embeddings[rows]), votes)
+
+    def mixed(self, head_scores: np.ndarray, texts: Sequence[str] | None) -> np.ndarray:
+        """``head_scores`` [n, C], the head's scores of some embeddings of the items of
+        ``texts`` (one window of each, say), mixed with the lexical vote over the texts as
+        :meth:`scores` mixes the head's scores of their own embeddings."""
+        return self._mix(head_scores, self._prepare(Features(np.empty((len(head_scores), 0)), texts)).votes)
 
     def _blocks(self, prepared: _Prepared) -> Iterator[np.ndarray]:
         """Dense scores of consecutive blocks of rows, each at most ``BLOCK_ELEMENTS`` entries."""
@@ -334,20 +345,16 @@ class PredictionStage:
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, meta: dict[str, Any] | None = None, *,
-             dim: int | None = None) -> PredictionStage:  # fmt: skip
-        """Rebuild the stage that :meth:`save` wrote into ``directory``. ``meta`` stands in for
-        ``prediction.json`` in model directories of the first format, which kept these
-        fields in ``labelcon.json`` (``head_selection`` for ``selection``). ``dim``: the
+    def load(cls, directory: str | os.PathLike, *, dim: int | None = None) -> PredictionStage:
+        """Rebuild the stage that :meth:`save` wrote into ``directory``. ``dim``: the
         encoder's, which the head must take. A file that is missing, unreadable, or does not
         fit the others (as many labels in each, the head's dim) raises
-        :class:`labelcon.rundir.ModelLoadError` naming it."""
+        :class:`labelcon.filecheck.ModelLoadError` naming it."""
         directory = Path(directory)
-        source = directory / (META_FILE if meta is None else MODEL_FILE)
+        source = directory / META_FILE
         with reading(source):
-            optional = {"at_least_one": bool, "lexical_weight": (int, float), "selection": dict, "head_selection": dict,
-                        "timings": dict}
-            meta = expect_object(read_json(source) if meta is None else meta, {}, optional)
+            optional = {"at_least_one": bool, "lexical_weight": (int, float), "selection": dict, "timings": dict}
+            meta = expect_object(read_json(source), {}, optional)
             weight = float(meta.get("lexical_weight", 0.0))
             if not 0 <= weight < 1:
                 raise ValueError(f"expected 'lexical_weight' in [0, 1), got {weight}")
@@ -375,7 +382,7 @@ class PredictionStage:
                           f"embeddings of dim {dim}")  # fmt: skip
         texts = list(labels.names) if texts is None else texts
         return cls(labels, head, thresholds, texts, meta.get("at_least_one", True), lexical, weight,
-                   dict(meta.get("selection", meta.get("head_selection", {}))), dict(meta.get("timings", {})))  # fmt: skip
+                   dict(meta.get("selection", {})), dict(meta.get("timings", {})))  # fmt: skip
 
 
 @contextmanager

@@ -15,13 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from labelcon.config import ServeSettings
-
-
-def json_kind(value: Any) -> str:
-    """The JSON kind of a parsed value, for messages."""
-    kinds = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
-             dict: "an object", list: "a list"}  # fmt: skip
-    return kinds.get(type(value), type(value).__name__)
+from labelcon.io import json_kind
 
 
 def _texts(value: Any) -> Any:
@@ -106,6 +100,7 @@ class EmbeddingsResponse(BaseModel):
 
 class InfoResponse(BaseModel):
     model: str
+    model_version: str = Field(description="the model version answering (model.N-ID), as in X-Labelcon-Model-Version")
     labels: list[str]
     embedding_dim: int
     encoder: dict[str, Any]

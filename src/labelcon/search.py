@@ -44,7 +44,7 @@ from labelcon.data.records import iter_records, show
 from labelcon.heads.base import l2_normalize
 from labelcon.heads.index import NearestNeighbors
 from labelcon.io import atomic_directory, atomic_open, read_json, write_json
-from labelcon.rundir import locked, resolve
+from labelcon.modeldir import locked, resolve
 
 #: The folder of a model directory that holds its search index.
 INDEX_DIR = "index"

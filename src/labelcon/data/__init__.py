@@ -18,11 +18,10 @@ from labelcon.data.dataset import (
     label_texts,
     read_dataset,
     read_label_descriptions,
-    read_labels_file,
     read_pairs,
     read_texts,
 )
-from labelcon.data.labels import LabelSpace
+from labelcon.data.labels import LabelSpace, read_labels_file
 from labelcon.data.records import DataError
 from labelcon.data.registry import DATASETS, demo_paths, load_split, registered_names, resolve_dataset
 from labelcon.data.splits import sample_shots, train_dev_split

@@ -286,25 +286,6 @@ def read_pairs(
     return pairs
 
 
-def read_labels_file(path: str | os.PathLike) -> list[str]:
-    """Label names, one per line (blank lines skipped, names stripped); a repeated name is an error."""
-    names: list[str] = []
-    first_line: dict[str, int] = {}
-    for number, line in enumerate(read_text(path).split("\n"), start=1):
-        name = line.strip()
-        if not name:
-            continue
-        if name in first_line:
-            raise DataError(
-                f"{path}, line {number}: expected each label once, got {name!r} again (first on line {first_line[name]})"
-            )
-        first_line[name] = number
-        names.append(name)
-    if not names:
-        raise DataError(f"{path}: expected one label name per line, got no names")
-    return names
-
-
 def read_label_descriptions(path: str | os.PathLike) -> dict[str, str]:
     """Label texts from a TSV of ``label<TAB>description`` lines (a ``label\tdescription``
     header is skipped). Used by the label-text head and objective instead of bare names."""

@@ -32,8 +32,27 @@ from itertools import chain
 import numpy as np
 import scipy.sparse as sp
 
-from labelcon.data.dataset import read_labels_file
-from labelcon.data.records import DataError, show
+from labelcon.data.records import DataError, read_text, show
+
+
+def read_labels_file(path: str | os.PathLike) -> list[str]:
+    """Label names, one per line (blank lines skipped, names stripped); a repeated name is an error."""
+    names: list[str] = []
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        name = line.strip()
+        if not name:
+            continue
+        if name in first_line:
+            raise DataError(
+                f"{path}, line {number}: expected each label once, got {name!r} again (first on line {first_line[name]})"
+            )
+        first_line[name] = number
+        names.append(name)
+    if not names:
+        raise DataError(f"{path}: expected one label name per line, got no names")
+    return names
+
 
 
 class LabelSpace:

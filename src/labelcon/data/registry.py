@@ -81,6 +81,16 @@ def resolve_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Pat
     return target
 
 
+def dataset_files(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, str | None]:
+    """The files of data set ``name`` (:func:`resolve_dataset`) by the keyword they go to:
+    ``train``, ``dev`` and ``test`` of ``Labelcon.fit``, ``labels_file`` and
+    ``label_descriptions`` of the config; None for those it lacks."""
+    root = resolve_dataset(name, data_dir)
+    files = {"train": "train.jsonl", "dev": "dev.jsonl", "test": "test.jsonl", "labels_file": "labels.txt",
+             "label_descriptions": "label_descriptions.tsv"}  # fmt: skip
+    return {key: str(root / file) if (root / file).is_file() else None for key, file in files.items()}
+
+
 def load_split(name: str, split: str, data_dir: str | os.PathLike | None = None) -> Dataset | PairDataset:
     """One split of a registered data set: a :class:`Dataset`, or a :class:`PairDataset` for ``stsb``."""
     if split not in SPLITS:

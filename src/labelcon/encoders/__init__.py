@@ -13,7 +13,7 @@ from labelcon.encoders.build import (
     resolve_encode_length,
     resolve_max_length,
 )
-from labelcon.encoders.formats import load_encoder_as
+from labelcon.encoders.formats import load_encoder_as, read_encoder
 from labelcon.encoders.mlp import MLPEncoder
 from labelcon.encoders.offline import SHIPPED, cache_dir, shipped_path
 from labelcon.encoders.onnx import OnnxEncoder
@@ -37,5 +37,6 @@ __all__ = [
     "SHIPPED",
     "shipped_path",
     "load_encoder_as",
+    "read_encoder",
     "train_tokenizer",
 ]

@@ -17,15 +17,18 @@ tools look for it (:mod:`labelcon.export`). Formats:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from safetensors import safe_open
 from tokenizers import Tokenizer
 
-from labelcon.encoders.base import Encoder, load_encoder, load_tensors
+from labelcon.encoders.base import ENCODER_FILE, ENCODER_TYPES, Encoder, load_encoder, load_tensors
 from labelcon.encoders.static import StaticEncoder
 from labelcon.encoders.transformer import TransformerEncoder
+from labelcon.filecheck import damaged, expect_object, reading
 from labelcon.io import read_json
 
 #: The sentence-transformers modules an export may hold, by class name.
@@ -96,3 +99,47 @@ def load_encoder_as(folder: Path, entry: dict[str, Any]) -> Encoder:
         raise ValueError(f"{folder}: unknown encoder format {kind!r}; known formats: {sorted(ENCODER_FORMATS)}")
     return ENCODER_FORMATS[kind](folder, entry)
 
+
+def read_encoder(directory: Path, entry: dict[str, Any] | None = None, *, device: str = "cpu") -> Encoder:
+    """The encoder in ``directory``, saved in the format ``entry["format"]`` (labelcon's own
+    by default, loaded onto ``device``; exports in other formats run where their runtime
+    puts them; see :func:`labelcon.modeldir.encoder_location`); a failure names the file behind it. For
+    labelcon's format: ``encoder.json`` when its fields are not as written, else the first
+    JSON or safetensors file there that does not parse, else the folder and ``encoder.json``
+    (a file missing, or settings that do not fit the files)."""
+    if entry is not None and entry.get("format", "labelcon") != "labelcon":
+        with reading(directory):
+            return load_encoder_as(directory, entry)
+
+    meta_path = directory / ENCODER_FILE
+    with reading(meta_path):
+        meta = expect_object(read_json(meta_path), {"type": str, "config": dict}, {"dim": int})
+        if meta["type"] not in ENCODER_TYPES:
+            raise ValueError(f"expected 'type' to be one of {sorted(ENCODER_TYPES)}, got {meta['type']!r}")
+    try:
+        encoder = load_encoder(directory, device=device)
+    except Exception as error:
+        if isinstance(error, FileNotFoundError) and error.filename:
+            raise damaged(error.filename, "missing") from error
+        cause = f"{type(error).__name__}: {error}"
+        broken = _unparsable(directory)
+        if broken is not None:
+            raise damaged(broken, f"cannot be read ({cause})") from error
+        raise damaged(directory, f"cannot be loaded from its files and the settings in {ENCODER_FILE} ({cause})") from error
+    if meta.get("dim", encoder.dim) != encoder.dim:
+        raise damaged(meta_path, f"says dim {meta['dim']}, but the encoder it describes makes {encoder.dim}")
+    return encoder
+
+
+def _unparsable(directory: Path) -> Path | None:
+    """The first JSON or safetensors file under ``directory`` that does not parse."""
+    for path in sorted(directory.rglob("*")):
+        try:
+            if path.suffix == ".json":
+                json.loads(path.read_bytes())
+            elif path.suffix == ".safetensors":
+                with safe_open(path, "np"):
+                    pass
+        except Exception:
+            return path
+    return None

@@ -29,7 +29,8 @@ from scipy.special import expit
 
 from labelcon.io import atomic_open, read_json, write_json
 from labelcon.metrics import BLOCK_ELEMENTS, LabelMatrix, TopK, as_label_matrix, concat_top_k, top_k
-from labelcon.rundir import expect_object, reading
+from labelcon.filecheck import expect_object, reading
+from labelcon.parts import check_head
 
 HEAD_FILE = "head.json"
 ARRAYS_FILE = "arrays.npz"
@@ -194,7 +195,7 @@ class Head(ABC):
     @staticmethod
     def load(directory: str | os.PathLike) -> Head:
         """Rebuild the head saved in ``directory`` by :meth:`save`. A file that is missing,
-        unreadable or not as saved raises :class:`labelcon.rundir.ModelLoadError` naming it;
+        unreadable or not as saved raises :class:`labelcon.filecheck.ModelLoadError` naming it;
         the arrays must score as many labels as ``head.json`` says, from embeddings of its dim."""
         directory = Path(directory)
         meta_path, arrays_path = directory / HEAD_FILE, directory / ARRAYS_FILE
@@ -229,14 +230,8 @@ def build_head(name: str, **params: Any) -> Head:
     >>> build_head("knn", k=5).k
     5
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown head {name!r}; expected one of {sorted(_REGISTRY)}")
-    cls = _REGISTRY[name]
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise ValueError(f"head {name!r} got unknown parameters {unknown}; it accepts {accepted}")
-    return cls(**params)
+    check_head(name, params)
+    return _REGISTRY[name](**params)
 
 
 def label_pairs(y: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:

@@ -42,7 +42,7 @@ from labelcon.heads.base import check_labels, labels_from_arrays, labels_to_arra
 from labelcon.heads.knn import neighbour_votes
 from labelcon.io import atomic_open, read_json, write_json
 from labelcon.metrics import BLOCK_ELEMENTS, LabelMatrix, top_k
-from labelcon.rundir import expect_object, reading
+from labelcon.filecheck import expect_object, reading
 
 VOCABULARY_FILE = "vocabulary.json"
 IDF_FILE = "idf.npy"
@@ -95,7 +95,7 @@ class LexicalFeatures:
     @classmethod
     def load(cls, directory: str | os.PathLike) -> LexicalFeatures:
         """Rebuild the features saved by :meth:`save`; a file that is missing, unreadable or
-        not as saved raises :class:`labelcon.rundir.ModelLoadError` naming it."""
+        not as saved raises :class:`labelcon.filecheck.ModelLoadError` naming it."""
         directory = Path(directory)
         with reading(directory / VOCABULARY_FILE):
             fields = {"ngram_max": int, "min_df": int, "terms": list}
@@ -178,7 +178,7 @@ class LexicalKNN:
     @classmethod
     def load(cls, directory: str | os.PathLike) -> LexicalKNN:
         """Rebuild the vote saved by :meth:`save`; a file that is missing, unreadable or not
-        as saved raises :class:`labelcon.rundir.ModelLoadError` naming it."""
+        as saved raises :class:`labelcon.filecheck.ModelLoadError` naming it."""
         directory = Path(directory)
         features = LexicalFeatures.load(directory)
         with reading(directory / KNN_FILE):

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,10 +28,8 @@ from labelcon.encoders import are_texts
 from labelcon.io import read_json
 from labelcon.metrics import average_precision_per_label
 from labelcon.prediction import Features, PredictionStage
-from labelcon.rundir import MODEL_FILE, RUN_FILE
-
-if TYPE_CHECKING:
-    from labelcon.estimator import Labelcon
+from labelcon.modeldir import MODEL_FILE
+from labelcon.training_run import RUN_FILE
 
 #: Test items scored again for the report, at most (a seeded sample beyond).
 MAX_ITEMS = 2000
@@ -114,14 +112,12 @@ class RunFacts:
         return self.path.resolve().name
 
 
-def gather(run_dir: str | os.PathLike, *, test: str | os.PathLike | None = None, max_items: int = MAX_ITEMS,
-           max_entries: int = MAX_ENTRIES) -> RunFacts:  # fmt: skip
-    """The facts of the run in ``run_dir`` (a ``labelcon train --out`` directory); ``test``:
-    a labelled file to compute the label figures on instead of the run's test items."""
-    from labelcon.estimator import Labelcon
-
+def gather(run_dir: str | os.PathLike, model: Any, *, test: str | os.PathLike | None = None,
+           max_items: int = MAX_ITEMS, max_entries: int = MAX_ENTRIES) -> RunFacts:  # fmt: skip
+    """The facts of the run in ``run_dir`` (a ``labelcon train --out`` directory) and its
+    ``model`` (``Labelcon.load(run_dir)``, or the model just fitted there); ``test``: a
+    labelled file to compute the label figures on instead of the run's test items."""
     path = Path(run_dir)
-    model = Labelcon.load(path)
     state = read_json(path / RUN_FILE) if (path / RUN_FILE).is_file() else {}
     facts = RunFacts(path, state, state.get("config") or model.config.model_dump(), model.metrics_, model.history_,
                      read_json(path / MODEL_FILE).get("objective"), model.stage_, None)  # fmt: skip
@@ -174,7 +170,7 @@ def _evaluation_data(facts: RunFacts) -> tuple[str, Dataset] | None:
     return None
 
 
-def _evaluate(model: Labelcon, data: tuple[str, Dataset], max_items: int, max_entries: int) -> Evaluation:
+def _evaluate(model: Any, data: tuple[str, Dataset], max_items: int, max_entries: int) -> Evaluation:
     """``data`` (a seeded sample of it beyond ``max_items`` or ``max_entries`` scores) embedded and scored."""
     split, dataset = data
     stage = model.stage_

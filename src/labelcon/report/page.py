@@ -7,6 +7,7 @@ from html import escape
 
 import numpy as np
 
+from labelcon.heads.decisions import MARGIN
 from labelcon.report import figures
 from labelcon.report.facts import RARE_ITEMS, LabelFigures, RunFacts, label_sets_matrix
 from labelcon.report.markup import Raw, cards, figure, md_table, notes, page, table
@@ -28,7 +29,7 @@ CAPTIONS = {
     "time": "Where the time went: training steps, the per-epoch dev checks, then embedding train and dev and "
             "fitting the prediction stage.",
     "choices": "The choices made on dev: every candidate's dev figure, the one picked in red; the stage keeps "
-               "per-label thresholds unless another rule leads by 0.005.",
+               f"per-label thresholds unless another rule leads by {MARGIN:g}.",
 }  # fmt: skip
 
 

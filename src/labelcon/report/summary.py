@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 
 from labelcon.heads.decisions import rule_name
+from labelcon.metrics import HEADLINE_METRICS
 from labelcon.prediction import PredictionStage
 from labelcon.report.facts import RARE_ITEMS, Evaluation, RunFacts
 
 #: The metrics of the headline table, in order.
-HEADLINE = ("micro_f1", "macro_f1", "samples_f1", "macro_ap", "precision_at_1", "lrap")
+HEADLINE = tuple(HEADLINE_METRICS)
 #: The dev metrics drawn per epoch.
 EPOCH_METRICS = ("macro_ap", "micro_f1", "macro_f1", "precision_at_1")
 LIBRARIES = ("torch", "numpy", "scipy", "scikit-learn", "transformers", "matplotlib")
@@ -164,11 +165,9 @@ def changed_settings(config: dict[str, Any]) -> set[str]:
 
 def machine() -> list[tuple[str, str]]:
     """(what, value) rows: the machine and library versions this report was built with."""
-    import labelcon
-
     rows = [("platform", platform.platform()), ("processor", platform.processor() or platform.machine()),
             ("CPU cores", str(os.cpu_count())), ("Python", sys.version.split()[0]),
-            ("labelcon", labelcon.__version__)]  # fmt: skip
+            ("labelcon", metadata.version("labelcon"))]  # fmt: skip
     for name in LIBRARIES:
         try:
             rows.append((name, metadata.version(name)))

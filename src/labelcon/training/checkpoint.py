@@ -15,6 +15,8 @@ import torch
 
 from labelcon.device import rng_state, set_rng_state
 
+#: The checkpoint's file in a run directory.
+CHECKPOINT_FILE = "checkpoint.pt"
 #: What every checkpoint holds (``momentum_encoder`` and ``queue`` with a queue, the
 #: optimizer and scheduler until the run finishes).
 CHECKPOINT_FIELDS = frozenset({"state", "world_size", "encoder", "best", "rng"})

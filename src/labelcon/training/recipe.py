@@ -5,7 +5,7 @@ Builds the encoder (:func:`labelcon.encoders.build_encoder`, on ``config.device`
 is emptied after training) and the objective (``"auto"`` resolved from the label counts,
 :func:`labelcon.objectives.resolve_objective`), the per-epoch dev check
 (:mod:`labelcon.training.monitor`) and the second view, runs the :class:`Trainer` on
-``Config.training()``'s settings, and moves the weights back toward their start with
+the config's :class:`TrainingSettings`, and moves the weights back toward their start with
 ``keep_base`` (WiSE-FT, :mod:`labelcon.training.wiseft`).
 """
 
@@ -26,6 +26,7 @@ from labelcon.training.monitor import knn_dev_check
 from labelcon.training.trainer import Trainer
 from labelcon.training.wiseft import interpolate_weights
 from labelcon.views import make_view
+from labelcon.training.settings import TrainingSettings
 
 
 def train_encoder(
@@ -48,7 +49,7 @@ def train_encoder(
         check = knn_dev_check(train.texts, y_train, dev.texts, y_dev, max_train=cfg.eval_max_train, seed=cfg.seed,
                               show_progress=show_progress)  # fmt: skip
     trainer = Trainer(encoder, build_objective(name, temperature=cfg.temperature, **cfg.objective_params),
-                      cfg.training(), run_dir=Path(run_dir) if run_dir is not None else None, evaluate=check,
+                      TrainingSettings.from_config(cfg), run_dir=Path(run_dir) if run_dir is not None else None, evaluate=check,
                       label_texts=label_texts, view=make_view(cfg.view, **cfg.view_params),
                       show_progress=show_progress)  # fmt: skip
     initial = {k: v.detach().clone() for k, v in encoder.state_dict().items()} if cfg.keep_base else None

@@ -1,10 +1,14 @@
 """The settings the training loop reads: a frozen subset of :class:`labelcon.config.Config`
-(``Config.training()`` builds it; the fields mean what the Config fields of the same names say)."""
+(:meth:`TrainingSettings.from_config` builds it; the fields mean what the Config fields of
+the same names say)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
+
+from labelcon.config import Config
 
 if TYPE_CHECKING:
     import torch
@@ -32,3 +36,11 @@ class TrainingSettings:
     queue_size: int | None
     momentum: float
     nproc: int
+
+    @classmethod
+    def from_config(cls, config: Config) -> TrainingSettings:
+        """The settings of ``config``; ``nproc`` ``auto`` counts the processes torchrun
+        started on this machine (``LOCAL_WORLD_SIZE``; 1 without torchrun)."""
+        names = [f.name for f in fields(cls) if f.name not in ("lr", "nproc")]
+        nproc = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if config.nproc == "auto" else config.nproc
+        return cls(lr=config.resolved_lr(), nproc=nproc, **{name: getattr(config, name) for name in names})

@@ -82,7 +82,7 @@ from labelcon.feed import ahead_for, prefetched
 from labelcon.io import atomic_torch_save
 from labelcon.objectives import MomentumQueue, gather_others, gather_with_grad, momentum_update
 from labelcon.objectives.checks import trusted_inputs
-from labelcon.rundir import CHECKPOINT_FILE
+from labelcon.training.checkpoint import CHECKPOINT_FILE
 from labelcon.sampling import LabelAwareBatchSampler
 from labelcon.training import distributed
 from labelcon.training.checkpoint import (
