@@ -181,8 +181,8 @@ def labelcon_training(model: Path, device: torch.device, texts: list[str], y, ba
         config = Config(encoder=str(model), objective="supcon-jaccard", batch_size=batch, max_length=max_length,
                         epochs=1, min_steps=0, max_time_minutes=0, device=str(device))  # fmt: skip
         encoder = build_encoder(str(model), max_length=max_length, device=device)
-        trainer = CountingTrainer(encoder, build_objective("supcon-jaccard", temperature=0.1), TrainingSettings.from_config(config),
-                                  show_progress=False)  # fmt: skip
+        trainer = CountingTrainer(encoder, build_objective("supcon-jaccard", temperature=0.1),
+                                  TrainingSettings.from_config(config), show_progress=False)  # fmt: skip
         n = batch * n_steps
         trainer.fit(texts[:n], y[:n])
         wait(device)
