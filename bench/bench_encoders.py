@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 
 import torch
-
 from data_dir import default_data_dir
 from machine import machine
 from timing import timed
@@ -47,10 +46,12 @@ def main() -> None:
         for precision in ("float32", "bfloat16"):
             encoder.precision = precision
             encoder.encode(texts[:ENCODE_BATCH], batch_size=ENCODE_BATCH)
-            wall, _, _ = timed(lambda: encoder.encode(texts, batch_size=ENCODE_BATCH), args.repeats)
+            wall, _, _ = timed(lambda: encoder.encode(texts, batch_size=ENCODE_BATCH), args.repeats)  # noqa: B023 (called here)
             rates[precision] = len(texts) / wall
-            print(f"| {name} | {precision} | {rates[precision]:.1f} | {rates[precision] / rates['float32']:.2f} |",
-                  flush=True)
+            print(
+                f"| {name} | {precision} | {rates[precision]:.1f} | {rates[precision] / rates['float32']:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

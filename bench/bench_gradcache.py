@@ -83,8 +83,10 @@ def labelcon_step_fn(objective_name: str, mini_batch_size: int | None, precision
     def step(texts: list[str], labels: torch.Tensor) -> float:
         streams = [texts, texts] if objective.needs_positives else [texts]
         if mini_batch_size:
-            chunked = [[encoder.tokenize(s[i : i + mini_batch_size]) for i in range(0, len(s), mini_batch_size)]
-                       for s in streams]
+            chunked = [
+                [encoder.tokenize(s[i : i + mini_batch_size]) for i in range(0, len(s), mini_batch_size)]
+                for s in streams
+            ]
             loss = cached_backward(encoder, chunked, lambda *z: loss_fn(*z, labels=labels))
         else:
             loss = loss_fn(*(encoder(encoder.tokenize(s)) for s in streams), labels=labels)
@@ -140,8 +142,15 @@ def run_one(setting: dict[str, Any]) -> dict[str, Any]:
         losses.append(step(texts[rows], labels[rows]))
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
-    return {**setting, "after_load_gb": after_load, "peak_gb": peak_rss_gb(), "wall_s": walls, "cpu_s": cpus,
-            "losses": losses, "threads": torch.get_num_threads()}
+    return {
+        **setting,
+        "after_load_gb": after_load,
+        "peak_gb": peak_rss_gb(),
+        "wall_s": walls,
+        "cpu_s": cpus,
+        "losses": losses,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def available_gb() -> float:
@@ -163,15 +172,31 @@ def settings(
     grid += [("labelcon", "supcon-jaccard", b, mini_batch) for b in batches]
     for b in pair_batches:
         grid += [("labelcon", "simcse", b, mini_batch), ("st", "cached-mnrl", b, mini_batch)]
-    return [{"impl": impl, "objective": obj, "batch": b, "mini_batch_size": m,
-             "steps": max(1, min(steps, budget // b)), "data": data} for impl, obj, b, m in grid]
+    return [
+        {
+            "impl": impl,
+            "objective": obj,
+            "batch": b,
+            "mini_batch_size": m,
+            "steps": max(1, min(steps, budget // b)),
+            "data": data,
+        }
+        for impl, obj, b, m in grid
+    ]
 
 
 def projected_peak(setting: dict[str, Any], done: list[dict[str, Any]]) -> float | None:
     """Peak memory of a run without GradCache, scaled linearly in the batch from the largest
     smaller batch measured with the same contestant; None when there is none."""
-    same = [r for r in done if r["impl"] == setting["impl"] and r["objective"] == setting["objective"]
-            and r["mini_batch_size"] is None and r["batch"] < setting["batch"] and "peak_gb" in r]
+    same = [
+        r
+        for r in done
+        if r["impl"] == setting["impl"]
+        and r["objective"] == setting["objective"]
+        and r["mini_batch_size"] is None
+        and r["batch"] < setting["batch"]
+        and "peak_gb" in r
+    ]
     if not same:
         return None
     ref = max(same, key=lambda r: r["batch"])
@@ -179,8 +204,10 @@ def projected_peak(setting: dict[str, Any], done: list[dict[str, Any]]) -> float
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    header = ("| contestant | batch | mini-batch | steps | step wall s (median) | step CPU s (median) "
-              "| items/s (wall) | peak RSS GB | RSS after load GB |")
+    header = (
+        "| contestant | batch | mini-batch | steps | step wall s (median) | step CPU s (median) "
+        "| items/s (wall) | peak RSS GB | RSS after load GB |"
+    )
     lines = [header, "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         name = f"{'labelcon' if r['impl'] == 'labelcon' else 'sentence-transformers'} {r['objective']}"
@@ -189,23 +216,31 @@ def table(results: list[dict[str, Any]]) -> str:
             lines.append(f"| {name} | {r['batch']} | {mini} | 0 | not run: {r['skipped']} | | | | |")
             continue
         wall, cpu = statistics.median(r["wall_s"]), statistics.median(r["cpu_s"])
-        lines.append(f"| {name} | {r['batch']} | {mini} | {len(r['wall_s'])} | {wall:.0f} | {cpu:.0f} "
-                     f"| {r['batch'] / wall:.1f} | {r['peak_gb']:.2f} | {r['after_load_gb']:.2f} |")
+        lines.append(
+            f"| {name} | {r['batch']} | {mini} | {len(r['wall_s'])} | {wall:.0f} | {cpu:.0f} "
+            f"| {r['batch'] / wall:.1f} | {r['peak_gb']:.2f} | {r['after_load_gb']:.2f} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[1024, 4096])
-    parser.add_argument("--pair-batches", type=int, nargs="*", default=[1024, 4096],
-                        help="batches for the two-stream comparison with sentence-transformers")
+    parser.add_argument(
+        "--pair-batches",
+        type=int,
+        nargs="*",
+        default=[1024, 4096],
+        help="batches for the two-stream comparison with sentence-transformers",
+    )
     parser.add_argument("--mini-batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=3, help="most steps per setting")
     parser.add_argument("--budget-texts", type=int, default=3072, help="steps per setting: about this many rows")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="JSONL file of {text, labels} records")
     parser.add_argument("--json", help="also write every result to this JSON file")
-    parser.add_argument("--precision", default="float32", choices=["float32", "auto", "bfloat16"],
-                        help="labelcon's encoder precision")
+    parser.add_argument(
+        "--precision", default="float32", choices=["float32", "auto", "bfloat16"], help="labelcon's encoder precision"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one setting (JSON) and print its result
     args = parser.parse_args()
     if args.one:
@@ -219,12 +254,17 @@ def main() -> None:
         if setting["mini_batch_size"] is None:
             projected = projected_peak(setting, results)
             if projected is not None and projected > available_gb() / 2:
-                results.append({**setting, "skipped": f"projected peak {projected:.1f} GB > half of the "
-                                                      f"{available_gb():.1f} GB available"})
+                results.append(
+                    {
+                        **setting,
+                        "skipped": f"projected peak {projected:.1f} GB > half of the {available_gb():.1f} GB available",
+                    }
+                )
                 print(json.dumps(results[-1]), file=sys.stderr, flush=True)
                 continue
-        done = subprocess.run([sys.executable, __file__, "--one", json.dumps(setting)], capture_output=True, text=True,
-                              check=False)
+        done = subprocess.run(
+            [sys.executable, __file__, "--one", json.dumps(setting)], capture_output=True, text=True, check=False
+        )
         if done.returncode != 0:
             results.append({**setting, "skipped": f"failed (exit {done.returncode}): {done.stderr.strip()[-300:]}"})
         else:
@@ -232,8 +272,10 @@ def main() -> None:
         print(json.dumps(results[-1]), file=sys.stderr, flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))
-    print(f"date: {datetime.date.today()}, torch {torch.__version__}, python {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"date: {datetime.date.today()}, torch {torch.__version__}, python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
     print(table(results))
 
 

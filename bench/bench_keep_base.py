@@ -25,9 +25,9 @@ from labelcon import Labelcon
 from labelcon.data import read_pairs
 from labelcon.data.registry import load_split
 from labelcon.encoders import TransformerEncoder
-from labelcon.training.wiseft import interpolate_weights
 from labelcon.heads import build_head
 from labelcon.metrics import average_precision_per_label
+from labelcon.training.wiseft import interpolate_weights
 
 
 def main() -> None:

@@ -80,8 +80,16 @@ def run_size(n: int, args: argparse.Namespace, centres: np.ndarray, queries: np.
     row = {"n": n, "auto": "exact" if exact_by_default(n) else "hnsw", "exact_wall": wall, "exact_cpu": cpu}
     print(f"n={n}: exact {cpu:.2f} s CPU / {wall:.2f} s wall; building HNSW ...", flush=True)
 
-    wall, cpu, hnsw = timed(partial(NearestNeighbors, x, exact=False, hnsw_m=args.hnsw_m,
-                                    ef_construction=args.ef_construction, ef_search=args.ef_search))
+    wall, cpu, hnsw = timed(
+        partial(
+            NearestNeighbors,
+            x,
+            exact=False,
+            hnsw_m=args.hnsw_m,
+            ef_construction=args.ef_construction,
+            ef_search=args.ef_search,
+        )
+    )
     row.update(build_wall=wall, build_cpu=cpu)
     del x
     wall, cpu, (_, found) = timed(lambda: hnsw.search(queries, args.k), args.repeats)

@@ -98,21 +98,40 @@ def main() -> None:
         sys.exit(f"error: corpus {args.corpus} not found (one sentence per line; set --corpus or LABELCON_DATA)")
     print(f"# {datetime.date.today()} · {machine()} · load average {os.getloadavg()[0]:.1f}")
     print(f"# {args.queries} queries, k={args.k}, {args.labels} labels, corpus {args.corpus}\n")
-    print("| items | vocabulary | nnz / item | fit wall s (CPU s) | vote: queries wall s (CPU s) "
-          "| sklearn brute cosine kNN wall s (CPU s) | peak RSS GB |")
+    print(
+        "| items | vocabulary | nnz / item | fit wall s (CPU s) | vote: queries wall s (CPU s) "
+        "| sklearn brute cosine kNN wall s (CPU s) | peak RSS GB |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
     for n in args.sizes:
-        child = [sys.executable, __file__, "--one", str(n), "--queries", str(args.queries), "--k", str(args.k),
-                 "--labels", str(args.labels), "--corpus", args.corpus]  # fmt: skip
+        child = [
+            sys.executable,
+            __file__,
+            "--one",
+            str(n),
+            "--queries",
+            str(args.queries),
+            "--k",
+            str(args.k),
+            "--labels",
+            str(args.labels),
+            "--corpus",
+            args.corpus,
+        ]
         row = json.loads(subprocess.run(child, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
         rows.append(row)
-        print(f"| {n:,} | {row['vocabulary']:,} | {row['nnz_per_item']:.0f} "
-              f"| {row['fit_wall']:.1f} ({row['fit_cpu']:.1f}) | {row['vote_wall']:.2f} ({row['vote_cpu']:.2f}) "
-              f"| {row['sklearn_wall']:.2f} ({row['sklearn_cpu']:.2f}) | {row['peak_rss_gb']:.2f} |", flush=True)  # fmt: skip
+        print(
+            f"| {n:,} | {row['vocabulary']:,} | {row['nnz_per_item']:.0f} "
+            f"| {row['fit_wall']:.1f} ({row['fit_cpu']:.1f}) | {row['vote_wall']:.2f} ({row['vote_cpu']:.2f}) "
+            f"| {row['sklearn_wall']:.2f} ({row['sklearn_cpu']:.2f}) | {row['peak_rss_gb']:.2f} |",
+            flush=True,
+        )
     print(f"\n# load average at the end {os.getloadavg()[0]:.1f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"date": str(datetime.date.today()), "machine": machine(), "rows": rows}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"date": str(datetime.date.today()), "machine": machine(), "rows": rows}, indent=1)
+        )
 
 
 if __name__ == "__main__":

@@ -124,14 +124,23 @@ def child_step(data: Path, objective_name: str, batch_size: int) -> dict:
     encoder = MLPEncoder(input_dim=FEATURES, hidden_dim=512, output_dim=256)
     objective = build_objective(objective_name, temperature=0.1)
     # a time budget that runs out after the first step
-    config = Config(encoder="mlp", objective=objective_name, epochs=1, batch_size=batch_size, lr=1e-3,
-                    max_time_minutes=1e-9)  # fmt: skip
+    config = Config(
+        encoder="mlp", objective=objective_name, epochs=1, batch_size=batch_size, lr=1e-3, max_time_minutes=1e-9
+    )
     label_texts = list(label_features) if objective.needs_label_embeddings else None
-    trainer = Trainer(encoder, objective, TrainingSettings.from_config(config), label_texts=label_texts, show_progress=False)
+    trainer = Trainer(
+        encoder, objective, TrainingSettings.from_config(config), label_texts=label_texts, show_progress=False
+    )
     clock = Clock()
     state = trainer.fit(x, y)
-    return {"steps": state.global_step, "seconds": clock.read(), "rss_before_mb": before,
-            "peak_mb": peak_mb(), "peak_reset": reset, "loss": state.history[-1]["loss"]}  # fmt: skip
+    return {
+        "steps": state.global_step,
+        "seconds": clock.read(),
+        "rss_before_mb": before,
+        "peak_mb": peak_mb(),
+        "peak_reset": reset,
+        "loss": state.history[-1]["loss"],
+    }
 
 
 def child_head(data: Path, head_name: str, k: int) -> dict:
@@ -151,9 +160,15 @@ def child_head(data: Path, head_name: str, k: int) -> dict:
         head = build_head("knn" if head_name == "knn-dense" else head_name).fit(x, y)
     fit_seconds, clock = clock.read(), Clock()
     pair = top_k(head.predict_scores(queries), k) if head_name == "knn-dense" else head.predict_top_k(queries, k)
-    return {"fit_seconds": fit_seconds, "top_k_seconds": clock.read(), "rss_before_mb": before,
-            "peak_mb": peak_mb(), "peak_reset": reset, "p_at_1": precision_at_k(y_queries, pair, 1),
-            "p_at_5": precision_at_k(y_queries, pair, 5)}  # fmt: skip
+    return {
+        "fit_seconds": fit_seconds,
+        "top_k_seconds": clock.read(),
+        "rss_before_mb": before,
+        "peak_mb": peak_mb(),
+        "peak_reset": reset,
+        "p_at_1": precision_at_k(y_queries, pair, 1),
+        "p_at_5": precision_at_k(y_queries, pair, 5),
+    }
 
 
 def run_child(threads: int, *args: str) -> dict:
@@ -200,11 +215,18 @@ def run_labels(c: int, args: argparse.Namespace, workdir: Path) -> dict:
     np.save(data / "query_features.npy", x_all[args.items :])
     np.save(data / "label_features.npy", label_features)
     row = {
-        "labels": c, "items": args.items, "nnz": int(y.nnz), "labels_with_items": int((freq > 0).sum()),
-        "max_freq": int(freq.max()), "median_freq_seen": float(np.median(freq[freq > 0])),
-        "encode_seconds": encode_seconds, "sampler_seconds": sampler_seconds, "batches": n_batches,
-        "steps": {}, "heads": {},
-    }  # fmt: skip
+        "labels": c,
+        "items": args.items,
+        "nnz": int(y.nnz),
+        "labels_with_items": int((freq > 0).sum()),
+        "max_freq": int(freq.max()),
+        "median_freq_seen": float(np.median(freq[freq > 0])),
+        "encode_seconds": encode_seconds,
+        "sampler_seconds": sampler_seconds,
+        "batches": n_batches,
+        "steps": {},
+        "heads": {},
+    }
     for objective in args.objectives:
         row["steps"][objective] = run_child(args.threads, "step", str(data), objective, str(args.batch_size))
         print(f"C={c} {objective}: {row['steps'][objective]}", flush=True)

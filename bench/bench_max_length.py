@@ -36,8 +36,10 @@ def main() -> None:
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="JSONL file of {text, labels} records")
     args = parser.parse_args()
     texts = [json.loads(line)["text"] for line in Path(args.data).read_text(encoding="utf-8").splitlines()]
-    print(f"{machine()}; torch {torch.__version__}; precision {args.precision}; batch {args.batch}; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{machine()}; torch {torch.__version__}; precision {args.precision}; batch {args.batch}; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     print("| max length | step s (each) | items/s (best after warm-up) |\n|---:|---|---:|")
     for length in args.lengths:
         encoder = build_encoder("minilm", max_length=length, precision=args.precision).train()

@@ -49,8 +49,8 @@ from timing import timed
 
 from labelcon import Labelcon
 from labelcon.data import load_split
-from labelcon.encoders import TransformerEncoder
 from labelcon.device import precision_for
+from labelcon.encoders import TransformerEncoder
 from labelcon.export import export
 from labelcon.modeldir import resolve
 from labelcon.training.monitor import ENCODE_BATCH
@@ -67,7 +67,13 @@ def measure(name: str, embed, texts: list[str], reference: np.ndarray | None, re
     wall, cpu, vectors = timed(lambda: embed(texts), repeats)
     vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     diff = None if reference is None else float(np.abs(vectors - reference).max())
-    return {"path": name, "embed_wall": round(wall, 3), "embed_cpu": round(cpu, 3), "max_diff": diff, "vectors": vectors}
+    return {
+        "path": name,
+        "embed_wall": round(wall, 3),
+        "embed_cpu": round(cpu, 3),
+        "max_diff": diff,
+        "vectors": vectors,
+    }
 
 
 def labelled(row: dict, model: Labelcon, data, torch_sets: list[list[str]] | None) -> dict:
@@ -84,17 +90,28 @@ def predict_seconds(directory: Path, texts_file: Path, repeats: int) -> float:
 
 
 def report(result: dict) -> str:
-    lines = [f"## ONNX export: {result['run']} on {result['texts']} {result['dataset']} test texts", "",
-             f"{result['machine']}; {result['date']}; load average {result['load'][0]:.2f} -> {result['load'][1]:.2f}", "",
-             "| path | embed s wall / CPU | max abs diff | same labels | macro-F1 | micro-F1 | `labelcon predict` s | size MB |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        f"## ONNX export: {result['run']} on {result['texts']} {result['dataset']} test texts",
+        "",
+        f"{result['machine']}; {result['date']}; load average {result['load'][0]:.2f} -> {result['load'][1]:.2f}",
+        "",
+        "| path | embed s wall / CPU | max abs diff | same labels | macro-F1 | micro-F1 "
+        "| `labelcon predict` s | size MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for row in result["rows"]:
         if "skipped" in row:
             lines.append(f"| {row['path']} | skipped: {row['skipped']} | | | | | | |")
             continue
-        cells = [f"{row['embed_wall']:.3f} / {row['embed_cpu']:.3f}", _cell(row.get("max_diff"), ".1e"),
-                 _cell(row.get("same_labels"), ".3f"), _cell(row.get("macro_f1"), ".4f"), _cell(row.get("micro_f1"), ".4f"),
-                 _cell(row.get("predict_seconds"), ".2f"), _cell(row.get("size_mb"), ".1f")]  # fmt: skip
+        cells = [
+            f"{row['embed_wall']:.3f} / {row['embed_cpu']:.3f}",
+            _cell(row.get("max_diff"), ".1e"),
+            _cell(row.get("same_labels"), ".3f"),
+            _cell(row.get("macro_f1"), ".4f"),
+            _cell(row.get("micro_f1"), ".4f"),
+            _cell(row.get("predict_seconds"), ".2f"),
+            _cell(row.get("size_mb"), ".1f"),
+        ]
         lines.append(f"| {row['path']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -114,15 +131,22 @@ def main() -> None:
     args = parser.parse_args()
     load_start = os.getloadavg()[0]
     test = load_split(args.dataset, "test", args.data_dir)
-    data = test.subset(np.sort(np.random.default_rng(SEED).choice(len(test), min(args.texts, len(test)), replace=False)))
+    data = test.subset(
+        np.sort(np.random.default_rng(SEED).choice(len(test), min(args.texts, len(test)), replace=False))
+    )
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
         work = Path(tmp)
         texts_file = work / "texts.txt"
         texts_file.write_text("".join(text.replace("\n", " ") + "\n" for text in data.texts), encoding="utf-8")
-        exports = {name: export(args.run, work / name, fmt, quantize=q)
-                   for name, fmt, q in [("onnx fp32", "onnx", None), ("onnx int8", "onnx", "int8"),
-                                        ("st", "sentence-transformers", None)]}  # fmt: skip
+        exports = {
+            name: export(args.run, work / name, fmt, quantize=q)
+            for name, fmt, q in [
+                ("onnx fp32", "onnx", None),
+                ("onnx int8", "onnx", "int8"),
+                ("st", "sentence-transformers", None),
+            ]
+        }
         original = Labelcon.load(args.run)
 
         def embed(model: Labelcon):
@@ -131,8 +155,10 @@ def main() -> None:
         torch_row = measure("torch", embed(original), data.texts, None, args.repeats)
         reference = torch_row["vectors"]
         torch_sets = labelled(torch_row, original, data, None)
-        torch_row.update(predict_seconds=predict_seconds(args.run, texts_file, args.repeats),
-                         size_mb=folder_mb(resolve(args.run)[0] / "encoder"))  # fmt: skip
+        torch_row.update(
+            predict_seconds=predict_seconds(args.run, texts_file, args.repeats),
+            size_mb=folder_mb(resolve(args.run)[0] / "encoder"),
+        )
         rows.append(torch_row)
         encoder = original.encoder_
         if isinstance(encoder, TransformerEncoder) and precision_for("auto", torch.device("cpu")).autocast:
@@ -145,21 +171,42 @@ def main() -> None:
             model = Labelcon.load(exports[name])
             row = measure(name, embed(model), data.texts, reference, args.repeats)
             labelled(row, model, data, torch_sets)
-            row.update(predict_seconds=predict_seconds(exports[name], texts_file, args.repeats),
-                       size_mb=folder_mb(exports[name] / "onnx"))  # fmt: skip
+            row.update(
+                predict_seconds=predict_seconds(exports[name], texts_file, args.repeats),
+                size_mb=folder_mb(exports[name] / "onnx"),
+            )
             rows.append(row)
         try:
             from sentence_transformers import SentenceTransformer
 
             st = SentenceTransformer(str(exports["st"]), backend="onnx", device="cpu")
-            rows.append(measure('SentenceTransformer(backend="onnx")',
-                                lambda texts: st.encode(texts, batch_size=ENCODE_BATCH), data.texts, reference, args.repeats))  # fmt: skip
+            rows.append(
+                measure(
+                    'SentenceTransformer(backend="onnx")',
+                    lambda texts: st.encode(texts, batch_size=ENCODE_BATCH),
+                    data.texts,
+                    reference,
+                    args.repeats,
+                )
+            )
         except Exception as error:  # noqa: BLE001 (optimum missing, or its export failing: the row says which)
-            rows.append({"path": 'SentenceTransformer(backend="onnx")', "skipped": f"{type(error).__name__}: {str(error)[:120]}"})
+            rows.append(
+                {
+                    "path": 'SentenceTransformer(backend="onnx")',
+                    "skipped": f"{type(error).__name__}: {str(error)[:120]}",
+                }
+            )
     for row in rows:
         row.pop("vectors", None)
-    result = {"run": str(args.run), "dataset": args.dataset, "texts": len(data), "rows": rows, "machine": machine(),
-              "date": datetime.date.today().isoformat(), "load": (load_start, os.getloadavg()[0])}  # fmt: skip
+    result = {
+        "run": str(args.run),
+        "dataset": args.dataset,
+        "texts": len(data),
+        "rows": rows,
+        "machine": machine(),
+        "date": datetime.date.today().isoformat(),
+        "load": (load_start, os.getloadavg()[0]),
+    }
     print(report(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

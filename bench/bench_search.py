@@ -107,7 +107,9 @@ def end_to_end(run: Path, corpus_file: Path, queries: Dataset, k: int, repeats: 
     """``labelcon index`` into a copy of the run, then ``labelcon search --input`` timed in fresh processes."""
     copy = shutil.copytree(run, work / "run", ignore=shutil.ignore_patterns("checkpoint.pt", "index"))
     command = [sys.executable, "-m", "labelcon"]
-    wall, _, _ = timed(lambda: subprocess.run([*command, "index", str(copy), "--corpus", str(corpus_file), "-q"], check=True))
+    wall, _, _ = timed(
+        lambda: subprocess.run([*command, "index", str(copy), "--corpus", str(corpus_file), "-q"], check=True)
+    )
     query_file = work / "queries.txt"
     query_file.write_text("".join(text.replace("\n", " ") + "\n" for text in queries.texts), encoding="utf-8")
     search = [*command, "search", str(copy), "--input", str(query_file), "--k", str(k)]
@@ -119,30 +121,50 @@ def at_size(n: int, base: np.ndarray, corpus: Dataset, query_vectors: np.ndarray
     """Build and search an index of ``n`` items: ``base`` tiled with noise (see the module docstring)."""
     rng = np.random.default_rng(SEED)
     rows = np.arange(n) % len(base)
-    vectors = base[rows] + rng.standard_normal((n, base.shape[1]), dtype=np.float32) * np.float32(TILE_NOISE / np.sqrt(base.shape[1]))
+    vectors = base[rows] + rng.standard_normal((n, base.shape[1]), dtype=np.float32) * np.float32(
+        TILE_NOISE / np.sqrt(base.shape[1])
+    )
     items = Corpus(list(range(n)), [corpus.texts[i] for i in rows], [corpus.labels[i] for i in rows])
     build_wall, build_cpu, index = timed(lambda: SearchIndex.build(items, lambda _: vectors))
     wall, cpu, _ = timed(lambda: index.search(query_vectors, k), repeats)
-    return {"items": n, "backend": index.meta["backend"], "build_cpu": round(build_cpu, 2),
-            "build_wall": round(build_wall, 2), "search_cpu": round(cpu, 3), "search_wall": round(wall, 3)}  # fmt: skip
+    return {
+        "items": n,
+        "backend": index.meta["backend"],
+        "build_cpu": round(build_cpu, 2),
+        "build_wall": round(build_wall, 2),
+        "search_cpu": round(cpu, 3),
+        "search_wall": round(wall, 3),
+    }
 
 
 def report(result: dict) -> str:
-    lines = [f"## Similar-item search: {result['dataset']}", "",
-             f"{result['machine']}; {result['date']}; load average {result['load'][0]:.2f} -> {result['load'][1]:.2f}",
-             f"run: `{result['run']}`; corpus: {result['corpus_items']} train items; {result['queries']} test queries; "
-             f"k = {result['k']}", "",
-             "| neighbours from | share of hits sharing a label | mean Jaccard |", "|---|---:|---:|"]  # fmt: skip
+    lines = [
+        f"## Similar-item search: {result['dataset']}",
+        "",
+        f"{result['machine']}; {result['date']}; load average {result['load'][0]:.2f} -> {result['load'][1]:.2f}",
+        f"run: `{result['run']}`; corpus: {result['corpus_items']} train items; {result['queries']} test queries; "
+        f"k = {result['k']}",
+        "",
+        "| neighbours from | share of hits sharing a label | mean Jaccard |",
+        "|---|---:|---:|",
+    ]
     for system, figures in result["quality"].items():
         lines.append(f"| {system} | {figures['share_sharing_a_label']:.4f} | {figures['jaccard']:.4f} |")
     e2e = result["end_to_end"]
-    lines += ["", f"`labelcon index`: {e2e['index_seconds']:.1f} s; `labelcon search --input` of {result['queries']} "
-              f"queries end to end: {e2e['search_seconds']:.2f} s wall", "",
-              f"| items | backend (exact up to {APPROXIMATE_ABOVE:,}) | build s CPU / wall | "
-              f"{result['queries']} queries s CPU / wall |", "|---:|---|---:|---:|"]  # fmt: skip
+    lines += [
+        "",
+        f"`labelcon index`: {e2e['index_seconds']:.1f} s; `labelcon search --input` of {result['queries']} "
+        f"queries end to end: {e2e['search_seconds']:.2f} s wall",
+        "",
+        f"| items | backend (exact up to {APPROXIMATE_ABOVE:,}) | build s CPU / wall | "
+        f"{result['queries']} queries s CPU / wall |",
+        "|---:|---|---:|---:|",
+    ]
     for row in result["sizes"]:
-        lines.append(f"| {row['items']:,} | {row['backend']} | {row['build_cpu']:.2f} / {row['build_wall']:.2f} | "
-                     f"{row['search_cpu']:.3f} / {row['search_wall']:.3f} |")  # fmt: skip
+        lines.append(
+            f"| {row['items']:,} | {row['backend']} | {row['build_cpu']:.2f} / {row['build_wall']:.2f} | "
+            f"{row['search_cpu']:.3f} / {row['search_wall']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -179,16 +201,27 @@ def main() -> None:
             dev = load_split(args.dataset, "dev", args.data_dir)
             Labelcon(encoder="static", max_time_minutes=args.minutes).fit(corpus, dev, out_dir=run)
         model = Labelcon.load(run).index(corpus)
-        result = {"dataset": args.dataset, "run": str(args.run or "a static-encoder run trained here"),
-                  "corpus_items": len(corpus), "queries": len(queries), "k": args.k, "machine": machine(),
-                  "date": datetime.date.today().isoformat()}  # fmt: skip
+        result = {
+            "dataset": args.dataset,
+            "run": str(args.run or "a static-encoder run trained here"),
+            "corpus_items": len(corpus),
+            "queries": len(queries),
+            "k": args.k,
+            "machine": machine(),
+            "date": datetime.date.today().isoformat(),
+        }
         result["quality"] = {}
         for system in systems:
             print(f"neighbours from {system} ...", flush=True)
             result["quality"][system] = quality(system, model, corpus, queries, args.k)
         corpus_file = work / "corpus.jsonl"
-        corpus_file.write_text("".join(json.dumps({"text": t, "labels": list(y)}) + "\n"
-                                       for t, y in zip(corpus.texts, corpus.labels, strict=True)), encoding="utf-8")  # fmt: skip
+        corpus_file.write_text(
+            "".join(
+                json.dumps({"text": t, "labels": list(y)}) + "\n"
+                for t, y in zip(corpus.texts, corpus.labels, strict=True)
+            ),
+            encoding="utf-8",
+        )
         print("labelcon index / labelcon search ...", flush=True)
         result["end_to_end"] = end_to_end(run, corpus_file, queries, args.k, args.repeats, work)
         query_vectors = model.encode(queries.texts)

@@ -53,7 +53,8 @@ def train_demo_run(out: Path, encoder: str) -> Path:
 
     paths = demo_paths()
     Labelcon(encoder=encoder, epochs=1, batch_size=32, min_steps=0, labels_file=str(paths["labels"])).fit(
-        paths["train"], paths["dev"], out_dir=out, show_progress=False)  # fmt: skip
+        paths["train"], paths["dev"], out_dir=out, show_progress=False
+    )
     return out
 
 
@@ -63,8 +64,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(run: Path, port: int, *flags: str, env: dict[str, str] | None = None,
-                 log: Path | None = None) -> subprocess.Popen:  # fmt: skip
+def start_server(
+    run: Path, port: int, *flags: str, env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen:
     """``labelcon serve RUN`` on 127.0.0.1:``port`` with ``flags``, once it answers /health
     (at most 120 s); its output goes to ``log`` when given."""
     command = [sys.executable, "-m", "labelcon", "serve", str(run), "--host", "127.0.0.1", "--port", str(port), *flags]
@@ -73,7 +75,9 @@ def start_server(run: Path, port: int, *flags: str, env: dict[str, str] | None =
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            sys.exit(f"the server exited with code {server.returncode} before answering" + (f"; see {log}" if log else ""))
+            sys.exit(
+                f"the server exited with code {server.returncode} before answering" + (f"; see {log}" if log else "")
+            )
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                 return server
@@ -94,20 +98,24 @@ async def client(url: str, route: str, batches: list[list[str]]) -> list[tuple[f
         for texts in batches:
             started = time.perf_counter()
             try:
-                ok = (await http.post(f"/{'predict' if route == 'predict' else 'v1/embeddings'}",
-                                      json=body(route, texts))).status_code == 200  # fmt: skip
+                ok = (
+                    await http.post(f"/{'predict' if route == 'predict' else 'v1/embeddings'}", json=body(route, texts))
+                ).status_code == 200
             except httpx.HTTPError:
                 ok = False
             results.append((time.perf_counter() - started, ok))
     return results
 
 
-def phase(url: str, route: str, texts: list[str], clients: int, requests: int, per_request: int,
-          max_seconds: float) -> dict:  # fmt: skip
+def phase(
+    url: str, route: str, texts: list[str], clients: int, requests: int, per_request: int, max_seconds: float
+) -> dict:
     """``clients`` concurrent clients x ``requests`` requests of ``per_request`` texts each."""
     rng = np.random.default_rng(0)
-    plans = [[[texts[i] for i in rng.integers(len(texts), size=per_request)] for _ in range(requests)]
-             for _ in range(clients)]  # fmt: skip
+    plans = [
+        [[texts[i] for i in rng.integers(len(texts), size=per_request)] for _ in range(requests)]
+        for _ in range(clients)
+    ]
 
     async def run() -> list[list[tuple[float, bool]]]:
         return await asyncio.wait_for(asyncio.gather(*(client(url, route, plan) for plan in plans)), max_seconds)
@@ -118,11 +126,17 @@ def phase(url: str, route: str, texts: list[str], clients: int, requests: int, p
     p50, p95, p99 = np.percentile([seconds * 1000 for seconds, _ in results], [50, 95, 99])
     ok = sum(good for _, good in results)
     return {
-        "clients": clients, "requests": len(results), "texts_per_request": per_request,
-        "seconds": round(wall, 3), "texts_per_s": round(ok * per_request / wall, 1),
-        "requests_per_s": round(ok / wall, 1), "errors": len(results) - ok,
-        "p50_ms": round(float(p50), 2), "p95_ms": round(float(p95), 2), "p99_ms": round(float(p99), 2),
-    }  # fmt: skip
+        "clients": clients,
+        "requests": len(results),
+        "texts_per_request": per_request,
+        "seconds": round(wall, 3),
+        "texts_per_s": round(ok * per_request / wall, 1),
+        "requests_per_s": round(ok / wall, 1),
+        "errors": len(results) - ok,
+        "p50_ms": round(float(p50), 2),
+        "p95_ms": round(float(p95), 2),
+        "p99_ms": round(float(p99), 2),
+    }
 
 
 def rss_mib(pid: int) -> float | None:
@@ -167,10 +181,15 @@ def main() -> None:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         server = start_server(run, port, "--workers", str(args.workers), "--log-level", "warning")
-        report = {"machine": machine(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                  "run": str(args.run or f"demo ({args.encoder or default_encoder()}, 1 epoch)"),
-                  "route": args.route, "workers": args.workers, "load_start": os.getloadavg()[0],
-                  "phases": {}}  # fmt: skip
+        report = {
+            "machine": machine(),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "run": str(args.run or f"demo ({args.encoder or default_encoder()}, 1 epoch)"),
+            "route": args.route,
+            "workers": args.workers,
+            "load_start": os.getloadavg()[0],
+            "phases": {},
+        }
         try:
             phase(url, args.route, texts, 1, 10, 1, args.max_seconds)  # warm-up
             shapes = {"single": (1, args.single, 1), "concurrent": (args.clients, args.requests, args.texts)}
@@ -188,14 +207,20 @@ def main() -> None:
 
     single, concurrent = report["phases"]["single"], report["phases"]["concurrent"]
     report["speedup"] = round(concurrent["texts_per_s"] / single["texts_per_s"], 2)
-    print(f"{report['machine']}; run: {report['run']}; route /{args.route}; workers {args.workers}; "
-          f"load {report['load_start']:.2f} -> {report['load_end']:.2f}")  # fmt: skip
-    print(f"{'phase':<11} {'clients':>7} {'requests':>8} {'texts/req':>9} {'texts/s':>9} {'req/s':>8} "
-          f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6} {'req/batch':>9} {'RSS MiB':>8}")  # fmt: skip
+    print(
+        f"{report['machine']}; run: {report['run']}; route /{args.route}; workers {args.workers}; "
+        f"load {report['load_start']:.2f} -> {report['load_end']:.2f}"
+    )
+    print(
+        f"{'phase':<11} {'clients':>7} {'requests':>8} {'texts/req':>9} {'texts/s':>9} {'req/s':>8} "
+        f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>6} {'req/batch':>9} {'RSS MiB':>8}"
+    )
     for name, r in report["phases"].items():
-        print(f"{name:<11} {r['clients']:>7} {r['requests']:>8} {r['texts_per_request']:>9} {r['texts_per_s']:>9} "
-              f"{r['requests_per_s']:>8} {r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} {r['errors']:>6} "
-              f"{r['requests_per_batch']:>9} {r['server_rss_mib'] or '-':>8}")  # fmt: skip
+        print(
+            f"{name:<11} {r['clients']:>7} {r['requests']:>8} {r['texts_per_request']:>9} {r['texts_per_s']:>9} "
+            f"{r['requests_per_s']:>8} {r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} {r['errors']:>6} "
+            f"{r['requests_per_batch']:>9} {r['server_rss_mib'] or '-':>8}"
+        )
     print(f"concurrent / single texts per second: {report['speedup']}x; server exit code {report['server_exit_code']}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

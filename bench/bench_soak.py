@@ -63,8 +63,15 @@ REQUEST_TIMEOUT = 30.0
 VERSION_HEADER = "x-labelcon-model-version"
 MAX_BODY_BYTES = 200_000
 #: Each kind of request and its share of the mix.
-MIX = {"embeddings": 0.30, "predict": 0.30, "search": 0.15, "oversized": 0.05, "malformed": 0.05, "no_key": 0.05,
-       "disconnect": 0.10}  # fmt: skip
+MIX = {
+    "embeddings": 0.30,
+    "predict": 0.30,
+    "search": 0.15,
+    "oversized": 0.05,
+    "malformed": 0.05,
+    "no_key": 0.05,
+    "disconnect": 0.10,
+}
 WELL_FORMED = ("embeddings", "predict", "search")
 SETTLE_SECONDS = 2 * TRIM_SECONDS + 1
 
@@ -93,8 +100,11 @@ async def disconnect_midway(port: int, key: str) -> None:
     """Headers and half of a body, then the connection closes."""
     body = json.dumps({"input": ["a request that never finishes"] * 8}).encode()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
-                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])  # fmt: skip
+    writer.write(
+        f"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body[: len(body) // 2]
+    )
     await writer.drain()
     await asyncio.sleep(0.05)
     writer.close()
@@ -112,8 +122,9 @@ async def one_request(http: httpx.AsyncClient, kind: str, texts: list[str], key:
     if kind == "oversized":
         return await http.post("/v1/embeddings", json={"input": ["x" * 1000] * (MAX_BODY_BYTES // 1000)}, headers=auth)
     if kind == "malformed":
-        return await http.post("/predict", content=b'{"inputs": ["unfinished', headers={**auth,
-                               "Content-Type": "application/json"})  # fmt: skip
+        return await http.post(
+            "/predict", content=b'{"inputs": ["unfinished', headers={**auth, "Content-Type": "application/json"}
+        )
     if kind == "no_key":
         return await http.post("/predict", json={"inputs": texts})
     raise ValueError(kind)
@@ -163,20 +174,27 @@ def summarize(records: list[dict], published: dict, rss: dict, key_in_log: bool,
     new = [r for r in answered if published.get("version") and r.get("version") == published["version"]]
     first_new = min((r["answered"] for r in new), default=None)
     return {
-        "requests": len(records), "by_kind": by_kind, "published": "version" in published,
+        "requests": len(records),
+        "by_kind": by_kind,
+        "published": "version" in published,
         "server_errors": sum(1 for r in answered if r["status"] >= 500),
         "dropped": sum(1 for r in good if str(r["status"]).startswith("dropped")),
         "unexpected": sum(1 for r in good if r["status"] != 200),
         "without_version": sum(1 for r in answered if not r.get("version")),
         "versions": dict(Counter(r.get("version") for r in answered)),
-        "p50_ms": round(float(np.percentile(latency, 50)), 1), "p99_ms": round(float(np.percentile(latency, 99)), 1),
+        "p50_ms": round(float(np.percentile(latency, 50)), 1),
+        "p99_ms": round(float(np.percentile(latency, 99)), 1),
         "new_version_after_s": None if first_new is None else round(first_new - published["at"], 2),
         "rss_peak_mib": max(mib for _, mib in rss["series"]) if rss["series"] else None,
-        "old_after_switch": sum(1 for r in answered if r.get("version") == published["old"] and first_new
-                                and r["sent"] > first_new),
-        "rss_warm_mib": rss["warm"], "rss_end_mib": rss["end"],
-        "rss_change": round(rss["end"] / rss["warm"] - 1, 3), "key_in_log": key_in_log, "server_exit_code": exit_code,
-    }  # fmt: skip
+        "old_after_switch": sum(
+            1 for r in answered if r.get("version") == published["old"] and first_new and r["sent"] > first_new
+        ),
+        "rss_warm_mib": rss["warm"],
+        "rss_end_mib": rss["end"],
+        "rss_change": round(rss["end"] / rss["warm"] - 1, 3),
+        "key_in_log": key_in_log,
+        "server_exit_code": exit_code,
+    }
 
 
 def bars(result: dict) -> dict[str, bool]:
@@ -187,7 +205,7 @@ def bars(result: dict) -> dict[str, bool]:
         "new version within 10 s": (result["new_version_after_s"] or 99) <= 10 if result["published"] else True,
         "memory within 20%": abs(result["rss_change"]) <= 0.20,
         "key in no log line": not result["key_in_log"],
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -196,8 +214,12 @@ def main() -> None:
     parser.add_argument("--encoder", default=None, help="encoder of the demo run (default: minilm if installed)")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=120)
-    parser.add_argument("--publish-at", type=float, default=0.5,
-                        help="share of --seconds after which to publish (0: never, a control run)")
+    parser.add_argument(
+        "--publish-at",
+        type=float,
+        default=0.5,
+        help="share of --seconds after which to publish (0: never, a control run)",
+    )
     parser.add_argument("--reload-seconds", type=float, default=1.0, help="the server's --reload-seconds")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -215,9 +237,18 @@ def main() -> None:
         indexed.index(paths["train"])
         indexed.save(run)
         port, log = free_port(), Path(tmp) / "server.log"
-        server = start_server(run, port, "--log-level", "info", "--max-body-bytes", str(MAX_BODY_BYTES),
-                              "--reload-seconds", str(args.reload_seconds), env={**os.environ, "LABELCON_API_KEY": key},
-                              log=log)  # fmt: skip
+        server = start_server(
+            run,
+            port,
+            "--log-level",
+            "info",
+            "--max-body-bytes",
+            str(MAX_BODY_BYTES),
+            "--reload-seconds",
+            str(args.reload_seconds),
+            env={**os.environ, "LABELCON_API_KEY": key},
+            log=log,
+        )
         try:
             soak(port, key, texts, args.clients, 3)  # warm-up: every kind, every code path
             rss = {"warm": settled_rss(server.pid)}
@@ -247,22 +278,38 @@ def main() -> None:
             exit_code = server.wait(timeout=60)
         server_log = log.read_text()
     result = summarize(records, published, rss, key in server_log, exit_code)
-    report = {"machine": machine(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "run": str(args.run or f"demo ({args.encoder or default_encoder()}, 1 epoch)"), "clients": args.clients,
-              "seconds": args.seconds, **result, "publish": published, "rss_series": rss["series"], "bars": bars(result),
-              "version_log": [line for line in server_log.splitlines() if "version" in line]}  # fmt: skip
-    print(f"{report['machine']}; run: {report['run']}; {args.clients} clients for {args.seconds:g} s; "
-          f"published {published.get('version')} at {args.publish_at:.0%}")  # fmt: skip
+    report = {
+        "machine": machine(),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "run": str(args.run or f"demo ({args.encoder or default_encoder()}, 1 epoch)"),
+        "clients": args.clients,
+        "seconds": args.seconds,
+        **result,
+        "publish": published,
+        "rss_series": rss["series"],
+        "bars": bars(result),
+        "version_log": [line for line in server_log.splitlines() if "version" in line],
+    }
+    print(
+        f"{report['machine']}; run: {report['run']}; {args.clients} clients for {args.seconds:g} s; "
+        f"published {published.get('version')} at {args.publish_at:.0%}"
+    )
     print(f"{'kind':<11} {'requests':>8}  answers")
     for kind, statuses in result["by_kind"].items():
         print(f"{kind:<11} {sum(statuses.values()):>8}  {', '.join(f'{s}: {n}' for s, n in sorted(statuses.items()))}")
-    print(f"requests {result['requests']}; 5xx {result['server_errors']}; dropped {result['dropped']}; "
-          f"answers without a version {result['without_version']}; p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms")
-    print(f"new version first answered {result['new_version_after_s']} s after publishing; old version answers to "
-          f"requests sent after that: {result['old_after_switch']}; versions: {result['versions']}")  # fmt: skip
-    print(f"server RSS {rss['warm']} MiB after warm-up, peak {result['rss_peak_mib']}, {rss['end']} MiB at the end "
-          f"({result['rss_change']:+.1%}); "
-          f"key in the log: {result['key_in_log']}; exit code {exit_code}")  # fmt: skip
+    print(
+        f"requests {result['requests']}; 5xx {result['server_errors']}; dropped {result['dropped']}; "
+        f"answers without a version {result['without_version']}; p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms"
+    )
+    print(
+        f"new version first answered {result['new_version_after_s']} s after publishing; old version answers to "
+        f"requests sent after that: {result['old_after_switch']}; versions: {result['versions']}"
+    )
+    print(
+        f"server RSS {rss['warm']} MiB after warm-up, peak {result['rss_peak_mib']}, {rss['end']} MiB at the end "
+        f"({result['rss_change']:+.1%}); "
+        f"key in the log: {result['key_in_log']}; exit code {exit_code}"
+    )
     for line in report["version_log"]:
         print(f"  log: {line}")
     for bar, ok in report["bars"].items():

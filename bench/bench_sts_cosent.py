@@ -55,7 +55,11 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.sentence_transformer.losses import CoSENTLoss
 
     fields = {"fields": "text1,text2", "score_field": "score"}
@@ -74,10 +78,24 @@ def main() -> None:
     print(f"untrained: {rows[-1]}", flush=True)
 
     tic = time.monotonic()
-    model = Labelcon(encoder="minilm", precision="float32", epochs=args.epochs, pair_batch_size=args.batch_size,
-                     device="cpu", lr=args.lr, warmup_ratio=0.1, weight_decay=0.01, max_grad_norm=1.0, max_length=args.max_length,
-                     encode_max_length=args.max_length, min_steps=0, max_time_minutes=0, seed=args.seed,
-                     pair_fields="text1,text2", pair_score_field="score").fit(pairs=train, show_progress=False)
+    model = Labelcon(
+        encoder="minilm",
+        precision="float32",
+        epochs=args.epochs,
+        pair_batch_size=args.batch_size,
+        device="cpu",
+        lr=args.lr,
+        warmup_ratio=0.1,
+        weight_decay=0.01,
+        max_grad_norm=1.0,
+        max_length=args.max_length,
+        encode_max_length=args.max_length,
+        min_steps=0,
+        max_time_minutes=0,
+        seed=args.seed,
+        pair_fields="text1,text2",
+        pair_score_field="score",
+    ).fit(pairs=train, show_progress=False)
     seconds = time.monotonic() - tic
     ours = 100 * model.evaluate_pairs(test)["pairs_spearman"]
     assert model.history_[-1]["step"] == steps, model.history_[-1]
@@ -96,10 +114,20 @@ def main() -> None:
     data = Dataset.from_dict({"text1": train.columns[0], "text2": train.columns[1], "score": train.scores})
     with tempfile.TemporaryDirectory() as tmp:
         st_args = SentenceTransformerTrainingArguments(
-            output_dir=tmp, max_steps=steps, per_device_train_batch_size=args.batch_size, learning_rate=args.lr,
-            warmup_ratio=0.1, weight_decay=0.01, max_grad_norm=1.0, seed=args.seed, report_to=[],
-            save_strategy="no", logging_steps=max(1, steps // 10), use_cpu=True, disable_tqdm=True,
-        )  # fmt: skip
+            output_dir=tmp,
+            max_steps=steps,
+            per_device_train_batch_size=args.batch_size,
+            learning_rate=args.lr,
+            warmup_ratio=0.1,
+            weight_decay=0.01,
+            max_grad_norm=1.0,
+            seed=args.seed,
+            report_to=[],
+            save_strategy="no",
+            logging_steps=max(1, steps // 10),
+            use_cpu=True,
+            disable_tqdm=True,
+        )
         SentenceTransformerTrainer(model=st_model, args=st_args, train_dataset=data, loss=CoSENTLoss(st_model)).train()
     seconds = time.monotonic() - tic
     rows.append(("sentence-transformers CoSENTLoss", steps, seconds, st_spearman(st_model, test), None))

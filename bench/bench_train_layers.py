@@ -32,8 +32,9 @@ from labelcon.objectives import supcon
 DEFAULT_DATA = default_data_dir() / "goemotions" / "train.jsonl"
 
 
-def step_seconds(encoder: torch.nn.Module, batch: list[str], labels: torch.Tensor,
-                 optimizer: torch.optim.Optimizer) -> float:  # fmt: skip
+def step_seconds(
+    encoder: torch.nn.Module, batch: list[str], labels: torch.Tensor, optimizer: torch.optim.Optimizer
+) -> float:
     """Seconds of one training step on ``batch``."""
     start = time.perf_counter()
     loss = supcon(encoder(encoder.tokenize(batch)), labels, 0.1, relation="jaccard")
@@ -57,18 +58,26 @@ def main() -> None:
     texts = [json.loads(line)["text"] for line in lines]
     batches = [texts[i : i + args.batch] for i in range(0, len(texts), args.batch)]
     labels = torch.randint(0, 2, (args.batch, 28), generator=torch.Generator().manual_seed(0)).float()
-    print(f"{machine()}; torch {torch.__version__}; {args.encoder}; precision {args.precision}; batch {args.batch}; "
-          f"max length {args.max_length}; load average {os.getloadavg()[0]:.1f}")
-    print("| layers trained | first epoch step s | later epoch step s | ratio to all layers (later) |\n|---|---:|---:|---:|")
+    print(
+        f"{machine()}; torch {torch.__version__}; {args.encoder}; precision {args.precision}; batch {args.batch}; "
+        f"max length {args.max_length}; load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        "| layers trained | first epoch step s | later epoch step s | ratio to all layers (later) |\n"
+        "|---|---:|---:|---:|"
+    )
     settings = [None, *args.train_layers]
     runs = []
     for train_layers in settings:
-        encoder = build_encoder(args.encoder, max_length=args.max_length, precision=args.precision,
-                                train_layers=train_layers).train()  # fmt: skip
+        encoder = build_encoder(
+            args.encoder, max_length=args.max_length, precision=args.precision, train_layers=train_layers
+        ).train()
         runs.append((encoder, torch.optim.AdamW([p for p in encoder.parameters() if p.requires_grad], lr=5e-5)))
     # the settings take turns on each batch, so a busy machine slows them alike
-    passes = [[[step_seconds(encoder, batch, labels, optimizer) for encoder, optimizer in runs] for batch in batches]
-              for _ in range(2)]
+    passes = [
+        [[step_seconds(encoder, batch, labels, optimizer) for encoder, optimizer in runs] for batch in batches]
+        for _ in range(2)
+    ]
     medians = [[statistics.median(step[i] for step in steps) for i in range(len(runs))] for steps in passes]
     for i, train_layers in enumerate(settings):
         first, later = medians[0][i], medians[1][i]

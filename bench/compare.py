@@ -91,9 +91,16 @@ DEFAULTS = Config()
 PAIR_DATASET = "stsb"
 STS_SOURCE = "goemotions"
 ENCODE_BATCH = 128
-COLUMNS = (("macro_f1", "macro-F1"), ("micro_f1", "micro-F1"), ("samples_f1", "samples-F1"),
-           ("macro_ap", "macro-AP"), ("precision_at_1", "P@1"), ("precision_at_5", "P@5"),
-           ("ndcg_at_5", "nDCG@5"), ("psp_at_5", "PSP@5"))  # fmt: skip
+COLUMNS = (
+    ("macro_f1", "macro-F1"),
+    ("micro_f1", "micro-F1"),
+    ("samples_f1", "samples-F1"),
+    ("macro_ap", "macro-AP"),
+    ("precision_at_1", "P@1"),
+    ("precision_at_5", "P@5"),
+    ("ndcg_at_5", "nDCG@5"),
+    ("psp_at_5", "PSP@5"),
+)
 
 
 # ---------------------------------------------------------------- command line
@@ -114,32 +121,70 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Compare labelcon with TF-IDF, frozen MiniLM, BCE fine-tuning and SetFit on one data set.",
     )
-    parser.add_argument("dataset", help="a directory name under --data-dir: goemotions, reuters21578, "
-                        "arxiv_abstracts, ... (train.jsonl, test.jsonl, labels.txt, optional dev.jsonl), or stsb")
-    parser.add_argument("--systems", default=None,
-                        help=f"comma-separated subset of {','.join(SYSTEMS)} "
-                        "(default: all; setfit only with --shots)")
+    parser.add_argument(
+        "dataset",
+        help="a directory name under --data-dir: goemotions, reuters21578, "
+        "arxiv_abstracts, ... (train.jsonl, test.jsonl, labels.txt, optional dev.jsonl), or stsb",
+    )
+    parser.add_argument(
+        "--systems",
+        default=None,
+        help=f"comma-separated subset of {','.join(SYSTEMS)} (default: all; setfit only with --shots)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="keep a seeded random N items of each split")
     parser.add_argument("--shots", type=int, default=None, help="few-shot regime: N training examples per label")
-    parser.add_argument("--budget-minutes", type=float, default=None,
-                        help="training budget of the bce system (default: labelcon's training time in this run)")
-    parser.add_argument("--labelcon-head", default=None, metavar="HEAD",
-                        help="run labelcon with this head instead of its default (auto); its row is "
-                        "named 'labelcon (head=HEAD)' and kept beside the default's")
-    parser.add_argument("--labelcon-params", type=json.loads, default={}, metavar="JSON",
-                        help="Labelcon keywords other than the defaults, e.g. '{\"train_layers\": 2}'; the row "
-                        "is named after them ('labelcon (train_layers=2)') and kept beside the default's")
-    parser.add_argument("--seed", type=int, default=DEFAULTS.seed,
-                        help="seed of the carve-out, --limit, --shots and training (default: labelcon's, 13)")
-    parser.add_argument("--seeds", type=seed_list, default=None, metavar="S1,S2,...",
-                        help="run every system once per seed (each seed's rows in its own results file, as "
-                        "--seed writes them), then summarise the seeds: mean, spread, min and max")
-    parser.add_argument("--summarize", action="store_true",
-                        help="with --seeds: only summarise the rows the seeds' results files already hold")
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir(),
-                        help="folder holding the data sets ($LABELCON_DATA, else ../shared/data next to the repo)")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="stsb only: a labelcon run directory trained on GoEmotions (default: train one)")
+    parser.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=None,
+        help="training budget of the bce system (default: labelcon's training time in this run)",
+    )
+    parser.add_argument(
+        "--labelcon-head",
+        default=None,
+        metavar="HEAD",
+        help="run labelcon with this head instead of its default (auto); its row is "
+        "named 'labelcon (head=HEAD)' and kept beside the default's",
+    )
+    parser.add_argument(
+        "--labelcon-params",
+        type=json.loads,
+        default={},
+        metavar="JSON",
+        help="Labelcon keywords other than the defaults, e.g. '{\"train_layers\": 2}'; the row "
+        "is named after them ('labelcon (train_layers=2)') and kept beside the default's",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULTS.seed,
+        help="seed of the carve-out, --limit, --shots and training (default: labelcon's, 13)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=seed_list,
+        default=None,
+        metavar="S1,S2,...",
+        help="run every system once per seed (each seed's rows in its own results file, as "
+        "--seed writes them), then summarise the seeds: mean, spread, min and max",
+    )
+    parser.add_argument(
+        "--summarize",
+        action="store_true",
+        help="with --seeds: only summarise the rows the seeds' results files already hold",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default_data_dir(),
+        help="folder holding the data sets ($LABELCON_DATA, else ../shared/data next to the repo)",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="stsb only: a labelcon run directory trained on GoEmotions (default: train one)",
+    )
     args = parser.parse_args(argv)
     for name in ("limit", "shots", "budget_minutes"):
         value = getattr(args, name)
@@ -192,8 +237,10 @@ def load_task(name: str, args: argparse.Namespace) -> tuple[Task, Dataset, dict[
     needed = ("train.jsonl", "test.jsonl", "labels.txt")
     missing = [file for file in needed if not (folder / file).is_file()]
     if missing:
-        raise SystemExit(f"{folder}: expected a data set folder with {', '.join(needed)} (dev.jsonl optional); "
-                         f"missing {', '.join(missing)}. Set --data-dir or $LABELCON_DATA.")
+        raise SystemExit(
+            f"{folder}: expected a data set folder with {', '.join(needed)} (dev.jsonl optional); "
+            f"missing {', '.join(missing)}. Set --data-dir or $LABELCON_DATA."
+        )
     train = read_dataset(folder / "train.jsonl")
     if (folder / "dev.jsonl").is_file():
         dev, dev_source = read_dataset(folder / "dev.jsonl"), "dev.jsonl"
@@ -205,15 +252,32 @@ def load_task(name: str, args: argparse.Namespace) -> tuple[Task, Dataset, dict[
     few = sample_shots(train, args.shots, seed=args.seed) if args.shots else train
     labels = LabelSpace.from_label_sets(train.labels, labels_file=folder / "labels.txt")
     task = Task(
-        dataset=name, train=few, train_full=train, dev=dev, test=test, labels=labels,
-        labels_file=folder / "labels.txt", y_train=labels.encode(few.labels, source="train"),
-        y_dev=labels.encode(dev.labels, source="dev"), seed=args.seed, shots=args.shots,
+        dataset=name,
+        train=few,
+        train_full=train,
+        dev=dev,
+        test=test,
+        labels=labels,
+        labels_file=folder / "labels.txt",
+        y_train=labels.encode(few.labels, source="train"),
+        y_dev=labels.encode(dev.labels, source="dev"),
+        seed=args.seed,
+        shots=args.shots,
         budget_seconds=60 * args.budget_minutes if args.budget_minutes else None,
         labelcon_params=args.labelcon_params,
     )
-    splits = {"train": len(few), "train_before_shots": len(train), "dev": len(dev), "test": len(test),
-              "labels": len(labels), "dev_source": dev_source, "limit": args.limit, "shots": args.shots,
-              "seed": args.seed, "at_least_one": task.at_least_one}
+    splits = {
+        "train": len(few),
+        "train_before_shots": len(train),
+        "dev": len(dev),
+        "test": len(test),
+        "labels": len(labels),
+        "dev_source": dev_source,
+        "limit": args.limit,
+        "shots": args.shots,
+        "seed": args.seed,
+        "at_least_one": task.at_least_one,
+    }
     return task, test, splits
 
 
@@ -222,15 +286,22 @@ def load_task(name: str, args: argparse.Namespace) -> tuple[Task, Dataset, dict[
 
 def machine() -> dict[str, Any]:
     """CPU model and count, thread count and library versions, for the record."""
-    return {"cpu": cpu_model() or platform.processor() or "unknown", "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__}
+    return {
+        "cpu": cpu_model() or platform.processor() or "unknown",
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
 
 
 def git_state() -> str:
     """``git describe --always --dirty`` of the repository (the labelcon code measured)."""
     try:
-        done = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-                              capture_output=True, text=True, check=True)  # fmt: skip
+        done = subprocess.run(
+            ["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True, check=True
+        )
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return done.stdout.strip()
@@ -253,32 +324,51 @@ def run_system(name: str, task: Task, test: Dataset, labels: LabelSpace) -> dict
     y_test = labels.encode(test.labels, source="test")
     shape_dev, shape_test = (len(task.dev), len(labels)), (len(test), len(labels))
     if result.dev_scores.shape != shape_dev or result.test_scores.shape != shape_test:
-        raise RuntimeError(f"{name} returned scores of shapes {result.dev_scores.shape} and "
-                           f"{result.test_scores.shape}, expected {shape_dev} and {shape_test}")
+        raise RuntimeError(
+            f"{name} returned scores of shapes {result.dev_scores.shape} and "
+            f"{result.test_scores.shape}, expected {shape_dev} and {shape_test}"
+        )
     fallback = "global" if result.fallback_threshold is None else result.fallback_threshold
-    calibrated = Thresholds.calibrate(result.dev_scores, task.y_dev, min_positives=DEFAULTS.min_positives,
-                                      fallback=fallback)
-    rule, rule_figures = choose_rule(lambda: [result.dev_scores], task.y_dev, calibrated,
-                                     metric=DEFAULTS.decision_metric, at_least_one=task.at_least_one)
+    calibrated = Thresholds.calibrate(
+        result.dev_scores, task.y_dev, min_positives=DEFAULTS.min_positives, fallback=fallback
+    )
+    rule, rule_figures = choose_rule(
+        lambda: [result.dev_scores],
+        task.y_dev,
+        calibrated,
+        metric=DEFAULTS.decision_metric,
+        at_least_one=task.at_least_one,
+    )
     dev_metrics = evaluate(task.y_dev, result.dev_scores, rule.apply(result.dev_scores, at_least_one=task.at_least_one))
     test_pred = rule.apply(result.test_scores, at_least_one=task.at_least_one)
     test_metrics = evaluate(y_test, result.test_scores, test_pred)
     test_metrics["ndcg_at_5"] = ndcg_at_k(y_test, result.test_scores, 5)
     test_metrics["psp_at_5"] = psp_at_k(y_test, result.test_scores, 5, label_propensities(task.y_train))
     predicted = np.asarray(test_pred.sum(axis=1)).ravel()
-    decisions = {"rule": rule_name(rule), "dev_figures": {k: round(v, 5) for k, v in rule_figures.items()},
-                 "test_labels_per_item": {"predicted": round(float(predicted.mean()), 3),
-                                          "true": round(float(y_test.sum(axis=1).mean()), 3)},
-                 "labels_predicted_for_every_test_item": int((np.asarray(test_pred.sum(axis=0)).ravel()
-                                                              == len(test)).sum())}
+    decisions = {
+        "rule": rule_name(rule),
+        "dev_figures": {k: round(v, 5) for k, v in rule_figures.items()},
+        "test_labels_per_item": {
+            "predicted": round(float(predicted.mean()), 3),
+            "true": round(float(y_test.sum(axis=1).mean()), 3),
+        },
+        "labels_predicted_for_every_test_item": int((np.asarray(test_pred.sum(axis=0)).ravel() == len(test)).sum()),
+    }
     end_to_end = time.perf_counter() - started
     return {
-        "system": row_name(name, task.labelcon_params), "description": module.DESCRIPTION, "test": test_metrics,
-        "dev_after_calibration_on_dev": dev_metrics, "train_seconds": round(result.train_seconds, 1),
-        "end_to_end_seconds": round(end_to_end, 1), "decisions": decisions, "notes": result.notes,
+        "system": row_name(name, task.labelcon_params),
+        "description": module.DESCRIPTION,
+        "test": test_metrics,
+        "dev_after_calibration_on_dev": dev_metrics,
+        "train_seconds": round(result.train_seconds, 1),
+        "end_to_end_seconds": round(end_to_end, 1),
+        "decisions": decisions,
+        "notes": result.notes,
         "load_average_1min": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine(),
-        "git": git_state(), "command": "python bench/compare.py " + " ".join(sys.argv[1:]),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine(),
+        "git": git_state(),
+        "command": "python bench/compare.py " + " ".join(sys.argv[1:]),
     }
 
 
@@ -301,9 +391,17 @@ def markdown_table(header: Sequence[str], rows: list[list[str]]) -> str:
 
 def classification_table(rows: list[dict[str, Any]]) -> str:
     header = ["system", *(title for _, title in COLUMNS), "labels/item", "decision rule", "train", "end-to-end"]
-    body = [[row["system"], *(f"{row['test'][key]:.3f}" for key, _ in COLUMNS), _labels_per_item(row),
-             row["decisions"]["rule"], fmt_seconds(row["train_seconds"]), fmt_seconds(row["end_to_end_seconds"])]
-            for row in rows]  # fmt: skip
+    body = [
+        [
+            row["system"],
+            *(f"{row['test'][key]:.3f}" for key, _ in COLUMNS),
+            _labels_per_item(row),
+            row["decisions"]["rule"],
+            fmt_seconds(row["train_seconds"]),
+            fmt_seconds(row["end_to_end_seconds"]),
+        ]
+        for row in rows
+    ]
     return markdown_table(header, body)
 
 
@@ -349,8 +447,10 @@ def compare(args: argparse.Namespace) -> None:
         if name == "labelcon" and task.budget_seconds is None:
             task.budget_seconds = rows[name]["train_seconds"]
     table_rows = [rows[name] for name in SYSTEMS if name in rows]
-    print(f"\n{args.dataset}: train {splits['train']}, dev {splits['dev']} ({splits['dev_source']}), "
-          f"test {splits['test']}, {splits['labels']} labels; test metrics, thresholds calibrated on dev\n")
+    print(
+        f"\n{args.dataset}: train {splits['train']}, dev {splits['dev']} ({splits['dev_source']}), "
+        f"test {splits['test']}, {splits['labels']} labels; test metrics, thresholds calibrated on dev\n"
+    )
     print(classification_table(table_rows))
     print(f"\nrows written to {results_path(args).relative_to(REPO)}")
 
@@ -373,13 +473,26 @@ def seed_summary(per_seed: dict[int, dict[str, dict[str, Any]]]) -> dict[str, di
         metrics = {}
         for key in SEED_METRICS:
             values = np.array([row["test"][key] for row in rows.values()])
-            metrics[key] = {"n": len(values), "mean": round(float(values.mean()), 5),
-                            "sd": round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, 5),
-                            "min": round(float(values.min()), 5), "max": round(float(values.max()), 5)}
-        summary[name] = {"seeds": list(rows), "metrics": metrics,
-                         "runs": {str(seed): {"end_to_end_seconds": row["end_to_end_seconds"], "git": row["git"],
-                                              "date": row["date"], **{key: row["test"][key] for key in SEED_METRICS}}
-                                  for seed, row in rows.items()}}  # fmt: skip
+            metrics[key] = {
+                "n": len(values),
+                "mean": round(float(values.mean()), 5),
+                "sd": round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, 5),
+                "min": round(float(values.min()), 5),
+                "max": round(float(values.max()), 5),
+            }
+        summary[name] = {
+            "seeds": list(rows),
+            "metrics": metrics,
+            "runs": {
+                str(seed): {
+                    "end_to_end_seconds": row["end_to_end_seconds"],
+                    "git": row["git"],
+                    "date": row["date"],
+                    **{key: row["test"][key] for key in SEED_METRICS},
+                }
+                for seed, row in rows.items()
+            },
+        }
     return summary
 
 
@@ -388,8 +501,9 @@ def seeds_table(summary: dict[str, dict[str, Any]]) -> str:
     header = ["system", "seeds", *(title for key, title in COLUMNS if key in SEED_METRICS), "end-to-end (median)"]
     body = []
     for name, entry in summary.items():
-        cells = [f"{m['mean']:.3f} ± {m['sd']:.3f} ({m['min']:.3f}–{m['max']:.3f})"
-                 for key, m in entry["metrics"].items()]  # fmt: skip
+        cells = [
+            f"{m['mean']:.3f} ± {m['sd']:.3f} ({m['min']:.3f}–{m['max']:.3f})" for key, m in entry["metrics"].items()
+        ]
         seconds = float(np.median([run["end_to_end_seconds"] for run in entry["runs"].values()]))
         body.append([name, ", ".join(map(str, entry["seeds"])), *cells, fmt_seconds(seconds)])
     return markdown_table(header, body)
@@ -412,8 +526,10 @@ def compare_seeds(args: argparse.Namespace) -> None:
     summary = seed_summary(per_seed)
     path = results_path(args, summary=True)
     write_json(path, {"seeds": args.seeds, "systems": summary})
-    print(f"\n{args.dataset}: {len(args.seeds)} seeds ({', '.join(map(str, args.seeds))}); test metrics, "
-          "mean ± sample sd (min–max)\n")
+    print(
+        f"\n{args.dataset}: {len(args.seeds)} seeds ({', '.join(map(str, args.seeds))}); test metrics, "
+        "mean ± sample sd (min–max)\n"
+    )
     print(seeds_table(summary))
     print(f"\nsummary written to {path.relative_to(REPO)}")
 
@@ -430,8 +546,9 @@ def spearman(
     return 100 * float(scipy.stats.spearmanr(cosine, gold).statistic)
 
 
-def subsample_pairs(texts1: list[str], texts2: list[str], scores: list[float], limit: int | None,
-                    seed: int) -> tuple[list[str], list[str], list[float]]:
+def subsample_pairs(
+    texts1: list[str], texts2: list[str], scores: list[float], limit: int | None, seed: int
+) -> tuple[list[str], list[str], list[float]]:
     """A seeded random ``limit`` pairs (all when None), in their original order."""
     keep = range(len(scores))
     if limit is not None and limit < len(scores):
@@ -457,25 +574,52 @@ def compare_sts(args: argparse.Namespace) -> None:
         source = f"trained here on {STS_SOURCE} ({splits['train']} train, {splits['dev']} dev)"
     max_length = getattr(model.encoder_, "max_length", LONG_MAX_LENGTH)
     labelcon_score = spearman(lambda texts: model.encode(texts, show_progress=True), *pairs_limited)
-    rows.append({"system": f"labelcon ({STS_SOURCE}, defaults)", "spearman_test": labelcon_score,
-                 "train_seconds": None if train_seconds is None else round(train_seconds, 1),
-                 "end_to_end_seconds": round(time.perf_counter() - started, 1),
-                 "notes": {"model": source}})
+    rows.append(
+        {
+            "system": f"labelcon ({STS_SOURCE}, defaults)",
+            "spearman_test": labelcon_score,
+            "train_seconds": None if train_seconds is None else round(train_seconds, 1),
+            "end_to_end_seconds": round(time.perf_counter() - started, 1),
+            "notes": {"model": source},
+        }
+    )
     started = time.perf_counter()
     base = TransformerEncoder("minilm", max_length=max_length).eval()
-    base_score = spearman(lambda texts: base.encode(texts, batch_size=ENCODE_BATCH, show_progress=True),
-                          *pairs_limited)
-    rows.insert(0, {"system": "all-MiniLM-L6-v2 (base)", "spearman_test": base_score, "train_seconds": None,
-                    "end_to_end_seconds": round(time.perf_counter() - started, 1), "notes": {"max_length": max_length}})
-    stamp = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine(),
-             "git": git_state(), "command": "python bench/compare.py " + " ".join(sys.argv[1:])}
+    base_score = spearman(lambda texts: base.encode(texts, batch_size=ENCODE_BATCH, show_progress=True), *pairs_limited)
+    rows.insert(
+        0,
+        {
+            "system": "all-MiniLM-L6-v2 (base)",
+            "spearman_test": base_score,
+            "train_seconds": None,
+            "end_to_end_seconds": round(time.perf_counter() - started, 1),
+            "notes": {"max_length": max_length},
+        },
+    )
+    stamp = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine(),
+        "git": git_state(),
+        "command": "python bench/compare.py " + " ".join(sys.argv[1:]),
+    }
     rows = [{**row, **stamp} for row in rows]
     setting = {"dataset": PAIR_DATASET, "pairs": len(pairs_limited[0]), "limit": args.limit, "seed": args.seed}
     save_rows(results_path(args), setting, rows)
     print(f"\nSTS-B test ({len(pairs_limited[0])} pairs): Spearman x 100 of cosine similarity\n")
-    print(markdown_table(["system", "Spearman", "train", "end-to-end"],
-                         [[row["system"], f"{row['spearman_test']:.2f}", fmt_seconds(row["train_seconds"]),
-                           fmt_seconds(row["end_to_end_seconds"])] for row in rows]))  # fmt: skip
+    print(
+        markdown_table(
+            ["system", "Spearman", "train", "end-to-end"],
+            [
+                [
+                    row["system"],
+                    f"{row['spearman_test']:.2f}",
+                    fmt_seconds(row["train_seconds"]),
+                    fmt_seconds(row["end_to_end_seconds"]),
+                ]
+                for row in rows
+            ],
+        )
+    )
     print(f"\nrows written to {results_path(args).relative_to(REPO)}")
 
 

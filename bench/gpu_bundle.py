@@ -31,8 +31,11 @@ LIMIT_BYTES = 60 * 2**20
 def _converted(source: Path, target: Path, dtype: torch.dtype) -> None:
     """``source``'s safetensors weights written to ``target`` with floating tensors in ``dtype``."""
     tensors = load_file(str(source))
-    save_file({name: t.to(dtype) if t.is_floating_point() else t for name, t in tensors.items()}, str(target),
-              metadata={"format": "pt"})  # fmt: skip
+    save_file(
+        {name: t.to(dtype) if t.is_floating_point() else t for name, t in tensors.items()},
+        str(target),
+        metadata={"format": "pt"},
+    )
 
 
 def _copy_model(source: Path, target: Path, dtype: torch.dtype) -> Path:

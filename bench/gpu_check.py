@@ -103,9 +103,11 @@ class Table:
     def __init__(self, path: Path, device: torch.device) -> None:
         self.path, self.rows, self.last = path, [], time.perf_counter()
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
-        self._write(f"device: {device} ({name}), torch {torch.__version__}\n\n"
-                    "| check | labelcon | reference | result | peak GPU memory |\n| --- | --- | --- | --- | --- |\n",
-                    mode="w")  # fmt: skip
+        self._write(
+            f"device: {device} ({name}), torch {torch.__version__}\n\n"
+            "| check | labelcon | reference | result | peak GPU memory |\n| --- | --- | --- | --- | --- |\n",
+            mode="w",
+        )
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
@@ -119,8 +121,15 @@ class Table:
             out.write(text)
 
 
-def loss_and_grads(model: Path, device: torch.device, precision: str, texts: list[str], labels: torch.Tensor,
-                   max_length: int, dtype: torch.dtype = torch.float32) -> tuple[float, torch.Tensor]:  # fmt: skip
+def loss_and_grads(
+    model: Path,
+    device: torch.device,
+    precision: str,
+    texts: list[str],
+    labels: torch.Tensor,
+    max_length: int,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[float, torch.Tensor]:
     """MiniLM's SupCon-Jaccard loss on one batch and its gradient (all parameters,
     flattened, in float64 on the CPU); ``dtype=torch.float64`` computes in float64."""
     encoder = build_encoder(str(model), max_length=max_length, precision=precision, device=device).to(dtype).eval()
@@ -132,8 +141,9 @@ def loss_and_grads(model: Path, device: torch.device, precision: str, texts: lis
     return loss.item(), grads
 
 
-def agreement(model: Path, device: torch.device, texts: list[str], labels: torch.Tensor,
-              max_length: int) -> Callable[[str], dict[str, Any]]:  # fmt: skip
+def agreement(
+    model: Path, device: torch.device, texts: list[str], labels: torch.Tensor, max_length: int
+) -> Callable[[str], dict[str, Any]]:
     """A function of the precision giving its agreement row (the float64 reference computed once)."""
     cpu = torch.device("cpu")
     want_loss, want_grads = loss_and_grads(model, cpu, "float32", texts, labels, max_length, torch.float64)
@@ -148,11 +158,13 @@ def agreement(model: Path, device: torch.device, texts: list[str], labels: torch
         loss, grad = (cpu_loss, cpu_grad) if device == cpu else errors(device, precision)
         bars = [max(4 * cpu_error, FLOORS[precision]) for cpu_error in (cpu_loss, cpu_grad)]
         ok = loss <= bars[0] and grad <= bars[1]
-        return {"check": f"{precision} against float64, batch {len(texts)}",
-                "labelcon": f"{device.type}: loss {loss:.1e}, gradient {grad:.1e} relative",
-                "reference": f"the CPU's own {precision}: loss {cpu_loss:.1e}, gradient {cpu_grad:.1e}",
-                "result": f"{'pass' if ok else 'FAIL'} (bar: 4x the CPU's, at least {FLOORS[precision]:g})",
-                "memory": peak_memory(device)}
+        return {
+            "check": f"{precision} against float64, batch {len(texts)}",
+            "labelcon": f"{device.type}: loss {loss:.1e}, gradient {grad:.1e} relative",
+            "reference": f"the CPU's own {precision}: loss {cpu_loss:.1e}, gradient {cpu_grad:.1e}",
+            "result": f"{'pass' if ok else 'FAIL'} (bar: 4x the CPU's, at least {FLOORS[precision]:g})",
+            "memory": peak_memory(device),
+        }
 
     return row
 
@@ -172,17 +184,30 @@ class CountingTrainer(Trainer):
         return super()._step_loss(items, labels)
 
 
-def labelcon_training(model: Path, device: torch.device, texts: list[str], y, batch: int, max_length: int,
-                      steps: int) -> tuple[int, int, float]:  # fmt: skip
+def labelcon_training(
+    model: Path, device: torch.device, texts: list[str], y, batch: int, max_length: int, steps: int
+) -> tuple[int, int, float]:
     """``(steps, items, seconds)`` of a labelcon run planned for ``steps`` batches (after a
     3-step warm-up run on a fresh copy): what it actually ran, timed from its first step."""
 
     def run(n_steps: int) -> tuple[int, int, float]:
-        config = Config(encoder=str(model), objective="supcon-jaccard", batch_size=batch, max_length=max_length,
-                        epochs=1, min_steps=0, max_time_minutes=0, device=str(device))  # fmt: skip
+        config = Config(
+            encoder=str(model),
+            objective="supcon-jaccard",
+            batch_size=batch,
+            max_length=max_length,
+            epochs=1,
+            min_steps=0,
+            max_time_minutes=0,
+            device=str(device),
+        )
         encoder = build_encoder(str(model), max_length=max_length, device=device)
-        trainer = CountingTrainer(encoder, build_objective("supcon-jaccard", temperature=0.1),
-                                  TrainingSettings.from_config(config), show_progress=False)  # fmt: skip
+        trainer = CountingTrainer(
+            encoder,
+            build_objective("supcon-jaccard", temperature=0.1),
+            TrainingSettings.from_config(config),
+            show_progress=False,
+        )
         n = batch * n_steps
         trainer.fit(texts[:n], y[:n])
         wait(device)
@@ -192,8 +217,9 @@ def labelcon_training(model: Path, device: torch.device, texts: list[str], y, ba
     return run(steps)
 
 
-def st_training(model: Path, device: torch.device, texts: list[str], partners: list[str], batch: int,
-                max_length: int, steps: int) -> float:  # fmt: skip
+def st_training(
+    model: Path, device: torch.device, texts: list[str], partners: list[str], batch: int, max_length: int, steps: int
+) -> float:
     """Seconds of ``steps`` sentence-transformers MNRL steps on (text, partner) pairs, after 3 warm-up steps."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
@@ -207,8 +233,10 @@ def st_training(model: Path, device: torch.device, texts: list[str], partners: l
 
     def step(i: int) -> float:
         rows = slice(i * batch, (i + 1) * batch)
-        features = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in st_model.preprocess(side[rows]).items()}
-                    for side in (texts, partners)]  # fmt: skip
+        features = [
+            {k: v.to(device) if torch.is_tensor(v) else v for k, v in st_model.preprocess(side[rows]).items()}
+            for side in (texts, partners)
+        ]
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             loss = loss_module(features, None)
         loss.backward()
@@ -235,8 +263,9 @@ def partners_of(label_sets: list[list[str]], texts: list[str], seed: int = 0) ->
     return [texts[rng.choice(holders[labels[0]])] if labels else text for text, labels in zip(texts, label_sets)]
 
 
-def throughput_row(model: Path, device: torch.device, data: Path, batch: int, max_length: int,
-                   steps: int) -> dict[str, Any]:  # fmt: skip
+def throughput_row(
+    model: Path, device: torch.device, data: Path, batch: int, max_length: int, steps: int
+) -> dict[str, Any]:
     train = read_dataset(data / "train.jsonl")
     n = batch * (steps + 3)
     texts, label_sets = list(train.texts[:n]), [list(s) for s in train.labels[:n]]
@@ -247,11 +276,14 @@ def throughput_row(model: Path, device: torch.device, data: Path, batch: int, ma
     memory = peak_memory(device)
     theirs = batch * steps / st_training(model, device, texts, partners_of(label_sets, texts), batch, max_length, steps)
     precision = precision_for("auto", device).autocast
-    return {"check": f"MiniLM training, batch {batch}, {max_length} tokens, "
-                     f"{str(precision or 'float32').removeprefix('torch.')}",
-            "labelcon": f"{ours:.0f} items/s ({ran} steps, {seen} items in {seconds:.1f} s)",
-            "reference": f"sentence-transformers MNRL {theirs:.0f} items/s ({2 * theirs:.0f} texts/s)",
-            "result": f"{ours / theirs:.2f}x in items/s ({ours / (2 * theirs):.2f}x in texts/s)", "memory": memory}
+    return {
+        "check": f"MiniLM training, batch {batch}, {max_length} tokens, "
+        f"{str(precision or 'float32').removeprefix('torch.')}",
+        "labelcon": f"{ours:.0f} items/s ({ran} steps, {seen} items in {seconds:.1f} s)",
+        "reference": f"sentence-transformers MNRL {theirs:.0f} items/s ({2 * theirs:.0f} texts/s)",
+        "result": f"{ours / theirs:.2f}x in items/s ({ours / (2 * theirs):.2f}x in texts/s)",
+        "memory": memory,
+    }
 
 
 def encode_row(model: Path, device: torch.device, data: Path, n: int, max_length: int) -> dict[str, Any]:
@@ -273,16 +305,25 @@ def encode_row(model: Path, device: torch.device, data: Path, n: int, max_length
     tic = time.perf_counter()
     st_model.encode(texts, batch_size=batch)
     theirs = len(texts) / (time.perf_counter() - tic)
-    return {"check": f"encode {len(texts)} texts, batch {batch}, {max_length} tokens",
-            "labelcon": f"{ours:.0f} texts/s", "reference": f"SentenceTransformer.encode {theirs:.0f} texts/s",
-            "result": f"{ours / theirs:.2f}x", "memory": memory}
+    return {
+        "check": f"encode {len(texts)} texts, batch {batch}, {max_length} tokens",
+        "labelcon": f"{ours:.0f} texts/s",
+        "reference": f"SentenceTransformer.encode {theirs:.0f} texts/s",
+        "result": f"{ours / theirs:.2f}x",
+        "memory": memory,
+    }
 
 
-def end_to_end_row(model: Path, device: torch.device, data: Path, name: str, dry_run: bool,
-                   work: Path) -> dict[str, Any]:  # fmt: skip
+def end_to_end_row(
+    model: Path, device: torch.device, data: Path, name: str, dry_run: bool, work: Path
+) -> dict[str, Any]:
     """The defaults but a fixed epoch count, end to end; in a dry run on 100 training items, briefly."""
-    settings: dict[str, Any] = {"encoder": str(model), "device": str(device), "labels_file": str(data / "labels.txt"),
-                                "epochs": EPOCHS}  # fmt: skip
+    settings: dict[str, Any] = {
+        "encoder": str(model),
+        "device": str(device),
+        "labels_file": str(data / "labels.txt"),
+        "epochs": EPOCHS,
+    }
     if dry_run:
         small = work / "small"
         small.mkdir()
@@ -294,23 +335,30 @@ def end_to_end_row(model: Path, device: torch.device, data: Path, name: str, dry
         settings.update(epochs=1, min_steps=0, batch_size=16, max_length=16, eval_max_train=100, head="knn", lexical=0)
     reset_memory(device)
     tic = time.perf_counter()
-    estimator = Labelcon(**settings).fit(data / "train.jsonl", data / "dev.jsonl", out_dir=work / "run",
-                                         show_progress=False)  # fmt: skip
+    estimator = Labelcon(**settings).fit(
+        data / "train.jsonl", data / "dev.jsonl", out_dir=work / "run", show_progress=False
+    )
     test = estimator.evaluate(data / "test.jsonl")
     minutes = (time.perf_counter() - tic) / 60
     ok = minutes <= 3 and test["macro_f1"] >= 0.53
-    return {"check": f"{name}, defaults, {settings['epochs']} epoch(s)" + (" (dry run: 100 items, knn head)" if dry_run else ""),
-            "labelcon": f"{minutes:.1f} min, test macro-F1 {test['macro_f1']:.3f}, micro-F1 {test['micro_f1']:.3f}, "
-                        f"macro-AP {test['macro_ap']:.3f}",
-            "reference": "goal on GoEmotions: <= 3 min, macro-F1 >= 0.53", "result": "pass" if ok else "short of the goal",
-            "memory": peak_memory(device)}
+    return {
+        "check": f"{name}, defaults, {settings['epochs']} epoch(s)"
+        + (" (dry run: 100 items, knn head)" if dry_run else ""),
+        "labelcon": f"{minutes:.1f} min, test macro-F1 {test['macro_f1']:.3f}, micro-F1 {test['micro_f1']:.3f}, "
+        f"macro-AP {test['macro_ap']:.3f}",
+        "reference": "goal on GoEmotions: <= 3 min, macro-F1 >= 0.53",
+        "result": "pass" if ok else "short of the goal",
+        "memory": peak_memory(device),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     parser.add_argument("--bundle", type=Path, default=None, help="a folder from bench/prepare_gpu_check.py")
-    parser.add_argument("--data-dir", type=Path, default=None, help="holds goemotions/ ($LABELCON_DATA, else ../shared/data)")
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="holds goemotions/ ($LABELCON_DATA, else ../shared/data)"
+    )
     parser.add_argument("--out", type=Path, default=Path("gpu_check.md"), help="the table, written row by row")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=64)

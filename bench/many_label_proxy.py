@@ -53,8 +53,12 @@ def main() -> None:
     parser.add_argument("--min-df", type=int, default=12)
     parser.add_argument("--max-df", type=int, default=300)
     parser.add_argument("--per-item", type=int, default=4)
-    parser.add_argument("--new-share", type=float, default=0.03,
-                        help="share of concepts introduced after training: kept out of train, zero-shot in dev/test")
+    parser.add_argument(
+        "--new-share",
+        type=float,
+        default=0.03,
+        help="share of concepts introduced after training: kept out of train, zero-shot in dev/test",
+    )
     parser.add_argument("--limit", type=int, default=None, help="training items to keep (seeded)")
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args()
@@ -66,8 +70,10 @@ def main() -> None:
     if args.limit:
         rng = random.Random(args.seed)
         share = args.limit / len(splits["train"])
-        splits = {name: rng.sample(items, min(len(items), round(len(items) * share)) if name != "train" else args.limit)
-                  for name, items in splits.items()}  # fmt: skip
+        splits = {
+            name: rng.sample(items, min(len(items), round(len(items) * share)) if name != "train" else args.limit)
+            for name, items in splits.items()
+        }
     parsed = {name: [(split_title(item["text"]), item["labels"]) for item in items] for name, items in splits.items()}
     df = Counter(term for items in parsed.values() for (title, _), _ in items for term in title_terms(title))
     concepts = {term for term, count in df.items() if args.min_df <= count <= args.max_df}
@@ -86,7 +92,9 @@ def main() -> None:
                 names.update(labels)
                 handle.write(json.dumps({"text": abstract or title, "labels": labels}, ensure_ascii=False) + "\n")
         stats[name] = len(items)
-    train_labels = {label for line in open(out / "train.jsonl", encoding="utf-8") for label in json.loads(line)["labels"]}
+    train_labels = {
+        label for line in open(out / "train.jsonl", encoding="utf-8") for label in json.loads(line)["labels"]
+    }
     (out / "labels.txt").write_text("".join(f"{label}\n" for label in sorted(names)), encoding="utf-8")
     print(json.dumps({**stats, "labels": len(names), "only_in_dev_or_test": len(names - train_labels)}))
 

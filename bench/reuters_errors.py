@@ -56,15 +56,20 @@ def chunk_scores(model: Labelcon, texts: list[str], limit: int) -> dict[str, np.
     extra, owner = windows(model, texts, limit)
     if extra:
         np.maximum.at(best, owner, stage.head.predict_scores(model.encode(extra)))
-    return {"first window (the model)": stage.mixed(first, texts), "max over windows": stage.mixed(best, texts),
-            "mean of first and max": stage.mixed((first + best) / 2, texts)}  # fmt: skip
+    return {
+        "first window (the model)": stage.mixed(first, texts),
+        "max over windows": stage.mixed(best, texts),
+        "mean of first and max": stage.mixed((first + best) / 2, texts),
+    }
 
 
 def line(name: str, y, decisions: np.ndarray, scores: np.ndarray) -> str:
     figures = evaluate(y, scores, decisions)
     truth = y.toarray().astype(bool)
-    return (f"| {name} | {figures['micro_f1']:.4f} | {figures['macro_f1']:.4f} | {int((truth & ~decisions).sum())} | "
-            f"{int((~truth & decisions).sum())} |")
+    return (
+        f"| {name} | {figures['micro_f1']:.4f} | {figures['macro_f1']:.4f} | {int((truth & ~decisions).sum())} | "
+        f"{int((~truth & decisions).sum())} |"
+    )
 
 
 def main() -> None:
@@ -92,11 +97,16 @@ def main() -> None:
         print(f"| {name} | {rows.sum()} | {np.median(chars[rows]):.0f} | {missed[rows].sum()} | {alarms[rows].sum()} |")
 
     rank = (-model_scores).argsort(1).argsort(1)[missed]
-    print("\nrank of the missed labels (1 = the article's best):",
-          ", ".join(f"{r + 1}: {n}" for r, n in enumerate(np.bincount(rank, minlength=8)[:8])), f"(of {missed.sum()})")
+    print(
+        "\nrank of the missed labels (1 = the article's best):",
+        ", ".join(f"{r + 1}: {n}" for r, n in enumerate(np.bincount(rank, minlength=8)[:8])),
+        f"(of {missed.sum()})",
+    )
     items, labels = np.nonzero(missed)
     ratio = model_scores[items, labels] / np.maximum(stage.thresholds.thresholds[labels], 1e-9)
-    print("missed label's score over its threshold, quartiles:", np.quantile(ratio, [0.25, 0.5, 0.75]).round(3).tolist())
+    print(
+        "missed label's score over its threshold, quartiles:", np.quantile(ratio, [0.25, 0.5, 0.75]).round(3).tolist()
+    )
     errors = missed.sum(0) + alarms.sum(0)
     print("\n| label | test articles | FN | FP |\n|---|---:|---:|---:|")
     for c in np.argsort(-errors)[:10]:
@@ -106,12 +116,22 @@ def main() -> None:
     print(line("the model's", y_test, decisions, model_scores))
     top = model_scores.max(1, keepdims=True)
     for rho in (0.5, 0.7, 0.9):
-        print(line(f"its thresholds, or >= {rho:g} x the top score", y_test, decisions | (model_scores >= rho * top),
-                   model_scores))  # fmt: skip
+        print(
+            line(
+                f"its thresholds, or >= {rho:g} x the top score",
+                y_test,
+                decisions | (model_scores >= rho * top),
+                model_scores,
+            )
+        )
     own = stage.head.fallback_threshold
     for name in list(scores["dev"])[1:]:
-        rule = Thresholds.calibrate(scores["dev"][name], y_dev, min_positives=cfg.min_positives,
-                                    fallback="global" if own is None else own.threshold)  # fmt: skip
+        rule = Thresholds.calibrate(
+            scores["dev"][name],
+            y_dev,
+            min_positives=cfg.min_positives,
+            fallback="global" if own is None else own.threshold,
+        )
         test_scores = scores["test"][name]
         print(line(f"chunks: {name}", y_test, rule.apply(test_scores, at_least_one=stage.at_least_one), test_scores))
 

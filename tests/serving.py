@@ -20,8 +20,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def server_process(run_dir: Path, *flags: str, env: dict[str, str] | None = None,
-                   log: Path | None = None) -> Iterator[tuple[subprocess.Popen, str]]:  # fmt: skip
+def server_process(
+    run_dir: Path, *flags: str, env: dict[str, str] | None = None, log: Path | None = None
+) -> Iterator[tuple[subprocess.Popen, str]]:
     """``labelcon serve`` as a process on a free loopback port, once it answers /health;
     its stdout and stderr go to ``log`` (else stderr alone to a pipe). Killed at the end
     unless it stopped already."""
@@ -29,8 +30,11 @@ def server_process(run_dir: Path, *flags: str, env: dict[str, str] | None = None
     command = [sys.executable, "-m", "labelcon", "serve", str(run_dir), "--port", str(port), *flags]
     if "--log-level" not in flags:
         command += ["--log-level", "warning"]
-    output = {"stdout": log.open("w"), "stderr": subprocess.STDOUT} if log else \
-        {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}  # fmt: skip
+    output = (
+        {"stdout": log.open("w"), "stderr": subprocess.STDOUT}
+        if log
+        else {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
+    )
     proc = subprocess.Popen(command, text=True, env=env, **output)
     url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
     try:

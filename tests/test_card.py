@@ -27,9 +27,34 @@ def _front_matter(card: str) -> dict:
 @pytest.fixture(scope="module")
 def run(toy_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("card") / "run"
-    flags = ["--encoder", "static", "--epochs", "1", "--batch-size", "32", "--max-length", "16", "--min-steps", "0", "-q"]
-    result = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--dev", str(toy_data["dev"]),
-                                       "--test", str(toy_data["test"]), "--out", str(out), *flags])  # fmt: skip
+    flags = [
+        "--encoder",
+        "static",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--max-length",
+        "16",
+        "--min-steps",
+        "0",
+        "-q",
+    ]
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--train",
+            str(toy_data["train"]),
+            "--dev",
+            str(toy_data["dev"]),
+            "--test",
+            str(toy_data["test"]),
+            "--out",
+            str(out),
+            *flags,
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -42,7 +67,9 @@ def test_a_training_run_has_a_card(run, toy_data) -> None:
     results = meta["model-index"][0]["results"][0]
     assert {m["type"]: m["value"] for m in results["metrics"]}["macro_f1"] == round(test["macro_f1"], 4)
     assert meta["metrics"][0] == "macro_f1" and "datasets" not in meta  # the toy files are no registered data set
-    counts = Counter(label for line in toy_data["train"].read_text().splitlines() for label in json.loads(line)["labels"])
+    counts = Counter(
+        label for line in toy_data["train"].read_text().splitlines() for label in json.loads(line)["labels"]
+    )
     for label, count in counts.items():
         assert f"| {label} | {count} |" in card
     assert "| metric | dev | test |" in card
@@ -88,10 +115,16 @@ def test_a_saved_model_has_a_card_without_run_facts(toy_data, tmp_path) -> None:
 
 def test_many_labels_are_listed_up_to_a_limit(tmp_path) -> None:
     names = [f"label{i:03d}" for i in range(LISTED_LABELS + 20)]
-    stage = SimpleNamespace(labels=LabelSpace(names), head=SimpleNamespace(name="knn"), lexical=None,
-                            lexical_weight=0.0, at_least_one=False)  # fmt: skip
-    model = SimpleNamespace(config=Config(encoder="static"), stage_=stage, metrics_={}, objective_="label_contrast",
-                            encoder_=SimpleNamespace(encoder_type="static", dim=64))  # fmt: skip
+    stage = SimpleNamespace(
+        labels=LabelSpace(names), head=SimpleNamespace(name="knn"), lexical=None, lexical_weight=0.0, at_least_one=False
+    )
+    model = SimpleNamespace(
+        config=Config(encoder="static"),
+        stage_=stage,
+        metrics_={},
+        objective_="label_contrast",
+        encoder_=SimpleNamespace(encoder_type="static", dim=64),
+    )
     path = write_card(tmp_path, model, name="xmc")
     card = path.read_text()
     assert "and 20 more" in card and "`label099`" in card and "`label100`" not in card

@@ -14,20 +14,53 @@ from click.testing import CliRunner
 from labelcon.cli import main
 from tests.helpers import FAST, write_jsonl
 
-METRICS = {"macro_f1", "micro_f1", "samples_f1", "macro_ap", "precision_at_1", "precision_at_3", "precision_at_5",
-           "lrap", "hamming_loss"}
+METRICS = {
+    "macro_f1",
+    "micro_f1",
+    "samples_f1",
+    "macro_ap",
+    "precision_at_1",
+    "precision_at_3",
+    "precision_at_5",
+    "lrap",
+    "hamming_loss",
+}
 
 
 def _fast_flags() -> list[str]:
-    return ["--encoder", FAST["encoder"], "--epochs", str(FAST["epochs"]), "--batch-size", str(FAST["batch_size"]),
-            "--max-length", str(FAST["max_length"]), "--min-steps", "0", "--quiet"]
+    return [
+        "--encoder",
+        FAST["encoder"],
+        "--epochs",
+        str(FAST["epochs"]),
+        "--batch-size",
+        str(FAST["batch_size"]),
+        "--max-length",
+        str(FAST["max_length"]),
+        "--min-steps",
+        "0",
+        "--quiet",
+    ]
 
 
 @pytest.fixture(scope="module")
 def run_dir(toy_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    result = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--dev", str(toy_data["dev"]),
-                                       "--test", str(toy_data["test"]), "--out", str(out), *_fast_flags()])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--train",
+            str(toy_data["train"]),
+            "--dev",
+            str(toy_data["dev"]),
+            "--test",
+            str(toy_data["test"]),
+            "--out",
+            str(out),
+            *_fast_flags(),
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -65,8 +98,9 @@ def test_predict_texts_and_file(run_dir, tmp_path) -> None:
 
 def test_embed_writes_normalised_matrix(run_dir, toy_data, tmp_path) -> None:
     out = tmp_path / "e.npy"
-    result = CliRunner().invoke(main, ["embed", str(run_dir), "--input", str(toy_data["test"]), "--output", str(out),
-                                       "--quiet"])
+    result = CliRunner().invoke(
+        main, ["embed", str(run_dir), "--input", str(toy_data["test"]), "--output", str(out), "--quiet"]
+    )
     assert result.exit_code == 0, result.output
     vectors = np.load(out)
     assert vectors.shape[0] == 60 and vectors.dtype == np.float32
@@ -85,8 +119,9 @@ def test_unknown_label_at_evaluation(run_dir, tmp_path) -> None:
     data = write_jsonl(tmp_path / "u.jsonl", [{"text": "song", "labels": ["music", "opera"]}])
     result = CliRunner().invoke(main, ["evaluate", str(run_dir), "--data", str(data)])
     assert result.exit_code == 2 and "opera" in result.output
-    result = CliRunner().invoke(main, ["evaluate", str(run_dir), "--data", str(data), "--json",
-                                       "--ignore-unknown-labels"])
+    result = CliRunner().invoke(
+        main, ["evaluate", str(run_dir), "--data", str(data), "--json", "--ignore-unknown-labels"]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["unknown_labels"] == 1
 
@@ -94,8 +129,9 @@ def test_unknown_label_at_evaluation(run_dir, tmp_path) -> None:
 def test_bad_config_file_is_named(tmp_path, toy_data) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("epochs: 2\nlearning_rate: 0.1\n")
-    result = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--out", str(tmp_path / "o"),
-                                       "--config", str(config)])
+    result = CliRunner().invoke(
+        main, ["train", "--train", str(toy_data["train"]), "--out", str(tmp_path / "o"), "--config", str(config)]
+    )
     assert result.exit_code == 2
     assert "c.yaml" in result.output and "learning_rate" in result.output
 
@@ -112,7 +148,9 @@ def test_demo_runs_end_to_end_with_the_static_encoder(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["test"]["macro_ap"] > 0.3
-    assert "predictions" in result.output and _squeezed(f"run directory {tmp_path / 'demo'}") in _squeezed(result.output)
+    assert "predictions" in result.output and _squeezed(f"run directory {tmp_path / 'demo'}") in _squeezed(
+        result.output
+    )
     report = (tmp_path / "demo" / "report.html").read_text(encoding="utf-8")  # on the test split
     assert "Worst labels" in report and "test F1" in report and "://" not in report
 
@@ -142,8 +180,9 @@ def test_the_help_and_the_readme_give_the_demo_one_duration() -> None:
 
 
 def test_max_length_flag_takes_auto_or_a_number_and_rejects_the_rest(toy_data, tmp_path) -> None:
-    result = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--out", str(tmp_path / "r"),
-                                       "--max-length", "long"])
+    result = CliRunner().invoke(
+        main, ["train", "--train", str(toy_data["train"]), "--out", str(tmp_path / "r"), "--max-length", "long"]
+    )
     assert result.exit_code == 2 and "expected 'auto' or a whole number, got 'long'" in result.output
 
 
@@ -158,8 +197,9 @@ def test_lexical_flag_takes_auto_or_a_weight_and_rejects_the_rest(toy_data, tmp_
 
 def test_an_unknown_head_stops_before_training(toy_data, tmp_path) -> None:
     """The head is built only after training; its name is checked before any of it starts."""
-    result = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--out", str(tmp_path / "r"),
-                                       "--head", "svm"])
+    result = CliRunner().invoke(
+        main, ["train", "--train", str(toy_data["train"]), "--out", str(tmp_path / "r"), "--head", "svm"]
+    )
     assert result.exit_code == 2 and "unknown head 'svm'; expected one of" in result.output
     assert not (tmp_path / "r").exists()
 
@@ -174,13 +214,33 @@ def test_every_config_field_is_a_train_flag() -> None:
 
 def test_generated_flags_parse_into_the_config(toy_data, tmp_path) -> None:
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--out", str(out), *_fast_flags(),
-                                       "--head", "knn", "--head-params", '{"k": 7}', "--no-at-least-one",
-                                       "--view", "word_deletion", "--view-params", '{"p": 0.2}', "--lexical", "0"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--train",
+            str(toy_data["train"]),
+            "--out",
+            str(out),
+            *_fast_flags(),
+            "--head",
+            "knn",
+            "--head-params",
+            '{"k": 7}',
+            "--no-at-least-one",
+            "--view",
+            "word_deletion",
+            "--view-params",
+            '{"p": 0.2}',
+            "--lexical",
+            "0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["head_params"] == {"k": 7} and saved["at_least_one"] is False and saved["lexical"] == 0
     assert saved["view"] == "word_deletion" and saved["view_params"] == {"p": 0.2}
-    bad = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--out", str(tmp_path / "b"),
-                                    "--head-params", "k=7"])
+    bad = CliRunner().invoke(
+        main, ["train", "--train", str(toy_data["train"]), "--out", str(tmp_path / "b"), "--head-params", "k=7"]
+    )
     assert bad.exit_code == 2 and "expected a JSON object" in bad.output

@@ -13,8 +13,9 @@ datasets = pytest.importorskip("datasets")
 
 def _hf(items: list[dict], names: list[str]):
     """Items as a datasets.Dataset whose label column holds class-label integers."""
-    features = datasets.Features({"sentence": datasets.Value("string"),
-                                  "tags": datasets.Sequence(datasets.ClassLabel(names=names))})  # fmt: skip
+    features = datasets.Features(
+        {"sentence": datasets.Value("string"), "tags": datasets.Sequence(datasets.ClassLabel(names=names))}
+    )
     return datasets.Dataset.from_dict(
         {"sentence": [i["text"] for i in items], "tags": [[names.index(n) for n in i["labels"]] for i in items]},
         features=features,
@@ -26,9 +27,12 @@ def test_class_label_integers_become_names_and_columns_are_named_like_files() ->
     names = sorted({n for i in items for n in i["labels"]})
     data = as_dataset(_hf(items, names), text_field="sentence", labels_field="tags")
     assert data.texts == [i["text"] for i in items] and data.labels == [tuple(i["labels"]) for i in items]
-    single = datasets.Dataset.from_dict({"text": ["a", "b"], "label": [1, 0]},
-                                        features=datasets.Features({"text": datasets.Value("string"),
-                                                                    "label": datasets.ClassLabel(names=["neg", "pos"])}))  # fmt: skip
+    single = datasets.Dataset.from_dict(
+        {"text": ["a", "b"], "label": [1, 0]},
+        features=datasets.Features(
+            {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+        ),
+    )
     assert as_dataset(single, labels_field="label").labels == [("pos",), ("neg",)]
     assert as_dataset(single, labels_field=None).labels == [(), ()]
     with pytest.raises(DataError, match=r"no column 'text' .*--text-field"):

@@ -25,7 +25,9 @@ def test_order_is_sorted_names_or_the_labels_file(tmp_path):
 def test_data_label_missing_from_labels_file_names_it_and_the_file(tmp_path):
     labels_file = tmp_path / "labels.txt"
     labels_file.write_text("a\n")
-    with pytest.raises(DataError, match=r"labels\.txt: .*1 label\(s\) in the data that the file does not list: \['zz'\]"):
+    with pytest.raises(
+        DataError, match=r"labels\.txt: .*1 label\(s\) in the data that the file does not list: \['zz'\]"
+    ):
         LabelSpace.from_label_sets([("a", "zz")], labels_file=labels_file)
 
 
@@ -40,7 +42,10 @@ def test_encode_matches_the_dense_definition():
 
 def test_unknown_labels_error_or_are_dropped_and_counted():
     space = LabelSpace(["x", "y"])
-    with pytest.raises(DataError, match=r"dev\.jsonl, item 2: .*got the unknown label 'new' \(2 unknown label\(s\) in all: \['new', 'odd'\]\)"):
+    with pytest.raises(
+        DataError,
+        match=r"dev\.jsonl, item 2: .*got the unknown label 'new' \(2 unknown label\(s\) in all: \['new', 'odd'\]\)",
+    ):
         space.encode([("x",), ("new", "x"), ("odd",)], source="dev.jsonl")
     y, unknown = space.encode([("x",), ("new", "x"), ("odd", "new")], unknown="ignore", return_unknown=True)
     assert unknown == Counter({"new": 2, "odd": 1})
@@ -49,20 +54,27 @@ def test_unknown_labels_error_or_are_dropped_and_counted():
         space.encode([("x",)], unknown="skip")
 
 
-FLAGS = (r"labels met outside training are an error; pass --ignore-unknown-labels \(Python: "
-         r"ignore_unknown_labels=True\) to count them as misses, or --labels-file with the full label list "
-         r"\(Python: labels_file=\.\.\.\)$")
+FLAGS = (
+    r"labels met outside training are an error; pass --ignore-unknown-labels \(Python: "
+    r"ignore_unknown_labels=True\) to count them as misses, or --labels-file with the full label list "
+    r"\(Python: labels_file=\.\.\.\)$"
+)
 
 
 def test_label_matrix_error_names_the_file_line_counts_and_flags(tmp_path):
     path = tmp_path / "dev.jsonl"
-    path.write_text('{"text": "a", "labels": ["x"]}\n\n{"text": "b", "labels": ["x", "new"]}\n'
-                    '{"text": "c", "labels": ["odd", "new"]}\n')
+    path.write_text(
+        '{"text": "a", "labels": ["x"]}\n\n{"text": "b", "labels": ["x", "new"]}\n'
+        '{"text": "c", "labels": ["odd", "new"]}\n'
+    )
     dev = read_dataset(path)
     assert dev.where == ["line 1", "line 3", "line 4"]
     space = LabelSpace(["x", "y"])
-    with pytest.raises(DataError, match=r"dev\.jsonl, line 3: unknown label 'new' \(2 unknown labels in 2 items, "
-                                        r"first: \['new', 'odd'\]\): " + FLAGS):
+    with pytest.raises(
+        DataError,
+        match=r"dev\.jsonl, line 3: unknown label 'new' \(2 unknown labels in 2 items, "
+        r"first: \['new', 'odd'\]\): " + FLAGS,
+    ):
         dev.label_matrix(space)
     y, unknown = dev.label_matrix(space, ignore_unknown=True)
     assert unknown == Counter({"new": 2, "odd": 1})

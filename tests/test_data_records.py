@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-import pytest
-
 import numpy as np
+import pytest
 
 from labelcon.data import DataError, Dataset, as_dataset, read_dataset, read_labels_file, read_pairs, read_texts
 
@@ -27,15 +26,19 @@ def jsonl(*records) -> str:
 
 # ---------------------------------------------------------------------- formats and label rules
 def test_jsonl_label_forms_and_empty_sets(tmp_path):
-    path = write(tmp_path, "d.jsonl", jsonl(
-        {"text": "a", "labels": ["x", "y"]},
-        {"text": "b", "labels": None},
-        {"text": "c"},
-        {"text": "d", "labels": []},
-        {"text": "e", "labels": " x "},
-        {"text": "f", "labels": "x,y"},
-        {"text": "g", "labels": ["y", "x", "y"]},
-    ))
+    path = write(
+        tmp_path,
+        "d.jsonl",
+        jsonl(
+            {"text": "a", "labels": ["x", "y"]},
+            {"text": "b", "labels": None},
+            {"text": "c"},
+            {"text": "d", "labels": []},
+            {"text": "e", "labels": " x "},
+            {"text": "f", "labels": "x,y"},
+            {"text": "g", "labels": ["y", "x", "y"]},
+        ),
+    )
     ds = read_dataset(path)
     assert ds.texts == list("abcdefg")
     assert ds.labels == [("x", "y"), (), (), (), ("x",), ("x,y",), ("y", "x")]
@@ -44,7 +47,9 @@ def test_jsonl_label_forms_and_empty_sets(tmp_path):
 
 
 def test_csv_tsv_cells_split_quote_and_list_literals(tmp_path):
-    csv_path = write(tmp_path, "d.csv", 'text,labels\n"hi, you","a, b"\nplain,\nj,"[""a"", ""c""]"\np,"[\'a\', \'b\']"\n')
+    csv_path = write(
+        tmp_path, "d.csv", 'text,labels\n"hi, you","a, b"\nplain,\nj,"[""a"", ""c""]"\np,"[\'a\', \'b\']"\n'
+    )
     assert read_dataset(csv_path).labels == [("a", "b"), (), ("a", "c"), ("a", "b")]
     assert read_dataset(csv_path).texts[0] == "hi, you"
     tsv_path = write(tmp_path, "d.tsv", "tags\tbody\na|b\tfirst\n\tsecond\n")
@@ -85,7 +90,11 @@ def test_parquet_without_pyarrow_says_how_to_install(tmp_path, monkeypatch):
 
 
 def test_pairs_and_labels_file(tmp_path):
-    path = write(tmp_path, "p.jsonl", jsonl({"text1": "a", "text2": "b", "score": 4}, {"text1": "c", "text2": "d", "score": "0.5"}))
+    path = write(
+        tmp_path,
+        "p.jsonl",
+        jsonl({"text1": "a", "text2": "b", "score": 4}, {"text1": "c", "text2": "d", "score": "0.5"}),
+    )
     pairs = read_pairs(path)
     assert (pairs.texts1, pairs.texts2, pairs.scores, len(pairs)) == (["a", "c"], ["b", "d"], [4.0, 0.5], 2)
     assert read_labels_file(write(tmp_path, "l.txt", "b\n a \n\nc\n")) == ["b", "a", "c"]
@@ -118,9 +127,15 @@ def test_as_dataset_passes_a_dataset_through_and_reads_a_path_with_the_field_opt
 @pytest.mark.parametrize(
     ("data", "pattern"),
     [
-        ((["a", "b"], ["x", 3]), r"^label_sets\[1\]: expected a label set: a list, tuple or set of label names, "
-                                 r"one name as a string, or None; got int 3$"),
-        ((["a"], [["x", ["y"]]]), r"^label_sets\[0\]: expected label names as strings, got a list holding list \['y'\]$"),
+        (
+            (["a", "b"], ["x", 3]),
+            r"^label_sets\[1\]: expected a label set: a list, tuple or set of label names, "
+            r"one name as a string, or None; got int 3$",
+        ),
+        (
+            (["a"], [["x", ["y"]]]),
+            r"^label_sets\[0\]: expected label names as strings, got a list holding list \['y'\]$",
+        ),
         ((["a"], [("x", 2.5)]), r"^label_sets\[0\]: expected label names as strings, got a tuple holding float 2\.5$"),
         ((["a"], [["x", " "]]), r"^label_sets\[0\]: expected non-empty label names"),
         ((["a", "b", "c"], ["x", "y"]), r"^expected one label set per text, got 3 texts and 2 label sets$"),
@@ -144,28 +159,61 @@ def test_as_dataset_refuses_other_kinds_of_data():
 @pytest.mark.parametrize(
     ("name", "content", "pattern"),
     [
-        ("d.jsonl", '{"text": "a"}\n\n{"text": "b", \n', r"d\.jsonl, line 3: expected a JSON object, got malformed JSON"),
+        (
+            "d.jsonl",
+            '{"text": "a"}\n\n{"text": "b", \n',
+            r"d\.jsonl, line 3: expected a JSON object, got malformed JSON",
+        ),
         ("d.jsonl", '{"text": "a"}\n["text"]\n', r"line 2: expected a JSON object, got list \['text'\]"),
-        ("d.jsonl", '{"body": "a", "labels": []}\n', r"line 1: expected a text field 'text', got a record with the fields \['body', 'labels'\]"),
+        (
+            "d.jsonl",
+            '{"body": "a", "labels": []}\n',
+            r"line 1: expected a text field 'text', got a record with the fields \['body', 'labels'\]",
+        ),
         ("d.jsonl", '{"text": 7, "labels": []}\n', r"line 1: expected 'text' to be a string, got int 7"),
         ("d.jsonl", '{"text": "  ", "labels": []}\n', r"line 1: expected a non-empty text in 'text', got '  '"),
-        ("d.jsonl", '{"text": "a", "labels": 3}\n', r"line 1: expected 'labels' to be a list of strings or a string, got int 3"),
-        ("d.jsonl", '{"text": "a", "labels": ["x", 2]}\n', r"line 1: expected 'labels' to be a list of strings, got a list holding int 2"),
+        (
+            "d.jsonl",
+            '{"text": "a", "labels": 3}\n',
+            r"line 1: expected 'labels' to be a list of strings or a string, got int 3",
+        ),
+        (
+            "d.jsonl",
+            '{"text": "a", "labels": ["x", 2]}\n',
+            r"line 1: expected 'labels' to be a list of strings, got a list holding int 2",
+        ),
         ("d.jsonl", '{"text": "a", "labels": ["x", " "]}\n', r"line 1: expected non-empty label names"),
-        ("d.jsonl", '{"text": "a", "label": ["x"]}\n', r"d\.jsonl: expected a labels field 'labels', got records with the fields "
-         r"\['label', 'text'\]; name the labels field with --labels-field NAME \(Python: labels_field=NAME\), or pass "
-         r"--labels-field '' \(Python: labels_field=None\) to read the texts as unlabelled \(for --objective simcse\)$"),
-        ("d.jsonl", '{"text": "a"}\n{"text": "b\n', r"d\.jsonl, line 2: expected a JSON object, got malformed JSON "
-         r"\(Unterminated string starting at column 10\)"),
-        ("d.jsonl", '{"text": "a\tb"}\n', r"d\.jsonl, line 1: expected a JSON object, got malformed JSON "
-         r"\(Invalid control character at column 12\)"),
+        (
+            "d.jsonl",
+            '{"text": "a", "label": ["x"]}\n',
+            r"d\.jsonl: expected a labels field 'labels', got records with the fields "
+            r"\['label', 'text'\]; name the labels field with --labels-field NAME \(Python: labels_field=NAME\), "
+            r"or pass --labels-field '' \(Python: labels_field=None\) to read the texts as unlabelled "
+            r"\(for --objective simcse\)$",
+        ),
+        (
+            "d.jsonl",
+            '{"text": "a"}\n{"text": "b\n',
+            r"d\.jsonl, line 2: expected a JSON object, got malformed JSON "
+            r"\(Unterminated string starting at column 10\)",
+        ),
+        (
+            "d.jsonl",
+            '{"text": "a\tb"}\n',
+            r"d\.jsonl, line 1: expected a JSON object, got malformed JSON "
+            r"\(Invalid control character at column 12\)",
+        ),
         ("d.jsonl", "\n  \n", r"d\.jsonl: the file holds no records; expected one JSON object per line"),
-        ("d.csv", "text,labels\na,x\nb,x,extra\n", r"d\.csv, line 3: expected 2 fields as in the header \['text', 'labels'\], got 3"),
+        (
+            "d.csv",
+            "text,labels\na,x\nb,x,extra\n",
+            r"d\.csv, line 3: expected 2 fields as in the header \['text', 'labels'\], got 3",
+        ),
         ("d.csv", 'text,labels\n"a"b,x\n', r"d\.csv, line 2: expected a well-formed CSV row"),
         ("d.csv", "text,labels\n", r"d\.csv: the file holds no records"),
         ("d.csv", "text,text\na,b\n", r"line 1: expected distinct column names, got \['text'\] twice"),
-        ("d.csv", "text,labels\na,\"x,,y\"\n", r"d\.csv, line 2: expected non-empty label names"),
-        ("d.csv", "text,labels\na,\"[1, oops]\"\n", r"line 2: expected 'labels' as a list literal"),
+        ("d.csv", 'text,labels\na,"x,,y"\n', r"d\.csv, line 2: expected non-empty label names"),
+        ("d.csv", 'text,labels\na,"[1, oops]"\n', r"line 2: expected 'labels' as a list literal"),
         ("d.xlsx", "", r"cannot tell the format from the extension '\.xlsx'"),
     ],
 )
@@ -191,4 +239,3 @@ def test_labels_file_repeat_and_bad_scores(tmp_path):
         read_labels_file(write(tmp_path, "l.txt", "a\nb\na\n"))
     with pytest.raises(DataError, match=r"line 1: expected a finite number in 'score', got str 'high'"):
         read_pairs(write(tmp_path, "p.jsonl", jsonl({"text1": "a", "text2": "b", "score": "high"})))
-

@@ -33,7 +33,7 @@ SHARED = Path("/work/shared/data")
 
 GOEMOTIONS_TSV = {
     "train.tsv": "My favourite food is anything I didn't have to cook myself.\t3\teebbqej\n"
-                 '"""Quoted"" start and a tab-free end "\t1,0\ted00q6i\n',
+    '"""Quoted"" start and a tab-free end "\t1,0\ted00q6i\n',
     "dev.tsv": "WHY THE FUCK IS BAYLESS ISOING\t2\teezlygj\n",
     "test.tsv": "To make her feel threatened  \t2,1,2\ted7ypvh\n",
 }
@@ -66,21 +66,30 @@ def story(newid, split, topics, text, kind="", topics_flag="YES"):
 
 
 def reuters_tar() -> bytes:
-    first = '<!DOCTYPE lewis SYSTEM "lewis.dtd">\n' + story(1, "TRAIN", ["cocoa"], NORMAL) + story(
-        2, "TRAIN", ["earn", "acq"], "<TITLE>ACME &lt;ACM> SETS QUARTERLY DIVIDEND</TITLE>\n&#3;", ' TYPE="BRIEF"'
-    ) + story(7, "TRAIN", ["wheat"], NORMAL) + story(5, "TRAIN", ["cocoa"], NORMAL, topics_flag="NO")
-    second = story(3, "TEST", ["cocoa", "grain"], NORMAL) + story(
-        4, "TEST", ["earn"], "  Shr 1.20 dlrs vs 1.10\n\t Net 5.0 mln vs 4.1\n Reuter\n&#3;", ' TYPE="UNPROC"'
-    ) + story(6, "NOT-USED", ["earn"], NORMAL)
+    first = (
+        '<!DOCTYPE lewis SYSTEM "lewis.dtd">\n'
+        + story(1, "TRAIN", ["cocoa"], NORMAL)
+        + story(
+            2, "TRAIN", ["earn", "acq"], "<TITLE>ACME &lt;ACM> SETS QUARTERLY DIVIDEND</TITLE>\n&#3;", ' TYPE="BRIEF"'
+        )
+        + story(7, "TRAIN", ["wheat"], NORMAL)
+        + story(5, "TRAIN", ["cocoa"], NORMAL, topics_flag="NO")
+    )
+    second = (
+        story(3, "TEST", ["cocoa", "grain"], NORMAL)
+        + story(4, "TEST", ["earn"], "  Shr 1.20 dlrs vs 1.10\n\t Net 5.0 mln vs 4.1\n Reuter\n&#3;", ' TYPE="UNPROC"')
+        + story(6, "NOT-USED", ["earn"], NORMAL)
+    )
     return make_tar({"reut2-000.sgm": first.encode("latin-1"), "reut2-001.sgm": second.encode("latin-1")})
 
 
 def stsb_tar() -> bytes:
     rows = {
         "train": "main-captions\tMSRvid\t2012test\t0001\t5.000\tA plane is taking off.\tAn air plane is taking off.\n"
-                 'main-forum\tdeft-forum\t2014\t0002\t0.8\tShe said "hi\tHe left.\tCC-BY-SA\textra\n',
+        'main-forum\tdeft-forum\t2014\t0002\t0.8\tShe said "hi\tHe left.\tCC-BY-SA\textra\n',
         "dev": "main-news\theadlines\t2014\t0193\t0\tFormer LAPD officer sought\tFormer CIA officer sentenced\n",
-        "test": "main-captions\tMSRvid\t2012test\t0024\t2.500\tA girl is styling her hair.\tA girl is brushing her hair.\n",
+        "test": "main-captions\tMSRvid\t2012test\t0024\t2.500\tA girl is styling her hair.\t"
+        "A girl is brushing her hair.\n",
     }
     return make_tar({f"stsbenchmark/sts-{split}.csv": text.encode() for split, text in rows.items()})
 
@@ -135,7 +144,9 @@ def test_data_dir_holding_name_or_the_files_themselves(homes):
 
 
 def test_env_var_then_user_cache(homes, monkeypatch):
-    cached = layout(homes / "cache" / "labelcon" / "datasets" / "reuters21578", ("train.jsonl", "test.jsonl", "labels.txt"))
+    cached = layout(
+        homes / "cache" / "labelcon" / "datasets" / "reuters21578", ("train.jsonl", "test.jsonl", "labels.txt")
+    )
     assert resolve_dataset("reuters21578") == cached
     monkeypatch.setenv("LABELCON_DATA", str(homes / "shared"))
     assert resolve_dataset("reuters21578") == cached  # env dir lacks it: fall through to the cache
@@ -146,7 +157,9 @@ def test_env_var_then_user_cache(homes, monkeypatch):
 def test_home_cache_when_xdg_is_unset(homes, monkeypatch):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(homes / "home"))
-    target = layout(homes / "home" / ".cache" / "labelcon" / "datasets" / "stsb", ("train.jsonl", "dev.jsonl", "test.jsonl"))
+    target = layout(
+        homes / "home" / ".cache" / "labelcon" / "datasets" / "stsb", ("train.jsonl", "dev.jsonl", "test.jsonl")
+    )
     assert resolve_dataset("stsb") == target
 
 
@@ -165,9 +178,16 @@ def test_offline_error_says_where_to_put_which_files(homes, monkeypatch):
     message = str(caught.value)
     target = homes / "cache" / "labelcon" / "datasets" / "goemotions"
     assert asked == [GOEMOTIONS_URL + "train.tsv"]
-    for needle in (f"{target}/", "train.jsonl, dev.jsonl, test.jsonl, labels.txt", "--data-dir DIR", "LABELCON_DATA=DIR",
-                   "DIR/goemotions/", str(target / "raw" / "emotions.txt"), GOEMOTIONS_URL + "emotions.txt",
-                   "Temporary failure in name resolution"):
+    for needle in (
+        f"{target}/",
+        "train.jsonl, dev.jsonl, test.jsonl, labels.txt",
+        "--data-dir DIR",
+        "LABELCON_DATA=DIR",
+        "DIR/goemotions/",
+        str(target / "raw" / "emotions.txt"),
+        GOEMOTIONS_URL + "emotions.txt",
+        "Temporary failure in name resolution",
+    ):
         assert needle in message
     assert list((target / "raw").iterdir()) == []  # no half-downloaded file left behind
 
@@ -205,8 +225,10 @@ def test_goemotions_downloaded_and_converted(homes, monkeypatch):
     root = resolve_dataset("goemotions")
     assert (root / "labels.txt").read_text().split() == ["admiration", "amusement", "anger", "neutral"]
     train = load_split("goemotions", "train")
-    assert train.texts == ["My favourite food is anything I didn't have to cook myself.",
-                           '"Quoted" start and a tab-free end']
+    assert train.texts == [
+        "My favourite food is anything I didn't have to cook myself.",
+        '"Quoted" start and a tab-free end',
+    ]
     assert train.labels == [("neutral",), ("admiration", "amusement")]
     assert load_split("goemotions", "test").labels == [("amusement", "anger")]
     assert load_split("goemotions", "test").texts == ["To make her feel threatened"]

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from labelcon.data import Dataset, DataError, sample_shots, train_dev_split
+from labelcon.data import DataError, Dataset, sample_shots, train_dev_split
 
 
 def skewed(n_common: int = 200) -> Dataset:

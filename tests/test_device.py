@@ -29,8 +29,8 @@ from labelcon.training import checkpoint as checkpoint_module
 from labelcon.training import distributed
 from labelcon.training import trainer as trainer_module
 from labelcon.training.labels import batch_labels
-from labelcon.training.trainer import Trainer
 from labelcon.training.settings import TrainingSettings
+from labelcon.training.trainer import Trainer
 from tests.helpers import FAST, TOPICS, interrupted_at, make_items
 
 META = torch.device("meta")
@@ -48,28 +48,34 @@ def _machine(monkeypatch, gpus: int = 0, mps: bool = False, local_rank: int | No
 
 
 # ------------------------------------------------------------------ names, processes, backend
-@pytest.mark.parametrize("gpus, mps, local_rank, name, want", [
-    (0, False, None, "auto", "cpu"),
-    (0, True, None, "auto", "mps"),
-    (2, True, None, "auto", "cuda:0"),
-    (4, False, 3, "auto", "cuda:3"),
-    (4, False, 1, "cuda", "cuda:1"),
-    (4, False, 1, "cuda:2", "cuda:2"),
-    (4, False, None, "cpu", "cpu"),
-    (0, True, None, "mps", "mps"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "gpus, mps, local_rank, name, want",
+    [
+        (0, False, None, "auto", "cpu"),
+        (0, True, None, "auto", "mps"),
+        (2, True, None, "auto", "cuda:0"),
+        (4, False, 3, "auto", "cuda:3"),
+        (4, False, 1, "cuda", "cuda:1"),
+        (4, False, 1, "cuda:2", "cuda:2"),
+        (4, False, None, "cpu", "cpu"),
+        (0, True, None, "mps", "mps"),
+    ],
+)
 def test_device_names_resolve_on_each_kind_of_machine(monkeypatch, gpus, mps, local_rank, name, want) -> None:
     _machine(monkeypatch, gpus, mps, local_rank)
     assert resolve_device(name) == torch.device(want)
 
 
-@pytest.mark.parametrize("gpus, mps, local_rank, name, message", [
-    (0, False, None, "cuda", "torch sees no CUDA GPU"),
-    (2, False, None, "cuda:2", "this machine has 2 CUDA GPU"),
-    (2, False, 3, "auto", "means cuda:3, but this machine has 2"),
-    (0, False, None, "mps", "cannot use Apple's MPS"),
-    (0, False, None, "gpu", "expected a device name (auto, cpu, cuda, cuda:N or mps)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "gpus, mps, local_rank, name, message",
+    [
+        (0, False, None, "cuda", "torch sees no CUDA GPU"),
+        (2, False, None, "cuda:2", "this machine has 2 CUDA GPU"),
+        (2, False, 3, "auto", "means cuda:3, but this machine has 2"),
+        (0, False, None, "mps", "cannot use Apple's MPS"),
+        (0, False, None, "gpu", "expected a device name (auto, cpu, cuda, cuda:N or mps)"),
+    ],
+)
 def test_a_device_the_machine_lacks_is_one_clear_error(monkeypatch, gpus, mps, local_rank, name, message) -> None:
     _machine(monkeypatch, gpus, mps, local_rank)
     with pytest.raises(DeviceError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -83,10 +89,18 @@ def test_the_device_setting_is_checked_when_the_config_is_built() -> None:
     assert Labelcon(device="cpu").get_params()["device"] == "cpu"
 
 
-@pytest.mark.parametrize("gpus, name, nproc, want", [
-    (4, "auto", "auto", 4), (4, "cuda", "auto", 4), (4, "cuda:1", "auto", 1), (4, "cpu", "auto", 1),
-    (0, "auto", "auto", 1), (4, "auto", 2, 2), (0, "cpu", 3, 3),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "gpus, name, nproc, want",
+    [
+        (4, "auto", "auto", 4),
+        (4, "cuda", "auto", 4),
+        (4, "cuda:1", "auto", 1),
+        (4, "cpu", "auto", 1),
+        (0, "auto", "auto", 1),
+        (4, "auto", 2, 2),
+        (0, "cpu", 3, 3),
+    ],
+)
 def test_nproc_auto_starts_one_process_per_gpu(monkeypatch, gpus, name, nproc, want) -> None:
     _machine(monkeypatch, gpus)
     assert training_processes(nproc, name) == want
@@ -100,10 +114,15 @@ def test_nproc_auto_trains_with_the_processes_torchrun_started(monkeypatch) -> N
     assert TrainingSettings.from_config(Config(nproc=2)).nproc == 2
 
 
-@pytest.mark.parametrize("gpus, local_rank, name, want_device, want_backend", [
-    (2, 1, "auto", "cuda:1", "nccl"), (2, 0, "cuda", "cuda:0", "nccl"), (0, 1, "auto", "cpu", "gloo"),
-    (2, 1, "cpu", "cpu", "gloo"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "gpus, local_rank, name, want_device, want_backend",
+    [
+        (2, 1, "auto", "cuda:1", "nccl"),
+        (2, 0, "cuda", "cuda:0", "nccl"),
+        (0, 1, "auto", "cpu", "gloo"),
+        (2, 1, "cpu", "cpu", "gloo"),
+    ],
+)
 def test_under_torchrun_local_rank_picks_the_gpu_and_the_backend_follows(
     monkeypatch, gpus, local_rank, name, want_device, want_backend
 ) -> None:
@@ -120,20 +139,23 @@ def test_under_torchrun_local_rank_picks_the_gpu_and_the_backend_follows(
 
 
 # ------------------------------------------------------------------ precision
-@pytest.mark.parametrize("device_type, capability, cpu_bf16, setting, want", [
-    ("cpu", None, True, "auto", (torch.bfloat16, False, False)),
-    ("cpu", None, False, "auto", (None, False, False)),
-    ("cpu", None, False, "bfloat16", (torch.bfloat16, False, False, torch.bfloat16)),
-    ("cpu", None, True, "float32", (None, False, False)),
-    ("cuda", (9, 0), False, "auto", (torch.bfloat16, False, True)),
-    ("cuda", (8, 0), False, "auto", (torch.bfloat16, False, True)),
-    ("cuda", (7, 5), False, "auto", (torch.float16, True, False)),
-    ("cuda", (7, 0), False, "bfloat16", (torch.bfloat16, False, False, torch.bfloat16)),
-    ("cuda", (8, 6), False, "bfloat16", (torch.bfloat16, False, True, torch.bfloat16)),
-    ("cuda", (9, 0), False, "float32", (None, False, False)),
-    ("mps", None, False, "auto", (None, False, False)),
-    ("mps", None, False, "bfloat16", (torch.bfloat16, False, False, torch.bfloat16)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "device_type, capability, cpu_bf16, setting, want",
+    [
+        ("cpu", None, True, "auto", (torch.bfloat16, False, False)),
+        ("cpu", None, False, "auto", (None, False, False)),
+        ("cpu", None, False, "bfloat16", (torch.bfloat16, False, False, torch.bfloat16)),
+        ("cpu", None, True, "float32", (None, False, False)),
+        ("cuda", (9, 0), False, "auto", (torch.bfloat16, False, True)),
+        ("cuda", (8, 0), False, "auto", (torch.bfloat16, False, True)),
+        ("cuda", (7, 5), False, "auto", (torch.float16, True, False)),
+        ("cuda", (7, 0), False, "bfloat16", (torch.bfloat16, False, False, torch.bfloat16)),
+        ("cuda", (8, 6), False, "bfloat16", (torch.bfloat16, False, True, torch.bfloat16)),
+        ("cuda", (9, 0), False, "float32", (None, False, False)),
+        ("mps", None, False, "auto", (None, False, False)),
+        ("mps", None, False, "bfloat16", (torch.bfloat16, False, False, torch.bfloat16)),
+    ],
+)
 def test_precision_per_device_capability_and_setting(device_type, capability, cpu_bf16, setting, want) -> None:
     assert choose_precision(setting, device_type, capability, cpu_bf16) == Precision(*want)
 
@@ -166,9 +188,14 @@ def _toy() -> tuple[list[str], object]:
 def _trainer(texts, objective, device, run_dir=None, **settings) -> Trainer:
     config = Config(**{**FAST, "objective": objective, **settings})
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
-    return Trainer(encoder, build_objective(objective, temperature=0.1),
-                   dataclasses.replace(TrainingSettings.from_config(config), device=device), run_dir=run_dir,
-                   label_texts=sorted(TOPICS), show_progress=False)  # fmt: skip
+    return Trainer(
+        encoder,
+        build_objective(objective, temperature=0.1),
+        dataclasses.replace(TrainingSettings.from_config(config), device=device),
+        run_dir=run_dir,
+        label_texts=sorted(TOPICS),
+        show_progress=False,
+    )
 
 
 def _devices(module: torch.nn.Module) -> set[torch.device]:
@@ -224,11 +251,20 @@ def test_a_step_computes_on_the_device_given(positives, label_embeddings, mini_b
     spy = DeviceSpy(positives, label_embeddings)
     encoder = build_encoder("static", train_texts=texts, max_length=16, seed=0)
     config = Config(**{**FAST, "mini_batch_size": mini_batch_size})
-    trainer = Trainer(encoder, spy, dataclasses.replace(TrainingSettings.from_config(config), device=META), label_texts=sorted(TOPICS),
-                      show_progress=False)  # fmt: skip
+    trainer = Trainer(
+        encoder,
+        spy,
+        dataclasses.replace(TrainingSettings.from_config(config), device=META),
+        label_texts=sorted(TOPICS),
+        show_progress=False,
+    )
     batch, labels = trainer._prepare(texts, y, list(range(16)))
     loss = trainer._loss(batch, labels)
-    want = {"anchors", "labels"} | ({"positives"} if positives else set()) | ({"label embeddings"} if label_embeddings else set())
+    want = (
+        {"anchors", "labels"}
+        | ({"positives"} if positives else set())
+        | ({"label embeddings"} if label_embeddings else set())
+    )
     assert spy.seen == {name: META for name in want}
     assert loss.device == META
     assert {p.grad.device for p in encoder.parameters() if p.grad is not None} == {META}
@@ -275,8 +311,9 @@ def test_encoders_are_built_and_loaded_on_the_device_given(tmp_path) -> None:
 
 
 def test_a_model_trained_on_one_device_loads_on_another(toy_data, tmp_path) -> None:
-    model = Labelcon(**{**FAST, "device": "cpu"}).fit(toy_data["train"], toy_data["dev"], out_dir=tmp_path / "run",
-                                                      show_progress=False)  # fmt: skip
+    model = Labelcon(**{**FAST, "device": "cpu"}).fit(
+        toy_data["train"], toy_data["dev"], out_dir=tmp_path / "run", show_progress=False
+    )
     texts = [item["text"] for item in make_items(12, 5)]
     loaded = Labelcon.load(tmp_path / "run", device="cpu")
     assert loaded.encoder_.device.type == "cpu" and loaded.config == model.config
@@ -287,9 +324,27 @@ def test_a_model_trained_on_one_device_loads_on_another(toy_data, tmp_path) -> N
 def test_train_takes_the_device_flag(toy_data, tmp_path) -> None:
     assert "--device" in CliRunner().invoke(main, ["train", "--help"]).output
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--dev", str(toy_data["dev"]),
-                                       "--out", str(out), "--encoder", "static", "--epochs", "1", "--max-length",
-                                       "16", "--device", "cpu", "--quiet"])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--train",
+            str(toy_data["train"]),
+            "--dev",
+            str(toy_data["dev"]),
+            "--out",
+            str(out),
+            "--encoder",
+            "static",
+            "--epochs",
+            "1",
+            "--max-length",
+            "16",
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "device: cpu" in (out / "config.yaml").read_text()
 
@@ -305,19 +360,25 @@ def _record_load_devices(monkeypatch) -> list[str]:
     """The ``device`` of every ``Labelcon.load`` from now on, in order; the loads still happen."""
     asked: list[str] = []
     load = Labelcon.load.__func__
-    monkeypatch.setattr(Labelcon, "load", classmethod(lambda cls, d, device="auto": asked.append(device) or load(cls, d, device)))
+    monkeypatch.setattr(
+        Labelcon, "load", classmethod(lambda cls, d, device="auto": asked.append(device) or load(cls, d, device))
+    )
     return asked
 
 
-@pytest.mark.parametrize("command, args", [
-    ("predict", ["some text"]),
-    ("embed", ["--input", "TEST", "--output", "OUT"]),
-    ("evaluate", ["--data", "TEST"]),
-    ("index", ["--corpus", "TEST"]),
-    ("search", ["some text"]),
-])  # fmt: skip
-def test_commands_that_load_a_model_take_the_device_flag(cpu_run, toy_data, tmp_path, monkeypatch, command,
-                                                        args) -> None:
+@pytest.mark.parametrize(
+    "command, args",
+    [
+        ("predict", ["some text"]),
+        ("embed", ["--input", "TEST", "--output", "OUT"]),
+        ("evaluate", ["--data", "TEST"]),
+        ("index", ["--corpus", "TEST"]),
+        ("search", ["some text"]),
+    ],
+)
+def test_commands_that_load_a_model_take_the_device_flag(
+    cpu_run, toy_data, tmp_path, monkeypatch, command, args
+) -> None:
     run = tmp_path / "run"
     shutil.copytree(cpu_run, run)  # index writes into the run
     if command == "search":
@@ -356,7 +417,10 @@ def test_the_torch_search_finds_the_numpy_neighbours() -> None:
     plain = NearestNeighbors(x, block_elements=4000)  # chunks of 100 items: the running top k is merged
     on_torch = NearestNeighbors(x, block_elements=4000).to(torch.device("cpu"))
     for queries, exclude_self in [(q, False), (x, True)]:
-        want, got = plain.search(queries, 7, exclude_self=exclude_self), on_torch.search(queries, 7, exclude_self=exclude_self)
+        want, got = (
+            plain.search(queries, 7, exclude_self=exclude_self),
+            on_torch.search(queries, 7, exclude_self=exclude_self),
+        )
         np.testing.assert_array_equal(got[1], want[1])
         np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-6)
 

@@ -26,8 +26,8 @@ from labelcon.objectives import build_objective
 from labelcon.sampling import LabelAwareBatchSampler
 from labelcon.training import distributed
 from labelcon.training.labels import batch_labels
-from labelcon.training.trainer import Trainer
 from labelcon.training.settings import TrainingSettings
+from labelcon.training.trainer import Trainer
 from tests.helpers import FAST
 
 # Each spawned process imports this module: it stays light (no transformers, labelcon's
@@ -40,11 +40,26 @@ LABEL_NAMES = ["food", "music", "sports", "travel"]
 #: many (item, label) pairs. So every objective averages over as many anchor units on both
 #: processes, the condition for exact equality (see labelcon.training.trainer).
 BATCHES = [
-    [("goal team coach", [2]), ("song album", [1]), ("recipe bake", [0]), ("hotel flight beach", [3]),
-     ("league match score", [2, 3]), ("band concert guitar", [1, 0]), ("dinner spicy kitchen", [0]),
-     ("passport luggage trip", [3, 1])],
-    [("coach league", [2]), ("lyrics band", [1]), ("flavour recipe", [0, 2]), ("trip hotel", [3]),
-     ("score goal team", [2, 3]), ("album song concert", [1]), ("bake dinner", [0]), ("beach flight", [3])],
+    [
+        ("goal team coach", [2]),
+        ("song album", [1]),
+        ("recipe bake", [0]),
+        ("hotel flight beach", [3]),
+        ("league match score", [2, 3]),
+        ("band concert guitar", [1, 0]),
+        ("dinner spicy kitchen", [0]),
+        ("passport luggage trip", [3, 1]),
+    ],
+    [
+        ("coach league", [2]),
+        ("lyrics band", [1]),
+        ("flavour recipe", [0, 2]),
+        ("trip hotel", [3]),
+        ("score goal team", [2, 3]),
+        ("album song concert", [1]),
+        ("bake dinner", [0]),
+        ("beach flight", [3]),
+    ],
 ]
 #: (objective, mini_batch_size, queue_size, sparse labels): plain, GradCache, two streams,
 #: label texts, a queue of labelled keys (dense and sparse labels), ESimCSE-style negatives.
@@ -101,13 +116,21 @@ def _steps(case: tuple, rows: slice) -> dict:
     objective, mini_batch, queue_size, sparse = case
     encoder = WordBag([word for batch in BATCHES for text, _ in batch for word in text.split()] + LABEL_NAMES)
     config = Config(objective=objective, mini_batch_size=mini_batch, queue_size=queue_size, temperature=0.2)
-    trainer = Trainer(encoder, build_objective(objective, temperature=0.2), TrainingSettings.from_config(config), label_texts=LABEL_NAMES,
-                      show_progress=False)
+    trainer = Trainer(
+        encoder,
+        build_objective(objective, temperature=0.2),
+        TrainingSettings.from_config(config),
+        label_texts=LABEL_NAMES,
+        show_progress=False,
+    )
     trainer._start(_batch(0, rows, sparse)[0])
     for index in range(len(BATCHES) if queue_size else 1):
         encoder.zero_grad(set_to_none=True)
         loss = trainer._loss(*_batch(index, rows, sparse))
-    out = {"loss": distributed.mean_over_processes(loss), "grads": {n: p.grad.clone() for n, p in encoder.named_parameters()}}
+    out = {
+        "loss": distributed.mean_over_processes(loss),
+        "grads": {n: p.grad.clone() for n, p in encoder.named_parameters()},
+    }
     if trainer.queue is not None:
         out["queue"] = (trainer.queue.keys.clone(), trainer.queue.labels.to_dense())
     return out
@@ -116,8 +139,14 @@ def _steps(case: tuple, rows: slice) -> dict:
 def _worker(rank: int, port: int) -> None:
     torch.set_num_threads(1)
     whole = [_steps(case, slice(None)) for case in CASES]  # one process, before joining
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+        LOCAL_WORLD_SIZE=str(WORLD),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     try:
         for case, want in zip(CASES, whole):
             got = _steps(case, slice(4 * rank, 4 * rank + 4))
@@ -125,8 +154,9 @@ def _worker(rank: int, port: int) -> None:
             scale = max(g.abs().max().item() for g in want["grads"].values())
             assert scale > 0, case
             for name, grad in want["grads"].items():
-                torch.testing.assert_close(got["grads"][name], grad, rtol=1e-5, atol=1e-5 * scale,
-                                           msg=f"{case}: gradient of {name}")
+                torch.testing.assert_close(
+                    got["grads"][name], grad, rtol=1e-5, atol=1e-5 * scale, msg=f"{case}: gradient of {name}"
+                )
             if "queue" in want:
                 for mine, reference in zip(got["queue"], want["queue"]):
                     torch.testing.assert_close(mine.float(), reference.float(), msg=f"{case}: queue")
@@ -146,7 +176,9 @@ class WordBagWithSpare(WordBag):
 def _finds_unused_parameters(encoder: WordBag, texts: list[str], labels: torch.Tensor) -> bool:
     """Whether the trainer's DDP wrapper looks for unused parameters, after two steps (DDP
     fails in the second one when it was told wrong)."""
-    trainer = Trainer(encoder, build_objective("supcon-jaccard"), TrainingSettings.from_config(Config()), show_progress=False)
+    trainer = Trainer(
+        encoder, build_objective("supcon-jaccard"), TrainingSettings.from_config(Config()), show_progress=False
+    )
     trainer._start(texts)
     for _ in range(2):
         trainer._loss(texts, labels)
@@ -159,8 +191,14 @@ def _finds_unused_parameters(encoder: WordBag, texts: list[str], labels: torch.T
 
 def _ddp_worker(rank: int, port: int) -> None:
     torch.set_num_threads(1)
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+        LOCAL_WORLD_SIZE=str(WORLD),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     texts, labels = _batch(0, slice(4 * rank, 4 * rank + 4), sparse=False)
     words = [word for batch in BATCHES for text, _ in batch for word in text.split()]
     try:
@@ -187,12 +225,38 @@ def test_two_processes_step_like_one_process_on_the_concatenated_batch() -> None
 @pytest.fixture(scope="module")
 def two_process_run(toy_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp") / "run"
-    command = [sys.executable, "-m", "labelcon", "train", "--train", str(toy_data["train"]),
-               "--dev", str(toy_data["dev"]), "--test", str(toy_data["test"]), "--out", str(out),
-               "--encoder", "static", "--epochs", "2", "--batch-size", "16", "--max-length", "16",
-               "--queue-size", "32", "--nproc", "2", "--min-steps", "0", "--quiet"]
-    done = subprocess.run(command, capture_output=True, text=True, check=False,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "labelcon",
+        "train",
+        "--train",
+        str(toy_data["train"]),
+        "--dev",
+        str(toy_data["dev"]),
+        "--test",
+        str(toy_data["test"]),
+        "--out",
+        str(out),
+        "--encoder",
+        "static",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--max-length",
+        "16",
+        "--queue-size",
+        "32",
+        "--nproc",
+        "2",
+        "--min-steps",
+        "0",
+        "--quiet",
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (out.parent / "stderr.txt").write_text(done.stderr)
     return out

@@ -26,7 +26,10 @@ from sentence_transformers.sentence_transformer.evaluation import (  # noqa: E40
 def _scored_pairs(n: int = 40, seed: int = 0) -> tuple[list[str], list[str], list[float]]:
     items = make_items(2 * n, seed)
     first, second = items[:n], items[n:]
-    scores = [len(set(a["labels"]) & set(b["labels"])) / len(set(a["labels"]) | set(b["labels"])) for a, b in zip(first, second)]
+    scores = [
+        len(set(a["labels"]) & set(b["labels"])) / len(set(a["labels"]) | set(b["labels"]))
+        for a, b in zip(first, second)
+    ]
     return [a["text"] for a in first], [b["text"] for b in second], scores
 
 
@@ -67,10 +70,12 @@ def test_retrieval_metrics_equal_information_retrieval_evaluator(minilm):
     reference, ours = minilm
     queries, corpus, relevant = _retrieval()
     evaluator = InformationRetrievalEvaluator(
-        {f"q{i}": text for i, text in enumerate(queries)}, {f"c{j:03d}": text for j, text in enumerate(corpus)},
+        {f"q{i}": text for i, text in enumerate(queries)},
+        {f"c{j:03d}": text for j, text in enumerate(corpus)},
         {f"q{i}": {f"c{j:03d}" for j in items} for i, items in enumerate(relevant)},
-        precision_recall_at_k=[1, 5, 10], score_functions={"cosine": st.util.cos_sim},
-    )  # fmt: skip
+        precision_recall_at_k=[1, 5, 10],
+        score_functions={"cosine": st.util.cos_sim},
+    )
     expected = evaluator(reference)
     for embed, tolerance in ((reference.encode, 1e-6), (ours.encode, 1e-2)):
         got = retrieval_metrics(embed(queries), embed(corpus), relevant, ks=(1, 5, 10))
@@ -83,18 +88,55 @@ def test_evaluate_command_on_pairs_and_retrieval_writes_metrics_json(tmp_path):
     write_jsonl(tmp_path / "train.jsonl", items)
     run = tmp_path / "run"
     fast = [f"--{k.replace('_', '-')}={v}" for k, v in FAST.items()]
-    assert CliRunner().invoke(main, ["train", "--train", str(tmp_path / "train.jsonl"), "--out", str(run), "-q",
-                                     "--head", "knn", "--lexical", "0", *fast]).exit_code == 0  # fmt: skip
+    assert (
+        CliRunner()
+        .invoke(
+            main,
+            [
+                "train",
+                "--train",
+                str(tmp_path / "train.jsonl"),
+                "--out",
+                str(run),
+                "-q",
+                "--head",
+                "knn",
+                "--lexical",
+                "0",
+                *fast,
+            ],
+        )
+        .exit_code
+        == 0
+    )
     first, second, scores = _scored_pairs(20)
-    write_jsonl(tmp_path / "sts.jsonl", [{"text1": a, "text2": b, "score": s} for a, b, s in zip(first, second, scores)])
+    write_jsonl(
+        tmp_path / "sts.jsonl", [{"text1": a, "text2": b, "score": s} for a, b, s in zip(first, second, scores)]
+    )
     queries, corpus, relevant = _retrieval()
     write_jsonl(tmp_path / "q.jsonl", [{"id": f"q{i}", "text": t} for i, t in enumerate(queries)])
     write_jsonl(tmp_path / "c.jsonl", [{"id": j, "text": t} for j, t in enumerate(corpus)])
-    write_jsonl(tmp_path / "r.jsonl", [{"query_id": f"q{i}", "corpus_id": j} for i, items in enumerate(relevant) for j in items])
-    result = CliRunner().invoke(main, [
-        "evaluate", str(run), "--pairs", str(tmp_path / "sts.jsonl"), "--queries", str(tmp_path / "q.jsonl"),
-        "--corpus", str(tmp_path / "c.jsonl"), "--relevance", str(tmp_path / "r.jsonl"), "--json", "--into-metrics", "test",
-    ])  # fmt: skip
+    write_jsonl(
+        tmp_path / "r.jsonl", [{"query_id": f"q{i}", "corpus_id": j} for i, items in enumerate(relevant) for j in items]
+    )
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            str(run),
+            "--pairs",
+            str(tmp_path / "sts.jsonl"),
+            "--queries",
+            str(tmp_path / "q.jsonl"),
+            "--corpus",
+            str(tmp_path / "c.jsonl"),
+            "--relevance",
+            str(tmp_path / "r.jsonl"),
+            "--json",
+            "--into-metrics",
+            "test",
+        ],
+    )
     assert result.exit_code == 0, result.output
     printed = json.loads(result.output)
     assert {"pairs_pearson", "pairs_spearman", "ndcg@10", "mrr@10", "recall@10"} <= set(printed)

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from labelcon.encoders import Encoder, MLPEncoder, StaticEncoder, build_encoder, load_encoder, train_tokenizer
-from labelcon.encoders import offline
+from labelcon.encoders import Encoder, MLPEncoder, StaticEncoder, build_encoder, load_encoder, offline, train_tokenizer
 from labelcon.encoders.static import sif_weights
 
 CORPUS = [
@@ -264,8 +263,14 @@ def _tiny_bert_folder(path, **config_extra):
     path.mkdir()
     (path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "cat", "sat"]) + "\n")
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=8, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
-                        max_position_embeddings=16)
+    config = BertConfig(
+        vocab_size=8,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=16,
+    )
     BertModel(config).save_pretrained(path)
     BertTokenizer(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
     if config_extra:
@@ -279,10 +284,14 @@ def test_model_folder_with_custom_code_is_refused_unless_allowed(tmp_path):
 
     folder = tmp_path / "custom"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({
-        "model_type": "labelcon-test-custom",
-        "auto_map": {"AutoConfig": "custom_model.CustomConfig", "AutoModel": "custom_model.CustomModel"},
-    }))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "labelcon-test-custom",
+                "auto_map": {"AutoConfig": "custom_model.CustomConfig", "AutoModel": "custom_model.CustomModel"},
+            }
+        )
+    )
     for make in (lambda: build_encoder(str(folder)), lambda: build_encoder(str(folder), trust_remote_code=False)):
         with pytest.raises(RemoteCodeError) as caught:
             make()
@@ -376,13 +385,27 @@ def test_unknown_name_with_hf_hub_offline_is_one_line_from_the_cli(toy_data, tmp
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "labelcon", "train", "--train", str(toy_data["train"]), "--out",
-               str(tmp_path / "run"), "--encoder", "no-such-org/no-such-model-xyz", "--quiet"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "labelcon",
+        "train",
+        "--train",
+        str(toy_data["train"]),
+        "--out",
+        str(tmp_path / "run"),
+        "--encoder",
+        "no-such-org/no-such-model-xyz",
+        "--quiet",
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: encoder 'no-such-org/no-such-model-xyz'")
-    assert "neither a local model folder nor in the Hugging Face cache" in done.stderr and "HF_HUB_OFFLINE" in done.stderr
+    assert (
+        "neither a local model folder nor in the Hugging Face cache" in done.stderr and "HF_HUB_OFFLINE" in done.stderr
+    )
 
 
 def _split_archive(tmp_path, files: dict[str, str], pieces: int) -> list:
@@ -414,7 +437,9 @@ def test_a_split_shipped_model_is_joined_checked_and_extracted_once(tmp_path, mo
     monkeypatch.setenv("LABELCON_CACHE", str(tmp_path / "cache"))
     folder = offline.shipped_path("mpnet")
     assert folder == tmp_path / "cache" / "models" / model.folder
-    assert (folder / "vocab.txt").read_text() == "a\nb\n" and (folder / "config.json").is_file()  # the top folder unwrapped
+    assert (folder / "vocab.txt").read_text() == "a\nb\n" and (
+        folder / "config.json"
+    ).is_file()  # the top folder unwrapped
     assert sorted(p.name for p in folder.parent.iterdir()) == [model.folder]  # no joined zip or staging left
     parts[0].write_bytes(b"changed")  # extracted already: the pieces are not read again
     assert offline.shipped_path("mpnet") == folder
@@ -427,11 +452,15 @@ def test_a_shipped_model_with_a_bad_or_missing_piece_says_which(tmp_path, monkey
     monkeypatch.setitem(offline.SHIPPED, "mpnet", dataclasses.replace(offline.SHIPPED["mpnet"], size=len(data) + 1))
     monkeypatch.setattr(offline, "part_files", lambda name: parts)
     monkeypatch.setenv("LABELCON_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(offline.ShippedModelError, match=r"join into \d+ bytes .* reinstall them: pip install 'labelcon\[mpnet\]'"):
+    with pytest.raises(
+        offline.ShippedModelError, match=r"join into \d+ bytes .* reinstall them: pip install 'labelcon\[mpnet\]'"
+    ):
         offline.shipped_path("mpnet")
     assert not (tmp_path / "cache" / "models" / "all-mpnet-base-v2").exists()
     monkeypatch.undo()
-    missing = offline.ShippedModel("x", (("labelcon-no-such-package", "x.zip"),), "pip install labelcon-no-such-package")
+    missing = offline.ShippedModel(
+        "x", (("labelcon-no-such-package", "x.zip"),), "pip install labelcon-no-such-package"
+    )
     monkeypatch.setitem(offline.SHIPPED, "nothing", missing)
     with pytest.raises(offline.ShippedModelError, match="needs the package labelcon-no-such-package .* not installed"):
         offline.part_files("nothing")
@@ -445,7 +474,9 @@ def _installed(distribution: str) -> bool:
     return True
 
 
-@pytest.mark.skipif(not all(_installed(d) for d, _ in offline.SHIPPED["mpnet"].parts), reason="labelcon[mpnet] is not installed")
+@pytest.mark.skipif(
+    not all(_installed(d) for d, _ in offline.SHIPPED["mpnet"].parts), reason="labelcon[mpnet] is not installed"
+)
 def test_mpnet_loads_from_its_packages_and_embeds(tmp_path, monkeypatch):
     monkeypatch.setenv("LABELCON_CACHE", str(tmp_path / "cache"))
     encoder = build_encoder("mpnet", max_length=32)

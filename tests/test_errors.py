@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 import labelcon
 from labelcon.cli import main
-from labelcon.heads import build_head
 from labelcon.filecheck import ModelLoadError
+from labelcon.heads import build_head
 from tests.helpers import write_jsonl
 from tests.test_cli import _fast_flags
 
@@ -28,8 +28,21 @@ from tests.test_cli import _fast_flags
 def pristine(toy_data, tmp_path_factory) -> Path:
     """A small finished run with every part a model can have (the lexical vote included)."""
     out = tmp_path_factory.mktemp("errors") / "run"
-    result = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--dev", str(toy_data["dev"]),
-                                       "--out", str(out), *_fast_flags(), "--lexical", "0.5"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--train",
+            str(toy_data["train"]),
+            "--dev",
+            str(toy_data["dev"]),
+            "--out",
+            str(out),
+            *_fast_flags(),
+            "--lexical",
+            "0.5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (out / "model.1" / "lexical" / "knn.npz").is_file()
     return out
@@ -106,17 +119,34 @@ DAMAGE = [
     ("weights empty", _cut("encoder/model.safetensors", 0), "encoder/model.safetensors"),
     ("tokenizer truncated", _cut("encoder/tokenizer.json"), "encoder/tokenizer.json"),
     ("tokenizer empty", _cut("encoder/tokenizer.json", 0), "encoder/tokenizer.json"),
-    ("encoder.json without config", _edit("encoder/encoder.json", lambda v: _without(v, "config")), "encoder/encoder.json"),
-    ("encoder.json config not an object", _edit("encoder/encoder.json", lambda v: _with(v, config="big")),
-     "encoder/encoder.json"),
-    ("encoder.json dim of the wrong type", _edit("encoder/encoder.json", lambda v: _with(v, dim="256")),
-     "encoder/encoder.json"),
-    ("encoder.json setting of the wrong type",  # which file is wrong is not known: the folder and its settings
-     _edit("encoder/encoder.json", lambda v: _with(v, config={**v["config"], "dim": "big"})), "encoder"),
+    (
+        "encoder.json without config",
+        _edit("encoder/encoder.json", lambda v: _without(v, "config")),
+        "encoder/encoder.json",
+    ),
+    (
+        "encoder.json config not an object",
+        _edit("encoder/encoder.json", lambda v: _with(v, config="big")),
+        "encoder/encoder.json",
+    ),
+    (
+        "encoder.json dim of the wrong type",
+        _edit("encoder/encoder.json", lambda v: _with(v, dim="256")),
+        "encoder/encoder.json",
+    ),
+    (
+        "encoder.json setting of the wrong type",  # which file is wrong is not known: the folder and its settings
+        _edit("encoder/encoder.json", lambda v: _with(v, config={**v["config"], "dim": "big"})),
+        "encoder",
+    ),
     ("weights missing", _remove("encoder/model.safetensors"), "encoder"),
     ("tokenizer missing", _remove("encoder/tokenizer.json"), "encoder"),
     ("encoder.json missing", _remove("encoder/encoder.json"), "encoder/encoder.json"),
-    ("encoder.json unknown type", _edit("encoder/encoder.json", lambda v: _with(v, type="lstm")), "encoder/encoder.json"),
+    (
+        "encoder.json unknown type",
+        _edit("encoder/encoder.json", lambda v: _with(v, type="lstm")),
+        "encoder/encoder.json",
+    ),
     ("head arrays truncated", _cut("head/arrays.npz"), "head/arrays.npz"),
     ("head arrays empty", _cut("head/arrays.npz", 0), "head/arrays.npz"),
     ("head.json unknown type", _edit("head/head.json", lambda v: _with(v, type="svm")), "head/head.json"),
@@ -134,15 +164,26 @@ DAMAGE = [
     ("labels.json names not a list", _edit("labels.json", lambda v: {"names": "music"}), "labels.json"),
     ("labels.json one label short", _edit("labels.json", lambda v: {"names": v["names"][:-1]}), "labels.json"),
     ("label_texts.json one text short", _edit("label_texts.json", lambda v: v[:-1]), "label_texts.json"),
-    ("thresholds.json NaN", _write("thresholds.json", '{"thresholds": [NaN, 0.5, 0.5, 0.5], "per_label": '
-                                   '[true, true, true, true], "global_threshold": 0.5}'), "thresholds.json"),
-    ("thresholds.json one short", _edit("thresholds.json", lambda v: _with(v, thresholds=v["thresholds"][:-1],
-                                                                           per_label=v["per_label"][:-1])),
-     "thresholds.json"),
+    (
+        "thresholds.json NaN",
+        _write(
+            "thresholds.json",
+            '{"thresholds": [NaN, 0.5, 0.5, 0.5], "per_label": [true, true, true, true], "global_threshold": 0.5}',
+        ),
+        "thresholds.json",
+    ),
+    (
+        "thresholds.json one short",
+        _edit("thresholds.json", lambda v: _with(v, thresholds=v["thresholds"][:-1], per_label=v["per_label"][:-1])),
+        "thresholds.json",
+    ),
     ("thresholds.json not JSON", _write("thresholds.json", '{"thresholds": [0.5,'), "thresholds.json"),
     ("prediction.json missing", _remove("prediction.json"), "prediction.json"),
-    ("prediction.json bad weight", _edit("prediction.json", lambda v: _with(v, lexical_weight="half")),
-     "prediction.json"),
+    (
+        "prediction.json bad weight",
+        _edit("prediction.json", lambda v: _with(v, lexical_weight="half")),
+        "prediction.json",
+    ),
     ("config.yaml not YAML", _write("config.yaml", "epochs: [1, 2\nseed: {"), "config.yaml"),
     ("config.yaml a list", _write("config.yaml", "- 1\n- 2\n"), "config.yaml"),
     ("config.yaml unknown field", _write("config.yaml", "learning_rate: 0.1\n"), "config.yaml"),
@@ -191,7 +232,8 @@ def test_the_damaged_file_is_named_from_python_too(pristine, tmp_path) -> None:
     run = tmp_path / "run"
     shutil.copytree(pristine, run)
     _edit("thresholds.json", lambda v: _with(v, thresholds=v["thresholds"][:-1], per_label=v["per_label"][:-1]))(
-        run / "model.1")
+        run / "model.1"
+    )
     others = r"labels\.json, head/head\.json, label_texts\.json, lexical/knn\.npz"
     with pytest.raises(ModelLoadError, match=rf"thresholds\.json: covers 3 labels, but {others} cover 4"):
         Labelcon.load(run)
@@ -202,18 +244,24 @@ def test_a_flag_out_of_range_is_named_as_the_flag(toy_data, tmp_path) -> None:
     args = ["train", "--train", str(toy_data["train"]), "--out", str(tmp_path / "r")]
     line = _fails_in_one_line([*args, "--seed", "-1"], "--seed: must be >= 0, got -1")
     assert "field" not in line
-    _fails_in_one_line([*args, "--dev-fraction", "1.5", "--batch-size", "1"],
-                       "--batch-size: must be >= 2, got 1; --dev-fraction: must be < 1, got 1.5")
+    _fails_in_one_line(
+        [*args, "--dev-fraction", "1.5", "--batch-size", "1"],
+        "--batch-size: must be >= 2, got 1; --dev-fraction: must be < 1, got 1.5",
+    )
     assert not (tmp_path / "r").exists()
 
 
 def test_an_output_under_a_regular_file_is_named(pristine, toy_data, tmp_path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    _fails_in_one_line(["train", "--train", str(toy_data["train"]), "--out", str(blocker / "run"), *_fast_flags()],
-                       f"--out {blocker / 'run'}: cannot be made: {blocker} is a file, not a directory")
-    _fails_in_one_line(["embed", str(pristine), "--input", str(toy_data["test"]), "--output", str(blocker / "e.npy")],
-                       f"--output {blocker / 'e.npy'}: cannot be made: {blocker} is a file")
+    _fails_in_one_line(
+        ["train", "--train", str(toy_data["train"]), "--out", str(blocker / "run"), *_fast_flags()],
+        f"--out {blocker / 'run'}: cannot be made: {blocker} is a file, not a directory",
+    )
+    _fails_in_one_line(
+        ["embed", str(pristine), "--input", str(toy_data["test"]), "--output", str(blocker / "e.npy")],
+        f"--output {blocker / 'e.npy'}: cannot be made: {blocker} is a file",
+    )
     _fails_in_one_line(["demo", "--out", str(blocker / "demo")], f"--out {blocker / 'demo'}: cannot be made")
 
 
@@ -225,8 +273,9 @@ def test_an_empty_text_argument_is_rejected_like_an_empty_text_in_a_file(pristin
 
 
 def test_evaluate_json_writes_an_undefined_metric_as_null(pristine, tmp_path) -> None:
-    data = write_jsonl(tmp_path / "unlabelled.jsonl", [{"text": "song album", "labels": []},
-                                                       {"text": "goal team", "labels": []}])  # fmt: skip
+    data = write_jsonl(
+        tmp_path / "unlabelled.jsonl", [{"text": "song album", "labels": []}, {"text": "goal team", "labels": []}]
+    )
     result = CliRunner().invoke(main, ["evaluate", str(pristine), "--data", str(data), "--json"])
     assert result.exit_code == 0, result.output
 
@@ -241,10 +290,22 @@ def test_an_unknown_encoder_offline_fails_in_one_line(toy_data, tmp_path) -> Non
     """A real process: the Hugging Face libraries read HF_HUB_OFFLINE when first imported."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(labelcon.__file__).parents[1])}
     env.pop("LABELCON_DEBUG", None)
-    command = [sys.executable, "-m", "labelcon", "train", "--train", str(toy_data["train"]), "--out",
-               str(tmp_path / "r"), "--encoder", "no-such-org/no-such-encoder", "--epochs", "1", "--quiet"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "labelcon",
+        "train",
+        "--train",
+        str(toy_data["train"]),
+        "--out",
+        str(tmp_path / "r"),
+        "--encoder",
+        "no-such-org/no-such-encoder",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "no-such-org/no-such-encoder" in lines[0], done.stderr
-

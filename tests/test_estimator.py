@@ -116,8 +116,9 @@ def test_interrupted_run_resumes_to_the_same_weights(toy_data, tmp_path, monkeyp
 
     with interrupted_at(monkeypatch, 7):
         Labelcon(**settings).fit(toy_data["train"], toy_data["dev"], out_dir=tmp_path / "b", show_progress=False)
-    resumed = Labelcon(**settings).fit(toy_data["train"], toy_data["dev"], out_dir=tmp_path / "b", resume=True,
-                                       show_progress=False)
+    resumed = Labelcon(**settings).fit(
+        toy_data["train"], toy_data["dev"], out_dir=tmp_path / "b", resume=True, show_progress=False
+    )
     for (name, a), (_, b) in zip(straight.encoder_.state_dict().items(), resumed.encoder_.state_dict().items()):
         assert torch.allclose(a, b, atol=1e-6), name
     assert len(resumed.history_) == len(straight.history_)
@@ -128,8 +129,9 @@ def test_interrupted_run_resumes_to_the_same_weights(toy_data, tmp_path, monkeyp
 
 def test_label_text_head_predicts_labels_added_after_training(toy_data, tmp_path) -> None:
     descriptions = tmp_path / "d.tsv"
-    descriptions.write_text("label\tdescription\nsports\tmatch goal team coach league score\n"
-                            "music\tsong album band concert guitar lyrics\n")
+    descriptions.write_text(
+        "label\tdescription\nsports\tmatch goal team coach league score\nmusic\tsong album band concert guitar lyrics\n"
+    )
     model = Labelcon(**{**FAST, "head": "label_text", "label_descriptions": str(descriptions)})
     model.fit(toy_data["train"], toy_data["dev"], show_progress=False)
     assert model.stage_.label_texts[model.classes_.index("sports")].startswith("match goal")
@@ -164,8 +166,9 @@ def test_at_least_one_defaults_to_whether_training_items_all_have_labels(fitted)
 def test_auto_head_gives_labels_rare_in_dev_the_fallback_threshold(toy_data, tmp_path) -> None:
     dev = [item for item in make_items(60, 1) if "travel" not in item["labels"]]
     dev += [{"text": "flight hotel trip the", "labels": ["travel"]}]  # one dev positive: below min_positives
-    model = Labelcon(**{**FAST, "epochs": 1}).fit(toy_data["train"], write_jsonl(tmp_path / "dev.jsonl", dev),
-                                                  show_progress=False)
+    model = Labelcon(**{**FAST, "epochs": 1}).fit(
+        toy_data["train"], write_jsonl(tmp_path / "dev.jsonl", dev), show_progress=False
+    )
     travel = model.classes_.index("travel")
     own = model.stage_.head.fallback_threshold
     assert model.stage_.head.name == "fallback" and own.columns == [travel]
@@ -177,15 +180,19 @@ def test_auto_head_gives_labels_rare_in_dev_the_fallback_threshold(toy_data, tmp
 
 
 def test_many_labels_calibrate_and_check_dev_without_dense_dev_scores(toy_data, monkeypatch) -> None:
-    dense = Labelcon(**{**FAST, "epochs": 2, "head": "knn"}).fit(toy_data["train"], toy_data["dev"], show_progress=False)
+    dense = Labelcon(**{**FAST, "epochs": 2, "head": "knn"}).fit(
+        toy_data["train"], toy_data["dev"], show_progress=False
+    )
     for module in (prediction, metrics):  # 10 dev items per check x 4 labels; blocks above
         monkeypatch.setattr(module, "DENSE_EVALUATION", 40)
     blocks = []
     original = prediction.PredictionStage._blocks
-    monkeypatch.setattr(prediction.PredictionStage, "_blocks",
-                        lambda self, prepared: blocks.append(1) or original(self, prepared))  # fmt: skip
-    blocked = Labelcon(**{**FAST, "epochs": 2, "head": "knn"}).fit(toy_data["train"], toy_data["dev"],
-                                                                  show_progress=False)  # fmt: skip
+    monkeypatch.setattr(
+        prediction.PredictionStage, "_blocks", lambda self, prepared: blocks.append(1) or original(self, prepared)
+    )
+    blocked = Labelcon(**{**FAST, "epochs": 2, "head": "knn"}).fit(
+        toy_data["train"], toy_data["dev"], show_progress=False
+    )
     assert len(blocks) >= 3  # per-label thresholds, the global rule, the rules' evaluation: each a pass of blocks
     np.testing.assert_array_equal(blocked.stage_.thresholds.thresholds, dense.stage_.thresholds.thresholds)
     assert blocked.stage_.thresholds.rank_cap == dense.stage_.thresholds.rank_cap
@@ -205,8 +212,9 @@ def test_auto_objective_contrasts_with_label_texts_on_few_shot_data(toy_data, tm
 def test_encode_max_length_applies_after_training_and_is_saved(toy_data, tmp_path, monkeypatch) -> None:
     trained_at = []
     original = Trainer.fit
-    monkeypatch.setattr(Trainer, "fit",
-                        lambda self, *a, **k: trained_at.append(self.encoder.max_length) or original(self, *a, **k))
+    monkeypatch.setattr(
+        Trainer, "fit", lambda self, *a, **k: trained_at.append(self.encoder.max_length) or original(self, *a, **k)
+    )
     model = Labelcon(**{**FAST, "epochs": 1, "max_length": 4, "encode_max_length": 12})
     model.fit(toy_data["train"], toy_data["dev"], show_progress=False)
     assert trained_at == [4] and model.encoder_.max_length == 12
@@ -227,7 +235,8 @@ def test_keep_base_interpolates_the_trained_encoder_toward_its_start(toy_data) -
 
 def test_lexical_vote_mixes_into_every_score_path_and_is_saved(toy_data, tmp_path) -> None:
     model = Labelcon(**{**FAST, "epochs": 1, "head": "linear", "lexical": 0.5}).fit(
-        toy_data["train"], toy_data["dev"], show_progress=False)
+        toy_data["train"], toy_data["dev"], show_progress=False
+    )
     texts = [item["text"] for item in make_items(30, 12)]
     head = model.stage_.head.predict_scores(model.encode(texts))
     votes = model.stage_.lexical.sparse_scores(texts).toarray()
@@ -242,7 +251,8 @@ def test_lexical_vote_mixes_into_every_score_path_and_is_saved(toy_data, tmp_pat
 
 def test_lexical_vote_with_a_knn_head_ranks_through_sparse_scores(toy_data) -> None:
     model = Labelcon(**{**FAST, "epochs": 1, "head": "knn", "lexical": 0.25}).fit(
-        toy_data["train"], toy_data["dev"], show_progress=False)
+        toy_data["train"], toy_data["dev"], show_progress=False
+    )
     texts = [item["text"] for item in make_items(30, 13)]
     scores = model.predict_proba(texts)
     for row, ranked in zip(scores, model.top_k(texts, 3), strict=True):
@@ -251,22 +261,26 @@ def test_lexical_vote_with_a_knn_head_ranks_through_sparse_scores(toy_data) -> N
 
 
 def test_lexical_auto_picks_the_weight_with_the_best_dev_macro_ap(toy_data) -> None:
-    model = Labelcon(**{**FAST, "epochs": 1, "head": "linear"}).fit(toy_data["train"], toy_data["dev"],
-                                                                    show_progress=False)
+    model = Labelcon(**{**FAST, "epochs": 1, "head": "linear"}).fit(
+        toy_data["train"], toy_data["dev"], show_progress=False
+    )
     stage = model.stage_
     tried = {w: stage.selection[f"lexical weight {w:g}: dev macro-AP"] for w in prediction.LEXICAL_WEIGHTS}
     assert stage.lexical_weight == max(tried, key=tried.get)
     assert (stage.lexical is None) == (stage.lexical_weight == 0)
-    off = Labelcon(**{**FAST, "epochs": 1, "head": "linear", "lexical": 0}).fit(toy_data["train"], toy_data["dev"],
-                                                                                 show_progress=False)
+    off = Labelcon(**{**FAST, "epochs": 1, "head": "linear", "lexical": 0}).fit(
+        toy_data["train"], toy_data["dev"], show_progress=False
+    )
     assert off.stage_.lexical is None and not any(key.startswith("lexical") for key in off.stage_.selection)
 
 
 @pytest.mark.parametrize(
     ("settings", "message"),
-    [({"head": "svm"}, "unknown head 'svm'"),
-     ({"head": "linear", "head_params": {"k": 3}}, "head 'linear' got unknown parameters ['k']"),
-     ({"head": "auto", "head_params": {"C": 1}}, "head 'auto' picks its own parameters")],
+    [
+        ({"head": "svm"}, "unknown head 'svm'"),
+        ({"head": "linear", "head_params": {"k": 3}}, "head 'linear' got unknown parameters ['k']"),
+        ({"head": "auto", "head_params": {"C": 1}}, "head 'auto' picks its own parameters"),
+    ],
 )
 def test_head_settings_that_would_fail_after_training_fail_at_construction(settings, message) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -311,5 +325,7 @@ def test_labels_unseen_in_training_count_as_misses_and_are_named(fitted) -> None
     assert metrics["n_labels"] == len(model.classes_) + 2
     predicted = model.predict(texts)
     hits = sum(len(set(p) & set(t)) for p, t in zip(predicted, truth, strict=True))
-    expected = 2 * hits / (sum(map(len, predicted)) + sum(map(len, truth)))  # the unseen labels are true, never predicted
+    expected = (
+        2 * hits / (sum(map(len, predicted)) + sum(map(len, truth)))
+    )  # the unseen labels are true, never predicted
     assert metrics["micro_f1"] == pytest.approx(expected)

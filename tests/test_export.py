@@ -41,13 +41,26 @@ def bert_run(toy_data, tmp_path_factory):
     (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]))
     BertTokenizerFast(str(folder / "vocab.txt")).save_pretrained(folder)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=5 + len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=64)  # fmt: skip
+    config = BertConfig(
+        vocab_size=5 + len(words),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
     BertModel(config).save_pretrained(folder)
     out = root / "run"
-    Labelcon(encoder=str(folder), epochs=1, batch_size=32, max_length=16, min_steps=0, eval_max_train=100,
-             precision="float32", projection_dim=8).fit(toy_data["train"], toy_data["dev"], out_dir=out,
-                                                        show_progress=False)  # fmt: skip
+    Labelcon(
+        encoder=str(folder),
+        epochs=1,
+        batch_size=32,
+        max_length=16,
+        min_steps=0,
+        eval_max_train=100,
+        precision="float32",
+        projection_dim=8,
+    ).fit(toy_data["train"], toy_data["dev"], out_dir=out, show_progress=False)
     return out
 
 
@@ -88,7 +101,9 @@ def test_onnx_export_predicts_through_onnx_runtime(run_name, request, tmp_path) 
 def test_onnx_cli_predict_and_int8(static_run, tmp_path) -> None:
     runner = CliRunner()
     out = tmp_path / "int8"
-    result = runner.invoke(main, ["export", str(static_run), "--format", "onnx", "--quantize", "int8", "--out", str(out)])
+    result = runner.invoke(
+        main, ["export", str(static_run), "--format", "onnx", "--quantize", "int8", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "exported" in result.output and "(int8)" in result.output
     assert read_json(out / "onnx" / "encoder.json")["config"]["quantization"] == "int8"
@@ -118,14 +133,32 @@ def test_export_errors(static_run, tmp_path) -> None:
     result = runner.invoke(main, ["export", str(static_run), "--format", "onnx", "--out", str(taken)])
     assert result.exit_code == 2 and "taken: exists and is not an empty folder" in result.output
     out = tmp_path / "st"
-    assert runner.invoke(main, ["export", str(static_run), "--format", "sentence-transformers", "--out", str(out), "-q"]).exit_code == 0
+    assert (
+        runner.invoke(
+            main, ["export", str(static_run), "--format", "sentence-transformers", "--out", str(out), "-q"]
+        ).exit_code
+        == 0
+    )
     result = runner.invoke(main, ["export", str(static_run), "--format", "onnx", "--out", str(out)])
     assert result.exit_code == 2 and "--overwrite" in result.output
-    result = runner.invoke(main, ["export", str(static_run), "--format", "onnx", "--out", str(out), "--overwrite", "-q"])
+    result = runner.invoke(
+        main, ["export", str(static_run), "--format", "onnx", "--out", str(out), "--overwrite", "-q"]
+    )
     assert result.exit_code == 0, result.output
     assert read_json(out / MODEL_FILE)["encoder"]["path"] == "onnx" and not (out / "modules.json").exists()
-    result = runner.invoke(main, ["export", str(static_run), "--format", "sentence-transformers", "--quantize", "int8",
-                                  "--out", str(tmp_path / "q")])  # fmt: skip
+    result = runner.invoke(
+        main,
+        [
+            "export",
+            str(static_run),
+            "--format",
+            "sentence-transformers",
+            "--quantize",
+            "int8",
+            "--out",
+            str(tmp_path / "q"),
+        ],
+    )
     assert result.exit_code == 2 and "--quantize int8 applies to --format onnx" in result.output
     assert not (tmp_path / "q").exists()
     features = Labelcon()

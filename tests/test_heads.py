@@ -152,7 +152,9 @@ def test_linear_probe_agrees_with_sklearn(class_weight):
 def test_build_head_and_input_errors(data):
     x_train, y_train, _, _ = data
     assert isinstance(build_head("knn", k=3), KNNHead)
-    expected = r"unknown head 'svm'; expected one of \['ensemble', 'fallback', 'knn', 'label_text', 'linear', 'prototype'\]"
+    expected = (
+        r"unknown head 'svm'; expected one of \['ensemble', 'fallback', 'knn', 'label_text', 'linear', 'prototype'\]"
+    )
     with pytest.raises(ValueError, match=expected):
         build_head("svm")
     with pytest.raises(ValueError, match=r"unknown parameters \['depth'\]"):
@@ -166,4 +168,3 @@ def test_build_head_and_input_errors(data):
         LinearProbeHead().predict_scores(x_train)
     with pytest.raises(FileNotFoundError, match="head.json"):
         Head.load("/nonexistent/dir")
-

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labelcon.heads import EnsembleHead, FallbackHead, Head, Thresholds, best_global_threshold, build_head, select_on_dev
+from labelcon.heads import (
+    EnsembleHead,
+    FallbackHead,
+    Head,
+    Thresholds,
+    best_global_threshold,
+    build_head,
+    select_on_dev,
+)
 from labelcon.heads import ensemble as ensemble_module
 from labelcon.metrics import average_precision_per_label
 
@@ -28,8 +36,9 @@ def test_ensemble_averages_its_members_and_round_trips(tmp_path) -> None:
     members = [{"type": "linear", "params": {"C": 4.0}}, {"type": "knn", "params": {"k": 10}}]
     head = EnsembleHead(members).fit(x, y)
     linear, knn = build_head("linear", C=4.0).fit(x, y), build_head("knn", k=10).fit(x, y)
-    np.testing.assert_allclose(head.predict_scores(x), (linear.predict_scores(x) + knn.predict_scores(x)) / 2,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        head.predict_scores(x), (linear.predict_scores(x) + knn.predict_scores(x)) / 2, rtol=1e-5, atol=1e-6
+    )
     loaded = Head.load(head.save(tmp_path / "head"))
     assert isinstance(loaded, EnsembleHead) and loaded.members == members
     np.testing.assert_array_equal(loaded.predict_scores(x[:7]), head.predict_scores(x[:7]))
@@ -83,7 +92,9 @@ def test_labels_rare_in_dev_are_scored_by_a_balanced_probe_under_one_threshold()
     assert fallback.class_weight == "balanced" and fallback.C in (4.0, 16.0, 64.0)
     assert head.threshold == pytest.approx(best_global_threshold(fallback.predict_scores(dev_x), dev_y))
     micro = {k: v for k, v in report.items() if k.startswith("fallback")}
-    assert len(micro) == 3 and micro[f"fallback linear(C={fallback.C:g}, balanced): dev micro-F1 at one threshold"] == max(micro.values())
+    assert len(micro) == 3 and micro[
+        f"fallback linear(C={fallback.C:g}, balanced): dev micro-F1 at one threshold"
+    ] == max(micro.values())
     scores = head.predict_scores(dev_x)
     np.testing.assert_array_equal(scores[:, 3], fallback.predict_scores(dev_x)[:, 3])
     thresholds = Thresholds.calibrate(scores, dev_y, min_positives=3, fallback=head.threshold)
@@ -116,8 +127,12 @@ def test_heads_fit_a_label_that_no_training_item_or_every_one_holds(held_by) -> 
     dev_x, dev_y = _clusters(40, 2)
     y[:, 2] = 0 if held_by == "no item" else 1
     constant = 0.0 if held_by == "no item" else 1.0
-    for head in [build_head("linear"), build_head("linear", class_weight="balanced"), build_head("knn", k=5),
-                 build_head("prototype")]:  # fmt: skip
+    for head in [
+        build_head("linear"),
+        build_head("linear", class_weight="balanced"),
+        build_head("knn", k=5),
+        build_head("prototype"),
+    ]:
         scores = head.fit(x, y).predict_scores(dev_x)
         assert scores.shape == (40, 5) and np.isfinite(scores).all()
     np.testing.assert_array_equal(build_head("linear").fit(x, y).predict_scores(dev_x)[:, 2], constant)

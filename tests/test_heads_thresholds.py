@@ -120,8 +120,8 @@ def test_extended_thresholds_put_new_labels_under_the_global_threshold():
     th = Thresholds.calibrate(s, y)
     more = th.extended(2)
     np.testing.assert_array_equal(more.thresholds[: len(th)], th.thresholds)
-    assert more.thresholds[len(th):].tolist() == [np.float32(th.global_threshold)] * 2
-    assert not more.per_label[len(th):].any() and len(more) == len(th) + 2
+    assert more.thresholds[len(th) :].tolist() == [np.float32(th.global_threshold)] * 2
+    assert not more.per_label[len(th) :].any() and len(more) == len(th) + 2
 
 
 def test_top_k_labels():
@@ -151,8 +151,12 @@ def test_calibrate_blocks_equals_calibrate(seed):
     for min_positives, fallback in ((1, "global"), (3, "global"), (3, 0.25)):
         dense = Thresholds.calibrate(scores, y, min_positives=min_positives, fallback=fallback)
         for step in (1, 7, n):
-            blocks = Thresholds.calibrate_blocks(lambda: (scores[i : i + step] for i in range(0, n, step)), y,
-                                                 min_positives=min_positives, fallback=fallback)  # fmt: skip
+            blocks = Thresholds.calibrate_blocks(
+                lambda: (scores[i : i + step] for i in range(0, n, step)),  # noqa: B023 (called in this iteration)
+                y,
+                min_positives=min_positives,
+                fallback=fallback,
+            )
             np.testing.assert_array_equal(blocks.thresholds, dense.thresholds)
             np.testing.assert_array_equal(blocks.per_label, dense.per_label)
             assert blocks.global_threshold == dense.global_threshold

@@ -28,8 +28,19 @@ from labelcon.training.trainer import Trainer
 from tests.test_training import _label_text_trainer, _queue_trainer, _static_trainer, _toy, _wide_toy
 
 READS = ("item", "__bool__", "__float__", "__int__", "__index__", "tolist")
-COLLECTIVES = ("broadcast", "broadcast_object_list", "all_reduce", "all_gather", "all_gather_object",
-               "all_gather_into_tensor", "reduce", "gather", "gather_object", "scatter", "barrier")
+COLLECTIVES = (
+    "broadcast",
+    "broadcast_object_list",
+    "all_reduce",
+    "all_gather",
+    "all_gather_object",
+    "all_gather_into_tensor",
+    "reduce",
+    "gather",
+    "gather_object",
+    "scatter",
+    "barrier",
+)
 LABELCON_COLLECTIVES = ("broadcast_object", "gather_objects", "mean_over_processes", "barrier")
 #: Where reading values back belongs: the logging interval, checkpoints, the epoch's end.
 INTERVAL_METHODS = ("_close_loss_window", "_check_weights", "_save_checkpoint", "_end_epoch")
@@ -112,8 +123,10 @@ def _label_text_run():
 
 
 CASES = {
-    "supcon-jaccard, budget, checkpoints": lambda tmp: (_static_trainer(_toy()[0], tmp, max_time_minutes=60,
-                                                                        checkpoint_minutes=0.01), *_toy()),
+    "supcon-jaccard, budget, checkpoints": lambda tmp: (
+        _static_trainer(_toy()[0], tmp, max_time_minutes=60, checkpoint_minutes=0.01),
+        *_toy(),
+    ),
     "mulsupcon, GradCache, queue": lambda tmp: (_queue_trainer(_toy()[0], "mulsupcon", mini_batch_size=8), *_toy()),
     "simcse, queue": lambda tmp: (_queue_trainer(_toy()[0], "simcse"), *_toy()),
     "label_contrast, sampled labels": lambda tmp: _label_text_run(),

@@ -169,9 +169,13 @@ def test_label_contrast_step_at_5e4_labels_embeds_only_the_sampled_label_texts(m
     tokenized, targets = [], []
     tokenize, forward = encoder.tokenize, objective.forward
     monkeypatch.setattr(encoder, "tokenize", lambda batch: tokenized.append(len(batch)) or tokenize(batch))
-    monkeypatch.setattr(objective, "forward", lambda z, labels, **kw: targets.append(labels) or forward(z, labels, **kw))
+    monkeypatch.setattr(
+        objective, "forward", lambda z, labels, **kw: targets.append(labels) or forward(z, labels, **kw)
+    )
     config = Config(encoder="static", objective="label_contrast", epochs=1, batch_size=64, max_time_minutes=1e-9)
-    trainer = Trainer(encoder, objective, TrainingSettings.from_config(config), label_texts=label_texts, show_progress=False)
+    trainer = Trainer(
+        encoder, objective, TrainingSettings.from_config(config), label_texts=label_texts, show_progress=False
+    )
     biggest = largest_torch_allocation(lambda: trainer.fit(texts, y))
 
     assert trainer.state.global_step == 1 and np.isfinite(trainer.state.history[-1]["loss"])

@@ -120,9 +120,18 @@ def test_evaluate_matches_sklearn():
     assert m["macro_ap"] == pytest.approx(expected_ap)
     assert m["n_items"] == 60 and m["n_labels"] == 12
     assert set(m) == {
-        "micro_f1", "macro_f1", "samples_f1", "macro_ap", "precision_at_1", "precision_at_3",
-        "precision_at_5", "lrap", "hamming_loss", "n_items", "n_labels",
-    }  # fmt: skip
+        "micro_f1",
+        "macro_f1",
+        "samples_f1",
+        "macro_ap",
+        "precision_at_1",
+        "precision_at_3",
+        "precision_at_5",
+        "lrap",
+        "hamming_loss",
+        "n_items",
+        "n_labels",
+    }
     assert all(isinstance(v, (int, float)) for v in m.values())
     # dense, sparse and bool inputs agree
     assert evaluate(y, s, sp.csr_matrix(pred)) == m

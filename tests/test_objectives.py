@@ -557,8 +557,19 @@ def test_temperature_takes_any_real_number_and_0d_tensors(temperature):
 
 
 @pytest.mark.parametrize(
-    "temperature", [0, -0.1, np.float32(0.0), np.float32(-1), torch.tensor(-0.1), math.nan, True, "0.1",
-                    torch.tensor([0.1]), torch.tensor(0.1, requires_grad=True)]
+    "temperature",
+    [
+        0,
+        -0.1,
+        np.float32(0.0),
+        np.float32(-1),
+        torch.tensor(-0.1),
+        math.nan,
+        True,
+        "0.1",
+        torch.tensor([0.1]),
+        torch.tensor(0.1, requires_grad=True),
+    ],
 )
 def test_temperature_that_is_not_a_positive_number_is_refused(temperature):
     with pytest.raises(ValueError, match="temperature must be a finite number > 0"):

@@ -35,7 +35,14 @@ def _batch(n=8, d=6, c=5, seed=0):
 # ----------------------------------------------------------------- registry and modules
 def test_registry_names():
     assert OBJECTIVES == [
-        "supcon", "supcon-any", "supcon-all", "supcon-jaccard", "mulsupcon", "mulsupcon-moco", "simcse", "info_nce",
+        "supcon",
+        "supcon-any",
+        "supcon-all",
+        "supcon-jaccard",
+        "mulsupcon",
+        "mulsupcon-moco",
+        "simcse",
+        "info_nce",
         "label_contrast",
     ]
 

@@ -39,7 +39,9 @@ def test_hard_negative_weight_matches_simcse_code(weight):
     assert_same(
         lambda a, p, h: info_nce(a, p, 0.05, hard_negatives=h, hard_negative_weight=weight),
         lambda a, p, h: simcse_loss(a, p, h, 0.05, weight),
-        a, p, h,
+        a,
+        p,
+        h,
     )
 
 
@@ -52,7 +54,10 @@ def test_hard_negatives_match_multiple_negatives_ranking_loss():
     assert_same(
         lambda a, p, n1, n2: info_nce(a, p, 1 / 20.0, hard_negatives=[n1, n2]),
         lambda a, p, n1, n2: mnrl.compute_loss_from_embeddings([a, p, n1, n2], labels),
-        a, p, n1, n2,
+        a,
+        p,
+        n1,
+        n2,
     )
 
 
@@ -68,8 +73,14 @@ def test_hard_negatives_with_queue_negatives_match_loop():
             losses.append(torch.logsumexp(torch.stack(terms), 0) - terms[i])
         return sum(losses) / len(losses)
 
-    assert_same(lambda a, p, h, q: info_nce(a, p, 0.1, negatives=q, hard_negatives=h, hard_negative_weight=0.7),
-                loop, a, p, h, q)  # fmt: skip
+    assert_same(
+        lambda a, p, h, q: info_nce(a, p, 0.1, negatives=q, hard_negatives=h, hard_negative_weight=0.7),
+        loop,
+        a,
+        p,
+        h,
+        q,
+    )
 
 
 def test_hard_negative_weight_needs_hard_negatives():
@@ -137,12 +148,26 @@ def test_mulsupcon_moco_matches_official_code(with_weight, with_queue):
     q, k, queue = _randn(8, 4, seed=14), _randn(8, 4, seed=15), _randn(6, 4, seed=16)
     extra = {"queue": queue, "queue_labels": queue_labels} if with_queue else {}
     assert_same(
-        lambda q, k, queue: mulsupcon_moco(q, k, labels, 0.2, with_weight=with_weight,
-                                           **({"queue": queue, "queue_labels": queue_labels} if with_queue else {})),
-        lambda q, k, queue: mulsupcon_official(q, k, labels, 0.2, with_weight=with_weight,
-                                               **({"queue": queue, "queue_labels": queue_labels} if with_queue else {})),
-        q, k, queue,
-    )  # fmt: skip
+        lambda q, k, queue: mulsupcon_moco(
+            q,
+            k,
+            labels,
+            0.2,
+            with_weight=with_weight,
+            **({"queue": queue, "queue_labels": queue_labels} if with_queue else {}),
+        ),
+        lambda q, k, queue: mulsupcon_official(
+            q,
+            k,
+            labels,
+            0.2,
+            with_weight=with_weight,
+            **({"queue": queue, "queue_labels": queue_labels} if with_queue else {}),
+        ),
+        q,
+        k,
+        queue,
+    )
     sparse = mulsupcon_moco(q, k, labels.to_sparse(), 0.2, with_weight=with_weight, **extra)
     torch.testing.assert_close(sparse, mulsupcon_moco(q, k, labels, 0.2, with_weight=with_weight, **extra))
 

@@ -21,8 +21,19 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 
 def _flags(epochs: int = FAST["epochs"]) -> list[str]:
-    return ["--encoder", FAST["encoder"], "--epochs", str(epochs), "--batch-size", str(FAST["batch_size"]),
-            "--max-length", str(FAST["max_length"]), "--min-steps", "0", "--quiet"]
+    return [
+        "--encoder",
+        FAST["encoder"],
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        str(FAST["batch_size"]),
+        "--max-length",
+        str(FAST["max_length"]),
+        "--min-steps",
+        "0",
+        "--quiet",
+    ]
 
 
 def _chess(n: int) -> list[dict]:
@@ -36,18 +47,34 @@ def data(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("report-data")
     knitting = [{"text": "knitting wool scarf needles", "labels": ["knitting"]}] * 2
     (root / "labels.txt").write_text("\n".join([*sorted(TOPICS), "chess", "knitting"]) + "\n")
-    return {"train": write_jsonl(root / "train.jsonl", make_items(160, 0) + _chess(3)),
-            "dev": write_jsonl(root / "dev.jsonl", make_items(60, 1) + _chess(2)),
-            "test": write_jsonl(root / "test.jsonl", make_items(60, 2) + _chess(2) + knitting),
-            "labels": root / "labels.txt"}  # fmt: skip
+    return {
+        "train": write_jsonl(root / "train.jsonl", make_items(160, 0) + _chess(3)),
+        "dev": write_jsonl(root / "dev.jsonl", make_items(60, 1) + _chess(2)),
+        "test": write_jsonl(root / "test.jsonl", make_items(60, 2) + _chess(2) + knitting),
+        "labels": root / "labels.txt",
+    }
 
 
 @pytest.fixture(scope="module")
 def run(data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report-run") / "run"
-    result = CliRunner().invoke(main, ["train", "--train", str(data["train"]), "--dev", str(data["dev"]),
-                                       "--test", str(data["test"]), "--labels-file", str(data["labels"]),
-                                       "--out", str(out), *_flags()])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--train",
+            str(data["train"]),
+            "--dev",
+            str(data["dev"]),
+            "--test",
+            str(data["test"]),
+            "--labels-file",
+            str(data["labels"]),
+            "--out",
+            str(out),
+            *_flags(),
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -120,9 +147,23 @@ def test_a_failing_report_warns_in_one_line_and_keeps_the_run(data, tmp_path, mo
 
     monkeypatch.setattr(labelcon.report, "write_report", fail)
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["train", "--train", str(data["train"]), "--test", str(data["test"]),
-                                       "--labels-file", str(data["labels"]), "--head", "knn", "--out", str(out),
-                                       *_flags(epochs=1)])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--train",
+            str(data["train"]),
+            "--test",
+            str(data["test"]),
+            "--labels-file",
+            str(data["labels"]),
+            "--head",
+            "knn",
+            "--out",
+            str(out),
+            *_flags(epochs=1),
+        ],
+    )
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.output.splitlines() if "drawing failed" in line]
     assert len(warnings) == 1 and warnings[0].startswith("warning:") and "second line" not in result.output
@@ -134,8 +175,9 @@ def test_a_run_trained_without_labels_gets_a_training_report(data, tmp_path) -> 
     from labelcon import Labelcon
 
     texts = [item["text"] for item in make_items(80, 3)]
-    Labelcon(**{**FAST, "objective": "simcse", "epochs": 1}).fit((texts, [[]] * len(texts)), out_dir=tmp_path / "run",
-                                                                 show_progress=False)  # fmt: skip
+    Labelcon(**{**FAST, "objective": "simcse", "epochs": 1}).fit(
+        (texts, [[]] * len(texts)), out_dir=tmp_path / "run", show_progress=False
+    )
     html = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")  # fit(out_dir=...) wrote it
     _check_page(html, figures=2)
     assert 'id="figure-loss"' in html and "without labels" in html and 'id="figure-labels"' not in html
@@ -156,10 +198,14 @@ def test_figures_are_inline_svg_with_named_points_and_no_namespace_urls() -> Non
 def test_headless_chromium_renders_the_report_without_console_errors(run, tmp_path) -> None:
     script = ROOT / "bench" / "render_report.sh"
     shot = tmp_path / "report.png"
-    done = subprocess.run([str(script), str(run / "report.html"), str(shot)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(script), str(run / "report.html"), str(shot)], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert shot.stat().st_size > 10_000
     broken = tmp_path / "broken.html"  # the check does fail on a page that logs an error
     broken.write_text(run.joinpath("report.html").read_text() + "<script>missing()</script>")
-    done = subprocess.run([str(script), str(broken), str(tmp_path / "b.png")], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(script), str(broken), str(tmp_path / "b.png")], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 1 and "Uncaught ReferenceError" in done.stderr

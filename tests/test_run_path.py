@@ -25,12 +25,27 @@ def _files(run: Path) -> list[str]:
 def test_the_cli_and_python_leave_the_same_run(toy_data, tmp_path) -> None:
     flags = [f"--{key.replace('_', '-')}={value}" for key, value in SETTINGS.items()]
     by_cli = tmp_path / "cli"
-    result = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--dev", str(toy_data["dev"]),
-                                       "--test", str(toy_data["test"]), "--out", str(by_cli), "--quiet", *flags])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--train",
+            str(toy_data["train"]),
+            "--dev",
+            str(toy_data["dev"]),
+            "--test",
+            str(toy_data["test"]),
+            "--out",
+            str(by_cli),
+            "--quiet",
+            *flags,
+        ],
+    )
     assert result.exit_code == 0, result.output
     by_python = tmp_path / "python"
-    model = Labelcon(**SETTINGS).fit(toy_data["train"], toy_data["dev"], test=toy_data["test"], out_dir=by_python,
-                                     show_progress=False)  # fmt: skip
+    model = Labelcon(**SETTINGS).fit(
+        toy_data["train"], toy_data["dev"], test=toy_data["test"], out_dir=by_python, show_progress=False
+    )
     assert _files(by_cli) == _files(by_python)
     assert {"report.html", "report.md", "predictions_test.jsonl", "metrics.json", "README.md"} <= set(_files(by_python))
     cli_metrics, python_metrics = (json.loads((run / "metrics.json").read_text()) for run in (by_cli, by_python))

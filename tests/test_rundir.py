@@ -17,10 +17,25 @@ from tests.helpers import FAST, make_items, write_jsonl
 
 
 def _train(toy_data, out, *extra: str):
-    flags = ["--encoder", "static", "--epochs", "1", "--batch-size", "32", "--max-length", "16", "--min-steps", "0",
-             "--eval-max-train", "100", "-q"]
-    return CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--dev", str(toy_data["dev"]),
-                                     "--out", str(out), *flags, *extra])
+    flags = [
+        "--encoder",
+        "static",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--max-length",
+        "16",
+        "--min-steps",
+        "0",
+        "--eval-max-train",
+        "100",
+        "-q",
+    ]
+    return CliRunner().invoke(
+        main,
+        ["train", "--train", str(toy_data["train"]), "--dev", str(toy_data["dev"]), "--out", str(out), *flags, *extra],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +70,9 @@ def test_a_finished_run_is_not_trained_again_or_resumed_without_overwrite(finish
 def test_a_run_that_fails_before_its_first_checkpoint_leaves_nothing_to_resume(toy_data, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = tmp_path / "typo"
-    failed = CliRunner().invoke(main, ["train", "--train", str(toy_data["train"]), "--encoder", "no-such-encoder",
-                                       "--out", str(out), "-q"])
+    failed = CliRunner().invoke(
+        main, ["train", "--train", str(toy_data["train"]), "--encoder", "no-such-encoder", "--out", str(out), "-q"]
+    )
     assert failed.exit_code != 0 and "no-such-encoder" in failed.output
     state = json.loads((out / "run.json").read_text())
     assert state["status"] == "failed" and "no-such-encoder" in state["error"]
@@ -83,8 +99,22 @@ def test_resume_checks_the_data_and_settings_of_the_interrupted_run(finished, to
     state = json.loads((out / "run.json").read_text())
     (out / "run.json").write_text(json.dumps({**state, "status": "running"}))
     other = write_jsonl(tmp_path / "other.jsonl", make_items(50, 5))
-    result = CliRunner().invoke(main, ["train", "--train", str(other), "--dev", str(toy_data["dev"]), "--out", str(out),
-                                       "--resume", "--epochs", "3", "-q"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--train",
+            str(other),
+            "--dev",
+            str(toy_data["dev"]),
+            "--out",
+            str(out),
+            "--resume",
+            "--epochs",
+            "3",
+            "-q",
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert "these differ" in result.output and "epochs: 1 in the run, 3 now" in result.output
     assert "train data: 160 items" in result.output and "50 items from" in result.output
@@ -94,10 +124,18 @@ def test_resume_checks_the_data_and_settings_of_the_interrupted_run(finished, to
 
 def test_a_second_writer_is_kept_out_while_the_first_holds_the_lock(toy_data, tmp_path) -> None:
     out = tmp_path / "busy"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from labelcon.modeldir import locked\n"
-        f"with locked({str(out)!r}):\n    print('held', flush=True); time.sleep(30)")],
-        stdout=subprocess.PIPE, text=True)  # fmt: skip
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; from labelcon.modeldir import locked\n"
+                f"with locked({str(out)!r}):\n    print('held', flush=True); time.sleep(30)"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         result = _train(toy_data, out)

@@ -40,7 +40,7 @@ def positive_rate(y: sp.csr_matrix, batches) -> float:
 
 def random_batches(n: int, size: int, seed: int) -> list[np.ndarray]:
     order = np.random.default_rng(seed).permutation(n)
-    return [order[i:i + size] for i in range(0, n - size + 1, size)]
+    return [order[i : i + size] for i in range(0, n - size + 1, size)]
 
 
 def test_every_possible_positive_is_in_the_batch_unlike_random_batches():
@@ -131,4 +131,3 @@ def test_full_epoch_at_1e5_labels_and_2e5_items_is_fast():
     seen[np.concatenate([np.asarray(b) for b in batches])] = True
     assert seen.all()
     assert elapsed < 5.0, f"one epoch of index generation took {elapsed:.2f} s"
-

@@ -51,7 +51,9 @@ def test_neighbours_share_labels_with_the_query(run, corpus, toy_data) -> None:
     model = Labelcon.load(run).index(corpus)
     queries = [json.loads(line) for line in toy_data["test"].read_text().splitlines()]
     results = model.search([q["text"] for q in queries], k=5)
-    shared = [bool(set(q["labels"]) & set(hit.labels)) for q, hits in zip(queries, results, strict=True) for hit in hits]
+    shared = [
+        bool(set(q["labels"]) & set(hit.labels)) for q, hits in zip(queries, results, strict=True) for hit in hits
+    ]
     assert np.mean(shared) > 0.8
 
 
@@ -103,7 +105,9 @@ def test_approximate_index_survives_save_and_load(run_copy, corpus) -> None:
 def test_index_is_rebuilt_when_the_corpus_file_changes(run_copy, tmp_path) -> None:
     path = write_jsonl(tmp_path / "c.jsonl", [{"text": "hotel beach flight", "labels": ["travel"]}])
     Labelcon.load(run_copy).index(path).save(run_copy)
-    write_jsonl(path, [{"text": "hotel beach flight", "labels": ["travel"]}, {"text": "bake dinner", "labels": ["food"]}])
+    write_jsonl(
+        path, [{"text": "hotel beach flight", "labels": ["travel"]}, {"text": "bake dinner", "labels": ["food"]}]
+    )
     result = CliRunner().invoke(main, ["search", str(run_copy), "spicy dinner recipe", "--k", "1"])
     assert result.exit_code == 0, result.output
     assert "rebuilt the search index: the corpus file" in result.output
@@ -129,8 +133,22 @@ def test_cli_index_and_search(run_copy, corpus, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "indexed 120 items (120 labelled)" in result.output and "exact search" in result.output
     queries = write_jsonl(tmp_path / "q.jsonl", [{"text": "song album"}, {"text": "goal team"}])
-    result = runner.invoke(main, ["search", str(run_copy), "hotel beach", "--input", str(queries), "--k", "3",
-                                  "--label", "music", "--label", "sports"])  # fmt: skip
+    result = runner.invoke(
+        main,
+        [
+            "search",
+            str(run_copy),
+            "hotel beach",
+            "--input",
+            str(queries),
+            "--k",
+            "3",
+            "--label",
+            "music",
+            "--label",
+            "sports",
+        ],
+    )
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.output.splitlines()]
     assert [r["query"] for r in records] == ["hotel beach", "song album", "goal team"]

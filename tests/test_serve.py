@@ -107,20 +107,23 @@ def test_one_string_is_one_embedding(client, model) -> None:
     np.testing.assert_allclose(body["data"][0]["embedding"], model.encode(["goal team"])[0], atol=1e-4)
 
 
-@pytest.mark.parametrize(("body", "expected"), [
-    ({"inputs": []}, "empty list"),
-    ({"inputs": ["ok", ""]}, "item 1 is empty"),
-    ({"inputs": "   "}, "item 0 is empty"),
-    ({"inputs": 5}, "got a whole number"),
-    ({"inputs": ["ok", None]}, "item 1: expected a string, got null"),
-    ({"inputs": [["token", "list"]]}, "item 0: expected a string, got a list"),
-    ({"inputs": ["ok"], "top_k": "3"}, "top_k"),
-    ({"inputs": ["ok"], "top_k": 0}, "top_k"),
-    ({"inputs": ["ok"], "raw_scores": "yes"}, "raw_scores"),
-    ({"inputs": ["ok"], "topk": 3}, "topk"),
-    ({"text": "ok"}, "inputs"),
-    (["ok"], "expected a JSON object"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"inputs": []}, "empty list"),
+        ({"inputs": ["ok", ""]}, "item 1 is empty"),
+        ({"inputs": "   "}, "item 0 is empty"),
+        ({"inputs": 5}, "got a whole number"),
+        ({"inputs": ["ok", None]}, "item 1: expected a string, got null"),
+        ({"inputs": [["token", "list"]]}, "item 0: expected a string, got a list"),
+        ({"inputs": ["ok"], "top_k": "3"}, "top_k"),
+        ({"inputs": ["ok"], "top_k": 0}, "top_k"),
+        ({"inputs": ["ok"], "raw_scores": "yes"}, "raw_scores"),
+        ({"inputs": ["ok"], "topk": 3}, "topk"),
+        ({"text": "ok"}, "inputs"),
+        (["ok"], "expected a JSON object"),
+    ],
+)
 def test_bad_predict_bodies_are_422_with_a_message(client, body, expected) -> None:
     assert expected in _error(client.post("/predict", json=body), 422)
 
@@ -135,8 +138,9 @@ def test_malformed_json_and_wrong_content_type(client) -> None:
     headers = {"Content-Type": "application/json"}
     assert "malformed JSON" in _error(client.post("/predict", content=b'{"inputs": [', headers=headers), 422)
     assert "JSON object" in _error(client.post("/predict", content=b""), 422)
-    assert "Content-Type" in _error(client.post("/predict", content=b'{"inputs": "a"}',
-                                                headers={"Content-Type": "text/plain"}), 422)  # fmt: skip
+    assert "Content-Type" in _error(
+        client.post("/predict", content=b'{"inputs": "a"}', headers={"Content-Type": "text/plain"}), 422
+    )
 
 
 def test_limits_are_413_naming_the_flag(client) -> None:
@@ -160,8 +164,9 @@ def test_a_request_past_the_timeout_is_503_naming_the_flag(run_dir) -> None:
 
 def test_a_run_without_labels_serves_embeddings_only(tmp_path) -> None:
     texts = [item["text"] for item in make_items(80, 3)]
-    Labelcon(**{**FAST, "objective": "simcse", "epochs": 1}).fit((texts, [[] for _ in texts]), out_dir=tmp_path / "m",
-                                                                 show_progress=False)  # fmt: skip
+    Labelcon(**{**FAST, "objective": "simcse", "epochs": 1}).fit(
+        (texts, [[] for _ in texts]), out_dir=tmp_path / "m", show_progress=False
+    )
     with TestClient(create_app(tmp_path / "m")) as unlabelled:
         assert unlabelled.get("/info").json()["labels"] == []
         assert unlabelled.post("/v1/embeddings", json={"input": texts[:2]}).status_code == 200
@@ -215,8 +220,10 @@ def test_the_command_refuses_a_directory_without_a_model_and_bad_limits(run_dir,
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(run_dir, model) -> None:
     refused: list[bool] = []
     with server_process(run_dir) as (proc, url):
-        assert httpx.post(f"{url}/predict", json={"inputs": TEXTS}).json()["predictions"][1]["labels"] == \
-            model.predict(TEXTS)[1]  # fmt: skip
+        assert (
+            httpx.post(f"{url}/predict", json={"inputs": TEXTS}).json()["predictions"][1]["labels"]
+            == model.predict(TEXTS)[1]
+        )
 
         def body() -> Iterator[bytes]:  # a request whose body is still coming when SIGTERM arrives
             yield b'{"inputs": ["song album'
@@ -231,8 +238,9 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(run_dir, model) -> N
                 time.sleep(0.1)
             yield b' band concert"]}'
 
-        response = httpx.post(f"{url}/predict", content=body(), headers={"Content-Type": "application/json"},
-                              timeout=30)  # fmt: skip
+        response = httpx.post(
+            f"{url}/predict", content=body(), headers={"Content-Type": "application/json"}, timeout=30
+        )
         assert response.status_code == 200, response.text
         assert "music" in response.json()["predictions"][0]["labels"]
         assert refused == [True], "the server still took new connections after SIGTERM"

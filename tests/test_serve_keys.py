@@ -56,11 +56,14 @@ def test_keys_come_from_the_environment_and_the_file(tmp_path) -> None:
     assert not read_api_keys(None, environ={}) and not keys.accepts("Bearer # team A")
 
 
-@pytest.mark.parametrize("content, expected", [
-    (None, "cannot read the key file"),
-    ("# only a comment\n\n", "got no key (--api-key-file)"),
-    ("good-key\nsecret with-space\n", "line 2: expected one key per line, got a line with whitespace"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (None, "cannot read the key file"),
+        ("# only a comment\n\n", "got no key (--api-key-file)"),
+        ("good-key\nsecret with-space\n", "line 2: expected one key per line, got a line with whitespace"),
+    ],
+)
 def test_a_bad_key_file_is_named_with_its_line_never_its_keys(tmp_path, content, expected) -> None:
     key_file = tmp_path / "keys.txt"
     if content is not None:
@@ -91,8 +94,14 @@ def test_every_route_but_health_asks_for_a_key(client, run_dir) -> None:
     assert "this server asks for an API key" in _unauthorized(client.post("/v1/embeddings", json={"input": TEXTS}))
     wrong = client.post("/v1/embeddings", json={"input": TEXTS}, headers={"Authorization": "Bearer nope"})
     assert "the API key is not accepted" in _unauthorized(wrong)
-    for method, route in [("GET", "/info"), ("GET", "/metrics"), ("POST", "/predict"), ("GET", "/openapi.json"),
-                          ("GET", "/docs"), ("GET", "/no-such-route")]:  # fmt: skip
+    for method, route in [
+        ("GET", "/info"),
+        ("GET", "/metrics"),
+        ("POST", "/predict"),
+        ("GET", "/openapi.json"),
+        ("GET", "/docs"),
+        ("GET", "/no-such-route"),
+    ]:
         _unauthorized(client.request(method, route, json={"inputs": TEXTS}))
     answer = client.post("/v1/embeddings", json={"input": TEXTS}, headers={"Authorization": f"Bearer {KEY}"})
     assert answer.status_code == 200
@@ -120,10 +129,16 @@ def test_a_keyed_server_process_logs_no_key(run_dir, tmp_path) -> None:
     env = {**os.environ, ENV_KEY: KEY}
     with server_process(run_dir, "--log-level", "debug", env=env, log=log) as (proc, url):
         assert httpx.post(f"{url}/predict", json={"inputs": TEXTS}).status_code == 401
-        assert httpx.post(f"{url}/predict", json={"inputs": TEXTS}, headers={"Authorization": f"Bearer {KEY}x"}
-                          ).status_code == 401  # fmt: skip
-        assert httpx.post(f"{url}/predict", json={"inputs": TEXTS}, headers={"Authorization": f"Bearer {KEY}"}
-                          ).status_code == 200  # fmt: skip
+        assert (
+            httpx.post(
+                f"{url}/predict", json={"inputs": TEXTS}, headers={"Authorization": f"Bearer {KEY}x"}
+            ).status_code
+            == 401
+        )
+        assert (
+            httpx.post(f"{url}/predict", json={"inputs": TEXTS}, headers={"Authorization": f"Bearer {KEY}"}).status_code
+            == 200
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     text = log.read_text()

@@ -110,8 +110,9 @@ def test_a_request_in_flight_finishes_on_the_version_it_started_with(run_dir) ->
             _wait_for(url, new["model"].version_)
             yield b' "goal team coach"]}'
 
-        started_before = httpx.post(f"{url}/v1/embeddings", content=body(), headers={"Content-Type": "application/json"},
-                                    timeout=30)  # fmt: skip
+        started_before = httpx.post(
+            f"{url}/v1/embeddings", content=body(), headers={"Content-Type": "application/json"}, timeout=30
+        )
         assert started_before.headers[VERSION_HEADER] == old.version_
         np.testing.assert_allclose(_embeddings(started_before), old.encode(TEXTS), atol=1e-6)
         after = httpx.post(f"{url}/v1/embeddings", json={"input": TEXTS}, timeout=30)
@@ -161,8 +162,24 @@ def test_a_run_trained_again_with_overwrite_is_noticed(run_dir) -> None:
 def test_the_soak_bench_in_short(tmp_path) -> None:
     out = tmp_path / "soak.json"
     bench = Path(__file__).resolve().parents[1] / "bench"
-    done = subprocess.run([sys.executable, "bench_soak.py", "--encoder", "static", "--clients", "4", "--seconds", "6",
-                           "--json", str(out)], cwd=bench, capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "bench_soak.py",
+            "--encoder",
+            "static",
+            "--clients",
+            "4",
+            "--seconds",
+            "6",
+            "--json",
+            str(out),
+        ],
+        cwd=bench,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(out.read_text())
     assert all(result["bars"].values()), result["bars"]

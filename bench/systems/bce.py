@@ -139,8 +139,14 @@ def run(task: Task) -> Result:
         epoch += 1
         dev_scores = predict_scores(model, task.dev.texts, task.show_progress, "bce dev check")
         ap = macro_ap(task.y_dev, dev_scores)
-        history.append({"epochs_done": round(steps * BATCH_SIZE / n, 2), "step": steps, "dev_macro_ap": round(ap, 5),
-                        "seconds": round(time.monotonic() - loop_start, 1)})
+        history.append(
+            {
+                "epochs_done": round(steps * BATCH_SIZE / n, 2),
+                "step": steps,
+                "dev_macro_ap": round(ap, 5),
+                "seconds": round(time.monotonic() - loop_start, 1),
+            }
+        )
         if ap > best_ap:
             best_ap, best_dev, best_epoch, bad = ap, dev_scores, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
@@ -152,6 +158,12 @@ def run(task: Task) -> Result:
     model.load_state_dict(best_state)
     train_seconds = time.perf_counter() - started
     test_scores = predict_scores(model, task.test.texts, task.show_progress, "bce test")
-    notes = {"budget_seconds": round(budget, 1), "max_length": task.max_length, "steps": steps,
-             "epochs": round(steps * BATCH_SIZE / n, 2), "best_epoch": best_epoch, "history": history}
+    notes = {
+        "budget_seconds": round(budget, 1),
+        "max_length": task.max_length,
+        "steps": steps,
+        "epochs": round(steps * BATCH_SIZE / n, 2),
+        "best_epoch": best_epoch,
+        "history": history,
+    }
     return Result(best_dev, test_scores, train_seconds, notes)

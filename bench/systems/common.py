@@ -151,7 +151,7 @@ def tuned_one_vs_rest(
             target[positives] = 1
             if loss == "logistic":
                 model = LogisticRegression(C=C, solver=solver, dual=dual, max_iter=max_iter, random_state=seed)
-                score = lambda x: model.predict_proba(x)[:, 1]  # noqa: E731
+                score = lambda x: model.predict_proba(x)[:, 1]  # noqa: E731, B023 (used within this iteration)
             else:
                 model = LinearSVC(C=C, loss=loss, dual=dual, max_iter=max_iter, random_state=seed)
                 score = model.decision_function

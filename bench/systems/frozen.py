@@ -36,8 +36,15 @@ def run(task: Task) -> Result:
     x_test = embed(task.test.texts)
     test_seconds = time.perf_counter() - fitted
     dev_scores, test_scores, notes, scoring_seconds = tuned_one_vs_rest(
-        x_train, task.y_train, x_dev, task.y_dev, x_test, C_GRID,
-        solver="lbfgs", seed=task.seed, show_progress=task.show_progress,
+        x_train,
+        task.y_train,
+        x_dev,
+        task.y_dev,
+        x_test,
+        C_GRID,
+        solver="lbfgs",
+        seed=task.seed,
+        show_progress=task.show_progress,
     )
     train_seconds = time.perf_counter() - started - test_seconds - scoring_seconds
     return Result(dev_scores, test_scores, train_seconds, notes)

@@ -43,13 +43,22 @@ def run(task: Task) -> Result:
         raise RuntimeError("labelcon's label columns differ from the harness's label space")
     dev_scores = model.predict_proba(task.dev.texts, show_progress=task.show_progress)
     test_scores = model.predict_proba(task.test.texts, show_progress=task.show_progress)
-    history = [{key: record[key] for key in ("epoch", "step", "seconds") if key in record}
-               | {"dev_knn_macro_ap": round(record["dev"]["macro_ap"], 5)} for record in model.history_
-               if "dev" in record]  # fmt: skip
+    history = [
+        {key: record[key] for key in ("epoch", "step", "seconds") if key in record}
+        | {"dev_knn_macro_ap": round(record["dev"]["macro_ap"], 5)}
+        for record in model.history_
+        if "dev" in record
+    ]
     stage = model.stage_
-    notes = {"config": {key: value for key, value in params.items() if key != "labels_file"},
-             "epochs_run": len(model.history_), "history": history, "head": stage.head.get_params() | {"type": stage.head.name},
-             "head_selection_dev_macro_ap": {k: round(v, 5) for k, v in stage.selection.items()},
-             "lexical_weight": stage.lexical_weight}
+    notes = {
+        "config": {key: value for key, value in params.items() if key != "labels_file"},
+        "epochs_run": len(model.history_),
+        "history": history,
+        "head": stage.head.get_params() | {"type": stage.head.name},
+        "head_selection_dev_macro_ap": {k: round(v, 5) for k, v in stage.selection.items()},
+        "lexical_weight": stage.lexical_weight,
+    }
     own = stage.head.fallback_threshold
-    return Result(dev_scores, test_scores, train_seconds, notes, fallback_threshold=None if own is None else own.threshold)
+    return Result(
+        dev_scores, test_scores, train_seconds, notes, fallback_threshold=None if own is None else own.threshold
+    )

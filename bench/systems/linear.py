@@ -15,8 +15,10 @@ from systems.common import Result, Task
 from systems.tfidf import tfidf_one_vs_rest
 
 NAME = "linear"
-DESCRIPTION = ("TF-IDF word 1-2-grams (sublinear tf, min_df=2) + one-vs-rest linear SVM, C=1 "
-               "(LibMultiLabel's train_1vsrest defaults, liblinear through scikit-learn)")
+DESCRIPTION = (
+    "TF-IDF word 1-2-grams (sublinear tf, min_df=2) + one-vs-rest linear SVM, C=1 "
+    "(LibMultiLabel's train_1vsrest defaults, liblinear through scikit-learn)"
+)
 
 
 def run(task: Task) -> Result:

@@ -39,12 +39,20 @@ def run(task: Task) -> Result:
     if not task.shots:
         raise ValueError("the setfit system runs in the few-shot regime only: pass --shots N")
     started = time.perf_counter()
-    model = SetFitModel.from_pretrained(str(shipped_path("minilm")), multi_target_strategy="one-vs-rest", local_files_only=True)
+    model = SetFitModel.from_pretrained(
+        str(shipped_path("minilm")), multi_target_strategy="one-vs-rest", local_files_only=True
+    )
     train = HFDataset.from_dict({"text": task.train.texts, "label": task.y_train.toarray().astype(int).tolist()})
     with tempfile.TemporaryDirectory(prefix="setfit-") as scratch:
         args = TrainingArguments(
-            output_dir=scratch, batch_size=BATCH_SIZE, num_epochs=NUM_EPOCHS, num_iterations=NUM_ITERATIONS,
-            seed=task.seed, save_strategy="no", report_to="none", show_progress_bar=task.show_progress,
+            output_dir=scratch,
+            batch_size=BATCH_SIZE,
+            num_epochs=NUM_EPOCHS,
+            num_iterations=NUM_ITERATIONS,
+            seed=task.seed,
+            save_strategy="no",
+            report_to="none",
+            show_progress_bar=task.show_progress,
         )
         Trainer(model=model, args=args, train_dataset=train).train()
     train_seconds = time.perf_counter() - started
@@ -53,7 +61,11 @@ def run(task: Task) -> Result:
         probs = model.predict_proba(texts, batch_size=64, as_numpy=True, show_progress_bar=task.show_progress)
         return np.asarray(probs, dtype=np.float32).reshape(len(texts), len(task.labels))
 
-    notes = {"num_iterations": NUM_ITERATIONS, "epochs": NUM_EPOCHS, "batch_size": BATCH_SIZE,
-             "pairs": 2 * NUM_ITERATIONS * len(task.train), "setfit_version": setfit.__version__}
+    notes = {
+        "num_iterations": NUM_ITERATIONS,
+        "epochs": NUM_EPOCHS,
+        "batch_size": BATCH_SIZE,
+        "pairs": 2 * NUM_ITERATIONS * len(task.train),
+        "setfit_version": setfit.__version__,
+    }
     return Result(score(task.dev.texts), score(task.test.texts), train_seconds, notes)
-

@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 from systems.common import Result, Task, tuned_one_vs_rest
 
 NAME = "tfidf"
-DESCRIPTION = ("TF-IDF word 1-2-grams (sublinear tf, min_df=2) + one-vs-rest logistic regression "
-               "(liblinear dual, C on dev)")
+DESCRIPTION = (
+    "TF-IDF word 1-2-grams (sublinear tf, min_df=2) + one-vs-rest logistic regression (liblinear dual, C on dev)"
+)
 C_GRID = (1.0, 4.0, 16.0, 64.0)
 
 
@@ -41,8 +42,17 @@ def tfidf_one_vs_rest(task: Task, grid: tuple[float, ...], loss: str) -> Result:
     x_test = vectorizer.transform(task.test.texts)
     test_seconds = time.perf_counter() - fitted
     dev_scores, test_scores, notes, scoring_seconds = tuned_one_vs_rest(
-        x_train, task.y_train, x_dev, task.y_dev, x_test, grid,
-        solver="liblinear", dual=True, seed=task.seed, show_progress=task.show_progress, loss=loss,
+        x_train,
+        task.y_train,
+        x_dev,
+        task.y_dev,
+        x_test,
+        grid,
+        solver="liblinear",
+        dual=True,
+        seed=task.seed,
+        show_progress=task.show_progress,
+        loss=loss,
     )
     train_seconds = time.perf_counter() - started - test_seconds - scoring_seconds
     notes["features"] = x_train.shape[1]

@@ -44,8 +44,14 @@ class Batcher:
     caller stopped waiting (cancelled, timed out) before its batch runs is left out.
     """
 
-    def __init__(self, run: Callable[[list[Any]], Sequence[Any]], *, max_size: int, max_wait: float,
-                 on_batch: Callable[[int, int], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        run: Callable[[list[Any]], Sequence[Any]],
+        *,
+        max_size: int,
+        max_wait: float,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> None:
         if max_size < 1:
             raise ValueError(f"max_size must be >= 1, got {max_size}")
         if max_wait < 0:

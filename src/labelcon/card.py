@@ -32,14 +32,26 @@ from labelcon.training_run import RUN_FILE
 CARD_FILE = "README.md"
 #: Metrics shown in the card, in this order, with their names: the headline ones, then
 #: those of pairs and retrieval (``labelcon evaluate --pairs``, ``--queries``).
-METRICS = {**HEADLINE_METRICS, "pairs_spearman": "pairs Spearman (cosine)", "pairs_pearson": "pairs Pearson (cosine)",
-           "ndcg@10": "nDCG@10", "mrr@10": "MRR@10", "recall@10": "recall@10"}  # fmt: skip
+METRICS = {
+    **HEADLINE_METRICS,
+    "pairs_spearman": "pairs Spearman (cosine)",
+    "pairs_pearson": "pairs Pearson (cosine)",
+    "ndcg@10": "nDCG@10",
+    "mrr@10": "MRR@10",
+    "recall@10": "recall@10",
+}
 #: Labels listed by name in the card; more are counted.
 LISTED_LABELS = 100
 
 
-def write_card(directory: str | os.PathLike, model: Any, *, run_dir: str | os.PathLike | None = None,
-               export: dict[str, Any] | None = None, name: str | None = None) -> Path:  # fmt: skip
+def write_card(
+    directory: str | os.PathLike,
+    model: Any,
+    *,
+    run_dir: str | os.PathLike | None = None,
+    export: dict[str, Any] | None = None,
+    name: str | None = None,
+) -> Path:
     """Write ``directory/README.md`` for ``model``; ``run_dir``: the training run it comes
     from (its ``run.json`` and ``history.json``); ``export``: what an export records of its
     origin; ``name``: the model's name (default: the directory's)."""
@@ -49,8 +61,9 @@ def write_card(directory: str | os.PathLike, model: Any, *, run_dir: str | os.Pa
     return path
 
 
-def card_text(model: Any, *, name: str, run_dir: str | os.PathLike | None = None,
-              export: dict[str, Any] | None = None) -> str:  # fmt: skip
+def card_text(
+    model: Any, *, name: str, run_dir: str | os.PathLike | None = None, export: dict[str, Any] | None = None
+) -> str:
     """The card as markdown with YAML front matter (see the module docstring)."""
     run = _read(Path(run_dir) / RUN_FILE) if run_dir else None
     history = _read(Path(run_dir) / "history.json") if run_dir else None
@@ -75,8 +88,13 @@ def _read(path: Path) -> Any:
 
 
 def _front_matter(model: Any, name: str, dataset: str | None, export: dict[str, Any] | None) -> str:
-    tags = ["labelcon", "multi-label-classification", "text-classification", "contrastive-learning",
-            "sentence-embeddings"]  # fmt: skip
+    tags = [
+        "labelcon",
+        "multi-label-classification",
+        "text-classification",
+        "contrastive-learning",
+        "sentence-embeddings",
+    ]
     if export and export["format"] == "sentence-transformers":
         tags += ["sentence-transformers", "sentence-similarity", "feature-extraction"]
     elif export:
@@ -89,8 +107,11 @@ def _front_matter(model: Any, name: str, dataset: str | None, export: dict[str, 
     if shown:
         meta["metrics"] = shown
         task = {"type": "text-classification", "name": "Multi-label text classification"}
-        results = {"task": task, "dataset": {"name": dataset or "test", "type": dataset or "test", "split": "test"},
-                   "metrics": [{"type": key, "name": METRICS[key], "value": round(float(test[key]), 4)} for key in shown]}  # fmt: skip
+        results = {
+            "task": task,
+            "dataset": {"name": dataset or "test", "type": dataset or "test", "split": "test"},
+            "metrics": [{"type": key, "name": METRICS[key], "value": round(float(test[key]), 4)} for key in shown],
+        }
         meta["model-index"] = [{"name": name, "results": [results]}]
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n\n"
 
@@ -99,17 +120,23 @@ def _summary(model: Any, export: dict[str, Any] | None) -> str:
     cfg, stage = model.config, model.stage_
     encoder = model.encoder_
     kind = getattr(encoder, "exported_from", None) or encoder.encoder_type
-    what = {"transformer": f"the transformer `{cfg.encoder}`", "static": "a static token-embedding encoder"}.get(kind, kind)
-    text = (f"A labelcon model: {what} trained with the "
-            f"`{model.objective_ or cfg.objective}` objective so that texts sharing labels sit close together "
-            f"({encoder.dim}-dimensional embeddings, cosine similarity).")  # fmt: skip
+    what = {"transformer": f"the transformer `{cfg.encoder}`", "static": "a static token-embedding encoder"}.get(
+        kind, kind
+    )
+    text = (
+        f"A labelcon model: {what} trained with the "
+        f"`{model.objective_ or cfg.objective}` objective so that texts sharing labels sit close together "
+        f"({encoder.dim}-dimensional embeddings, cosine similarity)."
+    )
     if stage is None:
         text += " It was trained without labels: it embeds texts and predicts no labels."
     else:
-        text += (f" A `{stage.head.name}` head scores the {len(stage.labels)} labels below"
-                 + (f", mixed with a TF-IDF vote of weight {stage.lexical_weight:g}" if stage.lexical else "")
-                 + "; per-label thresholds calibrated on dev decide them"
-                 + (", at least one label per text." if stage.at_least_one else "."))  # fmt: skip
+        text += (
+            f" A `{stage.head.name}` head scores the {len(stage.labels)} labels below"
+            + (f", mixed with a TF-IDF vote of weight {stage.lexical_weight:g}" if stage.lexical else "")
+            + "; per-label thresholds calibrated on dev decide them"
+            + (", at least one label per text." if stage.at_least_one else ".")
+        )
     if export:
         quantized = ", weights quantized to int8" if export.get("quantize") else ""
         origin = f" from `{export['directory']}` ({export['model']})" if export.get("directory") else ""
@@ -142,15 +169,19 @@ def _labels(model: Any, counts: Counter | None) -> str:
     names.sort(key=lambda n: (-counts[n], n))
     rows = "\n".join(f"| {n} | {counts[n]} |" for n in names[:LISTED_LABELS])
     more = f"\n\n... and {len(names) - LISTED_LABELS} more labels." if len(names) > LISTED_LABELS else ""
-    return f"## Labels\n\n{len(names)} labels, by their number of training items:\n\n| label | training items |\n|---|---:|\n{rows}{more}"
+    table = f"| label | training items |\n|---|---:|\n{rows}{more}"
+    return f"## Labels\n\n{len(names)} labels, by their number of training items:\n\n{table}"
 
 
 def _metrics(metrics: dict[str, dict[str, Any]]) -> str:
     splits = [split for split in ("dev", "test") if metrics.get(split)]
     if not splits:
         return ""
-    rows = [f"| {label} | " + " | ".join(_number(metrics[s].get(key)) for s in splits) + " |"
-            for key, label in METRICS.items() if any(key in metrics[s] for s in splits)]  # fmt: skip
+    rows = [
+        f"| {label} | " + " | ".join(_number(metrics[s].get(key)) for s in splits) + " |"
+        for key, label in METRICS.items()
+        if any(key in metrics[s] for s in splits)
+    ]
     head = "| metric | " + " | ".join(splits) + " |\n|---|" + "---:|" * len(splits)
     note = "\n\nThe thresholds were calibrated on dev; test is the held-out figure." if "test" in splits else ""
     return "## Metrics\n\n" + head + "\n" + "\n".join(rows) + note
@@ -176,27 +207,36 @@ def _training(run: dict[str, Any] | None, history: list[dict[str, Any]] | None, 
 
 def _usage(model: Any, name: str, export: dict[str, Any] | None) -> str:
     where = f"path/to/{name}"
-    labelcon = (f"```python\nfrom labelcon import Labelcon\n\nmodel = Labelcon.load(\"{where}\")\n"
-                + ("print(model.predict([\"a text to label\"]))\n" if model.stage_ is not None else "")
-                + "embeddings = model.encode([\"a text to embed\"])\n```\n\n"
-                + f"```bash\nlabelcon predict {where} \"a text to label\"\n```")  # fmt: skip
+    labelcon = (
+        f'```python\nfrom labelcon import Labelcon\n\nmodel = Labelcon.load("{where}")\n'
+        + ('print(model.predict(["a text to label"]))\n' if model.stage_ is not None else "")
+        + 'embeddings = model.encode(["a text to embed"])\n```\n\n'
+        + f'```bash\nlabelcon predict {where} "a text to label"\n```'
+    )
     parts = ["## Use it", "With labelcon (labels, embeddings, `labelcon search` after `labelcon index`):", labelcon]
     if export and export["format"] == "sentence-transformers":
-        parts += ["With sentence-transformers (the same normalised embeddings):",
-                  f"```python\nfrom sentence_transformers import SentenceTransformer\n\n"
-                  f"model = SentenceTransformer(\"{where}\")\nembeddings = model.encode([\"a text to embed\"])\n```"]  # fmt: skip
+        parts += [
+            "With sentence-transformers (the same normalised embeddings):",
+            f"```python\nfrom sentence_transformers import SentenceTransformer\n\n"
+            f'model = SentenceTransformer("{where}")\nembeddings = model.encode(["a text to embed"])\n```',
+        ]
     elif export:
         encoder = model.encoder_
-        parts += ["With ONNX Runtime alone (the graph gives embeddings; normalise them for cosine similarity):",
-                  "```python\nimport numpy as np\nimport onnxruntime as ort\nfrom transformers import AutoTokenizer\n\n"
-                  f"tokenizer = AutoTokenizer.from_pretrained(\"{where}/onnx\")\n"
-                  f"session = ort.InferenceSession(\"{where}/onnx/model.onnx\")\n"
-                  f"batch = tokenizer([\"a text to embed\"], padding=True, truncation=True, max_length={encoder.max_length}, "
-                  f"add_special_tokens={encoder.add_special_tokens}, return_tensors=\"np\")\n"
-                  f"embeddings = session.run([\"embeddings\"], {{name: batch[name] for name in {encoder.inputs}}})[0]\n"
-                  "embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)\n```"]  # fmt: skip
+        parts += [
+            "With ONNX Runtime alone (the graph gives embeddings; normalise them for cosine similarity):",
+            "```python\nimport numpy as np\nimport onnxruntime as ort\nfrom transformers import AutoTokenizer\n\n"
+            f'tokenizer = AutoTokenizer.from_pretrained("{where}/onnx")\n'
+            f'session = ort.InferenceSession("{where}/onnx/model.onnx")\n'
+            f'batch = tokenizer(["a text to embed"], padding=True, truncation=True, max_length={encoder.max_length}, '
+            f'add_special_tokens={encoder.add_special_tokens}, return_tensors="np")\n'
+            f'embeddings = session.run(["embeddings"], {{name: batch[name] for name in {encoder.inputs}}})[0]\n'
+            "embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)\n```",
+        ]
     else:
-        parts += ["For sentence-transformers or ONNX Runtime, export it; each export carries its own card:",
-                  f"```bash\nlabelcon export {where} --format sentence-transformers --out {name}-st\n"
-                  f"labelcon export {where} --format onnx --out {name}-onnx            # --quantize int8 for a smaller, faster graph\n```"]  # fmt: skip
+        parts += [
+            "For sentence-transformers or ONNX Runtime, export it; each export carries its own card:",
+            f"```bash\nlabelcon export {where} --format sentence-transformers --out {name}-st\n"
+            f"labelcon export {where} --format onnx --out {name}-onnx"
+            "            # --quantize int8 for a smaller, faster graph\n```",
+        ]
     return "\n\n".join(parts)

@@ -23,9 +23,8 @@ from pydantic import TypeAdapter, ValidationError
 from labelcon.config import DEVICE_HELP, Config, ConfigError, DeviceName, ServeSettings, error_message, refusal
 from labelcon.data import DataError, read_texts, registered_names
 from labelcon.io import atomic_open, read_json, write_json
-from labelcon.options import command_line, config_options, settings_options
 from labelcon.modeldir import locked
-
+from labelcon.options import command_line, config_options, settings_options
 
 EXAMPLES_TRAIN = """
 \b
@@ -88,8 +87,13 @@ def main() -> None:
 
 def _device_option(func: Callable) -> Callable:
     """``--device``: where a loaded model embeds and scores (checked as ``Config.device`` is)."""
-    return click.option("--device", default="auto", show_default=True, callback=_device_name,
-                        help=f"Where the model embeds and scores: {DEVICE_HELP}.")(func)
+    return click.option(
+        "--device",
+        default="auto",
+        show_default=True,
+        callback=_device_name,
+        help=f"Where the model embeds and scores: {DEVICE_HELP}.",
+    )(func)
 
 
 def _device_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -100,26 +104,45 @@ def _device_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 def _data_options(func: Callable) -> Callable:
-    for option in reversed([
-        click.option("--text-field", default=None, help="Field/column holding the text [the run's]."),
-        click.option("--labels-field", default=None, help="Field/column holding the labels [the run's]."),
-        click.option("--label-sep", default=None, help="Separator when labels are one string, e.g. ',' [the run's]."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--text-field", default=None, help="Field/column holding the text [the run's]."),
+            click.option("--labels-field", default=None, help="Field/column holding the labels [the run's]."),
+            click.option(
+                "--label-sep", default=None, help="Separator when labels are one string, e.g. ',' [the run's]."
+            ),
+        ]
+    ):
         func = option(func)
     return func
 
 
 @main.command(epilog=EXAMPLES_TRAIN)
 @click.option("--train", "train_path", type=click.Path(dir_okay=False), help="Training data file.")
-@click.option("--dev", "dev_path", type=click.Path(dir_okay=False), help="Dev data file (default: a seeded carve-out of train).")
+@click.option(
+    "--dev", "dev_path", type=click.Path(dir_okay=False), help="Dev data file (default: a seeded carve-out of train)."
+)
 @click.option("--test", "test_path", type=click.Path(dir_okay=False), help="Test data file, evaluated at the end.")
-@click.option("--pairs", "pairs_path", type=click.Path(dir_okay=False),
-              help="Text pairs, tuples or scored pairs to train on (columns: --pair-fields, --pair-score-field), "
-                   "beside --train or alone.")
-@click.option("--dev-pairs", "dev_pairs_path", type=click.Path(dir_okay=False),
-              help="Scored pairs for dev: Pearson and Spearman in metrics.json; without labels, the per-epoch dev check.")
-@click.option("--dataset", help=f"A registered data set instead of --train/--dev/--test: {', '.join(registered_names(labelled_only=True))}.")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Directory holding registered data sets (or $LABELCON_DATA).")
+@click.option(
+    "--pairs",
+    "pairs_path",
+    type=click.Path(dir_okay=False),
+    help="Text pairs, tuples or scored pairs to train on (columns: --pair-fields, --pair-score-field), "
+    "beside --train or alone.",
+)
+@click.option(
+    "--dev-pairs",
+    "dev_pairs_path",
+    type=click.Path(dir_okay=False),
+    help="Scored pairs for dev: Pearson and Spearman in metrics.json; without labels, the per-epoch dev check.",
+)
+@click.option(
+    "--dataset",
+    help=f"A registered data set instead of --train/--dev/--test: {', '.join(registered_names(labelled_only=True))}.",
+)
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False), help="Directory holding registered data sets (or $LABELCON_DATA)."
+)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory to write.")
 @config_options
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of config fields; flags win.")
@@ -127,9 +150,21 @@ def _data_options(func: Callable) -> Callable:
 @click.option("--overwrite", is_flag=True, help="Replace the finished or interrupted labelcon run in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or summaries.")
 @_fail_cleanly
-def train(train_path: str | None, dev_path: str | None, test_path: str | None, pairs_path: str | None,
-          dev_pairs_path: str | None, dataset: str | None, data_dir: str | None, out_dir: str, config_file: str | None, resume: bool,
-          overwrite: bool, quiet: bool, **flags: Any) -> None:
+def train(
+    train_path: str | None,
+    dev_path: str | None,
+    test_path: str | None,
+    pairs_path: str | None,
+    dev_pairs_path: str | None,
+    dataset: str | None,
+    data_dir: str | None,
+    out_dir: str,
+    config_file: str | None,
+    resume: bool,
+    overwrite: bool,
+    quiet: bool,
+    **flags: Any,
+) -> None:
     """Train an encoder and a label head; write the run directory OUT.
 
     OUT gets config.yaml, the model (labelcon.json pointing at model.N/: encoder/, head/,
@@ -141,7 +176,11 @@ def train(train_path: str | None, dev_path: str | None, test_path: str | None, p
         from labelcon.data.registry import dataset_files
 
         files = dataset_files(dataset, data_dir)
-        train_path, dev_path, test_path = train_path or files["train"], dev_path or files["dev"], test_path or files["test"]
+        train_path, dev_path, test_path = (
+            train_path or files["train"],
+            dev_path or files["dev"],
+            test_path or files["test"],
+        )
         for name in ("labels_file", "label_descriptions"):
             flags[name] = flags.get(name) or files[name]
     if not train_path and not pairs_path:
@@ -174,9 +213,17 @@ def train(train_path: str | None, dev_path: str | None, test_path: str | None, p
         click.echo(f"note: no checkpoint in {out} to resume from; starting from the beginning", err=True)
     started = time.monotonic()
     with _report_warnings():
-        model = Labelcon(config=config).fit(train_path, dev_path, test=test_path, pairs=pairs_path,
-                                           dev_pairs=dev_pairs_path, out_dir=out, resume=resume, overwrite=overwrite,
-                                           show_progress=not quiet)  # fmt: skip
+        model = Labelcon(config=config).fit(
+            train_path,
+            dev_path,
+            test=test_path,
+            pairs=pairs_path,
+            dev_pairs=dev_pairs_path,
+            out_dir=out,
+            resume=resume,
+            overwrite=overwrite,
+            show_progress=not quiet,
+        )
     if not is_main_process():  # under torchrun, rank 0 evaluates and writes the run directory
         return
     if not quiet:
@@ -190,8 +237,11 @@ def _check_flags(flags: dict[str, Any]) -> None:
     try:
         Config(**flags)
     except ValidationError as exc:
-        problems = [f"--{err['loc'][0].replace('_', '-')}: {refusal(err)}" for err in exc.errors()
-                    if err["loc"] and err["loc"][0] in flags]  # fmt: skip
+        problems = [
+            f"--{err['loc'][0].replace('_', '-')}: {refusal(err)}"
+            for err in exc.errors()
+            if err["loc"] and err["loc"][0] in flags
+        ]
         if problems:
             raise ConfigError("; ".join(problems)) from None
 
@@ -225,8 +275,17 @@ def _relaunch(ctx: click.Context, nproc: int) -> int:
     entry, ``torch.distributed.run``), with the same options but ``--nproc``; returns its
     exit code. The processes record ``nproc`` in the run's config from torchrun's
     ``LOCAL_WORLD_SIZE``, so ``--resume`` re-launches as many."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "labelcon", "train", *command_line(ctx, skip={"nproc"})]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "labelcon",
+        "train",
+        *command_line(ctx, skip={"nproc"}),
+    ]
     return subprocess.run(command, check=False).returncode
 
 
@@ -250,28 +309,55 @@ def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
 @click.argument("run_dir", type=click.Path())
 @click.option("--data", "data_path", type=click.Path(dir_okay=False), help="Labelled data file.")
 @_data_options
-@click.option("--ignore-unknown-labels", is_flag=True, help="Count and drop labels unseen in training instead of failing.")
-@click.option("--pairs", "pairs_path", type=click.Path(dir_okay=False),
-              help="Scored pairs: Pearson and Spearman of the cosine against the gold scores.")
+@click.option(
+    "--ignore-unknown-labels", is_flag=True, help="Count and drop labels unseen in training instead of failing."
+)
+@click.option(
+    "--pairs",
+    "pairs_path",
+    type=click.Path(dir_okay=False),
+    help="Scored pairs: Pearson and Spearman of the cosine against the gold scores.",
+)
 @click.option("--pair-fields", default=None, help="The two text columns of --pairs [the run's, or text1,text2].")
 @click.option("--pair-score-field", default=None, help="The score column of --pairs [the run's, or score].")
 @click.option("--queries", "queries_path", type=click.Path(dir_okay=False), help="Retrieval: query records (id, text).")
 @click.option("--corpus", "corpus_path", type=click.Path(dir_okay=False), help="Retrieval: corpus records (id, text).")
-@click.option("--relevance", "relevance_path", type=click.Path(dir_okay=False),
-              help="Retrieval: relevant (query_id, corpus_id) records; with a score column, scores <= 0 are not relevant.")
+@click.option(
+    "--relevance",
+    "relevance_path",
+    type=click.Path(dir_okay=False),
+    help="Retrieval: relevant (query_id, corpus_id) records; with a score column, scores <= 0 are not relevant.",
+)
 @click.option("--id-field", default="id", show_default=True, help="Id field of --queries and --corpus.")
 @click.option("--query-field", default="query_id", show_default=True, help="Query id field of --relevance.")
 @click.option("--corpus-field", default="corpus_id", show_default=True, help="Corpus id field of --relevance.")
-@click.option("--into-metrics", "split", default=None,
-              help="Also write the metrics into RUN_DIR/metrics.json under this name (e.g. test), beside those there.")
+@click.option(
+    "--into-metrics",
+    "split",
+    default=None,
+    help="Also write the metrics into RUN_DIR/metrics.json under this name (e.g. test), beside those there.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @_device_option
 @_fail_cleanly
-def evaluate(run_dir: str, data_path: str | None, ignore_unknown_labels: bool, pairs_path: str | None,
-             pair_fields: str | None, pair_score_field: str | None, queries_path: str | None, corpus_path: str | None,
-             relevance_path: str | None, id_field: str, query_field: str, corpus_field: str, split: str | None,
-             as_json: bool, device: str,
-             **fields: str | None) -> None:  # fmt: skip
+def evaluate(
+    run_dir: str,
+    data_path: str | None,
+    ignore_unknown_labels: bool,
+    pairs_path: str | None,
+    pair_fields: str | None,
+    pair_score_field: str | None,
+    queries_path: str | None,
+    corpus_path: str | None,
+    relevance_path: str | None,
+    id_field: str,
+    query_field: str,
+    corpus_field: str,
+    split: str | None,
+    as_json: bool,
+    device: str,
+    **fields: str | None,
+) -> None:
     """Evaluate the model in RUN_DIR on labelled data, scored pairs and/or retrieval data.
 
     \b
@@ -295,8 +381,9 @@ def evaluate(run_dir: str, data_path: str | None, ignore_unknown_labels: bool, p
         from labelcon.data.retrieval import read_retrieval
 
         text_field = fields.get("text_field") or model.config.text_field
-        data = read_retrieval(*retrieval, id_field=id_field, text_field=text_field, query_field=query_field,
-                              corpus_field=corpus_field)  # fmt: skip
+        data = read_retrieval(
+            *retrieval, id_field=id_field, text_field=text_field, query_field=query_field, corpus_field=corpus_field
+        )
         metrics.update(model.evaluate_retrieval(data))
     if split:
         with locked(Path(run_dir)):
@@ -347,12 +434,19 @@ def _inputs(texts: tuple[str, ...], input_path: str | None, text_field: str | No
 @main.command()
 @click.argument("run_dir", type=click.Path())
 @click.argument("texts", nargs=-1)
-@click.option("--input", "input_path", type=click.Path(dir_okay=False), help="File of texts: .txt (one per line), JSONL, CSV, TSV.")
+@click.option(
+    "--input",
+    "input_path",
+    type=click.Path(dir_okay=False),
+    help="File of texts: .txt (one per line), JSONL, CSV, TSV.",
+)
 @click.option("--text-field", default=None, help="Field/column holding the text [text].")
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Scores of the K best labels.")
 @_device_option
 @_fail_cleanly
-def predict(run_dir: str, texts: tuple[str, ...], input_path: str | None, text_field: str | None, top_k: int, device: str) -> None:
+def predict(
+    run_dir: str, texts: tuple[str, ...], input_path: str | None, text_field: str | None, top_k: int, device: str
+) -> None:
     """Predict labels: one JSON line per input with its labels and scores.
 
     \b
@@ -372,7 +466,9 @@ def predict(run_dir: str, texts: tuple[str, ...], input_path: str | None, text_f
 @main.command()
 @click.argument("run_dir", type=click.Path())
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False), help="File of texts.")
-@click.option("--output", required=True, type=click.Path(dir_okay=False), help="Where to write the [n, D] float32 .npy.")
+@click.option(
+    "--output", required=True, type=click.Path(dir_okay=False), help="Where to write the [n, D] float32 .npy."
+)
 @click.option("--text-field", default=None, help="Field/column holding the text [text].")
 @click.option("--quiet", "-q", is_flag=True)
 @_device_option
@@ -395,16 +491,30 @@ def embed(run_dir: str, input_path: str, output: str, text_field: str | None, qu
 
 @main.command(name="index")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--corpus", "corpus_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Items to search: JSONL, CSV, TSV, Parquet or .txt; labelled when they have the labels field.")
+@click.option(
+    "--corpus",
+    "corpus_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Items to search: JSONL, CSV, TSV, Parquet or .txt; labelled when they have the labels field.",
+)
 @click.option("--id-field", default=None, help="Field/column holding each item's id [none: its 0-based position].")
 @_data_options
-@click.option("--exact/--approximate", default=None, help="Exact cosine search or faiss HNSW [exact up to 200,000 items].")
+@click.option(
+    "--exact/--approximate", default=None, help="Exact cosine search or faiss HNSW [exact up to 200,000 items]."
+)
 @click.option("--quiet", "-q", is_flag=True)
 @_device_option
 @_fail_cleanly
-def index_corpus(run_dir: str, corpus_path: str, id_field: str | None, exact: bool | None, quiet: bool, device: str,
-                 **fields: str | None) -> None:
+def index_corpus(
+    run_dir: str,
+    corpus_path: str,
+    id_field: str | None,
+    exact: bool | None,
+    quiet: bool,
+    device: str,
+    **fields: str | None,
+) -> None:
     """Embed the items of --corpus and store them in RUN_DIR/index/ for `labelcon search`.
 
     The index is rebuilt by `labelcon search` when the corpus file or the model changes.
@@ -420,22 +530,36 @@ def index_corpus(run_dir: str, corpus_path: str, id_field: str | None, exact: bo
     save_index(run_dir, index)
     if not quiet:
         labelled = sum(1 for labels in index.corpus.labels if labels)
-        click.echo(f"indexed {len(index)} items ({labelled} labelled) from {corpus_path} for {index.meta['backend']} "
-                   f"search into {Path(run_dir) / 'index'}")  # fmt: skip
+        click.echo(
+            f"indexed {len(index)} items ({labelled} labelled) from {corpus_path} for {index.meta['backend']} "
+            f"search into {Path(run_dir) / 'index'}"
+        )
 
 
 @main.command(name="search")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("queries", nargs=-1)
-@click.option("--input", "input_path", type=click.Path(dir_okay=False), help="File of query texts: .txt, JSONL, CSV, TSV.")
+@click.option(
+    "--input", "input_path", type=click.Path(dir_okay=False), help="File of query texts: .txt, JSONL, CSV, TSV."
+)
 @click.option("--text-field", default=None, help="Field/column holding the text [text].")
 @click.option("--like", multiple=True, metavar="ID", help="Search like the indexed item with this id (repeatable).")
 @click.option("--k", type=click.IntRange(min=1), default=10, show_default=True, help="Hits per query.")
-@click.option("--label", "labels", multiple=True, metavar="LABEL", help="Keep hits holding this label (repeatable: any of them).")
+@click.option(
+    "--label", "labels", multiple=True, metavar="LABEL", help="Keep hits holding this label (repeatable: any of them)."
+)
 @_device_option
 @_fail_cleanly
-def search_index(run_dir: str, queries: tuple[str, ...], input_path: str | None, text_field: str | None,
-                 like: tuple[str, ...], k: int, labels: tuple[str, ...], device: str) -> None:
+def search_index(
+    run_dir: str,
+    queries: tuple[str, ...],
+    input_path: str | None,
+    text_field: str | None,
+    like: tuple[str, ...],
+    k: int,
+    labels: tuple[str, ...],
+    device: str,
+) -> None:
     """Search the items indexed by `labelcon index`: one JSON line per query,
     {"query": ..., "hits": [{"id", "text", "labels", "score"}, ...]} ("like": ID for --like).
 
@@ -462,9 +586,16 @@ def search_index(run_dir: str, queries: tuple[str, ...], input_path: str | None,
 
 @main.command(name="export")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--format", "format_", required=True, type=click.Choice(["sentence-transformers", "onnx"]),
-              help="sentence-transformers: a folder SentenceTransformer(DIR) loads; onnx: an ONNX graph + tokenizer.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write (new or empty).")
+@click.option(
+    "--format",
+    "format_",
+    required=True,
+    type=click.Choice(["sentence-transformers", "onnx"]),
+    help="sentence-transformers: a folder SentenceTransformer(DIR) loads; onnx: an ONNX graph + tokenizer.",
+)
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write (new or empty)."
+)
 @click.option("--quantize", type=click.Choice(["int8"]), default=None, help="onnx: quantize the weights to int8.")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier export in --out.")
 @click.option("--quiet", "-q", is_flag=True)
@@ -491,17 +622,31 @@ def export_model(run_dir: str, format_: str, out_dir: str, quantize: str | None,
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Server processes sharing the port, each with its own copy of the model.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Server processes sharing the port, each with its own copy of the model.",
+)
 @settings_options(ServeSettings)
-@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
-              show_default=True, help="uvicorn's log level (info logs every request).")
-@click.option("--api-key-file", type=click.Path(dir_okay=False),
-              help="File of API keys, one per line: every route but GET /health then needs "
-              "'Authorization: Bearer <key>' ($LABELCON_API_KEY adds one key).")  # fmt: skip
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    show_default=True,
+    help="uvicorn's log level (info logs every request).",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(dir_okay=False),
+    help="File of API keys, one per line: every route but GET /health then needs "
+    "'Authorization: Bearer <key>' ($LABELCON_API_KEY adds one key).",
+)
 @_fail_cleanly
-def serve(run_dir: str, host: str, port: int, workers: int, log_level: str, api_key_file: str | None,
-          **limits: Any) -> None:  # fmt: skip
+def serve(
+    run_dir: str, host: str, port: int, workers: int, log_level: str, api_key_file: str | None, **limits: Any
+) -> None:
     """Serve the model in RUN_DIR over HTTP until SIGTERM or Ctrl-C (which finish the requests in flight).
 
     \b
@@ -531,18 +676,27 @@ def serve(run_dir: str, host: str, port: int, workers: int, log_level: str, api_
     try:
         settings = ServeSettings(**{name: value for name, value in limits.items() if value is not None})
     except ValidationError as exc:
-        raise click.UsageError("; ".join(f"--{str(err['loc'][0]).replace('_', '-')}: {refusal(err)}"
-                                         for err in exc.errors())) from None  # fmt: skip
+        raise click.UsageError(
+            "; ".join(f"--{str(err['loc'][0]).replace('_', '-')}: {refusal(err)}" for err in exc.errors())
+        ) from None
     run(run_dir, settings, host=host, port=port, workers=workers, log_level=log_level, api_key_file=api_key_file)
 
 
 @main.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), help="Where to write the page [RUN/report.html]; needed for "
-              "several runs. The Markdown summary goes beside it (.md).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="Where to write the page [RUN/report.html]; needed for "
+    "several runs. The Markdown summary goes beside it (.md).",
+)
 @click.option("--label", "labels", multiple=True, help="A label whose scores to draw (repeatable) [the worst labels].")
-@click.option("--test", "test_path", type=click.Path(exists=True, dir_okay=False),
-              help="Labelled file for the label figures [the run's test items, predictions_test.jsonl].")
+@click.option(
+    "--test",
+    "test_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Labelled file for the label figures [the run's test items, predictions_test.jsonl].",
+)
 @_fail_cleanly
 def report(run_dirs: tuple[str, ...], out: str | None, labels: tuple[str, ...], test_path: str | None) -> None:
     """Write a run's report (report.html with figures, report.md), or put several runs side by side.
@@ -570,7 +724,9 @@ def report(run_dirs: tuple[str, ...], out: str | None, labels: tuple[str, ...], 
 
 
 @main.command()
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Keep the run directory here (default: a temporary one).")
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False), help="Keep the run directory here (default: a temporary one)."
+)
 @click.option("--encoder", help="Encoder to use (default: minilm when installed, else static).")
 @click.option("--quiet", "-q", is_flag=True)
 @_fail_cleanly

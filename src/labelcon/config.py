@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from labelcon.data.pairs import parse_fields
 from labelcon.parts import AUTO_HEAD, check_head, check_pair_objective
@@ -39,8 +48,10 @@ def check_device_name(name: str) -> str:
 
 #: A device name of :mod:`labelcon.device` (whatever this machine has).
 DeviceName = Annotated[str, AfterValidator(check_device_name)]
-DEVICE_HELP = ("auto (a CUDA GPU, else Apple MPS, else the CPU) | cpu | cuda (this process's GPU: cuda:LOCAL_RANK "
-               "under torchrun) | cuda:N | mps")
+DEVICE_HELP = (
+    "auto (a CUDA GPU, else Apple MPS, else the CPU) | cpu | cuda (this process's GPU: cuda:LOCAL_RANK "
+    "under torchrun) | cuda:N | mps"
+)
 
 #: Fields that take ``"auto"`` or a count, with the least count each allows.
 AUTO_OR_AT_LEAST = {"epochs": 0, "max_length": 4, "encode_max_length": 4, "nproc": 1}
@@ -76,9 +87,12 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # what to train
-    encoder: str = Field("minilm", description="minilm | mpnet (labelcon[mpnet]) | static | a Hugging Face model name or local path")
+    encoder: str = Field(
+        "minilm", description="minilm | mpnet (labelcon[mpnet]) | static | a Hugging Face model name or local path"
+    )
     objective: str = Field(
-        "auto", description="auto (label_contrast when the median label has <= 10 training items, else "
+        "auto",
+        description="auto (label_contrast when the median label has <= 10 training items, else "
         "supcon-jaccard) | supcon-jaccard | supcon-any | supcon-all | mulsupcon | mulsupcon-moco (MulSupCon's MoCo "
         "form: each item's momentum key of its second view is a positive; with --queue-size) | label_contrast | simcse",
     )
@@ -86,28 +100,35 @@ class Config(BaseModel):
         "auto", description="auto (linear, knn or both, picked on dev) | linear | knn | prototype | label_text"
     )
     view: str = Field(
-        "dropout", description="second view of each text for simcse: dropout | word_deletion | word_repetition | "
+        "dropout",
+        description="second view of each text for simcse: dropout | word_deletion | word_repetition | "
         "span_crop (see labelcon.views)",
     )
     temperature: float = Field(0.1, gt=0, description="temperature of the contrastive objective")
     projection_dim: int | None = Field(None, gt=0, description="add a linear projection to this many dimensions")
     train_layers: int | None = Field(
-        None, description="transformer encoders: fine-tune only the top N layers (and the projection); the "
+        None,
+        description="transformer encoders: fine-tune only the top N layers (and the projection); the "
         "layers below are frozen and their output is computed once per text and kept in memory "
         "(--layer-cache-mb), so each step runs the top N layers only: faster on a CPU. Default: all layers",
     )
     layer_cache_mb: int = Field(
-        2048, ge=0, description="with --train-layers: memory (MB) keeping the frozen layers' output per text; "
+        2048,
+        ge=0,
+        description="with --train-layers: memory (MB) keeping the frozen layers' output per text; "
         "texts beyond it are recomputed whenever they come",
     )
     encoder_params: dict[str, Any] = Field(default_factory=dict, description="extra encoder arguments (JSON)")
     objective_params: dict[str, Any] = Field(default_factory=dict, description="extra objective arguments (JSON)")
     head_params: dict[str, Any] = Field(default_factory=dict, description="arguments of a named head (JSON)")
-    view_params: dict[str, Any] = Field(default_factory=dict, description="arguments of the view (JSON), e.g. {\"p\": 0.2}")
+    view_params: dict[str, Any] = Field(
+        default_factory=dict, description='arguments of the view (JSON), e.g. {"p": 0.2}'
+    )
 
     # optimisation
     epochs: int | Literal["auto"] = Field(
-        "auto", description="passes over the training data; auto: 3, or with a time budget as many as it holds "
+        "auto",
+        description="passes over the training data; auto: 3, or with a time budget as many as it holds "
         "(at most 10) while dev improves (--patience), unless epochs repeat few-shot data (--min-steps)",
     )
     batch_size: int = Field(64, ge=2, description="items per training batch")
@@ -116,22 +137,25 @@ class Config(BaseModel):
         "auto", description="tokens per text when training; auto: 64, or 128 when the training texts are longer"
     )
     encode_max_length: int | Literal["auto"] = Field(
-        "auto", description="tokens per text when embedding after training (head, predictions); "
+        "auto",
+        description="tokens per text when embedding after training (head, predictions); "
         "auto: max_length, or 256 for longer texts",
     )
     lr: float | None = Field(None, gt=0, description="learning rate; default: 5e-5 for transformers, 1e-2 for static")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of the steps spent warming the learning rate up")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
-    max_time_minutes: float | None = Field(
-        12.0, ge=0, description="training time budget in minutes (0: no limit)"
-    )
+    max_time_minutes: float | None = Field(12.0, ge=0, description="training time budget in minutes (0: no limit)")
     keep_base: float = Field(
-        0.0, ge=0, lt=1, description="after training, move the encoder's weights this share of the way back to "
+        0.0,
+        ge=0,
+        lt=1,
+        description="after training, move the encoder's weights this share of the way back to "
         "its starting weights (WiSE-FT): keeps general similarity for some task accuracy",
     )
     precision: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto", description="transformer encoders: auto: bfloat16 autocast where the hardware has it natively "
+        "auto",
+        description="transformer encoders: auto: bfloat16 autocast where the hardware has it natively "
         "(float16 with a gradient scaler on older CUDA GPUs); float32; bfloat16 (see labelcon.device)",
     )
     min_steps: int = Field(
@@ -140,36 +164,44 @@ class Config(BaseModel):
     patience: int = Field(2, ge=1, description="epochs without dev improvement before stopping")
     seed: int = Field(13, ge=0, description="random seed of the whole run")
     checkpoint_minutes: float = Field(
-        5.0, ge=0, description="minutes of training between resumable checkpoints, besides the one at each "
+        5.0,
+        ge=0,
+        description="minutes of training between resumable checkpoints, besides the one at each "
         "epoch's end (0: after every step)",
     )
 
     # data
     text_field: str = Field("text", description="field/column holding the text")
     labels_field: str | None = Field(
-        "labels", description="field/column holding the labels; '' (Python: None): the texts are unlabelled (for simcse)"
+        "labels",
+        description="field/column holding the labels; '' (Python: None): the texts are unlabelled (for simcse)",
     )
     label_sep: str | None = Field(None, description="separator when the labels are one string, e.g. ','")
     labels_file: str | None = Field(None, description="file with one label per line: the label space and its order")
     label_descriptions: str | None = Field(None, description="TSV label<TAB>text for label_text heads/objectives")
     dev_fraction: float = Field(0.1, gt=0, lt=1, description="carve-out of train used as dev when no dev file is given")
-    ignore_unknown_labels: bool = Field(False, description="count dev/test labels unseen in training as misses (reported by name) instead of failing")
+    ignore_unknown_labels: bool = Field(
+        False, description="count dev/test labels unseen in training as misses (reported by name) instead of failing"
+    )
     shots: int | None = Field(None, ge=1, description="train on N examples per label (few-shot)")
 
     # pairs (--pairs FILE): text tuples or scored pairs, alone or beside the labelled items
     pair_fields: str = Field(
-        "anchor,positive", description="text columns of the --pairs records, comma-separated: anchor, positive, "
+        "anchor,positive",
+        description="text columns of the --pairs records, comma-separated: anchor, positive, "
         "then any hard negatives (in-batch contrast, supervised SimCSE); with --pair-score-field the two texts of "
         "a scored pair (CoSENT)",
     )
     pair_score_field: str | None = Field(
-        None, description="column holding each pair's gold similarity: the --pairs records are scored pairs "
+        None,
+        description="column holding each pair's gold similarity: the --pairs records are scored pairs "
         "(text1, text2, score), trained with CoSENT",
     )
     pair_weight: float = Field(1.0, gt=0, description="weight of the pair loss added to the label loss of each step")
     pair_batch_size: int | None = Field(None, ge=2, description="records per pair batch; default: --batch-size")
     pair_objective_params: dict[str, Any] = Field(
-        default_factory=dict, description="arguments of the pair objective (JSON): temperature (0.05), "
+        default_factory=dict,
+        description="arguments of the pair objective (JSON): temperature (0.05), "
         "hard_negative_weight (0: SimCSE's log-weight of an anchor's own hard negatives), symmetric; scale (20) "
         "for scored pairs",
     )
@@ -180,11 +212,13 @@ class Config(BaseModel):
     )
     min_positives: int = Field(3, ge=1, description="dev positives a label needs for a threshold of its own")
     decision_metric: Literal["micro", "macro", "samples"] = Field(
-        "micro", description="dev F1 that picks the decision rule: per-label thresholds, one global threshold, "
+        "micro",
+        description="dev F1 that picks the decision rule: per-label thresholds, one global threshold, "
         "top-k or rank-capped thresholds (see labelcon.heads.decisions)",
     )
     lexical: float | Literal["auto"] = Field(
-        "auto", description="texts: weight of a TF-IDF kNN vote mixed into the head's scores, 0-1 (0: off); "
+        "auto",
+        description="texts: weight of a TF-IDF kNN vote mixed into the head's scores, 0-1 (0: off); "
         "auto: 0, 0.25 or 0.5, whichever gives the best dev macro-AP",
     )
     eval_max_train: int = Field(20000, ge=100, description="training items encoded for the per-epoch dev check")
@@ -194,7 +228,8 @@ class Config(BaseModel):
     queue_size: int | None = Field(None, ge=1, description="keys (with labels) kept from past batches (MoCo)")
     momentum: float = Field(0.999, ge=0, le=1, description="momentum of the key encoder's update")
     nproc: int | Literal["auto"] = Field(
-        "auto", description="processes to train with on this machine (re-launches through torchrun); "
+        "auto",
+        description="processes to train with on this machine (re-launches through torchrun); "
         "auto: one per CUDA GPU when --device is auto or cuda, else 1",
     )
 
@@ -210,8 +245,10 @@ class Config(BaseModel):
     @classmethod
     def _train_layers(cls, value: int | None) -> int | None:
         if value is not None and value < 1:
-            raise ValueError("must be >= 1: the top transformer layers to fine-tune (at most the encoder's layers: "
-                             "6 for minilm, 12 for mpnet); leave it out to train all")
+            raise ValueError(
+                "must be >= 1: the top transformer layers to fine-tune (at most the encoder's layers: "
+                "6 for minilm, 12 for mpnet); leave it out to train all"
+            )
         return value
 
     @field_validator("lexical")
@@ -235,14 +272,18 @@ class Config(BaseModel):
         parse_fields(self.pair_fields, self.pair_score_field)
         check_pair_objective("scored" if self.pair_score_field else "tuples", self.pair_objective_params)
         if self.train_layers is not None and self.encoder in ("static", "mlp"):
-            raise ValueError(f"--train-layers applies to transformer encoders; the {self.encoder!r} encoder has no layers")
+            raise ValueError(
+                f"--train-layers applies to transformer encoders; the {self.encoder!r} encoder has no layers"
+            )
         try:
             make_view(self.view, **self.view_params)
         except TypeError as error:
             raise ValueError(str(error)) from None
         if self.head == AUTO_HEAD:
             if self.head_params:
-                raise ValueError(f"head 'auto' picks its own parameters; head_params {self.head_params} need a named head")
+                raise ValueError(
+                    f"head 'auto' picks its own parameters; head_params {self.head_params} need a named head"
+                )
             return self
         check_head(self.head, self.head_params)
         return self
@@ -254,7 +295,7 @@ class Config(BaseModel):
         return 1e-2 if self.encoder == "static" else 5e-5
 
     @classmethod
-    def from_yaml(cls, path: str | Path, **overrides: Any) -> "Config":
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> Config:
         """Read a YAML mapping of config fields; ``overrides`` (not None) win over the file."""
         path = Path(path)
         try:
@@ -269,7 +310,7 @@ class Config(BaseModel):
         return cls.build(data, source=str(path))
 
     @classmethod
-    def build(cls, data: dict[str, Any], source: str = "config") -> "Config":
+    def build(cls, data: dict[str, Any], source: str = "config") -> Config:
         """Validate ``data``; errors name the field, what was expected and what came."""
         try:
             return cls(**data)
@@ -303,5 +344,9 @@ class ServeSettings(BaseModel):
     max_batch: int = Field(128, ge=1, description="texts of concurrent requests gathered into one encoder batch")
     max_wait_ms: float = Field(2.0, ge=0, description="milliseconds a batch waits for more requests to join it")
     device: DeviceName = Field("auto", description=f"where the model embeds and scores: {DEVICE_HELP}")
-    reload_seconds: float = Field(2.0, ge=0, description="seconds between checks of the run directory for a newly "
-                                  "published model version, which then replaces the served one (0: never)")
+    reload_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="seconds between checks of the run directory for a newly "
+        "published model version, which then replaces the served one (0: never)",
+    )

@@ -52,7 +52,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -90,13 +90,17 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
             return torch.device("mps" if mps_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise DeviceError(f"device {name!r}: torch sees no CUDA GPU on this machine (torch.cuda.is_available() "
-                              "is False); use --device cpu, or auto to take a GPU only when there is one")
+            raise DeviceError(
+                f"device {name!r}: torch sees no CUDA GPU on this machine (torch.cuda.is_available() "
+                "is False); use --device cpu, or auto to take a GPU only when there is one"
+            )
         index = int(name.split(":")[1]) if ":" in name else local_rank()
         count = torch.cuda.device_count()
         if index >= count:
-            raise DeviceError(f"device {name!r} means cuda:{index}, but this machine has {count} CUDA GPU(s) "
-                              f"(cuda:0 to cuda:{count - 1}); start at most {count} processes on it")
+            raise DeviceError(
+                f"device {name!r} means cuda:{index}, but this machine has {count} CUDA GPU(s) "
+                f"(cuda:0 to cuda:{count - 1}); start at most {count} processes on it"
+            )
         return torch.device("cuda", index)
     if name == "mps" and not mps_available():
         raise DeviceError("device 'mps': torch cannot use Apple's MPS here; use --device cpu or auto")
@@ -132,8 +136,9 @@ class Precision:
     embed_autocast: torch.dtype | None = None
 
 
-def choose_precision(setting: str, device_type: str, capability: tuple[int, int] | None = None,
-                     cpu_bfloat16: bool = False) -> Precision:  # fmt: skip
+def choose_precision(
+    setting: str, device_type: str, capability: tuple[int, int] | None = None, cpu_bfloat16: bool = False
+) -> Precision:
     """The table of the module docstring: ``setting`` (``--precision``) on a device of
     ``device_type``, whose CUDA ``capability`` (major, minor) or native CPU bfloat16
     (``cpu_bfloat16``) is given."""
@@ -151,7 +156,7 @@ def choose_precision(setting: str, device_type: str, capability: tuple[int, int]
     return Precision(None, False, False)
 
 
-@lru_cache(maxsize=None)
+@cache
 def precision_for(setting: str, device: torch.device) -> Precision:
     """:func:`choose_precision` for ``device``, asking the hardware what it computes."""
     capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
@@ -214,6 +219,8 @@ def replayed_rng(states: list[torch.Tensor], device: torch.device) -> Iterator[N
     """Inside the block the generators stand at ``states`` (:func:`rng_state`); outside it
     they are as they were before it."""
     accelerator = device.type in ("cuda", "mps")
-    with torch.random.fork_rng(devices=[device] if accelerator else [], device_type=device.type if accelerator else "cuda"):
+    with torch.random.fork_rng(
+        devices=[device] if accelerator else [], device_type=device.type if accelerator else "cuda"
+    ):
         set_rng_state(states, device)
         yield

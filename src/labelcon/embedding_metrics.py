@@ -46,11 +46,16 @@ def pair_correlations(first: np.ndarray, second: np.ndarray, scores: Sequence[fl
     1.0
     """
     if len(first) != len(second) or len(first) != len(scores):
-        raise ValueError(f"expected one score per pair, got {len(first)} and {len(second)} embeddings and {len(scores)} scores")
+        raise ValueError(
+            f"expected one score per pair, got {len(first)} and {len(second)} embeddings and {len(scores)} scores"
+        )
     if len(scores) < 2:
         raise ValueError(f"correlations need at least 2 pairs, got {len(scores)}")
     cosines = (_unit(first) * _unit(second)).sum(axis=1)
-    return {"pairs_pearson": float(pearsonr(scores, cosines)[0]), "pairs_spearman": float(spearmanr(scores, cosines)[0])}
+    return {
+        "pairs_pearson": float(pearsonr(scores, cosines)[0]),
+        "pairs_spearman": float(spearmanr(scores, cosines)[0]),
+    }
 
 
 def retrieval_metrics(
@@ -67,7 +72,9 @@ def retrieval_metrics(
     positions relevant to query q; see the module docstring. Queries without a relevant
     item are left out, as sentence-transformers does."""
     if len(queries) != len(relevant):
-        raise ValueError(f"expected one set of relevant items per query, got {len(queries)} queries and {len(relevant)} sets")
+        raise ValueError(
+            f"expected one set of relevant items per query, got {len(queries)} queries and {len(relevant)} sets"
+        )
     kept = [q for q, items in enumerate(relevant) if items]
     if not kept:
         raise ValueError("no query has a relevant corpus item")

@@ -3,7 +3,8 @@
 >>> from labelcon import Labelcon
 >>> from labelcon.data import demo_paths
 >>> paths = demo_paths()
->>> model = Labelcon(encoder="static", epochs=1, head="prototype").fit(paths["train"], paths["dev"], show_progress=False)
+>>> model = Labelcon(encoder="static", epochs=1, head="prototype")
+>>> model = model.fit(paths["train"], paths["dev"], show_progress=False)
 >>> len(model.predict(["my card was charged twice"], at_least_one=True)[0]) >= 1
 True
 """
@@ -25,17 +26,16 @@ from labelcon.data import Dataset, LabelSpace, as_dataset, label_texts, sample_s
 from labelcon.data.pairs import PairRecords, as_pair_records
 from labelcon.data.retrieval import RetrievalSet
 from labelcon.embedding_metrics import pair_correlations, retrieval_metrics
-from labelcon.encoders import Encoder, are_texts, resolve_encode_length, resolve_max_length
+from labelcon.encoders import Encoder, are_texts, read_encoder, resolve_encode_length, resolve_max_length
 from labelcon.io import read_json, write_json
-from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked, StageSettings
-from labelcon.encoders import read_encoder
 from labelcon.modeldir import MODEL_FILE, encoder_location, load_current, publish, read_config, version_name
-from labelcon.training_run import training_run
+from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked, StageSettings
 from labelcon.run_outputs import write_run_outputs
 from labelcon.search import SearchIndex, SearchMixin, load_index, save_index
 from labelcon.training import seed_everything
 from labelcon.training.distributed import is_main_process
 from labelcon.training.recipe import train_encoder
+from labelcon.training_run import training_run
 
 DataLike = Dataset | str | os.PathLike | tuple[Sequence[str], Sequence[Sequence[str]]]
 #: Pairs as a file path, a Hugging Face ``datasets.Dataset`` or :class:`PairRecords`.
@@ -55,8 +55,15 @@ class Labelcon(SearchMixin):
     Similar-item search (``index``, ``search``) comes from :class:`labelcon.search.SearchMixin`.
     """
 
-    def __init__(self, encoder: str | None = None, objective: str | None = None, head: str | None = None, *,
-                 config: Config | None = None, **params: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        encoder: str | None = None,
+        objective: str | None = None,
+        head: str | None = None,
+        *,
+        config: Config | None = None,
+        **params: Any,
+    ) -> None:
         given = {k: v for k, v in {"encoder": encoder, "objective": objective, "head": head}.items() if v}
         self.config = Config.build({**(config.model_dump() if config else {}), **given, **params}, source="Labelcon()")
         # the objects as given, for get_params (clone checks that they come back unchanged)
@@ -88,17 +95,31 @@ class Labelcon(SearchMixin):
     def _evaluate(self, features: Features, data: Dataset, ignore: bool | None = None) -> dict[str, Any]:
         """The stage's metrics on ``data``; its labels outside the label space (allowed by
         ``ignore_unknown_labels``) count as misses and are reported by name, most frequent first."""
-        y_true, unknown = data.label_matrix(self.labels, ignore_unknown=self.config.ignore_unknown_labels if ignore is None else ignore)
+        y_true, unknown = data.label_matrix(
+            self.labels, ignore_unknown=self.config.ignore_unknown_labels if ignore is None else ignore
+        )
         missed = data.label_matrix(LabelSpace(sorted(unknown)), ignore_unknown=True)[0] if unknown else None
         metrics = self._stage().evaluate(features, y_true, missed=missed)
         if unknown:
-            metrics.update(unknown_labels=sum(unknown.values()), unknown_label_names=[n for n, _ in unknown.most_common(20)])
+            metrics.update(
+                unknown_labels=sum(unknown.values()), unknown_label_names=[n for n, _ in unknown.most_common(20)]
+            )
         return metrics
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, train: DataLike | None = None, dev: DataLike | None = None, *, test: DataLike | None = None,
-            pairs: PairsLike | None = None, dev_pairs: PairsLike | None = None, out_dir: str | os.PathLike | None = None,
-            resume: bool = False, overwrite: bool = False, show_progress: bool = True) -> Labelcon:  # fmt: skip
+    def fit(
+        self,
+        train: DataLike | None = None,
+        dev: DataLike | None = None,
+        *,
+        test: DataLike | None = None,
+        pairs: PairsLike | None = None,
+        dev_pairs: PairsLike | None = None,
+        out_dir: str | os.PathLike | None = None,
+        resume: bool = False,
+        overwrite: bool = False,
+        show_progress: bool = True,
+    ) -> Labelcon:
         """Train the encoder, then fit the prediction stage on train and calibrate it on dev.
 
         Without ``dev``, a seeded carve-out of ``config.dev_fraction`` of train serves as
@@ -124,30 +145,50 @@ class Labelcon(SearchMixin):
             raise ValueError("fit needs training data: train= (labelled items), pairs= (text pairs), or both")
         if train is None and dev is not None:
             raise ValueError("dev= calibrates the label head of train= data; without train= there is none")
-        pair_records, dev_pair_records = (None if data is None else as_pair_records(data, fields=cfg.pair_fields, score_field=cfg.pair_score_field)
-                                          for data in (pairs, dev_pairs))  # fmt: skip
+        pair_records, dev_pair_records = (
+            None if data is None else as_pair_records(data, fields=cfg.pair_fields, score_field=cfg.pair_score_field)
+            for data in (pairs, dev_pairs)
+        )
         test_set = self.read(test) if test is not None else None  # a bad file fails now, not after training
         if train is None:
             train_set, dev_set = Dataset([], []), Dataset([], [])
         else:
             train_set = self.read(train)
-            train_set, dev_set = train_dev_split(train_set, cfg.dev_fraction, cfg.seed) if dev is None else (train_set, self.read(dev))
+            train_set, dev_set = (
+                train_dev_split(train_set, cfg.dev_fraction, cfg.seed) if dev is None else (train_set, self.read(dev))
+            )
         if cfg.shots:
             train_set = sample_shots(train_set, cfg.shots, seed=cfg.seed)
         labels = LabelSpace.from_label_sets(train_set.labels, labels_file=cfg.labels_file)
         texts = label_texts(labels.names, cfg.label_descriptions)
-        (y_train, _), (y_dev, _) = (d.label_matrix(labels, ignore_unknown=cfg.ignore_unknown_labels) for d in (train_set, dev_set))
+        (y_train, _), (y_dev, _) = (
+            d.label_matrix(labels, ignore_unknown=cfg.ignore_unknown_labels) for d in (train_set, dev_set)
+        )
         all_texts = train_set.texts + (pair_records.texts if pair_records is not None else [])
         max_length = resolve_max_length(cfg.max_length, all_texts)
         owned = out_dir is not None and is_main_process()
         fingerprints = {"train": train_set.fingerprint(), "dev": dev_set.fingerprint()}
         if pair_records is not None:
             fingerprints["pairs"] = pair_records.fingerprint()
-        with training_run(out_dir, config=cfg.model_dump(), resume=resume, overwrite=overwrite,
-                          data=fingerprints) if owned else nullcontext(resume) as resuming:  # fmt: skip
+        with (
+            training_run(out_dir, config=cfg.model_dump(), resume=resume, overwrite=overwrite, data=fingerprints)
+            if owned
+            else nullcontext(resume) as resuming
+        ):
             self.encoder_, self.objective_, self.history_ = train_encoder(
-                cfg, train_set, y_train, dev_set, y_dev, label_texts=texts, max_length=max_length, run_dir=out_dir,
-                resume=resuming, show_progress=show_progress, pairs=pair_records, dev_pairs=dev_pair_records)  # fmt: skip
+                cfg,
+                train_set,
+                y_train,
+                dev_set,
+                y_dev,
+                label_texts=texts,
+                max_length=max_length,
+                run_dir=out_dir,
+                resume=resuming,
+                show_progress=show_progress,
+                pairs=pair_records,
+                dev_pairs=dev_pair_records,
+            )
             if not is_main_process():  # under torchrun, rank 0 alone fits the stage, evaluates and saves
                 return self
             encode_length = resolve_encode_length(cfg.encode_max_length, all_texts, max_length)
@@ -156,10 +197,20 @@ class Labelcon(SearchMixin):
             self.stage_, self.metrics_, self.index_ = None, {}, None  # a new encoder: index again
             if len(labels):  # unlabelled data (simcse) trains an encoder only
                 tic = time.monotonic()
-                dev_features, train_features = self._features(dev_set.texts, show_progress), self._features(train_set.texts, show_progress, as_trained=True)
+                dev_features, train_features = (
+                    self._features(dev_set.texts, show_progress),
+                    self._features(train_set.texts, show_progress, as_trained=True),
+                )
                 self.stage_ = PredictionStage.fit(
-                    labels, train_features, y_train, dev_features, y_dev, StageSettings.from_config(cfg),
-                    label_texts=texts, embed=self.encode, show_progress=show_progress,
+                    labels,
+                    train_features,
+                    y_train,
+                    dev_features,
+                    y_dev,
+                    StageSettings.from_config(cfg),
+                    label_texts=texts,
+                    embed=self.encode,
+                    show_progress=show_progress,
                     at_least_one=cfg.at_least_one if cfg.at_least_one is not None else all(train_set.labels),
                     timings={"embedding train and dev": time.monotonic() - tic},
                 )
@@ -178,7 +229,9 @@ class Labelcon(SearchMixin):
     def _stage(self) -> PredictionStage:
         if self.stage_ is None:
             if self.encoder_ is not None:
-                raise NotFittedError("this model was trained without labels: it embeds texts (encode) but predicts no labels")
+                raise NotFittedError(
+                    "this model was trained without labels: it embeds texts (encode) but predicts no labels"
+                )
             raise NotFittedError("this Labelcon model is not fitted yet: call fit() or Labelcon.load()")
         return self.stage_
 
@@ -195,8 +248,11 @@ class Labelcon(SearchMixin):
         """Embeddings [n, D] (L2-normalised by default) of ``texts``."""
         return self._features(texts, show_progress, normalize=normalize).embeddings
 
-    def _features(self, items: Sequence[str], show_progress: bool = False, as_trained: bool = False, normalize: bool = True) -> Features:
-        """``items`` embedded; ``as_trained`` (for the head's training set, read only in fit): see :meth:`Encoder.encode`."""
+    def _features(
+        self, items: Sequence[str], show_progress: bool = False, as_trained: bool = False, normalize: bool = True
+    ) -> Features:
+        """``items`` embedded; ``as_trained`` (for the head's training set, read only in
+        fit): see :meth:`Encoder.encode`."""
         if self.encoder_ is None:
             raise NotFittedError("this Labelcon model is not fitted yet: call fit() or Labelcon.load()")
         if isinstance(items, str):
@@ -217,8 +273,9 @@ class Labelcon(SearchMixin):
         """The ``k`` highest-scoring labels of each text with their scores, best first."""
         return self._stage().top_k(self._features(texts), k)
 
-    def predict_with_top_k(self, texts: Sequence[str], k: int = 5, *,
-                           at_least_one: bool | None = None) -> tuple[list[list[str]], Ranked]:  # fmt: skip
+    def predict_with_top_k(
+        self, texts: Sequence[str], k: int = 5, *, at_least_one: bool | None = None
+    ) -> tuple[list[list[str]], Ranked]:
         """``(predict(texts), top_k(texts, k))``, encoding the texts once."""
         return self._stage().predict(self._features(texts), k, at_least_one=at_least_one)
 
@@ -235,7 +292,9 @@ class Labelcon(SearchMixin):
         dataset = self.read(data)
         return self._evaluate(self._features(dataset.texts), dataset, ignore_unknown_labels)
 
-    def evaluate_pairs(self, pairs: PairsLike, *, fields: str | None = None, score_field: str | None = None) -> dict[str, float]:
+    def evaluate_pairs(
+        self, pairs: PairsLike, *, fields: str | None = None, score_field: str | None = None
+    ) -> dict[str, float]:
         """``pairs_pearson`` and ``pairs_spearman``: correlations of the cosine of each
         scored pair's embeddings with its gold score (:func:`labelcon.embedding_metrics.pair_correlations`).
         Columns: ``fields`` and ``score_field``, by default the run's ``pair_fields`` and
@@ -267,8 +326,9 @@ class Labelcon(SearchMixin):
                 self.stage_.save(folder)
             (folder / "config.yaml").write_text(self.config.to_yaml(), encoding="utf-8")
 
-        folder = publish(directory, write, {"objective": self.objective_,
-                                            "labels": len(self.stage_.labels) if self.stage_ else 0})
+        folder = publish(
+            directory, write, {"objective": self.objective_, "labels": len(self.stage_.labels) if self.stage_ else 0}
+        )
         self.version_ = version_name(folder, read_json(directory / MODEL_FILE))
         if self.index_ is not None:
             save_index(directory, self.index_)
@@ -304,4 +364,3 @@ class Labelcon(SearchMixin):
         if meta.get("labels") or (folder / META_FILE).exists():  # a model of unlabelled texts has no stage
             model.stage_ = PredictionStage.load(folder, dim=model.encoder_.dim).to(device)
         return model
-

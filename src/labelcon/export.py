@@ -50,8 +50,9 @@ class ExportError(ValueError):
     """An export that cannot be made as asked."""
 
 
-def export(model: Any, out: str | os.PathLike, format: Format, *, quantize: str | None = None,
-           overwrite: bool = False) -> Path:  # fmt: skip
+def export(
+    model: Any, out: str | os.PathLike, format: Format, *, quantize: str | None = None, overwrite: bool = False
+) -> Path:
     """Export ``model`` (a model directory, or a fitted :class:`labelcon.Labelcon`) into the
     new folder ``out`` (see the module docstring); ``overwrite`` replaces an earlier export."""
     from labelcon.card import write_card
@@ -65,12 +66,18 @@ def export(model: Any, out: str | os.PathLike, format: Format, *, quantize: str 
         raise ExportError(f"--quantize {quantize} applies to --format onnx and takes {', '.join(QUANTIZATIONS)}")
     encoder = model.encoder_
     if not isinstance(encoder, (TransformerEncoder, StaticEncoder)):
-        raise ExportError(f"exports hold text encoders (transformer, static); this model's encoder is "
-                          f"{getattr(encoder, 'encoder_type', type(encoder).__name__)!r}")  # fmt: skip
+        raise ExportError(
+            f"exports hold text encoders (transformer, static); this model's encoder is "
+            f"{getattr(encoder, 'encoder_type', type(encoder).__name__)!r}"
+        )
     out = Path(out)
     _check_out(out, overwrite)
-    origin = {"format": format, "quantize": quantize, "directory": str(source.resolve()) if source else None,
-              "model": resolve(source)[1].get("model") if source else None}  # fmt: skip
+    origin = {
+        "format": format,
+        "quantize": quantize,
+        "directory": str(source.resolve()) if source else None,
+        "model": resolve(source)[1].get("model") if source else None,
+    }
     with atomic_directory(out) as staging:
         if format == "sentence-transformers":
             entry = {"path": ".", "format": format, "config": {**encoder.config(), "type": encoder.encoder_type}}
@@ -85,7 +92,9 @@ def export(model: Any, out: str | os.PathLike, format: Format, *, quantize: str 
             (folder / "config.yaml").write_text(model.config.to_yaml(), encoding="utf-8")
 
         labels = len(model.stage_.labels) if model.stage_ is not None else 0
-        publish(staging, write, {"objective": model.objective_, "labels": labels, "encoder": entry, "exported_from": origin})
+        publish(
+            staging, write, {"objective": model.objective_, "labels": labels, "encoder": entry, "exported_from": origin}
+        )
         if model.metrics_:
             write_json(staging / "metrics.json", model.metrics_)
         # the card describes the export as loaded, which also checks that it loads
@@ -111,10 +120,18 @@ def write_sentence_transformers(encoder: Encoder, directory: Path) -> None:
     """Save ``encoder`` as a sentence-transformers model folder in ``directory``."""
     try:
         from sentence_transformers import SentenceTransformer
-        from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, StaticEmbedding, Transformer
+        from sentence_transformers.sentence_transformer.modules import (
+            Dense,
+            Normalize,
+            Pooling,
+            StaticEmbedding,
+            Transformer,
+        )
     except ImportError as error:
-        raise ExportError(f"--format sentence-transformers needs sentence-transformers 6 or later "
-                          f"(pip install 'labelcon[export]'): {error}") from None  # fmt: skip
+        raise ExportError(
+            f"--format sentence-transformers needs sentence-transformers 6 or later "
+            f"(pip install 'labelcon[export]'): {error}"
+        ) from None
     with tempfile.TemporaryDirectory() as tmp:
         if isinstance(encoder, TransformerEncoder):
             encoder.model.save_pretrained(tmp)
@@ -126,8 +143,12 @@ def write_sentence_transformers(encoder: Encoder, directory: Path) -> None:
             tokenizer.enable_truncation(encoder.max_length)  # the static encoder reads max_length tokens of a text
             modules = [StaticEmbedding(tokenizer, embedding_weights=encoder.embedding.weight.detach().clone())]
         if isinstance(encoder.projection, torch.nn.Linear):
-            dense = Dense(encoder.projection.in_features, encoder.projection.out_features, bias=True,
-                          activation_function=torch.nn.Identity())  # fmt: skip
+            dense = Dense(
+                encoder.projection.in_features,
+                encoder.projection.out_features,
+                bias=True,
+                activation_function=torch.nn.Identity(),
+            )
             dense.linear.load_state_dict(encoder.projection.state_dict())
             modules.append(dense)
         SentenceTransformer(modules=[*modules, Normalize()], device="cpu").save(str(directory))
@@ -138,6 +159,7 @@ def write_sentence_transformers(encoder: Encoder, directory: Path) -> None:
 #: ``dynamo`` switch (torch 2.5 on, whose later releases default to the dynamo exporter);
 #: the only exporter before that.
 _TRACING_EXPORTER = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+
 
 class _TransformerGraph(torch.nn.Module):
     """A transformer encoder's forward (pooling and projection included) over positional inputs."""
@@ -170,9 +192,16 @@ def _trace(graph: torch.nn.Module, sample: dict[str, torch.Tensor], inputs: list
     dynamic = {name: {0: "batch", 1: "tokens"} for name in inputs}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on Python control flow it froze at these shapes
-        torch.onnx.export(graph.eval(), tuple(sample[name] for name in inputs), str(path), input_names=inputs,
-                          output_names=[OUTPUT], dynamic_axes={**dynamic, OUTPUT: {0: "batch"}}, opset_version=OPSET,
-                          **_TRACING_EXPORTER)  # fmt: skip
+        torch.onnx.export(
+            graph.eval(),
+            tuple(sample[name] for name in inputs),
+            str(path),
+            input_names=inputs,
+            output_names=[OUTPUT],
+            dynamic_axes={**dynamic, OUTPUT: {0: "batch"}},
+            opset_version=OPSET,
+            **_TRACING_EXPORTER,
+        )
 
 
 def write_onnx(encoder: Encoder, directory: Path, *, quantize: str | None = None) -> OnnxEncoder:
@@ -182,7 +211,9 @@ def write_onnx(encoder: Encoder, directory: Path, *, quantize: str | None = None
         import onnx  # noqa: F401  (torch.onnx.export writes through it)
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as error:
-        raise ExportError(f"--format onnx needs onnx and onnxruntime (pip install 'labelcon[export]'): {error}") from None
+        raise ExportError(
+            f"--format onnx needs onnx and onnxruntime (pip install 'labelcon[export]'): {error}"
+        ) from None
     directory.mkdir(parents=True)
     encoder = copy.deepcopy(encoder).eval()  # exported in float32, the caller's encoder untouched
     if isinstance(encoder, TransformerEncoder):
@@ -215,8 +246,14 @@ def write_onnx(encoder: Encoder, directory: Path, *, quantize: str | None = None
         finally:
             logging.disable(logging.NOTSET)
         os.replace(quantized, path)
-    onnx_encoder = OnnxEncoder(directory, inputs, encoder.dim, encoder.max_length,
-                               add_special_tokens=isinstance(encoder, TransformerEncoder), quantization=quantize,
-                               exported_from=encoder.encoder_type)  # fmt: skip
+    onnx_encoder = OnnxEncoder(
+        directory,
+        inputs,
+        encoder.dim,
+        encoder.max_length,
+        add_special_tokens=isinstance(encoder, TransformerEncoder),
+        quantization=quantize,
+        exported_from=encoder.encoder_type,
+    )
     onnx_encoder.save(directory)
     return onnx_encoder

@@ -62,8 +62,9 @@ def _problem(path: str | os.PathLike, error: Exception) -> str:
     return f"cannot be read ({type(error).__name__}: {text})"
 
 
-def expect_object(value: Any, required: dict[str, type | tuple[type, ...]],
-                  optional: dict[str, type | tuple[type, ...]] | None = None) -> dict[str, Any]:  # fmt: skip
+def expect_object(
+    value: Any, required: dict[str, type | tuple[type, ...]], optional: dict[str, type | tuple[type, ...]] | None = None
+) -> dict[str, Any]:
     """``value`` if it is a JSON object holding every key of ``required`` (and perhaps
     those of ``optional``) with a value of the given type; else a ValueError saying what
     was expected and what came (``true`` is no number here, though Python's bool is an int)."""
@@ -71,8 +72,9 @@ def expect_object(value: Any, required: dict[str, type | tuple[type, ...]],
         raise ValueError(f"expected a JSON object, got {json_kind(value)}")
     missing = sorted(set(required) - set(value))
     if missing:
-        raise ValueError(f"expected an object with {', '.join(map(repr, required))}; "
-                         f"got one without {', '.join(map(repr, missing))}")  # fmt: skip
+        raise ValueError(
+            f"expected an object with {', '.join(map(repr, required))}; got one without {', '.join(map(repr, missing))}"
+        )
     for key, kinds in {**(optional or {}), **required}.items():
         kinds = kinds if isinstance(kinds, tuple) else (kinds,)
         if key in value and (not isinstance(value[key], kinds) or isinstance(value[key], bool) and bool not in kinds):

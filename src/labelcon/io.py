@@ -24,8 +24,15 @@ from pathlib import Path
 from typing import IO, Any
 
 #: How JSON value types are named in messages (``true`` is no number, though Python's bool is an int).
-JSON_TYPE_NAMES = {type(None): "null", bool: "true or false", int: "a whole number", float: "a number", str: "a string",
-                   dict: "an object", list: "a list"}  # fmt: skip
+JSON_TYPE_NAMES = {
+    type(None): "null",
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    dict: "an object",
+    list: "a list",
+}
 
 
 def json_type_name(kind: type) -> str:
@@ -81,8 +88,9 @@ def read_json(path: str | os.PathLike) -> Any:
         try:
             return json.load(handle)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: not valid JSON ({error.msg.removesuffix(' at')} at line {error.lineno}, "
-                             f"column {error.colno})") from None  # fmt: skip
+            raise ValueError(
+                f"{path}: not valid JSON ({error.msg.removesuffix(' at')} at line {error.lineno}, column {error.colno})"
+            ) from None
         except UnicodeDecodeError as error:
             raise ValueError(f"{path}: not valid JSON (byte {error.start} is not UTF-8: {error.reason})") from None
 

@@ -35,13 +35,13 @@ P@k, nDCG@k and PSP@k average over all items; an item without labels contributes
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-LabelMatrix = Union[sp.spmatrix, sp.sparray, np.ndarray]
+LabelMatrix = sp.spmatrix | sp.sparray | np.ndarray
 TopK = tuple[np.ndarray, np.ndarray]
 
 #: Entries of one block of a blocked computation (32 MB of float32): every bounded-memory
@@ -52,9 +52,16 @@ BLOCK_ELEMENTS = 1 << 23
 DENSE_EVALUATION = 50_000_000
 TOP_KS = (1, 3, 5)  # the k of the precision_at_k entries in evaluate()
 #: The metrics a run is summed up by (the CLI's table, the model card, the report), in this order, with their names.
-HEADLINE_METRICS = {"macro_f1": "macro F1", "micro_f1": "micro F1", "samples_f1": "samples F1", "macro_ap": "macro AP",
-                    "precision_at_1": "precision@1", "precision_at_3": "precision@3", "lrap": "LRAP",
-                    "hamming_loss": "Hamming loss"}  # fmt: skip
+HEADLINE_METRICS = {
+    "macro_f1": "macro F1",
+    "micro_f1": "micro F1",
+    "samples_f1": "samples F1",
+    "macro_ap": "macro AP",
+    "precision_at_1": "precision@1",
+    "precision_at_3": "precision@3",
+    "lrap": "LRAP",
+    "hamming_loss": "Hamming loss",
+}
 
 
 # ---------------------------------------------------------------- input checking
@@ -343,8 +350,9 @@ def psp_at_k(y_true: LabelMatrix, scores: np.ndarray | TopK, k: int, propensitie
 # ---------------------------------------------------------------- ranking over all labels
 
 
-def sorted_columns(scores: np.ndarray, y_csc: sp.csc_matrix,
-                   cols: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def sorted_columns(
+    scores: np.ndarray, y_csc: sp.csc_matrix, cols: np.ndarray
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield ``(block, s, y)`` over blocks of the label columns ``cols``: ``s`` [b, n] holds
     each column's scores sorted descending, ``y`` [b, n] its labels in that order (the order
     within a run of tied scores is arbitrary: callers read values only at the ends of runs).
@@ -484,8 +492,9 @@ def evaluate_blocks(y_true: LabelMatrix, blocks: Iterable[tuple[np.ndarray, Labe
         s = check_scores(scores, None)
         part = y[start : start + len(s)]
         if s.shape != part.shape:
-            raise ValueError(f"a score block of shape {s.shape} starting at row {start} does not fit "
-                             f"y_true of shape {y.shape}")  # fmt: skip
+            raise ValueError(
+                f"a score block of shape {s.shape} starting at row {start} does not fit y_true of shape {y.shape}"
+            )
         preds.append(_as_prediction(y_pred, part.shape))
         for k in TOP_KS:
             ranked[k].append(_ranked_indices(s, part.shape, k))
@@ -508,8 +517,14 @@ def _report(
         out["macro_ap"] = np.nanmean(ap) if np.isfinite(ap).any() else float("nan")
     out.update({f"precision_at_{k}": _precision(y, idx, k) for k, idx in ranked.items()})
     entries = y.shape[0] * y.shape[1]
-    out.update({"lrap": _mean_over_labelled(y, lrap), "hamming_loss": (y != pred).nnz / entries if entries else 0.0,
-                "n_items": y.shape[0], "n_labels": y.shape[1]})  # fmt: skip
+    out.update(
+        {
+            "lrap": _mean_over_labelled(y, lrap),
+            "hamming_loss": (y != pred).nnz / entries if entries else 0.0,
+            "n_items": y.shape[0],
+            "n_labels": y.shape[1],
+        }
+    )
     return {key: (int(v) if key.startswith("n_") else float(v)) for key, v in out.items()}
 
 

@@ -106,8 +106,10 @@ def resolve(directory: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     with reading(pointer):
         meta = expect_object(read_json(pointer), {"format": int})
         if meta["format"] != FORMAT:
-            raise ModelLoadError(f"{pointer}: expected a model pointer of format {FORMAT}, got format "
-                                 f"{meta['format']!r}; a newer labelcon may have written it")  # fmt: skip
+            raise ModelLoadError(
+                f"{pointer}: expected a model pointer of format {FORMAT}, got format "
+                f"{meta['format']!r}; a newer labelcon may have written it"
+            )
         name = meta.get("model")
         if not isinstance(name, str) or not _VERSION.fullmatch(name):
             raise ValueError(f"expected field 'model' to name a model.N folder, got {name!r}")
@@ -132,8 +134,10 @@ def encoder_location(folder: Path, meta: dict[str, Any]) -> tuple[Path, dict[str
     directory = folder.parent
     relative = entry.get("path") if isinstance(entry, dict) else None
     if not isinstance(relative, str) or not (directory / relative).resolve().is_relative_to(directory.resolve()):
-        raise ValueError(f"{directory / MODEL_FILE}: field 'encoder' must name a folder inside the model directory "
-                         f"as {{\"path\": ..., \"format\": ...}}, got {entry!r}")  # fmt: skip
+        raise ValueError(
+            f"{directory / MODEL_FILE}: field 'encoder' must name a folder inside the model directory "
+            f'as {{"path": ..., "format": ...}}, got {entry!r}'
+        )
     return directory / relative, entry
 
 
@@ -148,8 +152,9 @@ def load_current(directory: str | os.PathLike, load: Callable[[Path, dict[str, A
         except (OSError, ModelLoadError):
             newer = resolve(directory)
             if newer[0] == folder and not folder.is_dir():
-                raise damaged(Path(directory) / MODEL_FILE, f"its field 'model' names {folder.name}, "
-                              f"which is not in {directory}") from None  # fmt: skip
+                raise damaged(
+                    Path(directory) / MODEL_FILE, f"its field 'model' names {folder.name}, which is not in {directory}"
+                ) from None
             if newer[0] == folder or attempt == attempts - 1:
                 raise
             folder, meta = newer
@@ -179,8 +184,10 @@ def locked(directory: str | os.PathLike) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunDirectoryError(f"{directory}: another labelcon process is writing this run directory; "
-                                    "wait for it to end or choose another --out") from None  # fmt: skip
+            raise RunDirectoryError(
+                f"{directory}: another labelcon process is writing this run directory; "
+                "wait for it to end or choose another --out"
+            ) from None
         _HELD[key] = 1
         try:
             yield

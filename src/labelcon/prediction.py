@@ -43,16 +43,26 @@ import torch
 from labelcon.config import Config
 from labelcon.data import LabelSpace
 from labelcon.device import resolve_device
+from labelcon.filecheck import damaged, expect_object, reading
 from labelcon.heads import Head, LexicalKNN, Thresholds, build_head, mix_scores, select_on_dev
 from labelcon.heads.base import HEAD_FILE
 from labelcon.heads.decisions import choose_rule
 from labelcon.heads.index import QUERY_BLOCK
 from labelcon.io import atomic_directory, read_json, write_json
-from labelcon.metrics import BLOCK_ELEMENTS, DENSE_EVALUATION, LabelMatrix, average_precision_per_label, concat_top_k
+from labelcon.metrics import (
+    BLOCK_ELEMENTS,
+    DENSE_EVALUATION,
+    LabelMatrix,
+    average_precision_per_label,
+    concat_top_k,
+    dense_rows,
+    evaluate_blocks,
+    sparse_top_k,
+    top_k,
+)
 from labelcon.metrics import evaluate as evaluate_scores
-from labelcon.metrics import dense_rows, evaluate_blocks, sparse_top_k, top_k
-from labelcon.filecheck import damaged, expect_object, reading
 from labelcon.parts import AUTO_HEAD  # head="auto": a linear probe, a kNN vote or their average, picked on dev
+
 #: ``lexical="auto"``: the weights of the lexical vote tried on dev.
 LEXICAL_WEIGHTS = (0.0, 0.25, 0.5)
 META_FILE = "prediction.json"
@@ -148,11 +158,19 @@ class PredictionStage:
         y_train, y_dev = sp.csr_matrix(y_train), sp.csr_matrix(y_dev)
         spent = {name: round(seconds, 3) for name, seconds in (timings or {}).items()}
         with _timed(spent, "head choice"):
-            head, selection = _fit_head(train, y_train, dev, y_dev, settings, texts, embed, show_progress,
-                                        resolve_device(settings.device))
+            head, selection = _fit_head(
+                train, y_train, dev, y_dev, settings, texts, embed, show_progress, resolve_device(settings.device)
+            )
         # the thresholds are chosen last, on the scores of the whole stage (head and vote); until then, none
-        stage = cls(labels, head, Thresholds(np.zeros(len(labels)), np.zeros(len(labels), bool), 0.5), texts,
-                    at_least_one, selection=selection, timings=spent)  # fmt: skip
+        stage = cls(
+            labels,
+            head,
+            Thresholds(np.zeros(len(labels)), np.zeros(len(labels), bool), 0.5),
+            texts,
+            at_least_one,
+            selection=selection,
+            timings=spent,
+        )
         with _timed(spent, "lexical vote"):
             prepared = stage._fit_lexical(train, y_train, dev, y_dev, settings, show_progress)
         with _timed(spent, "thresholds and decision rule"):
@@ -160,9 +178,14 @@ class PredictionStage:
         return stage
 
     def _fit_lexical(
-        self, train: Features, y_train: sp.csr_matrix, dev: Features, y_dev: sp.csr_matrix,
-        settings: StageSettings, show_progress: bool,
-    ) -> _Prepared:  # fmt: skip
+        self,
+        train: Features,
+        y_train: sp.csr_matrix,
+        dev: Features,
+        y_dev: sp.csr_matrix,
+        settings: StageSettings,
+        show_progress: bool,
+    ) -> _Prepared:
         """Fit the TF-IDF kNN vote and set its weight: the configured one, or for ``"auto"``
         the one of ``LEXICAL_WEIGHTS`` whose mix has the best dev macro-AP (on a seeded
         sample of dev rows when dev x labels exceeds ``DENSE_EVALUATION``). Items without
@@ -171,8 +194,11 @@ class PredictionStage:
             return _Prepared(dev.embeddings, None)
         lexical = LexicalKNN().fit(train.texts, y_train)
         votes = lexical.sparse_scores(dev.texts, show_progress=show_progress)
-        weight = float(settings.lexical) if settings.lexical != "auto" else self._best_weight(dev, votes, y_dev,
-                                                                                              settings.seed)
+        weight = (
+            float(settings.lexical)
+            if settings.lexical != "auto"
+            else self._best_weight(dev, votes, y_dev, settings.seed)
+        )
         if weight == 0:
             return _Prepared(dev.embeddings, None)
         self.lexical, self.lexical_weight = lexical, weight
@@ -182,8 +208,10 @@ class PredictionStage:
         rows = dense_rows(len(dev), y_dev.shape[1], seed)
         scores, votes, y = self.head.predict_scores(dev.embeddings[rows]), votes[rows], y_dev[rows]
         keep = self._unmixed_columns()
-        ap = {w: float(np.nanmean(average_precision_per_label(y, mix_scores(scores, votes, w, keep))))
-              for w in LEXICAL_WEIGHTS}  # fmt: skip
+        ap = {
+            w: float(np.nanmean(average_precision_per_label(y, mix_scores(scores, votes, w, keep))))
+            for w in LEXICAL_WEIGHTS
+        }
         self.selection.update({f"lexical weight {w:g}: dev macro-AP": value for w, value in ap.items()})
         return max(ap, key=ap.get)
 
@@ -198,8 +226,9 @@ class PredictionStage:
         else:  # many labels: a block of dev rows at a time, never [n_dev, C]
             blocks = lambda: self._blocks(dev)  # noqa: E731
         calibrated = Thresholds.calibrate_blocks(blocks, y_dev, min_positives=settings.min_positives, fallback=fallback)
-        rule, figures = choose_rule(blocks, y_dev, calibrated, metric=settings.decision_metric,
-                                    at_least_one=self.at_least_one)  # fmt: skip
+        rule, figures = choose_rule(
+            blocks, y_dev, calibrated, metric=settings.decision_metric, at_least_one=self.at_least_one
+        )
         self.selection.update(figures)
         return rule
 
@@ -283,8 +312,12 @@ class PredictionStage:
             idx, values = self.head.predict_top_k(x, k)
         elif self.head.sparse:  # both scores sparse: their mix is too, whatever C is
             w = self.lexical_weight
-            parts = [sparse_top_k((1 - w) * self.head.sparse_scores(x[i : i + QUERY_BLOCK]) + w * votes[i : i + QUERY_BLOCK], k)
-                     for i in range(0, len(x), QUERY_BLOCK)]  # fmt: skip
+            parts = [
+                sparse_top_k(
+                    (1 - w) * self.head.sparse_scores(x[i : i + QUERY_BLOCK]) + w * votes[i : i + QUERY_BLOCK], k
+                )
+                for i in range(0, len(x), QUERY_BLOCK)
+            ]
             idx, values = concat_top_k(parts, k)
         else:
             idx, values = concat_top_k([top_k(scores, k) for scores in self._blocks(prepared)], k)
@@ -299,13 +332,16 @@ class PredictionStage:
         """The ``k`` best labels of each item with their scores, best first."""
         return self._ranked(self._prepare(features), k)
 
-    def predict(self, features: Features, k: int = 5, *, at_least_one: bool | None = None) -> tuple[list[list[str]], Ranked]:
+    def predict(
+        self, features: Features, k: int = 5, *, at_least_one: bool | None = None
+    ) -> tuple[list[list[str]], Ranked]:
         """``(label_sets(features), top_k(features, k))``, preparing the features once."""
         prepared = self._prepare(features)
         return self._label_sets(self._decisions(prepared, at_least_one)), self._ranked(prepared, k)
 
-    def evaluate(self, features: Features, y_true: LabelMatrix, *, missed: LabelMatrix | None = None,
-                 show_progress: bool = False) -> dict[str, Any]:  # fmt: skip
+    def evaluate(
+        self, features: Features, y_true: LabelMatrix, *, missed: LabelMatrix | None = None, show_progress: bool = False
+    ) -> dict[str, Any]:
         """Metrics of :func:`labelcon.metrics.evaluate`: from one dense matrix of scores up to
         ``DENSE_EVALUATION`` items x labels, else a block at a time without ``macro_ap``.
         ``missed`` [n, M]: labels the items hold outside the label space, counted as labels
@@ -339,9 +375,16 @@ class PredictionStage:
         write_json(directory / "labels.json", self.labels.to_json())
         write_json(directory / "label_texts.json", self.label_texts)
         write_json(directory / "thresholds.json", self.thresholds.to_json())
-        write_json(directory / META_FILE, {"format": FORMAT, "at_least_one": self.at_least_one,
-                                           "lexical_weight": self.lexical_weight, "selection": self.selection,
-                                           "timings": self.timings})  # fmt: skip
+        write_json(
+            directory / META_FILE,
+            {
+                "format": FORMAT,
+                "at_least_one": self.at_least_one,
+                "lexical_weight": self.lexical_weight,
+                "selection": self.selection,
+                "timings": self.timings,
+            },
+        )
         return directory
 
     @classmethod
@@ -369,20 +412,35 @@ class PredictionStage:
         with reading(directory / "head" / HEAD_FILE):  # the folder or its head.json missing
             head = Head.load(directory / "head")
         lexical = LexicalKNN.load(directory / "lexical") if weight else None
-        sizes = {"labels.json": len(labels), "head/head.json": head.n_labels_, "thresholds.json": len(thresholds),
-                 **({"label_texts.json": len(texts)} if texts is not None else {}),
-                 **({"lexical/knn.npz": lexical.labels_.shape[1]} if lexical else {})}  # fmt: skip
+        sizes = {
+            "labels.json": len(labels),
+            "head/head.json": head.n_labels_,
+            "thresholds.json": len(thresholds),
+            **({"label_texts.json": len(texts)} if texts is not None else {}),
+            **({"lexical/knn.npz": lexical.labels_.shape[1]} if lexical else {}),
+        }
         usual = Counter(sizes.values()).most_common(1)[0][0]  # the files of one model cover the same labels
         odd = next((name for name, size in sizes.items() if size != usual), None)
         if odd is not None:
             others = ", ".join(name for name, size in sizes.items() if size == usual)
             raise damaged(directory / odd, f"covers {sizes[odd]} labels, but {others} cover {usual}")
         if dim is not None and head.dim_ != dim:
-            raise damaged(directory / "head/head.json", f"a head of dim {head.dim_}, but the encoder beside it makes "
-                          f"embeddings of dim {dim}")  # fmt: skip
+            raise damaged(
+                directory / "head/head.json",
+                f"a head of dim {head.dim_}, but the encoder beside it makes embeddings of dim {dim}",
+            )
         texts = list(labels.names) if texts is None else texts
-        return cls(labels, head, thresholds, texts, meta.get("at_least_one", True), lexical, weight,
-                   dict(meta.get("selection", {})), dict(meta.get("timings", {})))  # fmt: skip
+        return cls(
+            labels,
+            head,
+            thresholds,
+            texts,
+            meta.get("at_least_one", True),
+            lexical,
+            weight,
+            dict(meta.get("selection", {})),
+            dict(meta.get("timings", {})),
+        )
 
 
 @contextmanager
@@ -394,18 +452,30 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
 
 
 def _fit_head(
-    train: Features, y_train: sp.csr_matrix, dev: Features, y_dev: sp.csr_matrix, settings: StageSettings,
-    label_texts: list[str], embed: Callable[[list[str]], np.ndarray] | None, show_progress: bool,
+    train: Features,
+    y_train: sp.csr_matrix,
+    dev: Features,
+    y_dev: sp.csr_matrix,
+    settings: StageSettings,
+    label_texts: list[str],
+    embed: Callable[[list[str]], np.ndarray] | None,
+    show_progress: bool,
     device: torch.device,
-) -> tuple[Head, dict[str, float]]:  # fmt: skip
+) -> tuple[Head, dict[str, float]]:
     """The configured head fitted on train, or for ``"auto"`` the one chosen on dev, scoring on ``device``."""
     if settings.head == AUTO_HEAD:
-        return select_on_dev(train.embeddings, y_train, dev.embeddings, y_dev, min_positives=settings.min_positives,
-                             show_progress=show_progress, device=device)  # fmt: skip
+        return select_on_dev(
+            train.embeddings,
+            y_train,
+            dev.embeddings,
+            y_dev,
+            min_positives=settings.min_positives,
+            show_progress=show_progress,
+            device=device,
+        )
     head = build_head(settings.head, **settings.head_params).to(device)
     if not head.needs_label_embeddings:
         return head.fit(train.embeddings, y_train), {}
     if embed is None:
         raise ValueError(f"the {settings.head!r} head needs the label texts embedded: pass embed=")
     return head.fit(train.embeddings, y_train, label_embeddings=embed(label_texts)), {}
-

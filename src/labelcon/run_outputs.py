@@ -18,8 +18,8 @@ import labelcon.report as report
 from labelcon.card import write_card
 from labelcon.data import Dataset
 from labelcon.io import atomic_open, write_json
-from labelcon.report.facts import PREDICTIONS_FILE
 from labelcon.modeldir import locked
+from labelcon.report.facts import PREDICTIONS_FILE
 
 #: How many of each test item's best labels ``predictions_test.jsonl`` keeps.
 TOP_K = 5
@@ -57,5 +57,10 @@ def write_run_outputs(model: Any, out_dir: Path, test: Dataset | None) -> None:
         report.write_report(out_dir, model)
     except Exception as error:  # noqa: BLE001 -- a report must never fail a trained run
         reason = str(error).splitlines()[0] if str(error) else ""
-        warnings.warn(ReportWarning(f"the run is kept, but its report was not written ({type(error).__name__}: "
-                                    f"{reason}); try `labelcon report {out_dir}`"), stacklevel=2)  # fmt: skip
+        warnings.warn(
+            ReportWarning(
+                f"the run is kept, but its report was not written ({type(error).__name__}: "
+                f"{reason}); try `labelcon report {out_dir}`"
+            ),
+            stacklevel=2,
+        )

@@ -117,7 +117,10 @@ class LabelAwareBatchSampler(Sampler[list[int]]):
         n_batches, rest = divmod(len(pairs), per_batch)
         if rest and not self.drop_last:
             extra = rng.integers(len(pairs), size=per_batch - rest)
-            pairs, pair_labels = np.concatenate([pairs, pairs[extra]]), np.concatenate([pair_labels, pair_labels[extra]])
+            pairs, pair_labels = (
+                np.concatenate([pairs, pairs[extra]]),
+                np.concatenate([pair_labels, pair_labels[extra]]),
+            )
             n_batches += 1
         pairs = pairs[: n_batches * per_batch].reshape(n_batches, self.num_replicas, -1, 2)[:, self.rank]
         pair_labels = pair_labels[: n_batches * per_batch].reshape(n_batches, self.num_replicas, -1)[:, self.rank]

@@ -91,19 +91,24 @@ def read_corpus(
     id_field: str | None = None,
 ) -> Corpus:
     """A :class:`Corpus` from a file (JSONL, CSV, TSV, Parquet, .txt), a :class:`Dataset`, a
-    Hugging Face ``datasets.Dataset``, a ``(texts, label_sets)`` pair or a list of texts. A file's items are labelled when its
-    records have ``labels_field`` and unlabelled otherwise; ``id_field`` names the field
+    Hugging Face ``datasets.Dataset``, a ``(texts, label_sets)`` pair or a list of texts.
+    A file's items are labelled when its records have ``labels_field`` and unlabelled
+    otherwise; ``id_field`` names the field
     holding each record's id. ``ids`` gives the ids of a corpus passed from Python."""
     if isinstance(corpus, (str, os.PathLike)):
         if ids is not None:
-            raise ValueError("ids= is for a corpus given from Python; name the id field of a file with id_field= / --id-field")
+            raise ValueError(
+                "ids= is for a corpus given from Python; name the id field of a file with id_field= / --id-field"
+            )
         return _read_file(Path(corpus), text_field, labels_field, label_sep, id_field)
     if isinstance(corpus, (Dataset, tuple)) or is_hf_dataset(corpus):
         data = as_dataset(corpus, text_field=text_field, labels_field=labels_field)
     else:
         if isinstance(corpus, str) or not all(isinstance(text, str) for text in corpus):
-            raise DataError(f"expected the corpus as a path, a Dataset, a (texts, label_sets) pair or a list of texts, "
-                            f"got {show(corpus)}")  # fmt: skip
+            raise DataError(
+                f"expected the corpus as a path, a Dataset, a (texts, label_sets) pair or a list of texts, "
+                f"got {show(corpus)}"
+            )
         data = Dataset(list(corpus), [()] * len(corpus))
     ids = list(range(len(data))) if ids is None else list(ids)
     if len(ids) != len(data):
@@ -112,8 +117,9 @@ def read_corpus(
     return Corpus(ids, data.texts, data.labels)
 
 
-def _read_file(path: Path, text_field: str, labels_field: str | None, label_sep: str | None,
-               id_field: str | None) -> Corpus:  # fmt: skip
+def _read_file(
+    path: Path, text_field: str, labels_field: str | None, label_sep: str | None, id_field: str | None
+) -> Corpus:
     ids: list[ItemId] = []
     places: list[str] = []
     labelled = False
@@ -121,11 +127,15 @@ def _read_file(path: Path, text_field: str, labels_field: str | None, label_sep:
         labelled = labelled or bool(labels_field and labels_field in record)
         if id_field is not None:
             if id_field not in record:
-                raise DataError(f"{path}, {where}: expected an id field {id_field!r} (--id-field), got a record with "
-                                f"the fields {sorted(record)}")  # fmt: skip
+                raise DataError(
+                    f"{path}, {where}: expected an id field {id_field!r} (--id-field), got a record with "
+                    f"the fields {sorted(record)}"
+                )
             ids.append(record[id_field])
             places.append(f"{path}, {where}")
-    data = read_dataset(path, text_field=text_field, labels_field=labels_field if labelled else None, label_sep=label_sep)
+    data = read_dataset(
+        path, text_field=text_field, labels_field=labels_field if labelled else None, label_sep=label_sep
+    )
     if id_field is None:
         ids = list(range(len(data)))
     else:
@@ -141,7 +151,9 @@ def _check_ids(ids: list[object], places: list[str], field: str = "") -> None:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise DataError(f"{places[i]}: expected an id as a string or a whole number{field}, got {show(value)}")
         if str(value) in seen:
-            raise DataError(f"{places[i]}: id {value!r}{field} repeats the id of {places[seen[str(value)]]}; ids must be unique")
+            raise DataError(
+                f"{places[i]}: id {value!r}{field} repeats the id of {places[seen[str(value)]]}; ids must be unique"
+            )
         seen[str(value)] = i
 
 
@@ -189,8 +201,17 @@ class SearchIndex:
             raise DataError("the corpus holds no items to index")
         embeddings = l2_normalize(encode(corpus.texts))
         neighbors = NearestNeighbors(embeddings, exact=exact)
-        index = cls({"format": FORMAT, "items": len(corpus), "dim": int(embeddings.shape[1]), "exact": exact,
-                     "backend": "exact" if neighbors.exact else "hnsw", "source": corpus.source, "model": None})  # fmt: skip
+        index = cls(
+            {
+                "format": FORMAT,
+                "items": len(corpus),
+                "dim": int(embeddings.shape[1]),
+                "exact": exact,
+                "backend": "exact" if neighbors.exact else "hnsw",
+                "source": corpus.source,
+                "model": None,
+            }
+        )
         index.corpus, index.embeddings, index.neighbors = corpus, embeddings, neighbors
         index.checked = True
         return index
@@ -202,8 +223,12 @@ class SearchIndex:
     def corpus(self) -> Corpus:
         with open(self.directory / "items.jsonl", encoding="utf-8") as handle:
             items = [json.loads(line) for line in handle]
-        return Corpus([item["id"] for item in items], [item["text"] for item in items],
-                      [tuple(item["labels"]) for item in items], self.meta.get("source"))  # fmt: skip
+        return Corpus(
+            [item["id"] for item in items],
+            [item["text"] for item in items],
+            [tuple(item["labels"]) for item in items],
+            self.meta.get("source"),
+        )
 
     @cached_property
     def embeddings(self) -> np.ndarray:
@@ -222,11 +247,19 @@ class SearchIndex:
         """The positions of indexed items by id (given as the id or its text)."""
         missing = [item for item in ids if str(item) not in self._positions]
         if missing:
-            raise ValueError(f"ids not in the index: {missing[:10]} (--like); search by example takes ids of indexed items")
+            raise ValueError(
+                f"ids not in the index: {missing[:10]} (--like); search by example takes ids of indexed items"
+            )
         return [self._positions[str(item)] for item in ids]
 
-    def search(self, queries: np.ndarray, k: int = 10, *, labels: Sequence[str] | None = None,
-               exclude: Sequence[int] | None = None) -> list[list[Hit]]:  # fmt: skip
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        *,
+        labels: Sequence[str] | None = None,
+        exclude: Sequence[int] | None = None,
+    ) -> list[list[Hit]]:
         """The ``k`` items most similar to each query embedding, best first; ``labels``: only
         items holding any of them; ``exclude``: per query, an item position left out (its own)."""
         if k < 1:
@@ -253,8 +286,14 @@ class SearchIndex:
         rows = np.array([i for i, names in enumerate(self.corpus.labels) if wanted.intersection(names)], dtype=np.int64)
         if not len(rows):
             known = sorted({name for names in self.corpus.labels for name in names})
-            shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "") if known else "none (the corpus is unlabelled)"
-            raise ValueError(f"no indexed item holds any of the labels {sorted(wanted)} (--label); labels in the index: {shown}")
+            shown = (
+                ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
+                if known
+                else "none (the corpus is unlabelled)"
+            )
+            raise ValueError(
+                f"no indexed item holds any of the labels {sorted(wanted)} (--label); labels in the index: {shown}"
+            )
         return rows
 
     def stale(self, encode: Encode) -> str | None:
@@ -284,7 +323,9 @@ class SearchIndex:
         with atomic_directory(directory) as tmp:
             with atomic_open(tmp / "items.jsonl") as handle:
                 for item, text, labels in zip(corpus.ids, corpus.texts, corpus.labels, strict=True):
-                    handle.write(json.dumps({"id": item, "text": text, "labels": list(labels)}, ensure_ascii=False) + "\n")
+                    handle.write(
+                        json.dumps({"id": item, "text": text, "labels": list(labels)}, ensure_ascii=False) + "\n"
+                    )
             with atomic_open(tmp / "embeddings.npy", "wb") as handle:
                 np.save(handle, embeddings, allow_pickle=False)
             if graph is not None:
@@ -299,18 +340,32 @@ class SearchIndex:
         directory = Path(directory)
         meta = read_json(directory / "index.json")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ValueError(f"{directory / 'index.json'}: expected a search index of format {FORMAT}; "
-                             "index the corpus again (labelcon index)")  # fmt: skip
+            raise ValueError(
+                f"{directory / 'index.json'}: expected a search index of format {FORMAT}; "
+                "index the corpus again (labelcon index)"
+            )
         return cls(meta, directory)
 
 
-def build_index(model: Any, corpus: Any, ids: Sequence[ItemId] | None = None, *, id_field: str | None = None,
-                exact: bool | None = None) -> SearchIndex:  # fmt: skip
+def build_index(
+    model: Any,
+    corpus: Any,
+    ids: Sequence[ItemId] | None = None,
+    *,
+    id_field: str | None = None,
+    exact: bool | None = None,
+) -> SearchIndex:
     """Index ``corpus`` (see :func:`read_corpus`) with ``model.encode``, reading files with
     the model's ``text_field``, ``labels_field`` and ``label_sep``."""
     cfg = model.config
-    items = read_corpus(corpus, ids, text_field=cfg.text_field, labels_field=cfg.labels_field, label_sep=cfg.label_sep,
-                        id_field=id_field)  # fmt: skip
+    items = read_corpus(
+        corpus,
+        ids,
+        text_field=cfg.text_field,
+        labels_field=cfg.labels_field,
+        label_sep=cfg.label_sep,
+        id_field=id_field,
+    )
     return SearchIndex.build(items, model.encode, exact=exact)
 
 
@@ -319,8 +374,9 @@ def fresh_index(model: Any) -> tuple[SearchIndex, str | None]:
     model changed since indexing; with the reason it was rebuilt, or None."""
     index = model.index_
     if index is None:
-        raise ValueError("this model has no search index: call model.index(corpus) first, "
-                         "or run `labelcon index RUN --corpus FILE`")  # fmt: skip
+        raise ValueError(
+            "this model has no search index: call model.index(corpus) first, or run `labelcon index RUN --corpus FILE`"
+        )
     reason = None if index.checked else index.stale(model.encode)
     if reason is not None:
         index = model.index_ = index.rebuilt(model.encode)
@@ -332,8 +388,14 @@ class SearchMixin:
     """``index`` and ``search`` for :class:`labelcon.Labelcon`, through its public ``encode``,
     ``config`` and ``index_`` only."""
 
-    def index(self, corpus: Any, ids: Sequence[ItemId] | None = None, *, id_field: str | None = None,
-              exact: bool | None = None) -> Any:  # fmt: skip
+    def index(
+        self,
+        corpus: Any,
+        ids: Sequence[ItemId] | None = None,
+        *,
+        id_field: str | None = None,
+        exact: bool | None = None,
+    ) -> Any:
         """Embed ``corpus`` (a path, a list of texts, a Dataset or a ``(texts, label_sets)``
         pair; see :func:`read_corpus`) for :meth:`search`; ``save`` stores the index with the
         model, ``fit`` drops it. ``exact``: None picks exact search up to ``APPROXIMATE_ABOVE``
@@ -341,8 +403,14 @@ class SearchMixin:
         self.index_ = build_index(self, corpus, ids, id_field=id_field, exact=exact)
         return self
 
-    def search(self, queries: Sequence[str] = (), k: int = 10, *, labels: Sequence[str] | None = None,
-               like: Sequence[ItemId] = ()) -> list[list[Hit]]:  # fmt: skip
+    def search(
+        self,
+        queries: Sequence[str] = (),
+        k: int = 10,
+        *,
+        labels: Sequence[str] | None = None,
+        like: Sequence[ItemId] = (),
+    ) -> list[list[Hit]]:
         """Per query text, then per indexed item named in ``like`` (search by example, the
         item itself left out), the ``k`` nearest indexed items as :class:`Hit` (id, text,
         labels, score = cosine similarity), best first; ``labels``: only items holding any of them."""

@@ -39,7 +39,9 @@ from torch import Tensor, nn
 try:
     from sentence_transformers.base.sampler import DefaultBatchSampler
 except ImportError as error:  # pragma: no cover - the extra is missing
-    raise ImportError(f"labelcon.st needs sentence-transformers 6 or later: pip install 'labelcon[st]' ({error})") from None
+    raise ImportError(
+        f"labelcon.st needs sentence-transformers 6 or later: pip install 'labelcon[st]' ({error})"
+    ) from None
 
 from labelcon.objectives import LabelContrastLoss, Objective, build_objective
 from labelcon.sampling import LabelAwareBatchSampler
@@ -68,8 +70,10 @@ def multi_hot_labels(labels: Tensor, label_format: str = "multi-hot", num_labels
     if labels.dim() == 1 and not labels.is_floating_point():
         return labels
     if labels.dim() != 2:
-        raise ValueError(f"labels must be a [B, C] multi-hot matrix, [B, L] padded label ids or [B] class ids; "
-                         f"got shape {list(labels.shape)}")  # fmt: skip
+        raise ValueError(
+            f"labels must be a [B, C] multi-hot matrix, [B, L] padded label ids or [B] class ids; "
+            f"got shape {list(labels.shape)}"
+        )
     if label_format == "multi-hot":
         return labels.float()
     if num_labels is None:
@@ -120,11 +124,15 @@ class LabelconLoss(nn.Module):
         else:
             self.objective = build_objective(objective, temperature=temperature, **params)
         if self.objective.needs_positives:
-            raise ValueError(f"{type(self.objective).__name__} needs a second view or momentum key of every item, "
-                             "which LabelconLoss does not make; for pairs use sentence-transformers' "
-                             "MultipleNegativesRankingLoss")  # fmt: skip
+            raise ValueError(
+                f"{type(self.objective).__name__} needs a second view or momentum key of every item, "
+                "which LabelconLoss does not make; for pairs use sentence-transformers' "
+                "MultipleNegativesRankingLoss"
+            )
         if self.objective.needs_label_embeddings and not label_texts:
-            raise ValueError(f"{type(self.objective).__name__} contrasts items with label texts: pass label_texts=[...]")
+            raise ValueError(
+                f"{type(self.objective).__name__} contrasts items with label texts: pass label_texts=[...]"
+            )
         if label_format not in LABEL_FORMATS:
             raise ValueError(f"label_format must be one of {list(LABEL_FORMATS)}; got {label_format!r}")
         self.label_texts = list(label_texts) if label_texts else None
@@ -141,8 +149,10 @@ class LabelconLoss(nn.Module):
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor) -> Tensor:
         """The objective on ``embeddings`` (the first column's, and a second view's)."""
         if labels is None:
-            raise ValueError("LabelconLoss needs labels: a dataset column 'label' or 'labels' of multi-hot rows "
-                             '(or padded label ids with label_format="ids")')  # fmt: skip
+            raise ValueError(
+                "LabelconLoss needs labels: a dataset column 'label' or 'labels' of multi-hot rows "
+                '(or padded label ids with label_format="ids")'
+            )
         labels = multi_hot_labels(labels, self.label_format, self.num_labels)
         positives = embeddings[1] if len(embeddings) > 1 else None
         if not self.objective.needs_label_embeddings:
@@ -195,15 +205,29 @@ class MultiLabelBatchSampler(DefaultBatchSampler):
         label_fraction: float = 0.25,
         label_power: float = 0.5,
     ) -> None:
-        super().__init__(dataset, batch_size=batch_size, drop_last=drop_last, valid_label_columns=valid_label_columns,
-                         generator=generator, seed=seed)  # fmt: skip
+        super().__init__(
+            dataset,
+            batch_size=batch_size,
+            drop_last=drop_last,
+            valid_label_columns=valid_label_columns,
+            generator=generator,
+            seed=seed,
+        )
         column = next((name for name in valid_label_columns or [] if name in dataset.column_names), None)
         if column is None:
-            raise ValueError(f"MultiLabelBatchSampler needs a label column, one of {valid_label_columns}; "
-                             f"the dataset has the columns {dataset.column_names}")  # fmt: skip
+            raise ValueError(
+                f"MultiLabelBatchSampler needs a label column, one of {valid_label_columns}; "
+                f"the dataset has the columns {dataset.column_names}"
+            )
         self.labels = label_matrix(dataset[column], label_format)
-        self.sampler = LabelAwareBatchSampler(self.labels, batch_size, seed=seed, drop_last=drop_last,
-                                              label_fraction=label_fraction, label_power=label_power)  # fmt: skip
+        self.sampler = LabelAwareBatchSampler(
+            self.labels,
+            batch_size,
+            seed=seed,
+            drop_last=drop_last,
+            label_fraction=label_fraction,
+            label_power=label_power,
+        )
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
@@ -234,8 +258,10 @@ def label_matrix(rows: Sequence[Any], label_format: str = "multi-hot") -> sp.csr
     if label_format == "multi-hot":
         widths = {len(row) for row in rows}
         if len(widths) > 1:
-            raise ValueError(f"multi-hot label rows must all have one length; got lengths {sorted(widths)[:5]} "
-                             '(label-id lists: pass label_format="ids")')  # fmt: skip
+            raise ValueError(
+                f"multi-hot label rows must all have one length; got lengths {sorted(widths)[:5]} "
+                '(label-id lists: pass label_format="ids")'
+            )
         dense = np.asarray(rows, dtype=np.float32)
         if not np.isin(dense, (0.0, 1.0)).all():
             raise ValueError('multi-hot label rows must hold only 0 and 1 (label-id lists: pass label_format="ids")')

@@ -68,7 +68,9 @@ class Dataset:
 
     def __post_init__(self) -> None:
         if len(self.texts) != len(self.labels):
-            raise ValueError(f"expected one label set per text, got {len(self.texts)} texts and {len(self.labels)} label sets")
+            raise ValueError(
+                f"expected one label set per text, got {len(self.texts)} texts and {len(self.labels)} label sets"
+            )
         if self.where is not None and len(self.where) != len(self.texts):
             raise ValueError(f"expected one place per text, got {len(self.texts)} texts and {len(self.where)} places")
 
@@ -160,7 +162,9 @@ def read_dataset(
         seen_fields.update(record)
         if labels_field is not None and labels_field in record:
             labels_seen = True
-            labels.append(parse_labels(record[labels_field], sep, fmt in ("csv", "tsv"), f"{path}, {where}", labels_field))
+            labels.append(
+                parse_labels(record[labels_field], sep, fmt in ("csv", "tsv"), f"{path}, {where}", labels_field)
+            )
         else:
             labels.append(())
     if labels_field is not None and not labels_seen:
@@ -228,14 +232,18 @@ def hf_columns(data: Any, *, text_field: str = "text", labels_field: str | None 
     / ``--labels-field``), as sentence-transformers and SetFit users pass them."""
     columns = list(data.column_names)
     if text_field not in columns:
-        raise DataError(f"the Hugging Face dataset has no column {text_field!r} (its columns: {columns}); "
-                        "name the text column with text_field= (--text-field)")  # fmt: skip
+        raise DataError(
+            f"the Hugging Face dataset has no column {text_field!r} (its columns: {columns}); "
+            "name the text column with text_field= (--text-field)"
+        )
     texts = list(data[text_field])
     if not labels_field:
         return texts, [None] * len(texts)
     if labels_field not in columns:
-        raise DataError(f"the Hugging Face dataset has no column {labels_field!r} (its columns: {columns}); name the "
-                        "label column with labels_field= (--labels-field), or pass labels_field=None for unlabelled texts")  # fmt: skip
+        raise DataError(
+            f"the Hugging Face dataset has no column {labels_field!r} (its columns: {columns}); name the "
+            "label column with labels_field= (--labels-field), or pass labels_field=None for unlabelled texts"
+        )
     feature = data.features[labels_field]
     names = getattr(getattr(feature, "feature", feature), "names", None)  # ClassLabel, or a list of ClassLabel
     values = list(data[labels_field])
@@ -346,7 +354,7 @@ def _list_literal(text: str, where: str, field: str) -> list:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
         raise DataError(
-            f"{where}: expected {field!r} as a list literal like [\"a\", \"b\"] or a separated string like a,b; "
+            f'{where}: expected {field!r} as a list literal like ["a", "b"] or a separated string like a,b; '
             f"got {text[:60]!r}"
         ) from None
     if not isinstance(value, list):
@@ -370,7 +378,9 @@ def _text(record: dict, field: str, path: str | os.PathLike, where: str) -> str:
 
 def _score(record: dict, field: str, path: str | os.PathLike, where: str) -> float:
     if field not in record:
-        raise DataError(f"{path}, {where}: expected a score field {field!r}, got a record with the fields {sorted(record)}")
+        raise DataError(
+            f"{path}, {where}: expected a score field {field!r}, got a record with the fields {sorted(record)}"
+        )
     value = record[field]
     if isinstance(value, str):
         try:

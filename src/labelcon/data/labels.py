@@ -45,14 +45,14 @@ def read_labels_file(path: str | os.PathLike) -> list[str]:
             continue
         if name in first_line:
             raise DataError(
-                f"{path}, line {number}: expected each label once, got {name!r} again (first on line {first_line[name]})"
+                f"{path}, line {number}: expected each label once, got {name!r} again "
+                f"(first on line {first_line[name]})"
             )
         first_line[name] = number
         names.append(name)
     if not names:
         raise DataError(f"{path}: expected one label name per line, got no names")
     return names
-
 
 
 class LabelSpace:
@@ -165,5 +165,5 @@ class LabelSpace:
     @classmethod
     def from_json(cls, obj: dict) -> LabelSpace:
         if not isinstance(obj, dict) or not isinstance(obj.get("names"), list):
-            raise DataError(f"expected a label space as {{\"names\": [...]}}, got {show(obj)}")
+            raise DataError(f'expected a label space as {{"names": [...]}}, got {show(obj)}')
         return cls(obj["names"])

@@ -81,8 +81,10 @@ def parse_fields(fields: str | Sequence[str], score_field: str | None) -> tuple[
     if len(set(names)) != len(names):
         raise DataError(f"expected each text column once, got {list(names)}; {FIELDS_HELP}")
     if score_field is not None and len(names) != 2:
-        raise DataError(f"scored pairs have two text columns and a score, got the text columns {list(names)} with "
-                        f"the score column {score_field!r}; {FIELDS_HELP}")  # fmt: skip
+        raise DataError(
+            f"scored pairs have two text columns and a score, got the text columns {list(names)} with "
+            f"the score column {score_field!r}; {FIELDS_HELP}"
+        )
     if score_field is not None and score_field in names:
         raise DataError(f"the score column {score_field!r} is also a text column in {list(names)}; {SCORE_HELP}")
     return names
@@ -122,12 +124,16 @@ def as_pair_records(
     if isinstance(data, (str, os.PathLike)):
         return read_pair_records(data, fields=fields, score_field=score_field)
     if not is_hf_dataset(data):
-        raise TypeError(f"expected pairs as a file path, a Hugging Face dataset or PairRecords, got {type(data).__name__}")
+        raise TypeError(
+            f"expected pairs as a file path, a Hugging Face dataset or PairRecords, got {type(data).__name__}"
+        )
     names = parse_fields(fields, score_field)
     missing = [name for name in (*names, *([score_field] if score_field else [])) if name not in data.column_names]
     if missing:
-        raise DataError(f"the Hugging Face dataset has no column {missing[0]!r} (its columns: {data.column_names}); "
-                        f"{SCORE_HELP if missing[0] == score_field else FIELDS_HELP}")  # fmt: skip
+        raise DataError(
+            f"the Hugging Face dataset has no column {missing[0]!r} (its columns: {data.column_names}); "
+            f"{SCORE_HELP if missing[0] == score_field else FIELDS_HELP}"
+        )
     pairs = PairRecords([[] for _ in names], [] if score_field else None, names)
     for index, record in enumerate(data.select_columns([*names, *([score_field] if score_field else [])])):
         where = f"row {index}"
@@ -144,8 +150,12 @@ def _check_fields(record: dict, names: tuple[str, ...], score_field: str | None,
     """A record lacking a named column: say which, what the record has, and the setting."""
     for name in names:
         if name not in record:
-            raise DataError(f"{where}: expected a text column {name!r}, got a record with the fields "
-                            f"{sorted(record)}; {FIELDS_HELP}")  # fmt: skip
+            raise DataError(
+                f"{where}: expected a text column {name!r}, got a record with the fields "
+                f"{sorted(record)}; {FIELDS_HELP}"
+            )
     if score_field is not None and score_field not in record:
-        raise DataError(f"{where}: expected a score column {score_field!r}, got a record with the fields "
-                        f"{sorted(record)}; {SCORE_HELP}")  # fmt: skip
+        raise DataError(
+            f"{where}: expected a score column {score_field!r}, got a record with the fields "
+            f"{sorted(record)}; {SCORE_HELP}"
+        )

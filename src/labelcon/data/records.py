@@ -5,9 +5,9 @@ physical line a record starts on; for CSV/TSV the line its row starts on, the he
 being line 1) or ``"row 7"`` for Parquet; ``record`` is a dict of field -> value.
 Blank lines are not records and are skipped. CSV and TSV follow the usual quoting rules
 (as pandas and spreadsheets write them: a field holding the delimiter, a quote or a line
-break is wrapped in double quotes, inner quotes doubled). Files are read as UTF-8. Validating what the fields hold is the job
-of :mod:`labelcon.data.dataset`; this module only turns bytes into records and says
-exactly where a file is malformed.
+break is wrapped in double quotes, inner quotes doubled). Files are read as UTF-8.
+Validating what the fields hold is the job of :mod:`labelcon.data.dataset`; this module
+only turns bytes into records and says exactly where a file is malformed.
 
 >>> import tempfile, pathlib
 >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.csv"
@@ -26,8 +26,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 FORMATS = ("jsonl", "csv", "tsv", "parquet", "txt")
-SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
-            ".parquet": "parquet", ".pq": "parquet", ".txt": "txt"}
+SUFFIXES = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".txt": "txt",
+}
 TXT_FIELD = "text"
 
 
@@ -67,7 +74,7 @@ def read_text(path: str | os.PathLike) -> str:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise DataError(
-            f"{path}, line {line}: expected UTF-8 text, got the byte {raw[exc.start:exc.start + 1]!r} "
+            f"{path}, line {line}: expected UTF-8 text, got the byte {raw[exc.start : exc.start + 1]!r} "
             f"that is not valid UTF-8 ({exc.reason}); re-save the file as UTF-8"
         ) from None
 
@@ -155,8 +162,7 @@ def _parquet(path: str | os.PathLike, fmt: str) -> Iterator[tuple[str, dict]]:
         import pyarrow.parquet as pq
     except ImportError:
         raise ImportError(
-            f"reading the Parquet file {path} needs pyarrow: pip install pyarrow "
-            "(or pip install 'labelcon[parquet]')"
+            f"reading the Parquet file {path} needs pyarrow: pip install pyarrow (or pip install 'labelcon[parquet]')"
         ) from None
     try:
         rows = pq.read_table(path).to_pylist()

@@ -86,8 +86,13 @@ def dataset_files(name: str, data_dir: str | os.PathLike | None = None) -> dict[
     ``train``, ``dev`` and ``test`` of ``Labelcon.fit``, ``labels_file`` and
     ``label_descriptions`` of the config; None for those it lacks."""
     root = resolve_dataset(name, data_dir)
-    files = {"train": "train.jsonl", "dev": "dev.jsonl", "test": "test.jsonl", "labels_file": "labels.txt",
-             "label_descriptions": "label_descriptions.tsv"}  # fmt: skip
+    files = {
+        "train": "train.jsonl",
+        "dev": "dev.jsonl",
+        "test": "test.jsonl",
+        "labels_file": "labels.txt",
+        "label_descriptions": "label_descriptions.tsv",
+    }
     return {key: str(root / file) if (root / file).is_file() else None for key, file in files.items()}
 
 

@@ -57,7 +57,10 @@ def read_retrieval(
     relevant: list[set[int]] = [set() for _ in query_ids]
     for where, record in iter_records(relevance):
         place = f"{relevance}, {where}"
-        qid, cid = (_id(record, name, place, flag) for name, flag in ((query_field, "query_field"), (corpus_field, "corpus_field")))
+        qid, cid = (
+            _id(record, name, place, flag)
+            for name, flag in ((query_field, "query_field"), (corpus_field, "corpus_field"))
+        )
         if qid not in query_index:
             raise DataError(f"{place}: expected a query id of {queries}, got {qid!r}, which it does not hold")
         if cid not in corpus_index:
@@ -87,8 +90,10 @@ def _texts(path: str | os.PathLike, id_field: str, text_field: str) -> tuple[lis
 
 def _id(record: dict, field: str, place: str, setting: str) -> str:
     if field not in record:
-        raise DataError(f"{place}: expected an id field {field!r}, got a record with the fields {sorted(record)}; "
-                        f"name it with --{setting.replace('_', '-')} ({setting}=)")  # fmt: skip
+        raise DataError(
+            f"{place}: expected an id field {field!r}, got a record with the fields {sorted(record)}; "
+            f"name it with --{setting.replace('_', '-')} ({setting}=)"
+        )
     value = record[field]
     if isinstance(value, bool) or not isinstance(value, (str, int)) or (isinstance(value, str) and not value.strip()):
         raise DataError(f"{place}: expected {field!r} to be a non-empty string or an integer, got {show(value)}")

@@ -78,7 +78,9 @@ def write_lines(path: Path, lines: Iterable[str]) -> None:
 
 # ---------------------------------------------------------------------- GoEmotions
 def convert_goemotions(raw_dir: Path, out_dir: Path) -> None:
-    names = [line.strip() for line in (raw_dir / "emotions.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+    names = [
+        line.strip() for line in (raw_dir / "emotions.txt").read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
     for split in ("train", "dev", "test"):
         write_jsonl(out_dir / f"{split}.jsonl", _goemotions_rows(raw_dir / f"{split}.tsv", names))
     write_lines(out_dir / "labels.txt", names)
@@ -108,8 +110,10 @@ _SIGN_OFF = re.compile(r"(?:^|\s+)reuter$", re.I)
 def convert_reuters(raw_dir: Path, out_dir: Path) -> None:
     stories = {"TRAIN": [], "TEST": []}
     with tarfile.open(raw_dir / "reuters21578.tar.gz") as archive:
-        members = sorted((m for m in archive.getmembers() if re.fullmatch(r"reut2-\d{3}\.sgm", Path(m.name).name)),
-                         key=lambda m: Path(m.name).name)
+        members = sorted(
+            (m for m in archive.getmembers() if re.fullmatch(r"reut2-\d{3}\.sgm", Path(m.name).name)),
+            key=lambda m: Path(m.name).name,
+        )
         if not members:
             raise DataError(f"{raw_dir / 'reuters21578.tar.gz'}: expected reut2-000.sgm ... reut2-021.sgm, got none")
         for member in members:
@@ -118,10 +122,14 @@ def convert_reuters(raw_dir: Path, out_dir: Path) -> None:
     kept = sorted({t for ts, _ in stories["TRAIN"] for t in ts} & {t for ts, _ in stories["TEST"] for t in ts})
     keep = set(kept)
     for split, name in (("TRAIN", "train"), ("TEST", "test")):
-        write_jsonl(out_dir / f"{name}.jsonl", (
-            {"text": text, "labels": sorted(keep.intersection(topics))}
-            for topics, text in stories[split] if keep.intersection(topics) and text
-        ))
+        write_jsonl(
+            out_dir / f"{name}.jsonl",
+            (
+                {"text": text, "labels": sorted(keep.intersection(topics))}
+                for topics, text in stories[split]
+                if keep.intersection(topics) and text
+            ),
+        )
     write_lines(out_dir / "labels.txt", kept)
 
 
@@ -212,7 +220,8 @@ SOURCES = {
         convert_goemotions,
         ("train.jsonl", "dev.jsonl", "test.jsonl", "labels.txt"),
     ),
-    "reuters21578": Source({"reuters21578.tar.gz": REUTERS_URL}, convert_reuters,
-                           ("train.jsonl", "test.jsonl", "labels.txt")),
+    "reuters21578": Source(
+        {"reuters21578.tar.gz": REUTERS_URL}, convert_reuters, ("train.jsonl", "test.jsonl", "labels.txt")
+    ),
     "stsb": Source({"Stsbenchmark.tar.gz": STSB_URL}, convert_stsb, ("train.jsonl", "dev.jsonl", "test.jsonl")),
 }

@@ -120,14 +120,18 @@ class Encoder(torch.nn.Module, abc.ABC):
         order = np.argsort([-len(item) for item in items], kind="stable")
         out = np.empty((len(items), self.dim), dtype=np.float32)
         held = _DeviceRows(out, device)
-        batches = ((index, pinned(self.tokenize([items[i] for i in index]), device))
-                   for index in (order[start : start + batch_size] for start in range(0, len(items), batch_size)))
+        batches = (
+            (index, pinned(self.tokenize([items[i] for i in index]), device))
+            for index in (order[start : start + batch_size] for start in range(0, len(items), batch_size))
+        )
         was_training = self.training
         self.eval()
         try:
-            with (torch.no_grad() if as_trained else torch.inference_mode()), prefetched(batches, ahead_for(device)) as ready, tqdm(
-                total=len(items), disable=not show_progress, desc="encode", unit="text"
-            ) as bar:
+            with (
+                torch.no_grad() if as_trained else torch.inference_mode(),
+                prefetched(batches, ahead_for(device)) as ready,
+                tqdm(total=len(items), disable=not show_progress, desc="encode", unit="text") as bar,
+            ):
                 for index, batch in ready:
                     z = self(to_device(batch, device))
                     if normalize:

@@ -41,8 +41,9 @@ def resolve_max_length(setting: int | str, texts: Sequence[str] | np.ndarray | N
     Why not more for long texts: on a CPU a MiniLM training step costs far more than
     linearly in the length. Measured here (``python bench/bench_max_length.py``: 2 cores,
     bfloat16, Reuters articles, batch 64): 30 items/s at 64 tokens, 14 at 128, 3.4 at 256,
-    so within a training budget 256 tokens would see a ninth of the items 64 tokens see. Give ``max_length`` explicitly (with
-    ``mini_batch_size`` for memory) when the whole text matters and time does not.
+    so within a training budget 256 tokens would see a ninth of the items 64 tokens see.
+    Give ``max_length`` explicitly (with ``mini_batch_size`` for memory) when the whole
+    text matters and time does not.
 
     >>> resolve_max_length("auto", ["a short text"] * 10)
     64
@@ -124,13 +125,23 @@ def build_encoder(
     return encoder.to(device)
 
 
-def _build(spec: str, train_texts: Sequence[str] | None, max_length: int, projection_dim: int | None, seed: int,
-           precision: str, device: torch.device, **kwargs: Any) -> Encoder:  # fmt: skip
+def _build(
+    spec: str,
+    train_texts: Sequence[str] | None,
+    max_length: int,
+    projection_dim: int | None,
+    seed: int,
+    precision: str,
+    device: torch.device,
+    **kwargs: Any,
+) -> Encoder:
     """The encoder of :func:`build_encoder`, on the CPU (its teacher on ``device``)."""
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"encoder spec must be a non-empty str: 'minilm', 'static', 'mlp' or a path, got {spec!r}")
     if spec in ("static", "mlp") and precision not in ("auto", "float32"):
-        raise ValueError(f"precision={precision!r} applies to transformer encoders; the {spec!r} encoder runs in float32")
+        raise ValueError(
+            f"precision={precision!r} applies to transformer encoders; the {spec!r} encoder runs in float32"
+        )
     if spec == "static":
         if train_texts is None:
             raise ValueError("the 'static' encoder trains its tokenizer on your texts: pass train_texts=")

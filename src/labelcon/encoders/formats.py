@@ -55,8 +55,10 @@ def load_sentence_transformers(directory: Path, entry: dict[str, Any]) -> Encode
         settings = {key: config[key] for key in ("dim", "max_length", "projection_dim", "seed")}
         encoder = StaticEncoder(Tokenizer.from_file(str(folder / ST_TOKENIZER)), embeddings=table, **settings)
     else:
-        raise ValueError(f"{directory}: expected a sentence-transformers export of a transformer or static encoder, "
-                         f"got encoder type {kind!r} with the modules {sorted(modules)}")  # fmt: skip
+        raise ValueError(
+            f"{directory}: expected a sentence-transformers export of a transformer or static encoder, "
+            f"got encoder type {kind!r} with the modules {sorted(modules)}"
+        )
     if projection is not None:
         encoder.projection.load_state_dict(projection)
     return encoder.eval()
@@ -71,8 +73,9 @@ def _modules(directory: Path) -> dict[str, Path]:
     for module in read_json(listing):
         name = str(module.get("type", "")).rsplit(".", 1)[-1]
         if name not in ST_MODULES:
-            raise ValueError(f"{listing}: module type {module.get('type')!r} is not one labelcon exports "
-                             f"({', '.join(ST_MODULES)})")  # fmt: skip
+            raise ValueError(
+                f"{listing}: module type {module.get('type')!r} is not one labelcon exports ({', '.join(ST_MODULES)})"
+            )
         found[name] = _inside(directory, str(module.get("path", "")))
     return found
 
@@ -125,7 +128,9 @@ def read_encoder(directory: Path, entry: dict[str, Any] | None = None, *, device
         broken = _unparsable(directory)
         if broken is not None:
             raise damaged(broken, f"cannot be read ({cause})") from error
-        raise damaged(directory, f"cannot be loaded from its files and the settings in {ENCODER_FILE} ({cause})") from error
+        raise damaged(
+            directory, f"cannot be loaded from its files and the settings in {ENCODER_FILE} ({cause})"
+        ) from error
     if meta.get("dim", encoder.dim) != encoder.dim:
         raise damaged(meta_path, f"says dim {meta['dim']}, but the encoder it describes makes {encoder.dim}")
     return encoder

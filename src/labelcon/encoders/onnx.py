@@ -45,8 +45,16 @@ class OnnxEncoder(Encoder):
 
     encoder_type = "onnx"
 
-    def __init__(self, directory: str | os.PathLike, inputs: Sequence[str], dim: int, max_length: int,
-                 add_special_tokens: bool, quantization: str | None = None, exported_from: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        inputs: Sequence[str],
+        dim: int,
+        max_length: int,
+        add_special_tokens: bool,
+        quantization: str | None = None,
+        exported_from: str | None = None,
+    ) -> None:
         super().__init__()
         import onnxruntime
 
@@ -58,10 +66,14 @@ class OnnxEncoder(Encoder):
         self.quantization = quantization
         self.exported_from = exported_from
         self.tokenizer = AutoTokenizer.from_pretrained(self.directory, local_files_only=True)
-        self.session = onnxruntime.InferenceSession(str(self.directory / GRAPH_FILE), providers=["CPUExecutionProvider"])
+        self.session = onnxruntime.InferenceSession(
+            str(self.directory / GRAPH_FILE), providers=["CPUExecutionProvider"]
+        )
         missing = sorted(set(self.inputs) - {node.name for node in self.session.get_inputs()})
         if missing:
-            raise ValueError(f"{self.directory / GRAPH_FILE}: the graph has no inputs {missing}; export the model again")
+            raise ValueError(
+                f"{self.directory / GRAPH_FILE}: the graph has no inputs {missing}; export the model again"
+            )
         self.eval()
 
     @property
@@ -70,8 +82,14 @@ class OnnxEncoder(Encoder):
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """The graph's inputs, padded and truncated to ``max_length`` (at least one column)."""
-        encoded = self.tokenizer(check_texts(texts), padding=True, truncation=True, max_length=self.max_length,
-                                 add_special_tokens=self.add_special_tokens, return_tensors="pt")  # fmt: skip
+        encoded = self.tokenizer(
+            check_texts(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            add_special_tokens=self.add_special_tokens,
+            return_tensors="pt",
+        )
         tensors = {name: encoded[name] for name in self.inputs}
         return {name: t if t.shape[1] else torch.zeros((t.shape[0], 1), dtype=t.dtype) for name, t in tensors.items()}
 

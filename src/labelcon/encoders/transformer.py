@@ -59,8 +59,10 @@ HF_SUBDIR = "transformer"
 PROJECTION_FILE = "projection.safetensors"
 #: Seconds the Hugging Face Hub has to answer before it counts as unreachable.
 HUB_TIMEOUT = 10.0
-USE_INSTEAD = ("use 'minilm' (bundled, works offline), 'mpnet' (labelcon[mpnet], offline), 'static' (trained on "
-               "your texts), or the path to a model folder")
+USE_INSTEAD = (
+    "use 'minilm' (bundled, works offline), 'mpnet' (labelcon[mpnet], offline), 'static' (trained on "
+    "your texts), or the path to a model folder"
+)
 
 
 class EncoderNotFoundError(FileNotFoundError):
@@ -237,8 +239,10 @@ class TransformerEncoder(Encoder):
         if train_layers is not None:
             depth = len(layers_of(self.model))
             if not 1 <= train_layers <= depth:
-                raise ValueError(f"train_layers (--train-layers) is {train_layers}, but encoder {model_name_or_path!r} "
-                                 f"has {depth} transformer layers: give 1 to {depth}")  # fmt: skip
+                raise ValueError(
+                    f"train_layers (--train-layers) is {train_layers}, but encoder {model_name_or_path!r} "
+                    f"has {depth} transformer layers: give 1 to {depth}"
+                )
             freeze(self.model, train_layers)
             self.layer_cache = LayerCache(layer_cache_mb)
             self.register_load_state_dict_post_hook(self._forget_states)

@@ -27,9 +27,9 @@ import scipy.sparse as sp
 import torch
 from scipy.special import expit
 
+from labelcon.filecheck import expect_object, reading
 from labelcon.io import atomic_open, read_json, write_json
 from labelcon.metrics import BLOCK_ELEMENTS, LabelMatrix, TopK, as_label_matrix, concat_top_k, top_k
-from labelcon.filecheck import expect_object, reading
 from labelcon.parts import check_head
 
 HEAD_FILE = "head.json"
@@ -187,8 +187,13 @@ class Head(ABC):
         directory.mkdir(parents=True, exist_ok=True)
         with atomic_open(directory / ARRAYS_FILE, "wb") as handle:
             np.savez(handle, **self._arrays())
-        meta = {"type": self.name, "format": FORMAT, "params": self.get_params(),
-                "n_labels": self.n_labels_, "dim": self.dim_}  # fmt: skip
+        meta = {
+            "type": self.name,
+            "format": FORMAT,
+            "params": self.get_params(),
+            "n_labels": self.n_labels_,
+            "dim": self.dim_,
+        }
         write_json(directory / HEAD_FILE, meta)
         return directory
 
@@ -217,10 +222,14 @@ class Head(ABC):
             try:
                 width = head.predict_scores(np.zeros((1, head.dim_), dtype=np.float32)).shape[1]
             except Exception as error:
-                raise ValueError(f"says dim {head.dim_}, which the arrays in {ARRAYS_FILE} do not take "
-                                 f"({type(error).__name__}: {error})") from error  # fmt: skip
+                raise ValueError(
+                    f"says dim {head.dim_}, which the arrays in {ARRAYS_FILE} do not take "
+                    f"({type(error).__name__}: {error})"
+                ) from error
             if width != head.n_labels_:
-                raise ValueError(f"says n_labels {head.n_labels_}, but the arrays in {ARRAYS_FILE} score {width} labels")
+                raise ValueError(
+                    f"says n_labels {head.n_labels_}, but the arrays in {ARRAYS_FILE} score {width} labels"
+                )
         return head
 
 

@@ -49,8 +49,15 @@ def candidate_rules(calibrated: Thresholds, global_rule: Thresholds) -> dict[str
     n = len(calibrated)
     rules = {PER_LABEL: calibrated, "one global threshold": global_rule}
     rules.update({f"top-{k}": Thresholds(np.zeros(n), np.zeros(n, bool), 0.0, rank_cap=k) for k in TOP_K if k < n})
-    rules.update({f"per-label thresholds, at most {k} per item": Thresholds(
-        calibrated.thresholds, calibrated.per_label, calibrated.global_threshold, rank_cap=k) for k in RANK_CAPS if k < n})
+    rules.update(
+        {
+            f"per-label thresholds, at most {k} per item": Thresholds(
+                calibrated.thresholds, calibrated.per_label, calibrated.global_threshold, rank_cap=k
+            )
+            for k in RANK_CAPS
+            if k < n
+        }
+    )
     return rules
 
 
@@ -71,12 +78,17 @@ def rule_name(rule: Thresholds) -> str:
 
 
 def choose_rule(
-    score_blocks: Callable[[], Iterable[np.ndarray]], Y: LabelMatrix, calibrated: Thresholds, *,
-    metric: Metric = "micro", at_least_one: bool = False,
-) -> tuple[Thresholds, dict[str, float]]:  # fmt: skip
+    score_blocks: Callable[[], Iterable[np.ndarray]],
+    Y: LabelMatrix,
+    calibrated: Thresholds,
+    *,
+    metric: Metric = "micro",
+    at_least_one: bool = False,
+) -> tuple[Thresholds, dict[str, float]]:
     """The candidate with the best dev ``metric``-F1 (per-label thresholds unless another leads
-    by ``MARGIN``; ties to the earlier candidate) and every candidate's figure by name. ``score_blocks()`` yields dev's scores as row blocks (it is
-    called twice: once for the global threshold, once to evaluate); ``calibrated``: the
+    by ``MARGIN``; ties to the earlier candidate) and every candidate's figure by name.
+    ``score_blocks()`` yields dev's scores as row blocks (it is called twice: once for the
+    global threshold, once to evaluate); ``calibrated``: the
     per-label thresholds; ``at_least_one``: the rule applied on top of every candidate."""
     y = as_label_matrix(Y, "Y")
     global_rule = Thresholds.calibrate_blocks(score_blocks, y, min_positives=y.shape[0] + 1)

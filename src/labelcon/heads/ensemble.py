@@ -76,7 +76,7 @@ class _MemberHeads(Head):
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         for i, head in enumerate(self.heads_):
             prefix = f"{i}."
-            head._restore({key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)})
+            head._restore({key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)})
 
     def _check_fitted(self) -> None:
         super()._check_fitted()
@@ -175,9 +175,15 @@ def select_on_dev(
 
 
 def _with_fallback(
-    head: Head, report: dict[str, float], train_x: np.ndarray, train_y: sp.csr_matrix,
-    dev_x: np.ndarray, dev_y: sp.csr_matrix, rare: np.ndarray, bar: tqdm,
-) -> FallbackHead:  # fmt: skip
+    head: Head,
+    report: dict[str, float],
+    train_x: np.ndarray,
+    train_y: sp.csr_matrix,
+    dev_x: np.ndarray,
+    dev_y: sp.csr_matrix,
+    rare: np.ndarray,
+    bar: tqdm,
+) -> FallbackHead:
     """``head`` with the ``rare`` labels scored by the balanced probe of the module docstring."""
     best: tuple[float, Head, float] | None = None
     for c in FALLBACK_C:
@@ -195,15 +201,19 @@ def _with_fallback(
 
 
 def _best_by_dev_ap(
-    train_x: np.ndarray, train_y: sp.csr_matrix, dev_x: np.ndarray, dev_y: sp.csr_matrix, bar: tqdm,
+    train_x: np.ndarray,
+    train_y: sp.csr_matrix,
+    dev_x: np.ndarray,
+    dev_y: sp.csr_matrix,
+    bar: tqdm,
     device: torch.device,
 ) -> tuple[Head, dict[str, float]]:
     candidates = [("linear", {"C": c}) for c in LINEAR_C] + [("knn", {"k": k}) for k in KNN_K]
     fitted = {}
     for name, params in candidates:
-        fitted[f"{name}({', '.join(f'{k}={v:g}' for k, v in params.items())})"] = build_head(name, **params).to(
-            device
-        ).fit(train_x, train_y)
+        fitted[f"{name}({', '.join(f'{k}={v:g}' for k, v in params.items())})"] = (
+            build_head(name, **params).to(device).fit(train_x, train_y)
+        )
         bar.update(1)
     scores = {name: head.predict_scores(dev_x) for name, head in fitted.items()}
     linear = [name for name in fitted if name.startswith("linear")]

@@ -116,5 +116,6 @@ class KNNHead(Head):
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         self.labels_ = labels_from_arrays(arrays)
         index_bytes = arrays.get("faiss_index")
-        self.index_ = NearestNeighbors(arrays["embeddings"], exact=index_bytes is None, index_bytes=index_bytes,
-                                       device=self._device)
+        self.index_ = NearestNeighbors(
+            arrays["embeddings"], exact=index_bytes is None, index_bytes=index_bytes, device=self._device
+        )

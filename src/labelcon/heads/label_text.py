@@ -133,8 +133,13 @@ class LabelTextHead(Head):
         return sigmoid_top_k(self._logits(x), k)
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        return {"label_embeddings": self.label_embeddings_, "bias": self.bias_, "label_counts": self.label_counts_,
-                "mean_embedding": self.mean_embedding_, "pooled_positive": np.array(self.pooled_positive_)}  # fmt: skip
+        return {
+            "label_embeddings": self.label_embeddings_,
+            "bias": self.bias_,
+            "label_counts": self.label_counts_,
+            "mean_embedding": self.mean_embedding_,
+            "pooled_positive": np.array(self.pooled_positive_),
+        }
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         self.label_embeddings_ = arrays["label_embeddings"]

@@ -38,11 +38,11 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from tqdm.auto import tqdm
 
+from labelcon.filecheck import expect_object, reading
 from labelcon.heads.base import check_labels, labels_from_arrays, labels_to_arrays
 from labelcon.heads.knn import neighbour_votes
 from labelcon.io import atomic_open, read_json, write_json
 from labelcon.metrics import BLOCK_ELEMENTS, LabelMatrix, top_k
-from labelcon.filecheck import expect_object, reading
 
 VOCABULARY_FILE = "vocabulary.json"
 IDF_FILE = "idf.npy"
@@ -107,7 +107,9 @@ class LexicalFeatures:
         with reading(directory / IDF_FILE):
             idf = np.load(directory / IDF_FILE, allow_pickle=False)
             if idf.shape != (len(vocabulary),):
-                raise ValueError(f"holds idf weights of shape {idf.shape}, but {VOCABULARY_FILE} lists {len(vocabulary)} terms")
+                raise ValueError(
+                    f"holds idf weights of shape {idf.shape}, but {VOCABULARY_FILE} lists {len(vocabulary)} terms"
+                )
         features.vectorizer_ = features._vectorizer(vocabulary=vocabulary)
         features.vectorizer_.idf_ = idf
         return features
@@ -169,8 +171,12 @@ class LexicalKNN:
         """Write the features (:meth:`LexicalFeatures.save`), the training rows and labels."""
         directory = Path(directory)
         self.features_.save(directory)
-        items = {"items_data": self.items_.data, "items_indices": self.items_.indices,
-                 "items_indptr": self.items_.indptr, "items_shape": np.array(self.items_.shape)}  # fmt: skip
+        items = {
+            "items_data": self.items_.data,
+            "items_indices": self.items_.indices,
+            "items_indptr": self.items_.indptr,
+            "items_shape": np.array(self.items_.shape),
+        }
         with atomic_open(directory / KNN_FILE, "wb") as handle:
             np.savez(handle, k=self.k, temperature=self.temperature, **items, **labels_to_arrays(self.labels_))
         return directory
@@ -186,12 +192,16 @@ class LexicalKNN:
                 arrays = {key: data[key] for key in data.files}
             vote = cls(k=int(arrays["k"]), temperature=float(arrays["temperature"]))
             vote.features_, vote.labels_ = features, labels_from_arrays(arrays)
-            items = sp.csr_matrix((arrays["items_data"], arrays["items_indices"], arrays["items_indptr"]),
-                                  shape=tuple(arrays["items_shape"]))  # fmt: skip
+            items = sp.csr_matrix(
+                (arrays["items_data"], arrays["items_indices"], arrays["items_indptr"]),
+                shape=tuple(arrays["items_shape"]),
+            )
             width = len(features.vectorizer_.vocabulary)
             if items.shape != (vote.labels_.shape[0], width):
-                raise ValueError(f"holds training rows of shape {items.shape}; expected {vote.labels_.shape[0]} rows "
-                                 f"(one per labelled item) of the {width} terms of {VOCABULARY_FILE}")  # fmt: skip
+                raise ValueError(
+                    f"holds training rows of shape {items.shape}; expected {vote.labels_.shape[0]} rows "
+                    f"(one per labelled item) of the {width} terms of {VOCABULARY_FILE}"
+                )
         vote._index(items)
         return vote
 

@@ -92,9 +92,14 @@ class LinearProbeHead(Head):
         W = torch.zeros(x.shape[1], c, requires_grad=True)
         b = torch.tensor(np.log(prior / (1 - prior)), dtype=torch.float32, requires_grad=True)
         opt = torch.optim.LBFGS(
-            [W, b], lr=1, max_iter=self.max_iter, history_size=10,
-            tolerance_grad=self.tol, tolerance_change=1e-12, line_search_fn="strong_wolfe",
-        )  # fmt: skip
+            [W, b],
+            lr=1,
+            max_iter=self.max_iter,
+            history_size=10,
+            tolerance_grad=self.tol,
+            tolerance_change=1e-12,
+            line_search_fn="strong_wolfe",
+        )
 
         def closure() -> torch.Tensor:
             opt.zero_grad()

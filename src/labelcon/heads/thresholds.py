@@ -55,8 +55,9 @@ MAX_FLOOD = 3.0
 class Thresholds:
     """Per-label thresholds; ``per_label[c]`` says whether label c got its own (else the fallback)."""
 
-    def __init__(self, thresholds: np.ndarray, per_label: np.ndarray, global_threshold: float,
-                 rank_cap: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, thresholds: np.ndarray, per_label: np.ndarray, global_threshold: float, rank_cap: int | None = None
+    ) -> None:
         self.thresholds = np.asarray(thresholds, dtype=np.float32)
         self.per_label = np.asarray(per_label, dtype=bool)
         self.global_threshold = float(global_threshold)
@@ -78,8 +79,12 @@ class Thresholds:
     def extended(self, count: int) -> Thresholds:
         """These thresholds with ``count`` more labels at the end, each under the global threshold."""
         added = np.full(count, self.global_threshold, dtype=np.float32)
-        return Thresholds(np.concatenate([self.thresholds, added]), np.concatenate([self.per_label, np.zeros(count, bool)]),
-                          self.global_threshold, self.rank_cap)  # fmt: skip
+        return Thresholds(
+            np.concatenate([self.thresholds, added]),
+            np.concatenate([self.per_label, np.zeros(count, bool)]),
+            self.global_threshold,
+            self.rank_cap,
+        )
 
     @classmethod
     def calibrate(
@@ -98,8 +103,9 @@ class Thresholds:
         y = as_label_matrix(Y, "Y")
         s = check_scores(scores, y.shape)
         step = max(1, BLOCK_ELEMENTS // max(y.shape[1], 1))
-        return cls.calibrate_blocks(lambda: (s[i : i + step] for i in range(0, len(s), step)), y,
-                                    min_positives=min_positives, fallback=fallback)  # fmt: skip
+        return cls.calibrate_blocks(
+            lambda: (s[i : i + step] for i in range(0, len(s), step)), y, min_positives=min_positives, fallback=fallback
+        )
 
     @classmethod
     def calibrate_blocks(
@@ -135,9 +141,12 @@ class Thresholds:
             if above_own.size:
                 n = len(block)
                 above_own += _count_at_or_above(
-                    block[:, own_columns].T, np.arange(len(own_columns))[:, None],
-                    n * np.arange(1, len(own_columns) + 1), pos[own], column[labels[own]],
-                )  # fmt: skip
+                    block[:, own_columns].T,
+                    np.arange(len(own_columns))[:, None],
+                    n * np.arange(1, len(own_columns) + 1),
+                    pos[own],
+                    column[labels[own]],
+                )
         global_t = float(fallback) if global_candidates is None else global_candidates.best(y.nnz)
         thresholds = np.full(y.shape[1], global_t, dtype=np.float32)
         if above_own.size:
@@ -172,8 +181,12 @@ class Thresholds:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (floats round-trip exactly)."""
-        return {"thresholds": [float(t) for t in self.thresholds], "per_label": self.per_label.tolist(),
-                "global_threshold": self.global_threshold, "rank_cap": self.rank_cap}  # fmt: skip
+        return {
+            "thresholds": [float(t) for t in self.thresholds],
+            "per_label": self.per_label.tolist(),
+            "global_threshold": self.global_threshold,
+            "rank_cap": self.rank_cap,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Thresholds:
@@ -186,8 +199,10 @@ class Thresholds:
         values, per_label, global_threshold = data["thresholds"], data["per_label"], data["global_threshold"]
         numbers = values + [global_threshold] if isinstance(values, list) else None
         if numbers is None or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
-            raise ValueError(f"expected 'thresholds' to be a list of numbers and 'global_threshold' a number, "
-                             f"got {str(values)[:60]} and {global_threshold!r}")  # fmt: skip
+            raise ValueError(
+                f"expected 'thresholds' to be a list of numbers and 'global_threshold' a number, "
+                f"got {str(values)[:60]} and {global_threshold!r}"
+            )
         if not (isinstance(per_label, list) and all(isinstance(v, bool) for v in per_label)):
             raise ValueError(f"expected 'per_label' to be a list of true/false, got {str(per_label)[:60]}")
         rank_cap = data.get("rank_cap")
@@ -242,8 +257,10 @@ def _positive_scores(blocks: Iterable[np.ndarray], y: sp.csr_matrix) -> np.ndarr
     for block in blocks:
         b = check_scores(block, None)
         if b.shape[1] != y.shape[1] or start + len(b) > y.shape[0]:
-            raise ValueError(f"score blocks must be consecutive row blocks of a [{y.shape[0]}, {y.shape[1]}] "
-                             f"matrix; got a block of shape {b.shape} at row {start}")  # fmt: skip
+            raise ValueError(
+                f"score blocks must be consecutive row blocks of a [{y.shape[0]}, {y.shape[1]}] "
+                f"matrix; got a block of shape {b.shape} at row {start}"
+            )
         sub = y[start : start + len(b)]
         parts.append(b[np.repeat(np.arange(len(b)), np.diff(sub.indptr)), sub.indices])
         start += len(b)

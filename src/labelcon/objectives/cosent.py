@@ -36,8 +36,9 @@ def cosent(first: Tensor, second: Tensor, scores: Tensor, scale: float = 20.0) -
     check_embeddings(first, "first")
     check_embeddings(second, "second")
     if first.shape != second.shape:
-        raise ValueError(f"first and second must be paired, of the same shape; got {list(first.shape)} "
-                         f"and {list(second.shape)}")  # fmt: skip
+        raise ValueError(
+            f"first and second must be paired, of the same shape; got {list(first.shape)} and {list(second.shape)}"
+        )
     if not isinstance(scores, Tensor) or scores.dim() != 1 or scores.shape[0] != first.shape[0]:
         got = list(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
         raise ValueError(f"scores must be a tensor [B] with one gold score per pair (B = {first.shape[0]}); got {got}")

@@ -37,7 +37,8 @@ def info_nce(
     ``alpha = exp(hard_negative_weight)`` (Gao et al. 2021, eq. 5 with
     ``alpha^{1[i=j]}``)::
 
-        loss_i = -log( e^{s(a_i, p_i)/tau} / ( sum_j e^{s(a_i, p_j)/tau} + sum_{m, j} alpha^{1[i=j]} e^{s(a_i, h^m_j)/tau} ) )
+        loss_i = -log( e^{s(a_i, p_i)/tau}
+                       / ( sum_j e^{s(a_i, p_j)/tau} + sum_{m, j} alpha^{1[i=j]} e^{s(a_i, h^m_j)/tau} ) )
 
     ``hard_negative_weight`` is the value of the official SimCSE code's
     ``--hard_negative_weight``: added to the logit ``s / tau`` of the own hard negative,

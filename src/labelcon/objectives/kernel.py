@@ -154,8 +154,9 @@ def contrastive_loss(
         mass = weights.sum(dim=1)
         # the batch against itself: symmetric logits (a bias may not be symmetric)
         shared = keys is anchors and rows is None and bias is None
-        summed = _FusedContrast.apply(anchor_rows, None if shared else k, weights, mass, self_columns, 1 / temperature,
-                                      bias)  # fmt: skip
+        summed = _FusedContrast.apply(
+            anchor_rows, None if shared else k, weights, mass, self_columns, 1 / temperature, bias
+        )
         return _mean_over_mass(summed, mass.sum())
 
     logits = anchor_rows @ (k.T / temperature)

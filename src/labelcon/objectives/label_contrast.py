@@ -6,8 +6,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from labelcon.objectives.kernel import MASKED, check_embeddings, check_temperature, compute_dtype, contrastive_loss
-from labelcon.objectives.kernel import normalise
+from labelcon.objectives.kernel import (
+    MASKED,
+    check_embeddings,
+    check_temperature,
+    compute_dtype,
+    contrastive_loss,
+    normalise,
+)
 from labelcon.objectives.relations import check_labels, is_sparse
 
 
@@ -29,7 +35,8 @@ def label_contrast(
     item's negatives only, its other positives removed from its denominator, so items
     with many labels are not pushed to spread their probability over them::
 
-        loss_i = -(1/|Y_i|) sum_{c in Y_i} log( exp(s_ic / tau) / (exp(s_ic / tau) + sum_{c' not in Y_i} exp(s_ic' / tau)) )
+        loss_i = -(1/|Y_i|) sum_{c in Y_i} log( exp(s_ic / tau)
+                                                / (exp(s_ic / tau) + sum_{c' not in Y_i} exp(s_ic' / tau)) )
 
     >>> import torch
     >>> z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -51,8 +58,9 @@ def label_contrast(
     return contrastive_loss(embeddings, label_embeddings, targets, temperature)
 
 
-def _decoupled_label_contrast(embeddings: Tensor, label_embeddings: Tensor, targets: Tensor,
-                              temperature: float) -> Tensor:  # fmt: skip
+def _decoupled_label_contrast(
+    embeddings: Tensor, label_embeddings: Tensor, targets: Tensor, temperature: float
+) -> Tensor:
     """The ``decoupled`` loss of :func:`label_contrast` on dense {0,1} ``targets`` [B, C]."""
     dtype = compute_dtype(embeddings, label_embeddings)
     z, e = normalise(embeddings, dtype, "embeddings"), normalise(label_embeddings, dtype, "label_embeddings")

@@ -170,8 +170,15 @@ class MulSupConMoCoLoss(Objective):
     ) -> Tensor:
         if labels is None or positives is None:
             raise ValueError("MulSupConMoCoLoss needs labels and positives (each item's key from its second view)")
-        return mulsupcon_moco(embeddings, positives, labels, self.temperature, queue=keys, queue_labels=key_labels,
-                              with_weight=self.with_weight)  # fmt: skip
+        return mulsupcon_moco(
+            embeddings,
+            positives,
+            labels,
+            self.temperature,
+            queue=keys,
+            queue_labels=key_labels,
+            with_weight=self.with_weight,
+        )
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, with_weight={self.with_weight}"

@@ -60,8 +60,15 @@ def mulsupcon(
         weights = _label_columns(all_labels, columns).to(dtype) * inverse[columns].unsqueeze(1)
         weights[torch.arange(rows.shape[0], device=weights.device), rows] = 0.0
         return contrastive_loss(
-            embeddings, all_keys, weights, temperature, self_index=index, rows=rows,
-            tau_plus=tau_plus, beta=beta, decoupled=decoupled,
+            embeddings,
+            all_keys,
+            weights,
+            temperature,
+            self_index=index,
+            rows=rows,
+            tau_plus=tau_plus,
+            beta=beta,
+            decoupled=decoupled,
         )
     weights = pair_products(_scale_columns(labels, inverse), all_labels.to(dtype))
     weights[index, index] = 0.0
@@ -136,8 +143,9 @@ def mulsupcon_moco(
     check_embeddings(queries, "queries")
     check_embeddings(keys, "keys")
     if keys.shape != queries.shape:
-        raise ValueError(f"keys must be the batch's own keys, one per query, shape {list(queries.shape)}; "
-                         f"got {list(keys.shape)}")  # fmt: skip
+        raise ValueError(
+            f"keys must be the batch's own keys, one per query, shape {list(queries.shape)}; got {list(keys.shape)}"
+        )
     labels = check_labels(labels, queries.shape[0])
     if labels.dim() != 2:
         raise ValueError(f"mulsupcon_moco needs a {{0,1}} label matrix of shape [B, C]; got shape {list(labels.shape)}")

@@ -50,17 +50,27 @@ class PairLoss(nn.Module):
     def forward(self, columns: list[Tensor], scores: Tensor | None = None) -> Tensor:
         if self.kind == "scored":
             if len(columns) != 2 or scores is None:
-                raise ValueError(f"scored pairs need two columns and their scores; got {len(columns)} columns, "
-                                 f"scores={'none' if scores is None else 'given'}")  # fmt: skip
+                raise ValueError(
+                    f"scored pairs need two columns and their scores; got {len(columns)} columns, "
+                    f"scores={'none' if scores is None else 'given'}"
+                )
             return cosent(columns[0], columns[1], scores, self.scale)
-        return info_nce(columns[0], columns[1], self.temperature, self.symmetric,
-                        hard_negatives=columns[2:] or None, hard_negative_weight=self.hard_negative_weight)  # fmt: skip
+        return info_nce(
+            columns[0],
+            columns[1],
+            self.temperature,
+            self.symmetric,
+            hard_negatives=columns[2:] or None,
+            hard_negative_weight=self.hard_negative_weight,
+        )
 
     def extra_repr(self) -> str:
         if self.kind == "scored":
             return f"kind='scored', scale={self.scale}"
-        return (f"kind='tuples', temperature={self.temperature}, hard_negative_weight={self.hard_negative_weight}, "
-                f"symmetric={self.symmetric}")  # fmt: skip
+        return (
+            f"kind='tuples', temperature={self.temperature}, hard_negative_weight={self.hard_negative_weight}, "
+            f"symmetric={self.symmetric}"
+        )
 
 
 def build_pair_objective(kind: str, **params: Any) -> PairLoss:

@@ -84,17 +84,29 @@ class MomentumQueue:
         >>> len(r), r.labels.tolist()
         (2, [1, 0])
         """
-        return {"size": self.size, "dim": self.dim, "keys": self._keys, "labels": self._labels, "coords": self._coords,
-                "kind": self._kind, "n_labels": self._n_labels, "next": self._next, "count": self._count}
+        return {
+            "size": self.size,
+            "dim": self.dim,
+            "keys": self._keys,
+            "labels": self._labels,
+            "coords": self._coords,
+            "kind": self._kind,
+            "n_labels": self._n_labels,
+            "next": self._next,
+            "count": self._count,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` gave, into a queue of the same size and dim, on
         this queue's device (the saved tensors may come from another)."""
         if (state["size"], state["dim"]) != (self.size, self.dim):
-            raise ValueError(f"the saved queue has size={state['size']} and dim={state['dim']}; "
-                             f"this one has size={self.size} and dim={self.dim}")
-        self._keys, self._labels, self._coords = (None if state[name] is None else state[name].to(self.device)
-                                                  for name in ("keys", "labels", "coords"))
+            raise ValueError(
+                f"the saved queue has size={state['size']} and dim={state['dim']}; "
+                f"this one has size={self.size} and dim={self.dim}"
+            )
+        self._keys, self._labels, self._coords = (
+            None if state[name] is None else state[name].to(self.device) for name in ("keys", "labels", "coords")
+        )
         self._kind, self._n_labels = state["kind"], state["n_labels"]
         self._next, self._count = state["next"], state["count"]
 

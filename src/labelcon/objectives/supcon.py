@@ -83,6 +83,12 @@ def supcon(
     weights[index, index] = 0.0
     weights.div_(weights.sum(dim=1, keepdim=True).clamp_min_(torch.finfo(weights.dtype).tiny))
     return contrastive_loss(
-        embeddings, all_keys, weights, temperature,
-        self_index=index, tau_plus=tau_plus, beta=beta, decoupled=decoupled,
+        embeddings,
+        all_keys,
+        weights,
+        temperature,
+        self_index=index,
+        tau_plus=tau_plus,
+        beta=beta,
+        decoupled=decoupled,
     )

@@ -20,18 +20,25 @@ from pathlib import Path
 from typing import Any
 
 from labelcon.io import atomic_open
-from labelcon.report.facts import ReportError, RunFacts, gather
 from labelcon.modeldir import locked
+from labelcon.report.facts import ReportError, RunFacts, gather
 
 __all__ = ["ReportError", "RunFacts", "gather", "write_comparison", "write_report"]
 
 HTML_FILE, MARKDOWN_FILE = "report.html", "report.md"
 
 
-def write_report(run_dir: str | os.PathLike, model: Any, out: str | os.PathLike | None = None, *,
-                 labels: Sequence[str] | None = None, test: str | os.PathLike | None = None) -> list[Path]:  # fmt: skip
-    """Write the report of the run in ``run_dir``, whose model is ``model``, to ``out`` (default ``run_dir/report.html``)
-    and its Markdown summary beside it (``.md``); returns both paths. ``labels``: the labels
+def write_report(
+    run_dir: str | os.PathLike,
+    model: Any,
+    out: str | os.PathLike | None = None,
+    *,
+    labels: Sequence[str] | None = None,
+    test: str | os.PathLike | None = None,
+) -> list[Path]:
+    """Write the report of the run in ``run_dir``, whose model is ``model``, to ``out``
+    (default ``run_dir/report.html``) and its Markdown summary beside it (``.md``); returns
+    both paths. ``labels``: the labels
     whose score distributions to show (default: the worst); ``test``: a labelled file for
     the label figures (default: the run's test items, ``predictions_test.jsonl``)."""
     from labelcon.report.page import render_html, render_markdown
@@ -51,7 +58,9 @@ def write_report(run_dir: str | os.PathLike, model: Any, out: str | os.PathLike 
     return paths
 
 
-def write_comparison(run_dirs: Sequence[str | os.PathLike], models: Sequence[Any], out: str | os.PathLike) -> list[Path]:
+def write_comparison(
+    run_dirs: Sequence[str | os.PathLike], models: Sequence[Any], out: str | os.PathLike
+) -> list[Path]:
     """Write the runs of ``run_dirs`` (with their ``models``) side by side to ``out`` (HTML)
     and a Markdown summary beside it; per-label deltas when they were tested on the same items."""
     from labelcon.report.compare import render_comparison

@@ -31,8 +31,9 @@ def render_comparison(runs: list[RunFacts]) -> tuple[str, str]:
     sections.append(("training", "Training", _training(runs, names)))
     if deltas is not None:
         sections.append(("labels", "Per-label changes", deltas[0]))
-    sections.append(("notes", "Notes", notes([f"{names[i]}: {n}" for i, r in enumerate(runs) for n in r.notes])
-                     or "<p>None.</p>"))  # fmt: skip
+    sections.append(
+        ("notes", "Notes", notes([f"{names[i]}: {n}" for i, r in enumerate(runs) for n in r.notes]) or "<p>None.</p>")
+    )
     html = page(f"labelcon comparison: {' vs '.join(names)}", lines, sections)
     markdown = [f"# labelcon comparison: {' vs '.join(names)}", "", why, "", md_table(metric_headers, metric_rows)]
     if deltas is not None:
@@ -91,7 +92,9 @@ def _training(runs: list[RunFacts], names: list[str]) -> str:
     if any(epochs):
         with canvas("compare-dev", 5, 2.8) as (fig, ax):
             for name, checked in zip(names, epochs):
-                ax.plot([e["epoch"] for e in checked], [e.get("macro_ap") for e in checked], marker="o", ms=3, label=name)
+                ax.plot(
+                    [e["epoch"] for e in checked], [e.get("macro_ap") for e in checked], marker="o", ms=3, label=name
+                )
             ax.set(xlabel="epoch", ylabel="dev macro-AP (kNN check)")
             ax.legend()
             blocks.append(figure(to_svg(fig, "compare-dev"), "Dev macro-AP of the per-epoch check.", "compare-dev"))
@@ -140,8 +143,11 @@ def _label_deltas(runs: list[RunFacts], names: list[str]) -> tuple[str, str]:
     picked = list(dict.fromkeys(int(j) for j in picked if change[j] != 0))
     headers = ["label", *(f"F1 {n}" for n in names), *(f"AP {n}" for n in names), f"F1 change ({names[-1]})"]
     rows = [[shared[j], *map(float, f1[:, j]), *map(float, ap[:, j]), float(change[j])] for j in picked]
-    caption = f"Each label's F1 in the other runs (y) against {names[0]} (x); above the diagonal: better. Hover a point."
-    html = (figure(svg, caption, "compare-labels") + f"<h3>Labels whose F1 changed most ({names[-1]} against "
-            f"{names[0]})</h3>" + (table(headers, rows) if rows else "<p>No label's F1 changed.</p>"))  # fmt: skip
+    caption = (
+        f"Each label's F1 in the other runs (y) against {names[0]} (x); above the diagonal: better. Hover a point."
+    )
+    html = (
+        figure(svg, caption, "compare-labels") + f"<h3>Labels whose F1 changed most ({names[-1]} against "
+        f"{names[0]})</h3>" + (table(headers, rows) if rows else "<p>No label's F1 changed.</p>")
+    )
     return html, f"## Per-label F1 changes ({names[-1]} against {names[0]})\n\n" + md_table(headers, rows)
-

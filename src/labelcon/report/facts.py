@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from labelcon.data import Dataset, DataError, LabelSpace, read_dataset
+from labelcon.data import DataError, Dataset, LabelSpace, read_dataset
 from labelcon.encoders import are_texts
 from labelcon.io import read_json
 from labelcon.metrics import average_precision_per_label
-from labelcon.prediction import Features, PredictionStage
 from labelcon.modeldir import MODEL_FILE
+from labelcon.prediction import Features, PredictionStage
 from labelcon.training_run import RUN_FILE
 
 #: Test items scored again for the report, at most (a seeded sample beyond).
@@ -112,15 +112,29 @@ class RunFacts:
         return self.path.resolve().name
 
 
-def gather(run_dir: str | os.PathLike, model: Any, *, test: str | os.PathLike | None = None,
-           max_items: int = MAX_ITEMS, max_entries: int = MAX_ENTRIES) -> RunFacts:  # fmt: skip
+def gather(
+    run_dir: str | os.PathLike,
+    model: Any,
+    *,
+    test: str | os.PathLike | None = None,
+    max_items: int = MAX_ITEMS,
+    max_entries: int = MAX_ENTRIES,
+) -> RunFacts:
     """The facts of the run in ``run_dir`` (a ``labelcon train --out`` directory) and its
     ``model`` (``Labelcon.load(run_dir)``, or the model just fitted there); ``test``: a
     labelled file to compute the label figures on instead of the run's test items."""
     path = Path(run_dir)
     state = read_json(path / RUN_FILE) if (path / RUN_FILE).is_file() else {}
-    facts = RunFacts(path, state, state.get("config") or model.config.model_dump(), model.metrics_, model.history_,
-                     read_json(path / MODEL_FILE).get("objective"), model.stage_, None)  # fmt: skip
+    facts = RunFacts(
+        path,
+        state,
+        state.get("config") or model.config.model_dump(),
+        model.metrics_,
+        model.history_,
+        read_json(path / MODEL_FILE).get("objective"),
+        model.stage_,
+        None,
+    )
     facts.train, problem = _read_run_data(facts, "train")
     if problem:
         facts.notes.append(f"training frequencies: {problem}" + ("; they are approximate" if facts.train else ""))
@@ -135,8 +149,12 @@ def gather(run_dir: str | os.PathLike, model: Any, *, test: str | os.PathLike | 
 
 
 def _read(source: str, config: dict[str, Any]) -> Dataset:
-    return read_dataset(source, text_field=config.get("text_field", "text"),
-                        labels_field=config.get("labels_field", "labels"), label_sep=config.get("label_sep"))  # fmt: skip
+    return read_dataset(
+        source,
+        text_field=config.get("text_field", "text"),
+        labels_field=config.get("labels_field", "labels"),
+        label_sep=config.get("label_sep"),
+    )
 
 
 def _read_run_data(facts: RunFacts, split: str) -> tuple[Dataset | None, str]:
@@ -151,8 +169,10 @@ def _read_run_data(facts: RunFacts, split: str) -> tuple[Dataset | None, str]:
     except (DataError, OSError, ValueError) as error:
         return None, f"the {split} data is not readable: {error}"
     if data.fingerprint()["sha256"] != print_.get("sha256"):
-        return data, (f"{source} holds {len(data)} items where the run's {split} data had {print_.get('items')} "
-                      "(a dev carve-out, --shots, or a changed file)")  # fmt: skip
+        return data, (
+            f"{source} holds {len(data)} items where the run's {split} data had {print_.get('items')} "
+            "(a dev carve-out, --shots, or a changed file)"
+        )
     return data, ""
 
 
@@ -163,8 +183,10 @@ def _evaluation_data(facts: RunFacts) -> tuple[str, Dataset] | None:
         return "test", read_dataset(predictions)
     dev, problem = _read_run_data(facts, "dev")
     if dev is not None and not problem:
-        facts.notes.append("no test predictions (train with --test): the label figures are on dev, where the "
-                           "thresholds were chosen, so they flatter the model")  # fmt: skip
+        facts.notes.append(
+            "no test predictions (train with --test): the label figures are on dev, where the "
+            "thresholds were chosen, so they flatter the model"
+        )
         return "dev", dev
     facts.notes.append(f"no test predictions (train with --test), and {problem or 'no dev data'}: no label figures")
     return None
@@ -181,15 +203,26 @@ def _evaluate(model: Any, data: tuple[str, Dataset], max_items: int, max_entries
     started = time.monotonic()
     embeddings = model.encode(part.texts)
     scores = stage.scores(Features(embeddings, part.texts if are_texts(part.texts) else None))
-    return Evaluation(split, str(dataset.source), dataset.fingerprint()["sha256"], len(dataset), list(part.texts),
-                      sp.csr_matrix(y), scores, stage.decide(scores), embeddings, unknown,
-                      time.monotonic() - started)  # fmt: skip
+    return Evaluation(
+        split,
+        str(dataset.source),
+        dataset.fingerprint()["sha256"],
+        len(dataset),
+        list(part.texts),
+        sp.csr_matrix(y),
+        scores,
+        stage.decide(scores),
+        embeddings,
+        unknown,
+        time.monotonic() - started,
+    )
 
 
 def _label_figures(stage: PredictionStage, evaluation: Evaluation, train: Dataset | None) -> LabelFigures:
     y, decisions = evaluation.y, sp.csr_matrix(evaluation.decisions)
-    support, predicted, hits = (np.asarray(m.sum(axis=0)).ravel().astype(int)
-                                for m in (y, decisions, y.multiply(decisions)))  # fmt: skip
+    support, predicted, hits = (
+        np.asarray(m.sum(axis=0)).ravel().astype(int) for m in (y, decisions, y.multiply(decisions))
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         f1 = np.where(support > 0, 2 * hits / (support + predicted), np.nan)
     counts = None
@@ -198,7 +231,9 @@ def _label_figures(stage: PredictionStage, evaluation: Evaluation, train: Datase
         counts = np.array([held.get(name, 0) for name in stage.labels.names])
     ap = average_precision_per_label(y, evaluation.scores)
     rule = stage.thresholds
-    return LabelFigures(list(stage.labels.names), counts, support, predicted, hits, f1, ap, rule.thresholds, rule.per_label)
+    return LabelFigures(
+        list(stage.labels.names), counts, support, predicted, hits, f1, ap, rule.thresholds, rule.per_label
+    )
 
 
 def label_sets_matrix(data: Dataset, names: list[str]) -> sp.csr_matrix:

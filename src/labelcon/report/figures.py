@@ -29,9 +29,17 @@ if TYPE_CHECKING:
 #: Labels drawn one by one (with their names) in per-label plots, at most.
 MAX_NAMED = 300
 BLUE, ORANGE, RED, GREY, GREEN = "#1f6fb4", "#e8830c", "#c62828", "#9e9e9e", "#2e7d32"
-STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.spines.top": False, "axes.spines.right": False,
-         "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 8, "legend.frameon": False,
-         "svg.fonttype": "none"}  # fmt: skip
+STYLE = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "svg.fonttype": "none",
+}
 
 
 def _require_matplotlib() -> None:
@@ -67,8 +75,12 @@ def to_svg(fig: Figure, name: str, titles: dict[str, str] | None = None) -> str:
         text = text.replace(f'<g id="{gid}">', f'<g id="{gid}"><title>{escape(title)}</title>', 1)
     text = re.sub(r'(\bid="|href="#|url\(#)', rf"\1{name}-", text)
     # as wide as the page allows, up to the drawn width; the height follows the viewBox
-    return re.sub(r'<svg width="([^"]*)" height="[^"]*"', rf'<svg style="max-width: \1" role="img" aria-label="{name}"',
-                  text, count=1)
+    return re.sub(
+        r'<svg width="([^"]*)" height="[^"]*"',
+        rf'<svg style="max-width: \1" role="img" aria-label="{name}"',
+        text,
+        count=1,
+    )
 
 
 def loss(points: np.ndarray) -> str:
@@ -133,19 +145,31 @@ def per_label(labels: LabelFigures, split: str) -> str:
             for c in shown_labels(labels):
                 if np.isnan(values[c]):
                     continue
-                style = (dict(color=RED, marker="X") if zero[c] else dict(color=ORANGE, marker="^") if rare[c]
-                         else dict(color=BLUE, marker="o"))  # fmt: skip
+                style = (
+                    dict(color=RED, marker="X")
+                    if zero[c]
+                    else dict(color=ORANGE, marker="^")
+                    if rare[c]
+                    else dict(color=BLUE, marker="o")
+                )
                 ax.scatter([max(counts[c], 0.5)], [values[c]], s=22, alpha=0.8, **style).set_gid(f"{metric}-{c}")
-                titles[f"{metric}-{c}"] = (f"{labels.names[c]}: F1 {labels.f1[c]:.2f}, AP {labels.ap[c]:.2f}, "
-                                           f"{counts[c]} {'training' if labels.train is not None else split} items, "
-                                           f"{labels.support[c]} {split} items")  # fmt: skip
+                titles[f"{metric}-{c}"] = (
+                    f"{labels.names[c]}: F1 {labels.f1[c]:.2f}, AP {labels.ap[c]:.2f}, "
+                    f"{counts[c]} {'training' if labels.train is not None else split} items, "
+                    f"{labels.support[c]} {split} items"
+                )
             ax.set(xscale="log", ylim=(-0.03, 1.03), ylabel=f"{split} {metric}")
             for axis in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
                 axis(LogFormatter(labelOnlyBase=False))  # 30, not 3 x 10^1
             ax.set_xlabel("training items per label" if labels.train is not None else f"{split} items per label")
         for c in labels.worst(4) if len(labels.names) <= 50 else []:  # beyond, names would pile up: hover
-            axes[0].annotate(labels.names[c], (max(counts[c], 0.5), labels.f1[c]), fontsize=7, xytext=(4, 2),
-                             textcoords="offset points")  # fmt: skip
+            axes[0].annotate(
+                labels.names[c],
+                (max(counts[c], 0.5), labels.f1[c]),
+                fontsize=7,
+                xytext=(4, 2),
+                textcoords="offset points",
+            )
         handles = [axes[0].scatter([], [], s=22, color=BLUE, marker="o", label="label")]
         if rare.any():
             handles.append(axes[0].scatter([], [], s=22, color=ORANGE, marker="^", label="rare"))
@@ -169,8 +193,12 @@ def score_distributions(labels: LabelFigures, evaluation: Evaluation, columns: l
             ax.hist(scores[~gold], bins=bins, density=True, color=GREY, alpha=0.6, label="negatives")
             ax.hist(scores[gold], bins=bins, density=True, color=GREEN, alpha=0.6, label="positives")
             if uses_thresholds:
-                ax.axvline(labels.threshold[c], color=RED if labels.own[c] else ORANGE, ls="--",
-                           label="own threshold" if labels.own[c] else "fallback threshold")  # fmt: skip
+                ax.axvline(
+                    labels.threshold[c],
+                    color=RED if labels.own[c] else ORANGE,
+                    ls="--",
+                    label="own threshold" if labels.own[c] else "fallback threshold",
+                )
             ax.set_title(f"{labels.names[c]} (F1 {labels.f1[c]:.2f}, {labels.support[c]} positives)", fontsize=9)
             ax.set_yticks([])
         axes[0, 0].legend(loc="upper center")
@@ -200,8 +228,14 @@ def precision_recall(evaluation: Evaluation) -> str:
 def dev_choices(choices: list[Choice]) -> str:
     """Each choice's candidates by dev figure, the picked one highlighted."""
     shown = [c for c in choices if c.figures]
-    with canvas("choices", 6.2, 0.8 + 0.2 * sum(len(c.figures) + 2 for c in shown), nrows=len(shown), squeeze=False,
-                 gridspec_kw={"height_ratios": [len(c.figures) + 1 for c in shown]}) as (fig, axes):  # fmt: skip
+    with canvas(
+        "choices",
+        6.2,
+        0.8 + 0.2 * sum(len(c.figures) + 2 for c in shown),
+        nrows=len(shown),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [len(c.figures) + 1 for c in shown]},
+    ) as (fig, axes):
         for ax, choice in zip(axes[:, 0], shown):
             names = list(choice.figures)[::-1]
             values = np.nan_to_num([choice.figures[n] for n in names])
@@ -253,8 +287,15 @@ def cooccurrence(names: list[str], matrix: sp.csr_matrix) -> str:
         ax.set_yticks(range(len(names)), names, fontsize=7)
         for i in range(len(names)):
             for j in range(len(names)):
-                ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=6,
-                        color="black" if i == j or share[i, j] < 0.5 * np.nanmax(share) else "white")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    f"{int(counts[i, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="black" if i == j or share[i, j] < 0.5 * np.nanmax(share) else "white",
+                )
         ax.grid(False)
         fig.colorbar(image, ax=ax, shrink=0.7, label="share of the row label's items")
         return to_svg(fig, "cooccurrence")

@@ -68,8 +68,11 @@ def figure(svg: str, caption: str, name: str) -> str:
 
 def cards(items: Sequence[tuple[str, str]]) -> str:
     """Headline numbers as cards: ``(label, value)`` pairs."""
-    return '<div class="cards">' + "".join(f'<div class="card"><b>{escape(v)}</b><span>{escape(k)}</span></div>'
-                                           for k, v in items) + "</div>"  # fmt: skip
+    return (
+        '<div class="cards">'
+        + "".join(f'<div class="card"><b>{escape(v)}</b><span>{escape(k)}</span></div>' for k, v in items)
+        + "</div>"
+    )
 
 
 def notes(lines: Sequence[str]) -> str:
@@ -83,15 +86,18 @@ def page(title: str, lines: Sequence[str], sections: Sequence[tuple[str, str, st
     nav = "".join(f'<a href="#{key}">{escape(heading)}</a>' for key, heading, _ in sections)
     body = "".join(f'<section id="{key}"><h2>{escape(heading)}</h2>{html}</section>' for key, heading, html in sections)
     sub = "".join(f"<p>{escape(line)}</p>" for line in lines)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{escape(title)}</title><style>{CSS}</style></head>\n"
-            f"<body><header><h1>{escape(title)}</h1>{sub}<nav>{nav}</nav></header>\n"
-            f"<main>{body}</main></body></html>\n")  # fmt: skip
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head>\n"
+        f"<body><header><h1>{escape(title)}</h1>{sub}<nav>{nav}</nav></header>\n"
+        f"<main>{body}</main></body></html>\n"
+    )
 
 
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A Markdown table (floats to 3 decimals, NaN as a dash)."""
+
     def text(value: object) -> str:
         if isinstance(value, float):
             return "–" if value != value else f"{value:.3f}"

@@ -47,7 +47,9 @@ def time_phases(facts: RunFacts) -> list[tuple[str, float]]:
         # each epoch's clock includes the dev checks of the epochs before it; histories
         # written before the trainer timed its checks (no loss points either) cannot tell them apart
         timed = "losses" in history[-1]
-        phases.append(("training steps" if timed else "training and dev checks", history[-1]["seconds"] - sum(dev[:-1])))
+        phases.append(
+            ("training steps" if timed else "training and dev checks", history[-1]["seconds"] - sum(dev[:-1]))
+        )
         if any(dev):
             phases.append(("dev checks", sum(dev)))
     if facts.stage is not None:
@@ -79,8 +81,15 @@ def choices(stage: PredictionStage) -> list[Choice]:
     groups: dict[str, tuple[str, dict[str, float]]] = {}
     for name, value in stage.selection.items():
         candidate, metric = name.split(": ", 1) if ": " in name else (name, "dev macro-AP")
-        kind = ("fallback" if name.startswith("fallback") else "lexical" if name.startswith("lexical weight")
-                else "rule" if ": " in name else "head")  # fmt: skip
+        kind = (
+            "fallback"
+            if name.startswith("fallback")
+            else "lexical"
+            if name.startswith("lexical weight")
+            else "rule"
+            if ": " in name
+            else "head"
+        )
         groups.setdefault(kind, (metric, {}))[1][candidate] = float(value)
     out = []
     if "head" in groups:
@@ -109,24 +118,38 @@ def data_statistics(facts: RunFacts) -> list[tuple[str, str]]:
         rows.append((f"{split} items", f"{print_.get('items')} ({print_.get('source') or 'given in memory'})"))
     if facts.train is not None:
         sizes = np.array([len(labels) for labels in facts.train.labels])
-        rows += [("labels per training item", f"{sizes.mean():.2f} (max {sizes.max()}, "
-                                               f"{int((sizes == 0).sum())} items without labels)")]  # fmt: skip
+        rows += [
+            (
+                "labels per training item",
+                f"{sizes.mean():.2f} (max {sizes.max()}, {int((sizes == 0).sum())} items without labels)",
+            )
+        ]
     labels = facts.labels
     if labels is not None:
         rows.append(("labels", str(len(labels.names))))
         if labels.train is not None:
-            rows += [("training items per label", f"min {labels.train.min()}, median {np.median(labels.train):g}, "
-                                                  f"max {labels.train.max()}"),
-                     ("rare labels", f"{int(labels.rare().sum())} (1 to {RARE_ITEMS - 1} training items)"),
-                     ("zero-shot labels", f"{int(labels.zero_shot().sum())} (no training items)")]  # fmt: skip
+            rows += [
+                (
+                    "training items per label",
+                    f"min {labels.train.min()}, median {np.median(labels.train):g}, max {labels.train.max()}",
+                ),
+                ("rare labels", f"{int(labels.rare().sum())} (1 to {RARE_ITEMS - 1} training items)"),
+                ("zero-shot labels", f"{int(labels.zero_shot().sum())} (no training items)"),
+            ]
     evaluation = facts.evaluation
     if evaluation is not None:
         scored = "all" if len(evaluation.texts) == evaluation.total else f"a seeded sample of {len(evaluation.texts)}"
-        rows.append((f"{evaluation.split} items scored for this report",
-                     f"{scored} of {evaluation.total}, embedded and scored in {evaluation.seconds:.1f} s"))  # fmt: skip
+        rows.append(
+            (
+                f"{evaluation.split} items scored for this report",
+                f"{scored} of {evaluation.total}, embedded and scored in {evaluation.seconds:.1f} s",
+            )
+        )
         if evaluation.unknown:
             names = ", ".join(name for name, _ in evaluation.unknown.most_common(5))
-            rows.append((f"{evaluation.split} labels unseen in training", f"{sum(evaluation.unknown.values())} ({names})"))
+            rows.append(
+                (f"{evaluation.split} labels unseen in training", f"{sum(evaluation.unknown.values())} ({names})")
+            )
     return rows
 
 
@@ -148,9 +171,15 @@ def examples(evaluation: Evaluation, names: list[str], column: int, k: int = 2) 
 
     def pick(rows: np.ndarray, highest: bool) -> list[Example]:
         rows = rows[np.argsort(-scores[rows] if highest else scores[rows])][:k]
-        return [Example(evaluation.texts[i], [names[c] for c in evaluation.y[i].indices],
-                        [names[c] for c in np.flatnonzero(evaluation.decisions[i])], float(scores[i]))
-                for i in rows]  # fmt: skip
+        return [
+            Example(
+                evaluation.texts[i],
+                [names[c] for c in evaluation.y[i].indices],
+                [names[c] for c in np.flatnonzero(evaluation.decisions[i])],
+                float(scores[i]),
+            )
+            for i in rows
+        ]
 
     return pick(np.flatnonzero(gold & ~said), highest=False), pick(np.flatnonzero(~gold & said), highest=True)
 
@@ -165,9 +194,13 @@ def changed_settings(config: dict[str, Any]) -> set[str]:
 
 def machine() -> list[tuple[str, str]]:
     """(what, value) rows: the machine and library versions this report was built with."""
-    rows = [("platform", platform.platform()), ("processor", platform.processor() or platform.machine()),
-            ("CPU cores", str(os.cpu_count())), ("Python", sys.version.split()[0]),
-            ("labelcon", metadata.version("labelcon"))]  # fmt: skip
+    rows = [
+        ("platform", platform.platform()),
+        ("processor", platform.processor() or platform.machine()),
+        ("CPU cores", str(os.cpu_count())),
+        ("Python", sys.version.split()[0]),
+        ("labelcon", metadata.version("labelcon")),
+    ]
     for name in LIBRARIES:
         try:
             rows.append((name, metadata.version(name)))

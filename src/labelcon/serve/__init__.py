@@ -12,5 +12,15 @@ from labelcon.serve.guard import VERSION_HEADER
 from labelcon.serve.keys import ENV_KEY, ApiKeyError, ApiKeys, read_api_keys
 from labelcon.serve.process import ENV_SPEC, app_from_environment, run
 
-__all__ = ["ENV_KEY", "ENV_SPEC", "VERSION_HEADER", "ApiKeyError", "ApiKeys", "app_from_environment", "create_app",
-           "load_served", "read_api_keys", "run"]
+__all__ = [
+    "ENV_KEY",
+    "ENV_SPEC",
+    "VERSION_HEADER",
+    "ApiKeyError",
+    "ApiKeys",
+    "app_from_environment",
+    "create_app",
+    "load_served",
+    "read_api_keys",
+    "run",
+]

@@ -31,10 +31,10 @@ import base64
 import ctypes
 import ctypes.util
 import os
-from importlib.metadata import version
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +48,21 @@ from labelcon.batching import Batcher
 from labelcon.config import ServeSettings
 from labelcon.estimator import Labelcon
 from labelcon.prediction import Features
-from labelcon.schemas import Embedding, EmbeddingsRequest, EmbeddingsResponse, InfoResponse, LabelScore, Prediction
-from labelcon.schemas import PredictRequest, PredictResponse, SearchHit, SearchRequest, SearchResponse, SearchResult
-from labelcon.schemas import Usage
+from labelcon.schemas import (
+    Embedding,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    InfoResponse,
+    LabelScore,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+    SearchHit,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+    Usage,
+)
 from labelcon.search import fresh_index
 from labelcon.serve.errors import add_error_handlers, check_texts, unsupported
 from labelcon.serve.guard import Guard, Metrics
@@ -114,8 +126,9 @@ def _run_model_jobs(model: Labelcon, jobs: list[_Job]) -> list[_Embedded | list[
             job, predictions = jobs[i], []
             for _ in job.texts:
                 scores = zip(names, raw[row], strict=True) if job.raw_scores else ranked[row][: job.top_k]
-                predictions.append(Prediction(labels=label_sets[row],
-                                              scores=[LabelScore(label=n, score=s) for n, s in scores]))  # fmt: skip
+                predictions.append(
+                    Prediction(labels=label_sets[row], scores=[LabelScore(label=n, score=s) for n, s in scores])
+                )
                 row += 1
             results[i] = predictions
     for i, job in enumerate(jobs):
@@ -151,12 +164,18 @@ def _service_routes(name: str, settings: ServeSettings, metrics: Metrics) -> API
         """The model version, labels, embedding dimension, encoder, the run's test metrics and the limits."""
         served = _served(request)
         model = served.model
-        return _json(InfoResponse(
-            model=name, model_version=served.version,
-            labels=list(model.stage_.labels.names) if model.stage_ is not None else [],
-            embedding_dim=model.encoder_.dim, encoder={"type": model.encoder_.encoder_type, **model.encoder_.config()},
-            objective=model.objective_, test_metrics=model.metrics_.get("test"), limits=settings,
-        ))  # fmt: skip
+        return _json(
+            InfoResponse(
+                model=name,
+                model_version=served.version,
+                labels=list(model.stage_.labels.names) if model.stage_ is not None else [],
+                embedding_dim=model.encoder_.dim,
+                encoder={"type": model.encoder_.encoder_type, **model.encoder_.config()},
+                objective=model.objective_,
+                test_metrics=model.metrics_.get("test"),
+                limits=settings,
+            )
+        )
 
     @router.get("/metrics")
     async def prometheus() -> Response:
@@ -180,8 +199,9 @@ def _embedding_routes(name: str, settings: ServeSettings, batcher: Batcher) -> A
         else:
             vectors = done.vectors.tolist()
         data = [Embedding(index=i, embedding=vector) for i, vector in enumerate(vectors)]
-        return _json(EmbeddingsResponse(data=data, model=name, usage=Usage(prompt_tokens=done.tokens,
-                                                                           total_tokens=done.tokens)))  # fmt: skip
+        return _json(
+            EmbeddingsResponse(data=data, model=name, usage=Usage(prompt_tokens=done.tokens, total_tokens=done.tokens))
+        )
 
     return router
 
@@ -196,7 +216,9 @@ def _prediction_routes(settings: ServeSettings, batcher: Batcher) -> APIRouter:
         served = _served(http)
         if served.model.stage_ is None:
             return unsupported(served, "was trained without labels: it embeds, but predicts no labels")
-        job = _Job(served.model, request.inputs, min(request.top_k, len(served.model.stage_.labels)), request.raw_scores)
+        job = _Job(
+            served.model, request.inputs, min(request.top_k, len(served.model.stage_.labels)), request.raw_scores
+        )
         return _json(PredictResponse(predictions=await batcher.submit(job, len(request.inputs))))
 
     return router
@@ -213,11 +235,18 @@ def _search_routes(settings: ServeSettings) -> APIRouter:
         served = _served(http)
         if served.model.index_ is None:
             return unsupported(served, "has no search index: run `labelcon index RUN --corpus FILE`")
-        results = await asyncio.to_thread(served.model.search, request.inputs, request.k, labels=request.labels,
-                                          like=request.like)  # fmt: skip
+        results = await asyncio.to_thread(
+            served.model.search, request.inputs, request.k, labels=request.labels, like=request.like
+        )
         asked = [{"query": text} for text in request.inputs] + [{"like": item} for item in request.like]
-        return _json(SearchResponse(results=[SearchResult(**who, hits=[SearchHit(**hit._asdict()) for hit in hits])
-                                             for who, hits in zip(asked, results, strict=True)]))  # fmt: skip
+        return _json(
+            SearchResponse(
+                results=[
+                    SearchResult(**who, hits=[SearchHit(**hit._asdict()) for hit in hits])
+                    for who, hits in zip(asked, results, strict=True)
+                ]
+            )
+        )
 
     return router
 
@@ -254,8 +283,9 @@ def load_served(run_dir: Path, device: str) -> Served:
     return Served(model.version_, model)
 
 
-def create_app(run_dir: str | os.PathLike, settings: ServeSettings | None = None,
-               api_keys: ApiKeys | None = None) -> FastAPI:  # fmt: skip
+def create_app(
+    run_dir: str | os.PathLike, settings: ServeSettings | None = None, api_keys: ApiKeys | None = None
+) -> FastAPI:
     """The HTTP app serving the model in ``run_dir`` (loaded now) under ``settings``; with
     ``api_keys`` None, the keys are read from ``$LABELCON_API_KEY`` (none: an open server)."""
     settings = settings or ServeSettings()
@@ -263,8 +293,9 @@ def create_app(run_dir: str | os.PathLike, settings: ServeSettings | None = None
     versions = Versions(run_dir, lambda path: load_served(path, settings.device), settings.reload_seconds)
     model, name = versions.current.model, Path(run_dir).resolve().name
     metrics = Metrics()
-    batcher = Batcher(_run_jobs, max_size=settings.max_batch, max_wait=settings.max_wait_ms / 1000,
-                      on_batch=metrics.observe_batch)  # fmt: skip
+    batcher = Batcher(
+        _run_jobs, max_size=settings.max_batch, max_wait=settings.max_wait_ms / 1000, on_batch=metrics.observe_batch
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -291,8 +322,12 @@ def create_app(run_dir: str | os.PathLike, settings: ServeSettings | None = None
     for router in routers:
         app.include_router(router)
     add_error_handlers(app, routes)
-    app.add_middleware(Guard, settings=settings, metrics=metrics, paths={route.split()[1] for route in routes},
-                       keys=keys, versions=versions)  # fmt: skip
+    app.add_middleware(
+        Guard,
+        settings=settings,
+        metrics=metrics,
+        paths={route.split()[1] for route in routes},
+        keys=keys,
+        versions=versions,
+    )
     return app
-
-

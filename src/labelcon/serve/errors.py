@@ -38,15 +38,25 @@ def error_response(status: int, message: str, kind: str, **extra: Any) -> JSONRe
 
 
 def limit_error(exc: LimitExceeded) -> JSONResponse:
-    return error_response(413, f"{exc} (labelcon serve {flag_of(exc.limit)})", "limit_exceeded",
-                  limit=exc.limit, flag=flag_of(exc.limit), value=exc.value)  # fmt: skip
+    return error_response(
+        413,
+        f"{exc} (labelcon serve {flag_of(exc.limit)})",
+        "limit_exceeded",
+        limit=exc.limit,
+        flag=flag_of(exc.limit),
+        value=exc.value,
+    )
 
 
 def unauthorized(presented: bool) -> JSONResponse:
     """401 for a request without an accepted key (the key itself is never echoed)."""
     problem = "the API key is not accepted" if presented else "this server asks for an API key"
-    response = error_response(401, f"{problem}: send the header 'Authorization: Bearer <key>' with a key of the server's "
-                      f"${ENV_KEY} or --api-key-file", "unauthorized")  # fmt: skip
+    response = error_response(
+        401,
+        f"{problem}: send the header 'Authorization: Bearer <key>' with a key of the server's "
+        f"${ENV_KEY} or --api-key-file",
+        "unauthorized",
+    )
     response.headers["WWW-Authenticate"] = 'Bearer realm="labelcon"'
     return response
 
@@ -57,18 +67,30 @@ def unsupported(served: Served, what: str) -> JSONResponse:
 
 
 def timeout_error(seconds: float) -> JSONResponse:
-    return error_response(503, f"the request took longer than {seconds:g} s (labelcon serve --timeout)", "timeout",
-                  limit="timeout", flag="--timeout", value=seconds)  # fmt: skip
+    return error_response(
+        503,
+        f"the request took longer than {seconds:g} s (labelcon serve --timeout)",
+        "timeout",
+        limit="timeout",
+        flag="--timeout",
+        value=seconds,
+    )
 
 
 def check_texts(texts: list[str], settings: ServeSettings) -> None:
     if len(texts) > settings.max_items:
-        raise LimitExceeded("max_items", settings.max_items,
-                            f"{len(texts)} texts in one request; at most {settings.max_items} are allowed")  # fmt: skip
+        raise LimitExceeded(
+            "max_items",
+            settings.max_items,
+            f"{len(texts)} texts in one request; at most {settings.max_items} are allowed",
+        )
     longest = max(range(len(texts)), key=lambda i: len(texts[i]))
     if len(texts[longest]) > settings.max_chars:
-        raise LimitExceeded("max_chars", settings.max_chars, f"item {longest} has {len(texts[longest])} characters; "
-                            f"at most {settings.max_chars} are allowed per text")  # fmt: skip
+        raise LimitExceeded(
+            "max_chars",
+            settings.max_chars,
+            f"item {longest} has {len(texts[longest])} characters; at most {settings.max_chars} are allowed per text",
+        )
 
 
 def describe_errors(errors: list[dict[str, Any]]) -> str:

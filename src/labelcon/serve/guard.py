@@ -27,16 +27,34 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry()
-        self.requests = Counter("labelcon_requests", "HTTP requests answered, by route, method and status",
-                                ["route", "method", "status"], registry=registry)  # fmt: skip
-        self.errors = Counter("labelcon_errors", "HTTP requests answered with a status of 400 or more",
-                              ["route", "status"], registry=registry)  # fmt: skip
-        self.latency = Histogram("labelcon_request_seconds", "Seconds from a request's arrival to its answer",
-                                 ["route"], buckets=LATENCY_BUCKETS, registry=registry)  # fmt: skip
-        self.batch_texts = Histogram("labelcon_batch_texts", "Texts per encoder batch",
-                                     buckets=SIZE_BUCKETS, registry=registry)  # fmt: skip
-        self.batch_requests = Histogram("labelcon_batch_requests", "Requests gathered into one encoder batch",
-                                        buckets=SIZE_BUCKETS, registry=registry)  # fmt: skip
+        self.requests = Counter(
+            "labelcon_requests",
+            "HTTP requests answered, by route, method and status",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.errors = Counter(
+            "labelcon_errors",
+            "HTTP requests answered with a status of 400 or more",
+            ["route", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "labelcon_request_seconds",
+            "Seconds from a request's arrival to its answer",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_texts = Histogram(
+            "labelcon_batch_texts", "Texts per encoder batch", buckets=SIZE_BUCKETS, registry=registry
+        )
+        self.batch_requests = Histogram(
+            "labelcon_batch_requests",
+            "Requests gathered into one encoder batch",
+            buckets=SIZE_BUCKETS,
+            registry=registry,
+        )
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
@@ -64,8 +82,15 @@ class Guard:
     ``timeout``; records route, status and time in the metrics (paths that are no route
     count as ``other``)."""
 
-    def __init__(self, app: ASGIApp, settings: ServeSettings, metrics: Metrics, paths: set[str], keys: ApiKeys,
-                 versions: Versions) -> None:  # fmt: skip
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: ServeSettings,
+        metrics: Metrics,
+        paths: set[str],
+        keys: ApiKeys,
+        versions: Versions,
+    ) -> None:
         self.app, self.settings, self.metrics, self.paths = app, settings, metrics, paths
         self.keys, self.versions = keys, versions
 

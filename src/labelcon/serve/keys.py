@@ -69,8 +69,10 @@ def read_api_keys(key_file: str | os.PathLike | None = None, environ: Mapping[st
     if ENV_KEY in environ:
         key = environ[ENV_KEY].strip()
         if not key or any(c.isspace() for c in key):
-            raise ApiKeyError(f"${ENV_KEY} is set but holds {'no key' if not key else 'a key with whitespace in it'}; "
-                              f"set it to one key, or unset it")  # fmt: skip
+            raise ApiKeyError(
+                f"${ENV_KEY} is set but holds {'no key' if not key else 'a key with whitespace in it'}; "
+                f"set it to one key, or unset it"
+            )
         keys.append(key)
     if key_file is not None:
         keys.extend(_keys_of_file(Path(key_file)))
@@ -81,16 +83,19 @@ def _keys_of_file(path: Path) -> list[str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise ApiKeyError(f"{path}: cannot read the key file ({type(error).__name__}); "
-                          "check --api-key-file (keyword api_key_file)") from None  # fmt: skip
+        raise ApiKeyError(
+            f"{path}: cannot read the key file ({type(error).__name__}); check --api-key-file (keyword api_key_file)"
+        ) from None
     keys = []
     for number, line in enumerate(lines, start=1):
         key = line.strip()
         if not key or key.startswith("#"):
             continue
         if any(c.isspace() for c in key):
-            raise ApiKeyError(f"{path}, line {number}: expected one key per line, got a line with whitespace "
-                              "inside it (--api-key-file)")  # fmt: skip
+            raise ApiKeyError(
+                f"{path}, line {number}: expected one key per line, got a line with whitespace "
+                "inside it (--api-key-file)"
+            )
         keys.append(key)
     if not keys:
         raise ApiKeyError(f"{path}: expected one key per line, got no key (--api-key-file)")

@@ -41,9 +41,16 @@ def log_config(log_level: str) -> dict[str, Any]:
     return config
 
 
-def run(run_dir: str | os.PathLike, settings: ServeSettings | None = None, *, host: str = "127.0.0.1",
-        port: int = 8000, workers: int = 1, log_level: str = "info",
-        api_key_file: str | os.PathLike | None = None) -> None:  # fmt: skip
+def run(
+    run_dir: str | os.PathLike,
+    settings: ServeSettings | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    log_level: str = "info",
+    api_key_file: str | os.PathLike | None = None,
+) -> None:
     """Serve ``run_dir`` until SIGTERM or SIGINT; then take no new requests, finish those in
     flight (for up to ``timeout`` more seconds) and return.
 
@@ -57,10 +64,19 @@ def run(run_dir: str | os.PathLike, settings: ServeSettings | None = None, *, ho
     keys = read_api_keys(api_key_file)
     logging.config.dictConfig(log_config(log_level))
     if not keys and not is_loopback(host):
-        log.warning("serving on %s with no API key: anyone who reaches this address can use the server; set "
-                    "$%s or pass --api-key-file", host, ENV_KEY)  # fmt: skip
-    options = {"host": host, "port": port, "log_level": log_level, "timeout_graceful_shutdown": settings.timeout + 1,
-               "log_config": log_config(log_level)}  # fmt: skip
+        log.warning(
+            "serving on %s with no API key: anyone who reaches this address can use the server; set "
+            "$%s or pass --api-key-file",
+            host,
+            ENV_KEY,
+        )
+    options = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "timeout_graceful_shutdown": settings.timeout + 1,
+        "log_config": log_config(log_level),
+    }
     if workers == 1:
         server = uvicorn.Server(uvicorn.Config(create_app(run_dir, settings, keys), **options))
         with _stopping_is_success():
@@ -68,8 +84,11 @@ def run(run_dir: str | os.PathLike, settings: ServeSettings | None = None, *, ho
         return
     Labelcon.load(run_dir, device="cpu")  # a run that does not load fails here, once, not in every process
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
-    spec = {"run_dir": str(run_dir), "settings": settings.model_dump(),
-            "api_key_file": None if api_key_file is None else str(Path(api_key_file).resolve())}  # fmt: skip
+    spec = {
+        "run_dir": str(run_dir),
+        "settings": settings.model_dump(),
+        "api_key_file": None if api_key_file is None else str(Path(api_key_file).resolve()),
+    }
     os.environ[ENV_SPEC] = json.dumps(spec)
     with tempfile.TemporaryDirectory(prefix="labelcon-metrics-") as metrics_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir

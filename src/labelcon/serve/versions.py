@@ -70,8 +70,9 @@ class Versions:
         try:
             version = published_version(self.run_dir)
         except (OSError, ValueError) as error:
-            log.warning("%s: cannot read the model pointer (%s); still serving %s", self.run_dir, error,
-                        self.current.version)  # fmt: skip
+            log.warning(
+                "%s: cannot read the model pointer (%s); still serving %s", self.run_dir, error, self.current.version
+            )
             self._stamp = stamp
             return False
         self._stamp = stamp
@@ -83,13 +84,23 @@ class Versions:
             served = self.load(self.run_dir)
         except Exception as error:  # a damaged version: the old one keeps serving
             self.refused = version
-            log.error("refused model version %s of %s: %s: %s; still serving %s", version, self.run_dir,
-                      type(error).__name__, error, self.current.version)  # fmt: skip
+            log.error(
+                "refused model version %s of %s: %s: %s; still serving %s",
+                version,
+                self.run_dir,
+                type(error).__name__,
+                error,
+                self.current.version,
+            )
             return False
         old, self.current, self.switched_at = self.current.version, served, time.time()
         gc.collect()  # the old version goes once the requests holding it are answered
-        log.info("now serving model version %s (was %s; loaded in %.1f s)", served.version, old,
-                 time.perf_counter() - started)  # fmt: skip
+        log.info(
+            "now serving model version %s (was %s; loaded in %.1f s)",
+            served.version,
+            old,
+            time.perf_counter() - started,
+        )
         return True
 
     async def watch(self) -> None:

@@ -71,8 +71,13 @@ def generator_state(views: np.random.Generator, device: torch.device) -> dict[st
     numpy_state = np.random.get_state(legacy=False)
     numpy_state["state"]["key"] = numpy_state["state"]["key"].tolist()
     torch_state, *device_state = rng_state(device)
-    return {"torch": torch_state, "numpy": numpy_state, "python": random.getstate(),
-            "views": views.bit_generator.state, "device": {"type": device.type, "state": device_state}}
+    return {
+        "torch": torch_state,
+        "numpy": numpy_state,
+        "python": random.getstate(),
+        "views": views.bit_generator.state,
+        "device": {"type": device.type, "state": device_state},
+    }
 
 
 def restore_generator_state(saved: dict[str, Any], views: np.random.Generator, device: torch.device) -> None:
@@ -81,8 +86,12 @@ def restore_generator_state(saved: dict[str, Any], views: np.random.Generator, d
     written = saved.get("device", {"type": "cpu", "state": []})
     set_rng_state([saved["torch"], *(written["state"] if written["type"] == device.type else [])], device)
     numpy_state = saved["numpy"]
-    np.random.set_state({**numpy_state, "state": {**numpy_state["state"],
-                                                  "key": np.asarray(numpy_state["state"]["key"], dtype=np.uint32)}})
+    np.random.set_state(
+        {
+            **numpy_state,
+            "state": {**numpy_state["state"], "key": np.asarray(numpy_state["state"]["key"], dtype=np.uint32)},
+        }
+    )
     random.setstate(saved["python"])
     views.bit_generator.state = saved["views"]
 

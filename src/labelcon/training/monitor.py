@@ -25,9 +25,15 @@ from labelcon.metrics import dense_rows, evaluate
 
 
 def knn_dev_check(
-    train_texts: Sequence[str], y_train: sp.csr_matrix, dev_texts: Sequence[str], y_dev: sp.csr_matrix,
-    *, max_train: int, seed: int, show_progress: bool = False,
-) -> Callable[[Encoder], dict[str, float]]:  # fmt: skip
+    train_texts: Sequence[str],
+    y_train: sp.csr_matrix,
+    dev_texts: Sequence[str],
+    y_dev: sp.csr_matrix,
+    *,
+    max_train: int,
+    seed: int,
+    show_progress: bool = False,
+) -> Callable[[Encoder], dict[str, float]]:
     """The check as a function of the encoder being trained."""
     train_rows = np.random.default_rng(seed).permutation(len(train_texts))[:max_train]
     dev_rows = dense_rows(len(dev_texts), y_dev.shape[1], seed)
@@ -48,8 +54,7 @@ def pair_dev_check(pairs: PairRecords, *, show_progress: bool = False) -> Callab
         raise ValueError("the dev check on pairs needs scored pairs (text1, text2, score): name --pair-score-field")
 
     def check(encoder: Encoder) -> dict[str, float]:
-        first, second = (encoder.encode(column, show_progress=show_progress)
-                         for column in pairs.columns)  # fmt: skip
+        first, second = (encoder.encode(column, show_progress=show_progress) for column in pairs.columns)
         return pair_correlations(first, second, pairs.scores)
 
     return check

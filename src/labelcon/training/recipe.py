@@ -26,41 +26,77 @@ from labelcon.data.pairs import PairRecords
 from labelcon.encoders import Encoder, build_encoder
 from labelcon.objectives import build_objective, build_pair_objective, resolve_objective
 from labelcon.training.monitor import knn_dev_check, pair_dev_check
+from labelcon.training.settings import TrainingSettings
 from labelcon.training.trainer import Trainer
 from labelcon.training.wiseft import interpolate_weights
 from labelcon.views import make_view
-from labelcon.training.settings import TrainingSettings
 
 
 def train_encoder(
-    config: Config, train: Dataset, y_train: sp.csr_matrix, dev: Dataset, y_dev: sp.csr_matrix, *,
-    label_texts: list[str], max_length: int, run_dir: str | os.PathLike | None = None, resume: bool = False,
-    show_progress: bool = False, pairs: PairRecords | None = None, dev_pairs: PairRecords | None = None,
-) -> tuple[Encoder, str, list[dict[str, Any]]]:  # fmt: skip
+    config: Config,
+    train: Dataset,
+    y_train: sp.csr_matrix,
+    dev: Dataset,
+    y_dev: sp.csr_matrix,
+    *,
+    label_texts: list[str],
+    max_length: int,
+    run_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    show_progress: bool = False,
+    pairs: PairRecords | None = None,
+    dev_pairs: PairRecords | None = None,
+) -> tuple[Encoder, str, list[dict[str, Any]]]:
     """Train an encoder on ``train`` (checked on ``dev`` after each epoch when there are
     labels, else on the scored ``dev_pairs`` when given) and on ``pairs`` when given
     (``train`` may then be empty); returns it, the objective's name and the training
     history. With ``run_dir``, checkpoints go there and ``resume`` continues from the last one."""
     cfg = config
-    frozen = {} if cfg.train_layers is None else {"train_layers": cfg.train_layers, "layer_cache_mb": cfg.layer_cache_mb}
+    frozen = (
+        {} if cfg.train_layers is None else {"train_layers": cfg.train_layers, "layer_cache_mb": cfg.layer_cache_mb}
+    )
     texts = train.texts + (pairs.texts if pairs is not None else [])
-    encoder = build_encoder(cfg.encoder, train_texts=texts, max_length=max_length,
-                            projection_dim=cfg.projection_dim, seed=cfg.seed, precision=cfg.precision,
-                            device=cfg.device, **frozen, **cfg.encoder_params)  # fmt: skip
+    encoder = build_encoder(
+        cfg.encoder,
+        train_texts=texts,
+        max_length=max_length,
+        projection_dim=cfg.projection_dim,
+        seed=cfg.seed,
+        precision=cfg.precision,
+        device=cfg.device,
+        **frozen,
+        **cfg.encoder_params,
+    )
     counts = np.bincount(y_train.indices, minlength=y_train.shape[1])
     name = resolve_objective(cfg.objective, counts, n_items=len(train), shots=cfg.shots)
     check, select = None, "macro_ap"
     if cfg.epochs and y_train.shape[1]:
-        check = knn_dev_check(train.texts, y_train, dev.texts, y_dev, max_train=cfg.eval_max_train, seed=cfg.seed,
-                              show_progress=show_progress)  # fmt: skip
+        check = knn_dev_check(
+            train.texts,
+            y_train,
+            dev.texts,
+            y_dev,
+            max_train=cfg.eval_max_train,
+            seed=cfg.seed,
+            show_progress=show_progress,
+        )
     elif cfg.epochs and dev_pairs is not None:
         check, select = pair_dev_check(dev_pairs, show_progress=show_progress), "pairs_spearman"
     pair_objective = None if pairs is None else build_pair_objective(pairs.kind, **cfg.pair_objective_params)
-    trainer = Trainer(encoder, build_objective(name, temperature=cfg.temperature, **cfg.objective_params),
-                      TrainingSettings.from_config(cfg), run_dir=Path(run_dir) if run_dir is not None else None, evaluate=check,
-                      select_metric=select, label_texts=label_texts, view=make_view(cfg.view, **cfg.view_params),
-                      show_progress=show_progress, pair_objective=pair_objective, pair_weight=cfg.pair_weight,
-                      pair_batch_size=cfg.pair_batch_size)  # fmt: skip
+    trainer = Trainer(
+        encoder,
+        build_objective(name, temperature=cfg.temperature, **cfg.objective_params),
+        TrainingSettings.from_config(cfg),
+        run_dir=Path(run_dir) if run_dir is not None else None,
+        evaluate=check,
+        select_metric=select,
+        label_texts=label_texts,
+        view=make_view(cfg.view, **cfg.view_params),
+        show_progress=show_progress,
+        pair_objective=pair_objective,
+        pair_weight=cfg.pair_weight,
+        pair_batch_size=cfg.pair_batch_size,
+    )
     initial = {k: v.detach().clone() for k, v in encoder.state_dict().items()} if cfg.keep_base else None
     history = trainer.fit(train.texts, y_train, pairs=pairs, resume=resume).history
     if cfg.train_layers is not None:  # the frozen layers' outputs serve training only

@@ -87,16 +87,16 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from labelcon.data.pairs import PairRecords
 from labelcon.device import pinned, precision_for, resolve_device, tf32_matmuls, to_device
 from labelcon.feed import ahead_for, prefetched
 from labelcon.io import atomic_torch_save
 from labelcon.objectives import MomentumQueue, gather_others, gather_with_grad, momentum_update
 from labelcon.objectives.checks import trusted_inputs
-from labelcon.training.checkpoint import CHECKPOINT_FILE
-from labelcon.data.pairs import PairRecords
 from labelcon.sampling import LabelAwareBatchSampler, PairBatchSampler
 from labelcon.training import distributed
 from labelcon.training.checkpoint import (
+    CHECKPOINT_FILE,
     CheckpointError,
     TrainState,
     check_resumable,
@@ -279,7 +279,8 @@ class Trainer:
         if isinstance(cfg.nproc, int) and cfg.nproc > 1 and distributed.world_size() == 1:
             raise ValueError(
                 f"nproc={cfg.nproc} asks for {cfg.nproc} processes but this one trains alone: start it with "
-                f"`labelcon train --nproc {cfg.nproc} ...` or `torchrun --nproc-per-node {cfg.nproc} -m labelcon train ...`"
+                f"`labelcon train --nproc {cfg.nproc} ...` or "
+                f"`torchrun --nproc-per-node {cfg.nproc} -m labelcon train ...`"
             )
         rank = distributed.rank()
         seed_everything(cfg.seed + rank)
@@ -289,9 +290,12 @@ class Trainer:
             self.queue = MomentumQueue(cfg.queue_size, self.encoder.dim, device=self.device)
         self.model = self.encoder
         if distributed.active():
-            self.model = DistributedDataParallel(self.encoder, **distributed.constant_buffers_option(),
-                                                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                                                 find_unused_parameters=self._has_unused_parameters(items))
+            self.model = DistributedDataParallel(
+                self.encoder,
+                **distributed.constant_buffers_option(),
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=self._has_unused_parameters(items),
+            )
 
     def _has_unused_parameters(self, items: Sequence | np.ndarray) -> bool:
         """Whether a trainable parameter of the encoder does not reach its embeddings (a
@@ -382,19 +386,23 @@ class Trainer:
         """Raise :class:`TrainingDiverged` when the last step's update (at ``loss``) made a
         weight NaN or inf. Run before every checkpoint and dev check."""
         if not all(torch.isfinite(p).all() for p in self.encoder.parameters()):
-            raise self._diverged(self.state.global_step,
-                                 f"the loss was {loss:.4g}, but the update made weights NaN or inf")
+            raise self._diverged(
+                self.state.global_step, f"the loss was {loss:.4g}, but the update made weights NaN or inf"
+            )
 
     # ------------------------------------------------------------------ one step
     def _tokenized(self, items: Any) -> list[dict[str, torch.Tensor]]:
         """``items`` tokenised as a step embeds them: in chunks of ``mini_batch_size``
         (GradCache), or as one chunk; in pinned memory for a CUDA device."""
         with self._tokenizer_lock:
-            return [pinned(self.encoder.tokenize(chunk), self.device)
-                    for chunk in _chunks(items, self.config.mini_batch_size or len(items))]
+            return [
+                pinned(self.encoder.tokenize(chunk), self.device)
+                for chunk in _chunks(items, self.config.mini_batch_size or len(items))
+            ]
 
-    def _prepare(self, items: Sequence | np.ndarray, labels: sp.csr_matrix,
-                 rows: list[int]) -> tuple[Prepared, torch.Tensor]:  # fmt: skip
+    def _prepare(
+        self, items: Sequence | np.ndarray, labels: sp.csr_matrix, rows: list[int]
+    ) -> tuple[Prepared, torch.Tensor]:
         """The batch of ``rows`` and its label rows, ready for a step (for an accelerator
         the loop prepares the next ones on a thread, :func:`labelcon.feed.prefetched`).
         Off the CPU, with GradCache chunks, the rows go shortest text first, so each chunk
@@ -456,8 +464,9 @@ class Trainer:
             self.queue.enqueue(gather_with_grad(momentum_keys), gather_with_grad(labels))
         loss = loss.detach()
         if self.pairs is not None:  # pairs beside the labels: the pair batch of this step
-            loss = loss + self._pair_loss(self._prepare_pairs(self.pair_sampler.batch_at(self.state.global_step))[0],
-                                          self.pair_weight)  # fmt: skip
+            loss = loss + self._pair_loss(
+                self._prepare_pairs(self.pair_sampler.batch_at(self.state.global_step))[0], self.pair_weight
+            )
         return loss
 
     def _prepare_pairs(self, rows: list[int]) -> tuple[PairBatch, None]:
@@ -509,8 +518,14 @@ class Trainer:
         return torch.cat(keys), torch.cat(key_labels) if labels is not None else None
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, items: Sequence | np.ndarray, labels: sp.csr_matrix, *, pairs: PairRecords | None = None,
-            resume: bool = False) -> TrainState:  # fmt: skip
+    def fit(
+        self,
+        items: Sequence | np.ndarray,
+        labels: sp.csr_matrix,
+        *,
+        pairs: PairRecords | None = None,
+        resume: bool = False,
+    ) -> TrainState:
         """Train on ``items`` (texts, or feature rows for an MLP encoder) with ``labels`` [N, C],
         and on ``pairs`` when given (beside the items, or alone when there are no items).
 
@@ -526,15 +541,20 @@ class Trainer:
         world, main = distributed.world_size(), distributed.is_main_process()
         if pairs is not None:
             self.pairs = pairs
-            self.pair_sampler = PairBatchSampler(len(pairs), self.pair_batch_size, seed=cfg.seed, num_replicas=world,
-                                                 rank=distributed.rank())  # fmt: skip
+            self.pair_sampler = PairBatchSampler(
+                len(pairs), self.pair_batch_size, seed=cfg.seed, num_replicas=world, rank=distributed.rank()
+            )
         if pairs_only:
             sampler = self.pair_sampler
         else:
             batch_size = min(cfg.batch_size, len(items))
             sampler = LabelAwareBatchSampler(
-                labels, batch_size, seed=cfg.seed, drop_last=len(items) > batch_size * world,
-                num_replicas=world, rank=distributed.rank(),
+                labels,
+                batch_size,
+                seed=cfg.seed,
+                drop_last=len(items) > batch_size * world,
+                num_replicas=world,
+                rank=distributed.rank(),
             )
         budget = 60 * cfg.max_time_minutes if cfg.max_time_minutes else None
         passes = passes_per_epoch(len(sampler), AUTO_EPOCHS if cfg.epochs == "auto" else cfg.epochs, cfg.min_steps)
@@ -542,8 +562,9 @@ class Trainer:
         total_steps = max(1, len(sampler) * passes * epochs)
         loss_every = max(1, total_steps // LOSS_POINTS)
         # on a CUDA device one fused kernel updates every parameter
-        optimizer = torch.optim.AdamW(_param_groups(self.encoder, cfg.weight_decay), lr=cfg.lr,
-                                      fused=True if self.device.type == "cuda" else None)
+        optimizer = torch.optim.AdamW(
+            _param_groups(self.encoder, cfg.weight_decay), lr=cfg.lr, fused=True if self.device.type == "cuda" else None
+        )
         self._elapsed = self.state.elapsed_seconds  # the same value on every process
         time_used = (lambda: self._elapsed / budget) if budget else None
         scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -556,8 +577,12 @@ class Trainer:
             return self.state
 
         bar = tqdm(
-            total=total_steps, initial=self.state.global_step, disable=not (self.show_progress and main),
-            desc="train", unit="step", dynamic_ncols=True,
+            total=total_steps,
+            initial=self.state.global_step,
+            disable=not (self.show_progress and main),
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
         )
         started = time.monotonic() - self.state.elapsed_seconds
         checkpointed = self._elapsed  # when the last checkpoint was written, on the agreed clock
@@ -568,7 +593,9 @@ class Trainer:
             self.encoder.train()
             start = self.state.step_in_epoch  # a resumed epoch skips the batches it has done
             batches = islice(epoch_batches(sampler, self.state.epoch, passes), start, None)
-            prepared = (self._prepare_pairs(rows) if pairs_only else self._prepare(items, labels, rows) for rows in batches)
+            prepared = (
+                self._prepare_pairs(rows) if pairs_only else self._prepare(items, labels, rows) for rows in batches
+            )
             window_items, window_started = 0, time.monotonic()
             with prefetched(prepared, ahead_for(self.device)) as ready:
                 for step, (batch, batch_y) in enumerate(ready, start):
@@ -607,8 +634,12 @@ class Trainer:
                         checkpointed = self._elapsed
             last_loss = self._close_loss_window(tally, last_loss)
             final = out_of_time or self.state.epoch + 1 >= epochs
-            check = final or not budget or not budget_ends_next_epoch(
-                self.state.global_step, total_steps, self._elapsed, budget, len(sampler) * passes
+            check = (
+                final
+                or not budget
+                or not budget_ends_next_epoch(
+                    self.state.global_step, total_steps, self._elapsed, budget, len(sampler) * passes
+                )
             )
             self._check_weights(last_loss)
             best_weights = self._end_epoch(best_weights, last_loss, final, check)
@@ -660,9 +691,13 @@ class Trainer:
         ``seconds`` (elapsed at its last step), ``losses`` (its ``[step, seconds, mean loss]``
         points, about ``LOSS_POINTS`` in a run) and, when checked, ``dev`` (the metrics) and
         ``dev_seconds`` (the time the check took)."""
-        record: dict[str, Any] = {"epoch": self.state.epoch + 1, "step": self.state.global_step,
-                                  "loss": last_loss, "seconds": round(self.state.elapsed_seconds, 1),
-                                  "losses": self.state.losses}
+        record: dict[str, Any] = {
+            "epoch": self.state.epoch + 1,
+            "step": self.state.global_step,
+            "loss": last_loss,
+            "seconds": round(self.state.elapsed_seconds, 1),
+            "losses": self.state.losses,
+        }
         self.state.losses = []
         self.state.epoch += 1
         self.state.step_in_epoch = 0
@@ -678,8 +713,10 @@ class Trainer:
             else:
                 self.state.bad_epochs += 1
             if self.show_progress:
-                tqdm.write(f"epoch {self.state.epoch}: dev {self.select_metric} {score:.4f}"
-                           f" (best {self.state.best_metric:.4f}, epoch {self.state.best_epoch})")
+                tqdm.write(
+                    f"epoch {self.state.epoch}: dev {self.select_metric} {score:.4f}"
+                    f" (best {self.state.best_metric:.4f}, epoch {self.state.best_epoch})"
+                )
         self.state.history.append(record)
         self.state = TrainState(**distributed.broadcast_object(asdict(self.state)))
         return best_weights

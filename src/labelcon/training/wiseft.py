@@ -20,5 +20,9 @@ def interpolate_weights(encoder: torch.nn.Module, initial: dict[str, Any], weigh
     0.25
     """
     trained = encoder.state_dict()
-    encoder.load_state_dict({key: initial[key].lerp(value, weight) if value.is_floating_point() else value
-                             for key, value in trained.items()})  # fmt: skip
+    encoder.load_state_dict(
+        {
+            key: initial[key].lerp(value, weight) if value.is_floating_point() else value
+            for key, value in trained.items()
+        }
+    )
