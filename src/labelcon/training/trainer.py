@@ -25,7 +25,7 @@ Everything that holds tensors sits on the run's device (``config.device``, see
 :mod:`labelcon.device`): the encoder, the objective, the momentum encoder and its queue,
 each batch and its labels. For an accelerator the next batches are tokenised on a
 thread while the current one trains (:mod:`labelcon.feed`), into pinned memory for a
-CUDA device; on the CPU each batch is made when its step starts, as before. Checkpoints
+CUDA device; on the CPU each batch is made when its step starts. Checkpoints
 are read onto the CPU and their tensors copied onto this run's device, so a run resumes
 on another device than it started on. Under float16 autocast (older CUDA GPUs) a
 gradient scaler scales the loss before backward and unscales the gradients before
