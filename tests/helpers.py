@@ -63,3 +63,27 @@ def interrupted_at(monkeypatch, step: int) -> Iterator[None]:
             yield
     finally:
         monkeypatch.setattr(Trainer, "_loss", original)
+
+
+def train_args(data: dict[str, Path], out: Path, *flags: str, test: bool = True) -> list[str]:
+    """``labelcon train`` arguments for the toy data (train, dev and, with ``test``, test)
+    into ``out``, then ``flags``."""
+    splits = ["--train", str(data["train"]), "--dev", str(data["dev"])]
+    return ["train", *splits, *(["--test", str(data["test"])] if test else []), "--out", str(out), *flags]
+
+
+def fast_flags() -> list[str]:
+    """:data:`FAST` as ``labelcon train`` flags, quiet."""
+    return [
+        "--encoder",
+        FAST["encoder"],
+        "--epochs",
+        str(FAST["epochs"]),
+        "--batch-size",
+        str(FAST["batch_size"]),
+        "--max-length",
+        str(FAST["max_length"]),
+        "--min-steps",
+        "0",
+        "--quiet",
+    ]

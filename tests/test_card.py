@@ -16,7 +16,7 @@ from labelcon.card import LISTED_LABELS, card_text, write_card
 from labelcon.cli import main
 from labelcon.data import LabelSpace
 from labelcon.io import read_json, write_json
-from tests.helpers import FAST, write_jsonl
+from tests.helpers import FAST, train_args, write_jsonl
 
 
 def _front_matter(card: str) -> dict:
@@ -42,18 +42,11 @@ def run(toy_data, tmp_path_factory):
     ]
     result = CliRunner().invoke(
         main,
-        [
-            "train",
-            "--train",
-            str(toy_data["train"]),
-            "--dev",
-            str(toy_data["dev"]),
-            "--test",
-            str(toy_data["test"]),
-            "--out",
-            str(out),
+        train_args(
+            toy_data,
+            out,
             *flags,
-        ],
+        ),
     )
     assert result.exit_code == 0, result.output
     return out

@@ -12,7 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from labelcon.cli import main
-from tests.helpers import FAST, write_jsonl
+from tests.helpers import fast_flags, train_args, write_jsonl
 
 METRICS = {
     "macro_f1",
@@ -27,39 +27,16 @@ METRICS = {
 }
 
 
-def _fast_flags() -> list[str]:
-    return [
-        "--encoder",
-        FAST["encoder"],
-        "--epochs",
-        str(FAST["epochs"]),
-        "--batch-size",
-        str(FAST["batch_size"]),
-        "--max-length",
-        str(FAST["max_length"]),
-        "--min-steps",
-        "0",
-        "--quiet",
-    ]
-
-
 @pytest.fixture(scope="module")
 def run_dir(toy_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
     result = CliRunner().invoke(
         main,
-        [
-            "train",
-            "--train",
-            str(toy_data["train"]),
-            "--dev",
-            str(toy_data["dev"]),
-            "--test",
-            str(toy_data["test"]),
-            "--out",
-            str(out),
-            *_fast_flags(),
-        ],
+        train_args(
+            toy_data,
+            out,
+            *fast_flags(),
+        ),
     )
     assert result.exit_code == 0, result.output
     return out
@@ -110,7 +87,7 @@ def test_embed_writes_normalised_matrix(run_dir, toy_data, tmp_path) -> None:
 def test_malformed_file_names_file_and_line(tmp_path, toy_data) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok", "labels": ["a"]}\n{"text": "broken", "labels": [\n')
-    result = CliRunner().invoke(main, ["train", "--train", str(bad), "--out", str(tmp_path / "o"), *_fast_flags()])
+    result = CliRunner().invoke(main, ["train", "--train", str(bad), "--out", str(tmp_path / "o"), *fast_flags()])
     assert result.exit_code == 2
     assert "bad.jsonl" in result.output and "line 2" in result.output
 
@@ -222,7 +199,7 @@ def test_generated_flags_parse_into_the_config(toy_data, tmp_path) -> None:
             str(toy_data["train"]),
             "--out",
             str(out),
-            *_fast_flags(),
+            *fast_flags(),
             "--head",
             "knn",
             "--head-params",

@@ -31,7 +31,7 @@ from labelcon.training import trainer as trainer_module
 from labelcon.training.labels import batch_labels
 from labelcon.training.settings import TrainingSettings
 from labelcon.training.trainer import Trainer
-from tests.helpers import FAST, TOPICS, interrupted_at, make_items
+from tests.helpers import FAST, TOPICS, interrupted_at, make_items, train_args
 
 META = torch.device("meta")
 
@@ -326,14 +326,9 @@ def test_train_takes_the_device_flag(toy_data, tmp_path) -> None:
     out = tmp_path / "run"
     result = CliRunner().invoke(
         main,
-        [
-            "train",
-            "--train",
-            str(toy_data["train"]),
-            "--dev",
-            str(toy_data["dev"]),
-            "--out",
-            str(out),
+        train_args(
+            toy_data,
+            out,
             "--encoder",
             "static",
             "--epochs",
@@ -343,7 +338,8 @@ def test_train_takes_the_device_flag(toy_data, tmp_path) -> None:
             "--device",
             "cpu",
             "--quiet",
-        ],
+            test=False,
+        ),
     )
     assert result.exit_code == 0, result.output
     assert "device: cpu" in (out / "config.yaml").read_text()

@@ -20,8 +20,7 @@ import labelcon
 from labelcon.cli import main
 from labelcon.filecheck import ModelLoadError
 from labelcon.heads import build_head
-from tests.helpers import write_jsonl
-from tests.test_cli import _fast_flags
+from tests.helpers import fast_flags, train_args, write_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -30,18 +29,14 @@ def pristine(toy_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("errors") / "run"
     result = CliRunner().invoke(
         main,
-        [
-            "train",
-            "--train",
-            str(toy_data["train"]),
-            "--dev",
-            str(toy_data["dev"]),
-            "--out",
-            str(out),
-            *_fast_flags(),
+        train_args(
+            toy_data,
+            out,
+            *fast_flags(),
             "--lexical",
             "0.5",
-        ],
+            test=False,
+        ),
     )
     assert result.exit_code == 0, result.output
     assert (out / "model.1" / "lexical" / "knn.npz").is_file()
@@ -255,7 +250,7 @@ def test_an_output_under_a_regular_file_is_named(pristine, toy_data, tmp_path) -
     blocker = tmp_path / "file"
     blocker.write_text("x")
     _fails_in_one_line(
-        ["train", "--train", str(toy_data["train"]), "--out", str(blocker / "run"), *_fast_flags()],
+        ["train", "--train", str(toy_data["train"]), "--out", str(blocker / "run"), *fast_flags()],
         f"--out {blocker / 'run'}: cannot be made: {blocker} is a file, not a directory",
     )
     _fails_in_one_line(

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from labelcon import Labelcon
 from labelcon.cli import main
 from labelcon.data.registry import dataset_files
-from tests.helpers import FAST
+from tests.helpers import FAST, train_args
 
 SETTINGS = {**FAST, "max_time_minutes": 0, "seed": 3}
 
@@ -27,19 +27,12 @@ def test_the_cli_and_python_leave_the_same_run(toy_data, tmp_path) -> None:
     by_cli = tmp_path / "cli"
     result = CliRunner().invoke(
         main,
-        [
-            "train",
-            "--train",
-            str(toy_data["train"]),
-            "--dev",
-            str(toy_data["dev"]),
-            "--test",
-            str(toy_data["test"]),
-            "--out",
-            str(by_cli),
+        train_args(
+            toy_data,
+            by_cli,
             "--quiet",
             *flags,
-        ],
+        ),
     )
     assert result.exit_code == 0, result.output
     by_python = tmp_path / "python"
