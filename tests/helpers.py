@@ -72,13 +72,13 @@ def train_args(data: dict[str, Path], out: Path, *flags: str, test: bool = True)
     return ["train", *splits, *(["--test", str(data["test"])] if test else []), "--out", str(out), *flags]
 
 
-def fast_flags() -> list[str]:
-    """:data:`FAST` as ``labelcon train`` flags, quiet."""
+def fast_flags(epochs: int = FAST["epochs"]) -> list[str]:
+    """:data:`FAST` (with ``epochs``) as ``labelcon train`` flags, quiet."""
     return [
         "--encoder",
         FAST["encoder"],
         "--epochs",
-        str(FAST["epochs"]),
+        str(epochs),
         "--batch-size",
         str(FAST["batch_size"]),
         "--max-length",

@@ -16,7 +16,7 @@ from labelcon.card import LISTED_LABELS, card_text, write_card
 from labelcon.cli import main
 from labelcon.data import LabelSpace
 from labelcon.io import read_json, write_json
-from tests.helpers import FAST, train_args, write_jsonl
+from tests.helpers import FAST, fast_flags, train_args, write_jsonl
 
 
 def _front_matter(card: str) -> dict:
@@ -27,19 +27,7 @@ def _front_matter(card: str) -> dict:
 @pytest.fixture(scope="module")
 def run(toy_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("card") / "run"
-    flags = [
-        "--encoder",
-        "static",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "32",
-        "--max-length",
-        "16",
-        "--min-steps",
-        "0",
-        "-q",
-    ]
+    flags = fast_flags(epochs=1)
     result = CliRunner().invoke(
         main,
         train_args(

@@ -13,27 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from labelcon.cli import main
-from tests.helpers import FAST, TOPICS, make_items, write_jsonl
+from tests.helpers import FAST, TOPICS, fast_flags, make_items, write_jsonl
 
 SECTIONS = ("summary", "training", "labels", "decisions", "space", "errors", "run")
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-def _flags(epochs: int = FAST["epochs"]) -> list[str]:
-    return [
-        "--encoder",
-        FAST["encoder"],
-        "--epochs",
-        str(epochs),
-        "--batch-size",
-        str(FAST["batch_size"]),
-        "--max-length",
-        str(FAST["max_length"]),
-        "--min-steps",
-        "0",
-        "--quiet",
-    ]
 
 
 def _chess(n: int) -> list[dict]:
@@ -72,7 +56,7 @@ def run(data, tmp_path_factory) -> Path:
             str(data["labels"]),
             "--out",
             str(out),
-            *_flags(),
+            *fast_flags(),
         ],
     )
     assert result.exit_code == 0, result.output
@@ -161,7 +145,7 @@ def test_a_failing_report_warns_in_one_line_and_keeps_the_run(data, tmp_path, mo
             "knn",
             "--out",
             str(out),
-            *_flags(epochs=1),
+            *fast_flags(epochs=1),
         ],
     )
     assert result.exit_code == 0, result.output

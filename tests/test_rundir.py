@@ -13,25 +13,11 @@ from click.testing import CliRunner
 from labelcon import Labelcon
 from labelcon.cli import main
 from labelcon.modeldir import RunDirectoryError, load_current, publish, resolve
-from tests.helpers import FAST, make_items, write_jsonl
+from tests.helpers import FAST, fast_flags, make_items, write_jsonl
 
 
 def _train(toy_data, out, *extra: str):
-    flags = [
-        "--encoder",
-        "static",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "32",
-        "--max-length",
-        "16",
-        "--min-steps",
-        "0",
-        "--eval-max-train",
-        "100",
-        "-q",
-    ]
+    flags = [*fast_flags(epochs=1), "--eval-max-train", "100"]
     return CliRunner().invoke(
         main,
         ["train", "--train", str(toy_data["train"]), "--dev", str(toy_data["dev"]), "--out", str(out), *flags, *extra],
