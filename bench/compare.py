@@ -80,7 +80,7 @@ from labelcon.config import Config
 from labelcon.data import Dataset, LabelSpace, read_dataset, read_pairs, sample_shots, train_dev_split
 from labelcon.encoders import TransformerEncoder
 from labelcon.heads import Thresholds
-from labelcon.heads.decisions import choose_rule, rule_name
+from labelcon.heads.decisions import choose_rule, resolve_target_metric, rule_name
 from labelcon.io import read_json, write_json
 from labelcon.machine import cpu_model
 from labelcon.metrics import evaluate, label_propensities, ndcg_at_k, psp_at_k
@@ -336,7 +336,7 @@ def run_system(name: str, task: Task, test: Dataset, labels: LabelSpace) -> dict
         lambda: [result.dev_scores],
         task.y_dev,
         calibrated,
-        metric=DEFAULTS.decision_metric,
+        metric=resolve_target_metric(DEFAULTS.target_metric, len(labels)),
         at_least_one=task.at_least_one,
     )
     dev_metrics = evaluate(task.y_dev, result.dev_scores, rule.apply(result.dev_scores, at_least_one=task.at_least_one))

@@ -211,15 +211,17 @@ class Config(BaseModel):
         None, description="predict at least one label per item; default: when every training item has one"
     )
     min_positives: int = Field(3, ge=1, description="dev positives a label needs for a threshold of its own")
-    decision_metric: Literal["micro", "macro", "samples"] = Field(
-        "micro",
-        description="dev F1 that picks the decision rule: per-label thresholds, one global threshold, "
-        "top-k or rank-capped thresholds (see labelcon.heads.decisions)",
+    target_metric: Literal["auto", "macro", "micro", "samples"] = Field(
+        "auto",
+        description="the F1 the run is judged by, which picks the head, the lexical weight (by the "
+        "matching dev ranking figure: macro-AP, micro-AP, LRAP) and the decision rule (per-label thresholds, "
+        "one global threshold, top-k or rank-capped thresholds, by dev F1); auto: macro up to 2,000 labels, "
+        "micro above (docs/choosing.md)",
     )
     lexical: float | Literal["auto"] = Field(
         "auto",
         description="texts: weight of a TF-IDF kNN vote mixed into the head's scores, 0-1 (0: off); "
-        "auto: 0, 0.25 or 0.5, whichever gives the best dev macro-AP",
+        "auto: 0, 0.25 or 0.5, whichever ranks dev best (--target-metric)",
     )
     eval_max_train: int = Field(20000, ge=100, description="training items encoded for the per-epoch dev check")
 
@@ -232,6 +234,18 @@ class Config(BaseModel):
         description="processes to train with on this machine (re-launches through torchrun); "
         "auto: one per CUDA GPU when --device is auto or cuda, else 1",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        """``decision_metric``, the name ``target_metric`` had when it picked the decision rule
+        alone, still reads (the config.yaml of older runs)."""
+        if isinstance(data, dict) and "decision_metric" in data:
+            data = dict(data)
+            if data.get("target_metric", "auto") not in ("auto", data["decision_metric"]):
+                raise ValueError("give target_metric alone: decision_metric is its former name")
+            data["target_metric"] = data.pop("decision_metric")
+        return data
 
     @field_validator(*AUTO_OR_AT_LEAST)
     @classmethod

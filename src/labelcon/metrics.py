@@ -393,6 +393,33 @@ def average_precision_per_label(y_true: LabelMatrix, scores: np.ndarray) -> np.n
     return ap
 
 
+#: The name of :func:`ranking_quality` for each target metric.
+RANKING_NAMES = {"macro": "macro-AP", "micro": "micro-AP", "samples": "LRAP"}
+
+
+def ranking_quality(y_true: LabelMatrix, scores: np.ndarray, metric: str) -> float:
+    """How well ``scores`` rank ``y_true``, in the form of a target metric's F1
+    (:func:`labelcon.heads.decisions.resolve_target_metric`): ``macro``: the mean AP of the
+    labels with positives; ``micro``: the AP of all (item, label) entries ranked together,
+    ``average_precision_score(y.ravel(), s.ravel())``; ``samples``: LRAP. NaN when no entry
+    is positive.
+
+    >>> y = np.array([[1, 0], [0, 1], [0, 0]]); s = np.array([[0.9, 0.8], [0.1, 0.7], [0.2, 0.3]])
+    >>> ranking_quality(y, s, "macro"), round(ranking_quality(y, s, "micro"), 3)
+    (1.0, 0.833)
+    """
+    y = as_label_matrix(y_true)
+    if metric == "macro":
+        ap = average_precision_per_label(y, scores)
+        return float(np.nanmean(ap)) if not np.isnan(ap).all() else float("nan")
+    if metric == "micro":
+        flat = check_scores(scores, y.shape).reshape(-1, 1)
+        return float(average_precision_per_label(y.reshape(-1, 1), flat)[0])
+    if metric == "samples":
+        return label_ranking_average_precision(y, scores) if y.nnz else float("nan")
+    raise ValueError(f"expected a target metric macro, micro or samples, got {metric!r}")
+
+
 def label_ranking_average_precision(y_true: LabelMatrix, scores: np.ndarray) -> float:
     """LRAP over items with at least one label.
 

@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -46,17 +46,18 @@ from labelcon.device import resolve_device
 from labelcon.filecheck import damaged, expect_object, reading
 from labelcon.heads import Head, LexicalKNN, Thresholds, build_head, mix_scores, select_on_dev
 from labelcon.heads.base import HEAD_FILE
-from labelcon.heads.decisions import choose_rule
+from labelcon.heads.decisions import Metric, choose_rule, resolve_target_metric
 from labelcon.heads.index import QUERY_BLOCK
 from labelcon.io import atomic_directory, read_json, write_json
 from labelcon.metrics import (
     BLOCK_ELEMENTS,
     DENSE_EVALUATION,
     LabelMatrix,
-    average_precision_per_label,
+    RANKING_NAMES,
     concat_top_k,
     dense_rows,
     evaluate_blocks,
+    ranking_quality,
     sparse_top_k,
     top_k,
 )
@@ -95,7 +96,7 @@ class StageSettings:
     head_params: dict[str, Any] = field(default_factory=dict)
     lexical: float | Literal["auto"] = "auto"
     min_positives: int = 3
-    decision_metric: Literal["micro", "macro", "samples"] = "micro"
+    target_metric: Literal["auto", "micro", "macro", "samples"] = "auto"
     seed: int = 13
     #: Where the head scores (:func:`labelcon.device.resolve_device`; the kNN search uses it).
     device: str = "auto"
@@ -147,7 +148,9 @@ class PredictionStage:
         show_progress: bool = False,
         timings: dict[str, float] | None = None,
     ) -> PredictionStage:
-        """Fit the head (and the lexical vote) on train, choose on dev, calibrate thresholds on dev.
+        """Fit the head (and the lexical vote) on train, choose on dev, calibrate thresholds on dev;
+        every choice follows ``settings.target_metric`` (``"auto"`` resolved by the label count,
+        :func:`labelcon.heads.decisions.resolve_target_metric`).
 
         ``embed`` turns label texts (``label_texts``, default the names) into embeddings
         for heads that need them; ``at_least_one`` is the rule applied to decisions;
@@ -155,6 +158,7 @@ class PredictionStage:
         :attr:`timings` with the seconds of each phase here.
         """
         texts = list(labels.names if label_texts is None else label_texts)
+        settings = replace(settings, target_metric=resolve_target_metric(settings.target_metric, len(labels)))
         y_train, y_dev = sp.csr_matrix(y_train), sp.csr_matrix(y_dev)
         spent = {name: round(seconds, 3) for name, seconds in (timings or {}).items()}
         with _timed(spent, "head choice"):
@@ -187,7 +191,8 @@ class PredictionStage:
         show_progress: bool,
     ) -> _Prepared:
         """Fit the TF-IDF kNN vote and set its weight: the configured one, or for ``"auto"``
-        the one of ``LEXICAL_WEIGHTS`` whose mix has the best dev macro-AP (on a seeded
+        the one of ``LEXICAL_WEIGHTS`` whose mix ranks dev best by the target metric's
+        :func:`labelcon.metrics.ranking_quality` (macro-AP for macro-F1; on a seeded
         sample of dev rows when dev x labels exceeds ``DENSE_EVALUATION``). Items without
         texts, or weight 0, leave the head's scores alone. Returns dev, prepared."""
         if settings.lexical == 0 or train.texts is None or dev.texts is None:
@@ -197,23 +202,23 @@ class PredictionStage:
         weight = (
             float(settings.lexical)
             if settings.lexical != "auto"
-            else self._best_weight(dev, votes, y_dev, settings.seed)
+            else self._best_weight(dev, votes, y_dev, settings.seed, settings.target_metric)
         )
         if weight == 0:
             return _Prepared(dev.embeddings, None)
         self.lexical, self.lexical_weight = lexical, weight
         return _Prepared(dev.embeddings, votes)
 
-    def _best_weight(self, dev: Features, votes: sp.csr_matrix, y_dev: sp.csr_matrix, seed: int) -> float:
+    def _best_weight(
+        self, dev: Features, votes: sp.csr_matrix, y_dev: sp.csr_matrix, seed: int, metric: Metric
+    ) -> float:
         rows = dense_rows(len(dev), y_dev.shape[1], seed)
         scores, votes, y = self.head.predict_scores(dev.embeddings[rows]), votes[rows], y_dev[rows]
         keep = self._unmixed_columns()
-        ap = {
-            w: float(np.nanmean(average_precision_per_label(y, mix_scores(scores, votes, w, keep))))
-            for w in LEXICAL_WEIGHTS
-        }
-        self.selection.update({f"lexical weight {w:g}: dev macro-AP": value for w, value in ap.items()})
-        return max(ap, key=ap.get)
+        quality = {w: ranking_quality(y, mix_scores(scores, votes, w, keep), metric) for w in LEXICAL_WEIGHTS}
+        name = RANKING_NAMES[metric]
+        self.selection.update({f"lexical weight {w:g}: dev {name}": value for w, value in quality.items()})
+        return max(quality, key=quality.get)
 
     def _decide_on_dev(self, dev: _Prepared, y_dev: sp.csr_matrix, settings: StageSettings) -> Thresholds:
         """Per-label thresholds on dev (the head's own threshold, if it brings one, as the
@@ -227,7 +232,7 @@ class PredictionStage:
             blocks = lambda: self._blocks(dev)  # noqa: E731
         calibrated = Thresholds.calibrate_blocks(blocks, y_dev, min_positives=settings.min_positives, fallback=fallback)
         rule, figures = choose_rule(
-            blocks, y_dev, calibrated, metric=settings.decision_metric, at_least_one=self.at_least_one
+            blocks, y_dev, calibrated, metric=settings.target_metric, at_least_one=self.at_least_one
         )
         self.selection.update(figures)
         return rule
@@ -472,6 +477,7 @@ def _fit_head(
             min_positives=settings.min_positives,
             show_progress=show_progress,
             device=device,
+            metric=settings.target_metric,
         )
     head = build_head(settings.head, **settings.head_params).to(device)
     if not head.needs_label_embeddings:

@@ -32,6 +32,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
+from labelcon.heads.ensemble import AUTO_MAX_LABELS
 from labelcon.heads.thresholds import Thresholds
 from labelcon.metrics import LabelMatrix, as_label_matrix, f1_from_counts
 
@@ -42,6 +43,24 @@ PER_LABEL = "per-label thresholds"
 #: Reuters-21578 a rank cap of 5 led dev micro-F1 by 0.0009 and lost 0.0055 test macro-F1.
 MARGIN = 0.005
 Metric = Literal["micro", "macro", "samples"]
+#: ``target_metric="auto"``: macro-F1 up to this many labels, micro-F1 above (the many-label
+#: regime, where the ``auto`` head is the kNN vote alone: :data:`labelcon.heads.ensemble.AUTO_MAX_LABELS`).
+MACRO_MAX_LABELS = AUTO_MAX_LABELS
+
+
+def resolve_target_metric(metric: str, n_labels: int) -> Metric:
+    """The F1 a run is chosen by: ``metric``, or for ``"auto"`` macro-F1 up to
+    ``MACRO_MAX_LABELS`` labels (emotion and topic sets, whose benchmarks report macro-F1)
+    and micro-F1 above (extreme classification, which reports micro-F1 and P@k).
+
+    >>> resolve_target_metric("auto", 11), resolve_target_metric("auto", 4271), resolve_target_metric("samples", 11)
+    ('macro', 'micro', 'samples')
+    """
+    if metric == "auto":
+        return "macro" if n_labels <= MACRO_MAX_LABELS else "micro"
+    if metric not in ("micro", "macro", "samples"):
+        raise ValueError(f"expected a target metric auto, macro, micro or samples, got {metric!r}")
+    return metric  # type: ignore[return-value]
 
 
 def candidate_rules(calibrated: Thresholds, global_rule: Thresholds) -> dict[str, Thresholds]:

@@ -4,7 +4,8 @@ A linear probe and a kNN vote make different errors: the probe draws one hyperpl
 label, the vote follows local neighbourhoods (which is where rare labels live). Their
 average is often better than either, but not always (with a few examples per label the
 vote is noise), so :func:`select_on_dev` fits the candidates once and keeps whichever
-scores the best macro average precision on dev:
+ranks dev best: by macro average precision, or the ranking figure of the run's target
+metric (:func:`labelcon.metrics.ranking_quality`):
 
 - ``linear`` with C in {1, 4, 16, 64} (the inverse L2 strength: the right one depends on
   how many items there are and how separable the space is),
@@ -46,7 +47,7 @@ from tqdm.auto import tqdm
 
 from labelcon.heads.base import FallbackThreshold, Head, build_head, check_embeddings, check_labels
 from labelcon.heads.thresholds import best_global_threshold
-from labelcon.metrics import LabelMatrix, average_precision_per_label
+from labelcon.metrics import LabelMatrix, ranking_quality
 
 AUTO_MAX_LABELS = 2000
 LINEAR_C = (1.0, 4.0, 16.0, 64.0)
@@ -151,9 +152,12 @@ def select_on_dev(
     min_positives: int = 3,
     show_progress: bool = False,
     device: torch.device | None = None,
+    metric: str = "macro",
 ) -> tuple[Head, dict[str, float]]:
-    """Fit the candidates of the module docstring on train and return the one with the best
-    dev macro-AP, with every candidate's dev macro-AP (by name) for the record. Labels with
+    """Fit the candidates of the module docstring on train and return the one whose dev
+    scores rank best by ``metric`` (:func:`labelcon.metrics.ranking_quality`: ``macro``, the
+    default, is macro-AP; ``micro`` micro-AP; ``samples`` LRAP), with every candidate's
+    figure (by name) for the record. Labels with
     fewer than ``min_positives`` dev positives are scored by a class-balanced probe
     (:class:`FallbackHead`; the report then also holds each balanced probe's dev micro-F1
     at its best single threshold, under ``"fallback ..."`` names). ``show_progress``: a
@@ -168,7 +172,7 @@ def select_on_dev(
     rare = np.flatnonzero(np.bincount(dev_y.indices, minlength=dev_y.shape[1]) < min_positives)
     fits = len(LINEAR_C) + len(KNN_K) + (len(FALLBACK_C) if rare.size else 0)
     with tqdm(total=fits, desc="auto head", unit="fit", disable=not show_progress, dynamic_ncols=True) as bar:
-        head, report = _best_by_dev_ap(train_x, train_y, dev_x, dev_y, bar, device)
+        head, report = _best_by_dev_ap(train_x, train_y, dev_x, dev_y, bar, device, metric)
         if rare.size == 0:
             return head, report
         return _with_fallback(head, report, train_x, train_y, dev_x, dev_y, rare, bar), report
@@ -207,6 +211,7 @@ def _best_by_dev_ap(
     dev_y: sp.csr_matrix,
     bar: tqdm,
     device: torch.device,
+    metric: str = "macro",
 ) -> tuple[Head, dict[str, float]]:
     candidates = [("linear", {"C": c}) for c in LINEAR_C] + [("knn", {"k": k}) for k in KNN_K]
     fitted = {}
@@ -221,14 +226,8 @@ def _best_by_dev_ap(
     pairs = {f"{a} + {b}": (a, b) for a, b in product(linear, knn)}
     for name, (a, b) in pairs.items():
         scores[name] = (scores[a] + scores[b]) / 2
-    report = {name: _mean_ap(dev_y, s) for name, s in scores.items()}
+    report = {name: ranking_quality(dev_y, s, metric) for name, s in scores.items()}
     # without dev positives every figure is NaN, and the first candidate, linear(C=1), is kept
     best = max(report, key=lambda name: -np.inf if np.isnan(report[name]) else report[name])
     head = EnsembleHead.of([fitted[n] for n in pairs[best]]) if best in pairs else fitted[best]
     return head, report
-
-
-def _mean_ap(y: sp.csr_matrix, scores: np.ndarray) -> float:
-    """Mean average precision over the labels with dev positives (NaN when none has any)."""
-    ap = average_precision_per_label(y, scores)
-    return float(ap[~np.isnan(ap)].mean()) if not np.isnan(ap).all() else float("nan")

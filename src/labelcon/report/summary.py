@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from labelcon.heads.decisions import rule_name
-from labelcon.metrics import HEADLINE_METRICS
+from labelcon.metrics import HEADLINE_METRICS, RANKING_NAMES
 from labelcon.prediction import PredictionStage
 from labelcon.report.facts import RARE_ITEMS, Evaluation, RunFacts
 
@@ -77,10 +77,13 @@ class Choice:
 def choices(stage: PredictionStage) -> list[Choice]:
     """The head, the rare labels' fallback probe, the lexical weight and the decision rule,
     from the stage's ``selection`` (each candidate's dev figure, by ``"name: metric"``;
-    the head candidates' names carry no metric: dev macro-AP)."""
+    the head candidates' names carry no metric: the ranking figure of the target metric
+    whose F1 the rules carry, :data:`labelcon.metrics.RANKING_NAMES`, macro-AP in older models)."""
+    target = next((name.rsplit(" ", 1)[-1] for name in stage.selection if name.endswith("-F1")), "macro-F1")
+    head_metric = f"dev {RANKING_NAMES.get(target.removesuffix('-F1'), 'macro-AP')}"
     groups: dict[str, tuple[str, dict[str, float]]] = {}
     for name, value in stage.selection.items():
-        candidate, metric = name.split(": ", 1) if ": " in name else (name, "dev macro-AP")
+        candidate, metric = name.split(": ", 1) if ": " in name else (name, head_metric)
         kind = (
             "fallback"
             if name.startswith("fallback")
