@@ -297,7 +297,9 @@ def test_small_data_repeats_passes_until_min_steps_and_evaluates_once_per_epoch(
     "budget_minutes, dev_scores, min_steps, epochs_run",
     [
         (60.0, "rising", 0, 10),  # auto with a budget: on while dev improves, up to MAX_AUTO_EPOCHS
-        (60.0, "flat", 0, 3),  # ... and stopped by --patience (2) when it does not
+        # ... and when it does not, before half the budget is spent, stopped by twice --patience (2)
+        # epochs without progress, after one more epoch whose learning rate decays to 0 (stop_now)
+        (60.0, "flat", 0, 6),
         (0.0, "rising", 0, 3),  # auto without a budget: AUTO_EPOCHS
         (60.0, "rising", 40, 3),  # few-shot sized data, repeated in each epoch to reach min_steps: AUTO_EPOCHS
     ],
@@ -563,3 +565,44 @@ def test_fit_checks_the_labels_and_features_once_with_a_clear_error() -> None:
     )
     with pytest.raises(ValueError, match=r"feature rows must be finite; rows \[5, 9\] hold NaN or inf values"):
         trainer.fit(features, y)
+
+
+def test_a_run_stopped_early_anneals_over_one_last_epoch() -> None:
+    texts, y = _toy()
+    config = Config(**{**FAST, "epochs": "auto", "max_time_minutes": 60.0})
+    encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
+    trainer = Trainer(
+        encoder,
+        build_objective("supcon-jaccard", temperature=0.1),
+        TrainingSettings.from_config(config),
+        evaluate=lambda _: {"macro_ap": 0.5},
+        show_progress=False,
+    )
+    state = trainer.fit(texts, y)
+    first, last, factor, epoch = state.anneal
+    steps = [record["step"] for record in state.history]
+    assert epoch == len(state.history) == 6 and last == steps[-1] and first == steps[-2]
+    assert 0 < factor <= 1
+    schedule = linear_warmup_decay(10 * steps[0], config.warmup_ratio, anneal=lambda: state.anneal)
+    assert schedule(first) == pytest.approx(factor) and schedule(last) == 0.0
+
+
+@pytest.mark.parametrize("after_items, bound", [(0, "whole"), (10**9, "half")])
+def test_the_budget_leaves_the_embedding_after_training_its_time(after_items, bound) -> None:
+    """Texts to embed after training shorten training, down to half the budget at most."""
+    texts, y = _toy()
+    budget = 2.4  # seconds
+    config = Config(**{**FAST, "epochs": 100000, "max_time_minutes": budget / 60})
+    encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
+    trainer = Trainer(
+        encoder,
+        build_objective("supcon-jaccard", temperature=0.1),
+        TrainingSettings.from_config(config),
+        show_progress=False,
+        after_items=after_items,
+    )
+    seconds = trainer.fit(texts, y).elapsed_seconds
+    if bound == "whole":
+        assert seconds >= budget
+    else:
+        assert budget / 2 <= seconds < budget

@@ -166,6 +166,9 @@ class Labelcon(SearchMixin):
         )
         all_texts = train_set.texts + (pair_records.texts if pair_records is not None else [])
         max_length = resolve_max_length(cfg.max_length, all_texts)
+        encode_length = resolve_encode_length(cfg.encode_max_length, all_texts, max_length)
+        # embedded after training, within the time budget: train and dev for the stage, and test
+        after_items = (len(train_set) + len(dev_set) + (len(test_set) if test_set else 0)) if len(labels) else 0
         owned = out_dir is not None and is_main_process()
         fingerprints = {"train": train_set.fingerprint(), "dev": dev_set.fingerprint()}
         if pair_records is not None:
@@ -188,10 +191,11 @@ class Labelcon(SearchMixin):
                 show_progress=show_progress,
                 pairs=pair_records,
                 dev_pairs=dev_pair_records,
+                after_items=after_items,
+                encode_length=encode_length,
             )
             if not is_main_process():  # under torchrun, rank 0 alone fits the stage, evaluates and saves
                 return self
-            encode_length = resolve_encode_length(cfg.encode_max_length, all_texts, max_length)
             if encode_length is not None:  # text encoders: embed for the stage (and later predictions) at this length
                 self.encoder_.max_length = encode_length
             self.stage_, self.metrics_, self.index_ = None, {}, None  # a new encoder: index again

@@ -38,6 +38,11 @@ class TrainState:
     best_epoch: int = -1
     bad_epochs: int = 0
     finished: bool = False
+    #: Texts per second the last dev check embedded (0: none yet), for the run's budget.
+    encode_rate: float = 0.0
+    #: The final annealing epoch of a run stopped early, once begun: ``[first step, last
+    #: step, learning-rate factor at its start, its epoch number]`` (empty: none).
+    anneal: list[float] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     #: ``[step, seconds, mean loss]`` points of the current epoch (a checkpoint is written
     #: right after a point, so no step's loss is left out of them).

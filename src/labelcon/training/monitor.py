@@ -4,6 +4,8 @@ Cheap enough to run after every epoch: ``max_train`` training items are embedded
 indexed (:class:`labelcon.heads.KNNHead`), and dev is scored against them, on a seeded
 sample of dev rows when dev x labels exceeds :data:`labelcon.metrics.DENSE_EVALUATION`.
 Decisions use a fixed 0.5 threshold; the trainer keeps the epoch with the best macro-AP.
+The check's ``texts`` attribute (how many texts it embeds) gives the trainer the
+embedding speed from which it reserves time for the passes after training.
 Embedding and the kNN search run on the encoder's device.
 
 A run without labels but with scored dev pairs checks those instead
@@ -45,6 +47,7 @@ def knn_dev_check(
         scores = head.predict_scores(dev)
         return evaluate(y_dev[dev_rows], scores, scores >= 0.5)
 
+    check.texts = len(train_rows) + len(dev_rows)  # type: ignore[attr-defined]  # its embedding speed: the budget's
     return check
 
 

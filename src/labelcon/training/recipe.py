@@ -46,11 +46,15 @@ def train_encoder(
     show_progress: bool = False,
     pairs: PairRecords | None = None,
     dev_pairs: PairRecords | None = None,
+    after_items: int = 0,
+    encode_length: int | None = None,
 ) -> tuple[Encoder, str, list[dict[str, Any]]]:
     """Train an encoder on ``train`` (checked on ``dev`` after each epoch when there are
     labels, else on the scored ``dev_pairs`` when given) and on ``pairs`` when given
     (``train`` may then be empty); returns it, the objective's name and the training
-    history. With ``run_dir``, checkpoints go there and ``resume`` continues from the last one."""
+    history. With ``run_dir``, checkpoints go there and ``resume`` continues from the last one.
+    ``after_items`` texts are embedded after training, at ``encode_length`` tokens (None:
+    ``max_length``): the time budget leaves them their time."""
     cfg = config
     frozen = (
         {} if cfg.train_layers is None else {"train_layers": cfg.train_layers, "layer_cache_mb": cfg.layer_cache_mb}
@@ -96,6 +100,8 @@ def train_encoder(
         pair_objective=pair_objective,
         pair_weight=cfg.pair_weight,
         pair_batch_size=cfg.pair_batch_size,
+        after_items=after_items,
+        length_ratio=(encode_length or max_length) / max_length,
     )
     initial = {k: v.detach().clone() for k, v in encoder.state_dict().items()} if cfg.keep_base else None
     history = trainer.fit(train.texts, y_train, pairs=pairs, resume=resume).history

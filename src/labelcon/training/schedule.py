@@ -5,13 +5,32 @@ decay schedule that decays to 0 at the last step or at the end of the budget."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from labelcon.sampling import LabelAwareBatchSampler
 
 #: ``epochs="auto"``: the epochs of a run without a time budget, and the most of one with a budget.
 AUTO_EPOCHS = 3
 MAX_AUTO_EPOCHS = 10
+#: ``epochs="auto"`` with a budget: before this share of the training budget is spent,
+#: ``patience`` epochs without dev progress do not stop the run; twice as many do.
+EARLY_STOP_SHARE = 0.5
+
+
+def stop_now(bad_epochs: int, patience: int, elapsed: float, budget: float | None) -> bool:
+    """Whether dev has stopped improving for good: ``patience`` epochs without progress,
+    and with a ``budget`` (``epochs="auto"``) either ``EARLY_STOP_SHARE`` of it spent or
+    ``2 * patience`` such epochs. On an 11-emotion tweet set, dev macro-AP at 0.580, 0.579,
+    0.576 stopped a run at 6 of its 12 minutes with the learning rate still high.
+
+    >>> stop_now(2, 2, elapsed=200.0, budget=None), stop_now(2, 2, elapsed=200.0, budget=720.0)
+    (True, False)
+    >>> stop_now(2, 2, elapsed=400.0, budget=720.0), stop_now(4, 2, elapsed=200.0, budget=720.0)
+    (True, True)
+    """
+    if bad_epochs < patience:
+        return False
+    return budget is None or elapsed >= EARLY_STOP_SHARE * budget or bad_epochs >= 2 * patience
 
 
 def steps_within_budget(done: int, total: int, elapsed: float, budget: float) -> int:
@@ -83,17 +102,29 @@ def epoch_batches(sampler: LabelAwareBatchSampler, epoch: int, passes: int) -> I
 
 
 def linear_warmup_decay(
-    total_steps: int, warmup_ratio: float, time_used: Callable[[], float] | None = None
+    total_steps: int,
+    warmup_ratio: float,
+    time_used: Callable[[], float] | None = None,
+    anneal: Callable[[], Sequence[float]] | None = None,
 ) -> Callable[[int], float]:
     """LR multiplier rising linearly over the warmup steps, then falling linearly to 0.
 
     With ``time_used`` (the fraction of a wall-clock budget spent, 0..1), progress is the
     larger of the step fraction and the time fraction, so a run that will be cut by its
-    budget still warms up and decays to 0 by the end of the budget.
+    budget still warms up and decays to 0 by the end of the budget. ``anneal()``, when it
+    returns ``(first, last, start_factor, ...)``: a run that stops early decays linearly
+    from ``start_factor`` at step ``first`` to 0 at step ``last`` instead.
+
+    >>> f = linear_warmup_decay(100, 0.1, anneal=lambda: (40, 50, 0.6))
+    >>> round(f(40), 2), round(f(45), 2), f(50)
+    (0.6, 0.3, 0.0)
     """
     warmup = max(1, int(total_steps * warmup_ratio))
 
     def factor(step: int) -> float:
+        if anneal is not None and (annealing := anneal()):
+            first, last, start = annealing[:3]
+            return start * max(0.0, (last - step) / max(1.0, last - first))
         if time_used is not None:
             step = max(step, int(time_used() * total_steps))
         if step < warmup:

@@ -2,9 +2,13 @@
 
 AdamW with linear warmup and decay, gradient clipping, optional GradCache chunks, an
 evaluation on dev after every epoch that keeps the best weights (skipped when the
-wall-clock budget will end the run within the next epoch), early stopping, a
-wall-clock budget, and checkpoints from which an interrupted run resumes at the batch
-where it stopped. Checkpoints hold tensors and plain values only and are read with
+wall-clock budget will end the run within the next epoch), early stopping
+(:func:`labelcon.training.schedule.stop_now`; under ``epochs="auto"`` with a budget the
+run then trains one last epoch with the learning rate decaying to 0), a wall-clock budget
+that leaves the embedding passes after training their time
+(:class:`labelcon.training.budget.RunBudget`; the embedding rate comes from the dev
+checks, whose ``texts`` attribute says how many texts each embeds), and checkpoints from
+which an interrupted run resumes at the batch where it stopped. Checkpoints hold tensors and plain values only and are read with
 ``torch.load(weights_only=True)``, so a checkpoint file cannot run code; one is written
 every ``config.checkpoint_minutes`` of training and at every epoch's end. A loss that is
 not finite, or an update that leaves weights that are not, stops the run with
@@ -114,7 +118,9 @@ from labelcon.training.schedule import (
     linear_warmup_decay,
     passes_per_epoch,
     steps_within_budget,
+    stop_now,
 )
+from labelcon.training.budget import RunBudget
 from labelcon.training.settings import TrainingSettings
 from labelcon.training.tally import LossTally
 
@@ -227,6 +233,8 @@ class Trainer:
         pair_objective: torch.nn.Module | None = None,
         pair_weight: float = 1.0,
         pair_batch_size: int | None = None,
+        after_items: int = 0,
+        length_ratio: float = 1.0,
     ) -> None:
         needs_label_embeddings = getattr(objective, "needs_label_embeddings", False)
         if needs_label_embeddings and not label_texts:
@@ -248,6 +256,9 @@ class Trainer:
         self.pair_objective = pair_objective.to(resolve_device(config.device)) if pair_objective is not None else None
         self.pair_weight = pair_weight
         self.pair_batch_size = pair_batch_size or config.batch_size
+        #: Texts the caller embeds once training ends, ``length_ratio`` times as long each:
+        #: the time budget leaves them their time (:mod:`labelcon.training.budget`).
+        self.after_items, self.length_ratio = after_items, length_ratio
         #: The pairs of this run and their batches (set by :meth:`fit` when it gets pairs).
         self.pairs: PairRecords | None = None
         self.pair_sampler: PairBatchSampler | None = None
@@ -556,9 +567,14 @@ class Trainer:
                 num_replicas=world,
                 rank=distributed.rank(),
             )
-        budget = 60 * cfg.max_time_minutes if cfg.max_time_minutes else None
+        run_budget = (
+            RunBudget(60 * cfg.max_time_minutes, self.after_items, self.length_ratio) if cfg.max_time_minutes else None
+        )
+        step_items = world * (self.pair_batch_size if pairs_only else min(cfg.batch_size, len(items)))
         passes = passes_per_epoch(len(sampler), AUTO_EPOCHS if cfg.epochs == "auto" else cfg.epochs, cfg.min_steps)
-        epochs = epoch_limit(cfg.epochs, budget is not None, repeated=passes > 1)
+        epochs = epoch_limit(cfg.epochs, run_budget is not None, repeated=passes > 1)
+        # epochs="auto" within a budget: early stopping as stop_now says, then an annealing epoch
+        auto_length = cfg.epochs == "auto" and epochs > AUTO_EPOCHS
         total_steps = max(1, len(sampler) * passes * epochs)
         loss_every = max(1, total_steps // LOSS_POINTS)
         # on a CUDA device one fused kernel updates every parameter
@@ -566,11 +582,21 @@ class Trainer:
             _param_groups(self.encoder, cfg.weight_decay), lr=cfg.lr, fused=True if self.device.type == "cuda" else None
         )
         self._elapsed = self.state.elapsed_seconds  # the same value on every process
-        time_used = (lambda: self._elapsed / budget) if budget else None
+
+        def budget() -> float | None:
+            """Seconds training may take (None: no budget), from values every process shares."""
+            if run_budget is None:
+                return None
+            train_rate = self.state.global_step * step_items / self._elapsed if self._elapsed > 0 else 0.0
+            return run_budget.training_seconds(train_rate, self.state.encode_rate)
+
+        time_used = (lambda: self._elapsed / budget()) if run_budget else None
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, linear_warmup_decay(total_steps, cfg.warmup_ratio, time_used)
+            optimizer, linear_warmup_decay(total_steps, cfg.warmup_ratio, time_used, lambda: self.state.anneal)
         )
         best_weights = self._load_checkpoint(optimizer, scheduler) if resume else None
+        if self.state.anneal:  # resumed within the annealing epoch: it is the last
+            epochs = int(self.state.anneal[3])
         if self.state.finished:
             if best_weights is not None:
                 self.encoder.load_state_dict(best_weights)
@@ -584,6 +610,12 @@ class Trainer:
             unit="step",
             dynamic_ncols=True,
         )
+        if run_budget and self.after_items and self.show_progress and main and not self.state.global_step:
+            tqdm.write(
+                f"time budget {cfg.max_time_minutes:g} min: training with its dev checks, then embedding "
+                f"{self.after_items} texts (train, dev, test) in the time training leaves, estimated from the "
+                "measured speed (training keeps at least half)"
+            )
         started = time.monotonic() - self.state.elapsed_seconds
         checkpointed = self._elapsed  # when the last checkpoint was written, on the agreed clock
         tally = LossTally(self.device)
@@ -621,10 +653,10 @@ class Trainer:
                         rate = window_items / max(time.monotonic() - window_started, 1e-9)
                         bar.set_postfix(epoch=self.state.epoch + 1, loss=f"{last_loss:.4f}", items_s=f"{rate:.0f}")
                         window_items, window_started = 0, time.monotonic()
-                    if budget:  # the run ends at the budget or the last step, whichever comes first
-                        bar.total = steps_within_budget(self.state.global_step, total_steps, self._elapsed, budget)
+                    if run_budget:  # the run ends at the budget or the last step, whichever comes first
+                        bar.total = steps_within_budget(self.state.global_step, total_steps, self._elapsed, budget())
                     bar.update(1)
-                    if budget and self._elapsed > budget:
+                    if run_budget and self._elapsed > budget():
                         out_of_time = True
                         break
                     if self.checkpoint_path is not None and self._elapsed - checkpointed >= 60 * cfg.checkpoint_minutes:
@@ -636,17 +668,27 @@ class Trainer:
             final = out_of_time or self.state.epoch + 1 >= epochs
             check = (
                 final
-                or not budget
+                or not run_budget
                 or not budget_ends_next_epoch(
-                    self.state.global_step, total_steps, self._elapsed, budget, len(sampler) * passes
+                    self.state.global_step, total_steps, self._elapsed, budget(), len(sampler) * passes
                 )
             )
             self._check_weights(last_loss)
             best_weights = self._end_epoch(best_weights, last_loss, final, check)
+            if not final and stop_now(
+                self.state.bad_epochs, cfg.patience, self._elapsed, budget() if auto_length else None
+            ):
+                if not auto_length:
+                    self._save_checkpoint(optimizer, scheduler, best_weights)
+                    break
+                # one more epoch, its learning rate decaying to 0, instead of stopping at a high one
+                step, factor = self.state.global_step, scheduler.get_last_lr()[0] / scheduler.base_lrs[0]
+                self.state.anneal = [step, step + len(sampler) * passes, factor, self.state.epoch + 1]
+                epochs = self.state.epoch + 1
+                if self.show_progress and main:
+                    tqdm.write("dev stopped improving: one last epoch with the learning rate decaying to 0")
             self._save_checkpoint(optimizer, scheduler, best_weights)
             checkpointed = self._elapsed
-            if self.state.bad_epochs >= cfg.patience:
-                break
         bar.close()
         if best_weights is not None:
             self.encoder.load_state_dict(best_weights)
@@ -706,6 +748,9 @@ class Trainer:
             tic = time.monotonic()
             metrics = _plain(self.evaluate(self.encoder))
             record["dev"], record["dev_seconds"] = metrics, round(time.monotonic() - tic, 2)
+            embedded = getattr(self.evaluate, "texts", 0)  # what the check embeds: its speed, for the budget
+            if embedded and record["dev_seconds"] > 0:
+                self.state.encode_rate = embedded / record["dev_seconds"]
             score = metrics[self.select_metric]
             if score > self.state.best_metric:
                 self.state.best_metric, self.state.best_epoch, self.state.bad_epochs = score, self.state.epoch, 0
