@@ -606,3 +606,31 @@ def test_the_budget_leaves_the_embedding_after_training_its_time(after_items, bo
         assert seconds >= budget
     else:
         assert budget / 2 <= seconds < budget
+
+
+@pytest.mark.parametrize("keep_base", [0.0, 0.3])
+def test_the_best_dev_check_embeddings_are_those_the_stage_would_compute(keep_base) -> None:
+    from labelcon.data import Dataset
+    from labelcon.training.recipe import train_encoder
+
+    items, dev_items = make_items(90, 0), make_items(40, 1)
+    train, dev = (Dataset([i["text"] for i in d], [i["labels"] for i in d]) for d in (items, dev_items))
+    space = LabelSpace.from_label_sets(train.labels)
+    config = Config(**{**FAST, "epochs": 3, "max_time_minutes": 0, "keep_base": keep_base})
+    encoder, _, history, embeddings = train_encoder(
+        config, train, space.encode(train.labels), dev, space.encode(dev.labels),
+        label_texts=list(space.names), max_length=FAST["max_length"],
+    )  # fmt: skip
+    assert sum("dev" in record for record in history) >= 2
+    if keep_base:  # the weights moved after the checks: their embeddings do not serve
+        assert embeddings is None
+        return
+    train_z, dev_z = embeddings
+    np.testing.assert_allclose(train_z, encoder.encode(train.texts), atol=1e-6)
+    np.testing.assert_allclose(dev_z, encoder.encode(dev.texts), atol=1e-6)
+    # at another embedding length than training's, they do not either
+    other = train_encoder(
+        config, train, space.encode(train.labels), dev, space.encode(dev.labels),
+        label_texts=list(space.names), max_length=FAST["max_length"], encode_length=2 * FAST["max_length"],
+    )  # fmt: skip
+    assert other[3] is None

@@ -178,7 +178,7 @@ class Labelcon(SearchMixin):
             if owned
             else nullcontext(resume) as resuming
         ):
-            self.encoder_, self.objective_, self.history_ = train_encoder(
+            self.encoder_, self.objective_, self.history_, checked = train_encoder(
                 cfg,
                 train_set,
                 y_train,
@@ -201,10 +201,16 @@ class Labelcon(SearchMixin):
             self.stage_, self.metrics_, self.index_ = None, {}, None  # a new encoder: index again
             if len(labels):  # unlabelled data (simcse) trains an encoder only
                 tic = time.monotonic()
-                dev_features, train_features = (
-                    self._features(dev_set.texts, show_progress),
-                    self._features(train_set.texts, show_progress, as_trained=True),
-                )
+                if checked is not None:  # the best dev check embedded both with these weights
+                    train_features, dev_features = (
+                        Features(z, data.texts if are_texts(data.texts) or not data.texts else None)
+                        for z, data in zip(checked, (train_set, dev_set), strict=True)
+                    )
+                else:
+                    dev_features, train_features = (
+                        self._features(dev_set.texts, show_progress),
+                        self._features(train_set.texts, show_progress, as_trained=True),
+                    )
                 self.stage_ = PredictionStage.fit(
                     labels,
                     train_features,

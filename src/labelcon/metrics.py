@@ -406,7 +406,7 @@ def ranking_quality(y_true: LabelMatrix, scores: np.ndarray, metric: str) -> flo
 
     >>> y = np.array([[1, 0], [0, 1], [0, 0]]); s = np.array([[0.9, 0.8], [0.1, 0.7], [0.2, 0.3]])
     >>> ranking_quality(y, s, "macro"), round(ranking_quality(y, s, "micro"), 3)
-    (1.0, 0.833)
+    (0.75, 0.833)
     """
     y = as_label_matrix(y_true)
     if metric == "macro":

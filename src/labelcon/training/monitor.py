@@ -26,6 +26,41 @@ from labelcon.heads import build_head
 from labelcon.metrics import dense_rows, evaluate
 
 
+class KnnDevCheck:
+    """The check as a function of the encoder being trained (:func:`knn_dev_check` makes
+    it). ``texts``: how many texts a check embeds. After each call, when the check covers
+    all of train and dev, ``embeddings`` holds them as ``(train, dev)`` in the data's row
+    order: with the weights of the best check restored after training, they are the
+    embeddings the prediction stage needs at the training length, not computed again."""
+
+    def __init__(
+        self,
+        train_texts: Sequence[str],
+        y_train: sp.csr_matrix,
+        dev_texts: Sequence[str],
+        y_dev: sp.csr_matrix,
+        train_rows: np.ndarray,
+        dev_rows: np.ndarray,
+        show_progress: bool,
+    ) -> None:
+        self.train_texts, self.y_train, self.dev_texts, self.y_dev = train_texts, y_train, dev_texts, y_dev
+        self.train_rows, self.dev_rows, self.show_progress = train_rows, dev_rows, show_progress
+        self.texts = len(train_rows) + len(dev_rows)
+        self.complete = len(train_rows) == len(train_texts) and len(dev_rows) == len(dev_texts)
+        self.embeddings: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __call__(self, encoder: Encoder) -> dict[str, float]:
+        ref = encoder.encode([self.train_texts[i] for i in self.train_rows], show_progress=self.show_progress)
+        head = build_head("knn").to(encoder.device).fit(ref, self.y_train[self.train_rows])
+        dev = encoder.encode([self.dev_texts[i] for i in self.dev_rows], show_progress=self.show_progress)
+        scores = head.predict_scores(dev)
+        if self.complete:
+            in_order = np.empty_like(ref), np.empty_like(dev)
+            in_order[0][self.train_rows], in_order[1][self.dev_rows] = ref, dev
+            self.embeddings = in_order
+        return evaluate(self.y_dev[self.dev_rows], scores, scores >= 0.5)
+
+
 def knn_dev_check(
     train_texts: Sequence[str],
     y_train: sp.csr_matrix,
@@ -35,20 +70,11 @@ def knn_dev_check(
     max_train: int,
     seed: int,
     show_progress: bool = False,
-) -> Callable[[Encoder], dict[str, float]]:
+) -> KnnDevCheck:
     """The check as a function of the encoder being trained."""
     train_rows = np.random.default_rng(seed).permutation(len(train_texts))[:max_train]
     dev_rows = dense_rows(len(dev_texts), y_dev.shape[1], seed)
-
-    def check(encoder: Encoder) -> dict[str, float]:
-        ref = encoder.encode([train_texts[i] for i in train_rows], show_progress=show_progress)
-        head = build_head("knn").to(encoder.device).fit(ref, y_train[train_rows])
-        dev = encoder.encode([dev_texts[i] for i in dev_rows], show_progress=show_progress)
-        scores = head.predict_scores(dev)
-        return evaluate(y_dev[dev_rows], scores, scores >= 0.5)
-
-    check.texts = len(train_rows) + len(dev_rows)  # type: ignore[attr-defined]  # its embedding speed: the budget's
-    return check
+    return KnnDevCheck(train_texts, y_train, dev_texts, y_dev, train_rows, dev_rows, show_progress)
 
 
 def pair_dev_check(pairs: PairRecords, *, show_progress: bool = False) -> Callable[[Encoder], dict[str, float]]:

@@ -48,13 +48,15 @@ def train_encoder(
     dev_pairs: PairRecords | None = None,
     after_items: int = 0,
     encode_length: int | None = None,
-) -> tuple[Encoder, str, list[dict[str, Any]]]:
+) -> tuple[Encoder, str, list[dict[str, Any]], tuple[np.ndarray, np.ndarray] | None]:
     """Train an encoder on ``train`` (checked on ``dev`` after each epoch when there are
     labels, else on the scored ``dev_pairs`` when given) and on ``pairs`` when given
     (``train`` may then be empty); returns it, the objective's name and the training
-    history. With ``run_dir``, checkpoints go there and ``resume`` continues from the last one.
-    ``after_items`` texts are embedded after training, at ``encode_length`` tokens (None:
-    ``max_length``): the time budget leaves them their time."""
+    history, and the embeddings of train and dev when the best epoch's dev check made them
+    with the weights returned, at the length the caller embeds at (``encode_length``, None:
+    ``max_length``); else None. With ``run_dir``, checkpoints go there and ``resume``
+    continues from the last one. ``after_items`` texts are embedded after training: the time
+    budget leaves them their time (less train and dev when the check's embeddings serve)."""
     cfg = config
     frozen = (
         {} if cfg.train_layers is None else {"train_layers": cfg.train_layers, "layer_cache_mb": cfg.layer_cache_mb}
@@ -86,6 +88,11 @@ def train_encoder(
         )
     elif cfg.epochs and dev_pairs is not None:
         check, select = pair_dev_check(dev_pairs, show_progress=show_progress), "pairs_spearman"
+    reusable = (
+        check is not None and getattr(check, "complete", False) and not cfg.keep_base and encode_length in (None, max_length)
+    )
+    if reusable:
+        after_items = max(0, after_items - len(train) - len(dev))
     pair_objective = None if pairs is None else build_pair_objective(pairs.kind, **cfg.pair_objective_params)
     trainer = Trainer(
         encoder,
@@ -105,8 +112,9 @@ def train_encoder(
     )
     initial = {k: v.detach().clone() for k, v in encoder.state_dict().items()} if cfg.keep_base else None
     history = trainer.fit(train.texts, y_train, pairs=pairs, resume=resume).history
+    embeddings = trainer.best_embeddings if reusable else None
     if cfg.train_layers is not None:  # the frozen layers' outputs serve training only
         encoder.layer_cache.clear()
     if initial is not None:
         interpolate_weights(encoder, initial, 1.0 - cfg.keep_base)
-    return encoder, name, history
+    return encoder, name, history, embeddings

@@ -259,6 +259,8 @@ class Trainer:
         #: Texts the caller embeds once training ends, ``length_ratio`` times as long each:
         #: the time budget leaves them their time (:mod:`labelcon.training.budget`).
         self.after_items, self.length_ratio = after_items, length_ratio
+        #: What the dev check of the best epoch embedded (its ``embeddings`` attribute), if any.
+        self.best_embeddings: Any = None
         #: The pairs of this run and their batches (set by :meth:`fit` when it gets pairs).
         self.pairs: PairRecords | None = None
         self.pair_sampler: PairBatchSampler | None = None
@@ -755,6 +757,7 @@ class Trainer:
             if score > self.state.best_metric:
                 self.state.best_metric, self.state.best_epoch, self.state.bad_epochs = score, self.state.epoch, 0
                 best_weights = _cpu_copy(self.encoder.state_dict())
+                self.best_embeddings = getattr(self.evaluate, "embeddings", None)
             else:
                 self.state.bad_epochs += 1
             if self.show_progress:
