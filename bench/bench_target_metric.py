@@ -48,7 +48,10 @@ def main() -> None:
     tic = time.perf_counter()
     x = {name: encoder.encode(data.texts) for name, data in (("train", train), ("dev", dev), ("test", test))}
     print(f"{machine()}; embedded {sum(map(len, x.values()))} texts in {time.perf_counter() - tic:.0f} s")
-    y = {name: data.label_matrix(labels, ignore_unknown=True)[0] for name, data in (("train", train), ("dev", dev), ("test", test))}
+    y = {
+        name: data.label_matrix(labels, ignore_unknown=True)[0]
+        for name, data in (("train", train), ("dev", dev), ("test", test))
+    }
     print("| target | test macro-F1 | test micro-F1 | head | lexical | rule |\n|---|---:|---:|---|---:|---|")
     for metric in args.metrics.split(","):
         stage = PredictionStage.fit(

@@ -83,5 +83,7 @@ def test_target_metric_is_a_keyword_and_reaches_the_stage(toy_data) -> None:
     model = Labelcon(**{**FAST, "epochs": 1, "head": "linear", "target_metric": "micro"})
     model.fit(toy_data["train"], toy_data["dev"], show_progress=False)
     assert any(k.endswith(": dev micro-F1") for k in model.stage_.selection)
-    default = Labelcon(**{**FAST, "epochs": 1, "head": "linear"}).fit(toy_data["train"], toy_data["dev"], show_progress=False)
+    default = Labelcon(**{**FAST, "epochs": 1, "head": "linear"}).fit(
+        toy_data["train"], toy_data["dev"], show_progress=False
+    )
     assert any(k.endswith(": dev macro-F1") for k in default.stage_.selection)  # few labels: auto is macro

@@ -52,8 +52,8 @@ from labelcon.io import atomic_directory, read_json, write_json
 from labelcon.metrics import (
     BLOCK_ELEMENTS,
     DENSE_EVALUATION,
-    LabelMatrix,
     RANKING_NAMES,
+    LabelMatrix,
     concat_top_k,
     dense_rows,
     evaluate_blocks,

@@ -89,7 +89,10 @@ def train_encoder(
     elif cfg.epochs and dev_pairs is not None:
         check, select = pair_dev_check(dev_pairs, show_progress=show_progress), "pairs_spearman"
     reusable = (
-        check is not None and getattr(check, "complete", False) and not cfg.keep_base and encode_length in (None, max_length)
+        check is not None
+        and getattr(check, "complete", False)
+        and not cfg.keep_base
+        and encode_length in (None, max_length)
     )
     if reusable:
         after_items = max(0, after_items - len(train) - len(dev))

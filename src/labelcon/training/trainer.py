@@ -8,9 +8,10 @@ run then trains one last epoch with the learning rate decaying to 0), a wall-clo
 that leaves the embedding passes after training their time
 (:class:`labelcon.training.budget.RunBudget`; the embedding rate comes from the dev
 checks, whose ``texts`` attribute says how many texts each embeds), and checkpoints from
-which an interrupted run resumes at the batch where it stopped. Checkpoints hold tensors and plain values only and are read with
-``torch.load(weights_only=True)``, so a checkpoint file cannot run code; one is written
-every ``config.checkpoint_minutes`` of training and at every epoch's end. A loss that is
+which an interrupted run resumes at the batch where it stopped. Checkpoints hold tensors
+and plain values only and are read with ``torch.load(weights_only=True)``, so a
+checkpoint file cannot run code; one is written every ``config.checkpoint_minutes`` of
+training and at every epoch's end. A loss that is
 not finite, or an update that leaves weights that are not, stops the run with
 :class:`TrainingDiverged` before a checkpoint or a dev check sees such weights.
 
@@ -99,6 +100,7 @@ from labelcon.objectives import MomentumQueue, gather_others, gather_with_grad, 
 from labelcon.objectives.checks import trusted_inputs
 from labelcon.sampling import LabelAwareBatchSampler, PairBatchSampler
 from labelcon.training import distributed
+from labelcon.training.budget import RunBudget
 from labelcon.training.checkpoint import (
     CHECKPOINT_FILE,
     CheckpointError,
@@ -120,7 +122,6 @@ from labelcon.training.schedule import (
     steps_within_budget,
     stop_now,
 )
-from labelcon.training.budget import RunBudget
 from labelcon.training.settings import TrainingSettings
 from labelcon.training.tally import LossTally
 
