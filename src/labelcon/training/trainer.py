@@ -616,7 +616,7 @@ class Trainer:
         if run_budget and self.after_items and self.show_progress and main and not self.state.global_step:
             tqdm.write(
                 f"time budget {cfg.max_time_minutes:g} min: training with its dev checks, then embedding "
-                f"{self.after_items} texts (train, dev, test) in the time training leaves, estimated from the "
+                f"{self.after_items} texts (for the head, and test) in the time training leaves, estimated from the "
                 "measured speed (training keeps at least half)"
             )
         started = time.monotonic() - self.state.elapsed_seconds
