@@ -23,6 +23,8 @@ progress display says at the start.
 500.0
 >>> b.training_seconds(train_rate=10.0, encode_rate=5.0)  # the check measured 5 texts/s: half the budget is the floor
 300.0
+>>> b.training_seconds(train_rate=10.0, encode_rate=5.0, spared=3000)  # a dev check embedded them all
+600.0
 """
 
 from __future__ import annotations
@@ -45,15 +47,17 @@ class RunBudget:
     after_items: int = 0
     length_ratio: float = 1.0
 
-    def reserve(self, train_rate: float, encode_rate: float) -> float:
+    def reserve(self, train_rate: float, encode_rate: float, spared: int = 0) -> float:
         """Seconds the embedding passes after training will take: at ``encode_rate`` texts
         per second when a dev check measured one (> 0), else at ``ENCODE_SPEEDUP`` times
-        ``train_rate`` (training items per second); 0 when neither is known yet."""
+        ``train_rate`` (training items per second); 0 when neither is known yet.
+        ``spared``: texts of ``after_items`` that need no pass (a dev check embedded them)."""
         rate = encode_rate if encode_rate > 0 else ENCODE_SPEEDUP * train_rate
-        if rate <= 0 or not self.after_items:
+        items = max(0, self.after_items - spared)
+        if rate <= 0 or not items:
             return 0.0
-        return self.after_items * max(1.0, self.length_ratio) / rate
+        return items * max(1.0, self.length_ratio) / rate
 
-    def training_seconds(self, train_rate: float, encode_rate: float) -> float:
+    def training_seconds(self, train_rate: float, encode_rate: float, spared: int = 0) -> float:
         """The seconds training (dev checks included) may take."""
-        return max(MIN_TRAINING_SHARE * self.seconds, self.seconds - self.reserve(train_rate, encode_rate))
+        return max(MIN_TRAINING_SHARE * self.seconds, self.seconds - self.reserve(train_rate, encode_rate, spared))

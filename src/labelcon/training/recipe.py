@@ -56,7 +56,7 @@ def train_encoder(
     with the weights returned, at the length the caller embeds at (``encode_length``, None:
     ``max_length``); else None. With ``run_dir``, checkpoints go there and ``resume``
     continues from the last one. ``after_items`` texts are embedded after training: the time
-    budget leaves them their time (less train and dev when the check's embeddings serve)."""
+    budget leaves them their time (train and dev only until a check's embeddings can serve)."""
     cfg = config
     frozen = (
         {} if cfg.train_layers is None else {"train_layers": cfg.train_layers, "layer_cache_mb": cfg.layer_cache_mb}
@@ -94,8 +94,6 @@ def train_encoder(
         and not cfg.keep_base
         and encode_length in (None, max_length)
     )
-    if reusable:
-        after_items = max(0, after_items - len(train) - len(dev))
     pair_objective = None if pairs is None else build_pair_objective(pairs.kind, **cfg.pair_objective_params)
     trainer = Trainer(
         encoder,
@@ -111,6 +109,7 @@ def train_encoder(
         pair_weight=cfg.pair_weight,
         pair_batch_size=cfg.pair_batch_size,
         after_items=after_items,
+        reusable_items=len(train) + len(dev) if reusable else 0,
         length_ratio=(encode_length or max_length) / max_length,
     )
     initial = {k: v.detach().clone() for k, v in encoder.state_dict().items()} if cfg.keep_base else None

@@ -236,6 +236,7 @@ class Trainer:
         pair_batch_size: int | None = None,
         after_items: int = 0,
         length_ratio: float = 1.0,
+        reusable_items: int = 0,
     ) -> None:
         needs_label_embeddings = getattr(objective, "needs_label_embeddings", False)
         if needs_label_embeddings and not label_texts:
@@ -260,6 +261,9 @@ class Trainer:
         #: Texts the caller embeds once training ends, ``length_ratio`` times as long each:
         #: the time budget leaves them their time (:mod:`labelcon.training.budget`).
         self.after_items, self.length_ratio = after_items, length_ratio
+        #: Of those, the texts that the best epoch's dev check embeds for the caller: no pass
+        #: once a check has kept an epoch.
+        self.reusable_items = reusable_items
         #: What the dev check of the best epoch embedded (its ``embeddings`` attribute), if any.
         self.best_embeddings: Any = None
         #: The pairs of this run and their batches (set by :meth:`fit` when it gets pairs).
@@ -591,7 +595,8 @@ class Trainer:
             if run_budget is None:
                 return None
             train_rate = self.state.global_step * step_items / self._elapsed if self._elapsed > 0 else 0.0
-            return run_budget.training_seconds(train_rate, self.state.encode_rate)
+            spared = self.reusable_items if self.state.best_epoch >= 0 else 0
+            return run_budget.training_seconds(train_rate, self.state.encode_rate, spared)
 
         time_used = (lambda: self._elapsed / budget()) if run_budget else None
         scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -615,7 +620,7 @@ class Trainer:
         )
         if run_budget and self.after_items and self.show_progress and main and not self.state.global_step:
             tqdm.write(
-                f"time budget {cfg.max_time_minutes:g} min: training with its dev checks, then embedding "
+                f"time budget {cfg.max_time_minutes:g} min: training with its dev checks, then embedding up to "
                 f"{self.after_items} texts (for the head, and test) in the time training leaves, estimated from the "
                 "measured speed (training keeps at least half)"
             )
