@@ -26,7 +26,14 @@ from labelcon.data import Dataset, LabelSpace, as_dataset, label_texts, sample_s
 from labelcon.data.pairs import PairRecords, as_pair_records
 from labelcon.data.retrieval import RetrievalSet
 from labelcon.embedding_metrics import pair_correlations, retrieval_metrics
-from labelcon.encoders import Encoder, are_texts, read_encoder, resolve_encode_length, resolve_max_length
+from labelcon.encoders import (
+    Encoder,
+    are_texts,
+    read_encoder,
+    resolve_encode_length,
+    resolve_max_length,
+    resolve_windows,
+)
 from labelcon.io import read_json, write_json
 from labelcon.modeldir import MODEL_FILE, encoder_location, load_current, publish, read_config, version_name
 from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked, StageSettings
@@ -166,6 +173,12 @@ class Labelcon(SearchMixin):
         )
         all_texts = train_set.texts + (pair_records.texts if pair_records is not None else [])
         max_length = resolve_max_length(cfg.max_length, all_texts)
+        encode_length = resolve_encode_length(cfg.encode_max_length, all_texts, max_length)
+        windows = (
+            resolve_windows(cfg.windows, all_texts, encode_length)
+            if encode_length is not None and cfg.encoder not in ("static", "mlp") and cfg.train_layers is None
+            else "first"
+        )
         owned = out_dir is not None and is_main_process()
         fingerprints = {"train": train_set.fingerprint(), "dev": dev_set.fingerprint()}
         if pair_records is not None:
@@ -183,6 +196,7 @@ class Labelcon(SearchMixin):
                 y_dev,
                 label_texts=texts,
                 max_length=max_length,
+                windows=windows,
                 run_dir=out_dir,
                 resume=resuming,
                 show_progress=show_progress,
@@ -191,7 +205,6 @@ class Labelcon(SearchMixin):
             )
             if not is_main_process():  # under torchrun, rank 0 alone fits the stage, evaluates and saves
                 return self
-            encode_length = resolve_encode_length(cfg.encode_max_length, all_texts, max_length)
             if encode_length is not None:  # text encoders: embed for the stage (and later predictions) at this length
                 self.encoder_.max_length = encode_length
             self.stage_, self.metrics_, self.index_ = None, {}, None  # a new encoder: index again

@@ -41,6 +41,7 @@ def train_encoder(
     *,
     label_texts: list[str],
     max_length: int,
+    windows: str = "first",
     run_dir: str | os.PathLike | None = None,
     resume: bool = False,
     show_progress: bool = False,
@@ -50,11 +51,20 @@ def train_encoder(
     """Train an encoder on ``train`` (checked on ``dev`` after each epoch when there are
     labels, else on the scored ``dev_pairs`` when given) and on ``pairs`` when given
     (``train`` may then be empty); returns it, the objective's name and the training
-    history. With ``run_dir``, checkpoints go there and ``resume`` continues from the last one."""
+    history. ``windows`` (resolved, not ``"auto"``): how the encoder reads long texts,
+    with the config's ``max_windows``, ``window_stride`` and ``window_training``. With
+    ``run_dir``, checkpoints go there and ``resume`` continues from the last one."""
     cfg = config
-    frozen = (
+    settings = (
         {} if cfg.train_layers is None else {"train_layers": cfg.train_layers, "layer_cache_mb": cfg.layer_cache_mb}
     )
+    if windows != "first":  # long texts: a transformer reads them as windows (labelcon.encoders.windows)
+        settings = {
+            "windows": windows,
+            "max_windows": cfg.max_windows,
+            "window_stride": cfg.window_stride,
+            "window_training": cfg.window_training,
+        }
     texts = train.texts + (pairs.texts if pairs is not None else [])
     encoder = build_encoder(
         cfg.encoder,
@@ -64,7 +74,7 @@ def train_encoder(
         seed=cfg.seed,
         precision=cfg.precision,
         device=cfg.device,
-        **frozen,
+        **settings,
         **cfg.encoder_params,
     )
     counts = np.bincount(y_train.indices, minlength=y_train.shape[1])
