@@ -1,22 +1,27 @@
 """The long-document proxy: label evidence beyond the first window (issue 27).
 
-    python bench/long_proxy.py                     # front/first, late/first, late/default
+    python bench/long_proxy.py                     # front/default, late/first, late/default
     python bench/long_proxy.py --runs late:max,late:mean:all --train 1000
+    # the small run of BENCHMARKS.md (windows of 128 tokens, so it fits a loaded CPU):
+    python bench/long_proxy.py --train 300 --test 200 --epochs 2 --evidence-words 60 \
+        --filler-words 110 --max-length 64 --encode-max-length 128 --runs front:default,late:first
 
 The evidence is a short Reuters-21578 article (at most ``--evidence-words`` words, with its
 topics as labels); the rest of each text is filler: Wikipedia sentences (``wiki1m``, which
 name no topic) of ``--filler-words`` words, so every text is longer than the encoder's
 window. In the ``front`` copy the article comes first and the filler after it, inside the
 first window; in the ``late`` copy the filler comes first and the article after it, past
-the first window of 256 tokens (the filler alone is about 290 word pieces at the default
-220 words). Train, dev and test items and their filler are seeded draws; dev is carved out
-of Reuters' train (ModApte has no dev).
+the first window (at the defaults, 220 words of filler are about 290 word pieces against
+windows of 256 tokens; 110 words, about 145, against ``--encode-max-length 128``). Train,
+dev and test items and their filler are seeded draws; dev is carved out of Reuters' train
+(ModApte has no dev); the label space is Reuters' ``labels.txt``.
 
 Each run is ``condition:windows[:window_training]`` and trains labelcon with every other
-setting at its default, for a fixed ``--epochs`` (no time budget, so the figures do not
-depend on the machine's load); ``default`` leaves ``windows`` at ``auto``. The report gives
-test micro- and macro-F1 per run, and the **recovery** of each late run: its micro-F1 over
-that of the ``front`` run with the same windows setting (or the first front run).
+setting at its default (``--max-length`` and ``--encode-max-length`` aside), for a fixed
+``--epochs`` (no time budget, so the figures do not depend on the machine's load);
+``default`` leaves ``windows`` at ``auto``. The report gives test micro- and macro-F1 per
+run, and the **recovery** of each late run: its micro-F1 over that of the ``front`` run
+with the same windows setting (or the first front run).
 """
 
 from __future__ import annotations
@@ -81,6 +86,8 @@ def main() -> None:
     parser.add_argument("--evidence-words", type=int, default=90)
     parser.add_argument("--filler-words", type=int, default=220)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--max-length", default="auto", help="training length (auto: labelcon's)")
+    parser.add_argument("--encode-max-length", default="auto", help="embedding length: the window (auto: labelcon's)")
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args()
     print(machine())
@@ -97,8 +104,12 @@ def main() -> None:
             if training:
                 settings["window_training"] = training[0]
             labels_file = str(args.data_dir / "reuters21578" / "labels.txt")
+            lengths = {
+                name: value if value == "auto" else int(value)
+                for name, value in (("max_length", args.max_length), ("encode_max_length", args.encode_max_length))
+            }
             model = Labelcon(
-                epochs=args.epochs, max_time_minutes=0, seed=args.seed, labels_file=labels_file, **settings
+                epochs=args.epochs, max_time_minutes=0, seed=args.seed, labels_file=labels_file, **lengths, **settings
             )
             tic = time.monotonic()
             model.fit(

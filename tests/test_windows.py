@@ -16,6 +16,7 @@ from labelcon import Labelcon
 from labelcon.config import Config
 from labelcon.encoders import TransformerEncoder, build_encoder, load_encoder, pool_windows, resolve_windows
 from labelcon.encoders.windows import OWNER
+from labelcon.export import export
 from tests.helpers import make_items
 
 if importlib.util.find_spec("all_minilm_l6_v2") is None:
@@ -142,10 +143,14 @@ def test_short_texts_train_on_todays_path_long_ones_on_windows(tmp_path):
     padded = [f"{t} " + " ".join(["filler"] * 300) for t in texts]
     long = Labelcon(**flags, max_windows=2).fit((padded, labels), show_progress=False)
     assert long.encoder_.windows == "mean" and long.encoder_.max_windows == 2
-    long.encoder_.save(tmp_path)
-    loaded = load_encoder(tmp_path)
-    assert (loaded.windows, loaded.max_windows, loaded.window_stride) == ("mean", 2, 32)
+    long.save(tmp_path / "run")
+    loaded = Labelcon.load(tmp_path / "run")
+    assert (loaded.encoder_.windows, loaded.encoder_.max_windows, loaded.encoder_.window_stride) == ("mean", 2, 32)
     np.testing.assert_allclose(loaded.encode(padded[:3]), long.encode(padded[:3]), atol=1e-6)
+    pytest.importorskip("sentence_transformers")
+    st = export(tmp_path / "run", tmp_path / "st", "sentence-transformers")
+    assert "Long texts: sentence-transformers reads the first 256 tokens" in (st / "README.md").read_text()
+    assert Labelcon.load(st).predict(padded[:5]) == long.predict(padded[:5])  # labelcon pools the export's windows
 
 
 def test_bad_window_settings_are_clear_errors(minilm):
