@@ -128,8 +128,8 @@ def resolve_windows(setting: str, texts: Sequence[str] | None, window: int, seed
     ``"mean"`` when at least :data:`LONG_SHARE` of ``texts`` exceed ``window`` tokens
     (:func:`window_share`), else ``"first"`` (also for inputs that are not texts).
 
-    Why ``mean``: on the long-evidence proxy (``bench/long_proxy.py``) it recovered more
-    of the in-first-window micro-F1 than ``max`` (figures in ``BENCHMARKS.md``).
+    ``mean`` is hierarchical BERT's segment pooling; ``mean`` against ``max`` on the
+    long-evidence proxy (``bench/long_proxy.py``) is still to be measured (issue 27).
 
     >>> resolve_windows("auto", ["a short text"] * 10, 256)
     'first'
