@@ -220,6 +220,15 @@ def _usage(model: Any, name: str, export: dict[str, Any] | None) -> str:
             f"```python\nfrom sentence_transformers import SentenceTransformer\n\n"
             f'model = SentenceTransformer("{where}")\nembeddings = model.encode(["a text to embed"])\n```',
         ]
+        encoder = model.encoder_
+        if getattr(encoder, "windows", "first") != "first":
+            parts.append(
+                f"Long texts: sentence-transformers reads the first {encoder.max_length} tokens of a text. "
+                f"labelcon (`Labelcon.load` of this folder) reads a longer text as windows of {encoder.max_length} "
+                f"tokens (at most {encoder.max_windows}, {encoder.window_stride} tokens shared by neighbours) and "
+                f"pools their embeddings by {encoder.windows}, as this model was calibrated: for the same vectors "
+                "and predictions on long texts, use labelcon or the ONNX export, which pools windows too."
+            )
     elif export:
         encoder = model.encoder_
         parts += [

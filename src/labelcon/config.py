@@ -141,6 +141,19 @@ class Config(BaseModel):
         description="tokens per text when embedding after training (head, predictions); "
         "auto: max_length, or 256 for longer texts",
     )
+    windows: Literal["auto", "first", "mean", "max"] = Field(
+        "auto",
+        description="texts longer than the window (max_length in training, encode_max_length after): first "
+        "reads the first window only; mean/max pool the embeddings of its windows; auto: mean when a tenth of the "
+        "training texts are longer than the window, else first",
+    )
+    max_windows: int = Field(8, ge=1, description="windows read per text at most (with --windows mean/max)")
+    window_stride: int = Field(32, ge=0, description="tokens that neighbouring windows of a text share")
+    window_training: Literal["sample", "all"] = Field(
+        "sample",
+        description="with windows, what training embeds of a text: sample (one window drawn per step, with the "
+        "text's labels) or all (its windows pooled, gradients through each)",
+    )
     lr: float | None = Field(None, gt=0, description="learning rate; default: 5e-5 for transformers, 1e-2 for static")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of the steps spent warming the learning rate up")
@@ -294,6 +307,13 @@ class Config(BaseModel):
         if self.train_layers is not None and self.encoder in ("static", "mlp"):
             raise ValueError(
                 f"--train-layers applies to transformer encoders; the {self.encoder!r} encoder has no layers"
+            )
+        if self.windows not in ("auto", "first") and self.encoder in ("static", "mlp"):
+            raise ValueError(f"--windows {self.windows} applies to transformer encoders, not to {self.encoder!r}")
+        if self.windows not in ("auto", "first") and self.train_layers is not None:
+            raise ValueError(
+                f"--windows {self.windows} does not combine with --train-layers (its cache holds one window per "
+                "text): use --windows first, or leave --train-layers out"
             )
         try:
             make_view(self.view, **self.view_params)

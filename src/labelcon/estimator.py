@@ -26,7 +26,14 @@ from labelcon.data import Dataset, LabelSpace, as_dataset, label_texts, sample_s
 from labelcon.data.pairs import PairRecords, as_pair_records
 from labelcon.data.retrieval import RetrievalSet
 from labelcon.embedding_metrics import pair_correlations, retrieval_metrics
-from labelcon.encoders import Encoder, are_texts, read_encoder, resolve_encode_length, resolve_max_length
+from labelcon.encoders import (
+    Encoder,
+    are_texts,
+    read_encoder,
+    resolve_encode_length,
+    resolve_max_length,
+    resolve_windows,
+)
 from labelcon.io import read_json, write_json
 from labelcon.modeldir import MODEL_FILE, encoder_location, load_current, publish, read_config, version_name
 from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked, StageSettings
@@ -169,6 +176,11 @@ class Labelcon(SearchMixin):
         encode_length = resolve_encode_length(cfg.encode_max_length, all_texts, max_length)
         # embedded after training, within the time budget: train and dev for the stage, and test
         after_items = (len(train_set) + len(dev_set) + (len(test_set) if test_set else 0)) if len(labels) else 0
+        windows = (
+            resolve_windows(cfg.windows, all_texts, encode_length)
+            if encode_length is not None and cfg.encoder not in ("static", "mlp") and cfg.train_layers is None
+            else "first"
+        )
         owned = out_dir is not None and is_main_process()
         fingerprints = {"train": train_set.fingerprint(), "dev": dev_set.fingerprint()}
         if pair_records is not None:
@@ -186,6 +198,7 @@ class Labelcon(SearchMixin):
                 y_dev,
                 label_texts=texts,
                 max_length=max_length,
+                windows=windows,
                 run_dir=out_dir,
                 resume=resuming,
                 show_progress=show_progress,

@@ -216,7 +216,15 @@ def write_onnx(encoder: Encoder, directory: Path, *, quantize: str | None = None
         ) from None
     directory.mkdir(parents=True)
     encoder = copy.deepcopy(encoder).eval()  # exported in float32, the caller's encoder untouched
+    windows = {}
     if isinstance(encoder, TransformerEncoder):
+        # the graph embeds one window a row; the OnnxEncoder cuts and pools windows as the encoder does
+        windows = {
+            "windows": encoder.windows,
+            "max_windows": encoder.max_windows,
+            "window_stride": encoder.window_stride,
+        }
+        encoder.windows = "first"
         encoder.precision = "float32"
         encoder.tokenizer.save_pretrained(directory)
         sample = encoder.tokenize(["a first text to trace the graph with", "a second"])
@@ -254,6 +262,7 @@ def write_onnx(encoder: Encoder, directory: Path, *, quantize: str | None = None
         add_special_tokens=isinstance(encoder, TransformerEncoder),
         quantization=quantize,
         exported_from=encoder.encoder_type,
+        **windows,
     )
     onnx_encoder.save(directory)
     return onnx_encoder

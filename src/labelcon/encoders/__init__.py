@@ -19,6 +19,7 @@ from labelcon.encoders.offline import SHIPPED, cache_dir, shipped_path
 from labelcon.encoders.onnx import OnnxEncoder
 from labelcon.encoders.static import StaticEncoder, train_tokenizer
 from labelcon.encoders.transformer import EncoderNotFoundError, RemoteCodeError, TransformerEncoder
+from labelcon.encoders.windows import Window, pool_windows, resolve_windows
 
 __all__ = [
     "Encoder",
@@ -32,6 +33,9 @@ __all__ = [
     "resolve_encode_length",
     "are_texts",
     "resolve_max_length",
+    "resolve_windows",
+    "pool_windows",
+    "Window",
     "cache_dir",
     "load_encoder",
     "SHIPPED",

@@ -10,7 +10,10 @@ is data run by ONNX Runtime; loading runs no code from the folder.
 
 Tokenizing pads and truncates as the original encoder does (a transformer's tokenizer with
 its special tokens; the static encoder's without, padded with id 0), so the graph sees the
-same token ids the original encoder saw.
+same token ids the original encoder saw; a transformer that reads long texts as windows
+(``windows`` ``"mean"`` or ``"max"``, :mod:`labelcon.encoders.windows`) is exported with
+its window settings, and the graph embeds each window and the windows are pooled as the
+original pools them.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 from transformers import AutoTokenizer
 
 from labelcon.encoders.base import ENCODER_FILE, Encoder, check_texts
+from labelcon.encoders.windows import OWNER, WindowRule, run_windows, split_windows
 from labelcon.io import atomic_open
 
 GRAPH_FILE = "model.onnx"
@@ -41,6 +45,8 @@ class OnnxEncoder(Encoder):
         add_special_tokens: whether the tokenizer adds its special tokens (transformers do).
         quantization: ``"int8"`` for a dynamically quantized graph, else None.
         exported_from: the ``encoder_type`` of the encoder the graph came from.
+        windows, max_windows, window_stride: how a long text is read, as the original
+            :class:`~labelcon.encoders.TransformerEncoder` reads it.
     """
 
     encoder_type = "onnx"
@@ -54,6 +60,9 @@ class OnnxEncoder(Encoder):
         add_special_tokens: bool,
         quantization: str | None = None,
         exported_from: str | None = None,
+        windows: WindowRule = "first",
+        max_windows: int = 8,
+        window_stride: int = 32,
     ) -> None:
         super().__init__()
         import onnxruntime
@@ -65,6 +74,7 @@ class OnnxEncoder(Encoder):
         self.add_special_tokens = add_special_tokens
         self.quantization = quantization
         self.exported_from = exported_from
+        self.windows, self.max_windows, self.window_stride = windows, max_windows, window_stride
         self.tokenizer = AutoTokenizer.from_pretrained(self.directory, local_files_only=True)
         self.session = onnxruntime.InferenceSession(
             str(self.directory / GRAPH_FILE), providers=["CPUExecutionProvider"]
@@ -81,7 +91,13 @@ class OnnxEncoder(Encoder):
         return torch.device("cpu")
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """The graph's inputs, padded and truncated to ``max_length`` (at least one column)."""
+        """The graph's inputs, padded and truncated to ``max_length`` (at least one column);
+        with ``windows``, a row per window and their owners (:data:`OWNER`)."""
+        if self.windows != "first":
+            encoded, _ = split_windows(
+                self.tokenizer, check_texts(texts), self.max_length, self.window_stride, self.max_windows
+            )
+            return {**{name: encoded[name] for name in self.inputs}, OWNER: encoded["overflow_to_sample_mapping"]}
         encoded = self.tokenizer(
             check_texts(texts),
             padding=True,
@@ -94,6 +110,11 @@ class OnnxEncoder(Encoder):
         return {name: t if t.shape[1] else torch.zeros((t.shape[0], 1), dtype=t.dtype) for name, t in tensors.items()}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if OWNER in batch:
+            return run_windows(self._run, batch, self.windows)
+        return self._run(batch)
+
+    def _run(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         feed = {name: batch[name].cpu().numpy() for name in self.inputs}
         return torch.from_numpy(self.session.run([OUTPUT], feed)[0])
 
@@ -105,6 +126,9 @@ class OnnxEncoder(Encoder):
             "add_special_tokens": self.add_special_tokens,
             "quantization": self.quantization,
             "exported_from": self.exported_from,
+            "windows": self.windows,
+            "max_windows": self.max_windows,
+            "window_stride": self.window_stride,
         }
 
     def _save_files(self, directory: Path) -> None:

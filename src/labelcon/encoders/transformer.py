@@ -52,6 +52,15 @@ from labelcon.encoders.base import (
 )
 from labelcon.encoders.frozen import STATES, LayerCache, freeze, layers_of, lower_part, top_part
 from labelcon.encoders.offline import SHIPPED, shipped_path
+from labelcon.encoders.windows import (
+    OWNER,
+    WINDOW_RULES,
+    Window,
+    WindowRule,
+    pool_windows,
+    run_windows,
+    split_windows,
+)
 
 MINILM = "minilm"
 Precision = Literal["auto", "float32", "bfloat16"]
@@ -171,7 +180,8 @@ class TransformerEncoder(Encoder):
         model_name_or_path: ``"minilm"``, a local model folder, or a Hub name.
         pooling: ``"mean"`` (average of token states over the attention mask, as
             sentence-transformers does) or ``"cls"`` (the first token's state).
-        max_length: inputs are truncated to this many tokens.
+        max_length: tokens per input: a text is truncated to this many, or with ``windows``
+            cut into windows of this many.
         projection_dim: add a ``Linear(hidden, projection_dim)`` head; None keeps the hidden size.
         seed: seeds the projection head's initialisation.
         precision: ``"float32"``, ``"bfloat16"`` (the model runs under ``torch.autocast``;
@@ -190,6 +200,16 @@ class TransformerEncoder(Encoder):
             dropout), see :mod:`labelcon.encoders.frozen`. None: every weight trains.
         layer_cache_mb: with ``train_layers``, the memory (MB) that keeps the frozen
             layers' output per text.
+        windows: how a text longer than ``max_length`` tokens becomes one vector
+            (:mod:`labelcon.encoders.windows`): ``"first"`` truncates it (as before
+            windows); ``"mean"`` or ``"max"`` pool the embeddings of its windows of
+            ``max_length`` tokens.
+        max_windows: at most this many windows per text (the rest of a text is not read).
+        window_stride: tokens that neighbouring windows share.
+        window_training: with windows, what a training step embeds of a text:
+            ``"sample"``, one of its windows drawn at random (carrying the text's labels,
+            as cheap as a short text); ``"all"``, all its windows pooled, with gradients
+            through every one of them (bound memory with GradCache's ``mini_batch_size``).
 
     A new encoder is in train mode like any new module, so the model's dropout is on
     (which is what makes SimCSE's "dropout" view work).
@@ -217,10 +237,25 @@ class TransformerEncoder(Encoder):
         trust_remote_code: bool = False,
         train_layers: int | None = None,
         layer_cache_mb: float = 2048,
+        windows: WindowRule = "first",
+        max_windows: int = 8,
+        window_stride: int = 32,
+        window_training: Literal["sample", "all"] = "sample",
     ) -> None:
         super().__init__()
         if pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+        if windows not in WINDOW_RULES:
+            raise ValueError(f"windows (--windows) must be one of {WINDOW_RULES}, got {windows!r}")
+        if window_training not in ("sample", "all"):
+            raise ValueError(f"window_training (--window-training) must be 'sample' or 'all', got {window_training!r}")
+        if max_windows < 1:
+            raise ValueError(f"max_windows (--max-windows) must be >= 1, got {max_windows}")
+        if windows != "first" and train_layers is not None:
+            raise ValueError(
+                f"windows={windows!r} (--windows) does not combine with train_layers (--train-layers): "
+                "the frozen layers' cache holds one window per text; use windows='first' or leave train_layers out"
+            )
         if precision not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', got {precision!r}")
         if max_length < 1:
@@ -235,6 +270,10 @@ class TransformerEncoder(Encoder):
         self.model, self.tokenizer = load_pretrained(model_name_or_path, trust_remote_code)
         self.train_layers = train_layers
         self.layer_cache_mb = layer_cache_mb
+        self.windows = windows
+        self.max_windows = max_windows
+        self.window_stride = window_stride
+        self.window_training = window_training
         self.layer_cache: LayerCache | None = None
         if train_layers is not None:
             depth = len(layers_of(self.model))
@@ -262,8 +301,15 @@ class TransformerEncoder(Encoder):
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Pad and truncate to ``max_length``; returns the model's inputs (ids, mask, ...),
-        in train mode with ``train_layers`` the frozen layers' output too."""
+        in train mode with ``train_layers`` the frozen layers' output too.
+
+        With ``windows`` other than ``"first"``, the rows are windows: all of each text's
+        (at most ``max_windows``), with their owners under :data:`OWNER` for ``forward``
+        to pool; in train mode with ``window_training="sample"``, one drawn per text
+        from all its windows (from torch's global generator, which the run seeds)."""
         texts = check_texts(texts)
+        if self.windows != "first":
+            return self._windowed(texts)
         batch = dict(self._encoded(texts))
         if self.training and self.layer_cache is not None:
             rows = self.layer_cache.rows(texts, (self.max_length, self.precision), self._frozen_rows)
@@ -277,6 +323,45 @@ class TransformerEncoder(Encoder):
     def _encoded(self, texts: list[str]) -> Any:
         """The tokenizer's output for ``texts``: padded, truncated to ``max_length``."""
         return self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+
+    def _split(self, texts: list[str], capped: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """:func:`~labelcon.encoders.windows.split_windows` of ``texts`` with this encoder's settings."""
+        cap = self.max_windows if capped else None
+        return split_windows(self.tokenizer, texts, self.max_length, self.window_stride, cap)
+
+    def _windowed(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """The model's inputs for windows of ``texts`` (see :meth:`tokenize`)."""
+        sample = self.training and self.window_training == "sample"
+        # a drawn window costs the same wherever it lies: drawn from all of a text's windows, since the
+        # shorter training windows cover less of it than max_windows embedding windows do
+        encoded, _ = self._split(texts, capped=not sample)
+        owner = encoded.pop("overflow_to_sample_mapping")
+        del encoded["offset_mapping"]
+        if sample:
+            counts = torch.bincount(owner, minlength=len(texts))
+            firsts = torch.cumsum(counts, 0) - counts
+            chosen = firsts + (torch.rand(len(texts)) * counts).long()
+            return {key: value[chosen] for key, value in encoded.items()}
+        return {**encoded, OWNER: owner}
+
+    def window_spans(self, texts: Sequence[str]) -> list[Window]:
+        """The windows :meth:`encode` reads of ``texts``, in order: owner, rank and the
+        characters of the text each covers (one window per text with ``windows="first"``)."""
+        texts = check_texts(texts)
+        encoded, rank = self._split(texts)
+        spans = []
+        for owner, r, offsets, mask in zip(
+            encoded["overflow_to_sample_mapping"].tolist(),
+            rank.tolist(),
+            encoded["offset_mapping"],
+            encoded["attention_mask"].bool(),
+        ):
+            covered = offsets[mask & (offsets[:, 1] > 0)]  # special tokens and padding cover no characters
+            start, end = (int(covered[0, 0]), int(covered[-1, 1])) if len(covered) else (0, 0)
+            if self.windows == "first" and r > 0:
+                continue
+            spans.append(Window(owner, r, start, end))
+        return spans
 
     @torch.no_grad()
     def _frozen_rows(self, texts: list[str]) -> list[torch.Tensor]:
@@ -299,6 +384,19 @@ class TransformerEncoder(Encoder):
         return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[B, dim]``; a batch of windows (with :data:`OWNER`) gives one row per text,
+        its windows pooled by ``windows``. Without gradients the windows run longest
+        first, as many at a time as the batch has texts, each group padded to its own
+        longest, so memory stays that of a batch of texts and short tail windows cost less."""
+        if OWNER not in batch:
+            return self._embed(batch)
+        if torch.is_grad_enabled():
+            inputs = {key: value for key, value in batch.items() if key != OWNER}
+            return pool_windows(self._embed(inputs), batch[OWNER], int(batch[OWNER].max()) + 1, self.windows)
+        return run_windows(self._embed, batch, self.windows)
+
+    def _embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[B, dim]``: each row of the model's inputs pooled and projected."""
         with self._autocast():
             if STATES in batch:
                 top = top_part(self.model, self.train_layers)
@@ -325,6 +423,10 @@ class TransformerEncoder(Encoder):
             "trust_remote_code": self.trust_remote_code,
             "train_layers": self.train_layers,
             "layer_cache_mb": self.layer_cache_mb,
+            "windows": self.windows,
+            "max_windows": self.max_windows,
+            "window_stride": self.window_stride,
+            "window_training": self.window_training,
         }
 
     def _save_files(self, directory: Path) -> None:

@@ -41,6 +41,7 @@ def train_encoder(
     *,
     label_texts: list[str],
     max_length: int,
+    windows: str = "first",
     run_dir: str | os.PathLike | None = None,
     resume: bool = False,
     show_progress: bool = False,
@@ -54,13 +55,22 @@ def train_encoder(
     (``train`` may then be empty); returns it, the objective's name and the training
     history, and the embeddings of train and dev when the best epoch's dev check made them
     with the weights returned, at the length the caller embeds at (``encode_length``, None:
-    ``max_length``); else None. With ``run_dir``, checkpoints go there and ``resume``
-    continues from the last one. ``after_items`` texts are embedded after training: the time
-    budget leaves them their time (train and dev only until a check's embeddings can serve)."""
+    ``max_length``); else None. ``windows`` (resolved, not ``"auto"``): how the encoder reads
+    long texts, with the config's ``max_windows``, ``window_stride`` and ``window_training``.
+    With ``run_dir``, checkpoints go there and ``resume`` continues from the last one.
+    ``after_items`` texts are embedded after training: the time budget leaves them their time
+    (train and dev only until a check's embeddings can serve)."""
     cfg = config
-    frozen = (
+    settings = (
         {} if cfg.train_layers is None else {"train_layers": cfg.train_layers, "layer_cache_mb": cfg.layer_cache_mb}
     )
+    if windows != "first":  # long texts: a transformer reads them as windows (labelcon.encoders.windows)
+        settings = {
+            "windows": windows,
+            "max_windows": cfg.max_windows,
+            "window_stride": cfg.window_stride,
+            "window_training": cfg.window_training,
+        }
     texts = train.texts + (pairs.texts if pairs is not None else [])
     encoder = build_encoder(
         cfg.encoder,
@@ -70,7 +80,7 @@ def train_encoder(
         seed=cfg.seed,
         precision=cfg.precision,
         device=cfg.device,
-        **frozen,
+        **settings,
         **cfg.encoder_params,
     )
     counts = np.bincount(y_train.indices, minlength=y_train.shape[1])
