@@ -159,7 +159,7 @@ class Config(BaseModel):
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of the steps spent warming the learning rate up")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
     max_time_minutes: float | None = Field(
-        12.0,
+        15.0,
         ge=0,
         description="time budget of the run in minutes (0: no limit): training and its dev checks, and the "
         "embedding of train, dev and test that follows, whose time training leaves free (estimated from the "
