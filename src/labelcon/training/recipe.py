@@ -95,6 +95,7 @@ def train_encoder(
         show_progress=show_progress,
         pair_objective=pair_objective,
         pair_weight=cfg.pair_weight,
+        pair_every=cfg.pair_every,
         pair_batch_size=cfg.pair_batch_size,
     )
     initial = {k: v.detach().clone() for k, v in encoder.state_dict().items()} if cfg.keep_base else None
