@@ -6,8 +6,10 @@ sample of dev rows when dev x labels exceeds :data:`labelcon.metrics.DENSE_EVALU
 Decisions use a fixed 0.5 threshold; the trainer keeps the epoch with the best macro-AP.
 Embedding and the kNN search run on the encoder's device.
 
-A run without labels but with scored dev pairs checks those instead
-(:func:`pair_dev_check`: Spearman of the cosine, ``pairs_spearman``).
+Scored dev pairs (:func:`pair_dev_check`: Pearson and Spearman of the cosine) and dev
+retrieval data (:func:`retrieval_dev_check`: nDCG@10, MRR@10, recall@k) are checked after
+each epoch too, beside the labels' check (:func:`combined_check` merges their metrics);
+a run without labels keeps the epoch with the best ``pairs_spearman``, or ``ndcg@10``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from labelcon.data.pairs import PairRecords
-from labelcon.embedding_metrics import pair_correlations
+from labelcon.data.retrieval import RetrievalSet
+from labelcon.embedding_metrics import pair_correlations, retrieval_metrics
 from labelcon.encoders import Encoder
 from labelcon.heads import build_head
 from labelcon.metrics import dense_rows, evaluate
@@ -56,5 +59,36 @@ def pair_dev_check(pairs: PairRecords, *, show_progress: bool = False) -> Callab
     def check(encoder: Encoder) -> dict[str, float]:
         first, second = (encoder.encode(column, show_progress=show_progress) for column in pairs.columns)
         return pair_correlations(first, second, pairs.scores)
+
+    return check
+
+
+def retrieval_dev_check(data: RetrievalSet, *, show_progress: bool = False) -> Callable[[Encoder], dict[str, float]]:
+    """nDCG@10, MRR@10 and recall@k of the dev queries against their corpus by cosine, as a
+    function of the encoder."""
+
+    def check(encoder: Encoder) -> dict[str, float]:
+        queries, corpus = (encoder.encode(texts, show_progress=show_progress) for texts in (data.queries, data.corpus))
+        return retrieval_metrics(queries, corpus, data.relevant)
+
+    return check
+
+
+def combined_check(
+    checks: Sequence[Callable[[Encoder], dict[str, float]]],
+) -> Callable[[Encoder], dict[str, float]] | None:
+    """One check running each of ``checks`` in turn, their metrics in one dict (None for none).
+
+    >>> combined_check([lambda e: {"a": 1.0}, lambda e: {"b": 2.0}])(None)
+    {'a': 1.0, 'b': 2.0}
+    """
+    if not checks:
+        return None
+
+    def check(encoder: Encoder) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for one in checks:
+            metrics.update(one(encoder))
+        return metrics
 
     return check
