@@ -319,17 +319,21 @@ def _relaunch(ctx: click.Context, nproc: int) -> int:
 
 
 def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
-    """One row per metric, one column per split."""
+    """One row per metric that any split has (the headline ones, then those of pairs and
+    retrieval), one column per split."""
     from rich.console import Console
     from rich.table import Table
 
+    from labelcon.embedding_metrics import EMBEDDING_METRICS
     from labelcon.metrics import HEADLINE_METRICS
 
     table = Table(title="metrics")
     table.add_column("metric")
     for split in metrics:
         table.add_column(split, justify="right")
-    for name in HEADLINE_METRICS:
+    for name in (*HEADLINE_METRICS, *EMBEDDING_METRICS):
+        if not any(name in values for values in metrics.values()):
+            continue
         table.add_row(name, *(f"{values[name]:.3f}" if name in values else "-" for values in metrics.values()))
     Console().print(table)
 
