@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -195,7 +196,8 @@ def main() -> None:
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
     if args.json:
         settings = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
-        args.json.write_text(json.dumps({"machine": machine(), "settings": settings, "rows": rows}, indent=1))
+        run = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d"), "machine": machine()}
+        args.json.write_text(json.dumps({**run, "load_at_end": os.getloadavg()[0], "settings": settings, "rows": rows}))
 
 
 if __name__ == "__main__":
