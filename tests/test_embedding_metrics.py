@@ -157,3 +157,82 @@ def test_bad_retrieval_files_name_the_file_and_line(tmp_path):
     write_jsonl(tmp_path / "r.jsonl", [{"qid": "q1", "corpus_id": "c1"}])
     with pytest.raises(DataError, match=r"r.jsonl, line 1: expected an id field 'query_id'.* --query-field"):
         read_retrieval(tmp_path / "q.jsonl", tmp_path / "c.jsonl", tmp_path / "r.jsonl")
+
+
+def _write_embedding_dev_files(tmp_path) -> dict[str, str]:
+    """Scored pairs and retrieval files of toy items, as ``labelcon train``'s dev-check flags."""
+    first, second, scores = _scored_pairs(20)
+    write_jsonl(tmp_path / "sts.jsonl", [{"text1": a, "text2": b, "s": s} for a, b, s in zip(first, second, scores)])
+    queries, corpus, relevant = _retrieval()
+    write_jsonl(tmp_path / "q.jsonl", [{"id": f"q{i}", "text": t} for i, t in enumerate(queries)])
+    write_jsonl(tmp_path / "c.jsonl", [{"id": j, "text": t} for j, t in enumerate(corpus)])
+    write_jsonl(
+        tmp_path / "r.jsonl", [{"query_id": f"q{i}", "corpus_id": j} for i, items in enumerate(relevant) for j in items]
+    )
+    return {
+        "--dev-pairs": str(tmp_path / "sts.jsonl"),
+        "--dev-queries": str(tmp_path / "q.jsonl"),
+        "--dev-corpus": str(tmp_path / "c.jsonl"),
+        "--dev-relevance": str(tmp_path / "r.jsonl"),
+    }
+
+
+def test_pairs_and_retrieval_are_dev_checks_in_history_metrics_card_and_report(tmp_path):
+    write_jsonl(tmp_path / "train.jsonl", make_items(64, 0))
+    flags = [part for pair in _write_embedding_dev_files(tmp_path).items() for part in pair]
+    run = tmp_path / "run"
+    fast = [f"--{k.replace('_', '-')}={v}" for k, v in {**FAST, "epochs": 2}.items()]
+    command = ["train", "--train", str(tmp_path / "train.jsonl"), "--out", str(run), "-q", "--head", "knn"]
+    result = CliRunner().invoke(
+        main, [*command, "--lexical", "0", "--pair-fields", "text1,text2", "--pair-score-field", "s", *flags, *fast]
+    )
+    assert result.exit_code == 0, result.output
+    history = json.loads((run / "history.json").read_text())
+    embedding = {"pairs_pearson", "pairs_spearman", "ndcg@10", "mrr@10", "recall@10"}
+    assert len(history) == 2 and all({"macro_ap", *embedding} <= set(epoch["dev"]) for epoch in history)
+    dev = json.loads((run / "metrics.json").read_text())["dev"]
+    assert {"macro_f1", *embedding} <= set(dev)
+    # the figures are the saved model's: labelcon evaluate on the same files gives them again
+    again = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            str(run),
+            "--pairs",
+            flags[1],
+            "--pair-score-field",
+            "s",
+            "--queries",
+            flags[3],
+            "--corpus",
+            flags[5],
+            "--relevance",
+            flags[7],
+            "--json",
+        ],
+    )
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output) == pytest.approx({k: dev[k] for k in json.loads(again.output)})
+    card = (run / "README.md").read_text()
+    assert "pairs Spearman (cosine)" in card and "nDCG@10" in card
+    report = (run / "report.md").read_text()
+    assert "| ndcg@10 |" in report and "| pairs_spearman |" in report
+
+
+def test_without_labels_the_retrieval_check_keeps_the_best_epoch(tmp_path):
+    files = _write_embedding_dev_files(tmp_path)
+    del files["--dev-pairs"]
+    run = tmp_path / "run"
+    fast = [f"--{k.replace('_', '-')}={v}" for k, v in {**FAST, "epochs": 3}.items()]
+    sts = ["--pairs", str(tmp_path / "sts.jsonl"), "--pair-fields", "text1,text2", "--pair-score-field", "s"]
+    flags = [part for pair in files.items() for part in pair]
+    result = CliRunner().invoke(main, ["train", *sts, *flags, "--out", str(run), "-q", *fast])
+    assert result.exit_code == 0, result.output
+    history = json.loads((run / "history.json").read_text())
+    assert [set(epoch["dev"]) >= {"ndcg@10", "mrr@10"} for epoch in history] == [True] * 3
+    best = max(epoch["dev"]["ndcg@10"] for epoch in history)
+    assert json.loads((run / "metrics.json").read_text())["dev"]["ndcg@10"] == pytest.approx(best)
+    refused = CliRunner().invoke(
+        main, ["train", *sts, "--dev-queries", files["--dev-queries"], "--out", str(tmp_path / "x")]
+    )
+    assert refused.exit_code == 2 and "--dev-queries, --dev-corpus and --dev-relevance together" in refused.output

@@ -1,5 +1,5 @@
-"""Training on pairs: alone, beside labelled items (each step adds the loss of its pair
-batch), and from the command line."""
+"""Training on pairs: alone, beside labelled items (every k-th step adds the loss of its
+pair batch), and from the command line."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _pairs(n: int = 96, seed: int = 0) -> tuple[list[dict], PairRecords]:
     return items, PairRecords([first, second], scores, ("text1", "text2"))
 
 
-def _trainer(texts: list[str], **settings) -> Trainer:
+def _trainer(texts: list[str], pair_every: int = 1, **settings) -> Trainer:
     config = Config(**{**FAST, **settings})
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
     return Trainer(
@@ -46,6 +46,7 @@ def _trainer(texts: list[str], **settings) -> Trainer:
         pair_objective=PairLoss("scored"),
         pair_weight=0.5,
         pair_batch_size=16,
+        pair_every=pair_every,
     )
 
 
@@ -64,11 +65,12 @@ def test_pairs_alone_train_the_encoder() -> None:
     assert after < 0.9 * before, (before, after)
 
 
-def test_each_labelled_step_adds_its_pair_batch(monkeypatch) -> None:
+@pytest.mark.parametrize("every", [1, 3])
+def test_every_kth_labelled_step_adds_its_pair_batch(monkeypatch, every: int) -> None:
     items, pairs = _pairs()
     texts = [item["text"] for item in items]
     y = LabelSpace.from_label_sets([item["labels"] for item in items]).encode([item["labels"] for item in items])
-    trainer = _trainer(texts + pairs.texts, epochs=1)
+    trainer = _trainer(texts + pairs.texts, pair_every=every, epochs=2)
     calls: list[tuple[int, list[int], float]] = []
     pair_loss = Trainer._pair_loss
 
@@ -82,9 +84,14 @@ def test_each_labelled_step_adds_its_pair_batch(monkeypatch) -> None:
     monkeypatch.setattr(trainer.objective, "forward", lambda *a, **k: _kept(objective_forward(*a, **k), label_losses))
     monkeypatch.setattr(Trainer, "_pair_loss", recording)
     state = trainer.fit(texts, y, pairs=pairs)
-    assert [step for step, _, _ in calls] == list(range(state.global_step))
-    assert [rows for _, rows, _ in calls] == [trainer.pair_sampler.batch_at(k) for k in range(state.global_step)]
-    assert state.history[-1]["loss"] == pytest.approx(label_losses[-1] + calls[-1][2], rel=1e-6)
+    steps = list(range(0, state.global_step, every))
+    assert len(steps) > 1 and [step for step, _, _ in calls] == steps
+    # consecutive pair batches, whatever the gap between the steps that take them
+    assert [rows for _, rows, _ in calls] == [trainer.pair_sampler.batch_at(k) for k in range(len(steps))]
+    last_has_pairs = (state.global_step - 1) % every == 0
+    assert state.history[-1]["loss"] == pytest.approx(
+        label_losses[-1] + (calls[-1][2] if last_has_pairs else 0.0), rel=1e-6
+    )
 
 
 def _kept(loss: torch.Tensor, into: list[float]) -> torch.Tensor:
@@ -149,10 +156,13 @@ def test_command_line_trains_on_pairs_alone_and_beside_labels(tmp_path) -> None:
             "knn",
             "--lexical",
             "0",
+            "--pair-every",
+            "2",
             *fast,
         ],
     )
     assert both.exit_code == 0, both.output
+    assert Labelcon.load(tmp_path / "both").config.pair_every == 2
     assert "macro_f1" in json.loads((tmp_path / "both" / "metrics.json").read_text())["dev"]
     refused = CliRunner().invoke(
         main,

@@ -25,21 +25,16 @@ from typing import Any
 import yaml
 
 from labelcon.data import registered_names
+from labelcon.embedding_metrics import EMBEDDING_METRICS
 from labelcon.io import atomic_open, read_json
 from labelcon.metrics import HEADLINE_METRICS
 from labelcon.training_run import RUN_FILE
 
 CARD_FILE = "README.md"
 #: Metrics shown in the card, in this order, with their names: the headline ones, then
-#: those of pairs and retrieval (``labelcon evaluate --pairs``, ``--queries``).
-METRICS = {
-    **HEADLINE_METRICS,
-    "pairs_spearman": "pairs Spearman (cosine)",
-    "pairs_pearson": "pairs Pearson (cosine)",
-    "ndcg@10": "nDCG@10",
-    "mrr@10": "MRR@10",
-    "recall@10": "recall@10",
-}
+#: those of pairs and retrieval (dev checks of ``--dev-pairs``, ``--dev-queries``, and
+#: ``labelcon evaluate --pairs``, ``--queries``).
+METRICS = {**HEADLINE_METRICS, **EMBEDDING_METRICS}
 #: Labels listed by name in the card; more are counted.
 LISTED_LABELS = 100
 

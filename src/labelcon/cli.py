@@ -134,7 +134,24 @@ def _data_options(func: Callable) -> Callable:
     "--dev-pairs",
     "dev_pairs_path",
     type=click.Path(dir_okay=False),
-    help="Scored pairs for dev: Pearson and Spearman in metrics.json; without labels, the per-epoch dev check.",
+    help="Scored pairs for dev: Pearson and Spearman after each epoch (history.json) and in metrics.json; "
+    "without labels they pick the best epoch.",
+)
+@click.option(
+    "--dev-queries",
+    "dev_queries_path",
+    type=click.Path(dir_okay=False),
+    help="Dev retrieval queries (id, text), with --dev-corpus and --dev-relevance: nDCG@10, MRR@10 and recall@k "
+    "after each epoch and in metrics.json; without labels or --dev-pairs they pick the best epoch.",
+)
+@click.option(
+    "--dev-corpus", "dev_corpus_path", type=click.Path(dir_okay=False), help="Dev retrieval corpus (id, text)."
+)
+@click.option(
+    "--dev-relevance",
+    "dev_relevance_path",
+    type=click.Path(dir_okay=False),
+    help="Dev retrieval relevance (query_id, corpus_id[, score]).",
 )
 @click.option(
     "--dataset",
@@ -156,6 +173,9 @@ def train(
     test_path: str | None,
     pairs_path: str | None,
     dev_pairs_path: str | None,
+    dev_queries_path: str | None,
+    dev_corpus_path: str | None,
+    dev_relevance_path: str | None,
     dataset: str | None,
     data_dir: str | None,
     out_dir: str,
@@ -187,6 +207,9 @@ def train(
         raise click.UsageError("give --train PATH, --dataset NAME or --pairs PATH")
     if dev_path and not train_path:
         raise click.UsageError("--dev calibrates the label head of --train data; without --train there is none")
+    dev_retrieval_paths = (dev_queries_path, dev_corpus_path, dev_relevance_path)
+    if any(dev_retrieval_paths) and not all(dev_retrieval_paths):
+        raise click.UsageError("the dev retrieval check needs --dev-queries, --dev-corpus and --dev-relevance together")
     _check_parent(out_dir, "--out")
     out = Path(out_dir)
     overrides = {k: v for k, v in flags.items() if v is not None}
@@ -211,6 +234,11 @@ def train(
 
     if resume and not (out / CHECKPOINT_FILE).exists():
         click.echo(f"note: no checkpoint in {out} to resume from; starting from the beginning", err=True)
+    dev_retrieval = None
+    if all(dev_retrieval_paths):
+        from labelcon.data.retrieval import read_retrieval
+
+        dev_retrieval = read_retrieval(*dev_retrieval_paths)
     started = time.monotonic()
     with _report_warnings():
         model = Labelcon(config=config).fit(
@@ -219,6 +247,7 @@ def train(
             test=test_path,
             pairs=pairs_path,
             dev_pairs=dev_pairs_path,
+            dev_retrieval=dev_retrieval,
             out_dir=out,
             resume=resume,
             overwrite=overwrite,
@@ -290,17 +319,21 @@ def _relaunch(ctx: click.Context, nproc: int) -> int:
 
 
 def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
-    """One row per metric, one column per split."""
+    """One row per metric that any split has (the headline ones, then those of pairs and
+    retrieval), one column per split."""
     from rich.console import Console
     from rich.table import Table
 
+    from labelcon.embedding_metrics import EMBEDDING_METRICS
     from labelcon.metrics import HEADLINE_METRICS
 
     table = Table(title="metrics")
     table.add_column("metric")
     for split in metrics:
         table.add_column(split, justify="right")
-    for name in HEADLINE_METRICS:
+    for name in (*HEADLINE_METRICS, *EMBEDDING_METRICS):
+        if not any(name in values for values in metrics.values()):
+            continue
         table.add_row(name, *(f"{values[name]:.3f}" if name in values else "-" for values in metrics.values()))
     Console().print(table)
 

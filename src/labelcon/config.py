@@ -216,7 +216,15 @@ class Config(BaseModel):
         description="column holding each pair's gold similarity: the --pairs records are scored pairs "
         "(text1, text2, score), trained with CoSENT",
     )
-    pair_weight: float = Field(1.0, gt=0, description="weight of the pair loss added to the label loss of each step")
+    pair_weight: float = Field(
+        1.0, gt=0, description="weight of the pair loss added to the label loss of the steps that take a pair batch"
+    )
+    pair_every: int = Field(
+        1,
+        ge=1,
+        description="beside labelled items, a pair batch every this many label steps (steps 0, k, 2k, ...): "
+        "pairs then cost a bounded share of the time budget",
+    )
     pair_batch_size: int | None = Field(None, ge=2, description="records per pair batch; default: --batch-size")
     pair_objective_params: dict[str, Any] = Field(
         default_factory=dict,

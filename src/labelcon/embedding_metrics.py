@@ -28,6 +28,15 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
+#: The embedding metrics that model cards and reports show, in this order, with their names.
+EMBEDDING_METRICS = {
+    "pairs_spearman": "pairs Spearman (cosine)",
+    "pairs_pearson": "pairs Pearson (cosine)",
+    "ndcg@10": "nDCG@10",
+    "mrr@10": "MRR@10",
+    "recall@10": "recall@10",
+}
+
 #: Queries scored against the corpus at a time (memory: this many rows of corpus scores).
 QUERY_BLOCK = 256
 

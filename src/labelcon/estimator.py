@@ -122,6 +122,7 @@ class Labelcon(SearchMixin):
         test: DataLike | None = None,
         pairs: PairsLike | None = None,
         dev_pairs: PairsLike | None = None,
+        dev_retrieval: RetrievalSet | None = None,
         out_dir: str | os.PathLike | None = None,
         resume: bool = False,
         overwrite: bool = False,
@@ -134,8 +135,10 @@ class Labelcon(SearchMixin):
         dataset or :class:`~labelcon.data.pairs.PairRecords`, read with ``pair_fields`` and
         ``pair_score_field``) train beside the labelled items, or alone without ``train``
         (an encoder only, as for unlabelled data). Scored ``dev_pairs`` (read the same way)
-        add ``pairs_pearson`` and ``pairs_spearman`` to the dev metrics, and without labels
-        they are the per-epoch dev check that keeps the best epoch.
+        add ``pairs_pearson`` and ``pairs_spearman`` to the dev metrics, and ``dev_retrieval``
+        (:func:`labelcon.data.retrieval.read_retrieval`) adds ``ndcg@10``, ``mrr@10`` and
+        ``recall@k``; both are checked after every epoch too (in ``history_``), and without
+        labels the best epoch is kept by ``pairs_spearman``, else by ``ndcg@10``.
 
         With ``out_dir``, the run owns that directory
         (:func:`labelcon.training_run.training_run`: ``resume`` an interrupted run,
@@ -204,6 +207,7 @@ class Labelcon(SearchMixin):
                 show_progress=show_progress,
                 pairs=pair_records,
                 dev_pairs=dev_pair_records,
+                dev_retrieval=dev_retrieval,
                 after_items=after_items,
                 encode_length=encode_length,
             )
@@ -240,6 +244,8 @@ class Labelcon(SearchMixin):
                 self.metrics_ = {"dev": self._evaluate(dev_features, dev_set)}
             if dev_pair_records is not None:
                 self.metrics_.setdefault("dev", {}).update(self.evaluate_pairs(dev_pair_records))
+            if dev_retrieval is not None:
+                self.metrics_.setdefault("dev", {}).update(self.evaluate_retrieval(dev_retrieval))
             if out_dir is not None:
                 self.save(out_dir)
         if out_dir is not None:

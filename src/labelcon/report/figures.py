@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from labelcon.report.facts import Evaluation, LabelFigures, ReportError
-from labelcon.report.summary import EPOCH_METRICS, Choice
+from labelcon.report.summary import EPOCH_METRICS, Choice, kept_by
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -94,11 +94,12 @@ def loss(points: np.ndarray) -> str:
         return to_svg(fig, "loss")
 
 
-def dev_curves(epochs: list[dict], select: str = "macro_ap") -> str:
-    """Dev metrics per checked epoch; a dotted line at the epoch the run kept."""
+def dev_curves(epochs: list[dict]) -> str:
+    """Dev metrics per checked epoch (those the run checked); a dotted line at the epoch the run kept."""
+    select = kept_by(epochs)
     with canvas("dev", 5.2, 2.8) as (fig, ax):
         x = [e["epoch"] for e in epochs]
-        for metric in EPOCH_METRICS:
+        for metric in (m for m in EPOCH_METRICS if any(m in e for e in epochs)):
             ax.plot(x, [e.get(metric, np.nan) for e in epochs], marker="o", ms=3, label=metric)
         best = max(epochs, key=lambda e: e.get(select, -np.inf))["epoch"]
         ax.axvline(best, color=GREY, ls=":", label=f"kept (best {select})")

@@ -7,6 +7,7 @@ from html import escape
 
 import numpy as np
 
+from labelcon.embedding_metrics import EMBEDDING_METRICS
 from labelcon.heads.decisions import MARGIN
 from labelcon.report import figures
 from labelcon.report.facts import RARE_ITEMS, LabelFigures, RunFacts, label_sets_matrix
@@ -41,8 +42,8 @@ SECTIONS = (
 )
 CAPTIONS = {
     "loss": "Training loss (the mean over a window of steps) against the step and against the seconds of training.",
-    "dev": "Dev metrics after each checked epoch: the trainer's kNN check at a 0.5 threshold, not the final head; "
-    "the run keeps the best epoch.",
+    "dev": "Dev metrics after each checked epoch: the trainer's kNN check at a 0.5 threshold, not the final head, "
+    "and the Spearman of dev pairs and nDCG@10 of dev retrieval when the run had them; the run keeps the best epoch.",
     "time": "Where the time went: training steps, the per-epoch dev checks, then embedding train and dev and "
     "fitting the prediction stage.",
     "choices": "The choices made on dev: every candidate's dev figure, the one picked in red; the stage keeps "
@@ -84,6 +85,14 @@ def _summary(facts: RunFacts) -> str:
     split = "test" if "test" in facts.metrics else "dev"
     values = facts.metrics.get(split, {})
     shown = cards([(f"{split} {name}", f"{values[name]:.3f}") for name in HEADLINE if name in values])
+    embedding = [
+        (f"{part} {label}", f"{facts.metrics[part][name]:.3f}")
+        for part in ("dev", "test")
+        for name, label in EMBEDDING_METRICS.items()
+        if name in facts.metrics.get(part, {})
+    ]
+    if embedding:
+        shown += cards(embedding)
     if facts.stage is not None:
         shown += f"<p>Chosen on dev: {escape('; '.join(c.describe() for c in choices(facts.stage)))}.</p>"
     return shown + notes(facts.notes)
@@ -265,7 +274,8 @@ def render_markdown(facts: RunFacts, html_name: str = "report.html") -> str:
     """A short summary for terminals and pull requests, pointing at the page ``html_name``."""
     lines = [f"# labelcon run report: {facts.name}", "", _header_line(facts), ""]
     if facts.metrics:
-        rows = [[n, *(m.get(n, float("nan")) for m in facts.metrics.values())] for n in HEADLINE]
+        names = [*HEADLINE, *(n for n in EMBEDDING_METRICS if any(n in m for m in facts.metrics.values()))]
+        rows = [[n, *(m.get(n, float("nan")) for m in facts.metrics.values())] for n in names]
         lines += ["## Metrics", "", md_table(["metric", *facts.metrics], rows)]
     if facts.stage is not None:
         lines += ["## Chosen on dev", "", *(f"- {c.describe()}" for c in choices(facts.stage)), ""]

@@ -20,8 +20,10 @@ from labelcon.report.facts import RARE_ITEMS, Evaluation, RunFacts
 
 #: The metrics of the headline table, in order.
 HEADLINE = tuple(HEADLINE_METRICS)
-#: The dev metrics drawn per epoch.
-EPOCH_METRICS = ("macro_ap", "micro_f1", "macro_f1", "precision_at_1")
+#: The dev metrics drawn per epoch (those a run checked): the labels', dev pairs' and dev retrieval's.
+EPOCH_METRICS = ("macro_ap", "micro_f1", "macro_f1", "precision_at_1", "pairs_spearman", "ndcg@10")
+#: The metric that picks the kept epoch: the first of these that the run checked (as the trainer's recipe).
+KEPT_BY = ("macro_ap", "pairs_spearman", "ndcg@10")
 LIBRARIES = ("torch", "numpy", "scipy", "scikit-learn", "transformers", "matplotlib")
 
 
@@ -37,6 +39,15 @@ def loss_points(history: list[dict[str, Any]]) -> np.ndarray:
 def dev_epochs(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The epochs checked on dev: ``{"epoch": n, metric: value, ...}``."""
     return [{"epoch": r["epoch"], **r["dev"]} for r in history if "dev" in r]
+
+
+def kept_by(epochs: list[dict[str, Any]]) -> str:
+    """The metric the run kept its best epoch by (:data:`KEPT_BY`).
+
+    >>> kept_by([{"epoch": 1, "pairs_spearman": 0.8, "ndcg@10": 0.5}])
+    'pairs_spearman'
+    """
+    return next((m for m in KEPT_BY if any(m in e for e in epochs)), KEPT_BY[0])
 
 
 def time_phases(facts: RunFacts) -> list[tuple[str, float]]:

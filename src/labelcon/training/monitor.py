@@ -8,8 +8,10 @@ The check's ``texts`` attribute (how many texts it embeds) gives the trainer the
 embedding speed from which it reserves time for the passes after training.
 Embedding and the kNN search run on the encoder's device.
 
-A run without labels but with scored dev pairs checks those instead
-(:func:`pair_dev_check`: Spearman of the cosine, ``pairs_spearman``).
+Scored dev pairs (:func:`pair_dev_check`: Pearson and Spearman of the cosine) and dev
+retrieval data (:func:`retrieval_dev_check`: nDCG@10, MRR@10, recall@k) are checked after
+each epoch too, beside the labels' check (:func:`combined_check` merges their metrics);
+a run without labels keeps the epoch with the best ``pairs_spearman``, or ``ndcg@10``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from labelcon.data.pairs import PairRecords
-from labelcon.embedding_metrics import pair_correlations
+from labelcon.data.retrieval import RetrievalSet
+from labelcon.embedding_metrics import pair_correlations, retrieval_metrics
 from labelcon.encoders import Encoder
 from labelcon.heads import build_head
 from labelcon.metrics import dense_rows, evaluate
@@ -87,3 +90,43 @@ def pair_dev_check(pairs: PairRecords, *, show_progress: bool = False) -> Callab
         return pair_correlations(first, second, pairs.scores)
 
     return check
+
+
+def retrieval_dev_check(data: RetrievalSet, *, show_progress: bool = False) -> Callable[[Encoder], dict[str, float]]:
+    """nDCG@10, MRR@10 and recall@k of the dev queries against their corpus by cosine, as a
+    function of the encoder."""
+
+    def check(encoder: Encoder) -> dict[str, float]:
+        queries, corpus = (encoder.encode(texts, show_progress=show_progress) for texts in (data.queries, data.corpus))
+        return retrieval_metrics(queries, corpus, data.relevant)
+
+    return check
+
+
+class CombinedCheck:
+    """One check running each of ``checks`` in turn, their metrics in one dict; its
+    ``embeddings`` are those of the first check that kept some (the labels' kNN check
+    embeds train and dev, which the head can reuse).
+
+    >>> CombinedCheck([lambda e: {"a": 1.0}, lambda e: {"b": 2.0}])(None)
+    {'a': 1.0, 'b': 2.0}
+    """
+
+    def __init__(self, checks: Sequence[Callable[[Encoder], dict[str, float]]]) -> None:
+        self.checks = list(checks)
+
+    def __call__(self, encoder: Encoder) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for one in self.checks:
+            metrics.update(one(encoder))
+        return metrics
+
+    @property
+    def embeddings(self) -> tuple[np.ndarray, np.ndarray] | None:
+        kept = (getattr(one, "embeddings", None) for one in self.checks)
+        return next((found for found in kept if found is not None), None)
+
+
+def combined_check(checks: Sequence[Callable[[Encoder], dict[str, float]]]) -> CombinedCheck | None:
+    """:class:`CombinedCheck` of ``checks``, or None for none."""
+    return CombinedCheck(checks) if checks else None

@@ -23,9 +23,10 @@ import scipy.sparse as sp
 from labelcon.config import Config
 from labelcon.data import Dataset
 from labelcon.data.pairs import PairRecords
+from labelcon.data.retrieval import RetrievalSet
 from labelcon.encoders import Encoder, build_encoder
 from labelcon.objectives import build_objective, build_pair_objective, resolve_objective
-from labelcon.training.monitor import knn_dev_check, pair_dev_check
+from labelcon.training.monitor import combined_check, knn_dev_check, pair_dev_check, retrieval_dev_check
 from labelcon.training.settings import TrainingSettings
 from labelcon.training.trainer import Trainer
 from labelcon.training.wiseft import interpolate_weights
@@ -47,11 +48,13 @@ def train_encoder(
     show_progress: bool = False,
     pairs: PairRecords | None = None,
     dev_pairs: PairRecords | None = None,
+    dev_retrieval: RetrievalSet | None = None,
     after_items: int = 0,
     encode_length: int | None = None,
 ) -> tuple[Encoder, str, list[dict[str, Any]], tuple[np.ndarray, np.ndarray] | None]:
-    """Train an encoder on ``train`` (checked on ``dev`` after each epoch when there are
-    labels, else on the scored ``dev_pairs`` when given) and on ``pairs`` when given
+    """Train an encoder on ``train`` (checked after each epoch on ``dev`` when there are
+    labels, on the scored ``dev_pairs`` and on ``dev_retrieval`` when given; the best epoch
+    by the labels' macro-AP, else pairs' Spearman, else nDCG@10) and on ``pairs`` when given
     (``train`` may then be empty); returns it, the objective's name and the training
     history, and the embeddings of train and dev when the best epoch's dev check made them
     with the weights returned, at the length the caller embeds at (``encode_length``, None:
@@ -85,22 +88,29 @@ def train_encoder(
     )
     counts = np.bincount(y_train.indices, minlength=y_train.shape[1])
     name = resolve_objective(cfg.objective, counts, n_items=len(train), shots=cfg.shots)
-    check, select = None, "macro_ap"
+    checks, select = [], None
     if cfg.epochs and y_train.shape[1]:
-        check = knn_dev_check(
-            train.texts,
-            y_train,
-            dev.texts,
-            y_dev,
-            max_train=cfg.eval_max_train,
-            seed=cfg.seed,
-            show_progress=show_progress,
+        checks.append(
+            knn_dev_check(
+                train.texts,
+                y_train,
+                dev.texts,
+                y_dev,
+                max_train=cfg.eval_max_train,
+                seed=cfg.seed,
+                show_progress=show_progress,
+            )
         )
-    elif cfg.epochs and dev_pairs is not None:
-        check, select = pair_dev_check(dev_pairs, show_progress=show_progress), "pairs_spearman"
+        select = "macro_ap"
+    if cfg.epochs and dev_pairs is not None:
+        checks.append(pair_dev_check(dev_pairs, show_progress=show_progress))
+        select = select or "pairs_spearman"
+    if cfg.epochs and dev_retrieval is not None:
+        checks.append(retrieval_dev_check(dev_retrieval, show_progress=show_progress))
+        select = select or "ndcg@10"
     reusable = (
-        check is not None
-        and getattr(check, "complete", False)
+        bool(checks)
+        and getattr(checks[0], "complete", False)  # the labels' kNN check embedded all of train and dev
         and not cfg.keep_base
         and encode_length in (None, max_length)
     )
@@ -110,13 +120,14 @@ def train_encoder(
         build_objective(name, temperature=cfg.temperature, **cfg.objective_params),
         TrainingSettings.from_config(cfg),
         run_dir=Path(run_dir) if run_dir is not None else None,
-        evaluate=check,
-        select_metric=select,
+        evaluate=combined_check(checks),
+        select_metric=select or "macro_ap",
         label_texts=label_texts,
         view=make_view(cfg.view, **cfg.view_params),
         show_progress=show_progress,
         pair_objective=pair_objective,
         pair_weight=cfg.pair_weight,
+        pair_every=cfg.pair_every,
         pair_batch_size=cfg.pair_batch_size,
         after_items=after_items,
         reusable_items=len(train) + len(dev) if reusable else 0,

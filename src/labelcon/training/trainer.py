@@ -39,10 +39,10 @@ clipping; elsewhere it does nothing.
 **Pairs** (:class:`labelcon.data.pairs.PairRecords`: text tuples or scored pairs) train
 with a :class:`labelcon.objectives.PairLoss` (``pair_objective``). Alone (no labelled
 items), they are the run's batches (:class:`labelcon.sampling.PairBatchSampler`). Beside
-labelled items, every labelled step also takes the next pair batch and adds
-``pair_weight`` times its loss to the step's loss (its own forward and backward, so the
-gradients add up); the pair batch of a step follows from the step number, so a resumed
-run draws the same ones. Pair batches embed each column in one forward (no GradCache
+labelled items, every ``pair_every``-th labelled step (steps 0, k, 2k, ...) also takes
+the next pair batch and adds ``pair_weight`` times its loss to the step's loss (its own
+forward and backward, so the gradients add up); the pair batch of a step follows from
+the step number, so a resumed run draws the same ones. Pair batches embed each column in one forward (no GradCache
 chunks).
 
 The trainer knows nothing about which objective it runs: it only asks whether the
@@ -234,6 +234,7 @@ class Trainer:
         pair_objective: torch.nn.Module | None = None,
         pair_weight: float = 1.0,
         pair_batch_size: int | None = None,
+        pair_every: int = 1,
         after_items: int = 0,
         length_ratio: float = 1.0,
         reusable_items: int = 0,
@@ -258,6 +259,9 @@ class Trainer:
         self.pair_objective = pair_objective.to(resolve_device(config.device)) if pair_objective is not None else None
         self.pair_weight = pair_weight
         self.pair_batch_size = pair_batch_size or config.batch_size
+        if pair_every < 1:
+            raise ValueError(f"pair_every must be a whole number >= 1, got {pair_every}")
+        self.pair_every = pair_every
         #: Texts the caller embeds once training ends, ``length_ratio`` times as long each:
         #: the time budget leaves them their time (:mod:`labelcon.training.budget`).
         self.after_items, self.length_ratio = after_items, length_ratio
@@ -481,9 +485,10 @@ class Trainer:
         if self.queue is not None:
             self.queue.enqueue(gather_with_grad(momentum_keys), gather_with_grad(labels))
         loss = loss.detach()
-        if self.pairs is not None:  # pairs beside the labels: the pair batch of this step
+        pair_step, off_beat = divmod(self.state.global_step, self.pair_every)
+        if self.pairs is not None and not off_beat:  # pairs beside the labels: this step's pair batch
             loss = loss + self._pair_loss(
-                self._prepare_pairs(self.pair_sampler.batch_at(self.state.global_step))[0], self.pair_weight
+                self._prepare_pairs(self.pair_sampler.batch_at(pair_step))[0], self.pair_weight
             )
         return loss
 
