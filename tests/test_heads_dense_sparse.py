@@ -98,7 +98,12 @@ def test_stage_picks_scorer_and_weight_by_dev_macro_ap_and_saves_it(tmp_path):
     train, dev = slice(0, 80), slice(80, 120)
     settings = StageSettings(head="linear", lexical_scorer="dense_sparse", min_positives=1)
     stage = PredictionStage.fit(
-        LabelSpace(WORDS[:5]), Features(z[train], texts[train]), y[train], Features(z[dev], texts[dev]), y[dev], settings
+        LabelSpace(WORDS[:5]),
+        Features(z[train], texts[train]),
+        y[train],
+        Features(z[dev], texts[dev]),
+        y[dev],
+        settings,
     )
     tried = {name.split(": ")[0]: v for name, v in stage.selection.items() if name.startswith("lexical weight")}
     assert set(tried) == {"lexical weight 0"} | {f"lexical weight {w:g}, dense+sparse" for w in (0.25, 0.5, 0.75)}

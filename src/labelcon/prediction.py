@@ -53,9 +53,9 @@ from labelcon.heads import (
     mix_scores,
     select_on_dev,
 )
-from labelcon.heads.ensemble import AUTO_MAX_LABELS
 from labelcon.heads.base import HEAD_FILE
 from labelcon.heads.decisions import choose_rule
+from labelcon.heads.ensemble import AUTO_MAX_LABELS
 from labelcon.heads.index import QUERY_BLOCK
 from labelcon.io import atomic_directory, read_json, write_json
 from labelcon.metrics import (
@@ -547,9 +547,7 @@ def _fit_scorer(
     return LexicalKNN().fit(train.texts, y_train)
 
 
-def _scorer_scores(
-    scorer: LexicalKNN | DenseSparseLinear, features: Features, show_progress: bool
-) -> sp.csr_matrix:
+def _scorer_scores(scorer: LexicalKNN | DenseSparseLinear, features: Features, show_progress: bool) -> sp.csr_matrix:
     """The sparse scores [n, C] of a text scorer, given the embeddings too where it reads them."""
     if scorer.needs_embeddings:
         return scorer.sparse_scores(features.texts, features.embeddings, show_progress=show_progress)

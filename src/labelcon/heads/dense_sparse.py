@@ -113,7 +113,9 @@ class DenseSparseLinear:
                 continue
             target = np.zeros(n, dtype=np.int8)
             target[positives] = 1
-            model = LogisticRegression(C=self.C, solver="liblinear", dual=True, max_iter=1000, random_state=0).fit(x, target)
+            model = LogisticRegression(C=self.C, solver="liblinear", dual=True, max_iter=1000, random_state=0).fit(
+                x, target
+            )
             w = model.coef_[0]
             kept = np.flatnonzero(np.abs(w) >= self.prune)
             kept_per_label[c] = len(kept)
