@@ -29,7 +29,7 @@ def toy(n: int, seed: int) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 def test_scores_equal_sklearn_on_tfidf_and_embedding_side_by_side():
     texts, y, z = toy(60, 0)
-    ranker = DenseSparseLinear(C=2.0, dense_scale=0.5, prune=0, floor=0).fit(texts, y, z)
+    ranker = DenseSparseLinear(C=2.0, dense_scale=0.5, prune=0, floor=0, n_jobs=1).fit(texts, y, z)
     query, _, zq = toy(10, 1)
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2).fit(texts)
     x = sp.hstack([vectorizer.transform(texts), 0.5 * z], format="csr")
@@ -47,14 +47,24 @@ def test_scores_equal_sklearn_on_tfidf_and_embedding_side_by_side():
 
 def test_pruning_and_floor_keep_the_model_and_scores_sparse():
     texts, y, z = toy(80, 2)
-    full = DenseSparseLinear(prune=0, floor=0).fit(texts, y, z)
-    pruned = DenseSparseLinear(prune=0.3, floor=0.2).fit(texts, y, z)
+    full = DenseSparseLinear(prune=0, floor=0, n_jobs=1).fit(texts, y, z)
+    pruned = DenseSparseLinear(prune=0.3, floor=0.2, n_jobs=1).fit(texts, y, z)
     dense_coef = full.coef_.toarray()
     kept = np.abs(dense_coef) >= 0.3
     np.testing.assert_allclose(pruned.coef_.toarray(), np.where(kept, dense_coef, 0), atol=1e-6)
     assert pruned.coef_.nnz == kept.sum() < full.coef_.nnz
     scores = pruned.sparse_scores(texts, z)
     assert sp.issparse(scores) and scores.data.min() >= 0.2
+
+
+def test_labels_fitted_in_threads_agree_with_one_at_a_time_within_liblinears_tolerance():
+    texts, y, z = toy(80, 7)
+    one = DenseSparseLinear(prune=0, floor=0, n_jobs=1).fit(texts, y, z)
+    threads = DenseSparseLinear(prune=0, floor=0, n_jobs=3).fit(texts, y, z)
+    np.testing.assert_allclose(threads.coef_.toarray(), one.coef_.toarray(), atol=1e-3)
+    np.testing.assert_allclose(
+        threads.sparse_scores(texts, z).toarray(), one.sparse_scores(texts, z).toarray(), atol=1e-3
+    )
 
 
 def test_labels_without_positives_score_0_and_labels_everyone_holds_score_1():
@@ -79,7 +89,13 @@ def test_errors(tmp_path):
     texts, y, z = toy(20, 5)
     with pytest.raises(RuntimeError, match="not fitted"):
         DenseSparseLinear().sparse_scores(texts, z)
-    for bad, message in [({"C": 0}, "C must be > 0"), ({"floor": 1.0}, "floor"), ({"prune": -1}, "prune")]:
+    bad_params = [
+        ({"C": 0}, "C must be > 0"),
+        ({"floor": 1.0}, "floor"),
+        ({"prune": -1}, "prune"),
+        ({"n_jobs": 0}, "n_jobs"),
+    ]
+    for bad, message in bad_params:
         with pytest.raises(ValueError, match=message):
             DenseSparseLinear(**bad)
     ranker = DenseSparseLinear().fit(texts, y, z)

@@ -25,7 +25,8 @@ Sparse and block-wise, so 10^5 labels and 10^6 items fit in memory:
   scores through :func:`labelcon.heads.lexical.mix_scores`.
 
 A label no training item holds scores 0; one every item holds scores 1. Fitting costs one
-liblinear solve per label over all n training rows (its time grows as n x C).
+liblinear solve per label over all n training rows (its time grows as n x C), the labels
+solved in parallel threads.
 
 >>> import numpy as np
 >>> texts = ["wheat exports rose", "wheat prices fell", "oil prices rose", "oil output fell"]
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar
 
@@ -61,7 +63,10 @@ class DenseSparseLinear:
     """One-vs-rest logistic regression on ``[tfidf ; dense_scale * embedding]`` (module docstring).
 
     ``C``: inverse L2 strength (sklearn's). ``prune``: weights of smaller magnitude are
-    dropped after each label's fit. ``floor``: probabilities below it score 0.
+    dropped after each label's fit. ``floor``: probabilities below it score 0. ``n_jobs``:
+    labels fitted at once, in threads (liblinear runs without the GIL); None: one per CPU.
+    The threads share liblinear's random generator, so weights differ between threaded runs
+    within the solver's tolerance; ``n_jobs=1`` repeats bit for bit.
     """
 
     #: A scorer of texts and embeddings: the prediction stage gives it both.
@@ -70,7 +75,14 @@ class DenseSparseLinear:
     #: The file that holds the scorer's labels (named in load errors).
     labels_file: ClassVar[str] = RANKER_FILE
 
-    def __init__(self, C: float = 4.0, dense_scale: float = 1.0, prune: float = 0.01, floor: float = 1e-3) -> None:
+    def __init__(
+        self,
+        C: float = 4.0,
+        dense_scale: float = 1.0,
+        prune: float = 0.01,
+        floor: float = 1e-3,
+        n_jobs: int | None = None,
+    ) -> None:
         if C <= 0:
             raise ValueError(f"C must be > 0; got {C}")
         if dense_scale < 0:
@@ -79,7 +91,9 @@ class DenseSparseLinear:
             raise ValueError(f"prune must be >= 0; got {prune}")
         if not 0 <= floor < 1:
             raise ValueError(f"floor must be in [0, 1); got {floor}")
-        self.C, self.dense_scale, self.prune, self.floor = C, dense_scale, prune, floor
+        if n_jobs is not None and n_jobs < 1:
+            raise ValueError(f"n_jobs must be >= 1 or None (one per CPU); got {n_jobs}")
+        self.C, self.dense_scale, self.prune, self.floor, self.n_jobs = C, dense_scale, prune, floor, n_jobs
 
     def _inputs(self, texts: Sequence[str], embeddings: np.ndarray) -> sp.csr_matrix:
         """``[tfidf ; dense_scale * z]`` as float64 CSR (liblinear's type: no copy per label)."""
@@ -102,30 +116,38 @@ class DenseSparseLinear:
         self.features_ = LexicalFeatures().fit(texts)
         self.dim_ = check_embeddings(embeddings).shape[1]
         x = self._inputs(texts, embeddings)
-        n, n_labels = y.shape
-        intercept = np.zeros(n_labels, dtype=np.float32)
-        kept_per_label = np.zeros(n_labels, dtype=np.int64)
-        columns, values = [np.empty(0, dtype=np.int32)], [np.empty(0, dtype=np.float32)]
-        for c in tqdm(range(n_labels), desc="dense+sparse", unit="label", disable=not show_progress):
-            positives = y.indices[y.indptr[c] : y.indptr[c + 1]]
-            if len(positives) in (0, n):  # sklearn refuses one class: the constant score
-                intercept[c] = np.inf if len(positives) == n else -np.inf
-                continue
-            target = np.zeros(n, dtype=np.int8)
-            target[positives] = 1
-            model = LogisticRegression(C=self.C, solver="liblinear", dual=True, max_iter=1000, random_state=0).fit(
-                x, target
+        n_labels = y.shape[1]
+        positives = [y.indices[y.indptr[c] : y.indptr[c + 1]] for c in range(n_labels)]
+        with ThreadPoolExecutor(max_workers=self.n_jobs or os.cpu_count()) as pool:  # liblinear frees the GIL
+            fits = list(
+                tqdm(
+                    pool.map(lambda held: self._fit_label(x, held), positives),
+                    total=n_labels,
+                    desc="dense+sparse",
+                    unit="label",
+                    disable=not show_progress,
+                )
             )
-            w = model.coef_[0]
-            kept = np.flatnonzero(np.abs(w) >= self.prune)
-            kept_per_label[c] = len(kept)
-            columns.append(kept.astype(np.int32))
-            values.append(w[kept].astype(np.float32))
-            intercept[c] = model.intercept_[0]
+        kept_per_label = np.array([len(kept) for kept, _, _ in fits], dtype=np.int64)
+        columns = [np.empty(0, dtype=np.int32), *(kept for kept, _, _ in fits)]
+        values = [np.empty(0, dtype=np.float32), *(w for _, w, _ in fits)]
+        intercept = np.array([b for _, _, b in fits], dtype=np.float32)
         indptr = np.concatenate([[0], np.cumsum(kept_per_label)])
         coef = sp.csr_matrix((np.concatenate(values), np.concatenate(columns), indptr), shape=(n_labels, x.shape[1]))
         self._set(coef, intercept)
         return self
+
+    def _fit_label(self, x: sp.csr_matrix, positives: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """One label's kept weight columns, their values and the intercept."""
+        n = x.shape[0]
+        if len(positives) in (0, n):  # sklearn refuses one class: the constant score
+            return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.float32), np.inf if len(positives) else -np.inf
+        target = np.zeros(n, dtype=np.int8)
+        target[positives] = 1
+        model = LogisticRegression(C=self.C, solver="liblinear", dual=True, max_iter=1000, random_state=0)
+        w = model.fit(x, target).coef_[0]
+        kept = np.flatnonzero(np.abs(w) >= self.prune)
+        return kept.astype(np.int32), w[kept].astype(np.float32), float(model.intercept_[0])
 
     def _set(self, coef: sp.csr_matrix, intercept: np.ndarray) -> None:
         self.coef_, self.intercept_ = coef, intercept
