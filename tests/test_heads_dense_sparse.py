@@ -135,10 +135,15 @@ def test_stage_picks_scorer_and_weight_by_dev_macro_ap_and_saves_it(tmp_path):
     assert back.top_k(features, 2) == stage.top_k(features, 2)
 
 
-def test_auto_tries_dense_sparse_only_above_the_auto_head_label_limit():
-    assert prediction.lexical_scorers("auto", 2000) == ("knn",)
-    assert prediction.lexical_scorers("auto", 2001) == ("knn", "dense_sparse")
-    assert prediction.lexical_scorers("dense_sparse", 5) == ("dense_sparse",)
+def test_the_default_is_the_knn_vote_and_auto_tries_both_scorers(toy_data):
+    assert prediction.StageSettings().lexical_scorer == "knn"
+    model = Labelcon(**{**FAST, "epochs": 1, "head": "knn", "lexical_scorer": "auto"}).fit(
+        toy_data["train"], toy_data["dev"], show_progress=False
+    )
+    tried = {name.split(": ")[0]: v for name, v in model.stage_.selection.items() if name.startswith("lexical weight")}
+    expected = {f"lexical weight {w:g}" for w in prediction.LEXICAL_WEIGHTS}
+    expected |= {f"lexical weight {w:g}, dense+sparse" for w in prediction.DENSE_SPARSE_WEIGHTS}
+    assert set(tried) == expected and model.stage_.lexical_candidate == max(tried, key=tried.get)
 
 
 def test_estimator_with_dense_sparse_predicts_the_same_after_load(toy_data, tmp_path):

@@ -221,11 +221,11 @@ class Config(BaseModel):
         description="texts: weight of a TF-IDF kNN vote mixed into the head's scores, 0-1 (0: off); "
         "auto: 0, 0.25 or 0.5, whichever gives the best dev macro-AP",
     )
-    lexical_scorer: Literal["auto", "knn", "dense_sparse"] = Field(
-        "auto",
+    lexical_scorer: Literal["knn", "dense_sparse", "auto"] = Field(
+        "knn",
         description="texts: what --lexical mixes in: knn (a TF-IDF kNN vote) | dense_sparse (one-vs-rest "
-        "logistic regression on TF-IDF features and the embedding side by side, PECOS XR-Transformer's ranker) | "
-        "auto: the vote, and above 2000 labels both, the one with the best dev macro-AP",
+        "logistic regression on TF-IDF features and the embedding side by side, PECOS XR-Transformer's ranker; "
+        "one liblinear fit per label over all training texts) | auto: both, the one with the best dev macro-AP",
     )
     eval_max_train: int = Field(20000, ge=100, description="training items encoded for the per-epoch dev check")
 

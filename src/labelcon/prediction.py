@@ -55,7 +55,6 @@ from labelcon.heads import (
 )
 from labelcon.heads.base import HEAD_FILE
 from labelcon.heads.decisions import choose_rule
-from labelcon.heads.ensemble import AUTO_MAX_LABELS
 from labelcon.heads.index import QUERY_BLOCK
 from labelcon.io import atomic_directory, read_json, write_json
 from labelcon.metrics import (
@@ -109,7 +108,7 @@ class StageSettings:
     head: str = AUTO_HEAD
     head_params: dict[str, Any] = field(default_factory=dict)
     lexical: float | Literal["auto"] = "auto"
-    lexical_scorer: Literal["auto", "knn", "dense_sparse"] = "auto"
+    lexical_scorer: Literal["knn", "dense_sparse", "auto"] = "knn"
     min_positives: int = 3
     decision_metric: Literal["micro", "macro", "samples"] = "micro"
     seed: int = 13
@@ -211,7 +210,7 @@ class PredictionStage:
         scores alone. Returns dev, prepared."""
         if settings.lexical == 0 or train.texts is None or dev.texts is None:
             return _Prepared(dev.embeddings, None)
-        kinds = lexical_scorers(settings.lexical_scorer, y_train.shape[1])
+        kinds = lexical_scorers(settings.lexical_scorer)
         fitted, ap, figures = {}, {}, {}
         rows = dense_rows(len(dev), y_dev.shape[1], settings.seed)
         head_scores = self.head.predict_scores(dev.embeddings[rows])
@@ -521,17 +520,14 @@ def _fit_head(
     return head.fit(train.embeddings, y_train, label_embeddings=embed(label_texts)), {}
 
 
-def lexical_scorers(setting: str, n_labels: int) -> tuple[str, ...]:
+def lexical_scorers(setting: str) -> tuple[str, ...]:
     """The text scorers that ``lexical_scorer=setting`` tries on dev: the one named, or for
-    ``"auto"`` the kNN vote, and above ``AUTO_MAX_LABELS`` labels (where the ``auto`` head is
-    a kNN vote alone, the regime of extreme classification) the dense+sparse ranker too.
+    ``"auto"`` the kNN vote and the dense+sparse ranker.
 
-    >>> lexical_scorers("auto", 28), lexical_scorers("auto", 5000)
+    >>> lexical_scorers("knn"), lexical_scorers("auto")
     (('knn',), ('knn', 'dense_sparse'))
     """
-    if setting != "auto":
-        return (setting,)
-    return (KNN_VOTE, DENSE_SPARSE) if n_labels > AUTO_MAX_LABELS else (KNN_VOTE,)
+    return (KNN_VOTE, DENSE_SPARSE) if setting == "auto" else (setting,)
 
 
 def _candidate(kind: str, weight: float) -> str:
