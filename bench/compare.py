@@ -321,11 +321,28 @@ def run_system(name: str, task: Task, test: Dataset, labels: LabelSpace) -> dict
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     result: Result = module.run(task)
+    return protocol_row(
+        row_name(name, task.labelcon_params), module.DESCRIPTION, task, test, labels, result, started, load_before
+    )
+
+
+def protocol_row(
+    system: str,
+    description: str,
+    task: Task,
+    test: Dataset,
+    labels: LabelSpace,
+    result: Result,
+    started: float,
+    load_before: float,
+) -> dict[str, Any]:
+    """Score a system's dev and test scores with the shared protocol; returns its result row
+    (``started``: ``time.perf_counter()`` when the system began, ``load_before``: the load then)."""
     y_test = labels.encode(test.labels, source="test")
     shape_dev, shape_test = (len(task.dev), len(labels)), (len(test), len(labels))
     if result.dev_scores.shape != shape_dev or result.test_scores.shape != shape_test:
         raise RuntimeError(
-            f"{name} returned scores of shapes {result.dev_scores.shape} and "
+            f"{system} returned scores of shapes {result.dev_scores.shape} and "
             f"{result.test_scores.shape}, expected {shape_dev} and {shape_test}"
         )
     fallback = "global" if result.fallback_threshold is None else result.fallback_threshold
@@ -356,8 +373,8 @@ def run_system(name: str, task: Task, test: Dataset, labels: LabelSpace) -> dict
     }
     end_to_end = time.perf_counter() - started
     return {
-        "system": row_name(name, task.labelcon_params),
-        "description": module.DESCRIPTION,
+        "system": system,
+        "description": description,
         "test": test_metrics,
         "dev_after_calibration_on_dev": dev_metrics,
         "train_seconds": round(result.train_seconds, 1),

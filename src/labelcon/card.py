@@ -128,7 +128,7 @@ def _summary(model: Any, export: dict[str, Any] | None) -> str:
     else:
         text += (
             f" A `{stage.head.name}` head scores the {len(stage.labels)} labels below"
-            + (f", mixed with a TF-IDF vote of weight {stage.lexical_weight:g}" if stage.lexical else "")
+            + (f", mixed with {_scorer_words(stage)} of weight {stage.lexical_weight:g}" if stage.lexical else "")
             + "; per-label thresholds calibrated on dev decide them"
             + (", at least one label per text." if stage.at_least_one else ".")
         )
@@ -137,6 +137,13 @@ def _summary(model: Any, export: dict[str, Any] | None) -> str:
         origin = f" from `{export['directory']}` ({export['model']})" if export.get("directory") else ""
         text += f"\n\nThis folder is its export to {export['format']}{quantized}{origin}."
     return text
+
+
+def _scorer_words(stage: Any) -> str:
+    """The stage's text scorer in words."""
+    if stage.lexical.needs_embeddings:
+        return "a dense+sparse ranker (logistic regression on TF-IDF features and the embedding)"
+    return "a TF-IDF vote"
 
 
 def _label_counts(model: Any, train: dict[str, Any]) -> Counter | None:

@@ -250,6 +250,12 @@ class Config(BaseModel):
         description="texts: weight of a TF-IDF kNN vote mixed into the head's scores, 0-1 (0: off); "
         "auto: 0, 0.25 or 0.5, whichever ranks dev best (--target-metric)",
     )
+    lexical_scorer: Literal["knn", "dense_sparse", "auto"] = Field(
+        "knn",
+        description="texts: what --lexical mixes in: knn (a TF-IDF kNN vote) | dense_sparse (one-vs-rest "
+        "logistic regression on TF-IDF features and the embedding side by side, PECOS XR-Transformer's ranker; "
+        "one liblinear fit per label over all training texts) | auto: both, the one that ranks dev best by the target metric",
+    )
     eval_max_train: int = Field(20000, ge=100, description="training items encoded for the per-epoch dev check")
 
     # scale: the device, a momentum key queue, many processes

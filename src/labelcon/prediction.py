@@ -44,9 +44,17 @@ from labelcon.config import Config
 from labelcon.data import LabelSpace
 from labelcon.device import resolve_device
 from labelcon.filecheck import damaged, expect_object, reading
-from labelcon.heads import Head, LexicalKNN, Thresholds, build_head, mix_scores, select_on_dev
+from labelcon.heads import (
+    DenseSparseLinear,
+    Head,
+    LexicalKNN,
+    Thresholds,
+    build_head,
+    mix_scores,
+    select_on_dev,
+)
 from labelcon.heads.base import HEAD_FILE
-from labelcon.heads.decisions import Metric, choose_rule, resolve_target_metric
+from labelcon.heads.decisions import choose_rule, resolve_target_metric
 from labelcon.heads.index import QUERY_BLOCK
 from labelcon.io import atomic_directory, read_json, write_json
 from labelcon.metrics import (
@@ -66,6 +74,12 @@ from labelcon.parts import AUTO_HEAD  # head="auto": a linear probe, a kNN vote 
 
 #: ``lexical="auto"``: the weights of the lexical vote tried on dev.
 LEXICAL_WEIGHTS = (0.0, 0.25, 0.5)
+#: ``lexical="auto"``: the weights of the dense+sparse ranker tried on dev (besides 0), higher
+#: than the vote's: it is a ranker of its own, where the vote only adds evidence.
+DENSE_SPARSE_WEIGHTS = (0.25, 0.5, 0.75)
+#: The text scorers by name (``lexical_scorer``): the TF-IDF kNN vote, the dense+sparse ranker.
+KNN_VOTE, DENSE_SPARSE = "knn", "dense_sparse"
+SCORERS: dict[str, type[LexicalKNN] | type[DenseSparseLinear]] = {KNN_VOTE: LexicalKNN, DENSE_SPARSE: DenseSparseLinear}
 META_FILE = "prediction.json"
 FORMAT = 1
 
@@ -95,6 +109,7 @@ class StageSettings:
     head: str = AUTO_HEAD
     head_params: dict[str, Any] = field(default_factory=dict)
     lexical: float | Literal["auto"] = "auto"
+    lexical_scorer: Literal["knn", "dense_sparse", "auto"] = "knn"
     min_positives: int = 3
     target_metric: Literal["auto", "micro", "macro", "samples"] = "auto"
     seed: int = 13
@@ -124,7 +139,7 @@ class PredictionStage:
     thresholds: Thresholds
     label_texts: list[str]
     at_least_one: bool = True
-    lexical: LexicalKNN | None = None
+    lexical: LexicalKNN | DenseSparseLinear | None = None
     lexical_weight: float = 0.0
     #: Dev figures of every choice made on dev, by name (head candidates, lexical weights).
     selection: dict[str, float] = field(default_factory=dict)
@@ -190,35 +205,50 @@ class PredictionStage:
         settings: StageSettings,
         show_progress: bool,
     ) -> _Prepared:
-        """Fit the TF-IDF kNN vote and set its weight: the configured one, or for ``"auto"``
-        the one of ``LEXICAL_WEIGHTS`` whose mix ranks dev best by the target metric's
-        :func:`labelcon.metrics.ranking_quality` (macro-AP for macro-F1; on a seeded
-        sample of dev rows when dev x labels exceeds ``DENSE_EVALUATION``). Items without
-        texts, or weight 0, leave the head's scores alone. Returns dev, prepared."""
+        """Fit the text scorers of ``settings.lexical_scorer`` (:func:`lexical_scorers`) and
+        keep the scorer and weight whose mix ranks dev best by the target metric's
+        :func:`labelcon.metrics.ranking_quality` (macro-AP for macro-F1; on a seeded sample
+        of dev rows when dev x labels exceeds ``DENSE_EVALUATION``): the configured weight,
+        or for ``"auto"`` each of the scorer's weights (``LEXICAL_WEIGHTS``, for
+        dense+sparse ``DENSE_SPARSE_WEIGHTS``) and 0. A single scorer at a configured weight
+        is kept without a dev check. Items without texts, or weight 0, leave the head's
+        scores alone. Returns dev, prepared."""
         if settings.lexical == 0 or train.texts is None or dev.texts is None:
             return _Prepared(dev.embeddings, None)
-        lexical = LexicalKNN().fit(train.texts, y_train)
-        votes = lexical.sparse_scores(dev.texts, show_progress=show_progress)
-        weight = (
-            float(settings.lexical)
-            if settings.lexical != "auto"
-            else self._best_weight(dev, votes, y_dev, settings.seed, settings.target_metric)
-        )
+        kinds = lexical_scorers(settings.lexical_scorer)
+        fitted, ap, figures = {}, {}, {}
+        rows = dense_rows(len(dev), y_dev.shape[1], settings.seed)
+        head_scores = self.head.predict_scores(dev.embeddings[rows])
+        for kind in kinds:
+            scorer = _fit_scorer(kind, train, y_train, show_progress)
+            votes = _scorer_scores(scorer, dev, show_progress)
+            fitted[kind] = (scorer, votes)
+            if settings.lexical == "auto":
+                weights = (0.0, *(DENSE_SPARSE_WEIGHTS if kind == DENSE_SPARSE else LEXICAL_WEIGHTS[1:]))
+            else:
+                weights = (float(settings.lexical),)
+            if len(kinds) == 1 and len(weights) == 1:
+                break
+            for w in weights:
+                if _candidate(kind, w) not in figures:  # weight 0, the head alone, is one candidate
+                    mixed = mix_scores(head_scores, votes[rows], w, self._unmixed_columns())
+                    ap[(kind, w)] = ranking_quality(y_dev[rows], mixed, settings.target_metric)
+                    figures[_candidate(kind, w)] = ap[(kind, w)]
+        ranking = RANKING_NAMES[settings.target_metric]
+        self.selection.update({f"{name}: dev {ranking}": value for name, value in figures.items()})
+        kind, weight = max(ap, key=ap.get) if ap else (kinds[0], float(settings.lexical))
         if weight == 0:
             return _Prepared(dev.embeddings, None)
-        self.lexical, self.lexical_weight = lexical, weight
-        return _Prepared(dev.embeddings, votes)
+        self.lexical, self.lexical_weight = fitted[kind][0], weight
+        return _Prepared(dev.embeddings, fitted[kind][1])
 
-    def _best_weight(
-        self, dev: Features, votes: sp.csr_matrix, y_dev: sp.csr_matrix, seed: int, metric: Metric
-    ) -> float:
-        rows = dense_rows(len(dev), y_dev.shape[1], seed)
-        scores, votes, y = self.head.predict_scores(dev.embeddings[rows]), votes[rows], y_dev[rows]
-        keep = self._unmixed_columns()
-        quality = {w: ranking_quality(y, mix_scores(scores, votes, w, keep), metric) for w in LEXICAL_WEIGHTS}
-        name = RANKING_NAMES[metric]
-        self.selection.update({f"lexical weight {w:g}: dev {name}": value for w, value in quality.items()})
-        return max(quality, key=quality.get)
+    def _scorer_kind(self) -> str:
+        return next(kind for kind, scorer in SCORERS.items() if isinstance(self.lexical, scorer))
+
+    @property
+    def lexical_candidate(self) -> str:
+        """The name of the kept text scorer and weight among the candidates of :attr:`selection`."""
+        return _candidate(self._scorer_kind() if self.lexical is not None else KNN_VOTE, self.lexical_weight)
 
     def _decide_on_dev(self, dev: _Prepared, y_dev: sp.csr_matrix, settings: StageSettings) -> Thresholds:
         """Per-label thresholds on dev (the head's own threshold, if it brings one, as the
@@ -261,7 +291,7 @@ class PredictionStage:
     # ------------------------------------------------------------------ scoring
     def _prepare(self, features: Features, show_progress: bool = False) -> _Prepared:
         uses_texts = self.lexical is not None and features.texts is not None
-        votes = self.lexical.sparse_scores(features.texts, show_progress=show_progress) if uses_texts else None
+        votes = _scorer_scores(self.lexical, features, show_progress) if uses_texts else None
         if self.lexical is not None and votes is None:
             raise ValueError("this model mixes a vote over texts into its scores: give the items' texts too")
         return _Prepared(features.embeddings, votes)
@@ -386,6 +416,7 @@ class PredictionStage:
                 "format": FORMAT,
                 "at_least_one": self.at_least_one,
                 "lexical_weight": self.lexical_weight,
+                **({"lexical_scorer": self._scorer_kind()} if self.lexical is not None else {}),
                 "selection": self.selection,
                 "timings": self.timings,
             },
@@ -401,11 +432,20 @@ class PredictionStage:
         directory = Path(directory)
         source = directory / META_FILE
         with reading(source):
-            optional = {"at_least_one": bool, "lexical_weight": (int, float), "selection": dict, "timings": dict}
+            optional = {
+                "at_least_one": bool,
+                "lexical_weight": (int, float),
+                "lexical_scorer": str,
+                "selection": dict,
+                "timings": dict,
+            }
             meta = expect_object(read_json(source), {}, optional)
             weight = float(meta.get("lexical_weight", 0.0))
             if not 0 <= weight < 1:
                 raise ValueError(f"expected 'lexical_weight' in [0, 1), got {weight}")
+            kind = meta.get("lexical_scorer", KNN_VOTE)
+            if kind not in SCORERS:
+                raise ValueError(f"expected 'lexical_scorer' one of {sorted(SCORERS)}, got {kind!r}")
         with reading(directory / "labels.json"):
             labels = LabelSpace.from_json(read_json(directory / "labels.json"))
         with reading(directory / "label_texts.json"):
@@ -416,13 +456,13 @@ class PredictionStage:
             thresholds = Thresholds.from_json(read_json(directory / "thresholds.json"))
         with reading(directory / "head" / HEAD_FILE):  # the folder or its head.json missing
             head = Head.load(directory / "head")
-        lexical = LexicalKNN.load(directory / "lexical") if weight else None
+        lexical = SCORERS[kind].load(directory / "lexical") if weight else None
         sizes = {
             "labels.json": len(labels),
             "head/head.json": head.n_labels_,
             "thresholds.json": len(thresholds),
             **({"label_texts.json": len(texts)} if texts is not None else {}),
-            **({"lexical/knn.npz": lexical.labels_.shape[1]} if lexical else {}),
+            **({f"lexical/{lexical.labels_file}": lexical.n_labels} if lexical else {}),
         }
         usual = Counter(sizes.values()).most_common(1)[0][0]  # the files of one model cover the same labels
         odd = next((name for name, size in sizes.items() if size != usual), None)
@@ -485,3 +525,33 @@ def _fit_head(
     if embed is None:
         raise ValueError(f"the {settings.head!r} head needs the label texts embedded: pass embed=")
     return head.fit(train.embeddings, y_train, label_embeddings=embed(label_texts)), {}
+
+
+def lexical_scorers(setting: str) -> tuple[str, ...]:
+    """The text scorers that ``lexical_scorer=setting`` tries on dev: the one named, or for
+    ``"auto"`` the kNN vote and the dense+sparse ranker.
+
+    >>> lexical_scorers("knn"), lexical_scorers("auto")
+    (('knn',), ('knn', 'dense_sparse'))
+    """
+    return (KNN_VOTE, DENSE_SPARSE) if setting == "auto" else (setting,)
+
+
+def _candidate(kind: str, weight: float) -> str:
+    """The name of a text scorer at a weight in :attr:`PredictionStage.selection`."""
+    return f"lexical weight {weight:g}" + (", dense+sparse" if kind == DENSE_SPARSE and weight else "")
+
+
+def _fit_scorer(
+    kind: str, train: Features, y_train: sp.csr_matrix, show_progress: bool
+) -> LexicalKNN | DenseSparseLinear:
+    if kind == DENSE_SPARSE:
+        return DenseSparseLinear().fit(train.texts, y_train, train.embeddings, show_progress=show_progress)
+    return LexicalKNN().fit(train.texts, y_train)
+
+
+def _scorer_scores(scorer: LexicalKNN | DenseSparseLinear, features: Features, show_progress: bool) -> sp.csr_matrix:
+    """The sparse scores [n, C] of a text scorer, given the embeddings too where it reads them."""
+    if scorer.needs_embeddings:
+        return scorer.sparse_scores(features.texts, features.embeddings, show_progress=show_progress)
+    return scorer.sparse_scores(features.texts, show_progress=show_progress)

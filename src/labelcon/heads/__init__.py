@@ -11,6 +11,9 @@
   dev for their own threshold scored by a class-balanced probe under one shared threshold.
 - :class:`LexicalKNN`: a kNN vote over TF-IDF vectors of the training texts, a scorer of
   texts (``needs_texts``) that the prediction stage mixes into a head's scores.
+- :class:`DenseSparseLinear`: one-vs-rest logistic regression on TF-IDF features and the
+  embedding side by side (PECOS XR-Transformer's ranker), a scorer of texts and embeddings
+  that the prediction stage mixes in as it mixes the vote.
 - :class:`Thresholds`: per-label F1-optimal thresholds from dev; :func:`top_k_labels` for XMC.
 - :class:`NearestNeighbors`: exact or faiss cosine search.
 
@@ -23,6 +26,7 @@ np.int64(3)
 """
 
 from labelcon.heads.base import FallbackThreshold, Head, build_head
+from labelcon.heads.dense_sparse import DenseSparseLinear
 from labelcon.heads.ensemble import EnsembleHead, FallbackHead, select_on_dev
 from labelcon.heads.index import NearestNeighbors
 from labelcon.heads.knn import KNNHead
@@ -44,6 +48,7 @@ __all__ = [
     "FallbackHead",
     "select_on_dev",
     "LexicalKNN",
+    "DenseSparseLinear",
     "mix_scores",
     "NearestNeighbors",
     "Thresholds",

@@ -128,6 +128,10 @@ class LexicalKNN:
     #: A scorer of texts (the :class:`labelcon.heads.Head` declaration): the prediction
     #: stage gives it the features' texts, where heads get their embeddings.
     needs_texts = True
+    #: It reads no embeddings (the dense+sparse ranker does).
+    needs_embeddings = False
+    #: The file that holds the vote's labels (named in load errors).
+    labels_file = KNN_FILE
 
     def __init__(self, k: int = 20, temperature: float = 0.05) -> None:
         if k < 1:
@@ -147,6 +151,11 @@ class LexicalKNN:
     def _index(self, items: sp.csr_matrix) -> None:
         self.items_ = items
         self._items_t = items.T.tocsr()  # [vocabulary, n]: queries @ this is one sparse product
+
+    @property
+    def n_labels(self) -> int:
+        """The labels voted for (columns of :meth:`sparse_scores`)."""
+        return self.labels_.shape[1]
 
     def add_label_columns(self, count: int) -> None:
         """Append ``count`` label columns that no training text holds (labels added after training)."""

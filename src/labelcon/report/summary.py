@@ -115,7 +115,7 @@ def choices(stage: PredictionStage) -> list[Choice]:
         title = f"probe for the {len(stage.head.fallback_threshold.columns)} labels too rare in dev"
         out.append(Choice(title, *groups["fallback"], _best(groups["fallback"][1])))
     if "lexical" in groups:
-        out.append(Choice("lexical vote weight", *groups["lexical"], f"lexical weight {stage.lexical_weight:g}"))
+        out.append(Choice("text scorer and weight", *groups["lexical"], stage.lexical_candidate))
     if "rule" in groups:
         out.append(Choice("decision rule", *groups["rule"], rule_name(stage.thresholds)))
     return out

@@ -1,0 +1,158 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from labelcon import Labelcon, prediction
+from labelcon.data import LabelSpace
+from labelcon.filecheck import ModelLoadError
+from labelcon.heads import DenseSparseLinear
+from labelcon.heads.base import l2_normalize
+from labelcon.prediction import Features, PredictionStage, StageSettings
+from tests.helpers import FAST, make_items
+
+WORDS = ["wheat", "oil", "gold", "rice", "corn", "copper", "sugar", "cocoa"]
+
+
+def toy(n: int, seed: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Texts naming their labels among filler words, labels [n, 5], random unit embeddings [n, 8]."""
+    rng = np.random.default_rng(seed)
+    y = np.zeros((n, 5), dtype=np.int8)
+    texts = []
+    for i in range(n):
+        held = rng.choice(5, size=rng.integers(1, 3), replace=False)
+        y[i, held] = 1
+        texts.append(" ".join([WORDS[c] for c in held] + list(rng.choice(WORDS[5:], 4))))
+    return texts, y, l2_normalize(rng.normal(size=(n, 8)))
+
+
+def test_scores_equal_sklearn_on_tfidf_and_embedding_side_by_side():
+    texts, y, z = toy(60, 0)
+    ranker = DenseSparseLinear(C=2.0, dense_scale=0.5, prune=0, floor=0, n_jobs=1).fit(texts, y, z)
+    query, _, zq = toy(10, 1)
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2).fit(texts)
+    x = sp.hstack([vectorizer.transform(texts), 0.5 * z], format="csr")
+    xq = sp.hstack([vectorizer.transform(query), 0.5 * zq], format="csr")
+    plain = np.column_stack(
+        [
+            LogisticRegression(C=2.0, solver="liblinear", dual=True, max_iter=1000, random_state=0)
+            .fit(x, y[:, c])
+            .predict_proba(xq)[:, 1]
+            for c in range(y.shape[1])
+        ]
+    )
+    np.testing.assert_allclose(ranker.sparse_scores(query, zq).toarray(), plain, atol=1e-5)
+
+
+def test_pruning_and_floor_keep_the_model_and_scores_sparse():
+    texts, y, z = toy(80, 2)
+    full = DenseSparseLinear(prune=0, floor=0, n_jobs=1).fit(texts, y, z)
+    pruned = DenseSparseLinear(prune=0.3, floor=0.2, n_jobs=1).fit(texts, y, z)
+    dense_coef = full.coef_.toarray()
+    kept = np.abs(dense_coef) >= 0.3
+    np.testing.assert_allclose(pruned.coef_.toarray(), np.where(kept, dense_coef, 0), atol=1e-6)
+    assert pruned.coef_.nnz == kept.sum() < full.coef_.nnz
+    scores = pruned.sparse_scores(texts, z)
+    assert sp.issparse(scores) and scores.data.min() >= 0.2
+
+
+def test_labels_fitted_in_threads_agree_with_one_at_a_time_within_liblinears_tolerance():
+    texts, y, z = toy(80, 7)
+    one = DenseSparseLinear(prune=0, floor=0, n_jobs=1).fit(texts, y, z)
+    threads = DenseSparseLinear(prune=0, floor=0, n_jobs=3).fit(texts, y, z)
+    np.testing.assert_allclose(threads.coef_.toarray(), one.coef_.toarray(), atol=1e-3)
+    np.testing.assert_allclose(
+        threads.sparse_scores(texts, z).toarray(), one.sparse_scores(texts, z).toarray(), atol=1e-3
+    )
+
+
+def test_labels_without_positives_score_0_and_labels_everyone_holds_score_1():
+    texts, y, z = toy(30, 3)
+    y = np.hstack([y, np.zeros((30, 1), np.int8), np.ones((30, 1), np.int8)])
+    scores = DenseSparseLinear(floor=0).fit(texts, y, z).sparse_scores(texts, z).toarray()
+    assert (scores[:, 5] == 0).all() and (scores[:, 6] == 1).all()
+
+
+def test_save_load_round_trip_and_added_labels_score_0(tmp_path):
+    texts, y, z = toy(40, 4)
+    ranker = DenseSparseLinear(C=8.0, dense_scale=2.0).fit(texts, y, z)
+    back = DenseSparseLinear.load(ranker.save(tmp_path / "r"))
+    assert (back.C, back.dense_scale, back.prune, back.floor) == (8.0, 2.0, 0.01, 1e-3)
+    assert (back.sparse_scores(texts, z) != ranker.sparse_scores(texts, z)).nnz == 0
+    back.add_label_columns(2)
+    scores = back.sparse_scores(texts, z)
+    assert scores.shape == (40, 7) and scores[:, 5:].nnz == 0
+
+
+def test_errors(tmp_path):
+    texts, y, z = toy(20, 5)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        DenseSparseLinear().sparse_scores(texts, z)
+    bad_params = [
+        ({"C": 0}, "C must be > 0"),
+        ({"floor": 1.0}, "floor"),
+        ({"prune": -1}, "prune"),
+        ({"n_jobs": 0}, "n_jobs"),
+    ]
+    for bad, message in bad_params:
+        with pytest.raises(ValueError, match=message):
+            DenseSparseLinear(**bad)
+    ranker = DenseSparseLinear().fit(texts, y, z)
+    with pytest.raises(ValueError, match="got 20 texts but 19 embeddings"):
+        ranker.sparse_scores(texts, z[:19])
+    with pytest.raises(ValueError, match=r"dim 8 \(as in fit\)"):
+        ranker.sparse_scores(texts, z[:, :4])
+    saved = ranker.save(tmp_path / "r")
+    (saved / "dense_sparse.npz").write_bytes(b"not a zip")
+    with pytest.raises(ModelLoadError, match="dense_sparse.npz"):
+        DenseSparseLinear.load(saved)
+
+
+def test_stage_picks_scorer_and_weight_by_dev_macro_ap_and_saves_it(tmp_path):
+    texts, y, z = toy(120, 6)
+    train, dev = slice(0, 80), slice(80, 120)
+    settings = StageSettings(head="linear", lexical_scorer="dense_sparse", min_positives=1)
+    stage = PredictionStage.fit(
+        LabelSpace(WORDS[:5]),
+        Features(z[train], texts[train]),
+        y[train],
+        Features(z[dev], texts[dev]),
+        y[dev],
+        settings,
+    )
+    tried = {name.split(": ")[0]: v for name, v in stage.selection.items() if name.startswith("lexical weight")}
+    assert set(tried) == {"lexical weight 0"} | {f"lexical weight {w:g}, dense+sparse" for w in (0.25, 0.5, 0.75)}
+    assert stage.lexical_candidate == max(tried, key=tried.get) != "lexical weight 0"  # the words name the labels
+    features = Features(z[dev], texts[dev])
+    head = stage.head.predict_scores(z[dev])
+    ranked = stage.lexical.sparse_scores(texts[dev], z[dev]).toarray()
+    w = stage.lexical_weight
+    np.testing.assert_allclose(stage.scores(features), (1 - w) * head + w * ranked, atol=1e-6)
+    back = PredictionStage.load(stage.save(tmp_path / "stage"), dim=8)
+    assert isinstance(back.lexical, DenseSparseLinear) and back.lexical_weight == w
+    np.testing.assert_array_equal(back.scores(features), stage.scores(features))
+    assert back.top_k(features, 2) == stage.top_k(features, 2)
+
+
+def test_the_default_is_the_knn_vote_and_auto_tries_both_scorers(toy_data):
+    assert prediction.StageSettings().lexical_scorer == "knn"
+    model = Labelcon(**{**FAST, "epochs": 1, "head": "knn", "lexical_scorer": "auto"}).fit(
+        toy_data["train"], toy_data["dev"], show_progress=False
+    )
+    tried = {name.split(": ")[0]: v for name, v in model.stage_.selection.items() if name.startswith("lexical weight")}
+    expected = {f"lexical weight {w:g}" for w in prediction.LEXICAL_WEIGHTS}
+    expected |= {f"lexical weight {w:g}, dense+sparse" for w in prediction.DENSE_SPARSE_WEIGHTS}
+    assert set(tried) == expected and model.stage_.lexical_candidate == max(tried, key=tried.get)
+
+
+def test_estimator_with_dense_sparse_predicts_the_same_after_load(toy_data, tmp_path):
+    model = Labelcon(**{**FAST, "epochs": 1, "head": "knn", "lexical": 0.5, "lexical_scorer": "dense_sparse"}).fit(
+        toy_data["train"], toy_data["dev"], show_progress=False
+    )
+    texts = [item["text"] for item in make_items(20, 14)]
+    assert isinstance(model.stage_.lexical, DenseSparseLinear) and model.stage_.lexical_weight == 0.5
+    loaded = Labelcon.load(model.save(tmp_path / "m"))
+    assert (tmp_path / "m" / "model.1" / "lexical" / "dense_sparse.npz").is_file()
+    np.testing.assert_array_equal(loaded.predict_proba(texts), model.predict_proba(texts))
+    assert loaded.top_k(texts, 3) == model.top_k(texts, 3) and loaded.predict(texts) == model.predict(texts)
