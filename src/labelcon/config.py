@@ -254,7 +254,8 @@ class Config(BaseModel):
         "knn",
         description="texts: what --lexical mixes in: knn (a TF-IDF kNN vote) | dense_sparse (one-vs-rest "
         "logistic regression on TF-IDF features and the embedding side by side, PECOS XR-Transformer's ranker; "
-        "one liblinear fit per label over all training texts) | auto: both, the one that ranks dev best by the target metric",
+        "one liblinear fit per label over all training texts) | auto: both, the one that ranks dev best "
+        "by the target metric",
     )
     eval_max_train: int = Field(20000, ge=100, description="training items encoded for the per-epoch dev check")
 
