@@ -52,9 +52,9 @@ from tqdm.auto import tqdm
 
 from labelcon.filecheck import reading
 from labelcon.heads.base import check_embeddings, check_labels
-from labelcon.heads.lexical import LexicalFeatures
+from labelcon.heads.lexical import LexicalFeatures, sparse_blocks
 from labelcon.io import atomic_open
-from labelcon.metrics import BLOCK_ELEMENTS, LabelMatrix
+from labelcon.metrics import LabelMatrix
 
 RANKER_FILE = "dense_sparse.npz"
 
@@ -170,13 +170,12 @@ class DenseSparseLinear:
         if not hasattr(self, "coef_"):
             raise RuntimeError("DenseSparseLinear is not fitted: call fit() or DenseSparseLinear.load() first")
         x = self._inputs(texts, embeddings).astype(np.float32)
-        step = max(1, BLOCK_ELEMENTS // max(self.n_labels, 1))
-        blocks = [sp.csr_matrix((0, self.n_labels), dtype=np.float32)]
-        starts = range(0, x.shape[0], step)
-        for start in tqdm(starts, desc="dense+sparse", unit="block", disable=not show_progress, dynamic_ncols=True):
-            scores = expit((x[start : start + step] @ self._coef_t).toarray() + self.intercept_).astype(np.float32)
-            blocks.append(sp.csr_matrix(np.where(scores >= self.floor, scores, np.float32(0))))
-        return sp.vstack(blocks, format="csr")
+
+        def probabilities(rows: slice) -> sp.csr_matrix:
+            scores = expit((x[rows] @ self._coef_t).toarray() + self.intercept_).astype(np.float32)
+            return sp.csr_matrix(np.where(scores >= self.floor, scores, np.float32(0)))
+
+        return sparse_blocks(x.shape[0], self.n_labels, self.n_labels, probabilities, "dense+sparse", show_progress)
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the TF-IDF features (:meth:`LexicalFeatures.save`), the kept weights and intercepts."""

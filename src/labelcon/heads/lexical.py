@@ -30,7 +30,7 @@ True
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -168,13 +168,12 @@ class LexicalKNN:
         queries = self.features_.transform(texts)
         n_items = self.items_.shape[0]
         k = min(self.k, n_items)
-        step = max(1, BLOCK_ELEMENTS // max(n_items, 1))
-        blocks = [sp.csr_matrix((0, self.labels_.shape[1]), dtype=np.float32)]
-        starts = range(0, queries.shape[0], step)
-        for start in tqdm(starts, desc="lexical vote", unit="block", disable=not show_progress, dynamic_ncols=True):
-            idx, sims = top_k((queries[start : start + step] @ self._items_t).toarray(), k)
-            blocks.append(neighbour_votes(sims, np.where(sims > 0, idx, -1), self.labels_, self.temperature))
-        return sp.vstack(blocks, format="csr")
+
+        def votes(rows: slice) -> sp.csr_matrix:
+            idx, sims = top_k((queries[rows] @ self._items_t).toarray(), k)
+            return neighbour_votes(sims, np.where(sims > 0, idx, -1), self.labels_, self.temperature)
+
+        return sparse_blocks(queries.shape[0], n_items, self.labels_.shape[1], votes, "lexical vote", show_progress)
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the features (:meth:`LexicalFeatures.save`), the training rows and labels."""
@@ -230,3 +229,26 @@ def mix_scores(scores: np.ndarray, votes: sp.csr_matrix, weight: float, keep: Se
     if len(keep):
         mixed[:, keep] = scores[:, keep]
     return mixed
+
+
+def sparse_blocks(
+    n_rows: int,
+    width: int,
+    n_labels: int,
+    score: Callable[[slice], sp.csr_matrix],
+    desc: str,
+    show_progress: bool,
+) -> sp.csr_matrix:
+    """float32 CSR ``[n_rows, n_labels]``: ``score(rows)`` for consecutive row slices, each
+    slice as many rows as keep a dense ``[rows, width]`` product within ``BLOCK_ELEMENTS``,
+    stacked; a progress bar named ``desc`` counts the blocks.
+
+    >>> sparse_blocks(3, 1, 2, lambda rows: sp.csr_matrix(np.ones((len(range(3)[rows]), 2))), "x", False).shape
+    (3, 2)
+    """
+    step = max(1, BLOCK_ELEMENTS // max(width, 1))
+    blocks = [sp.csr_matrix((0, n_labels), dtype=np.float32)]
+    starts = range(0, n_rows, step)
+    for start in tqdm(starts, desc=desc, unit="block", disable=not show_progress, dynamic_ncols=True):
+        blocks.append(score(slice(start, start + step)))
+    return sp.vstack(blocks, format="csr")
