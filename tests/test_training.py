@@ -401,7 +401,8 @@ def test_interrupted_run_with_sampled_label_negatives_resumes_exactly(tmp_path, 
 
 
 # ------------------------------------------------------------------ safe checkpoints, divergence
-def _static_trainer(texts, run_dir=None, **settings) -> Trainer:
+def _static_trainer(texts, run_dir=None, trainer_args=None, **settings) -> Trainer:
+    """A static encoder's Trainer under FAST with ``settings``; ``trainer_args``: more Trainer keywords."""
     config = Config(**{**FAST, "objective": "supcon-jaccard", **settings})
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
     return Trainer(
@@ -410,6 +411,7 @@ def _static_trainer(texts, run_dir=None, **settings) -> Trainer:
         TrainingSettings.from_config(config),
         run_dir=run_dir,
         show_progress=False,
+        **(trainer_args or {}),
     )
 
 
@@ -527,15 +529,7 @@ def test_history_holds_mean_losses_every_few_steps_and_the_time_of_dev_checks(mo
         return loss
 
     monkeypatch.setattr(Trainer, "_step_loss", step_loss)
-    config = Config(**FAST)
-    encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
-    trainer = Trainer(
-        encoder,
-        build_objective("supcon-jaccard", temperature=0.1),
-        TrainingSettings.from_config(config),
-        evaluate=lambda _: {"macro_ap": 0.5},
-        show_progress=False,
-    )
+    trainer = _static_trainer(texts, trainer_args={"evaluate": lambda _: {"macro_ap": 0.5}})
     history = trainer.fit(texts, y).history
     every = history[-1]["step"] // 4  # a point every `every` steps, and one at each epoch's end
     expected, start = [], 0
@@ -569,21 +563,15 @@ def test_fit_checks_the_labels_and_features_once_with_a_clear_error() -> None:
 
 def test_a_run_stopped_early_anneals_over_one_last_epoch() -> None:
     texts, y = _toy()
-    config = Config(**{**FAST, "epochs": "auto", "max_time_minutes": 60.0})
-    encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
-    trainer = Trainer(
-        encoder,
-        build_objective("supcon-jaccard", temperature=0.1),
-        TrainingSettings.from_config(config),
-        evaluate=lambda _: {"macro_ap": 0.5},
-        show_progress=False,
+    trainer = _static_trainer(
+        texts, trainer_args={"evaluate": lambda _: {"macro_ap": 0.5}}, epochs="auto", max_time_minutes=60.0
     )
     state = trainer.fit(texts, y)
     first, last, factor, epoch = state.anneal
     steps = [record["step"] for record in state.history]
     assert epoch == len(state.history) == 6 and last == steps[-1] and first == steps[-2]
     assert 0 < factor <= 1
-    schedule = linear_warmup_decay(10 * steps[0], config.warmup_ratio, anneal=lambda: state.anneal)
+    schedule = linear_warmup_decay(10 * steps[0], trainer.config.warmup_ratio, anneal=lambda: state.anneal)
     assert schedule(first) == pytest.approx(factor) and schedule(last) == 0.0
 
 
@@ -592,14 +580,8 @@ def test_the_budget_leaves_the_embedding_after_training_its_time(after_items, bo
     """Texts to embed after training shorten training, down to half the budget at most."""
     texts, y = _toy()
     budget = 2.4  # seconds
-    config = Config(**{**FAST, "epochs": 100000, "max_time_minutes": budget / 60})
-    encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
-    trainer = Trainer(
-        encoder,
-        build_objective("supcon-jaccard", temperature=0.1),
-        TrainingSettings.from_config(config),
-        show_progress=False,
-        after_items=after_items,
+    trainer = _static_trainer(
+        texts, trainer_args={"after_items": after_items}, epochs=100000, max_time_minutes=budget / 60
     )
     seconds = trainer.fit(texts, y).elapsed_seconds
     if bound == "whole":
