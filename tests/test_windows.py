@@ -175,4 +175,7 @@ def test_onnx_export_pools_windows_as_the_encoder_does(minilm, windows, tmp_path
     assert enc.windows == "max"  # the caller's encoder is left as it was
     texts = [LONG, SHORT[0], LONG[: len(LONG) // 2]]
     np.testing.assert_allclose(load_encoder(tmp_path / "onnx").encode(texts), enc.encode(texts), atol=1e-4)
+    windowed = load_encoder(tmp_path / "onnx").encode_windows(texts)  # passages of an exported model
+    assert np.array_equal(windowed.items, onnx.encode(texts)) and windowed.spans == enc.window_spans(texts)
+    np.testing.assert_allclose(windowed.windows, enc.encode_windows(texts).windows, atol=1e-4)
     assert onnx.config()["windows"] == "max" and onnx.config()["max_windows"] == 3

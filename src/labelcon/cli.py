@@ -563,9 +563,14 @@ def index_corpus(
     save_index(run_dir, index)
     if not quiet:
         labelled = sum(1 for labels in index.corpus.labels if labels)
+        passages = (
+            f", with {index.meta['passages']['rows']} windows of long items as passages (search --passages)"
+            if index.has_passages
+            else ""
+        )
         click.echo(
             f"indexed {len(index)} items ({labelled} labelled) from {corpus_path} for {index.meta['backend']} "
-            f"search into {Path(run_dir) / 'index'}"
+            f"search into {Path(run_dir) / 'index'}{passages}"
         )
 
 
@@ -581,6 +586,13 @@ def index_corpus(
 @click.option(
     "--label", "labels", multiple=True, metavar="LABEL", help="Keep hits holding this label (repeatable: any of them)."
 )
+@click.option(
+    "--passages",
+    is_flag=True,
+    help="Rank items by their best window, not their pooled vector, and give each hit that window as "
+    '"passage": {"start", "end", "text", "score"} (character offsets into the item text; the index of a model '
+    "that reads long texts as windows, --windows mean/max).",
+)
 @_device_option
 @_fail_cleanly
 def search_index(
@@ -591,16 +603,19 @@ def search_index(
     like: tuple[str, ...],
     k: int,
     labels: tuple[str, ...],
+    passages: bool,
     device: str,
 ) -> None:
     """Search the items indexed by `labelcon index`: one JSON line per query,
-    {"query": ..., "hits": [{"id", "text", "labels", "score"}, ...]} ("like": ID for --like).
+    {"query": ..., "hits": [{"id", "text", "labels", "score"}, ...]} ("like": ID for --like);
+    with --passages each hit also holds "passage": {"start", "end", "text", "score"}.
 
     \b
     Examples:
       labelcon search runs/a "the parcel never arrived" --k 5
       labelcon search runs/a --input queries.txt --label billing > hits.jsonl
       labelcon search runs/a --like 17
+      labelcon search runs/a "the clause on early termination" --passages
     """
     from labelcon.search import fresh_index, save_index
 
@@ -610,11 +625,21 @@ def search_index(
     if reason is not None:
         click.echo(f"note: rebuilt the search index: {reason}", err=True)
         save_index(run_dir, index)
-    results = model.search(items, k, labels=labels, like=like)
+    results = model.search(items, k, labels=labels, like=like, passages=passages)
     asked = [("query", text) for text in items] + [("like", item) for item in like]
     for (key, query), hits in zip(asked, results, strict=True):
-        record = {key: query, "hits": [{**hit._asdict(), "score": round(hit.score, 4)} for hit in hits]}
+        record = {key: query, "hits": [_hit_record(hit) for hit in hits]}
         click.echo(json.dumps(record, ensure_ascii=False))
+
+
+def _hit_record(hit: Any) -> dict[str, Any]:
+    """A search hit as JSON: id, text, labels, score (4 decimals) and, for a passage hit,
+    its passage's start, end, text and score."""
+    record = {"id": hit.id, "text": hit.text, "labels": hit.labels, "score": round(hit.score, 4)}
+    if hit.passage is not None:
+        start, end, score = hit.passage
+        record["passage"] = {"start": start, "end": end, "text": hit.text[start:end], "score": round(score, 4)}
+    return record
 
 
 @main.command(name="export")

@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from labelcon.config import ServeSettings
 from labelcon.io import json_kind
@@ -118,6 +126,11 @@ class SearchRequest(BaseModel):
     like: list[str | int] = Field(default_factory=list, description="ids of indexed items to search like")
     k: int = Field(10, ge=1, le=1000, description="hits per query, best first")
     labels: list[str] | None = Field(None, description="keep hits holding any of these labels")
+    passages: bool = Field(
+        False,
+        description="rank items by their best window, not their pooled vector, and give each hit that window as "
+        "'passage' (an index built by a model that reads long texts as windows)",
+    )
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -131,11 +144,29 @@ class SearchRequest(BaseModel):
         return self
 
 
+class SearchPassage(BaseModel):
+    """The window of a hit that matched best: ``text[start:end]`` of the item, and its similarity."""
+
+    start: int = Field(description="character offset into the item's text where the window starts")
+    end: int = Field(description="character offset where it ends (exclusive)")
+    text: str = Field(description="the window's text: the item's text[start:end]")
+    score: float = Field(description="the window's cosine similarity to the query (the hit's score)")
+
+
 class SearchHit(BaseModel):
     id: str | int
     text: str
     labels: list[str]
     score: float
+    passage: SearchPassage | None = Field(None, description="with 'passages': true, the best window; else left out")
+
+    @model_serializer(mode="wrap")
+    def _without_passage(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave ``passage`` out of hits that have none, so answers without passages stay as before."""
+        data = handler(self)
+        if data.get("passage") is None:
+            data.pop("passage", None)
+        return data
 
 
 class SearchResult(BaseModel):

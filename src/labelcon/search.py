@@ -9,10 +9,27 @@ items (search by example, the item itself left out of its hits), and returns eac
 ``k`` best hits (:class:`Hit`); ``labels`` keeps the items holding any of those labels, which
 are then searched exactly.
 
+Passages: when the model's encoder reads long texts as windows (``windows`` ``"mean"`` or
+``"max"``, :mod:`labelcon.encoders.windows`), :func:`build_index` embeds the corpus with
+the encoder's ``encode_windows``, in one pass: each item's vector is its windows' vectors
+pooled by the encoder's rule (equal to what ``encode`` gives), and the index also keeps
+the vector and character span of every window of each item read in more than one window.
+``search(..., passages=True)`` then ranks the items by their best window (the largest
+cosine similarity of the query to any of the item's windows; an item read in one window is
+its own only passage, spanning the whole text) and each :class:`Hit` carries that window
+as a :class:`Passage` (``start``, ``end``: character offsets into the item's text, and the
+window's similarity, which is the hit's score). The default ranking stays the pooled
+vector, for every model: it is the vector the model embeds and calibrates every text by,
+it serves search by example the same way, and its results do not change with passages
+kept; the best window is the choice when the evidence is one passage of a long item.
+
 An index is stored beside the model, in ``DIR/index/``: ``index.json`` (what was indexed,
 from which file, by which model version), ``items.jsonl``, ``embeddings.npy`` and, for
-HNSW, ``hnsw.npy`` (the serialised graph); nothing is pickled. A loaded index reads its
-files on first use. Before its first search, :func:`fresh_index` checks that the corpus
+HNSW, ``hnsw.npy`` (the serialised graph); with passages also ``windows.npy`` (the window
+vectors), ``window_spans.npy`` (each window's item position, start and end) and, for HNSW,
+``passages_hnsw.npy``; nothing is pickled. An index with passages is written as format 2,
+one without as format 1, which is what earlier versions wrote and read; both load. A
+loaded index reads its files on first use. Before its first search, :func:`fresh_index` checks that the corpus
 file is unchanged (size and modification time, then SHA-256) and that the model is the one
 that built it (a few items re-embedded must match their stored embeddings), and rebuilds
 the index when either changed.
@@ -48,23 +65,41 @@ from labelcon.modeldir import locked, resolve
 
 #: The folder of a model directory that holds its search index.
 INDEX_DIR = "index"
-FORMAT = 1
+#: The format of an index with passages; one without is written as format 1, as before passages.
+FORMAT = 2
+#: The formats :meth:`SearchIndex.load` reads: 1 (items only) and 2 (items and passages).
+READABLE_FORMATS = (1, 2)
 #: Items re-embedded to tell whether the model changed since indexing, and the largest
 #: difference from their stored embeddings that still counts as the same model.
 PROBE_ITEMS = 8
 PROBE_TOLERANCE = 1e-3
 
 Encode = Callable[[list[str]], np.ndarray]
+#: An encoder's ``encode_windows``: texts to a :class:`labelcon.encoders.WindowEmbeddings`
+#: (``items``, ``windows``, ``spans`` with each window's ``owner``, ``start`` and ``end``).
+EncodeWindows = Callable[[list[str]], Any]
 ItemId = str | int
 
 
+class Passage(NamedTuple):
+    """The window of an item that matched a query best: ``text[start:end]`` of the item,
+    and the window's cosine similarity to the query."""
+
+    start: int
+    end: int
+    score: float
+
+
 class Hit(NamedTuple):
-    """One search result: the indexed item's id, text and labels, and its cosine similarity to the query."""
+    """One search result: the indexed item's id, text and labels, and its cosine similarity
+    to the query; with ``passages=True`` the similarity of its best window, which
+    ``passage`` names (None otherwise)."""
 
     id: ItemId
     text: str
     labels: list[str]
     score: float
+    passage: Passage | None = None
 
 
 @dataclass
@@ -185,7 +220,9 @@ class SearchIndex:
 
     ``meta`` is what ``index.json`` holds: ``items``, ``dim``, ``exact`` (as asked: None =
     automatic), ``backend`` (``"exact"`` or ``"hnsw"``), ``source`` (the corpus file's
-    fingerprint, or None) and ``model`` (the model version that built it, once saved).
+    fingerprint, or None), ``model`` (the model version that built it, once saved) and,
+    for an index with passages, ``passages``: the count of stored window ``rows`` and the
+    ``backend`` of the passage search.
     """
 
     def __init__(self, meta: dict[str, Any], directory: Path | None = None) -> None:
@@ -195,26 +232,49 @@ class SearchIndex:
         self.checked = False
 
     @classmethod
-    def build(cls, corpus: Corpus, encode: Encode, *, exact: bool | None = None) -> SearchIndex:
-        """Embed ``corpus`` with ``encode`` and index it."""
+    def build(
+        cls,
+        corpus: Corpus,
+        encode: Encode,
+        *,
+        exact: bool | None = None,
+        encode_windows: EncodeWindows | None = None,
+    ) -> SearchIndex:
+        """Embed ``corpus`` with ``encode`` and index it; with ``encode_windows`` (an
+        encoder's :meth:`~labelcon.encoders.Encoder.encode_windows`), embed it with that
+        instead, once, and keep the windows of the items read in more than one as passages."""
         if not len(corpus):
             raise DataError("the corpus holds no items to index")
-        embeddings = l2_normalize(encode(corpus.texts))
+        windows = None if encode_windows is None else encode_windows(corpus.texts)
+        embeddings = l2_normalize(encode(corpus.texts) if windows is None else windows.items)
         neighbors = NearestNeighbors(embeddings, exact=exact)
-        index = cls(
-            {
-                "format": FORMAT,
-                "items": len(corpus),
-                "dim": int(embeddings.shape[1]),
-                "exact": exact,
-                "backend": "exact" if neighbors.exact else "hnsw",
-                "source": corpus.source,
-                "model": None,
-            }
-        )
+        meta = {
+            "format": 1,
+            "items": len(corpus),
+            "dim": int(embeddings.shape[1]),
+            "exact": exact,
+            "backend": "exact" if neighbors.exact else "hnsw",
+            "source": corpus.source,
+            "model": None,
+        }
+        index = cls(meta)
         index.corpus, index.embeddings, index.neighbors = corpus, embeddings, neighbors
+        if windows is not None:
+            owners = np.array([span.owner for span in windows.spans], dtype=np.int64)
+            several = np.bincount(owners, minlength=len(corpus))[owners] > 1
+            index.window_embeddings = l2_normalize(windows.windows[several])
+            index.window_spans = np.array(
+                [(span.owner, span.start, span.end) for span in windows.spans], dtype=np.int64
+            ).reshape(-1, 3)[several]
+            meta.update(format=FORMAT, passages={"rows": int(several.sum())})
+            meta["passages"]["backend"] = "exact" if index.passage_neighbors.exact else "hnsw"
         index.checked = True
         return index
+
+    @property
+    def has_passages(self) -> bool:
+        """Whether the index was built with passages (``search(..., passages=True)``)."""
+        return "passages" in self.meta
 
     def __len__(self) -> int:
         return int(self.meta["items"])
@@ -240,6 +300,36 @@ class SearchIndex:
         return NearestNeighbors(self.embeddings, exact=graph is None, index_bytes=graph)
 
     @cached_property
+    def window_embeddings(self) -> np.ndarray:
+        """[W, dim]: the stored windows' L2-normalised embeddings (items read in more than one window)."""
+        return np.load(self.directory / "windows.npy", allow_pickle=False)
+
+    @cached_property
+    def window_spans(self) -> np.ndarray:
+        """[W, 3] int64: each stored window's item position, start and end (characters)."""
+        return np.load(self.directory / "window_spans.npy", allow_pickle=False)
+
+    @cached_property
+    def _passages(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every passage: the stored windows, then each item without stored windows as a
+        whole (its vector, the span of its text); their vectors [P, dim] and [P, 3] spans."""
+        spans = self.window_spans
+        whole = np.setdiff1d(np.arange(len(self)), spans[:, 0])
+        lengths = np.array([len(self.corpus.texts[i]) for i in whole], dtype=np.int64)
+        vectors = np.concatenate([self.window_embeddings, self.embeddings[whole]])
+        whole_spans = np.stack([whole, np.zeros_like(whole), lengths], axis=1).reshape(-1, 3)
+        return vectors, np.concatenate([spans, whole_spans]).astype(np.int64)
+
+    @cached_property
+    def passage_neighbors(self) -> NearestNeighbors:
+        """The nearest-neighbour index over every passage (see :attr:`_passages`)."""
+        if self.directory is None:  # being built: the backend as asked, automatic by the count of passages
+            return NearestNeighbors(self._passages[0], exact=self.meta["exact"])
+        stored = self.meta["passages"]["backend"] == "hnsw"
+        graph = np.load(self.directory / "passages_hnsw.npy", allow_pickle=False) if stored else None
+        return NearestNeighbors(self._passages[0], exact=not stored, index_bytes=graph)
+
+    @cached_property
     def _positions(self) -> dict[str, int]:
         return {str(item): i for i, item in enumerate(self.corpus.ids)}
 
@@ -259,11 +349,15 @@ class SearchIndex:
         *,
         labels: Sequence[str] | None = None,
         exclude: Sequence[int] | None = None,
+        passages: bool = False,
     ) -> list[list[Hit]]:
         """The ``k`` items most similar to each query embedding, best first; ``labels``: only
-        items holding any of them; ``exclude``: per query, an item position left out (its own)."""
+        items holding any of them; ``exclude``: per query, an item position left out (its own);
+        ``passages``: ranked by their best window, which each hit names (module docstring)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if passages:
+            return self._search_passages(np.asarray(queries, dtype=np.float32), k, labels, exclude)
         corpus, rows = self.corpus, None
         neighbors = self.neighbors
         if labels:
@@ -279,6 +373,43 @@ class SearchIndex:
                     continue
                 hits.append(Hit(corpus.ids[item], corpus.texts[item], list(corpus.labels[item]), float(sim)))
             results.append(hits[:k])
+        return results
+
+    def _search_passages(
+        self, queries: np.ndarray, k: int, labels: Sequence[str] | None, exclude: Sequence[int] | None
+    ) -> list[list[Hit]]:
+        """:meth:`search` by each item's best window. The ``(k + 1) * M`` nearest passages
+        (M: the most windows an item has; ``+ 1`` for an excluded item) hold at least that
+        many items, so their first windows among them are the ``k`` best items' best windows."""
+        if not self.has_passages:
+            raise ValueError(
+                "this index holds no passages: passage search (passages=True, --passages) needs a model that reads "
+                "long texts as windows (windows 'mean' or 'max', --windows) and the corpus indexed with it again "
+                "(labelcon index)"
+            )
+        corpus, (_, spans) = self.corpus, self._passages
+        neighbors, rows = self.passage_neighbors, None
+        if labels:
+            rows = np.flatnonzero(np.isin(spans[:, 0], self._rows_holding(labels)))
+            neighbors = NearestNeighbors(self.passage_neighbors.embeddings[rows], exact=True)
+        most = int(np.bincount(spans[:, 0]).max())
+        sims, idx = neighbors.search(queries, (k + int(exclude is not None)) * most)
+        results = []
+        for q, (row_sims, row_idx) in enumerate(zip(sims, idx, strict=True)):
+            hits: list[Hit] = []
+            seen = set() if exclude is None else {int(exclude[q])}
+            for sim, i in zip(row_sims, row_idx, strict=True):
+                if i < 0:
+                    continue
+                item, start, end = (int(v) for v in spans[i if rows is None else rows[i]])
+                if item in seen:
+                    continue
+                seen.add(item)
+                passage = Passage(start, end, float(sim))
+                hits.append(Hit(corpus.ids[item], corpus.texts[item], list(corpus.labels[item]), float(sim), passage))
+                if len(hits) == k:
+                    break
+            results.append(hits)
         return results
 
     def _rows_holding(self, labels: Sequence[str]) -> np.ndarray:
@@ -307,19 +438,26 @@ class SearchIndex:
             return "the model is not the one that indexed the corpus"
         return None
 
-    def rebuilt(self, encode: Encode) -> SearchIndex:
-        """A new index of the same corpus, read again from its file when that still exists."""
+    def rebuilt(self, encode: Encode, encode_windows: EncodeWindows | None = None) -> SearchIndex:
+        """A new index of the same corpus (:meth:`build` with ``encode`` and
+        ``encode_windows``), read again from its file when that still exists."""
         source = self.meta.get("source")
         if source and Path(source["path"]).is_file():
             corpus = read_corpus(source["path"], **source["read"])
         else:
             corpus = self.corpus
-        return SearchIndex.build(corpus, encode, exact=self.meta["exact"])
+        return SearchIndex.build(corpus, encode, exact=self.meta["exact"], encode_windows=encode_windows)
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the index into ``directory`` as a whole (:func:`labelcon.io.atomic_directory`)."""
         corpus, embeddings = self.corpus, np.asarray(self.embeddings)
         graph = self.neighbors.serialize()
+        arrays = {}
+        if self.has_passages:
+            arrays = {"windows.npy": self.window_embeddings, "window_spans.npy": self.window_spans}
+            passage_graph = self.passage_neighbors.serialize()
+            if passage_graph is not None:
+                arrays["passages_hnsw.npy"] = passage_graph
         with atomic_directory(directory) as tmp:
             with atomic_open(tmp / "items.jsonl") as handle:
                 for item, text, labels in zip(corpus.ids, corpus.texts, corpus.labels, strict=True):
@@ -329,8 +467,10 @@ class SearchIndex:
             with atomic_open(tmp / "embeddings.npy", "wb") as handle:
                 np.save(handle, embeddings, allow_pickle=False)
             if graph is not None:
-                with atomic_open(tmp / "hnsw.npy", "wb") as handle:
-                    np.save(handle, graph, allow_pickle=False)
+                arrays["hnsw.npy"] = graph
+            for name, array in arrays.items():
+                with atomic_open(tmp / name, "wb") as handle:
+                    np.save(handle, np.asarray(array), allow_pickle=False)
             write_json(tmp / "index.json", self.meta)
         return Path(directory)
 
@@ -339,9 +479,10 @@ class SearchIndex:
         """The index saved in ``directory``; its items, embeddings and graph are read on first use."""
         directory = Path(directory)
         meta = read_json(directory / "index.json")
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        if not isinstance(meta, dict) or meta.get("format") not in READABLE_FORMATS:
+            got = meta.get("format") if isinstance(meta, dict) else meta
             raise ValueError(
-                f"{directory / 'index.json'}: expected a search index of format {FORMAT}; "
+                f"{directory / 'index.json'}: expected a search index of format 1 or 2, got format {got!r}; "
                 "index the corpus again (labelcon index)"
             )
         return cls(meta, directory)
@@ -356,7 +497,8 @@ def build_index(
     exact: bool | None = None,
 ) -> SearchIndex:
     """Index ``corpus`` (see :func:`read_corpus`) with ``model.encode``, reading files with
-    the model's ``text_field``, ``labels_field`` and ``label_sep``."""
+    the model's ``text_field``, ``labels_field`` and ``label_sep``; with passages when the
+    model's encoder reads windows (:func:`window_encoder`)."""
     cfg = model.config
     items = read_corpus(
         corpus,
@@ -366,7 +508,17 @@ def build_index(
         label_sep=cfg.label_sep,
         id_field=id_field,
     )
-    return SearchIndex.build(items, model.encode, exact=exact)
+    return SearchIndex.build(items, model.encode, exact=exact, encode_windows=window_encoder(model))
+
+
+def window_encoder(model: Any) -> EncodeWindows | None:
+    """The ``encode_windows`` of ``model.encoder_`` when that encoder reads long texts as
+    windows (``windows`` ``"mean"`` or ``"max"``), else None: the embedding of each text
+    and of its windows in one pass, the texts' equal to ``model.encode``'s."""
+    encoder = getattr(model, "encoder_", None)
+    if getattr(encoder, "windows", "first") == "first":
+        return None
+    return encoder.encode_windows
 
 
 def fresh_index(model: Any) -> tuple[SearchIndex, str | None]:
@@ -379,7 +531,7 @@ def fresh_index(model: Any) -> tuple[SearchIndex, str | None]:
         )
     reason = None if index.checked else index.stale(model.encode)
     if reason is not None:
-        index = model.index_ = index.rebuilt(model.encode)
+        index = model.index_ = index.rebuilt(model.encode, window_encoder(model))
     index.checked = True
     return index, reason
 
@@ -410,20 +562,24 @@ class SearchMixin:
         *,
         labels: Sequence[str] | None = None,
         like: Sequence[ItemId] = (),
+        passages: bool = False,
     ) -> list[list[Hit]]:
         """Per query text, then per indexed item named in ``like`` (search by example, the
         item itself left out), the ``k`` nearest indexed items as :class:`Hit` (id, text,
-        labels, score = cosine similarity), best first; ``labels``: only items holding any of them."""
+        labels, score = cosine similarity), best first; ``labels``: only items holding any of them.
+        ``passages``: rank the items by their best window instead of their pooled vector, and
+        name that window in each hit (``hit.passage``; an index built by a model that reads
+        windows, see :mod:`labelcon.search`)."""
         if isinstance(queries, str) or isinstance(like, str):
             raise TypeError("expected a list of queries (and of ids for like=), got a single string; wrap it in a list")
         queries, like = list(queries), list(like)
         if not queries and not like:
             raise ValueError("give query texts, or the ids of indexed items to search like (like=)")
         index, _ = fresh_index(self)
-        results = index.search(self.encode(queries), k, labels=labels) if queries else []
+        results = index.search(self.encode(queries), k, labels=labels, passages=passages) if queries else []
         if like:
             rows = index.positions(like)
-            results += index.search(index.neighbors.embeddings[rows], k, labels=labels, exclude=rows)
+            results += index.search(index.neighbors.embeddings[rows], k, labels=labels, exclude=rows, passages=passages)
         return results
 
 

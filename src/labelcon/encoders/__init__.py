@@ -19,7 +19,7 @@ from labelcon.encoders.offline import SHIPPED, cache_dir, shipped_path
 from labelcon.encoders.onnx import OnnxEncoder
 from labelcon.encoders.static import StaticEncoder, train_tokenizer
 from labelcon.encoders.transformer import EncoderNotFoundError, RemoteCodeError, TransformerEncoder
-from labelcon.encoders.windows import Window, pool_windows, resolve_windows
+from labelcon.encoders.windows import Window, WindowEmbeddings, pool_windows, resolve_windows
 
 __all__ = [
     "Encoder",
@@ -36,6 +36,7 @@ __all__ = [
     "resolve_windows",
     "pool_windows",
     "Window",
+    "WindowEmbeddings",
     "cache_dir",
     "load_encoder",
     "SHIPPED",

@@ -37,6 +37,7 @@ from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
 from labelcon.device import pinned, resolve_device, to_device
+from labelcon.encoders.windows import OWNER, Window, WindowEmbeddings, pool_windows
 from labelcon.feed import ahead_for, prefetched
 from labelcon.io import atomic_open, read_json, write_json
 
@@ -117,12 +118,11 @@ class Encoder(torch.nn.Module, abc.ABC):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         items = texts if isinstance(texts, np.ndarray) else list(texts)
-        order = np.argsort([-len(item) for item in items], kind="stable")
         out = np.empty((len(items), self.dim), dtype=np.float32)
         held = _DeviceRows(out, device)
         batches = (
             (index, pinned(self.tokenize([items[i] for i in index]), device))
-            for index in (order[start : start + batch_size] for start in range(0, len(items), batch_size))
+            for index in _longest_first(items, batch_size)
         )
         was_training = self.training
         self.eval()
@@ -142,6 +142,66 @@ class Encoder(torch.nn.Module, abc.ABC):
         finally:
             self.train(was_training)
         return out
+
+    def encode_windows(
+        self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool = False
+    ) -> WindowEmbeddings:
+        """Each text's L2-normalised embedding and those of the windows it was read in
+        (:class:`~labelcon.encoders.windows.WindowEmbeddings`), in one pass, for an encoder
+        that reads long texts as windows (``windows`` ``"mean"`` or ``"max"``). The text's
+        embedding is its windows' embeddings pooled by the encoder's rule, computed as
+        :meth:`encode` computes it (the same batches, windows and operations), so it equals
+        ``encode(texts, batch_size)`` bit for bit."""
+        rule = getattr(self, "windows", "first")
+        if rule == "first":
+            raise ValueError(
+                f"encode_windows reads texts as windows, but this {self.encoder_type} encoder reads only the "
+                "first window of each text (windows='first'); train with windows 'mean' or 'max' (--windows)"
+            )
+        items = check_texts(texts)
+        device = self.device
+        batch_size = encode_batch_size(device) if batch_size is None else batch_size
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        pooled = np.empty((len(items), self.dim), dtype=np.float32)
+        rows: list[tuple[int, int, np.ndarray]] = []  # (text position, rank, embedding) of each window
+        spans: list[Window] = []
+        batches = (
+            (index, *self._window_inputs([items[i] for i in index])) for index in _longest_first(items, batch_size)
+        )
+        was_training = self.training
+        self.eval()
+        try:
+            with (
+                torch.inference_mode(),
+                prefetched(batches, ahead_for(device)) as ready,
+                tqdm(total=len(items), disable=not show_progress, desc="encode", unit="text") as bar,
+            ):
+                for index, batch, batch_spans in ready:
+                    batch = to_device(pinned(batch, device), device)
+                    z = self._embed_windows(batch)
+                    item = F.normalize(pool_windows(z, batch[OWNER], len(index), rule), dim=-1)
+                    pooled[index] = item.float().cpu().numpy()
+                    for span, row in zip(batch_spans, F.normalize(z, dim=-1).float().cpu().numpy(), strict=True):
+                        owner = int(index[span.owner])
+                        rows.append((owner, span.rank, row))
+                        spans.append(Window(owner, span.rank, span.start, span.end))
+                    bar.update(len(index))
+        finally:
+            self.train(was_training)
+        order = sorted(range(len(rows)), key=lambda i: rows[i][:2])
+        windows = np.stack([rows[i][2] for i in order]) if rows else np.empty((0, self.dim), dtype=np.float32)
+        return WindowEmbeddings(pooled, windows, [spans[i] for i in order])
+
+    def _window_inputs(self, texts: list[str]) -> tuple[dict[str, torch.Tensor], list[Window]]:
+        """The model's inputs for the windows of ``texts`` (with :data:`OWNER`) and their
+        spans, row for row; encoders that read windows implement it."""
+        raise NotImplementedError(f"the {self.encoder_type} encoder does not read texts as windows")
+
+    def _embed_windows(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[W, dim]``, un-normalised: each window of ``_window_inputs``' batch embedded
+        as ``forward`` embeds it before pooling."""
+        raise NotImplementedError(f"the {self.encoder_type} encoder does not read texts as windows")
 
     def save(self, directory: str | os.PathLike) -> None:
         """Save weights, tokenizer files and ``encoder.json`` into ``directory``.
@@ -188,6 +248,13 @@ class _DeviceRows:
         if self.rows:
             self.out[np.concatenate(self.indices)] = torch.cat(self.rows).cpu().numpy()
         self.indices, self.rows, self.nbytes = [], [], 0
+
+
+def _longest_first(items: Sequence[Any], batch_size: int) -> Iterator[np.ndarray]:
+    """The positions of ``items`` in batches of ``batch_size``, longest items first, so
+    each batch pads to similar lengths."""
+    order = np.argsort([-len(item) for item in items], kind="stable")
+    return (order[start : start + batch_size] for start in range(0, len(items), batch_size))
 
 
 def encode_batch_size(device: torch.device) -> int:

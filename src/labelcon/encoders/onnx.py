@@ -27,7 +27,15 @@ import torch
 from transformers import AutoTokenizer
 
 from labelcon.encoders.base import ENCODER_FILE, Encoder, check_texts
-from labelcon.encoders.windows import OWNER, WindowRule, run_windows, split_windows
+from labelcon.encoders.windows import (
+    OWNER,
+    Window,
+    WindowRule,
+    embed_windows,
+    run_windows,
+    split_windows,
+    window_spans_of,
+)
 from labelcon.io import atomic_open
 
 GRAPH_FILE = "model.onnx"
@@ -108,6 +116,16 @@ class OnnxEncoder(Encoder):
         )
         tensors = {name: encoded[name] for name in self.inputs}
         return {name: t if t.shape[1] else torch.zeros((t.shape[0], 1), dtype=t.dtype) for name, t in tensors.items()}
+
+    def _window_inputs(self, texts: list[str]) -> tuple[dict[str, torch.Tensor], list[Window]]:
+        """The graph's inputs for the windows of ``texts`` (as :meth:`tokenize` gives them)
+        and the windows' spans, row for row."""
+        encoded, rank = split_windows(self.tokenizer, texts, self.max_length, self.window_stride, self.max_windows)
+        inputs = {name: encoded[name] for name in self.inputs}
+        return {**inputs, OWNER: encoded["overflow_to_sample_mapping"]}, window_spans_of(encoded, rank)
+
+    def _embed_windows(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return embed_windows(self._run, batch)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if OWNER in batch:

@@ -57,9 +57,11 @@ from labelcon.encoders.windows import (
     WINDOW_RULES,
     Window,
     WindowRule,
+    embed_windows,
     pool_windows,
     run_windows,
     split_windows,
+    window_spans_of,
 )
 
 MINILM = "minilm"
@@ -347,21 +349,21 @@ class TransformerEncoder(Encoder):
     def window_spans(self, texts: Sequence[str]) -> list[Window]:
         """The windows :meth:`encode` reads of ``texts``, in order: owner, rank and the
         characters of the text each covers (one window per text with ``windows="first"``)."""
-        texts = check_texts(texts)
+        encoded, rank = self._split(check_texts(texts))
+        spans = window_spans_of(encoded, rank)
+        return [span for span in spans if span.rank == 0] if self.windows == "first" else spans
+
+    def _window_inputs(self, texts: list[str]) -> tuple[dict[str, torch.Tensor], list[Window]]:
+        """The model's inputs for the windows :meth:`encode` reads of ``texts`` (as
+        :meth:`tokenize` gives them in eval mode) and the windows' spans, row for row."""
         encoded, rank = self._split(texts)
-        spans = []
-        for owner, r, offsets, mask in zip(
-            encoded["overflow_to_sample_mapping"].tolist(),
-            rank.tolist(),
-            encoded["offset_mapping"],
-            encoded["attention_mask"].bool(),
-        ):
-            covered = offsets[mask & (offsets[:, 1] > 0)]  # special tokens and padding cover no characters
-            start, end = (int(covered[0, 0]), int(covered[-1, 1])) if len(covered) else (0, 0)
-            if self.windows == "first" and r > 0:
-                continue
-            spans.append(Window(owner, r, start, end))
-        return spans
+        spans = window_spans_of(encoded, rank)
+        owner = encoded.pop("overflow_to_sample_mapping")
+        del encoded["offset_mapping"]
+        return {**encoded, OWNER: owner}, spans
+
+    def _embed_windows(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return embed_windows(self._embed, batch)
 
     @torch.no_grad()
     def _frozen_rows(self, texts: list[str]) -> list[torch.Tensor]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -49,6 +49,17 @@ class Window:
     rank: int
     start: int
     end: int
+
+
+class WindowEmbeddings(NamedTuple):
+    """What :meth:`labelcon.encoders.Encoder.encode_windows` gives: each text's embedding
+    ``items`` [n, dim] (as ``encode`` gives it), the embedding of each window ``windows``
+    [W, dim], and each window's :class:`Window` ``spans`` (row for row, grouped by owner
+    in text order, by rank within a text)."""
+
+    items: np.ndarray
+    windows: np.ndarray
+    spans: list[Window]
 
 
 def pool_windows(z: torch.Tensor, owner: torch.Tensor, n: int, rule: Literal["mean", "max"]) -> torch.Tensor:
@@ -95,15 +106,33 @@ def split_windows(
     return {key: value[keep] for key, value in encoded.items()}, rank[keep]
 
 
-def run_windows(
-    embed: Callable[[dict[str, torch.Tensor]], torch.Tensor], batch: dict[str, torch.Tensor], rule: str
+def window_spans_of(encoded: dict[str, torch.Tensor], rank: torch.Tensor) -> list[Window]:
+    """The :class:`Window` of each row of :func:`split_windows`' output ``encoded`` (with
+    its ``overflow_to_sample_mapping`` and ``offset_mapping``) and ``rank``: the characters
+    from its first text token's start to its last one's end (special tokens and padding
+    cover none)."""
+    spans = []
+    for owner, r, offsets, mask in zip(
+        encoded["overflow_to_sample_mapping"].tolist(),
+        rank.tolist(),
+        encoded["offset_mapping"],
+        encoded["attention_mask"].bool(),
+        strict=True,
+    ):
+        covered = offsets[mask & (offsets[:, 1] > 0)]
+        start, end = (int(covered[0, 0]), int(covered[-1, 1])) if len(covered) else (0, 0)
+        spans.append(Window(owner, r, start, end))
+    return spans
+
+
+def embed_windows(
+    embed: Callable[[dict[str, torch.Tensor]], torch.Tensor], batch: dict[str, torch.Tensor]
 ) -> torch.Tensor:
-    """``[n, dim]``, one row per owner: a batch of windows (:data:`OWNER` beside the
-    inputs) embedded by ``embed`` and pooled by ``rule``, for inference. The windows run
+    """``[W, dim]``, one row per window, in the batch's order: a batch of windows
+    (:data:`OWNER` beside the inputs) embedded by ``embed``, for inference. The windows run
     longest first, as many at a time as the batch has texts, each group padded to its own
     longest, so memory stays that of a batch of texts and short tail windows cost less."""
-    owner = batch[OWNER]
-    n = int(owner.max()) + 1
+    n = int(batch[OWNER].max()) + 1
     inputs = {key: value for key, value in batch.items() if key != OWNER}
     lengths = inputs["attention_mask"].sum(1)
     order = lengths.argsort(descending=True, stable=True)
@@ -111,7 +140,16 @@ def run_windows(
     for group in order.split(n):
         width = max(int(lengths[group].max()), 1)
         z.append(embed({key: value[group, :width] for key, value in inputs.items()}))
-    return pool_windows(torch.cat(z)[order.argsort()], owner, n, rule)
+    return torch.cat(z)[order.argsort()]
+
+
+def run_windows(
+    embed: Callable[[dict[str, torch.Tensor]], torch.Tensor], batch: dict[str, torch.Tensor], rule: str
+) -> torch.Tensor:
+    """``[n, dim]``, one row per owner: a batch of windows embedded by :func:`embed_windows`
+    and pooled by ``rule``, for inference."""
+    owner = batch[OWNER]
+    return pool_windows(embed_windows(embed, batch), owner, int(owner.max()) + 1, rule)
 
 
 def window_share(texts: Sequence[str], window: int, seed: int = 0) -> float:

@@ -5,7 +5,7 @@
     GET  /health          {"status": "ok", "model_version": ...}; the only route open without a key
     GET  /info            labels, embedding dimension, encoder, the run's test metrics, the limits
     POST /predict         {"inputs": str | [str], "top_k"?, "raw_scores"?} -> the calibrated label sets
-    POST /search          {"inputs"?, "like"?, "k"?, "labels"?} -> nearest indexed items (runs with an index)
+    POST /search          {"inputs"?, "like"?, "k"?, "labels"?, "passages"?} -> nearest indexed items (with an index)
     POST /v1/embeddings   OpenAI's embeddings request and response (float or base64)
     GET  /metrics         Prometheus text format: requests, errors, latency, batch sizes
 
@@ -58,12 +58,13 @@ from labelcon.schemas import (
     PredictRequest,
     PredictResponse,
     SearchHit,
+    SearchPassage,
     SearchRequest,
     SearchResponse,
     SearchResult,
     Usage,
 )
-from labelcon.search import fresh_index
+from labelcon.search import Hit, fresh_index
 from labelcon.serve.errors import add_error_handlers, check_texts, unsupported
 from labelcon.serve.guard import Guard, Metrics
 from labelcon.serve.keys import ApiKeys, read_api_keys
@@ -235,20 +236,40 @@ def _search_routes(settings: ServeSettings) -> APIRouter:
         served = _served(http)
         if served.model.index_ is None:
             return unsupported(served, "has no search index: run `labelcon index RUN --corpus FILE`")
+        if request.passages and not served.model.index_.has_passages:
+            return unsupported(
+                served,
+                "has a search index without passages: they need a model that reads long texts as windows "
+                "(--windows mean or max)",
+            )
         results = await asyncio.to_thread(
-            served.model.search, request.inputs, request.k, labels=request.labels, like=request.like
+            served.model.search,
+            request.inputs,
+            request.k,
+            labels=request.labels,
+            like=request.like,
+            passages=request.passages,
         )
         asked = [{"query": text} for text in request.inputs] + [{"like": item} for item in request.like]
         return _json(
             SearchResponse(
                 results=[
-                    SearchResult(**who, hits=[SearchHit(**hit._asdict()) for hit in hits])
+                    SearchResult(**who, hits=[_search_hit(hit) for hit in hits])
                     for who, hits in zip(asked, results, strict=True)
                 ]
             )
         )
 
     return router
+
+
+def _search_hit(hit: Hit) -> SearchHit:
+    """A :class:`~labelcon.search.Hit` as the response holds it, its passage's text cut from the item's."""
+    passage = None
+    if hit.passage is not None:
+        start, end, score = hit.passage
+        passage = SearchPassage(start=start, end=end, text=hit.text[start:end], score=score)
+    return SearchHit(id=hit.id, text=hit.text, labels=hit.labels, score=hit.score, passage=passage)
 
 
 def _c_heap_trimmer() -> Callable[[], None] | None:
