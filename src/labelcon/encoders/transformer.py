@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import transformers
 from huggingface_hub import HfApi
@@ -362,6 +363,19 @@ class TransformerEncoder(Encoder):
                 continue
             spans.append(Window(owner, r, start, end))
         return spans
+
+    def encode_windows(
+        self, texts: Sequence[str], normalize: bool = True, show_progress: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(embeddings [W, dim], owner [W])``: the windows :meth:`encode` reads of
+        ``texts`` (:meth:`window_spans`), each window's characters embedded as a text of
+        its own (L2-normalised with ``normalize``), and the index of the text it belongs
+        to, in order (every text's windows together, first to last)."""
+        texts = check_texts(texts)
+        spans = self.window_spans(texts)
+        pieces = [texts[w.owner][w.start : w.end] for w in spans]
+        z = self.encode(pieces, normalize=normalize, show_progress=show_progress)
+        return z, np.array([w.owner for w in spans], dtype=np.int64)
 
     @torch.no_grad()
     def _frozen_rows(self, texts: list[str]) -> list[torch.Tensor]:
