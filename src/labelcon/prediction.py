@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -108,13 +109,13 @@ class WindowFeatures:
         if np.any(np.diff(self.owner) < 0):
             raise ValueError("expected each item's windows together, in item order (owner non-decreasing)")
 
-    @property
+    @cached_property
     def starts(self) -> np.ndarray:
         """[n + 1]: item i's windows are rows ``starts[i]:starts[i + 1]``."""
         items = int(self.owner[-1]) + 1 if len(self.owner) else 0
         return np.searchsorted(self.owner, np.arange(items + 1))
 
-    @property
+    @cached_property
     def most(self) -> int:
         """The most windows any item has."""
         return int(np.diff(self.starts).max(initial=0))
@@ -657,7 +658,9 @@ def pooled_scores(
         return scores
     if rule == "max":
         return np.maximum.reduceat(scores, offsets, axis=0)
-    return (np.add.reduceat(scores, offsets, axis=0) / counts[:, None]).astype(scores.dtype)
+    if rule == "mean":
+        return (np.add.reduceat(scores, offsets, axis=0) / counts[:, None]).astype(scores.dtype)
+    raise ValueError(f"expected a score pooling 'max' or 'mean', got {rule!r}")
 
 
 def pooling_candidate(rule: str) -> str:
