@@ -2,8 +2,8 @@
 
     python bench/long_proxy.py                     # front/default, late/first, late/default
     python bench/long_proxy.py --runs late:max,late:mean:all --train 1000
-    # score pooling over windows forced off, and the lexical vote off (it reads the whole text):
-    python bench/long_proxy.py --runs late:default --score-pooling embedding --lexical 0
+    # score pooling over windows chosen on dev, and the lexical vote off (it reads the whole text):
+    python bench/long_proxy.py --runs late:default --score-pooling auto --lexical 0
     # the small run of BENCHMARKS.md (windows of 128 tokens, so it fits a loaded CPU):
     python bench/long_proxy.py --train 300 --test 200 --epochs 2 --evidence-words 60 \
         --filler-words 110 --max-length 64 --encode-max-length 128 --runs front:default,late:first
@@ -22,7 +22,7 @@ Each run is ``condition:windows[:window_training]`` and trains labelcon with eve
 setting at its default (``--max-length`` and ``--encode-max-length`` aside), for a fixed
 ``--epochs`` (no time budget, so the figures do not depend on the machine's load);
 ``default`` leaves ``windows`` at ``auto``. ``--score-pooling`` and ``--lexical`` set those
-settings for every run (default ``auto``: chosen on dev). The report gives test micro- and macro-F1 per
+settings for every run (default: labelcon's, ``embedding`` and ``auto``). The report gives test micro- and macro-F1 per
 run, and the **recovery** of each late run: its micro-F1 over that of the ``front`` run
 with the same windows setting (or the first front run).
 """
@@ -93,7 +93,10 @@ def main() -> None:
     parser.add_argument("--encode-max-length", default="auto", help="embedding length: the window (auto: labelcon's)")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument(
-        "--score-pooling", default="auto", choices=["auto", "embedding", "max", "mean"], help="labelcon's score_pooling"
+        "--score-pooling",
+        default="embedding",
+        choices=["auto", "embedding", "max", "mean"],
+        help="labelcon's score_pooling",
     )
     parser.add_argument("--lexical", default="auto", help="labelcon's lexical weight (0: off; auto: chosen on dev)")
     args = parser.parse_args()

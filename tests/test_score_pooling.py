@@ -89,7 +89,7 @@ def test_items_of_one_window_keep_the_pooled_embedding_path() -> None:
     train, y_train = late_evidence(60, 0)
     dev, y_dev = late_evidence(40, 1)
     one = Features(dev.embeddings, None, WindowFeatures(dev.embeddings, np.arange(len(dev))))
-    settings = StageSettings(head="linear", lexical=0, min_positives=1)
+    settings = StageSettings(head="linear", score_pooling="auto", lexical=0, min_positives=1)
     stage = PredictionStage.fit(LABELS, train, y_train, one, y_dev, settings)
     plain = PredictionStage.fit(LABELS, train, y_train, Features(dev.embeddings), y_dev, settings)
     assert stage.score_pooling == "embedding" and "score pooling" not in stage.timings

@@ -159,7 +159,7 @@ class StageSettings:
     target_metric: Literal["auto", "micro", "macro", "samples"] = "auto"
     #: For dev items with windows (:attr:`Features.windows`): one of :data:`SCORE_POOLING`,
     #: or ``"auto"``, whichever ranks dev best.
-    score_pooling: Literal["auto", "embedding", "max", "mean"] = "auto"
+    score_pooling: Literal["auto", "embedding", "max", "mean"] = EMBEDDING
     seed: int = 13
     #: Where the head scores (:func:`labelcon.device.resolve_device`; the kNN search uses it).
     device: str = "auto"
