@@ -229,7 +229,8 @@ class Labelcon(SearchMixin):
                         self._features(dev_set.texts, show_progress),
                         self._features(train_set.texts, show_progress, as_trained=True),
                     )
-                if self._reads_windows() and any(w.rank for w in self.encoder_.window_spans(dev_set.texts)):
+                scores_windows = cfg.score_pooling != "embedding" and self._reads_windows()
+                if scores_windows and any(w.rank for w in self.encoder_.window_spans(dev_set.texts)):
                     dev_features = replace(dev_features, windows=self._window_features(dev_set.texts, show_progress))
                 self.stage_ = PredictionStage.fit(
                     labels,
