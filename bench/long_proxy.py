@@ -2,6 +2,8 @@
 
     python bench/long_proxy.py                     # front/default, late/first, late/default
     python bench/long_proxy.py --runs late:max,late:mean:all --train 1000
+    # score pooling over windows chosen on dev, and the lexical vote off (it reads the whole text):
+    python bench/long_proxy.py --runs late:default --score-pooling auto --lexical 0
     # the small run of BENCHMARKS.md (windows of 128 tokens, so it fits a loaded CPU):
     python bench/long_proxy.py --train 300 --test 200 --epochs 2 --evidence-words 60 \
         --filler-words 110 --max-length 64 --encode-max-length 128 --runs front:default,late:first
@@ -19,7 +21,8 @@ dev and test items and their filler are seeded draws; dev is carved out of Reute
 Each run is ``condition:windows[:window_training]`` and trains labelcon with every other
 setting at its default (``--max-length`` and ``--encode-max-length`` aside), for a fixed
 ``--epochs`` (no time budget, so the figures do not depend on the machine's load);
-``default`` leaves ``windows`` at ``auto``. The report gives test micro- and macro-F1 per
+``default`` leaves ``windows`` at ``auto``. ``--score-pooling`` and ``--lexical`` set those
+settings for every run (default: labelcon's, ``embedding`` and ``auto``). The report gives test micro- and macro-F1 per
 run, and the **recovery** of each late run: its micro-F1 over that of the ``front`` run
 with the same windows setting (or the first front run).
 """
@@ -89,6 +92,13 @@ def main() -> None:
     parser.add_argument("--max-length", default="auto", help="training length (auto: labelcon's)")
     parser.add_argument("--encode-max-length", default="auto", help="embedding length: the window (auto: labelcon's)")
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument(
+        "--score-pooling",
+        default="embedding",
+        choices=["auto", "embedding", "max", "mean"],
+        help="labelcon's score_pooling",
+    )
+    parser.add_argument("--lexical", default="auto", help="labelcon's lexical weight (0: off; auto: chosen on dev)")
     args = parser.parse_args()
     print(machine())
     splits = make_splits(args.data_dir, args)
@@ -100,7 +110,11 @@ def main() -> None:
                 path.write_text("".join(json.dumps(r) + "\n" for r in items), encoding="utf-8")
         for run in args.runs.split(","):
             condition, windows, *training = run.split(":")
-            settings = {"windows": "auto" if windows == "default" else windows}
+            settings = {
+                "windows": "auto" if windows == "default" else windows,
+                "score_pooling": args.score_pooling,
+                "lexical": args.lexical if args.lexical == "auto" else float(args.lexical),
+            }
             if training:
                 settings["window_training"] = training[0]
             labels_file = str(args.data_dir / "reuters21578" / "labels.txt")
@@ -122,6 +136,13 @@ def main() -> None:
                 "micro_f1": metrics["micro_f1"],
                 "macro_f1": metrics["macro_f1"],
                 "windows": model.encoder_.windows,
+                "score_pooling": model.stage_.score_pooling,
+                "lexical_weight": model.stage_.lexical_weight,
+                "dev score pooling": {
+                    name: round(value, 4)
+                    for name, value in model.stage_.selection.items()
+                    if name.startswith("scores ")
+                },
                 "minutes": (time.monotonic() - tic) / 60,
             }
             print(run, json.dumps(results[run]), flush=True)

@@ -97,7 +97,12 @@ def test_a_saved_model_has_a_card_without_run_facts(toy_data, tmp_path) -> None:
 def test_many_labels_are_listed_up_to_a_limit(tmp_path) -> None:
     names = [f"label{i:03d}" for i in range(LISTED_LABELS + 20)]
     stage = SimpleNamespace(
-        labels=LabelSpace(names), head=SimpleNamespace(name="knn"), lexical=None, lexical_weight=0.0, at_least_one=False
+        labels=LabelSpace(names),
+        head=SimpleNamespace(name="knn"),
+        lexical=None,
+        lexical_weight=0.0,
+        at_least_one=False,
+        score_pooling="embedding",
     )
     model = SimpleNamespace(
         config=Config(encoder="static"),

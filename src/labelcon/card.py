@@ -128,6 +128,11 @@ def _summary(model: Any, export: dict[str, Any] | None) -> str:
     else:
         text += (
             f" A `{stage.head.name}` head scores the {len(stage.labels)} labels below"
+            + (
+                f" (on each window of a text, the scores pooled by {stage.score_pooling})"
+                if stage.score_pooling != "embedding"
+                else ""
+            )
             + (f", mixed with {_scorer_words(stage)} of weight {stage.lexical_weight:g}" if stage.lexical else "")
             + "; per-label thresholds calibrated on dev decide them"
             + (", at least one label per text." if stage.at_least_one else ".")

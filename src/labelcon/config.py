@@ -257,6 +257,14 @@ class Config(BaseModel):
         "one liblinear fit per label over all training texts) | auto: both, the one that ranks dev best "
         "by the target metric",
     )
+    score_pooling: Literal["auto", "embedding", "max", "mean"] = Field(
+        "embedding",
+        description="texts read as windows (--windows mean/max): how the head scores a text: embedding (its "
+        "pooled embedding) | max or mean (each window's embedding, the scores pooled per text: max lets "
+        "evidence in one window count in full) | auto: whichever ranks dev best by the target metric, "
+        "when some dev text has more than one window (not the default: on the long-evidence proxy max "
+        "lost test micro-F1, BENCHMARKS.md)",
+    )
     eval_max_train: int = Field(20000, ge=100, description="training items encoded for the per-epoch dev check")
 
     # scale: the device, a momentum key queue, many processes

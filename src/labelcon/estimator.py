@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from labelcon.encoders import (
 )
 from labelcon.io import read_json, write_json
 from labelcon.modeldir import MODEL_FILE, encoder_location, load_current, publish, read_config, version_name
-from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked, StageSettings
+from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked, StageSettings, WindowFeatures
 from labelcon.run_outputs import write_run_outputs
 from labelcon.search import SearchIndex, SearchMixin, load_index, save_index
 from labelcon.training import seed_everything
@@ -228,6 +229,9 @@ class Labelcon(SearchMixin):
                         self._features(dev_set.texts, show_progress),
                         self._features(train_set.texts, show_progress, as_trained=True),
                     )
+                scores_windows = cfg.score_pooling != "embedding" and self._reads_windows()
+                if scores_windows and any(w.rank for w in self.encoder_.window_spans(dev_set.texts)):
+                    dev_features = replace(dev_features, windows=self._window_features(dev_set.texts, show_progress))
                 self.stage_ = PredictionStage.fit(
                     labels,
                     train_features,
@@ -241,6 +245,7 @@ class Labelcon(SearchMixin):
                     at_least_one=cfg.at_least_one if cfg.at_least_one is not None else all(train_set.labels),
                     timings={"embedding train and dev": time.monotonic() - tic},
                 )
+                self.stage_.window_embedder = self._window_features if self._reads_windows() else None
                 self.metrics_ = {"dev": self._evaluate(dev_features, dev_set)}
             if dev_pair_records is not None:
                 self.metrics_.setdefault("dev", {}).update(self.evaluate_pairs(dev_pair_records))
@@ -288,6 +293,15 @@ class Labelcon(SearchMixin):
             raise TypeError("expected a list of texts, got a single string; wrap it in a list")
         z = self.encoder_.encode(items := list(items), None, normalize, show_progress, as_trained)
         return Features(z, items if are_texts(items) or not items else None)
+
+    def _reads_windows(self) -> bool:
+        """Whether the encoder reads a long text as several windows (and so can embed each of them)."""
+        return getattr(self.encoder_, "windows", "first") != "first"
+
+    def _window_features(self, texts: list[str], show_progress: bool = False) -> WindowFeatures:
+        """The windows of ``texts``, each embedded (:meth:`~labelcon.encoders.Encoder.encode_windows`)."""
+        embedded = self.encoder_.encode_windows(texts, show_progress=show_progress)
+        return WindowFeatures(embedded.windows, np.array([span.owner for span in embedded.spans], dtype=np.int64))
 
     def predict_proba(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Scores [n, C] in [0, 1], columns in :attr:`classes_` order: one dense matrix, so for
@@ -392,4 +406,5 @@ class Labelcon(SearchMixin):
         model.version_ = version_name(folder, meta)
         if meta.get("labels") or (folder / META_FILE).exists():  # a model of unlabelled texts has no stage
             model.stage_ = PredictionStage.load(folder, dim=model.encoder_.dim).to(device)
+            model.stage_.window_embedder = model._window_features if model._reads_windows() else None
         return model

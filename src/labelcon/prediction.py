@@ -2,15 +2,17 @@
 
 ::
 
-    Features(embeddings [n, D], texts)
-      -> scorers: the head (embeddings) and, for texts, the lexical vote with weight w
+    Features(embeddings [n, D], texts, windows)
+      -> scorers: the head (embeddings, or each window's embedding with its scores pooled
+         per item) and, for texts, the lexical vote with weight w
          scores = (1 - w) * head + w * vote, except the columns the head keeps for its own threshold
       -> decisions: per-label thresholds calibrated on dev, or the rule that decides dev better
          (one global threshold, top-k, rank-capped thresholds), + the at-least-one rule
       -> label sets, top-k, metrics; every path scores ``BLOCK_ELEMENTS`` entries at a time
 
-:meth:`PredictionStage.fit` makes every choice on dev (the ``auto`` head, the lexical
-weight, the thresholds, the decision rule) and records the dev figures behind each in ``selection``. The
+:meth:`PredictionStage.fit` makes every choice on dev (the ``auto`` head, the score pooling
+of an encoder that reads windows, the lexical weight, the thresholds, the decision rule) and
+records the dev figures behind each in ``selection``. The
 stage saves itself into a model directory and loads back from it; the estimator, search,
 serving and the report use it through its public methods only. What a head needs or
 brings (label embeddings, a threshold of its own, sparse scores, texts) is declared by
@@ -33,6 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -80,6 +83,11 @@ DENSE_SPARSE_WEIGHTS = (0.25, 0.5, 0.75)
 #: The text scorers by name (``lexical_scorer``): the TF-IDF kNN vote, the dense+sparse ranker.
 KNN_VOTE, DENSE_SPARSE = "knn", "dense_sparse"
 SCORERS: dict[str, type[LexicalKNN] | type[DenseSparseLinear]] = {KNN_VOTE: LexicalKNN, DENSE_SPARSE: DenseSparseLinear}
+#: How the head scores an item read as windows: the embedding the encoder pooled from its
+#: windows (``"embedding"``), or each window's embedding, the scores pooled per item by
+#: ``"max"`` (evidence in one window counts in full) or ``"mean"``.
+EMBEDDING = "embedding"
+SCORE_POOLING = (EMBEDDING, "max", "mean")
 META_FILE = "prediction.json"
 FORMAT = 1
 
@@ -87,16 +95,53 @@ Ranked = list[list[tuple[str, float]]]
 
 
 @dataclass(frozen=True)
+class WindowFeatures:
+    """The windows of some items: L2-normalised ``embeddings`` [W, D], one per window, and
+    ``owner`` [W], the item each belongs to (each item's windows together, in item order;
+    :meth:`labelcon.encoders.Encoder.encode_windows` gives both)."""
+
+    embeddings: np.ndarray
+    owner: np.ndarray
+
+    def __post_init__(self) -> None:
+        if len(self.owner) != len(self.embeddings):
+            raise ValueError(f"got {len(self.embeddings)} window embeddings but {len(self.owner)} owners")
+        if np.any(np.diff(self.owner) < 0):
+            raise ValueError("expected each item's windows together, in item order (owner non-decreasing)")
+
+    @cached_property
+    def starts(self) -> np.ndarray:
+        """[n + 1]: item i's windows are rows ``starts[i]:starts[i + 1]``."""
+        items = int(self.owner[-1]) + 1 if len(self.owner) else 0
+        return np.searchsorted(self.owner, np.arange(items + 1))
+
+    @cached_property
+    def most(self) -> int:
+        """The most windows any item has."""
+        return int(np.diff(self.starts).max(initial=0))
+
+
+@dataclass(frozen=True)
 class Features:
-    """What the stage scores: L2-normalised ``embeddings`` [n, D] and, for text items, the
-    ``texts`` themselves (the lexical vote reads them; None for feature vectors)."""
+    """What the stage scores: L2-normalised ``embeddings`` [n, D], for text items the
+    ``texts`` themselves (the lexical vote reads them; None for feature vectors), and for
+    an encoder that reads windows, optionally the items' ``windows`` (a stage that scores
+    each window embeds them from the texts when they are not given)."""
 
     embeddings: np.ndarray
     texts: Sequence[str] | None = None
+    windows: WindowFeatures | None = None
 
     def __post_init__(self) -> None:
         if self.texts is not None and len(self.texts) != len(self.embeddings):
             raise ValueError(f"got {len(self.embeddings)} embeddings but {len(self.texts)} texts")
+        if self.windows is not None:
+            counts = np.diff(self.windows.starts)
+            if len(counts) != len(self.embeddings) or counts.min(initial=1) < 1:
+                raise ValueError(
+                    f"expected windows owned by each of the {len(self.embeddings)} items, got owners "
+                    f"covering {len(counts)} items ({int((counts == 0).sum())} of them without a window)"
+                )
 
     def __len__(self) -> int:
         return len(self.embeddings)
@@ -112,6 +157,9 @@ class StageSettings:
     lexical_scorer: Literal["knn", "dense_sparse", "auto"] = "knn"
     min_positives: int = 3
     target_metric: Literal["auto", "micro", "macro", "samples"] = "auto"
+    #: For dev items with windows (:attr:`Features.windows`): one of :data:`SCORE_POOLING`,
+    #: or ``"auto"``, whichever ranks dev best.
+    score_pooling: Literal["auto", "embedding", "max", "mean"] = EMBEDDING
     seed: int = 13
     #: Where the head scores (:func:`labelcon.device.resolve_device`; the kNN search uses it).
     device: str = "auto"
@@ -123,16 +171,22 @@ class StageSettings:
 
 
 class _Prepared(NamedTuple):
-    """A features bundle with each scorer's input computed once: the embeddings, and the
-    lexical vote's sparse scores [n, C] when the stage mixes it in."""
+    """A features bundle with each scorer's input computed once: the embeddings, the
+    lexical vote's sparse scores [n, C] when the stage mixes it in, and the windows when
+    the head scores each window."""
 
     embeddings: np.ndarray
     votes: sp.csr_matrix | None
+    windows: WindowFeatures | None = None
 
 
 @dataclass
 class PredictionStage:
-    """A fitted head, the lexical vote and its weight, thresholds and the label names."""
+    """A fitted head, the lexical vote and its weight, thresholds and the label names.
+
+    With :attr:`score_pooling` other than ``"embedding"`` the head scores each window of an
+    item and pools the scores; the windows come with the features, or from
+    :attr:`window_embedder` (which :class:`labelcon.Labelcon` sets) given the texts."""
 
     labels: LabelSpace
     head: Head
@@ -145,6 +199,10 @@ class PredictionStage:
     selection: dict[str, float] = field(default_factory=dict)
     #: Seconds spent fitting, by phase (and on the inputs, as :meth:`fit` was told).
     timings: dict[str, float] = field(default_factory=dict)
+    #: One of :data:`SCORE_POOLING`: how the head scores an item.
+    score_pooling: str = EMBEDDING
+    #: Texts to their windows' features, for a stage that scores windows (not saved).
+    window_embedder: Callable[[list[str]], WindowFeatures] | None = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ fitting
     @classmethod
@@ -164,8 +222,9 @@ class PredictionStage:
         timings: dict[str, float] | None = None,
     ) -> PredictionStage:
         """Fit the head (and the lexical vote) on train, choose on dev, calibrate thresholds on dev;
-        every choice follows ``settings.target_metric`` (``"auto"`` resolved by the label count,
-        :func:`labelcon.heads.decisions.resolve_target_metric`).
+        with ``dev.windows`` whose items have more than one window, the score pooling too
+        (:meth:`_choose_pooling`); every choice follows ``settings.target_metric`` (``"auto"``
+        resolved by the label count, :func:`labelcon.heads.decisions.resolve_target_metric`).
 
         ``embed`` turns label texts (``label_texts``, default the names) into embeddings
         for heads that need them; ``at_least_one`` is the rule applied to decisions;
@@ -190,11 +249,36 @@ class PredictionStage:
             selection=selection,
             timings=spent,
         )
+        if dev.windows is not None and settings.score_pooling != EMBEDDING and dev.windows.most > 1:
+            with _timed(spent, "score pooling"):
+                stage._choose_pooling(dev, y_dev, settings)
         with _timed(spent, "lexical vote"):
             prepared = stage._fit_lexical(train, y_train, dev, y_dev, settings, show_progress)
         with _timed(spent, "thresholds and decision rule"):
             stage.thresholds = stage._decide_on_dev(prepared, y_dev, settings)
         return stage
+
+    def _choose_pooling(self, dev: Features, y_dev: sp.csr_matrix, settings: StageSettings) -> None:
+        """Keep ``settings.score_pooling``, or for ``"auto"`` the pooling of
+        :data:`SCORE_POOLING` whose head scores rank dev best by the target metric's
+        :func:`labelcon.metrics.ranking_quality` (on the rows :meth:`_fit_lexical` ranks; ties
+        to the pooled embedding), before the lexical vote is weighed against it."""
+        if settings.score_pooling != "auto":
+            self.score_pooling = settings.score_pooling
+            return
+        rows = dense_rows(len(dev), y_dev.shape[1], settings.seed)
+        figures = {}
+        for rule in SCORE_POOLING:
+            self.score_pooling = rule
+            scores = self._head_scores(self._dev_prepared(dev, None), rows)
+            figures[rule] = ranking_quality(y_dev[rows], scores, settings.target_metric)
+        self.score_pooling = max(figures, key=figures.get)
+        ranking = RANKING_NAMES[settings.target_metric]
+        self.selection.update({f"{pooling_candidate(rule)}: dev {ranking}": v for rule, v in figures.items()})
+
+    def _dev_prepared(self, dev: Features, votes: sp.csr_matrix | None) -> _Prepared:
+        """``dev`` prepared for fitting: its windows kept when the head scores windows."""
+        return _Prepared(dev.embeddings, votes, dev.windows if self.score_pooling != EMBEDDING else None)
 
     def _fit_lexical(
         self,
@@ -214,11 +298,11 @@ class PredictionStage:
         is kept without a dev check. Items without texts, or weight 0, leave the head's
         scores alone. Returns dev, prepared."""
         if settings.lexical == 0 or train.texts is None or dev.texts is None:
-            return _Prepared(dev.embeddings, None)
+            return self._dev_prepared(dev, None)
         kinds = lexical_scorers(settings.lexical_scorer)
         fitted, ap, figures = {}, {}, {}
         rows = dense_rows(len(dev), y_dev.shape[1], settings.seed)
-        head_scores = self.head.predict_scores(dev.embeddings[rows])
+        head_scores = self._head_scores(self._dev_prepared(dev, None), rows)
         for kind in kinds:
             scorer = _fit_scorer(kind, train, y_train, show_progress)
             votes = _scorer_scores(scorer, dev, show_progress)
@@ -238,9 +322,9 @@ class PredictionStage:
         self.selection.update({f"{name}: dev {ranking}": value for name, value in figures.items()})
         kind, weight = max(ap, key=ap.get) if ap else (kinds[0], float(settings.lexical))
         if weight == 0:
-            return _Prepared(dev.embeddings, None)
+            return self._dev_prepared(dev, None)
         self.lexical, self.lexical_weight = fitted[kind][0], weight
-        return _Prepared(dev.embeddings, fitted[kind][1])
+        return self._dev_prepared(dev, fitted[kind][1])
 
     def _scorer_kind(self) -> str:
         return next(kind for kind, scorer in SCORERS.items() if isinstance(self.lexical, scorer))
@@ -294,7 +378,26 @@ class PredictionStage:
         votes = _scorer_scores(self.lexical, features, show_progress) if uses_texts else None
         if self.lexical is not None and votes is None:
             raise ValueError("this model mixes a vote over texts into its scores: give the items' texts too")
-        return _Prepared(features.embeddings, votes)
+        if self.score_pooling == EMBEDDING:
+            return _Prepared(features.embeddings, votes)
+        windows = features.windows
+        if windows is None:
+            if features.texts is None or self.window_embedder is None:
+                raise ValueError(
+                    f"this model scores each window of a text (score_pooling={self.score_pooling!r}), but the "
+                    "items come without windows and no window_embedder can embed them from their texts (an "
+                    "exported encoder embeds pooled vectors only): predict from the labelcon model folder, "
+                    "or give Features(windows=...)"
+                )
+            windows = self.window_embedder(list(features.texts))
+            Features(features.embeddings, None, windows)  # checks the windows cover the items
+        return _Prepared(features.embeddings, votes, windows)
+
+    def _head_scores(self, prepared: _Prepared, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """The head's scores [rows, C]: of the embeddings, or of the windows, pooled per item."""
+        if prepared.windows is None:
+            return self.head.predict_scores(prepared.embeddings[rows])
+        return pooled_scores(self.head.predict_scores, prepared.windows, rows, self.score_pooling)
 
     def _unmixed_columns(self) -> list[int]:
         own = self.head.fallback_threshold
@@ -305,7 +408,7 @@ class PredictionStage:
 
     def _scores(self, prepared: _Prepared, rows: slice = slice(None)) -> np.ndarray:
         votes = prepared.votes[rows] if prepared.votes is not None else None
-        return self._mix(self.head.predict_scores(prepared.embeddings[rows]), votes)
+        return self._mix(self._head_scores(prepared, rows), votes)
 
     def mixed(self, head_scores: np.ndarray, texts: Sequence[str] | None) -> np.ndarray:
         """``head_scores`` [n, C], the head's scores of some embeddings of the items of
@@ -314,8 +417,10 @@ class PredictionStage:
         return self._mix(head_scores, self._prepare(Features(np.empty((len(head_scores), 0)), texts)).votes)
 
     def _blocks(self, prepared: _Prepared) -> Iterator[np.ndarray]:
-        """Dense scores of consecutive blocks of rows, each at most ``BLOCK_ELEMENTS`` entries."""
-        step = max(1, BLOCK_ELEMENTS // max(len(self.labels), 1))
+        """Dense scores of consecutive blocks of rows, each at most ``BLOCK_ELEMENTS`` entries
+        (window scores too: a block holds fewer items when items have several windows)."""
+        per_item = 1 if prepared.windows is None else max(prepared.windows.most, 1)
+        step = max(1, BLOCK_ELEMENTS // (max(len(self.labels), 1) * per_item))
         for start in range(0, len(prepared.embeddings), step):
             yield self._scores(prepared, slice(start, start + step))
 
@@ -343,9 +448,9 @@ class PredictionStage:
 
     def _ranked(self, prepared: _Prepared, k: int) -> Ranked:
         x, votes = prepared.embeddings, prepared.votes
-        if votes is None:
+        if votes is None and prepared.windows is None:
             idx, values = self.head.predict_top_k(x, k)
-        elif self.head.sparse:  # both scores sparse: their mix is too, whatever C is
+        elif self.head.sparse and prepared.windows is None:  # both scores sparse: their mix is too, whatever C is
             w = self.lexical_weight
             parts = [
                 sparse_top_k(
@@ -416,6 +521,7 @@ class PredictionStage:
                 "format": FORMAT,
                 "at_least_one": self.at_least_one,
                 "lexical_weight": self.lexical_weight,
+                "score_pooling": self.score_pooling,
                 **({"lexical_scorer": self._scorer_kind()} if self.lexical is not None else {}),
                 "selection": self.selection,
                 "timings": self.timings,
@@ -436,6 +542,7 @@ class PredictionStage:
                 "at_least_one": bool,
                 "lexical_weight": (int, float),
                 "lexical_scorer": str,
+                "score_pooling": str,
                 "selection": dict,
                 "timings": dict,
             }
@@ -446,6 +553,9 @@ class PredictionStage:
             kind = meta.get("lexical_scorer", KNN_VOTE)
             if kind not in SCORERS:
                 raise ValueError(f"expected 'lexical_scorer' one of {sorted(SCORERS)}, got {kind!r}")
+            pooling = meta.get("score_pooling", EMBEDDING)
+            if pooling not in SCORE_POOLING:
+                raise ValueError(f"expected 'score_pooling' one of {list(SCORE_POOLING)}, got {pooling!r}")
         with reading(directory / "labels.json"):
             labels = LabelSpace.from_json(read_json(directory / "labels.json"))
         with reading(directory / "label_texts.json"):
@@ -485,6 +595,7 @@ class PredictionStage:
             weight,
             dict(meta.get("selection", {})),
             dict(meta.get("timings", {})),
+            pooling,
         )
 
 
@@ -525,6 +636,40 @@ def _fit_head(
     if embed is None:
         raise ValueError(f"the {settings.head!r} head needs the label texts embedded: pass embed=")
     return head.fit(train.embeddings, y_train, label_embeddings=embed(label_texts)), {}
+
+
+def pooled_scores(
+    score: Callable[[np.ndarray], np.ndarray], windows: WindowFeatures, rows: slice | np.ndarray, rule: str
+) -> np.ndarray:
+    """[len(rows), C]: the windows of the items ``rows`` scored by ``score`` and the scores
+    pooled per item by ``rule`` (``"max"`` or ``"mean"``).
+
+    >>> w = WindowFeatures(np.array([[0.2], [0.9], [0.4]]), np.array([0, 0, 1]))
+    >>> pooled_scores(lambda x: x, w, slice(None), "max").ravel().tolist()
+    [0.9, 0.4]
+    """
+    starts = windows.starts
+    items = np.arange(len(starts) - 1)[rows]
+    counts = starts[items + 1] - starts[items]
+    offsets = np.cumsum(counts) - counts
+    picked = np.repeat(starts[items] - offsets, counts) + np.arange(counts.sum())
+    scores = score(windows.embeddings[picked])
+    if not len(items):
+        return scores
+    if rule == "max":
+        return np.maximum.reduceat(scores, offsets, axis=0)
+    if rule == "mean":
+        return (np.add.reduceat(scores, offsets, axis=0) / counts[:, None]).astype(scores.dtype)
+    raise ValueError(f"expected a score pooling 'max' or 'mean', got {rule!r}")
+
+
+def pooling_candidate(rule: str) -> str:
+    """The name of a score pooling in :attr:`PredictionStage.selection`.
+
+    >>> pooling_candidate("embedding"), pooling_candidate("max")
+    ('scores of the pooled embedding', 'scores per window, max')
+    """
+    return "scores of the pooled embedding" if rule == EMBEDDING else f"scores per window, {rule}"
 
 
 def lexical_scorers(setting: str) -> tuple[str, ...]:

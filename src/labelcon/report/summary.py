@@ -15,7 +15,7 @@ import numpy as np
 
 from labelcon.heads.decisions import rule_name
 from labelcon.metrics import HEADLINE_METRICS, RANKING_NAMES
-from labelcon.prediction import PredictionStage
+from labelcon.prediction import PredictionStage, pooling_candidate
 from labelcon.report.facts import RARE_ITEMS, Evaluation, RunFacts
 
 #: The metrics of the headline table, in order.
@@ -86,7 +86,8 @@ class Choice:
 
 
 def choices(stage: PredictionStage) -> list[Choice]:
-    """The head, the rare labels' fallback probe, the lexical weight and the decision rule,
+    """The head, the rare labels' fallback probe, the score pooling over windows, the lexical
+    weight and the decision rule,
     from the stage's ``selection`` (each candidate's dev figure, by ``"name: metric"``;
     the head candidates' names carry no metric: the ranking figure of the target metric
     whose F1 the rules carry, :data:`labelcon.metrics.RANKING_NAMES`, macro-AP in older models)."""
@@ -100,6 +101,8 @@ def choices(stage: PredictionStage) -> list[Choice]:
             if name.startswith("fallback")
             else "lexical"
             if name.startswith("lexical weight")
+            else "pooling"
+            if name.startswith("scores ")
             else "rule"
             if ": " in name
             else "head"
@@ -114,6 +117,8 @@ def choices(stage: PredictionStage) -> list[Choice]:
     if "fallback" in groups:
         title = f"probe for the {len(stage.head.fallback_threshold.columns)} labels too rare in dev"
         out.append(Choice(title, *groups["fallback"], _best(groups["fallback"][1])))
+    if "pooling" in groups:
+        out.append(Choice("score pooling over windows", *groups["pooling"], pooling_candidate(stage.score_pooling)))
     if "lexical" in groups:
         out.append(Choice("text scorer and weight", *groups["lexical"], stage.lexical_candidate))
     if "rule" in groups:
