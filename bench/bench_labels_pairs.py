@@ -1,6 +1,6 @@
 """GoEmotions labels alone against labels with STS-B pairs beside them, in one run each.
 
-    python bench/bench_labels_pairs.py [--pair-every 4] [--pair-weight 1] [--pair-batch-size 32]
+    python bench/bench_labels_pairs.py [--pair-every 4] [--pair-weight 0.5] [--pair-batch-size 32]
         [--max-time MINUTES] [--epochs auto] [--train-items N] [--dev-items N] [--test-items N]
         [--seed 13] [--threads 1] [--data-dir ../shared/data] [--json bench/results/labels-pairs.json]
 
@@ -53,7 +53,7 @@ def sample(data: Dataset, n: int | None, seed: int) -> Dataset:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pair-every", type=int, default=4)
-    parser.add_argument("--pair-weight", type=float, default=1.0)
+    parser.add_argument("--pair-weight", type=float, default=0.5)
     parser.add_argument("--pair-batch-size", type=int, default=32)
     parser.add_argument("--max-time", type=float, default=None, help="minutes (default: labelcon's budget)")
     parser.add_argument("--epochs", default=None, help="auto or a number (default: labelcon's)")
