@@ -35,7 +35,7 @@ def _pairs(n: int = 96, seed: int = 0) -> tuple[list[dict], PairRecords]:
     return items, PairRecords([first, second], scores, ("text1", "text2"))
 
 
-def _trainer(texts: list[str], pair_every: int = 1, **settings) -> Trainer:
+def _trainer(texts: list[str], pair_every: int = 1, pair_objective: PairLoss | None = None, **settings) -> Trainer:
     config = Config(**{**FAST, **settings})
     encoder = build_encoder("static", train_texts=texts, max_length=FAST["max_length"], seed=config.seed)
     return Trainer(
@@ -43,7 +43,7 @@ def _trainer(texts: list[str], pair_every: int = 1, **settings) -> Trainer:
         build_objective("supcon-jaccard", temperature=0.1),
         TrainingSettings.from_config(config),
         show_progress=False,
-        pair_objective=PairLoss("scored"),
+        pair_objective=pair_objective or PairLoss("scored"),
         pair_weight=0.5,
         pair_batch_size=16,
         pair_every=pair_every,
@@ -92,6 +92,32 @@ def test_every_kth_labelled_step_adds_its_pair_batch(monkeypatch, every: int) ->
     assert state.history[-1]["loss"] == pytest.approx(
         label_losses[-1] + (calls[-1][2] if last_has_pairs else 0.0), rel=1e-6
     )
+
+
+class _Scaled(PairLoss):
+    """CoSENT times ``factor``: the same ranking, a gradient ``factor`` times as large."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__("scored")
+        self.factor = factor
+
+    def forward(self, columns, scores):
+        return self.factor * super().forward(columns, scores)
+
+
+def test_pair_gradient_counts_at_its_clipped_size_beside_the_labels() -> None:
+    """On a pair step each part's gradient is clipped to max_grad_norm on its own (the
+    pairs' then weighted): a pair loss with a gradient 100 times as large trains to the
+    same weights, where one joint clip would let it crowd out the labels' gradient."""
+    items, pairs = _pairs()
+    texts = [item["text"] for item in items]
+    y = LabelSpace.from_label_sets([item["labels"] for item in items]).encode([item["labels"] for item in items])
+    weights = []
+    for factor in (1.0, 100.0):
+        trainer = _trainer(texts + pairs.texts, pair_objective=_Scaled(factor), max_grad_norm=1e-4, epochs=1)
+        trainer.fit(texts, y, pairs=pairs)
+        weights.append(torch.cat([param.detach().flatten() for param in trainer.encoder.parameters()]))
+    assert torch.allclose(weights[0], weights[1], rtol=1e-5, atol=1e-6), (weights[0] - weights[1]).abs().max()
 
 
 def _kept(loss: torch.Tensor, into: list[float]) -> torch.Tensor:

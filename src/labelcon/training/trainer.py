@@ -41,9 +41,13 @@ with a :class:`labelcon.objectives.PairLoss` (``pair_objective``). Alone (no lab
 items), they are the run's batches (:class:`labelcon.sampling.PairBatchSampler`). Beside
 labelled items, every ``pair_every``-th labelled step (steps 0, k, 2k, ...) also takes
 the next pair batch and adds ``pair_weight`` times its loss to the step's loss (its own
-forward and backward, so the gradients add up); the pair batch of a step follows from
-the step number, so a resumed run draws the same ones. Pair batches embed each column in one forward (no GradCache
-chunks).
+forward and backward). The two gradients are clipped to ``max_grad_norm`` each on its own
+before they add up (the pairs' then ``pair_weight`` times that), and the sum is clipped as
+every step's is: at MiniLM's start a CoSENT gradient (32 STS-B pairs) is 11-21 times
+the norm of the label objective's (64 GoEmotions items), so one joint clip left the labels'
+part of a pair step 5-9% of its size on a label-only step (``bench/bench_pair_gradients.py``).
+The pair batch of a step follows from the step number, so a resumed run draws the same
+ones. Pair batches embed each column in one forward (no GradCache chunks).
 
 The trainer knows nothing about which objective it runs: it only asks whether the
 objective wants a second view (``needs_positives``) or the label texts
@@ -197,6 +201,22 @@ class PairBatch(NamedTuple):
     items: list[int]
     columns: list[dict[str, torch.Tensor]]
     scores: torch.Tensor | None
+
+
+def _take_clipped_grads(params: list[torch.Tensor], limit: torch.Tensor) -> list[torch.Tensor | None]:
+    """The gradients of ``params``, scaled down together so that their joint norm is at
+    most ``limit`` (a tensor on their device: nothing is read back to the host), and taken
+    out of the parameters (each ``.grad`` set to None, for the next backward to fill)."""
+    grads = [param.grad for param in params]
+    present = [grad for grad in grads if grad is not None]
+    if present:
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(grad.float()) for grad in present]))
+        factor = torch.clamp(limit / (norm + 1e-6), max=1.0)
+        for grad in present:
+            grad.mul_(factor.to(grad.dtype))
+    for param in params:
+        param.grad = None
+    return grads
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -487,9 +507,20 @@ class Trainer:
         loss = loss.detach()
         pair_step, off_beat = divmod(self.state.global_step, self.pair_every)
         if self.pairs is not None and not off_beat:  # pairs beside the labels: this step's pair batch
-            loss = loss + self._pair_loss(
-                self._prepare_pairs(self.pair_sampler.batch_at(pair_step))[0], self.pair_weight
-            )
+            batch = self._prepare_pairs(self.pair_sampler.batch_at(pair_step))[0]
+            if not self.config.max_grad_norm:
+                return loss + self._pair_loss(batch, self.pair_weight)
+            # each part's gradient clipped on its own, so the pairs' (CoSENT's 11-21 times the
+            # labels' norm) does not shrink the labels' part of the step (module docstring)
+            params = [param for param in self.encoder.parameters() if param.requires_grad]
+            limit = self.config.max_grad_norm * self.scaler.scale(torch.ones((), device=self.device))
+            label_grads = _take_clipped_grads(params, limit)
+            loss = loss + self._pair_loss(batch, self.pair_weight)
+            pair_grads = _take_clipped_grads(params, limit * self.pair_weight)
+            for param, label_grad, pair_grad in zip(params, label_grads, pair_grads):
+                param.grad = (
+                    pair_grad if label_grad is None else label_grad if pair_grad is None else label_grad + pair_grad
+                )
         return loss
 
     def _prepare_pairs(self, rows: list[int]) -> tuple[PairBatch, None]:
