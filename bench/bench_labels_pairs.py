@@ -2,7 +2,7 @@
 
     python bench/bench_labels_pairs.py [--pair-every 4] [--pair-weight 0.5] [--pair-batch-size 32]
         [--max-time MINUTES] [--epochs auto] [--train-items N] [--dev-items N] [--test-items N]
-        [--seed 13] [--threads 1] [--data-dir ../shared/data] [--json bench/results/labels-pairs.json]
+        [--seed 13] [--threads N] [--data-dir ../shared/data] [--json bench/results/labels-pairs.json]
 
 Issue 29's bar: STS-B test Spearman x 100 at least 78 with GoEmotions test macro-F1 within
 0.01 of the label-only defaults. Two runs of ``labelcon train --dataset goemotions`` from
@@ -16,7 +16,7 @@ and the wall time of ``fit`` (training, the prediction stage and the test evalua
 The untrained model's STS-B Spearman is the reference row. ``--max-time``/``--epochs``:
 override the defaults (``--max-time 0 --epochs 1``: one epoch each, equal label steps, no
 budget). ``--train-items`` / ``--dev-items`` / ``--test-items``: a seeded sample of each
-split (by default each split is whole). ``--threads``: torch's intra-op threads. Times are a speed figure only on a
+split (by default each split is whole). ``--threads``: torch's intra-op threads (default: torch's own, every core). Times are a speed figure only on a
 machine with nothing else running.
 """
 
@@ -61,13 +61,14 @@ def main() -> None:
     parser.add_argument("--dev-items", type=int, default=None)
     parser.add_argument("--test-items", type=int, default=None)
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--data-dir", type=Path, default=default_data_dir())
     parser.add_argument("--json", type=Path, default=None, help="write the figures and the settings here")
     args = parser.parse_args()
     import torch
 
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     root = args.data_dir / "goemotions"
     train = sample(read_dataset(root / "train.jsonl"), args.train_items, args.seed)
     dev = sample(read_dataset(root / "dev.jsonl"), args.dev_items, args.seed)
