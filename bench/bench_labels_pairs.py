@@ -16,8 +16,9 @@ and the wall time of ``fit`` (training, the prediction stage and the test evalua
 The untrained model's STS-B Spearman is the reference row. ``--max-time``/``--epochs``:
 override the defaults (``--max-time 0 --epochs 1``: one epoch each, equal label steps, no
 budget). ``--train-items`` / ``--dev-items`` / ``--test-items``: a seeded sample of each
-split (by default each split is whole). ``--threads``: torch's intra-op threads (default: torch's own, every core). Times are a speed figure only on a
-machine with nothing else running.
+split (by default each split is whole). ``--threads``: torch's intra-op threads (default:
+torch's own, every core). Times are a speed figure only on a machine with nothing else
+running.
 """
 
 from __future__ import annotations
