@@ -273,6 +273,20 @@ def sigmoid_top_k(logits: np.ndarray, k: int) -> TopK:
     return idx, expit(values).astype(np.float32, copy=False)
 
 
+def csr_to_arrays(m: sp.csr_matrix, prefix: str) -> dict[str, np.ndarray]:
+    """A CSR matrix with its values as plain arrays (for ``.npz``), keys ``{prefix}_data``,
+    ``_indices``, ``_indptr`` and ``_shape``."""
+    return {f"{prefix}_data": m.data, **labels_to_arrays(m, prefix)}
+
+
+def csr_from_arrays(arrays: dict[str, np.ndarray], prefix: str) -> sp.csr_matrix:
+    """Inverse of :func:`csr_to_arrays`."""
+    shape = tuple(arrays[f"{prefix}_shape"])
+    return sp.csr_matrix(
+        (arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"], arrays[f"{prefix}_indptr"]), shape=shape
+    )
+
+
 def labels_to_arrays(y: sp.csr_matrix, prefix: str = "labels") -> dict[str, np.ndarray]:
     """A CSR {0,1} matrix as plain arrays (for ``.npz``)."""
     return {f"{prefix}_indptr": y.indptr, f"{prefix}_indices": y.indices, f"{prefix}_shape": np.array(y.shape)}

@@ -51,7 +51,7 @@ from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
 from labelcon.filecheck import reading
-from labelcon.heads.base import check_embeddings, check_labels
+from labelcon.heads.base import check_embeddings, check_labels, csr_from_arrays, csr_to_arrays
 from labelcon.heads.lexical import LexicalFeatures, sparse_blocks
 from labelcon.io import atomic_open
 from labelcon.metrics import LabelMatrix
@@ -182,10 +182,7 @@ class DenseSparseLinear:
         directory = Path(directory)
         self.features_.save(directory)
         arrays = {
-            "coef_data": self.coef_.data,
-            "coef_indices": self.coef_.indices,
-            "coef_indptr": self.coef_.indptr,
-            "coef_shape": np.array(self.coef_.shape),
+            **csr_to_arrays(self.coef_, "coef"),
             "intercept": self.intercept_,
             "dim": np.array(self.dim_),
             "params": np.array([self.C, self.dense_scale, self.prune, self.floor]),
@@ -206,9 +203,7 @@ class DenseSparseLinear:
             C, dense_scale, prune, floor = (float(v) for v in arrays["params"])
             ranker = cls(C=C, dense_scale=dense_scale, prune=prune, floor=floor)
             ranker.features_, ranker.dim_ = features, int(arrays["dim"])
-            coef = sp.csr_matrix(
-                (arrays["coef_data"], arrays["coef_indices"], arrays["coef_indptr"]), shape=tuple(arrays["coef_shape"])
-            )
+            coef = csr_from_arrays(arrays, "coef")
             width = len(features.vectorizer_.vocabulary) + ranker.dim_
             if coef.shape[1] != width or arrays["intercept"].shape != (coef.shape[0],):
                 raise ValueError(

@@ -39,7 +39,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from tqdm.auto import tqdm
 
 from labelcon.filecheck import expect_object, reading
-from labelcon.heads.base import check_labels, labels_from_arrays, labels_to_arrays
+from labelcon.heads.base import check_labels, csr_from_arrays, csr_to_arrays, labels_from_arrays, labels_to_arrays
 from labelcon.heads.knn import neighbour_votes
 from labelcon.io import atomic_open, read_json, write_json
 from labelcon.metrics import BLOCK_ELEMENTS, LabelMatrix, top_k
@@ -179,12 +179,7 @@ class LexicalKNN:
         """Write the features (:meth:`LexicalFeatures.save`), the training rows and labels."""
         directory = Path(directory)
         self.features_.save(directory)
-        items = {
-            "items_data": self.items_.data,
-            "items_indices": self.items_.indices,
-            "items_indptr": self.items_.indptr,
-            "items_shape": np.array(self.items_.shape),
-        }
+        items = csr_to_arrays(self.items_, "items")
         with atomic_open(directory / KNN_FILE, "wb") as handle:
             np.savez(handle, k=self.k, temperature=self.temperature, **items, **labels_to_arrays(self.labels_))
         return directory
@@ -200,10 +195,7 @@ class LexicalKNN:
                 arrays = {key: data[key] for key in data.files}
             vote = cls(k=int(arrays["k"]), temperature=float(arrays["temperature"]))
             vote.features_, vote.labels_ = features, labels_from_arrays(arrays)
-            items = sp.csr_matrix(
-                (arrays["items_data"], arrays["items_indices"], arrays["items_indptr"]),
-                shape=tuple(arrays["items_shape"]),
-            )
+            items = csr_from_arrays(arrays, "items")
             width = len(features.vectorizer_.vocabulary)
             if items.shape != (vote.labels_.shape[0], width):
                 raise ValueError(
