@@ -1,13 +1,15 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.special import expit
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.svm import LinearSVC
 
 from labelcon import Labelcon, prediction
 from labelcon.data import LabelSpace
 from labelcon.filecheck import ModelLoadError
-from labelcon.heads import DenseSparseLinear
+from labelcon.heads import DenseSparseLinear, dense_sparse
 from labelcon.heads.base import l2_normalize
 from labelcon.prediction import Features, PredictionStage, StageSettings
 from tests.helpers import FAST, make_items
@@ -27,13 +29,20 @@ def toy(n: int, seed: int) -> tuple[list[str], np.ndarray, np.ndarray]:
     return texts, y, l2_normalize(rng.normal(size=(n, 8)))
 
 
-def test_scores_equal_sklearn_on_tfidf_and_embedding_side_by_side():
-    texts, y, z = toy(60, 0)
-    ranker = DenseSparseLinear(C=2.0, dense_scale=0.5, prune=0, floor=0, n_jobs=1).fit(texts, y, z)
-    query, _, zq = toy(10, 1)
+def side_by_side(texts: list[str], z: np.ndarray, query: list[str], zq: np.ndarray, scale: float):
+    """``[tfidf ; scale * z]`` of the training texts and of the queries, built here with sklearn."""
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2).fit(texts)
-    x = sp.hstack([vectorizer.transform(texts), 0.5 * z], format="csr")
-    xq = sp.hstack([vectorizer.transform(query), 0.5 * zq], format="csr")
+    return (
+        sp.hstack([vectorizer.transform(texts), scale * z], format="csr"),
+        sp.hstack([vectorizer.transform(query), scale * zq], format="csr"),
+    )
+
+
+def test_logistic_scores_equal_sklearn_on_tfidf_and_embedding_side_by_side():
+    texts, y, z = toy(60, 0)
+    ranker = DenseSparseLinear(C=2.0, dense_scale=0.5, prune=0, floor=0, n_jobs=1, loss="logistic").fit(texts, y, z)
+    query, _, zq = toy(10, 1)
+    x, xq = side_by_side(texts, z, query, zq, 0.5)
     plain = np.column_stack(
         [
             LogisticRegression(C=2.0, solver="liblinear", dual=True, max_iter=1000, random_state=0)
@@ -43,6 +52,33 @@ def test_scores_equal_sklearn_on_tfidf_and_embedding_side_by_side():
         ]
     )
     np.testing.assert_allclose(ranker.sparse_scores(query, zq).toarray(), plain, atol=1e-5)
+
+
+def test_svm_scores_are_the_platt_scaled_margins_of_sklearns_linear_svc():
+    texts, y, z = toy(60, 0)
+    ranker = DenseSparseLinear(C=0.5, prune=0, floor=0, n_jobs=1).fit(texts, y, z)
+    query, yq, zq = toy(40, 1)
+    x, xq = side_by_side(texts, z, query, zq, 1.0)
+    margins = np.column_stack(
+        [LinearSVC(C=0.5, dual="auto", random_state=0).fit(x, y[:, c]).decision_function(xq) for c in range(5)]
+    )
+    np.testing.assert_allclose(ranker.sparse_scores(query, zq).toarray(), expit(margins), atol=1e-5)  # (1, 0)
+    ranker.calibrate(query, yq, zq)
+    platt = LogisticRegression(C=1e4).fit(margins.reshape(-1, 1), yq.ravel())  # 200 entries: no sampling
+    a, a0 = ranker.platt
+    assert a == pytest.approx(platt.coef_[0, 0], rel=1e-3) and a0 == pytest.approx(platt.intercept_[0], abs=1e-3)
+    np.testing.assert_allclose(ranker.sparse_scores(query, zq).toarray(), expit(a * margins + a0), atol=1e-5)
+
+
+def test_calibration_samples_the_negatives_and_weighs_them_back(monkeypatch):
+    texts, y, z = toy(280, 8)
+    ranker = DenseSparseLinear(C=0.5, n_jobs=1).fit(texts[:80], y[:80], z[:80])
+    noisy = y[80:] ^ (np.random.default_rng(0).random(y[80:].shape) < 0.2)  # margins that overlap
+    full = ranker.calibrate(texts[80:], noisy, z[80:]).platt
+    monkeypatch.setattr(dense_sparse, "CALIBRATION_NEGATIVES", 300)  # of about 600: each weighs about 2
+    sampled = ranker.calibrate(texts[80:], noisy, z[80:], seed=1).platt
+    assert sampled != full and sampled == pytest.approx(full, rel=0.2, abs=0.2)
+    assert ranker.calibrate(texts[80:], np.zeros_like(y[80:]), z[80:]).platt == (1.0, 0.0)  # no positives
 
 
 def test_pruning_and_floor_keep_the_model_and_scores_sparse():
@@ -76,13 +112,27 @@ def test_labels_without_positives_score_0_and_labels_everyone_holds_score_1():
 
 def test_save_load_round_trip_and_added_labels_score_0(tmp_path):
     texts, y, z = toy(40, 4)
-    ranker = DenseSparseLinear(C=8.0, dense_scale=2.0).fit(texts, y, z)
+    ranker = DenseSparseLinear(C=8.0, dense_scale=2.0).fit(texts, y, z).calibrate(texts, y, z)
     back = DenseSparseLinear.load(ranker.save(tmp_path / "r"))
-    assert (back.C, back.dense_scale, back.prune, back.floor) == (8.0, 2.0, 0.01, 1e-3)
+    assert (back.C, back.dense_scale, back.prune, back.floor, back.loss) == (8.0, 2.0, 0.01, 1e-3, "squared_hinge")
+    assert back.platt == ranker.platt != (1.0, 0.0)
     assert (back.sparse_scores(texts, z) != ranker.sparse_scores(texts, z)).nnz == 0
     back.add_label_columns(2)
     scores = back.sparse_scores(texts, z)
     assert scores.shape == (40, 7) and scores[:, 5:].nnz == 0
+
+
+def test_a_ranker_saved_before_the_svm_loads_as_the_unscaled_logistic_model(tmp_path):
+    texts, y, z = toy(40, 4)
+    ranker = DenseSparseLinear(C=8.0, loss="logistic").fit(texts, y, z)
+    saved = ranker.save(tmp_path / "r")
+    with np.load(saved / "dense_sparse.npz") as data:
+        arrays = {key: data[key] for key in data.files if key != "loss"}
+    arrays["params"] = arrays["params"][:4]  # C, dense_scale, prune, floor: the old file
+    np.savez(saved / "dense_sparse.npz", **arrays)
+    back = DenseSparseLinear.load(saved)
+    assert (back.loss, back.platt) == ("logistic", (1.0, 0.0))
+    assert (back.sparse_scores(texts, z) != ranker.sparse_scores(texts, z)).nnz == 0
 
 
 def test_errors(tmp_path):
@@ -94,6 +144,7 @@ def test_errors(tmp_path):
         ({"floor": 1.0}, "floor"),
         ({"prune": -1}, "prune"),
         ({"n_jobs": 0}, "n_jobs"),
+        ({"loss": "hinge"}, "loss must be one of"),
     ]
     for bad, message in bad_params:
         with pytest.raises(ValueError, match=message):
@@ -122,7 +173,9 @@ def test_stage_picks_scorer_and_weight_by_dev_macro_ap_and_saves_it(tmp_path):
         settings,
     )
     tried = {name.split(": ")[0]: v for name, v in stage.selection.items() if name.startswith("lexical weight")}
-    assert set(tried) == {"lexical weight 0"} | {f"lexical weight {w:g}, dense+sparse" for w in (0.25, 0.5, 0.75)}
+    assert set(tried) == {"lexical weight 0"} | {
+        f"lexical weight {w:g}, dense+sparse(C={c:g})" for w in (0.25, 0.5, 0.75) for c in (0.1, 1)
+    }
     assert stage.lexical_candidate == max(tried, key=tried.get) != "lexical weight 0"  # the words name the labels
     features = Features(z[dev], texts[dev])
     head = stage.head.predict_scores(z[dev])
@@ -135,15 +188,25 @@ def test_stage_picks_scorer_and_weight_by_dev_macro_ap_and_saves_it(tmp_path):
     assert back.top_k(features, 2) == stage.top_k(features, 2)
 
 
-def test_the_default_is_the_knn_vote_and_auto_tries_both_scorers(toy_data):
-    assert prediction.StageSettings().lexical_scorer == "knn"
-    model = Labelcon(**{**FAST, "epochs": 1, "head": "knn", "lexical_scorer": "auto"}).fit(
+def test_the_default_tries_the_ranker_beside_the_vote_while_its_fits_are_cheap(toy_data, monkeypatch):
+    assert prediction.StageSettings().lexical_scorer == "auto" == Labelcon().config.lexical_scorer
+    model = Labelcon(**{**FAST, "epochs": 1, "head": "knn"}).fit(
         toy_data["train"], toy_data["dev"], show_progress=False
     )
     tried = {name.split(": ")[0]: v for name, v in model.stage_.selection.items() if name.startswith("lexical weight")}
     expected = {f"lexical weight {w:g}" for w in prediction.LEXICAL_WEIGHTS}
-    expected |= {f"lexical weight {w:g}, dense+sparse" for w in prediction.DENSE_SPARSE_WEIGHTS}
+    expected |= {
+        f"lexical weight {w:g}, dense+sparse(C={c:g})"
+        for w in prediction.DENSE_SPARSE_WEIGHTS
+        for c in prediction.DENSE_SPARSE_C
+    }
     assert set(tried) == expected and model.stage_.lexical_candidate == max(tried, key=tried.get)
+    monkeypatch.setattr(prediction, "DENSE_SPARSE_AUTO_MAX", 100)  # training texts x labels above it: the vote alone
+    model = Labelcon(**{**FAST, "epochs": 1, "head": "knn"}).fit(
+        toy_data["train"], toy_data["dev"], show_progress=False
+    )
+    tried = {name.split(": ")[0] for name in model.stage_.selection if name.startswith("lexical weight")}
+    assert tried == {f"lexical weight {w:g}" for w in prediction.LEXICAL_WEIGHTS}
 
 
 def test_estimator_with_dense_sparse_predicts_the_same_after_load(toy_data, tmp_path):

@@ -147,7 +147,8 @@ def _summary(model: Any, export: dict[str, Any] | None) -> str:
 def _scorer_words(stage: Any) -> str:
     """The stage's text scorer in words."""
     if stage.lexical.needs_embeddings:
-        return "a dense+sparse ranker (logistic regression on TF-IDF features and the embedding)"
+        kind = "linear SVMs" if stage.lexical.loss == "squared_hinge" else "logistic regression"
+        return f"a dense+sparse ranker ({kind} on TF-IDF features and the embedding, C={stage.lexical.C:g})"
     return "a TF-IDF vote"
 
 

@@ -251,11 +251,12 @@ class Config(BaseModel):
         "auto: 0, 0.25 or 0.5, whichever ranks dev best (--target-metric)",
     )
     lexical_scorer: Literal["knn", "dense_sparse", "auto"] = Field(
-        "knn",
+        "auto",
         description="texts: what --lexical mixes in: knn (a TF-IDF kNN vote) | dense_sparse (one-vs-rest "
-        "logistic regression on TF-IDF features and the embedding side by side, PECOS XR-Transformer's ranker; "
-        "one liblinear fit per label over all training texts) | auto: both, the one that ranks dev best "
-        "by the target metric",
+        "linear SVMs on TF-IDF features and the embedding side by side, PECOS XR-Transformer's ranker, at C "
+        "0.1 and 1, Platt-scaled on dev; one liblinear fit per label over all training texts) | auto: the kNN "
+        "vote, and the ranker too when training texts x labels is at most 2 million; the one that ranks dev "
+        "best by the target metric",
     )
     score_pooling: Literal["auto", "embedding", "max", "mean"] = Field(
         "embedding",

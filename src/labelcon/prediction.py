@@ -80,6 +80,13 @@ LEXICAL_WEIGHTS = (0.0, 0.25, 0.5)
 #: ``lexical="auto"``: the weights of the dense+sparse ranker tried on dev (besides 0), higher
 #: than the vote's: it is a ranker of its own, where the vote only adds evidence.
 DENSE_SPARSE_WEIGHTS = (0.25, 0.5, 0.75)
+#: The dense+sparse ranker's C values, each fitted and weighed on dev: a 10x grid (on
+#: GoEmotions the ranker ranked dev best at 0.1, on Reuters-21578 at 1).
+DENSE_SPARSE_C = (0.1, 1.0)
+#: ``lexical_scorer="auto"`` tries the dense+sparse ranker beside the kNN vote when the
+#: training texts x labels, which its fits' time grows with, are at most this many
+#: (Reuters-21578 0.6 million, GoEmotions 1.2 million; arXiv's 147 labels 7 million).
+DENSE_SPARSE_AUTO_MAX = 2_000_000
 #: The text scorers by name (``lexical_scorer``): the TF-IDF kNN vote, the dense+sparse ranker.
 KNN_VOTE, DENSE_SPARSE = "knn", "dense_sparse"
 SCORERS: dict[str, type[LexicalKNN] | type[DenseSparseLinear]] = {KNN_VOTE: LexicalKNN, DENSE_SPARSE: DenseSparseLinear}
@@ -154,7 +161,7 @@ class StageSettings:
     head: str = AUTO_HEAD
     head_params: dict[str, Any] = field(default_factory=dict)
     lexical: float | Literal["auto"] = "auto"
-    lexical_scorer: Literal["knn", "dense_sparse", "auto"] = "knn"
+    lexical_scorer: Literal["knn", "dense_sparse", "auto"] = "auto"
     min_positives: int = 3
     target_metric: Literal["auto", "micro", "macro", "samples"] = "auto"
     #: For dev items with windows (:attr:`Features.windows`): one of :data:`SCORE_POOLING`,
@@ -289,8 +296,9 @@ class PredictionStage:
         settings: StageSettings,
         show_progress: bool,
     ) -> _Prepared:
-        """Fit the text scorers of ``settings.lexical_scorer`` (:func:`lexical_scorers`) and
-        keep the scorer and weight whose mix ranks dev best by the target metric's
+        """Fit the text scorers of ``settings.lexical_scorer`` (:func:`lexical_scorers`; the
+        dense+sparse ranker at each C of ``DENSE_SPARSE_C``, its margins Platt-scaled on dev)
+        and keep the scorer and weight whose mix ranks dev best by the target metric's
         :func:`labelcon.metrics.ranking_quality` (macro-AP for macro-F1; on a seeded sample
         of dev rows when dev x labels exceeds ``DENSE_EVALUATION``): the configured weight,
         or for ``"auto"`` each of the scorer's weights (``LEXICAL_WEIGHTS``, for
@@ -299,32 +307,40 @@ class PredictionStage:
         scores alone. Returns dev, prepared."""
         if settings.lexical == 0 or train.texts is None or dev.texts is None:
             return self._dev_prepared(dev, None)
-        kinds = lexical_scorers(settings.lexical_scorer)
+        scorers = [
+            scorer
+            for kind in lexical_scorers(settings.lexical_scorer, len(train), y_train.shape[1])
+            for scorer in _new_scorers(kind)
+        ]
         fitted, ap, figures = {}, {}, {}
         rows = dense_rows(len(dev), y_dev.shape[1], settings.seed)
         head_scores = self._head_scores(self._dev_prepared(dev, None), rows)
-        for kind in kinds:
-            scorer = _fit_scorer(kind, train, y_train, show_progress)
+        for scorer in scorers:
+            name = scorer_name(scorer)
+            _fit_scorer(scorer, train, y_train, dev, y_dev, settings.seed, show_progress)
             votes = _scorer_scores(scorer, dev, show_progress)
-            fitted[kind] = (scorer, votes)
+            fitted[name] = (scorer, votes)
             if settings.lexical == "auto":
-                weights = (0.0, *(DENSE_SPARSE_WEIGHTS if kind == DENSE_SPARSE else LEXICAL_WEIGHTS[1:]))
+                weights = (
+                    0.0,
+                    *(DENSE_SPARSE_WEIGHTS if isinstance(scorer, DenseSparseLinear) else LEXICAL_WEIGHTS[1:]),
+                )
             else:
                 weights = (float(settings.lexical),)
-            if len(kinds) == 1 and len(weights) == 1:
+            if len(scorers) == 1 and len(weights) == 1:
                 break
             for w in weights:
-                if _candidate(kind, w) not in figures:  # weight 0, the head alone, is one candidate
+                if _candidate(name, w) not in figures:  # weight 0, the head alone, is one candidate
                     mixed = mix_scores(head_scores, votes[rows], w, self._unmixed_columns())
-                    ap[(kind, w)] = ranking_quality(y_dev[rows], mixed, settings.target_metric)
-                    figures[_candidate(kind, w)] = ap[(kind, w)]
+                    ap[(name, w)] = ranking_quality(y_dev[rows], mixed, settings.target_metric)
+                    figures[_candidate(name, w)] = ap[(name, w)]
         ranking = RANKING_NAMES[settings.target_metric]
         self.selection.update({f"{name}: dev {ranking}": value for name, value in figures.items()})
-        kind, weight = max(ap, key=ap.get) if ap else (kinds[0], float(settings.lexical))
+        name, weight = max(ap, key=ap.get) if ap else (next(iter(fitted)), float(settings.lexical))
         if weight == 0:
             return self._dev_prepared(dev, None)
-        self.lexical, self.lexical_weight = fitted[kind][0], weight
-        return self._dev_prepared(dev, fitted[kind][1])
+        self.lexical, self.lexical_weight = fitted[name][0], weight
+        return self._dev_prepared(dev, fitted[name][1])
 
     def _scorer_kind(self) -> str:
         return next(kind for kind, scorer in SCORERS.items() if isinstance(self.lexical, scorer))
@@ -332,7 +348,7 @@ class PredictionStage:
     @property
     def lexical_candidate(self) -> str:
         """The name of the kept text scorer and weight among the candidates of :attr:`selection`."""
-        return _candidate(self._scorer_kind() if self.lexical is not None else KNN_VOTE, self.lexical_weight)
+        return _candidate(scorer_name(self.lexical) if self.lexical is not None else KNN_VOTE, self.lexical_weight)
 
     def _decide_on_dev(self, dev: _Prepared, y_dev: sp.csr_matrix, settings: StageSettings) -> Thresholds:
         """Per-label thresholds on dev (the head's own threshold, if it brings one, as the
@@ -672,27 +688,54 @@ def pooling_candidate(rule: str) -> str:
     return "scores of the pooled embedding" if rule == EMBEDDING else f"scores per window, {rule}"
 
 
-def lexical_scorers(setting: str) -> tuple[str, ...]:
-    """The text scorers that ``lexical_scorer=setting`` tries on dev: the one named, or for
-    ``"auto"`` the kNN vote and the dense+sparse ranker.
+def lexical_scorers(setting: str, n_train: int, n_labels: int) -> tuple[str, ...]:
+    """The text scorers that ``lexical_scorer=setting`` tries on dev for ``n_train``
+    training texts and ``n_labels`` labels: the one named, or for ``"auto"`` the kNN vote,
+    and the dense+sparse ranker too when ``n_train * n_labels`` is at most
+    ``DENSE_SPARSE_AUTO_MAX`` (beyond it the ranker's per-label fits cost minutes).
 
-    >>> lexical_scorers("knn"), lexical_scorers("auto")
-    (('knn',), ('knn', 'dense_sparse'))
+    >>> lexical_scorers("knn", 7000, 90), lexical_scorers("auto", 7000, 90), lexical_scorers("auto", 45000, 4271)
+    (('knn',), ('knn', 'dense_sparse'), ('knn',))
     """
-    return (KNN_VOTE, DENSE_SPARSE) if setting == "auto" else (setting,)
+    if setting != "auto":
+        return (setting,)
+    return (KNN_VOTE, DENSE_SPARSE) if n_train * n_labels <= DENSE_SPARSE_AUTO_MAX else (KNN_VOTE,)
 
 
-def _candidate(kind: str, weight: float) -> str:
-    """The name of a text scorer at a weight in :attr:`PredictionStage.selection`."""
-    return f"lexical weight {weight:g}" + (", dense+sparse" if kind == DENSE_SPARSE and weight else "")
+def scorer_name(scorer: LexicalKNN | DenseSparseLinear) -> str:
+    """A text scorer's name among the candidates of :attr:`PredictionStage.selection`.
+
+    >>> scorer_name(LexicalKNN()), scorer_name(DenseSparseLinear(C=0.1))
+    ('knn', 'dense+sparse(C=0.1)')
+    """
+    return f"dense+sparse(C={scorer.C:g})" if isinstance(scorer, DenseSparseLinear) else KNN_VOTE
+
+
+def _candidate(name: str, weight: float) -> str:
+    """The name of a text scorer (:func:`scorer_name`) at a weight in :attr:`PredictionStage.selection`."""
+    return f"lexical weight {weight:g}" + (f", {name}" if name != KNN_VOTE and weight else "")
+
+
+def _new_scorers(kind: str) -> list[LexicalKNN | DenseSparseLinear]:
+    """The unfitted scorers of a kind: the kNN vote, or the ranker at each of ``DENSE_SPARSE_C``."""
+    return [DenseSparseLinear(C=c) for c in DENSE_SPARSE_C] if kind == DENSE_SPARSE else [LexicalKNN()]
 
 
 def _fit_scorer(
-    kind: str, train: Features, y_train: sp.csr_matrix, show_progress: bool
-) -> LexicalKNN | DenseSparseLinear:
-    if kind == DENSE_SPARSE:
-        return DenseSparseLinear().fit(train.texts, y_train, train.embeddings, show_progress=show_progress)
-    return LexicalKNN().fit(train.texts, y_train)
+    scorer: LexicalKNN | DenseSparseLinear,
+    train: Features,
+    y_train: sp.csr_matrix,
+    dev: Features,
+    y_dev: sp.csr_matrix,
+    seed: int,
+    show_progress: bool,
+) -> None:
+    """Fit ``scorer`` on train; a dense+sparse ranker's Platt scaling on dev."""
+    if isinstance(scorer, DenseSparseLinear):
+        scorer.fit(train.texts, y_train, train.embeddings, show_progress=show_progress)
+        scorer.calibrate(dev.texts, y_dev, dev.embeddings, seed=seed)
+    else:
+        scorer.fit(train.texts, y_train)
 
 
 def _scorer_scores(scorer: LexicalKNN | DenseSparseLinear, features: Features, show_progress: bool) -> sp.csr_matrix:
