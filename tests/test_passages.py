@@ -165,6 +165,35 @@ def test_a_passage_index_survives_save_and_load(run, records, tmp_path) -> None:
     assert np.array_equal(loaded.index_.window_spans, model.index_.window_spans)
 
 
+def test_hnsw_passage_search_finds_the_evidence_as_the_exact_search_does(run, corpus, tmp_path) -> None:
+    """``exact=False`` builds faiss HNSW graphs over the items and over the passages, at any
+    size; their passage hits agree with the exact search's, and survive save and load."""
+    out = shutil.copytree(run, tmp_path / "run")
+    model = Labelcon.load(out)
+    queries = [EVIDENCE, "hotel flight beach", "song album band concert"]
+    exact = model.index(corpus, id_field="id", exact=True).search(queries, k=5, passages=True)
+    assert model.index_.meta["backend"] == model.index_.meta["passages"]["backend"] == "exact"
+    hnsw = model.index(corpus, id_field="id", exact=False).search(queries, k=5, passages=True)
+    assert model.index_.meta["backend"] == model.index_.meta["passages"]["backend"] == "hnsw"
+    best = hnsw[0][0]
+    assert best.id == "long-3" and "lighthouse keeper" in best.text[best.passage.start : best.passage.end]
+    evidence = best.text.index(EVIDENCE)
+    assert best.passage.start <= evidence + 10 and best.passage.end >= evidence + len(EVIDENCE) - 10
+    for by_graph, by_products in zip(hnsw, exact, strict=True):
+        assert [(h.id, h.passage[:2]) for h in by_graph] == [(h.id, h.passage[:2]) for h in by_products]
+        np.testing.assert_allclose([h.score for h in by_graph], [h.score for h in by_products], atol=1e-5)
+        assert all(h.score == h.passage.score for h in by_graph)
+    model.save(out)
+    assert {"hnsw.npy", "passages_hnsw.npy"} <= {path.name for path in (out / INDEX_DIR).iterdir()}
+    loaded = Labelcon.load(out)
+    assert loaded.index_.meta["passages"]["backend"] == "hnsw"
+    assert loaded.search(queries, k=5, passages=True) == hnsw
+    # a label filter searches the passages of the items holding the labels exactly; by example, as well
+    assert loaded.search([EVIDENCE], k=2, labels=["long"], passages=True)[0][0].id == "long-3"
+    like = loaded.search(like=["long-3"], k=3, passages=True)[0]
+    assert len(like) == 3 and "long-3" not in [hit.id for hit in like]
+
+
 def test_an_index_without_window_rows_still_loads_and_searches(toy_data, corpus, tmp_path) -> None:
     """An index as earlier versions wrote it (format 1, no window files) loads and searches;
     passage search asks for the corpus to be indexed again; an unknown format is refused."""

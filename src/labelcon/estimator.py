@@ -29,6 +29,7 @@ from labelcon.data.retrieval import RetrievalSet
 from labelcon.embedding_metrics import pair_correlations, retrieval_metrics
 from labelcon.encoders import (
     Encoder,
+    WindowEmbeddings,
     are_texts,
     read_encoder,
     resolve_encode_length,
@@ -37,7 +38,7 @@ from labelcon.encoders import (
 )
 from labelcon.io import read_json, write_json
 from labelcon.modeldir import MODEL_FILE, encoder_location, load_current, publish, read_config, version_name
-from labelcon.prediction import META_FILE, Features, PredictionStage, Ranked, StageSettings, WindowFeatures
+from labelcon.prediction import EMBEDDING, META_FILE, Features, PredictionStage, Ranked, StageSettings, WindowFeatures
 from labelcon.run_outputs import write_run_outputs
 from labelcon.search import SearchIndex, SearchMixin, load_index, save_index
 from labelcon.training import seed_everything
@@ -219,19 +220,27 @@ class Labelcon(SearchMixin):
             self.stage_, self.metrics_, self.index_ = None, {}, None  # a new encoder: index again
             if len(labels):  # unlabelled data (simcse) trains an encoder only
                 tic = time.monotonic()
+                # dev's windows, for a stage that may score each window: dev items read in several windows
+                windowed_dev = (
+                    cfg.score_pooling != EMBEDDING
+                    and self._reads_windows()
+                    and any(w.rank for w in self.encoder_.window_spans(dev_set.texts))
+                )
                 if checked is not None:  # the best dev check embedded both with these weights
                     train_features, dev_features = (
                         Features(z, data.texts if are_texts(data.texts) or not data.texts else None)
                         for z, data in zip(checked, (train_set, dev_set), strict=True)
                     )
+                    if windowed_dev:
+                        windows = self._window_features(dev_set.texts, show_progress)
+                        dev_features = replace(dev_features, windows=windows)
                 else:
                     dev_features, train_features = (
-                        self._features(dev_set.texts, show_progress),
+                        self._windowed_features(dev_set.texts, show_progress)
+                        if windowed_dev
+                        else self._features(dev_set.texts, show_progress),
                         self._features(train_set.texts, show_progress, as_trained=True),
                     )
-                scores_windows = cfg.score_pooling != "embedding" and self._reads_windows()
-                if scores_windows and any(w.rank for w in self.encoder_.window_spans(dev_set.texts)):
-                    dev_features = replace(dev_features, windows=self._window_features(dev_set.texts, show_progress))
                 self.stage_ = PredictionStage.fit(
                     labels,
                     train_features,
@@ -287,12 +296,32 @@ class Labelcon(SearchMixin):
     ) -> Features:
         """``items`` embedded; ``as_trained`` (for the head's training set, read only in
         fit): see :meth:`Encoder.encode`."""
+        items = self._items(items)
+        z = self.encoder_.encode(items, None, normalize, show_progress, as_trained)
+        return Features(z, items if are_texts(items) or not items else None)
+
+    def _items(self, items: Sequence[str]) -> list[str]:
+        """``items`` as a list, once the model has an encoder to embed them."""
         if self.encoder_ is None:
             raise NotFittedError("this Labelcon model is not fitted yet: call fit() or Labelcon.load()")
         if isinstance(items, str):
             raise TypeError("expected a list of texts, got a single string; wrap it in a list")
-        z = self.encoder_.encode(items := list(items), None, normalize, show_progress, as_trained)
-        return Features(z, items if are_texts(items) or not items else None)
+        return list(items)
+
+    def features(self, texts: Sequence[str], *, show_progress: bool = False) -> Features:
+        """``texts`` as the prediction stage scores them: embedded (L2-normalised, as
+        :meth:`encode` embeds them) and, when the stage scores each window of a text
+        (``score_pooling`` other than ``"embedding"``) and the encoder reads windows, with
+        their windows too, from one :meth:`~labelcon.encoders.Encoder.encode_windows` pass,
+        whose item vectors are :meth:`encode`'s bit for bit; so no text is embedded twice."""
+        if self._stage().score_pooling == EMBEDDING or not self._reads_windows():
+            return self._features(texts, show_progress)
+        return self._windowed_features(texts, show_progress)
+
+    def _windowed_features(self, texts: Sequence[str], show_progress: bool = False) -> Features:
+        """``texts`` embedded with their windows, in one pass of ``encode_windows``."""
+        embedded = self.encoder_.encode_windows(texts := self._items(texts), show_progress=show_progress)
+        return Features(embedded.items, texts, _window_rows(embedded))
 
     def _reads_windows(self) -> bool:
         """Whether the encoder reads a long text as several windows (and so can embed each of them)."""
@@ -300,27 +329,26 @@ class Labelcon(SearchMixin):
 
     def _window_features(self, texts: list[str], show_progress: bool = False) -> WindowFeatures:
         """The windows of ``texts``, each embedded (:meth:`~labelcon.encoders.Encoder.encode_windows`)."""
-        embedded = self.encoder_.encode_windows(texts, show_progress=show_progress)
-        return WindowFeatures(embedded.windows, np.array([span.owner for span in embedded.spans], dtype=np.int64))
+        return _window_rows(self.encoder_.encode_windows(texts, show_progress=show_progress))
 
     def predict_proba(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Scores [n, C] in [0, 1], columns in :attr:`classes_` order: one dense matrix, so for
         few labels; :meth:`predict`, :meth:`top_k` and :meth:`evaluate` never build it."""
-        return self._stage().scores(self._features(texts, show_progress), show_progress=show_progress)
+        return self._stage().scores(self.features(texts, show_progress=show_progress), show_progress=show_progress)
 
     def predict(self, texts: Sequence[str], *, at_least_one: bool | None = None) -> list[list[str]]:
         """Label sets: every label whose score clears its calibrated threshold (scored a block at a time)."""
-        return self._stage().label_sets(self._features(texts), at_least_one=at_least_one)
+        return self._stage().label_sets(self.features(texts), at_least_one=at_least_one)
 
     def top_k(self, texts: Sequence[str], k: int = 5) -> Ranked:
         """The ``k`` highest-scoring labels of each text with their scores, best first."""
-        return self._stage().top_k(self._features(texts), k)
+        return self._stage().top_k(self.features(texts), k)
 
     def predict_with_top_k(
         self, texts: Sequence[str], k: int = 5, *, at_least_one: bool | None = None
     ) -> tuple[list[list[str]], Ranked]:
         """``(predict(texts), top_k(texts, k))``, encoding the texts once."""
-        return self._stage().predict(self._features(texts), k, at_least_one=at_least_one)
+        return self._stage().predict(self.features(texts), k, at_least_one=at_least_one)
 
     def add_labels(self, names: Sequence[str], texts: Sequence[str] | None = None) -> Labelcon:
         """Add labels never seen in training (heads that embed label texts: ``label_text``),
@@ -333,7 +361,7 @@ class Labelcon(SearchMixin):
         """Metrics of :meth:`PredictionStage.evaluate` on a labelled data set; labels unseen in
         training raise an error, or with ``ignore_unknown_labels`` count as misses."""
         dataset = self.read(data)
-        return self._evaluate(self._features(dataset.texts), dataset, ignore_unknown_labels)
+        return self._evaluate(self.features(dataset.texts), dataset, ignore_unknown_labels)
 
     def evaluate_pairs(
         self, pairs: PairsLike, *, fields: str | None = None, score_field: str | None = None
@@ -408,3 +436,8 @@ class Labelcon(SearchMixin):
             model.stage_ = PredictionStage.load(folder, dim=model.encoder_.dim).to(device)
             model.stage_.window_embedder = model._window_features if model._reads_windows() else None
         return model
+
+
+def _window_rows(embedded: WindowEmbeddings) -> WindowFeatures:
+    """The windows of ``encode_windows``' answer, as the stage scores them."""
+    return WindowFeatures(embedded.windows, np.array([span.owner for span in embedded.spans], dtype=np.int64))

@@ -153,6 +153,18 @@ class Features:
     def __len__(self) -> int:
         return len(self.embeddings)
 
+    def subset(self, rows: np.ndarray) -> Features:
+        """The items ``rows`` (positions, in that order), with their texts and windows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        texts = None if self.texts is None else [self.texts[r] for r in rows]
+        windows = None
+        if self.windows is not None:
+            starts = self.windows.starts
+            picked = np.concatenate([np.arange(starts[r], starts[r + 1]) for r in rows] or [np.empty(0, np.int64)])
+            owner = np.repeat(np.arange(len(rows)), np.diff(starts)[rows])
+            windows = WindowFeatures(self.windows.embeddings[picked], owner)
+        return Features(self.embeddings[rows], texts, windows)
+
 
 @dataclass(frozen=True)
 class StageSettings:
@@ -389,11 +401,16 @@ class PredictionStage:
         self.thresholds = self.thresholds.extended(len(names))
 
     # ------------------------------------------------------------------ scoring
-    def _prepare(self, features: Features, show_progress: bool = False) -> _Prepared:
-        uses_texts = self.lexical is not None and features.texts is not None
-        votes = _scorer_scores(self.lexical, features, show_progress) if uses_texts else None
-        if self.lexical is not None and votes is None:
+    def _votes(self, features: Features, show_progress: bool = False) -> sp.csr_matrix | None:
+        """The lexical vote's scores [n, C] of the items' texts; None when the stage mixes in no vote."""
+        if self.lexical is None:
+            return None
+        if features.texts is None:
             raise ValueError("this model mixes a vote over texts into its scores: give the items' texts too")
+        return _scorer_scores(self.lexical, features, show_progress)
+
+    def _prepare(self, features: Features, show_progress: bool = False) -> _Prepared:
+        votes = self._votes(features, show_progress)
         if self.score_pooling == EMBEDDING:
             return _Prepared(features.embeddings, votes)
         windows = features.windows
@@ -430,7 +447,7 @@ class PredictionStage:
         """``head_scores`` [n, C], the head's scores of some embeddings of the items of
         ``texts`` (one window of each, say), mixed with the lexical vote over the texts as
         :meth:`scores` mixes the head's scores of their own embeddings."""
-        return self._mix(head_scores, self._prepare(Features(np.empty((len(head_scores), 0)), texts)).votes)
+        return self._mix(head_scores, self._votes(Features(np.empty((len(head_scores), 0)), texts)))
 
     def _blocks(self, prepared: _Prepared) -> Iterator[np.ndarray]:
         """Dense scores of consecutive blocks of rows, each at most ``BLOCK_ELEMENTS`` entries

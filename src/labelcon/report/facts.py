@@ -24,11 +24,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from labelcon.data import DataError, Dataset, LabelSpace, read_dataset
-from labelcon.encoders import are_texts
 from labelcon.io import read_json
 from labelcon.metrics import average_precision_per_label
 from labelcon.modeldir import MODEL_FILE
-from labelcon.prediction import Features, PredictionStage
+from labelcon.prediction import PredictionStage
 from labelcon.training_run import RUN_FILE
 
 #: Test items scored again for the report, at most (a seeded sample beyond).
@@ -201,8 +200,9 @@ def _evaluate(model: Any, data: tuple[str, Dataset], max_items: int, max_entries
     part = dataset.subset(rows)
     y, unknown = part.label_matrix(stage.labels, ignore_unknown=True)
     started = time.monotonic()
-    embeddings = model.encode(part.texts)
-    scores = stage.scores(Features(embeddings, part.texts if are_texts(part.texts) else None))
+    features = model.features(part.texts)
+    embeddings = features.embeddings
+    scores = stage.scores(features)
     return Evaluation(
         split,
         str(dataset.source),

@@ -47,7 +47,6 @@ from pydantic import BaseModel
 from labelcon.batching import Batcher
 from labelcon.config import ServeSettings
 from labelcon.estimator import Labelcon
-from labelcon.prediction import Features
 from labelcon.schemas import (
     Embedding,
     EmbeddingsRequest,
@@ -111,15 +110,17 @@ def _run_jobs(jobs: list[_Job]) -> list[_Embedded | list[Prediction]]:
 
 
 def _run_model_jobs(model: Labelcon, jobs: list[_Job]) -> list[_Embedded | list[Prediction]]:
-    """Every job's texts encoded at once, every prediction job's scored at once."""
+    """Every job's texts encoded at once (with their windows, in the same pass, when the stage
+    scores each window: :meth:`Labelcon.features`), every prediction job's scored at once."""
     texts = [text for job in jobs for text in job.texts]
-    embeddings = model.encode(texts)
     bounds = np.cumsum([0, *(len(job.texts) for job in jobs)])
     asking = [i for i, job in enumerate(jobs) if job.top_k is not None]
     results: list[Any] = [None] * len(jobs)
-    if asking:
+    scored = model.features(texts) if asking else None
+    embeddings = model.encode(texts) if scored is None else scored.embeddings
+    if scored is not None:
         rows = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in asking])
-        features = Features(embeddings[rows], [texts[r] for r in rows])
+        features = scored if len(rows) == len(texts) else scored.subset(rows)
         label_sets, ranked = model.stage_.predict(features, max(jobs[i].top_k for i in asking))
         raw = model.stage_.scores(features) if any(jobs[i].raw_scores for i in asking) else None
         names, row = model.stage_.labels.names, 0
