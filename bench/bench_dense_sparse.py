@@ -1,8 +1,9 @@
 """One trained encoder, two or three text scorers in its prediction stage: the TF-IDF kNN vote
-(the default before issue 28), ``auto`` (the vote and the dense+sparse ranker, TF-IDF +
-embedding through one-vs-rest logistic regression, tried on dev with their weights, the
-best dev macro-AP kept) and, with ``--forced``, the ranker at the weight dev picks for it;
-each row scored with the shared protocol of ``compare.py`` and written to its results file.
+(``knn``), ``auto`` (the default: the vote and the dense+sparse ranker, TF-IDF + embedding
+through one-vs-rest linear SVMs at C 0.1 and 1, Platt-scaled on dev, tried on dev with their
+weights, the best dev ranking figure of the target metric kept) and, with ``--forced``, the
+ranker at the C and weight dev picks for it; each row scored with the shared protocol of
+``compare.py`` and written to its results file.
 
     python bench/many_label_proxy.py --out DIR --with-title --limit 8000 --min-df 3 --max-df 60
     python bench/bench_dense_sparse.py manylabel_lexical --data-dir DIR --model RUN
@@ -14,7 +15,9 @@ fitting the dense+sparse ranker once more inside ``fit``: every row sets its own
 ``--model RUN``: a run directory to load; when it holds no model, ``Labelcon(labels_file=...,
 **params)`` is fitted on the harness's train and dev (``--params``: its keywords, JSON) and
 saved there, so the encoder is trained once and every scorer sees the same embeddings
-(kept in RUN/embeddings.npz for the next call).
+(kept in RUN/embeddings.npz for the next call). ``--seed S``: the harness's seed, which
+carves dev out of train where the data set has no dev (a run of ``labelcon train --seed S``
+carves the same dev).
 Rows are named ``labelcon + <scorer> (<params>)``; "train" is the stage's fit (head, text
 scorer, thresholds) on embeddings computed once, whose seconds are in the row's notes.
 """
@@ -43,9 +46,12 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="run directory to load, or to save the fit into")
     parser.add_argument("--params", type=json.loads, default={}, help="Labelcon keywords when training (JSON)")
     parser.add_argument("--forced", action="store_true", help="a row for lexical_scorer=dense_sparse too")
+    parser.add_argument("--seed", type=int, default=None, help="the harness's seed (default: compare.py's, 13)")
     args = parser.parse_args()
     harness = parse_args(
-        [args.dataset, "--systems", "labelcon"] + (["--data-dir", str(args.data_dir)] if args.data_dir else [])
+        [args.dataset, "--systems", "labelcon"]
+        + (["--data-dir", str(args.data_dir)] if args.data_dir else [])
+        + (["--seed", str(args.seed)] if args.seed is not None else [])
     )
     task, test, splits = load_task(args.dataset, harness)
     print(f"{args.dataset}: {splits}", file=sys.stderr, flush=True)

@@ -50,16 +50,16 @@ def windows(model: Labelcon, texts: list[str], limit: int) -> tuple[list[str], n
 def chunk_scores(model: Labelcon, texts: list[str], limit: int) -> dict[str, np.ndarray]:
     """The stage's scores of ``texts``: as the model scores them (the first window), and
     the two chunk rules of the module docstring."""
-    stage = model.stage_
-    first = stage.head.predict_scores(model.encode(texts))
+    stage, items = model.stage_, model.features(texts)
+    first = stage.head.predict_scores(items.embeddings)
     best = first.copy()
     extra, owner = windows(model, texts, limit)
     if extra:
         np.maximum.at(best, owner, stage.head.predict_scores(model.encode(extra)))
     return {
-        "first window (the model)": stage.mixed(first, texts),
-        "max over windows": stage.mixed(best, texts),
-        "mean of first and max": stage.mixed((first + best) / 2, texts),
+        "first window (the model)": stage.mixed(first, items),
+        "max over windows": stage.mixed(best, items),
+        "mean of first and max": stage.mixed((first + best) / 2, items),
     }
 
 

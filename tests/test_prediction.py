@@ -14,10 +14,9 @@ def test_mixed_mixes_other_head_scores_with_the_lexical_vote_as_scores_does(toy_
     model = Labelcon(**FAST, lexical=0.25).fit(toy_data["train"], toy_data["dev"], show_progress=False)
     stage, texts = model.stage_, [item["text"] for item in make_items(12, 7)]
     embeddings = model.encode(texts)
-    np.testing.assert_array_equal(
-        stage.mixed(stage.head.predict_scores(embeddings), texts), stage.scores(Features(embeddings, texts))
-    )
+    items = Features(embeddings, texts)
+    np.testing.assert_array_equal(stage.mixed(stage.head.predict_scores(embeddings), items), stage.scores(items))
     other = stage.head.predict_scores(embeddings[::-1].copy())  # scores of other embeddings, these items' votes
-    assert not np.allclose(stage.mixed(other, texts), stage.mixed(stage.head.predict_scores(embeddings), texts))
+    assert not np.allclose(stage.mixed(other, items), stage.mixed(stage.head.predict_scores(embeddings), items))
     with pytest.raises(ValueError, match="give the items' texts too"):
-        stage.mixed(other, None)
+        stage.mixed(other, Features(embeddings))

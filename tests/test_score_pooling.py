@@ -175,7 +175,8 @@ def test_a_windowed_model_saves_and_applies_its_score_pooling(windowed, tmp_path
     z, owner = embedded.windows, np.array([w.owner for w in embedded.spans])
     assert owner.tolist() == [w.owner for w in loaded.encoder_.window_spans(texts[:6])] and owner.max() == 5
     head = pooled_scores(loaded.stage_.head.predict_scores, WindowFeatures(z, owner), slice(None), "max")
-    np.testing.assert_allclose(loaded.stage_.mixed(head, texts[:6]), loaded.predict_proba(texts[:6]), atol=1e-6)
+    items = Features(loaded.encode(texts[:6]), texts[:6])
+    np.testing.assert_allclose(loaded.stage_.mixed(head, items), loaded.predict_proba(texts[:6]), atol=1e-6)
     # serving goes through the stage, which embeds the windows of the texts it is sent
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient

@@ -443,11 +443,12 @@ class PredictionStage:
         votes = prepared.votes[rows] if prepared.votes is not None else None
         return self._mix(self._head_scores(prepared, rows), votes)
 
-    def mixed(self, head_scores: np.ndarray, texts: Sequence[str] | None) -> np.ndarray:
-        """``head_scores`` [n, C], the head's scores of some embeddings of the items of
-        ``texts`` (one window of each, say), mixed with the lexical vote over the texts as
-        :meth:`scores` mixes the head's scores of their own embeddings."""
-        return self._mix(head_scores, self._votes(Features(np.empty((len(head_scores), 0)), texts)))
+    def mixed(self, head_scores: np.ndarray, items: Features) -> np.ndarray:
+        """``head_scores`` [n, C], the head's scores of some other embeddings of ``items``
+        (one window of each, say), mixed with the lexical vote over ``items`` (their texts,
+        and for the dense+sparse ranker their embeddings) as :meth:`scores` mixes the head's
+        scores of the items' own embeddings."""
+        return self._mix(head_scores, self._votes(items))
 
     def _blocks(self, prepared: _Prepared) -> Iterator[np.ndarray]:
         """Dense scores of consecutive blocks of rows, each at most ``BLOCK_ELEMENTS`` entries
