@@ -155,6 +155,11 @@ def test_errors(tmp_path):
     with pytest.raises(ValueError, match=r"dim 8 \(as in fit\)"):
         ranker.sparse_scores(texts, z[:, :4])
     saved = ranker.save(tmp_path / "r")
+    with np.load(saved / "dense_sparse.npz") as data:
+        arrays = {key: data[key] for key in data.files}
+    np.savez(saved / "dense_sparse.npz", **{**arrays, "params": arrays["params"][:5]})
+    with pytest.raises(ModelLoadError, match=r"holds 5 params; expected 6 \(C, dense_scale"):
+        DenseSparseLinear.load(saved)
     (saved / "dense_sparse.npz").write_bytes(b"not a zip")
     with pytest.raises(ModelLoadError, match="dense_sparse.npz"):
         DenseSparseLinear.load(saved)

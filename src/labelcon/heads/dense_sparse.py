@@ -272,6 +272,11 @@ class DenseSparseLinear:
             params = [float(v) for v in arrays["params"]]
             if len(params) == 4:  # written before the SVM and the Platt scaling: logistic, unscaled
                 params += [1.0, 0.0]
+            if len(params) != 6:
+                raise ValueError(
+                    f"holds {len(params)} params; expected 6 (C, dense_scale, prune, floor and the Platt "
+                    "scaling a, a0) or 4 (a ranker saved before the scaling)"
+                )
             C, dense_scale, prune, floor, a, a0 = params
             loss = str(arrays["loss"]) if "loss" in arrays else "logistic"
             ranker = cls(C=C, dense_scale=dense_scale, prune=prune, floor=floor, loss=loss)  # type: ignore[arg-type]
