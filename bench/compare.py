@@ -11,18 +11,17 @@
 Every system (``bench/systems/``) fits on the same training items and returns dev and
 test scores [n, C]; everything after that is done here, identically for all of them:
 
-1. per-label decision thresholds calibrated on the dev scores with labelcon's own
-   ``Thresholds.calibrate`` (``min_positives`` and the ``at_least_one`` rule at labelcon's
-   defaults: labels with fewer than 3 dev positives get the micro-F1-optimal global
-   threshold, or the system's own threshold for them when it has one (labelcon's
-   ``auto`` head scores such labels with a class-balanced probe and brings the
-   threshold meant for it, :class:`labelcon.heads.FallbackHead`); when every training
-   item has a label, an item clearing no threshold gets its top label, as labelcon's
-   own predictions do (:attr:`systems.common.Task.at_least_one`));
-2. the decision rule chosen on dev as labelcon chooses its own
-   (``labelcon.heads.decisions.choose_rule`` by dev micro-F1: those per-label thresholds,
-   one global threshold, top-k or rank-capped thresholds);
-3. metrics on test with ``labelcon.metrics.evaluate``, plus nDCG@5 and PSP@5 (propensities
+1. the decision rule chosen on dev as labelcon chooses its own
+   (``labelcon.heads.decisions.choose_rule`` by the default target metric, cross-fitted on
+   dev where dev's scores are small enough: per-label thresholds calibrated with labelcon's
+   ``Thresholds.calibrate`` at its ``min_positives``, rare labels under the micro-F1-optimal
+   global threshold or under the system's own threshold for them when it has one
+   (labelcon's ``auto`` head scores such labels with a class-balanced probe and brings
+   the threshold meant for it, :class:`labelcon.heads.FallbackHead`), one global
+   threshold, top-k or rank-capped thresholds); when every training item has a label, an
+   item clearing no threshold gets its top label, as labelcon's own predictions do
+   (:attr:`systems.common.Task.at_least_one`);
+2. metrics on test with ``labelcon.metrics.evaluate``, plus nDCG@5 and PSP@5 (propensities
    from the training label counts, A=0.55, B=1.5) and the mean number of labels predicted
    and held per test item.
 
@@ -79,7 +78,6 @@ from labelcon import Labelcon
 from labelcon.config import Config
 from labelcon.data import Dataset, LabelSpace, read_dataset, read_pairs, sample_shots, train_dev_split
 from labelcon.encoders import TransformerEncoder
-from labelcon.heads import Thresholds
 from labelcon.heads.decisions import choose_rule, resolve_target_metric, rule_name
 from labelcon.io import read_json, write_json
 from labelcon.machine import cpu_model
@@ -345,16 +343,14 @@ def protocol_row(
             f"{system} returned scores of shapes {result.dev_scores.shape} and "
             f"{result.test_scores.shape}, expected {shape_dev} and {shape_test}"
         )
-    fallback = "global" if result.fallback_threshold is None else result.fallback_threshold
-    calibrated = Thresholds.calibrate(
-        result.dev_scores, task.y_dev, min_positives=DEFAULTS.min_positives, fallback=fallback
-    )
     rule, rule_figures = choose_rule(
         lambda: [result.dev_scores],
         task.y_dev,
-        calibrated,
+        min_positives=DEFAULTS.min_positives,
+        fallback=result.fallback_threshold,
         metric=resolve_target_metric(DEFAULTS.target_metric, len(labels)),
         at_least_one=task.at_least_one,
+        seed=task.seed,
     )
     dev_metrics = evaluate(task.y_dev, result.dev_scores, rule.apply(result.dev_scores, at_least_one=task.at_least_one))
     test_pred = rule.apply(result.test_scores, at_least_one=task.at_least_one)

@@ -9,8 +9,8 @@ so this is also the split ``bench/compare.py reuters21578 --seed S`` gives. Prin
 - test misses (FN) and false alarms (FP) by how many labels an article holds;
 - the rank of each missed label among the article's scores, and its score over its threshold;
 - the labels with the most errors;
-- two levers, each calibrated on dev as the model is (per-label thresholds, the head's
-  fallback threshold for its rare labels, at least one label per item):
+- two levers, each decided on dev as the model is (the rule of
+  ``labelcon.heads.decisions.choose_rule``, at least one label per item):
   **relative to the top**: the thresholds, or ``s_c >= rho * max_c' s_c'``; **chunks**:
   an article longer than the encoding length is also embedded in the following windows
   of that many tokens (at most ``--chunks`` of them), the head scores every window, and a
@@ -31,7 +31,7 @@ from machine import machine
 from labelcon import Labelcon
 from labelcon.data import train_dev_split
 from labelcon.data.registry import load_split
-from labelcon.heads import Thresholds
+from labelcon.heads.decisions import choose_rule, resolve_target_metric
 from labelcon.metrics import evaluate
 
 
@@ -126,11 +126,14 @@ def main() -> None:
         )
     own = stage.head.fallback_threshold
     for name in list(scores["dev"])[1:]:
-        rule = Thresholds.calibrate(
-            scores["dev"][name],
+        rule, _ = choose_rule(
+            lambda: [scores["dev"][name]],  # noqa: B023
             y_dev,
             min_positives=cfg.min_positives,
-            fallback="global" if own is None else own.threshold,
+            fallback=None if own is None else own.threshold,
+            metric=resolve_target_metric(cfg.target_metric, len(model.labels)),
+            at_least_one=stage.at_least_one,
+            seed=cfg.seed,
         )
         test_scores = scores["test"][name]
         print(line(f"chunks: {name}", y_test, rule.apply(test_scores, at_least_one=stage.at_least_one), test_scores))

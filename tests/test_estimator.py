@@ -11,6 +11,7 @@ import torch
 from labelcon import Labelcon, metrics, prediction
 from labelcon.data import DataError
 from labelcon.estimator import NotFittedError
+from labelcon.heads.decisions import GLOBAL_FALLBACK, PER_LABEL
 from labelcon.training import Trainer
 from tests.helpers import FAST, interrupted_at, make_items, write_jsonl
 
@@ -172,8 +173,13 @@ def test_auto_head_gives_labels_rare_in_dev_the_fallback_threshold(toy_data, tmp
     travel = model.classes_.index("travel")
     own = model.stage_.head.fallback_threshold
     assert model.stage_.head.name == "fallback" and own.columns == [travel]
-    assert not model.stage_.thresholds.per_label[travel]
-    assert model.stage_.thresholds.thresholds[travel] == pytest.approx(own.threshold)
+    rule, selection = model.stage_.thresholds, model.stage_.selection
+    both = {PER_LABEL, GLOBAL_FALLBACK}  # rare labels under the head's threshold, or under the global one
+    assert {f"{name}: dev cross-fitted macro-F1" for name in both} <= set(selection)
+    assert not rule.per_label[travel]
+    global_threshold = rule.global_threshold
+    expected = {PER_LABEL: own.threshold, GLOBAL_FALLBACK: global_threshold, "one global threshold": global_threshold}
+    assert rule.thresholds[travel] == pytest.approx(expected[rule.name])
     loaded = Labelcon.load(model.save(tmp_path / "m"))
     texts = [item["text"] for item in make_items(10, 5)]
     assert loaded.predict(texts) == model.predict(texts)

@@ -1,10 +1,12 @@
-"""Decision rules chosen on dev: per-label thresholds, one global threshold, top-k, rank caps."""
+"""Decision rules chosen on dev, cross-fitted or in-sample: per-label thresholds, one global threshold,
+top-k, rank caps."""
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
-from labelcon.heads import Thresholds
-from labelcon.heads.decisions import MARGIN, PER_LABEL, candidate_rules, choose_rule, rule_name
+from labelcon.heads import Thresholds, decisions
+from labelcon.heads.decisions import GLOBAL_FALLBACK, MARGIN, PER_LABEL, _count, candidate_rules, choose_rule, rule_name
 
 
 def offset_case(n=300, c=40, seed=0):
@@ -19,25 +21,74 @@ def offset_case(n=300, c=40, seed=0):
     return np.clip(s, 0, 1).astype(np.float32), y
 
 
+def noisy_case(n, c=30, seed=0):
+    """Rare labels (3% of items each) whose positives score higher than the rest on one
+    scale for every label, under noise: per-label thresholds fit dev's few positives."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, c)) < 0.03).astype(int)
+    return np.clip(0.25 * y + rng.normal(0.4, 0.12, y.shape), 0, 1).astype(np.float32), y
+
+
+def macro_f1(rule, s, y):
+    counts = _count({"rule": rule}, [s], sp.csr_matrix(y), False)["rule"]
+    return counts.f1("macro")
+
+
 def test_top_k_wins_where_no_threshold_can_and_the_choice_is_recorded():
     s, y = offset_case()
-    calibrated = Thresholds.calibrate(s, y, min_positives=3)
-    rule, figures = choose_rule(lambda: [s[:100], s[100:]], y, calibrated)
+    rule, figures = choose_rule(lambda: [s[:100], s[100:]], y, min_positives=3)
     assert rule.rank_cap == 1 and (rule.apply(s).sum(axis=1) == 1).all()
-    assert figures["top-1: dev micro-F1"] == pytest.approx(1.0)
-    assert figures["top-1: dev micro-F1"] > figures[f"{PER_LABEL}: dev micro-F1"] + MARGIN
-    assert set(figures) == {f"{name}: dev micro-F1" for name in candidate_rules(calibrated, calibrated)}
+    assert figures["top-1: dev cross-fitted micro-F1"] == pytest.approx(1.0)
+    assert figures["top-1: dev cross-fitted micro-F1"] == max(figures.values())
+    names = candidate_rules(lambda: [s], y, min_positives=3)
+    assert set(figures) == {f"{name}: dev cross-fitted micro-F1" for name in names}
 
 
-def test_per_label_thresholds_stay_unless_another_rule_leads_by_the_margin():
+def test_cross_fitting_rejects_per_label_thresholds_that_only_fit_dev():
+    s, y = noisy_case(200)
+    rules = candidate_rules(lambda: [s], y, min_positives=3)
+    in_sample = {name: macro_f1(rule, s, y) for name, rule in rules.items()}
+    assert in_sample[PER_LABEL] > in_sample["one global threshold"] + 0.05  # dev flatters per-label thresholds
+    rule, figures = choose_rule(lambda: [s], y, min_positives=3, metric="macro")
+    assert rule.name == "one global threshold" and rule_name(rule) == rule.name
+    assert (
+        figures["one global threshold: dev cross-fitted macro-F1"] > figures[f"{PER_LABEL}: dev cross-fitted macro-F1"]
+    )
+    s_test, y_test = noisy_case(5000, seed=100)  # and on new items the choice is the better one
+    assert macro_f1(rule, s_test, y_test) > macro_f1(rules[PER_LABEL], s_test, y_test) + 0.03
+
+
+def test_in_sample_per_label_thresholds_stay_unless_another_rule_leads_by_the_margin(monkeypatch):
+    monkeypatch.setattr(decisions, "CROSS_FIT_MAX", 0)  # as for many labels: no cross-fitting
+    s, y = noisy_case(200)
+    rule, figures = choose_rule(lambda: [s], y, min_positives=3, metric="macro")
+    assert rule.name == PER_LABEL and figures[f"{PER_LABEL}: dev macro-F1"] == max(figures.values())
+    s, y = offset_case()
+    rule, figures = choose_rule(lambda: [s], y, min_positives=3)
+    assert rule.rank_cap == 1 and figures["top-1: dev micro-F1"] > figures[f"{PER_LABEL}: dev micro-F1"] + MARGIN
+
+
+def test_separable_labels_keep_per_label_thresholds_by_every_metric():
     rng = np.random.default_rng(1)
     y = (rng.random((400, 6)) < 0.2).astype(int)
-    s = np.clip(0.5 * y + rng.uniform(0, 0.45, y.shape), 0, 1).astype(np.float32)  # separable per label
+    offset = np.linspace(0, 0.4, 6)  # separable per label, on scales no global threshold fits
+    s = np.clip(0.3 * y + rng.uniform(0, 0.25, y.shape) + offset, 0, 1).astype(np.float32)
     calibrated = Thresholds.calibrate(s, y)
     for metric in ("micro", "macro", "samples"):
-        rule, figures = choose_rule(lambda: [s], y, calibrated, metric=metric)
-        assert rule is calibrated
-        assert figures[f"{PER_LABEL}: dev {metric}-F1"] == max(figures.values())
+        rule, figures = choose_rule(lambda: [s], y, metric=metric)
+        assert rule.name == PER_LABEL and (rule.thresholds == calibrated.thresholds).all()
+        assert figures[f"{PER_LABEL}: dev cross-fitted {metric}-F1"] == max(figures.values())
+
+
+def test_a_heads_fallback_threshold_competes_with_the_global_one():
+    s, y = offset_case()
+    rules = candidate_rules(lambda: [s], y, min_positives=3, fallback=0.99)
+    own, global_fallback = rules[PER_LABEL], rules[GLOBAL_FALLBACK]
+    rare = ~own.per_label
+    assert rare.any() and (own.thresholds[rare] == pytest.approx(0.99))
+    assert (global_fallback.thresholds[rare] == rules["one global threshold"].global_threshold).all()
+    assert (global_fallback.thresholds[~rare] == own.thresholds[~rare]).all()
+    assert GLOBAL_FALLBACK not in candidate_rules(lambda: [s], y, min_positives=3)
 
 
 def test_a_rank_cap_keeps_at_most_k_labels_an_item_and_survives_json():
@@ -51,10 +102,13 @@ def test_a_rank_cap_keeps_at_most_k_labels_an_item_and_survives_json():
         Thresholds(np.zeros(2), np.zeros(2, bool), 0.5, rank_cap=0)
 
 
-def test_a_rule_is_named_as_the_candidates_name_it():
+def test_a_rule_is_named_as_the_candidates_name_it_and_keeps_its_name_through_json():
     s, y = offset_case()
-    calibrated = Thresholds.calibrate(s, y, min_positives=3)
-    global_rule = Thresholds.calibrate(s, y, min_positives=len(y) + 1)
-    assert calibrated.per_label.any() and not global_rule.per_label.any()
-    for name, rule in candidate_rules(calibrated, global_rule).items():
-        assert rule_name(rule) == name
+    rules = candidate_rules(lambda: [s], y, min_positives=3, fallback=0.9)
+    for name, rule in rules.items():
+        assert rule_name(rule) == name == rule_name(Thresholds.from_json(rule.to_json()))
+    unnamed = {name: Thresholds(r.thresholds, r.per_label, r.global_threshold, r.rank_cap) for name, r in rules.items()}
+    for name in (PER_LABEL, "one global threshold", "top-2", f"{PER_LABEL}, at most 3 per item"):
+        assert rule_name(unnamed[name]) == name  # models saved before rules had names
+    with pytest.raises(ValueError, match="'name'"):
+        Thresholds.from_json({**rules[PER_LABEL].to_json(), "name": 3})

@@ -363,18 +363,22 @@ class PredictionStage:
         return _candidate(scorer_name(self.lexical) if self.lexical is not None else KNN_VOTE, self.lexical_weight)
 
     def _decide_on_dev(self, dev: _Prepared, y_dev: sp.csr_matrix, settings: StageSettings) -> Thresholds:
-        """Per-label thresholds on dev (the head's own threshold, if it brings one, as the
-        fallback), then the decision rule chosen on dev (:func:`labelcon.heads.decisions.choose_rule`)."""
+        """The decision rule chosen on dev (:func:`labelcon.heads.decisions.choose_rule`), with
+        the head's own threshold, if it brings one, as a fallback candidate."""
         own = self.head.fallback_threshold
-        fallback = "global" if own is None else own.threshold
         if y_dev.shape[0] * y_dev.shape[1] <= DENSE_EVALUATION:
             scores = self._scores(dev)
             blocks: Callable[[], Iterable[np.ndarray]] = lambda: [scores]  # noqa: E731
         else:  # many labels: a block of dev rows at a time, never [n_dev, C]
             blocks = lambda: self._blocks(dev)  # noqa: E731
-        calibrated = Thresholds.calibrate_blocks(blocks, y_dev, min_positives=settings.min_positives, fallback=fallback)
         rule, figures = choose_rule(
-            blocks, y_dev, calibrated, metric=settings.target_metric, at_least_one=self.at_least_one
+            blocks,
+            y_dev,
+            min_positives=settings.min_positives,
+            fallback=None if own is None else own.threshold,
+            metric=settings.target_metric,
+            at_least_one=self.at_least_one,
+            seed=settings.seed,
         )
         self.selection.update(figures)
         return rule

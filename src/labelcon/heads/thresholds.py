@@ -56,13 +56,20 @@ class Thresholds:
     """Per-label thresholds; ``per_label[c]`` says whether label c got its own (else the fallback)."""
 
     def __init__(
-        self, thresholds: np.ndarray, per_label: np.ndarray, global_threshold: float, rank_cap: int | None = None
+        self,
+        thresholds: np.ndarray,
+        per_label: np.ndarray,
+        global_threshold: float,
+        rank_cap: int | None = None,
+        name: str | None = None,
     ) -> None:
         self.thresholds = np.asarray(thresholds, dtype=np.float32)
         self.per_label = np.asarray(per_label, dtype=bool)
         self.global_threshold = float(global_threshold)
         #: At most this many labels per item, the best-scoring ones (None: no cap).
         self.rank_cap = None if rank_cap is None else int(rank_cap)
+        #: The rule's name among the candidates it was chosen from (:mod:`labelcon.heads.decisions`).
+        self.name = name
         if self.rank_cap is not None and self.rank_cap < 1:
             raise ValueError(f"rank_cap must be None or >= 1; got {rank_cap}")
         if self.thresholds.ndim != 1 or self.per_label.shape != self.thresholds.shape:
@@ -76,6 +83,10 @@ class Thresholds:
     def __len__(self) -> int:
         return len(self.thresholds)
 
+    def named(self, name: str) -> Thresholds:
+        """These thresholds under ``name``."""
+        return Thresholds(self.thresholds, self.per_label, self.global_threshold, self.rank_cap, name)
+
     def extended(self, count: int) -> Thresholds:
         """These thresholds with ``count`` more labels at the end, each under the global threshold."""
         added = np.full(count, self.global_threshold, dtype=np.float32)
@@ -84,6 +95,7 @@ class Thresholds:
             np.concatenate([self.per_label, np.zeros(count, bool)]),
             self.global_threshold,
             self.rank_cap,
+            self.name,
         )
 
     @classmethod
@@ -186,6 +198,7 @@ class Thresholds:
             "per_label": self.per_label.tolist(),
             "global_threshold": self.global_threshold,
             "rank_cap": self.rank_cap,
+            "name": self.name,
         }
 
     @classmethod
@@ -208,7 +221,12 @@ class Thresholds:
         rank_cap = data.get("rank_cap")
         if rank_cap is not None and (not isinstance(rank_cap, int) or isinstance(rank_cap, bool)):
             raise ValueError(f"expected 'rank_cap' to be a whole number or null, got {rank_cap!r}")
-        return cls(np.array(values, dtype=np.float32), np.array(per_label, dtype=bool), global_threshold, rank_cap)
+        name = data.get("name")
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"expected 'name' to be a string or null, got {name!r}")
+        return cls(
+            np.array(values, dtype=np.float32), np.array(per_label, dtype=bool), global_threshold, rank_cap, name
+        )
 
 
 def best_global_threshold(scores: np.ndarray, Y: LabelMatrix) -> float:

@@ -46,8 +46,9 @@ CAPTIONS = {
     "and the Spearman of dev pairs and nDCG@10 of dev retrieval when the run had them; the run keeps the best epoch.",
     "time": "Where the time went: training steps, the per-epoch dev checks, then embedding train and dev and "
     "fitting the prediction stage.",
-    "choices": "The choices made on dev: every candidate's dev figure, the one picked in red; the stage keeps "
-    f"per-label thresholds unless another rule leads by {MARGIN:g}.",
+    "choices": "The choices made on dev: every candidate's dev figure, the one picked in red; decision rules "
+    "are cross-fitted on dev where its scores are small enough, else the stage keeps per-label thresholds "
+    f"unless another rule leads by {MARGIN:g}.",
 }
 
 
