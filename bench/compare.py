@@ -7,6 +7,7 @@
     python bench/compare.py stsb [--model RUN_DIR]
     python bench/compare.py goemotions --systems tfidf,frozen --limit 2000
     python bench/compare.py reuters21578 --systems labelcon,tfidf --seeds 13,14,15
+    python bench/compare.py arxiv_abstracts --systems labelcon --save-scores runs/scores
 
 Every system (``bench/systems/``) fits on the same training items and returns dev and
 test scores [n, C]; everything after that is done here, identically for all of them:
@@ -30,6 +31,10 @@ labelcon's documented carve-out, for every system. ``--limit N`` keeps a seeded 
 N items of each split (after the carve-out) for quick checks; ``--shots N`` trains every
 system on ``sample_shots(train, N, seed)``. The bce system trains for ``--budget-minutes``,
 by default for as long as labelcon trained in the same invocation (labelcon then runs first).
+
+``--save-scores DIR`` also keeps every system's dev and test scores with their labels
+(``DIR/<dataset>-seed<S>-<system>.npz``), so decision rules can be studied on them without
+training again.
 
 Output: a markdown table on stdout and the rows as JSON in ``bench/results/`` (one file
 per data set and setting, written atomically after each system, so an interrupted run
@@ -66,6 +71,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 import scipy.stats
 import torch
 import transformers
@@ -79,7 +85,7 @@ from labelcon.config import Config
 from labelcon.data import Dataset, LabelSpace, read_dataset, read_pairs, sample_shots, train_dev_split
 from labelcon.encoders import TransformerEncoder
 from labelcon.heads.decisions import choose_rule, resolve_target_metric, rule_name
-from labelcon.io import read_json, write_json
+from labelcon.io import atomic_open, read_json, write_json
 from labelcon.machine import cpu_model
 from labelcon.metrics import evaluate, label_propensities, ndcg_at_k, psp_at_k
 
@@ -165,6 +171,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="S1,S2,...",
         help="run every system once per seed (each seed's rows in its own results file, as "
         "--seed writes them), then summarise the seeds: mean, spread, min and max",
+    )
+    parser.add_argument(
+        "--save-scores",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also keep each system's dev and test scores, as DIR/<dataset>-seed<S>-<system>.npz",
     )
     parser.add_argument(
         "--summarize",
@@ -312,16 +325,36 @@ def row_name(system: str, labelcon_params: dict[str, Any]) -> str:
     return "labelcon (" + ", ".join(f"{key}={value}" for key, value in sorted(labelcon_params.items())) + ")"
 
 
-def run_system(name: str, task: Task, test: Dataset, labels: LabelSpace) -> dict[str, Any]:
-    """Run one system and score it with the shared protocol; returns its result row."""
+def run_system(
+    name: str, task: Task, test: Dataset, labels: LabelSpace, scores_dir: Path | None = None
+) -> dict[str, Any]:
+    """Run one system and score it with the shared protocol; returns its result row. With
+    ``scores_dir``, its dev and test scores are kept there too (:func:`save_scores`)."""
     module = load_system(name)
     print(f"\n== {name}: {module.DESCRIPTION}", file=sys.stderr, flush=True)
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     result: Result = module.run(task)
-    return protocol_row(
-        row_name(name, task.labelcon_params), module.DESCRIPTION, task, test, labels, result, started, load_before
-    )
+    system = row_name(name, task.labelcon_params)
+    if scores_dir is not None:
+        save_scores(scores_dir / f"{task.dataset}-seed{task.seed}-{name}.npz", task, labels.encode(test.labels), result)
+    return protocol_row(system, module.DESCRIPTION, task, test, labels, result, started, load_before)
+
+
+def save_scores(path: Path, task: Task, y_test: scipy.sparse.csr_matrix, result: Result) -> None:
+    """A system's dev and test scores with their labels, written atomically to ``path`` (npz:
+    ``dev``, ``test``, ``y_dev``, ``y_test`` as dense 0/1, ``fallback``: the system's own
+    threshold for rare labels, NaN for none), for studying decision rules without retraining."""
+    fallback = np.nan if result.fallback_threshold is None else result.fallback_threshold
+    with atomic_open(path, "wb", encoding=None) as f:
+        np.savez_compressed(
+            f,
+            dev=result.dev_scores,
+            test=result.test_scores,
+            y_dev=task.y_dev.toarray().astype(np.int8),
+            y_test=y_test.toarray().astype(np.int8),
+            fallback=np.float64(fallback),
+        )
 
 
 def protocol_row(
@@ -455,7 +488,7 @@ def compare(args: argparse.Namespace) -> None:
     order = sorted(args.systems, key=lambda name: (name != "labelcon", list(SYSTEMS).index(name)))
     rows: dict[str, dict[str, Any]] = {}
     for name in order:
-        rows[name] = run_system(name, task, test, task.labels)
+        rows[name] = run_system(name, task, test, task.labels, args.save_scores)
         save_rows(results_path(args), {"dataset": args.dataset, **splits}, [rows[name]])  # kept if a later system fails
         if name == "labelcon" and task.budget_seconds is None:
             task.budget_seconds = rows[name]["train_seconds"]
