@@ -337,7 +337,8 @@ def run_system(
     result: Result = module.run(task)
     system = row_name(name, task.labelcon_params)
     if scores_dir is not None:
-        save_scores(scores_dir / f"{task.dataset}-seed{task.seed}-{name}.npz", task, labels.encode(test.labels), result)
+        y_test = labels.encode(test.labels, source="test")
+        save_scores(scores_dir / f"{task.dataset}-seed{task.seed}-{name}.npz", task, y_test, result)
     return protocol_row(system, module.DESCRIPTION, task, test, labels, result, started, load_before)
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from labelcon import metrics
 from labelcon.heads import Thresholds, decisions
 from labelcon.heads.decisions import GLOBAL_FALLBACK, MARGIN, PER_LABEL, _count, candidate_rules, choose_rule, rule_name
 
@@ -112,3 +113,10 @@ def test_a_rule_is_named_as_the_candidates_name_it_and_keeps_its_name_through_js
         assert rule_name(unnamed[name]) == name  # models saved before rules had names
     with pytest.raises(ValueError, match="'name'"):
         Thresholds.from_json({**rules[PER_LABEL].to_json(), "name": 3})
+
+
+def test_dev_beyond_the_dense_limit_is_scored_in_sample_from_its_blocks(monkeypatch):
+    s, y = offset_case()
+    monkeypatch.setattr(metrics, "DENSE_EVALUATION", s.size - 1)  # a caller that reads dev in blocks for memory
+    rule, figures = choose_rule(lambda: [s[:100], s[100:200], s[200:]], y, min_positives=3)
+    assert rule.rank_cap == 1 and all(name.endswith(": dev micro-F1") for name in figures)

@@ -69,7 +69,7 @@ def test_every_choice_of_the_stage_follows_the_target_metric(metric: str) -> Non
     weights = {k: v for k, v in stage.selection.items() if k.startswith("lexical weight")}
     assert weights and all(k.endswith(f": dev {name}") for k in weights)
     rules = {k: v for k, v in stage.selection.items() if k.endswith("-F1")}
-    assert rules and all(k.endswith(f" {metric}-F1") for k in rules)
+    assert rules and all(k.endswith(f": dev cross-fitted {metric}-F1") for k in rules)
 
 
 def test_select_on_dev_keeps_the_candidate_best_by_the_metric() -> None:
@@ -82,8 +82,8 @@ def test_select_on_dev_keeps_the_candidate_best_by_the_metric() -> None:
 def test_target_metric_is_a_keyword_and_reaches_the_stage(toy_data) -> None:
     model = Labelcon(**{**FAST, "epochs": 1, "head": "linear", "target_metric": "micro"})
     model.fit(toy_data["train"], toy_data["dev"], show_progress=False)
-    assert any(k.endswith(" micro-F1") for k in model.stage_.selection)
+    assert any(k.endswith(": dev cross-fitted micro-F1") for k in model.stage_.selection)
     default = Labelcon(**{**FAST, "epochs": 1, "head": "linear"}).fit(
         toy_data["train"], toy_data["dev"], show_progress=False
     )
-    assert any(k.endswith(" macro-F1") for k in default.stage_.selection)  # few labels: auto is macro
+    assert any(k.endswith(": dev cross-fitted macro-F1") for k in default.stage_.selection)  # few labels: auto is macro

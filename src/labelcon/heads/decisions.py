@@ -42,6 +42,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
+from labelcon import metrics
 from labelcon.heads.ensemble import AUTO_MAX_LABELS
 from labelcon.heads.thresholds import Thresholds
 from labelcon.metrics import LabelMatrix, as_label_matrix, f1_from_counts
@@ -50,7 +51,8 @@ TOP_K = (1, 2, 3, 5)
 RANK_CAPS = (1, 2, 3, 5, 10)
 PER_LABEL = "per-label thresholds"
 GLOBAL_FALLBACK = "per-label thresholds, global fallback"
-#: Dev holds at most this many score entries (n_dev x C) for candidates to be cross-fitted.
+#: Dev holds at most this many score entries (n_dev x C) for candidates to be cross-fitted
+#: (and never more than :data:`labelcon.metrics.DENSE_EVALUATION`, the limit on dense scores).
 CROSS_FIT_MAX = 2_000_000
 #: Cross-fitting: dev in this many parts, split this many times.
 FOLDS, REPEATS = 5, 3
@@ -145,12 +147,13 @@ def choose_rule(
     (called several times); ``at_least_one``: the rule applied on top of every candidate;
     ``min_positives`` and ``fallback``: as for :func:`candidate_rules`."""
     y = as_label_matrix(Y, "Y")
-    rules = candidate_rules(score_blocks, y, min_positives=min_positives, fallback=fallback)
-    if y.shape[0] * y.shape[1] <= CROSS_FIT_MAX and y.shape[0] >= 2 * FOLDS:
-        scores = np.vstack(list(score_blocks()))
+    if y.shape[0] * y.shape[1] <= min(CROSS_FIT_MAX, metrics.DENSE_EVALUATION) and y.shape[0] >= 2 * FOLDS:
+        scores = np.vstack(list(score_blocks()))  # read once: every fold and the final fit slice it
+        rules = candidate_rules(lambda: [scores], y, min_positives=min_positives, fallback=fallback)
         figures = _cross_fitted(scores, y, min_positives, fallback, metric, at_least_one, seed)
         best = max(rules, key=figures.get)
         return rules[best], {f"{name}: dev cross-fitted {metric}-F1": value for name, value in figures.items()}
+    rules = candidate_rules(score_blocks, y, min_positives=min_positives, fallback=fallback)
     counts = _count(rules, score_blocks(), y, at_least_one)
     figures = {name: counts[name].f1(metric) for name in rules}
     best = max(rules, key=figures.get)
