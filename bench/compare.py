@@ -345,8 +345,10 @@ def run_system(
 def save_scores(path: Path, task: Task, y_test: scipy.sparse.csr_matrix, result: Result) -> None:
     """A system's dev and test scores with their labels, written atomically to ``path`` (npz:
     ``dev``, ``test``, ``y_dev``, ``y_test`` as dense 0/1, ``fallback``: the system's own
-    threshold for rare labels, NaN for none), for studying decision rules without retraining."""
-    fallback = np.nan if result.fallback_threshold is None else result.fallback_threshold
+    threshold for the label columns ``fallback_columns``, NaN and none for systems without
+    one), for studying decision rules without retraining."""
+    own = result.fallback_threshold
+    fallback, columns = (np.nan, []) if own is None else (own.threshold, own.columns)
     with atomic_open(path, "wb", encoding=None) as f:
         np.savez_compressed(
             f,
@@ -355,6 +357,7 @@ def save_scores(path: Path, task: Task, y_test: scipy.sparse.csr_matrix, result:
             y_dev=task.y_dev.toarray().astype(np.int8),
             y_test=y_test.toarray().astype(np.int8),
             fallback=np.float64(fallback),
+            fallback_columns=np.asarray(columns, dtype=np.int64),
         )
 
 

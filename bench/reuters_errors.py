@@ -130,7 +130,7 @@ def main() -> None:
             lambda: [scores["dev"][name]],  # noqa: B023
             y_dev,
             min_positives=cfg.min_positives,
-            fallback=None if own is None else own.threshold,
+            fallback=own,
             metric=resolve_target_metric(cfg.target_metric, len(model.labels)),
             at_least_one=stage.at_least_one,
             seed=cfg.seed,

@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from labelcon import metrics
-from labelcon.heads import Thresholds, decisions
+from labelcon.heads import FallbackThreshold, Thresholds, decisions
 from labelcon.heads.decisions import GLOBAL_FALLBACK, MARGIN, PER_LABEL, _count, candidate_rules, choose_rule, rule_name
 
 
@@ -81,15 +81,47 @@ def test_separable_labels_keep_per_label_thresholds_by_every_metric():
         assert figures[f"{PER_LABEL}: dev cross-fitted {metric}-F1"] == max(figures.values())
 
 
-def test_a_heads_fallback_threshold_competes_with_the_global_one():
+def test_a_heads_fallback_threshold_decides_its_own_columns_and_competes_with_the_global_one():
     s, y = offset_case()
-    rules = candidate_rules(lambda: [s], y, min_positives=3, fallback=0.99)
+    rules = candidate_rules(lambda: [s], y, min_positives=3)
+    t = rules["one global threshold"].global_threshold
+    without = np.flatnonzero(~rules[PER_LABEL].per_label)
+    heads, others = without[::2], without[1::2]
+    rules = candidate_rules(lambda: [s], y, min_positives=3, fallback=FallbackThreshold(heads.tolist(), 0.99))
     own, global_fallback = rules[PER_LABEL], rules[GLOBAL_FALLBACK]
-    rare = ~own.per_label
-    assert rare.any() and (own.thresholds[rare] == pytest.approx(0.99))
-    assert (global_fallback.thresholds[rare] == rules["one global threshold"].global_threshold).all()
-    assert (global_fallback.thresholds[~rare] == own.thresholds[~rare]).all()
+    assert heads.size and others.size
+    assert (own.thresholds[heads] == pytest.approx(0.99)) and (own.thresholds[others] == t).all()
+    assert (global_fallback.thresholds[without] == t).all()
+    assert (global_fallback.thresholds[own.per_label] == own.thresholds[own.per_label]).all()
+    assert (rules[f"{PER_LABEL}, at most 2 per item"].thresholds == own.thresholds).all()
     assert GLOBAL_FALLBACK not in candidate_rules(lambda: [s], y, min_positives=3)
+
+
+def two_scales_case(n, seed):
+    """Labels 0-9 scored by a main head (positives about 0.6, the rest 0.3), each held by
+    1% of items; labels 10-19 by a probe on a lower scale (positives 0.35, the rest 0.15),
+    each held by 0.5%, whose own threshold is 0.27."""
+    rng = np.random.default_rng(seed)
+    y = np.zeros((n, 20), dtype=int)
+    for label, share in [(c, 0.01) for c in range(10)] + [(c, 0.005) for c in range(10, 20)]:
+        y[rng.choice(n, max(1, round(share * n)), replace=False), label] = 1
+    main = np.where(y[:, :10], rng.normal(0.6, 0.05, (n, 10)), rng.normal(0.3, 0.08, (n, 10)))
+    probe = np.where(y[:, 10:], rng.normal(0.35, 0.02, (n, 10)), rng.normal(0.15, 0.03, (n, 10)))
+    return np.clip(np.hstack([main, probe]), 0, 1).astype(np.float32), y
+
+
+def test_cross_fitting_applies_the_heads_threshold_to_its_columns_only():
+    # In a fold a main label can fall under min_positives; were it decided by the probe's
+    # threshold there, the cross-fitted figure of the head's fallback would sink far below
+    # what the rule reaches on new items (0.53 against 0.89 here).
+    s, y = two_scales_case(300, seed=1)  # main labels 3 dev positives each, probe labels 2
+    fallback = FallbackThreshold(list(range(10, 20)), 0.27)
+    rule, figures = choose_rule(lambda: [s], y, min_positives=3, fallback=fallback, metric="macro")
+    fresh, y_fresh = two_scales_case(20_000, seed=2)
+    assert rule.name == PER_LABEL
+    assert figures[f"{PER_LABEL}: dev cross-fitted macro-F1"] == pytest.approx(macro_f1(rule, fresh, y_fresh), abs=0.06)
+    rules = candidate_rules(lambda: [s], y, min_positives=3, fallback=fallback)
+    assert macro_f1(rule, fresh, y_fresh) > macro_f1(rules[GLOBAL_FALLBACK], fresh, y_fresh) + 0.3
 
 
 def test_a_rank_cap_keeps_at_most_k_labels_an_item_and_survives_json():
@@ -105,7 +137,7 @@ def test_a_rank_cap_keeps_at_most_k_labels_an_item_and_survives_json():
 
 def test_a_rule_is_named_as_the_candidates_name_it_and_keeps_its_name_through_json():
     s, y = offset_case()
-    rules = candidate_rules(lambda: [s], y, min_positives=3, fallback=0.9)
+    rules = candidate_rules(lambda: [s], y, min_positives=3, fallback=FallbackThreshold([0, 1], 0.9))
     for name, rule in rules.items():
         assert rule_name(rule) == name == rule_name(Thresholds.from_json(rule.to_json()))
     unnamed = {name: Thresholds(r.thresholds, r.per_label, r.global_threshold, r.rank_cap) for name, r in rules.items()}

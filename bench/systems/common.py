@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from labelcon.config import Config
 from labelcon.data import Dataset, LabelSpace
+from labelcon.heads import FallbackThreshold
 from labelcon.metrics import average_precision_per_label
 
 #: Mean characters per training text above which a data set counts as "long texts".
@@ -78,14 +79,14 @@ class Task:
 class Result:
     """A system's output: dev and test scores [n, C], the seconds spent fitting,
     system-specific facts worth reporting (chosen hyper-parameters, epochs run, ...), and
-    the threshold for labels too rare in dev for their own when the system has its own
-    rule for them (None: the harness's micro-F1-optimal global threshold)."""
+    the label columns the system scores for a threshold of its own, with that threshold
+    (None: labels without their own threshold get the harness's micro-F1-optimal global one)."""
 
     dev_scores: np.ndarray
     test_scores: np.ndarray
     train_seconds: float
     notes: dict[str, Any] = field(default_factory=dict)
-    fallback_threshold: float | None = None
+    fallback_threshold: FallbackThreshold | None = None
 
 
 def macro_ap(y: sp.csr_matrix, scores: np.ndarray) -> float:

@@ -58,7 +58,4 @@ def run(task: Task) -> Result:
         "head_selection_dev_macro_ap": {k: round(v, 5) for k, v in stage.selection.items()},
         "lexical_weight": stage.lexical_weight,
     }
-    own = stage.head.fallback_threshold
-    return Result(
-        dev_scores, test_scores, train_seconds, notes, fallback_threshold=None if own is None else own.threshold
-    )
+    return Result(dev_scores, test_scores, train_seconds, notes, fallback_threshold=stage.head.fallback_threshold)

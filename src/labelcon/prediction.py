@@ -375,7 +375,7 @@ class PredictionStage:
             blocks,
             y_dev,
             min_positives=settings.min_positives,
-            fallback=None if own is None else own.threshold,
+            fallback=own,
             metric=settings.target_metric,
             at_least_one=self.at_least_one,
             seed=settings.seed,

@@ -4,9 +4,11 @@ Per-label thresholds are the best rule when every label has enough dev positives
 its threshold; with few dev positives, or thousands of labels most of them rare, a simpler
 rule often decides better. :func:`choose_rule` fits these :class:`Thresholds` on dev:
 
-- **per-label thresholds** (:meth:`Thresholds.calibrate`; the rare labels under the head's
-  own fallback threshold when it brings one, else the global threshold), and, where the
-  head brings a fallback, the same thresholds with **the global fallback** instead;
+- **per-label thresholds** (:meth:`Thresholds.calibrate`); a label without one of its own
+  (too rare in dev, or no informative threshold) is decided by the head's own fallback
+  threshold where the head scores it for that threshold (:class:`FallbackThreshold`: the
+  auto head's balanced probe), else by the global threshold; where the head brings a
+  fallback, the same thresholds with **the global fallback** for every such label;
 - **one global threshold**: the micro-F1-optimal single threshold for every label;
 - **top-k**: each item's k best labels, k in ``TOP_K``;
 - **rank-capped thresholds**: the per-label thresholds, and at most K labels per item
@@ -43,6 +45,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from labelcon import metrics
+from labelcon.heads.base import FallbackThreshold
 from labelcon.heads.ensemble import AUTO_MAX_LABELS
 from labelcon.heads.thresholds import Thresholds
 from labelcon.metrics import LabelMatrix, as_label_matrix, f1_from_counts
@@ -83,32 +86,32 @@ def resolve_target_metric(metric: str, n_labels: int) -> Metric:
 
 
 def candidate_rules(
-    score_blocks: ScoreBlocks, Y: LabelMatrix, *, min_positives: int = 3, fallback: float | None = None
+    score_blocks: ScoreBlocks, Y: LabelMatrix, *, min_positives: int = 3, fallback: FallbackThreshold | None = None
 ) -> dict[str, Thresholds]:
     """The rules :func:`choose_rule` compares, fitted on dev, by name, per-label thresholds
-    first. ``fallback``: the threshold the head brings for labels too rare in dev (None: the
-    global threshold)."""
+    first. ``fallback``: the label columns the head scores for a threshold of its own, with
+    that threshold (:attr:`labelcon.heads.Head.fallback_threshold`); those of them without a
+    threshold of their own are decided by it, every other label without one by the global
+    threshold."""
     y = as_label_matrix(Y, "Y")
-    calibrated = Thresholds.calibrate_blocks(
-        score_blocks, y, min_positives=min_positives, fallback="global" if fallback is None else fallback
-    )
-    global_rule = Thresholds.calibrate_blocks(score_blocks, y, min_positives=y.shape[0] + 1)
-    n = len(calibrated)
+    calibrated = Thresholds.calibrate_blocks(score_blocks, y, min_positives=min_positives)
+    n, t = len(calibrated), calibrated.global_threshold
     rules = {PER_LABEL: calibrated.named(PER_LABEL)}
     if fallback is not None:
-        t = global_rule.global_threshold
-        own = np.where(calibrated.per_label, calibrated.thresholds, t)
-        rules[GLOBAL_FALLBACK] = Thresholds(own, calibrated.per_label, t, name=GLOBAL_FALLBACK)
-    rules["one global threshold"] = global_rule.named("one global threshold")
+        heads = np.zeros(n, bool)
+        heads[fallback.columns] = True
+        own = np.where(calibrated.per_label | ~heads, calibrated.thresholds, fallback.threshold)
+        rules = {PER_LABEL: Thresholds(own, calibrated.per_label, t, name=PER_LABEL)}
+        rules[GLOBAL_FALLBACK] = calibrated.named(GLOBAL_FALLBACK)
+    rules["one global threshold"] = Thresholds(np.full(n, t), np.zeros(n, bool), t, name="one global threshold")
     for k in TOP_K:
         if k < n:
             rules[f"top-{k}"] = Thresholds(np.zeros(n), np.zeros(n, bool), 0.0, rank_cap=k, name=f"top-{k}")
+    per_label = rules[PER_LABEL]
     for k in RANK_CAPS:
         if k < n:
             name = f"{PER_LABEL}, at most {k} per item"
-            rules[name] = Thresholds(
-                calibrated.thresholds, calibrated.per_label, calibrated.global_threshold, rank_cap=k, name=name
-            )
+            rules[name] = Thresholds(per_label.thresholds, per_label.per_label, t, rank_cap=k, name=name)
     return rules
 
 
@@ -135,7 +138,7 @@ def choose_rule(
     Y: LabelMatrix,
     *,
     min_positives: int = 3,
-    fallback: float | None = None,
+    fallback: FallbackThreshold | None = None,
     metric: Metric = "micro",
     at_least_one: bool = False,
     seed: int = 0,
@@ -180,7 +183,7 @@ def _cross_fitted(
     scores: np.ndarray,
     y: sp.csr_matrix,
     min_positives: int,
-    fallback: float | None,
+    fallback: FallbackThreshold | None,
     metric: Metric,
     at_least_one: bool,
     seed: int,
