@@ -238,7 +238,7 @@ class Labelcon(SearchMixin):
                     dev_features, train_features = (
                         self._windowed_features(dev_set.texts, show_progress)
                         if windowed_dev
-                        else self._features(dev_set.texts, show_progress),
+                        else self._features(dev_set.texts, show_progress, as_trained=True),
                         self._features(train_set.texts, show_progress, as_trained=True),
                     )
                 self.stage_ = PredictionStage.fit(
@@ -294,8 +294,8 @@ class Labelcon(SearchMixin):
     def _features(
         self, items: Sequence[str], show_progress: bool = False, as_trained: bool = False, normalize: bool = True
     ) -> Features:
-        """``items`` embedded; ``as_trained`` (for the head's training set, read only in
-        fit): see :meth:`Encoder.encode`."""
+        """``items`` embedded; ``as_trained`` (for the head's training set and dev, read
+        only in fit): see :meth:`Encoder.encode`."""
         items = self._items(items)
         z = self.encoder_.encode(items, None, normalize, show_progress, as_trained)
         return Features(z, items if are_texts(items) or not items else None)

@@ -103,7 +103,7 @@ class Encoder(torch.nn.Module, abc.ABC):
         Runs in eval mode without gradients and restores the previous mode afterwards.
         A transformer embeds in its embedding precision (float32 under ``precision="auto"``),
         or with ``as_trained`` in the precision it trains in (bfloat16 where the hardware
-        has it): for what only fitting reads, such as a head's training set, where the
+        has it): for what only fitting reads, a head's training set and dev, where the
         speed counts and agreement with exported models does not.
         Items are batched longest first, so each batch pads to similar lengths, and the
         next batches are tokenised on a thread while this one is embedded on an

@@ -6,7 +6,9 @@ sample of dev rows when dev x labels exceeds :data:`labelcon.metrics.DENSE_EVALU
 Decisions use a fixed 0.5 threshold; the trainer keeps the epoch with the best macro-AP.
 The check's ``texts`` attribute (how many texts it embeds) gives the trainer the
 embedding speed from which it reserves time for the passes after training.
-Embedding and the kNN search run on the encoder's device.
+Embedding and the kNN search run on the encoder's device; both sets are embedded as
+training computes (``encode(..., as_trained=True)``: bfloat16 where the hardware has it),
+since only fitting reads them.
 
 Scored dev pairs (:func:`pair_dev_check`: Pearson and Spearman of the cosine) and dev
 retrieval data (:func:`retrieval_dev_check`: nDCG@10, MRR@10, recall@k) are checked after
@@ -53,9 +55,13 @@ class KnnDevCheck:
         self.embeddings: tuple[np.ndarray, np.ndarray] | None = None
 
     def __call__(self, encoder: Encoder) -> dict[str, float]:
-        ref = encoder.encode([self.train_texts[i] for i in self.train_rows], show_progress=self.show_progress)
+        ref = encoder.encode(
+            [self.train_texts[i] for i in self.train_rows], show_progress=self.show_progress, as_trained=True
+        )
         head = build_head("knn").to(encoder.device).fit(ref, self.y_train[self.train_rows])
-        dev = encoder.encode([self.dev_texts[i] for i in self.dev_rows], show_progress=self.show_progress)
+        dev = encoder.encode(
+            [self.dev_texts[i] for i in self.dev_rows], show_progress=self.show_progress, as_trained=True
+        )
         scores = head.predict_scores(dev)
         if self.complete:
             in_order = np.empty_like(ref), np.empty_like(dev)
