@@ -3,7 +3,7 @@
 A trained run (``labelcon train --dataset NAME --out RUN``) embeds dev twice, in float32
 (as :meth:`labelcon.Labelcon.encode` does) and as training computes (``as_trained``:
 bfloat16 where the hardware has it, as ``fit`` embeds dev), chooses the decision rule on
-each (``labelcon.heads.decisions.choose_rule``, as ``fit`` does) and applies both rules to
+each (``PredictionStage.rule_on_dev``, as ``fit`` does) and applies both rules to
 the float32 test scores. Prints the two passes' times, the embeddings' cosine agreement,
 both rules' test micro- and macro-F1 and how many test decisions differ::
 
@@ -28,9 +28,8 @@ from machine import machine
 from labelcon import Labelcon
 from labelcon.data import DataError, train_dev_split
 from labelcon.data.registry import load_split
-from labelcon.heads.decisions import choose_rule, resolve_target_metric
 from labelcon.metrics import evaluate
-from labelcon.prediction import Features
+from labelcon.prediction import Features, StageSettings
 
 
 def timed(embed: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
@@ -64,20 +63,12 @@ def main() -> None:
     print(f"cosine of the two embeddings: min {cosine.min():.6f}, median {np.median(cosine):.6f}\n")
 
     test_scores = stage.scores(model.features(list(test.texts)))
-    metric = resolve_target_metric(cfg.target_metric, len(model.labels))
+    settings = StageSettings.from_config(cfg)
     decisions = {}
     print("| dev embedded | rule chosen | test micro-F1 | test macro-F1 |\n|---|---|---:|---:|")
     for name, z in (("float32", exact), ("as trained", trained)):
         dev_scores = stage.scores(Features(z, texts))
-        rule, _ = choose_rule(
-            lambda: [dev_scores],  # noqa: B023
-            y_dev,
-            min_positives=cfg.min_positives,
-            fallback=stage.head.fallback_threshold,
-            metric=metric,
-            at_least_one=stage.at_least_one,
-            seed=cfg.seed,
-        )
+        rule, _ = stage.rule_on_dev(lambda: [dev_scores], y_dev, settings)  # noqa: B023
         decisions[name] = rule.apply(test_scores, at_least_one=stage.at_least_one)
         figures = evaluate(y_test, test_scores, decisions[name])
         print(f"| {name} | {rule.name} | {figures['micro_f1']:.4f} | {figures['macro_f1']:.4f} |")

@@ -31,8 +31,8 @@ from machine import machine
 from labelcon import Labelcon
 from labelcon.data import train_dev_split
 from labelcon.data.registry import load_split
-from labelcon.heads.decisions import choose_rule, resolve_target_metric
 from labelcon.metrics import evaluate
+from labelcon.prediction import StageSettings
 
 
 def windows(model: Labelcon, texts: list[str], limit: int) -> tuple[list[str], np.ndarray]:
@@ -124,17 +124,9 @@ def main() -> None:
                 model_scores,
             )
         )
-    own = stage.head.fallback_threshold
+    settings = StageSettings.from_config(cfg)
     for name in list(scores["dev"])[1:]:
-        rule, _ = choose_rule(
-            lambda: [scores["dev"][name]],  # noqa: B023
-            y_dev,
-            min_positives=cfg.min_positives,
-            fallback=own,
-            metric=resolve_target_metric(cfg.target_metric, len(model.labels)),
-            at_least_one=stage.at_least_one,
-            seed=cfg.seed,
-        )
+        rule, _ = stage.rule_on_dev(lambda: [scores["dev"][name]], y_dev, settings)  # noqa: B023
         test_scores = scores["test"][name]
         print(line(f"chunks: {name}", y_test, rule.apply(test_scores, at_least_one=stage.at_least_one), test_scores))
 

@@ -363,25 +363,33 @@ class PredictionStage:
         return _candidate(scorer_name(self.lexical) if self.lexical is not None else KNN_VOTE, self.lexical_weight)
 
     def _decide_on_dev(self, dev: _Prepared, y_dev: sp.csr_matrix, settings: StageSettings) -> Thresholds:
-        """The decision rule chosen on dev (:func:`labelcon.heads.decisions.choose_rule`), with
-        the head's own threshold, if it brings one, as a fallback candidate."""
-        own = self.head.fallback_threshold
+        """The decision rule chosen on dev (:meth:`rule_on_dev`), its figures kept in :attr:`selection`."""
         if y_dev.shape[0] * y_dev.shape[1] <= DENSE_EVALUATION:
             scores = self._scores(dev)
             blocks: Callable[[], Iterable[np.ndarray]] = lambda: [scores]  # noqa: E731
         else:  # many labels: a block of dev rows at a time, never [n_dev, C]
             blocks = lambda: self._blocks(dev)  # noqa: E731
-        rule, figures = choose_rule(
-            blocks,
+        rule, figures = self.rule_on_dev(blocks, y_dev, settings)
+        self.selection.update(figures)
+        return rule
+
+    def rule_on_dev(
+        self, score_blocks: Callable[[], Iterable[np.ndarray]], y_dev: LabelMatrix, settings: StageSettings
+    ) -> tuple[Thresholds, dict[str, float]]:
+        """The decision rule :func:`labelcon.heads.decisions.choose_rule` chooses on this
+        stage's dev scores (``score_blocks()`` yields them as row blocks) under ``settings``:
+        the head's own threshold, if it brings one, for its columns, the stage's at-least-one
+        rule, and the target metric resolved by the label count. Returns the rule and every
+        candidate's figure."""
+        return choose_rule(
+            score_blocks,
             y_dev,
             min_positives=settings.min_positives,
-            fallback=own,
-            metric=settings.target_metric,
+            fallback=self.head.fallback_threshold,
+            metric=resolve_target_metric(settings.target_metric, len(self.labels)),
             at_least_one=self.at_least_one,
             seed=settings.seed,
         )
-        self.selection.update(figures)
-        return rule
 
     def to(self, device: str | torch.device) -> PredictionStage:
         """Score on ``device`` (a name for :func:`labelcon.device.resolve_device`) where the

@@ -103,7 +103,7 @@ def candidate_rules(
         heads = np.zeros(n, bool)
         heads[fallback.columns] = True
         own = np.where(calibrated.per_label | ~heads, calibrated.thresholds, fallback.threshold)
-        rules = {PER_LABEL: Thresholds(own, calibrated.per_label, t, name=PER_LABEL)}
+        rules[PER_LABEL] = Thresholds(own, calibrated.per_label, t, name=PER_LABEL)
         rules[GLOBAL_FALLBACK] = calibrated.named(GLOBAL_FALLBACK)
     rules["one global threshold"] = Thresholds(np.full(n, t), np.zeros(n, bool), t, name="one global threshold")
     for k in TOP_K:
