@@ -255,7 +255,7 @@ class Config(BaseModel):
         description="texts: what --lexical mixes in: knn (a TF-IDF kNN vote) | dense_sparse (one-vs-rest "
         "linear SVMs on TF-IDF features and the embedding side by side, PECOS XR-Transformer's ranker, at C "
         "0.1 and 1, Platt-scaled on dev; one liblinear fit per label over all training texts) | auto: the kNN "
-        "vote, and the ranker too when training texts x labels is at most 10 million; the one that ranks dev "
+        "vote, and the ranker too when training texts x labels is at most 2 million; the one that ranks dev "
         "best by the target metric",
     )
     score_pooling: Literal["auto", "embedding", "max", "mean"] = Field(

@@ -84,11 +84,11 @@ DENSE_SPARSE_WEIGHTS = (0.25, 0.5, 0.75)
 #: GoEmotions the ranker ranked dev best at 0.1, on Reuters-21578 at 1).
 DENSE_SPARSE_C = (0.1, 1.0)
 #: ``lexical_scorer="auto"`` tries the dense+sparse ranker beside the kNN vote when the
-#: training texts x labels, which its fits' time grows with, are at most this many:
-#: Reuters-21578 0.6 million, GoEmotions 1.2 million, arXiv's 47,315 texts x 147 labels 7
-#: million (the TF-IDF half's fit took 86 s a C value there); a 45,000-text set of 4,271
-#: labels (190 million) stays on the vote.
-DENSE_SPARSE_AUTO_MAX = 10_000_000
+#: training texts x labels, which its fits' time grows with, are at most this many
+#: (Reuters-21578 0.6 million, GoEmotions 1.2 million). At arXiv's 7 million (47,315 texts,
+#: 147 labels) the ranker took 1m 44s a C value and ranked dev no better than the vote
+#: (macro-AP 0.583 against 0.584; BENCHMARKS.md, arXiv), so sets that size stay on the vote.
+DENSE_SPARSE_AUTO_MAX = 2_000_000
 #: The text scorers by name (``lexical_scorer``): the TF-IDF kNN vote, the dense+sparse ranker.
 KNN_VOTE, DENSE_SPARSE = "knn", "dense_sparse"
 SCORERS: dict[str, type[LexicalKNN] | type[DenseSparseLinear]] = {KNN_VOTE: LexicalKNN, DENSE_SPARSE: DenseSparseLinear}
