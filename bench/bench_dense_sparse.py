@@ -9,7 +9,9 @@ ranker at the C and weight dev picks for it; each row scored with the shared pro
     python bench/bench_dense_sparse.py manylabel_lexical --data-dir DIR --model RUN
     python bench/bench_dense_sparse.py manylabel_lexical --data-dir DIR --model RUN --params '{"epochs": 0}'
 
-(``"epochs": 0``: the base MiniLM, untrained.) ``--params '{"lexical_scorer": "knn"}'`` saves
+(``"epochs": 0``: the base MiniLM, untrained.) ``--c-values 0.1,1,10 --weights 0.25,0.5,0.75,1``:
+the grid ``auto`` tries for the ranker (default: the library's ``DENSE_SPARSE_C`` and
+``DENSE_SPARSE_WEIGHTS``), named in the row. ``--params '{"lexical_scorer": "knn"}'`` saves
 fitting the dense+sparse ranker once more inside ``fit``: every row sets its own scorer.
 
 ``--model RUN``: a run directory to load; when it holds no model, ``Labelcon(labels_file=...,
@@ -35,8 +37,13 @@ import numpy as np
 from compare import classification_table, load_task, parse_args, protocol_row, results_path, save_rows
 from systems.common import Result
 
-from labelcon import Labelcon
+from labelcon import Labelcon, prediction
 from labelcon.prediction import Features, PredictionStage, StageSettings
+
+
+def numbers(text: str) -> tuple[float, ...]:
+    """``"0.1,1,10"`` as ``(0.1, 1.0, 10.0)``."""
+    return tuple(float(x) for x in text.split(","))
 
 
 def main() -> None:
@@ -47,7 +54,14 @@ def main() -> None:
     parser.add_argument("--params", type=json.loads, default={}, help="Labelcon keywords when training (JSON)")
     parser.add_argument("--forced", action="store_true", help="a row for lexical_scorer=dense_sparse too")
     parser.add_argument("--seed", type=int, default=None, help="the harness's seed (default: compare.py's, 13)")
+    parser.add_argument("--c-values", type=numbers, default=None, help="the ranker's C grid (comma-separated)")
+    parser.add_argument("--weights", type=numbers, default=None, help="the ranker's weight grid (comma-separated)")
     args = parser.parse_args()
+    grid = {}
+    if args.c_values:
+        prediction.DENSE_SPARSE_C = grid["C"] = args.c_values
+    if args.weights:
+        prediction.DENSE_SPARSE_WEIGHTS = grid["weights"] = args.weights
     harness = parse_args(
         [args.dataset, "--systems", "labelcon"]
         + (["--data-dir", str(args.data_dir)] if args.data_dir else [])
@@ -90,6 +104,7 @@ def main() -> None:
         fit_seconds = time.perf_counter() - started
         notes = {
             "params": args.params,
+            "ranker_grid": grid,
             "model": str(args.model),
             "encoder_fit_seconds_or_load": round(train_seconds, 1),
             "embedding_seconds_train_dev_test": round(embed_seconds, 1),
@@ -99,6 +114,7 @@ def main() -> None:
         }
         result = Result(stage.scores(embedded["dev"]), stage.scores(embedded["test"]), fit_seconds, notes)
         name = f"labelcon + {scorer}" + (f" ({json.dumps(args.params, sort_keys=True)})" if args.params else "")
+        name += f" (ranker grid {json.dumps(grid)})" if grid and scorer != "knn" else ""
         rows.append(
             protocol_row(
                 name,
