@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from labelcon import Labelcon, metrics, prediction
-from labelcon.data import DataError
+from labelcon.data import DataError, as_dataset, train_dev_split
 from labelcon.estimator import NotFittedError
 from labelcon.heads import decisions
 from labelcon.heads.decisions import GLOBAL_FALLBACK, PER_LABEL
@@ -110,6 +110,15 @@ def test_fit_without_dev_uses_a_seeded_carve_out(toy_data) -> None:
     b = Labelcon(**{**FAST, "epochs": 1}).fit(toy_data["train"], show_progress=False)
     assert a.metrics_["dev"]["n_items"] == b.metrics_["dev"]["n_items"] == 16
     np.testing.assert_allclose(a.predict_proba(["song"]), b.predict_proba(["song"]), rtol=1e-5, atol=1e-6)
+
+
+def test_a_label_whose_only_item_the_carve_out_moves_to_dev_stays_a_label() -> None:
+    items = [*make_items(60, 5), {"text": "a lone opera aria", "labels": ["opera"]}]
+    data = ([item["text"] for item in items], [item["labels"] for item in items])
+    seed = next(s for s in range(100) if ("opera",) in train_dev_split(as_dataset(data), 0.1, s)[1].labels)
+    model = Labelcon(**{**FAST, "epochs": 1, "seed": seed}).fit(data, show_progress=False)
+    assert "opera" in model.classes_  # not "unknown label 'opera'" for an item of the training data
+    assert model.predict_proba(["opera aria"]).shape == (1, 5)
 
 
 def test_interrupted_run_resumes_to_the_same_weights(toy_data, tmp_path, monkeypatch) -> None:

@@ -169,9 +169,13 @@ class Labelcon(SearchMixin):
             train_set, dev_set = (
                 train_dev_split(train_set, cfg.dev_fraction, cfg.seed) if dev is None else (train_set, self.read(dev))
             )
+        # the labels of every training item, those the carve-out moved to dev included: a label
+        # whose one item went to dev is a label of the model, with no training positives
+        labels = LabelSpace.from_label_sets(
+            train_set.labels + dev_set.labels if dev is None else train_set.labels, labels_file=cfg.labels_file
+        )
         if cfg.shots:
             train_set = sample_shots(train_set, cfg.shots, seed=cfg.seed)
-        labels = LabelSpace.from_label_sets(train_set.labels, labels_file=cfg.labels_file)
         texts = label_texts(labels.names, cfg.label_descriptions)
         (y_train, _), (y_dev, _) = (
             d.label_matrix(labels, ignore_unknown=cfg.ignore_unknown_labels) for d in (train_set, dev_set)

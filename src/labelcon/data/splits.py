@@ -5,7 +5,8 @@
 ``round(dev_fraction * n)`` of them (at least 1, and at least 1 left for train). An item
 is passed over when moving it would take the last training example of a label that
 has >= 2 items, so every such label stays in train. Labels with a single item can land
-in dev. Only if the permutation runs out of movable items (tiny data sets with many
+in dev (``Labelcon.fit`` keeps them among the model's labels, with no training
+positives). Only if the permutation runs out of movable items (tiny data sets with many
 labels) are passed-over items moved after all, in permutation order.
 
 :func:`sample_shots` keeps about ``shots`` examples per label, greedily as in the
