@@ -163,17 +163,16 @@ class Labelcon(SearchMixin):
         )
         test_set = self.read(test) if test is not None else None  # a bad file fails now, not after training
         if train is None:
-            train_set, dev_set = Dataset([], []), Dataset([], [])
+            train_file = train_set = Dataset([], [])
+            dev_set = Dataset([], [])
         else:
-            train_set = self.read(train)
+            train_file = self.read(train)
             train_set, dev_set = (
-                train_dev_split(train_set, cfg.dev_fraction, cfg.seed) if dev is None else (train_set, self.read(dev))
+                train_dev_split(train_file, cfg.dev_fraction, cfg.seed) if dev is None else (train_file, self.read(dev))
             )
-        # the labels of every training item, those the carve-out moved to dev included: a label
-        # whose one item went to dev is a label of the model, with no training positives
-        labels = LabelSpace.from_label_sets(
-            train_set.labels + dev_set.labels if dev is None else train_set.labels, labels_file=cfg.labels_file
-        )
+        # the labels of every item of the training file, those a carve-out moved to dev included:
+        # a label whose one item went to dev is a label of the model, with no training positives
+        labels = LabelSpace.from_label_sets(train_file.labels, labels_file=cfg.labels_file)
         if cfg.shots:
             train_set = sample_shots(train_set, cfg.shots, seed=cfg.seed)
         texts = label_texts(labels.names, cfg.label_descriptions)
