@@ -99,8 +99,7 @@ def test_many_labels_are_listed_up_to_a_limit(tmp_path) -> None:
     stage = SimpleNamespace(
         labels=LabelSpace(names),
         head=SimpleNamespace(name="knn"),
-        lexical=None,
-        lexical_weight=0.0,
+        text_scorers=[],
         at_least_one=False,
         score_pooling="embedding",
     )

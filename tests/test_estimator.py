@@ -11,7 +11,7 @@ import torch
 from labelcon import Labelcon, metrics, prediction
 from labelcon.data import DataError, as_dataset, train_dev_split
 from labelcon.estimator import NotFittedError
-from labelcon.heads import decisions
+from labelcon.heads import decisions, text_scorers
 from labelcon.heads.decisions import GLOBAL_FALLBACK, PER_LABEL
 from labelcon.training import Trainer
 from tests.helpers import FAST, interrupted_at, make_items, write_jsonl
@@ -256,7 +256,8 @@ def test_lexical_vote_mixes_into_every_score_path_and_is_saved(toy_data, tmp_pat
     )
     texts = [item["text"] for item in make_items(30, 12)]
     head = model.stage_.head.predict_scores(model.encode(texts))
-    votes = model.stage_.lexical.sparse_scores(texts).toarray()
+    (vote,) = model.stage_.text_scorers  # a configured weight: one scorer, nothing stacked
+    votes = vote.scores(texts, model.encode(texts)).toarray()
     scores = model.predict_proba(texts)
     np.testing.assert_allclose(scores, 0.5 * head + 0.5 * votes, atol=1e-6)
     assert model.predict(texts) == [[model.classes_[c] for c in np.flatnonzero(r)] for r in model.stage_.decide(scores)]
@@ -282,13 +283,16 @@ def test_lexical_auto_picks_the_weight_with_the_best_dev_macro_ap(toy_data) -> N
         toy_data["train"], toy_data["dev"], show_progress=False
     )
     stage = model.stage_
-    tried = {w: stage.selection[f"lexical weight {w:g}: dev macro-AP"] for w in prediction.LEXICAL_WEIGHTS}
-    assert stage.lexical_weight == max(tried, key=tried.get)
-    assert (stage.lexical is None) == (stage.lexical_weight == 0)
+    figures = {name.split(": ")[0]: v for name, v in stage.selection.items() if name.startswith("lexical weight")}
+    alone = {name: v for name, v in figures.items() if " + " not in name}
+    assert {f"lexical weight {w:g}" for w in text_scorers.LEXICAL_WEIGHTS} <= set(alone)
+    assert stage.lexical_candidate.split(" + ")[0] == max(alone, key=alone.get)  # the best scorer alone first
+    assert stage.lexical_candidate == max(figures, key=figures.get)  # and a scorer on top only where dev ranks better
+    assert (not stage.text_scorers) == (stage.lexical_weight == 0)
     off = Labelcon(**{**FAST, "epochs": 1, "head": "linear", "lexical": 0}).fit(
         toy_data["train"], toy_data["dev"], show_progress=False
     )
-    assert off.stage_.lexical is None and not any(key.startswith("lexical") for key in off.stage_.selection)
+    assert not off.stage_.text_scorers and not any(key.startswith("lexical") for key in off.stage_.selection)
 
 
 @pytest.mark.parametrize(

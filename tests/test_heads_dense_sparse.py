@@ -9,7 +9,7 @@ from sklearn.svm import LinearSVC
 from labelcon import Labelcon, prediction
 from labelcon.data import LabelSpace
 from labelcon.filecheck import ModelLoadError
-from labelcon.heads import DenseSparseLinear, dense_sparse
+from labelcon.heads import DenseSparseLinear, dense_sparse, text_scorers
 from labelcon.heads.base import l2_normalize
 from labelcon.prediction import Features, PredictionStage, StageSettings
 from tests.helpers import FAST, make_items
@@ -184,11 +184,12 @@ def test_stage_picks_scorer_and_weight_by_dev_macro_ap_and_saves_it(tmp_path):
     assert stage.lexical_candidate == max(tried, key=tried.get) != "lexical weight 0"  # the words name the labels
     features = Features(z[dev], texts[dev])
     head = stage.head.predict_scores(z[dev])
-    ranked = stage.lexical.sparse_scores(texts[dev], z[dev]).toarray()
+    (ranker,) = stage.text_scorers  # one kind of scorer: nothing to stack
+    ranked = ranker.scorer.sparse_scores(texts[dev], z[dev]).toarray()
     w = stage.lexical_weight
     np.testing.assert_allclose(stage.scores(features), (1 - w) * head + w * ranked, atol=1e-6)
     back = PredictionStage.load(stage.save(tmp_path / "stage"), dim=8)
-    assert isinstance(back.lexical, DenseSparseLinear) and back.lexical_weight == w
+    assert [type(part.scorer) for part in back.text_scorers] == [DenseSparseLinear] and back.lexical_weight == w
     np.testing.assert_array_equal(back.scores(features), stage.scores(features))
     assert back.top_k(features, 2) == stage.top_k(features, 2)
 
@@ -199,19 +200,28 @@ def test_the_default_tries_the_ranker_beside_the_vote_while_its_fits_are_cheap(t
         toy_data["train"], toy_data["dev"], show_progress=False
     )
     tried = {name.split(": ")[0]: v for name, v in model.stage_.selection.items() if name.startswith("lexical weight")}
-    expected = {f"lexical weight {w:g}" for w in prediction.LEXICAL_WEIGHTS}
+    expected = {f"lexical weight {w:g}" for w in text_scorers.LEXICAL_WEIGHTS}
     expected |= {
         f"lexical weight {w:g}, dense+sparse(C={c:g})"
-        for w in prediction.DENSE_SPARSE_WEIGHTS
-        for c in prediction.DENSE_SPARSE_C
+        for w in text_scorers.DENSE_SPARSE_WEIGHTS
+        for c in text_scorers.DENSE_SPARSE_C
     }
-    assert set(tried) == expected and model.stage_.lexical_candidate == max(tried, key=tried.get)
-    monkeypatch.setattr(prediction, "DENSE_SPARSE_AUTO_MAX", 100)  # training texts x labels above it: the vote alone
-    model = Labelcon(**{**FAST, "epochs": 1, "head": "knn"}).fit(
-        toy_data["train"], toy_data["dev"], show_progress=False
-    )
-    tried = {name.split(": ")[0] for name in model.stage_.selection if name.startswith("lexical weight")}
-    assert tried == {f"lexical weight {w:g}" for w in prediction.LEXICAL_WEIGHTS}
+    assert {name for name in tried if " + " not in name} == expected  # stacked chains besides
+    assert model.stage_.lexical_candidate == max(tried, key=tried.get)
+
+    def tried_alone(**caps: int) -> set[str]:
+        for cap, value in caps.items():
+            monkeypatch.setattr(text_scorers, cap, value)
+        model = Labelcon(**{**FAST, "epochs": 1, "head": "knn"}).fit(
+            toy_data["train"], toy_data["dev"], show_progress=False
+        )
+        return {name.split(": ")[0] for name in model.stage_.selection if name.startswith("lexical weight")}
+
+    votes = {f"lexical weight {w:g}" for w in text_scorers.LEXICAL_WEIGHTS}
+    one_c = {f"lexical weight {w:g}, dense+sparse(C=1)" for w in text_scorers.DENSE_SPARSE_WEIGHTS}
+    # training texts x labels above the first cap: the ranker at C = 1 alone; above the second: the vote alone
+    assert {name for name in tried_alone(DENSE_SPARSE_AUTO_MAX=100) if " + " not in name} == votes | one_c
+    assert tried_alone(DENSE_SPARSE_ONE_C_MAX=100) == votes
 
 
 def test_estimator_with_dense_sparse_predicts_the_same_after_load(toy_data, tmp_path):
@@ -219,7 +229,8 @@ def test_estimator_with_dense_sparse_predicts_the_same_after_load(toy_data, tmp_
         toy_data["train"], toy_data["dev"], show_progress=False
     )
     texts = [item["text"] for item in make_items(20, 14)]
-    assert isinstance(model.stage_.lexical, DenseSparseLinear) and model.stage_.lexical_weight == 0.5
+    assert [type(p.scorer) for p in model.stage_.text_scorers] == [DenseSparseLinear]
+    assert model.stage_.lexical_weight == 0.5
     loaded = Labelcon.load(model.save(tmp_path / "m"))
     assert (tmp_path / "m" / "model.1" / "lexical" / "dense_sparse.npz").is_file()
     np.testing.assert_array_equal(loaded.predict_proba(texts), model.predict_proba(texts))

@@ -133,7 +133,9 @@ def _summary(model: Any, export: dict[str, Any] | None) -> str:
                 if stage.score_pooling != "embedding"
                 else ""
             )
-            + (f", mixed with {_scorer_words(stage)} of weight {stage.lexical_weight:g}" if stage.lexical else "")
+            + "".join(
+                f", mixed with {_scorer_words(part.scorer)} of weight {part.weight:g}" for part in stage.text_scorers
+            )
             + "; per-label thresholds calibrated on dev decide them"
             + (", at least one label per text." if stage.at_least_one else ".")
         )
@@ -144,11 +146,11 @@ def _summary(model: Any, export: dict[str, Any] | None) -> str:
     return text
 
 
-def _scorer_words(stage: Any) -> str:
-    """The stage's text scorer in words."""
-    if stage.lexical.needs_embeddings:
-        kind = "linear SVMs" if stage.lexical.loss == "squared_hinge" else "logistic regression"
-        return f"a dense+sparse ranker ({kind} on TF-IDF features and the embedding, C={stage.lexical.C:g})"
+def _scorer_words(scorer: Any) -> str:
+    """A text scorer of the stage in words."""
+    if scorer.needs_embeddings:
+        kind = "linear SVMs" if scorer.loss == "squared_hinge" else "logistic regression"
+        return f"a dense+sparse ranker ({kind} on TF-IDF features and the embedding, C={scorer.C:g})"
     return "a TF-IDF vote"
 
 

@@ -255,8 +255,9 @@ class Config(BaseModel):
         description="texts: what --lexical mixes in: knn (a TF-IDF kNN vote) | dense_sparse (one-vs-rest "
         "linear SVMs on TF-IDF features and the embedding side by side, PECOS XR-Transformer's ranker, at C "
         "0.1 and 1, Platt-scaled on dev; one liblinear fit per label over all training texts) | auto: the kNN "
-        "vote, and the ranker too when training texts x labels is at most 2 million; the one that ranks dev "
-        "best by the target metric",
+        "vote, and the ranker too when training texts x labels is at most 2 million (at C 1 alone up to 10 "
+        "million); the one that ranks dev best by the target metric, and with --lexical auto the other kind "
+        "stacked on top of it where that ranks dev better",
     )
     score_pooling: Literal["auto", "embedding", "max", "mean"] = Field(
         "embedding",

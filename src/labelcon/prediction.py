@@ -4,8 +4,9 @@
 
     Features(embeddings [n, D], texts, windows)
       -> scorers: the head (embeddings, or each window's embedding with its scores pooled
-         per item) and, for texts, the lexical vote with weight w
-         scores = (1 - w) * head + w * vote, except the columns the head keeps for its own threshold
+         per item) and, for texts, a chain of text scorers (the TF-IDF vote, the dense+sparse
+         ranker), each mixed in on top of the ones before with its weight w_k
+         scores = (1 - w_k) * scores + w_k * scorer_k, except the columns the head keeps for its own threshold
       -> decisions: per-label thresholds calibrated on dev, or the rule that decides dev better
          (one global threshold, top-k, rank-capped thresholds), + the at-least-one rule
       -> label sets, top-k, metrics; every path scores ``BLOCK_ELEMENTS`` entries at a time
@@ -47,18 +48,24 @@ from labelcon.config import Config
 from labelcon.data import LabelSpace
 from labelcon.device import resolve_device
 from labelcon.filecheck import damaged, expect_object, reading
-from labelcon.heads import (
-    DenseSparseLinear,
-    Head,
-    LexicalKNN,
-    Thresholds,
-    build_head,
-    mix_scores,
-    select_on_dev,
-)
+from labelcon.heads import Head, Thresholds, build_head, mix_scores, select_on_dev
 from labelcon.heads.base import HEAD_FILE
 from labelcon.heads.decisions import choose_rule, resolve_target_metric
 from labelcon.heads.index import QUERY_BLOCK
+from labelcon.heads.text_scorers import (
+    KNN_VOTE,
+    SCORERS,
+    TextScorer,
+    TextScorerModel,
+    chain_name,
+    chain_scores,
+    fit_scorer,
+    lexical_scorers,
+    scorer_kind,
+    scorer_name,
+    scorer_scores,
+    weights_to_try,
+)
 from labelcon.io import atomic_directory, read_json, write_json
 from labelcon.metrics import (
     BLOCK_ELEMENTS,
@@ -75,23 +82,6 @@ from labelcon.metrics import (
 from labelcon.metrics import evaluate as evaluate_scores
 from labelcon.parts import AUTO_HEAD  # head="auto": a linear probe, a kNN vote or their average, picked on dev
 
-#: ``lexical="auto"``: the weights of the lexical vote tried on dev.
-LEXICAL_WEIGHTS = (0.0, 0.25, 0.5)
-#: ``lexical="auto"``: the weights of the dense+sparse ranker tried on dev (besides 0), higher
-#: than the vote's: it is a ranker of its own, where the vote only adds evidence.
-DENSE_SPARSE_WEIGHTS = (0.25, 0.5, 0.75)
-#: The dense+sparse ranker's C values, each fitted and weighed on dev: a 10x grid (on
-#: GoEmotions the ranker ranked dev best at 0.1, on Reuters-21578 at 1).
-DENSE_SPARSE_C = (0.1, 1.0)
-#: ``lexical_scorer="auto"`` tries the dense+sparse ranker beside the kNN vote when the
-#: training texts x labels, which its fits' time grows with, are at most this many
-#: (Reuters-21578 0.6 million, GoEmotions 1.2 million). At arXiv's 7 million (47,315 texts,
-#: 147 labels) the ranker took 1m 44s a C value and ranked dev no better than the vote
-#: (macro-AP 0.583 against 0.584; BENCHMARKS.md, arXiv), so sets that size stay on the vote.
-DENSE_SPARSE_AUTO_MAX = 2_000_000
-#: The text scorers by name (``lexical_scorer``): the TF-IDF kNN vote, the dense+sparse ranker.
-KNN_VOTE, DENSE_SPARSE = "knn", "dense_sparse"
-SCORERS: dict[str, type[LexicalKNN] | type[DenseSparseLinear]] = {KNN_VOTE: LexicalKNN, DENSE_SPARSE: DenseSparseLinear}
 #: How the head scores an item read as windows: the embedding the encoder pooled from its
 #: windows (``"embedding"``), or each window's embedding, the scores pooled per item by
 #: ``"max"`` (evidence in one window counts in full) or ``"mean"``.
@@ -203,7 +193,8 @@ class _Prepared(NamedTuple):
 
 @dataclass
 class PredictionStage:
-    """A fitted head, the lexical vote and its weight, thresholds and the label names.
+    """A fitted head, the text scorers mixed into its scores with their weights
+    (:mod:`labelcon.heads.text_scorers`), thresholds and the label names.
 
     With :attr:`score_pooling` other than ``"embedding"`` the head scores each window of an
     item and pools the scores; the windows come with the features, or from
@@ -214,8 +205,8 @@ class PredictionStage:
     thresholds: Thresholds
     label_texts: list[str]
     at_least_one: bool = True
-    lexical: LexicalKNN | DenseSparseLinear | None = None
-    lexical_weight: float = 0.0
+    #: The text scorers mixed into the head's scores, in order, each on top of the ones before.
+    text_scorers: list[TextScorer] = field(default_factory=list)
     #: Dev figures of every choice made on dev, by name (head candidates, lexical weights).
     selection: dict[str, float] = field(default_factory=dict)
     #: Seconds spent fitting, by phase (and on the inputs, as :meth:`fit` was told).
@@ -315,54 +306,96 @@ class PredictionStage:
         and keep the scorer and weight whose mix ranks dev best by the target metric's
         :func:`labelcon.metrics.ranking_quality` (macro-AP for macro-F1; on a seeded sample
         of dev rows when dev x labels exceeds ``DENSE_EVALUATION``): the configured weight,
-        or for ``"auto"`` each of the scorer's weights (``LEXICAL_WEIGHTS``, for
-        dense+sparse ``DENSE_SPARSE_WEIGHTS``) and 0. A single scorer at a configured weight
-        is kept without a dev check. Items without texts, or weight 0, leave the head's
-        scores alone. Returns dev, prepared."""
+        or for ``"auto"`` each of the scorer's weights
+        (:func:`labelcon.heads.text_scorers.weights_to_try`) and 0. Under ``"auto"``, scorers
+        of the other kind are then stacked on top of the kept one while they rank dev better
+        (:meth:`_stack_on_dev`). A single scorer at a configured weight is kept without a dev
+        check. Items without texts, or weight 0, leave the head's scores alone. Returns dev,
+        prepared."""
         if settings.lexical == 0 or train.texts is None or dev.texts is None:
             return self._dev_prepared(dev, None)
-        scorers = [
-            scorer
-            for kind in lexical_scorers(settings.lexical_scorer, len(train), y_train.shape[1])
-            for scorer in _new_scorers(kind)
-        ]
-        fitted, ap, figures = {}, {}, {}
+        scorers = lexical_scorers(settings.lexical_scorer, len(train), y_train.shape[1])
         rows = dense_rows(len(dev), y_dev.shape[1], settings.seed)
         head_scores = self._head_scores(self._dev_prepared(dev, None), rows)
+        fitted: dict[str, tuple[TextScorerModel, sp.csr_matrix]] = {}
+        figures: dict[str, float] = {}  # every candidate chain's dev figure, by chain_name
+        single: dict[tuple[str, float], float] = {}
         for scorer in scorers:
             name = scorer_name(scorer)
-            _fit_scorer(scorer, train, y_train, dev, y_dev, settings.seed, show_progress)
-            votes = _scorer_scores(scorer, dev, show_progress)
-            fitted[name] = (scorer, votes)
-            if settings.lexical == "auto":
-                weights = (
-                    0.0,
-                    *(DENSE_SPARSE_WEIGHTS if isinstance(scorer, DenseSparseLinear) else LEXICAL_WEIGHTS[1:]),
-                )
-            else:
-                weights = (float(settings.lexical),)
-            if len(scorers) == 1 and len(weights) == 1:
+            fit_scorer(
+                scorer, train.texts, y_train, train.embeddings, dev.texts, y_dev, dev.embeddings,
+                seed=settings.seed, show_progress=show_progress,
+            )  # fmt: skip
+            fitted[name] = (scorer, scorer_scores(scorer, dev.texts, dev.embeddings, show_progress))
+            if len(scorers) == 1 and settings.lexical != "auto":
                 break
+            weights = weights_to_try(scorer) if settings.lexical == "auto" else (float(settings.lexical),)
             for w in weights:
-                if _candidate(name, w) not in figures:  # weight 0, the head alone, is one candidate
-                    mixed = mix_scores(head_scores, votes[rows], w, self._unmixed_columns())
-                    ap[(name, w)] = ranking_quality(y_dev[rows], mixed, settings.target_metric)
-                    figures[_candidate(name, w)] = ap[(name, w)]
+                candidate = chain_name([(name, w)] if w else [])  # weight 0, the head alone, is one candidate
+                if candidate not in figures:
+                    mixed = mix_scores(head_scores, fitted[name][1][rows], w, self._unmixed_columns())
+                    figures[candidate] = ranking_quality(y_dev[rows], mixed, settings.target_metric)
+                single[(name, w)] = figures[candidate]
+        if single:
+            name, weight = max(single, key=single.get)
+        else:
+            name, weight = next(iter(fitted)), float(settings.lexical)
+        chain = [(name, weight)] if weight else []
+        if chain and settings.lexical == "auto":
+            on_rows = {name: (scorer, scores[rows]) for name, (scorer, scores) in fitted.items()}
+            chain = self._stack_on_dev(chain, on_rows, head_scores, figures, y_dev[rows], settings.target_metric)
         ranking = RANKING_NAMES[settings.target_metric]
         self.selection.update({f"{name}: dev {ranking}": value for name, value in figures.items()})
-        name, weight = max(ap, key=ap.get) if ap else (next(iter(fitted)), float(settings.lexical))
-        if weight == 0:
-            return self._dev_prepared(dev, None)
-        self.lexical, self.lexical_weight = fitted[name][0], weight
-        return self._dev_prepared(dev, fitted[name][1])
+        self.text_scorers = [TextScorer(fitted[name][0], w) for name, w in chain]
+        votes, _ = chain_scores([(fitted[name][1], w) for name, w in chain])
+        return self._dev_prepared(dev, votes)
 
-    def _scorer_kind(self) -> str:
-        return next(kind for kind, scorer in SCORERS.items() if isinstance(self.lexical, scorer))
+    def _stack_on_dev(
+        self,
+        chain: list[tuple[str, float]],
+        scored: dict[str, tuple[TextScorerModel, sp.csr_matrix]],
+        head_scores: np.ndarray,
+        figures: dict[str, float],
+        y_rows: sp.csr_matrix,
+        metric: str,
+    ) -> list[tuple[str, float]]:
+        """Grow ``chain`` (scorer names and weights, the best single one first) on dev: on top
+        of its mix, try each fitted scorer (``scored``: by name, with its scores of the dev rows
+        that ``head_scores`` and ``y_rows`` hold) of a kind not yet in it at each of its weights,
+        and add the best while it ranks those rows better than the chain without it; each
+        try's figure goes into ``figures`` by its :func:`chain_name`."""
+        unmixed = self._unmixed_columns()
+        votes, weight = chain_scores([(scored[name][1], w) for name, w in chain])
+        current = mix_scores(head_scores, votes, weight, unmixed)
+        best = figures[chain_name(chain)]
+        while True:
+            used = {scorer_kind(scored[name][0]) for name, _ in chain}
+            tries = {}
+            for name, (scorer, scores) in scored.items():
+                if scorer_kind(scorer) in used:
+                    continue
+                for w in weights_to_try(scorer)[1:]:
+                    figure = ranking_quality(y_rows, mix_scores(current, scores, w, unmixed), metric)
+                    tries[(name, w)] = figures[chain_name([*chain, (name, w)])] = figure
+            if not tries or max(tries.values()) <= best:
+                return chain
+            name, w = max(tries, key=tries.get)
+            best, chain = tries[(name, w)], [*chain, (name, w)]
+            current = mix_scores(current, scored[name][1], w, unmixed)
+
+    @property
+    def lexical_weight(self) -> float:
+        """The weight ``W`` the text scorers' scores have together in the stage's
+        (:func:`labelcon.heads.text_scorers.chain_scores`); 0 without text scorers."""
+        weight = 1.0
+        for part in self.text_scorers:
+            weight *= 1 - part.weight
+        return 1 - weight
 
     @property
     def lexical_candidate(self) -> str:
-        """The name of the kept text scorer and weight among the candidates of :attr:`selection`."""
-        return _candidate(scorer_name(self.lexical) if self.lexical is not None else KNN_VOTE, self.lexical_weight)
+        """The name of the kept chain of text scorers among the candidates of :attr:`selection`."""
+        return chain_name([(scorer_name(part.scorer), part.weight) for part in self.text_scorers])
 
     def _decide_on_dev(self, dev: _Prepared, y_dev: sp.csr_matrix, settings: StageSettings) -> Thresholds:
         """The decision rule chosen on dev (:meth:`rule_on_dev`), its figures kept in :attr:`selection`."""
@@ -408,20 +441,26 @@ class PredictionStage:
         if clash:
             raise ValueError(f"labels already known: {clash}")
         self.head.add_labels(embeddings)
-        if self.lexical is not None:  # no training text holds the new labels: they get no votes
-            self.lexical.add_label_columns(len(names))
+        for part in self.text_scorers:  # no training text holds the new labels: they get no votes
+            part.scorer.add_label_columns(len(names))
         self.labels = LabelSpace([*self.labels.names, *names])
         self.label_texts = [*self.label_texts, *texts]
         self.thresholds = self.thresholds.extended(len(names))
 
     # ------------------------------------------------------------------ scoring
     def _votes(self, features: Features, show_progress: bool = False) -> sp.csr_matrix | None:
-        """The lexical vote's scores [n, C] of the items' texts; None when the stage mixes in no vote."""
-        if self.lexical is None:
+        """The text scorers' scores of the items, as one sparse matrix [n, C] to mix in at
+        :attr:`lexical_weight` (:func:`labelcon.heads.text_scorers.chain_scores`); None when
+        the stage mixes in no text scorer."""
+        if not self.text_scorers:
             return None
         if features.texts is None:
             raise ValueError("this model mixes a vote over texts into its scores: give the items' texts too")
-        return _scorer_scores(self.lexical, features, show_progress)
+        parts = [
+            (part.scores(features.texts, features.embeddings, show_progress=show_progress), part.weight)
+            for part in self.text_scorers
+        ]
+        return chain_scores(parts)[0]
 
     def _prepare(self, features: Features, show_progress: bool = False) -> _Prepared:
         votes = self._votes(features, show_progress)
@@ -459,7 +498,7 @@ class PredictionStage:
 
     def mixed(self, head_scores: np.ndarray, items: Features) -> np.ndarray:
         """``head_scores`` [n, C], the head's scores of some other embeddings of ``items``
-        (one window of each, say), mixed with the lexical vote over ``items`` (their texts,
+        (one window of each, say), mixed with the text scorers over ``items`` (their texts,
         and for the dense+sparse ranker their embeddings) as :meth:`scores` mixes the head's
         scores of the items' own embeddings."""
         return self._mix(head_scores, self._votes(items))
@@ -551,15 +590,15 @@ class PredictionStage:
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write ``head/``, ``lexical/`` (when on), ``labels.json``, ``label_texts.json``,
-        ``thresholds.json`` and ``prediction.json`` into ``directory``."""
+        """Write ``head/``, each text scorer's folder (:func:`scorer_folder`), ``labels.json``,
+        ``label_texts.json``, ``thresholds.json`` and ``prediction.json`` into ``directory``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         with atomic_directory(directory / "head") as tmp:
             self.head.save(tmp)
-        if self.lexical is not None:
-            with atomic_directory(directory / "lexical") as tmp:
-                self.lexical.save(tmp)
+        for i, part in enumerate(self.text_scorers):
+            with atomic_directory(directory / scorer_folder(i)) as tmp:
+                part.scorer.save(tmp)
         write_json(directory / "labels.json", self.labels.to_json())
         write_json(directory / "label_texts.json", self.label_texts)
         write_json(directory / "thresholds.json", self.thresholds.to_json())
@@ -568,9 +607,8 @@ class PredictionStage:
             {
                 "format": FORMAT,
                 "at_least_one": self.at_least_one,
-                "lexical_weight": self.lexical_weight,
+                "text_scorers": [{"scorer": part.kind, "weight": part.weight} for part in self.text_scorers],
                 "score_pooling": self.score_pooling,
-                **({"lexical_scorer": self._scorer_kind()} if self.lexical is not None else {}),
                 "selection": self.selection,
                 "timings": self.timings,
             },
@@ -588,6 +626,7 @@ class PredictionStage:
         with reading(source):
             optional = {
                 "at_least_one": bool,
+                "text_scorers": list,
                 "lexical_weight": (int, float),
                 "lexical_scorer": str,
                 "score_pooling": str,
@@ -595,12 +634,7 @@ class PredictionStage:
                 "timings": dict,
             }
             meta = expect_object(read_json(source), {}, optional)
-            weight = float(meta.get("lexical_weight", 0.0))
-            if not 0 <= weight < 1:
-                raise ValueError(f"expected 'lexical_weight' in [0, 1), got {weight}")
-            kind = meta.get("lexical_scorer", KNN_VOTE)
-            if kind not in SCORERS:
-                raise ValueError(f"expected 'lexical_scorer' one of {sorted(SCORERS)}, got {kind!r}")
+            chain = _saved_chain(meta)
             pooling = meta.get("score_pooling", EMBEDDING)
             if pooling not in SCORE_POOLING:
                 raise ValueError(f"expected 'score_pooling' one of {list(SCORE_POOLING)}, got {pooling!r}")
@@ -614,13 +648,19 @@ class PredictionStage:
             thresholds = Thresholds.from_json(read_json(directory / "thresholds.json"))
         with reading(directory / "head" / HEAD_FILE):  # the folder or its head.json missing
             head = Head.load(directory / "head")
-        lexical = SCORERS[kind].load(directory / "lexical") if weight else None
+        text_scorers = [
+            TextScorer(SCORERS[kind].load(directory / scorer_folder(i)), weight)
+            for i, (kind, weight) in enumerate(chain)
+        ]
         sizes = {
             "labels.json": len(labels),
             "head/head.json": head.n_labels_,
             "thresholds.json": len(thresholds),
             **({"label_texts.json": len(texts)} if texts is not None else {}),
-            **({f"lexical/{lexical.labels_file}": lexical.n_labels} if lexical else {}),
+            **{
+                f"{scorer_folder(i)}/{part.scorer.labels_file}": part.scorer.n_labels
+                for i, part in enumerate(text_scorers)
+            },
         }
         usual = Counter(sizes.values()).most_common(1)[0][0]  # the files of one model cover the same labels
         odd = next((name for name, size in sizes.items() if size != usual), None)
@@ -639,12 +679,44 @@ class PredictionStage:
             thresholds,
             texts,
             meta.get("at_least_one", True),
-            lexical,
-            weight,
+            text_scorers,
             dict(meta.get("selection", {})),
             dict(meta.get("timings", {})),
             pooling,
         )
+
+
+def scorer_folder(position: int) -> str:
+    """The folder of a model directory that holds the text scorer at ``position`` of the chain.
+
+    >>> scorer_folder(0), scorer_folder(1)
+    ('lexical', 'lexical.2')
+    """
+    return "lexical" if position == 0 else f"lexical.{position + 1}"
+
+
+def _saved_chain(meta: dict[str, Any]) -> list[tuple[str, float]]:
+    """The (scorer kind, weight) chain that ``prediction.json`` lists under ``text_scorers``,
+    or in a model saved before chains, its one ``lexical_scorer`` at ``lexical_weight``
+    (weight 0: none). Each weight must lie in (0, 1), each kind be one of :data:`SCORERS`."""
+    if "text_scorers" not in meta:
+        weight = float(meta.get("lexical_weight", 0.0))
+        if not 0 <= weight < 1:
+            raise ValueError(f"expected 'lexical_weight' in [0, 1), got {weight}")
+        kind = meta.get("lexical_scorer", KNN_VOTE)
+        if kind not in SCORERS:
+            raise ValueError(f"expected 'lexical_scorer' one of {sorted(SCORERS)}, got {kind!r}")
+        return [(kind, weight)] if weight else []
+    chain = []
+    for i, entry in enumerate(meta["text_scorers"]):
+        part = expect_object(entry, {"scorer": str, "weight": (int, float)})
+        if part["scorer"] not in SCORERS or not 0 < part["weight"] < 1:
+            raise ValueError(
+                f"expected each of 'text_scorers' to name a scorer of {sorted(SCORERS)} at a weight in (0, 1); "
+                f"entry {i} is {part['scorer']!r} at {part['weight']}"
+            )
+        chain.append((part["scorer"], float(part["weight"])))
+    return chain
 
 
 @contextmanager
@@ -718,60 +790,3 @@ def pooling_candidate(rule: str) -> str:
     ('scores of the pooled embedding', 'scores per window, max')
     """
     return "scores of the pooled embedding" if rule == EMBEDDING else f"scores per window, {rule}"
-
-
-def lexical_scorers(setting: str, n_train: int, n_labels: int) -> tuple[str, ...]:
-    """The text scorers that ``lexical_scorer=setting`` tries on dev for ``n_train``
-    training texts and ``n_labels`` labels: the one named, or for ``"auto"`` the kNN vote,
-    and the dense+sparse ranker too when ``n_train * n_labels`` is at most
-    ``DENSE_SPARSE_AUTO_MAX`` (beyond it the ranker's per-label fits cost minutes).
-
-    >>> lexical_scorers("knn", 7000, 90), lexical_scorers("auto", 7000, 90), lexical_scorers("auto", 45000, 4271)
-    (('knn',), ('knn', 'dense_sparse'), ('knn',))
-    """
-    if setting != "auto":
-        return (setting,)
-    return (KNN_VOTE, DENSE_SPARSE) if n_train * n_labels <= DENSE_SPARSE_AUTO_MAX else (KNN_VOTE,)
-
-
-def scorer_name(scorer: LexicalKNN | DenseSparseLinear) -> str:
-    """A text scorer's name among the candidates of :attr:`PredictionStage.selection`.
-
-    >>> scorer_name(LexicalKNN()), scorer_name(DenseSparseLinear(C=0.1))
-    ('knn', 'dense+sparse(C=0.1)')
-    """
-    return f"dense+sparse(C={scorer.C:g})" if isinstance(scorer, DenseSparseLinear) else KNN_VOTE
-
-
-def _candidate(name: str, weight: float) -> str:
-    """The name of a text scorer (:func:`scorer_name`) at a weight in :attr:`PredictionStage.selection`."""
-    return f"lexical weight {weight:g}" + (f", {name}" if name != KNN_VOTE and weight else "")
-
-
-def _new_scorers(kind: str) -> list[LexicalKNN | DenseSparseLinear]:
-    """The unfitted scorers of a kind: the kNN vote, or the ranker at each of ``DENSE_SPARSE_C``."""
-    return [DenseSparseLinear(C=c) for c in DENSE_SPARSE_C] if kind == DENSE_SPARSE else [LexicalKNN()]
-
-
-def _fit_scorer(
-    scorer: LexicalKNN | DenseSparseLinear,
-    train: Features,
-    y_train: sp.csr_matrix,
-    dev: Features,
-    y_dev: sp.csr_matrix,
-    seed: int,
-    show_progress: bool,
-) -> None:
-    """Fit ``scorer`` on train; a dense+sparse ranker's Platt scaling on dev."""
-    if isinstance(scorer, DenseSparseLinear):
-        scorer.fit(train.texts, y_train, train.embeddings, show_progress=show_progress)
-        scorer.calibrate(dev.texts, y_dev, dev.embeddings, seed=seed)
-    else:
-        scorer.fit(train.texts, y_train)
-
-
-def _scorer_scores(scorer: LexicalKNN | DenseSparseLinear, features: Features, show_progress: bool) -> sp.csr_matrix:
-    """The sparse scores [n, C] of a text scorer, given the embeddings too where it reads them."""
-    if scorer.needs_embeddings:
-        return scorer.sparse_scores(features.texts, features.embeddings, show_progress=show_progress)
-    return scorer.sparse_scores(features.texts, show_progress=show_progress)
