@@ -57,5 +57,6 @@ def run(task: Task) -> Result:
         "head": stage.head.get_params() | {"type": stage.head.name},
         "head_selection_dev_macro_ap": {k: round(v, 5) for k, v in stage.selection.items()},
         "lexical_weight": stage.lexical_weight,
+        "text_scorers": stage.lexical_candidate,
     }
     return Result(dev_scores, test_scores, train_seconds, notes, fallback_threshold=stage.head.fallback_threshold)

@@ -134,7 +134,8 @@ def _summary(model: Any, export: dict[str, Any] | None) -> str:
                 else ""
             )
             + "".join(
-                f", mixed with {_scorer_words(part.scorer)} of weight {part.weight:g}" for part in stage.text_scorers
+                f", {'then' if i else 'mixed'} with {_scorer_words(part.scorer)} of weight {part.weight:g}"
+                for i, part in enumerate(stage.text_scorers)
             )
             + "; per-label thresholds calibrated on dev decide them"
             + (", at least one label per text." if stage.at_least_one else ".")
