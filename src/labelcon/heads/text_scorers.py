@@ -14,10 +14,10 @@ which is one mix of the head's scores with one sparse matrix (:func:`chain_score
 
 so scoring a chain costs one mix whatever its length. Scorers that err differently add up:
 the vote counts the labels of training texts with the same words, the ranker weighs each
-word for each label; on arXiv the two together ranked test labels at macro-AP 0.565
-where the vote alone reached 0.551-0.559 (BENCHMARKS.md, stacked scorers), as the
-rankers of XR-Transformer (Zhang et al. 2021) combine sparse and dense evidence. The
-stage builds the chain on dev greedily (:meth:`labelcon.prediction.PredictionStage.fit`).
+word for each label, as the rankers of XR-Transformer (Zhang et al. 2021) combine sparse
+and dense evidence. On arXiv the vote alone ranked dev at macro-AP 0.584, the ranker alone
+0.583, the ranker on top of the vote 0.593 (BENCHMARKS.md, arXiv). The stage builds the
+chain on dev greedily (:meth:`labelcon.prediction.PredictionStage.fit`).
 
 >>> import numpy as np, scipy.sparse as sp
 >>> t1, t2 = sp.csr_matrix([[1.0, 0.0]]), sp.csr_matrix([[0.0, 1.0]])
@@ -51,8 +51,8 @@ DENSE_SPARSE_C = (0.1, 1.0)
 #: many (Reuters-21578 0.6 million, GoEmotions 1.2 million) ...
 DENSE_SPARSE_AUTO_MAX = 2_000_000
 #: ... and at C = 1 alone up to this many: at arXiv's 7 million (47,315 texts, 147 labels)
-#: a fit took 1m 44s and the ranker alone ranked dev no better than the vote (macro-AP
-#: 0.583 against 0.584), but on top of the vote it raised test macro-AP by 0.006-0.014
+#: a fit took 1m 28s to 1m 44s and the ranker alone ranked dev no better than the vote
+#: (macro-AP 0.583 against 0.584), but on top of the vote it raised dev macro-AP to 0.593
 #: (BENCHMARKS.md, arXiv). Beyond it (the 45,000 x 4,271 legal set) the vote stands alone.
 DENSE_SPARSE_ONE_C_MAX = 10_000_000
 #: The text scorers by name (``lexical_scorer``): the TF-IDF kNN vote, the dense+sparse ranker.
