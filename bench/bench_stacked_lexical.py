@@ -1,12 +1,12 @@
 """A second text scorer stacked on a run's final scores: TF-IDF one-vs-rest SVMs mixed on top.
 
-The prediction stage mixes one text scorer into the head's scores, the kNN vote or the
-dense+sparse ranker, whichever ranks dev best. This asks whether the two together rank
-better than the kept one alone. It reads a harness run's saved scores
-(``compare.py --save-scores``: the head's scores with the kept scorer already mixed in),
-fits the ranker's TF-IDF half on train (``DenseSparseLinear`` with ``dense_scale=0``: the
-saved file holds no embeddings), Platt-scales it on dev, and mixes it on top at each
-weight::
+The prediction stage keeps the text scorer that ranks dev best and stacks one of the other
+kind on top where dev ranks better (``labelcon.heads.text_scorers``). This asks what one
+more scorer, TF-IDF SVMs without the embedding, adds on top of whatever a run kept. It
+reads a harness run's saved scores (``compare.py --save-scores``: the head's scores with
+the kept scorers already mixed in), fits the ranker's TF-IDF half on train
+(``DenseSparseLinear`` with ``dense_scale=0``: the saved file holds no embeddings),
+Platt-scales it on dev, and mixes it on top at each weight::
 
     s' = (1 - w) * s + w * svm(tfidf(text))        outside the head's own-threshold columns
 

@@ -6,12 +6,16 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from labelcon import Labelcon
+from labelcon.config import ServeSettings
 from labelcon.data import LabelSpace
+from labelcon.export import export
 from labelcon.filecheck import ModelLoadError
 from labelcon.heads import DenseSparseLinear, LexicalKNN, mix_scores
 from labelcon.heads.text_scorers import TextScorer, chain_scores, scorer_kind
 from labelcon.metrics import ranking_quality
 from labelcon.prediction import Features, PredictionStage, StageSettings
+from tests.helpers import FAST, make_items
 from tests.test_heads_dense_sparse import WORDS, toy
 
 LABELS = LabelSpace(WORDS[:5])
@@ -132,3 +136,30 @@ def test_auto_stacks_a_scorer_of_the_other_kind_only_where_dev_ranks_better():
     assert len(set(kinds)) == len(kinds)  # at most one scorer of each kind
     # the kept chain's dev figure is what the stage's own scores rank dev at
     assert figures[stage.lexical_candidate] == pytest.approx(ranking_quality(y[dev], stage.scores(features), "macro"))
+
+
+def test_a_chained_model_predicts_the_same_loaded_exported_to_onnx_and_served(toy_data, tmp_path):
+    pytest.importorskip("onnxruntime")
+    TestClient = pytest.importorskip("fastapi.testclient").TestClient
+    from labelcon.serve import create_app
+
+    model = Labelcon(**{**FAST, "epochs": 1, "lexical": 0}).fit(toy_data["train"], toy_data["dev"], show_progress=False)
+    train = make_items(160, 0)  # the items of toy_data["train"]
+    texts = [item["text"] for item in train]
+    y = model.stage_.labels.encode([item["labels"] for item in train])
+    vote = LexicalKNN().fit(texts, y)
+    ranker = DenseSparseLinear(C=1.0, n_jobs=1).fit(texts, y, model.encode(texts))
+    model.stage_.text_scorers = [TextScorer(ranker, 0.5), TextScorer(vote, 0.25)]
+    run = model.save(tmp_path / "run")
+    queries = [item["text"] for item in make_items(12, 9)]
+    expected = model.predict_proba(queries)
+    assert not np.allclose(expected, model.stage_.head.predict_scores(model.encode(queries)))  # the chain counts
+    loaded = Labelcon.load(run)
+    np.testing.assert_array_equal(loaded.predict_proba(queries), expected)
+    assert "then with a TF-IDF vote of weight 0.25" in (run / "README.md").read_text()
+    onnx = Labelcon.load(export(run, tmp_path / "onnx", "onnx"))
+    np.testing.assert_allclose(onnx.predict_proba(queries), expected, atol=1e-4)
+    with TestClient(create_app(run, ServeSettings())) as client:
+        body = client.post("/predict", json={"inputs": queries, "raw_scores": True}).json()
+    served = [[s["score"] for s in p["scores"]] for p in body["predictions"]]
+    np.testing.assert_allclose(served, expected, atol=1e-6)
