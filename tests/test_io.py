@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
@@ -39,3 +40,24 @@ def test_read_json_names_the_file_and_where_it_breaks(tmp_path) -> None:
     path.write_bytes(b'{"a": "\xff"}')
     with pytest.raises(ValueError, match=re.escape(f"{path}: not valid JSON (byte 7 is not UTF-8")):
         read_json(path)
+
+
+class _InterruptsWhilePickled:
+    """Sends this process SIGINT while ``torch.save`` pickles it: a Ctrl-C in the middle of a write."""
+
+    def __reduce__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        return (dict, ())
+
+
+def test_a_ctrl_c_during_a_checkpoint_write_interrupts_after_the_file_is_in_place(tmp_path) -> None:
+    torch = pytest.importorskip("torch")
+    from labelcon.io import atomic_torch_save
+
+    path = tmp_path / "checkpoint.pt"
+    with pytest.raises(KeyboardInterrupt):
+        atomic_torch_save({"step": 7, "weights": torch.ones(1000), "marker": _InterruptsWhilePickled()}, path)
+    back = torch.load(path, weights_only=False)
+    assert back["step"] == 7 and back["weights"].sum() == 1000  # written whole, then interrupted
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own handler is back

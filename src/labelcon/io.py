@@ -18,6 +18,8 @@ import json
 import os
 import secrets
 import shutil
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,11 +98,37 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` through a temporary file, so a checkpoint is never half written."""
+    """``torch.save`` through a temporary file, so a checkpoint is never half written; a
+    Ctrl-C during the write takes effect once the file is in place (:func:`interrupts_held`)."""
     import torch
 
-    with atomic_open(path, "wb") as handle:
+    with interrupts_held(), atomic_open(path, "wb") as handle:
         torch.save(obj, handle)
+
+
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold SIGINT (Ctrl-C) until the body ends, then act on it as Python would have
+    (``KeyboardInterrupt``). ``torch.save`` writes through C++ calling back into Python's file
+    object: an interrupt landing in a write surfaces as a ``RuntimeError`` of torch's zip
+    writer ("unexpected pos"), which reads like a crash where the user only pressed Ctrl-C.
+    Outside the main thread, or where SIGINT is ignored, nothing changes."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) in (
+        signal.SIG_IGN,
+        None,
+    ):
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        raise KeyboardInterrupt
 
 
 @contextmanager
