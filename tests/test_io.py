@@ -61,3 +61,17 @@ def test_a_ctrl_c_during_a_checkpoint_write_interrupts_after_the_file_is_in_plac
     assert back["step"] == 7 and back["weights"].sum() == 1000  # written whole, then interrupted
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own handler is back
+
+
+def test_a_held_interrupt_goes_to_the_handler_in_place(tmp_path) -> None:
+    from labelcon.io import interrupts_held
+
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
+    try:
+        with interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            assert seen == []  # held while the body runs
+        assert seen == [signal.SIGINT]  # then handed over, and no KeyboardInterrupt of its own
+    finally:
+        signal.signal(signal.SIGINT, previous)

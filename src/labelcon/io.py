@@ -108,8 +108,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 @contextmanager
 def interrupts_held() -> Iterator[None]:
-    """Hold SIGINT (Ctrl-C) until the body ends, then act on it as Python would have
-    (``KeyboardInterrupt``). ``torch.save`` writes through C++ calling back into Python's file
+    """Hold SIGINT (Ctrl-C) until the body ends, then hand it to the handler that was in place
+    (Python's own raises ``KeyboardInterrupt``). ``torch.save`` writes through C++ calling back into Python's file
     object: an interrupt landing in a write surfaces as a ``RuntimeError`` of torch's zip
     writer ("unexpected pos"), which reads like a crash where the user only pressed Ctrl-C.
     Outside the main thread, or where SIGINT is ignored, nothing changes."""
@@ -126,9 +126,9 @@ def interrupts_held() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
     if caught:
-        if callable(previous):
-            previous(signal.SIGINT, None)
-        raise KeyboardInterrupt
+        if not callable(previous):  # SIG_DFL: the interrupt ends the run
+            raise KeyboardInterrupt
+        previous(signal.SIGINT, None)  # Python's own handler raises KeyboardInterrupt
 
 
 @contextmanager

@@ -59,6 +59,7 @@ from labelcon.heads.text_scorers import (
     TextScorerModel,
     chain_name,
     chain_scores,
+    chain_weight,
     fit_scorer,
     lexical_scorers,
     scorer_kind,
@@ -387,10 +388,7 @@ class PredictionStage:
     def lexical_weight(self) -> float:
         """The weight ``W`` the text scorers' scores have together in the stage's
         (:func:`labelcon.heads.text_scorers.chain_scores`); 0 without text scorers."""
-        weight = 1.0
-        for part in self.text_scorers:
-            weight *= 1 - part.weight
-        return 1 - weight
+        return chain_weight([part.weight for part in self.text_scorers])
 
     @property
     def lexical_candidate(self) -> str:

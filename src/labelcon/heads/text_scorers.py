@@ -185,5 +185,17 @@ def chain_scores(chain: Sequence[tuple[sp.csr_matrix, float]]) -> tuple[sp.csr_m
         part = scores.astype(np.float32) * np.float32(weight * kept)
         total = part if total is None else total + part
         kept *= 1 - weight
-    mixed_weight = 1 - kept
+    mixed_weight = chain_weight([weight for _, weight in chain])
     return sp.csr_matrix(total / np.float32(mixed_weight)), mixed_weight
+
+
+def chain_weight(weights: Sequence[float]) -> float:
+    """``W = 1 - prod_k (1 - w_k)``: the weight a chain's scorers have together in the mix.
+
+    >>> chain_weight([]), chain_weight([0.5, 0.5])
+    (0.0, 0.75)
+    """
+    kept = 1.0
+    for weight in weights:
+        kept *= 1 - weight
+    return 1 - kept
