@@ -4,6 +4,7 @@ import scipy.sparse as sp
 from scipy.special import expit
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import normalize
 from sklearn.svm import LinearSVC
 
 from labelcon import Labelcon, prediction
@@ -68,6 +69,57 @@ def test_svm_scores_are_the_platt_scaled_margins_of_sklearns_linear_svc():
     a, a0 = ranker.platt
     assert a == pytest.approx(platt.coef_[0, 0], rel=1e-3) and a0 == pytest.approx(platt.intercept_[0], abs=1e-3)
     np.testing.assert_allclose(ranker.sparse_scores(query, zq).toarray(), expit(a * margins + a0), atol=1e-5)
+
+
+def plain_shortlist(x: sp.csr_matrix, y: np.ndarray, xq: sp.csr_matrix, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The shortlists [n, size] of the training rows and the queries, by the module's formula."""
+    centroids = normalize(y.T.astype(np.float64) @ x.toarray())
+    return tuple(np.argsort(-(rows.toarray() @ centroids.T), axis=1)[:, :size] for rows in (x, xq))
+
+
+def test_a_shortlist_fits_each_label_on_its_positives_and_the_items_it_is_shortlisted_for():
+    texts, y, z = toy(90, 9)
+    ranker = DenseSparseLinear(C=0.5, prune=0, floor=0, n_jobs=1, shortlist=2).fit(texts, y, z)
+    query, _, zq = toy(30, 10)
+    x, xq = side_by_side(texts, z, query, zq, 1.0)
+    lists, query_lists = plain_shortlist(x, y, xq, 2)
+    expected = np.zeros((30, 5))
+    for c in range(5):
+        rows = np.flatnonzero((lists == c).any(axis=1) | (y[:, c] == 1))
+        assert 0 < y[rows, c].sum() < len(rows)  # each label meets negatives here
+        svm = LinearSVC(C=0.5, dual="auto", random_state=0).fit(x[rows], y[rows, c])
+        np.testing.assert_allclose(ranker.coef_[c].toarray()[0], svm.coef_[0], atol=1e-5)
+        shortlisted = (query_lists == c).any(axis=1)
+        expected[shortlisted, c] = expit(svm.decision_function(xq[shortlisted]))
+    np.testing.assert_allclose(ranker.sparse_scores(query, zq).toarray(), expected, atol=1e-5)
+    assert (ranker.sparse_scores(query, zq).getnnz(axis=1) == 2).all()
+
+
+def test_a_shortlist_as_long_as_the_labels_changes_nothing_and_saves_no_centroids(tmp_path):
+    texts, y, z = toy(60, 11)
+    every = DenseSparseLinear(n_jobs=1, shortlist=None).fit(texts, y, z)
+    long = DenseSparseLinear(n_jobs=1, shortlist=5).fit(texts, y, z)
+    assert (long.sparse_scores(texts, z) != every.sparse_scores(texts, z)).nnz == 0
+    with np.load(long.save(tmp_path / "r") / "dense_sparse.npz") as data:
+        assert not any(key.startswith("centroids") for key in data.files)
+
+
+def test_a_shortlisted_ranker_round_trips_and_added_labels_score_0(tmp_path):
+    texts, y, z = toy(60, 12)
+    ranker = DenseSparseLinear(shortlist=3).fit(texts, y, z).calibrate(texts, y, z)
+    back = DenseSparseLinear.load(ranker.save(tmp_path / "r"))
+    assert back.shortlist == 3 and (back.sparse_scores(texts, z) != ranker.sparse_scores(texts, z)).nnz == 0
+    back.add_label_columns(2)
+    scores = back.sparse_scores(texts, z)
+    assert scores.shape == (60, 7) and scores[:, 5:].nnz == 0 and (scores.getnnz(axis=1) <= 3).all()
+    with pytest.raises(ValueError, match="shortlist must be >= 1"):
+        DenseSparseLinear(shortlist=0)
+    saved = ranker.save(tmp_path / "damaged")
+    with np.load(saved / "dense_sparse.npz") as data:
+        arrays = {key: data[key] for key in data.files}
+    np.savez(saved / "dense_sparse.npz", **{**arrays, "shortlist": np.array(8)})
+    with pytest.raises(ModelLoadError, match="label centroids of shape .* for a shortlist of 8"):
+        DenseSparseLinear.load(saved)
 
 
 def test_calibration_samples_the_negatives_and_weighs_them_back(monkeypatch):
@@ -219,9 +271,13 @@ def test_the_default_tries_the_ranker_beside_the_vote_while_its_fits_are_cheap(t
 
     votes = {f"lexical weight {w:g}" for w in text_scorers.LEXICAL_WEIGHTS}
     one_c = {f"lexical weight {w:g}, dense+sparse(C=1)" for w in text_scorers.DENSE_SPARSE_WEIGHTS}
-    # training texts x labels above the first cap: the ranker at C = 1 alone; above the second: the vote alone
+    sparse = {f"lexical weight {w:g}, sparse(C=1)" for w in text_scorers.DENSE_SPARSE_WEIGHTS}
+    # the ranker's rows above the first cap: the ranker at C = 1 alone; above the second: the vote alone,
+    # or beside it, with more labels than a shortlist, the ranker of the TF-IDF half up to the third cap
     assert {name for name in tried_alone(DENSE_SPARSE_AUTO_MAX=100) if " + " not in name} == votes | one_c
     assert tried_alone(DENSE_SPARSE_ONE_C_MAX=100) == votes
+    assert {name for name in tried_alone(SHORTLIST=2) if " + " not in name} == votes | sparse
+    assert tried_alone(SPARSE_MAX=100) == votes
 
 
 def test_estimator_with_dense_sparse_predicts_the_same_after_load(toy_data, tmp_path):

@@ -138,7 +138,18 @@ def test_auto_stacks_a_scorer_of_the_other_kind_only_where_dev_ranks_better():
     assert figures[stage.lexical_candidate] == pytest.approx(ranking_quality(y[dev], stage.scores(features), "macro"))
 
 
-def test_a_chained_model_predicts_the_same_loaded_exported_to_onnx_and_served(toy_data, tmp_path):
+@pytest.mark.parametrize(
+    ("ranker_params", "words"),
+    [
+        ({}, "mixed with a dense+sparse ranker (linear SVMs on TF-IDF features and the embedding, C=1)"),
+        (
+            {"dense_scale": 0.0, "shortlist": 2},
+            "mixed with a sparse ranker (linear SVMs on TF-IDF features, C=1, "
+            "each text scored for a shortlist of 2 labels)",
+        ),
+    ],
+)
+def test_a_chained_model_predicts_the_same_loaded_exported_to_onnx_and_served(toy_data, tmp_path, ranker_params, words):
     pytest.importorskip("onnxruntime")
     TestClient = pytest.importorskip("fastapi.testclient").TestClient
     from labelcon.serve import create_app
@@ -148,7 +159,7 @@ def test_a_chained_model_predicts_the_same_loaded_exported_to_onnx_and_served(to
     texts = [item["text"] for item in train]
     y = model.stage_.labels.encode([item["labels"] for item in train])
     vote = LexicalKNN().fit(texts, y)
-    ranker = DenseSparseLinear(C=1.0, n_jobs=1).fit(texts, y, model.encode(texts))
+    ranker = DenseSparseLinear(C=1.0, n_jobs=1, **ranker_params).fit(texts, y, model.encode(texts))
     model.stage_.text_scorers = [TextScorer(ranker, 0.5), TextScorer(vote, 0.25)]
     run = model.save(tmp_path / "run")
     queries = [item["text"] for item in make_items(12, 9)]
@@ -156,7 +167,8 @@ def test_a_chained_model_predicts_the_same_loaded_exported_to_onnx_and_served(to
     assert not np.allclose(expected, model.stage_.head.predict_scores(model.encode(queries)))  # the chain counts
     loaded = Labelcon.load(run)
     np.testing.assert_array_equal(loaded.predict_proba(queries), expected)
-    assert "then with a TF-IDF vote of weight 0.25" in (run / "README.md").read_text()
+    card = (run / "README.md").read_text()
+    assert f"{words} of weight 0.5" in card and "then with a TF-IDF vote of weight 0.25" in card
     onnx = Labelcon.load(export(run, tmp_path / "onnx", "onnx"))
     np.testing.assert_allclose(onnx.predict_proba(queries), expected, atol=1e-4)
     with TestClient(create_app(run, ServeSettings())) as client:

@@ -149,10 +149,15 @@ def _summary(model: Any, export: dict[str, Any] | None) -> str:
 
 def _scorer_words(scorer: Any) -> str:
     """A text scorer of the stage in words."""
-    if scorer.needs_embeddings:
-        kind = "linear SVMs" if scorer.loss == "squared_hinge" else "logistic regression"
-        return f"a dense+sparse ranker ({kind} on TF-IDF features and the embedding, C={scorer.C:g})"
-    return "a TF-IDF vote"
+    if not scorer.needs_embeddings:
+        return "a TF-IDF vote"
+    kind = "linear SVMs" if scorer.loss == "squared_hinge" else "logistic regression"
+    features = "TF-IDF features and the embedding" if scorer.dense_scale else "TF-IDF features"
+    shortlist = (
+        f", each text scored for a shortlist of {scorer.shortlist} labels" if scorer.centroids_ is not None else ""
+    )
+    name = "dense+sparse" if scorer.dense_scale else "sparse"
+    return f"a {name} ranker ({kind} on {features}, C={scorer.C:g}{shortlist})"
 
 
 def _label_counts(model: Any, train: dict[str, Any]) -> Counter | None:

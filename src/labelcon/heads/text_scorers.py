@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from labelcon.heads.dense_sparse import DenseSparseLinear
+from labelcon.heads.dense_sparse import SHORTLIST, DenseSparseLinear
 from labelcon.heads.lexical import LexicalKNN
 from labelcon.metrics import LabelMatrix
 
@@ -47,14 +47,18 @@ DENSE_SPARSE_WEIGHTS = (0.25, 0.5, 0.75)
 #: GoEmotions the ranker ranked dev best at 0.1, on Reuters-21578 at 1).
 DENSE_SPARSE_C = (0.1, 1.0)
 #: ``lexical_scorer="auto"`` fits the ranker at every C of ``DENSE_SPARSE_C`` beside the kNN
-#: vote when the training texts x labels, which its fits' time grows with, are at most this
-#: many (Reuters-21578 0.6 million, GoEmotions 1.2 million) ...
+#: vote when its fits' rows, the training texts x the labels each is shortlisted for
+#: (:func:`ranker_cells`), are at most this many (Reuters-21578 0.6 million, GoEmotions 1.2
+#: million) ...
 DENSE_SPARSE_AUTO_MAX = 2_000_000
 #: ... and at C = 1 alone up to this many: at arXiv's 7 million (47,315 texts, 147 labels)
 #: a fit took 1m 28s to 1m 44s and the ranker alone ranked dev no better than the vote
 #: (macro-AP 0.583 against 0.584), but on top of the vote it raised dev macro-AP to 0.593
-#: (BENCHMARKS.md, arXiv). Beyond it (the 45,000 x 4,271 legal set) the vote stands alone.
+#: (BENCHMARKS.md, arXiv). Beyond it the ranker reads the TF-IDF half alone ...
 DENSE_SPARSE_ONE_C_MAX = 10_000_000
+#: ... up to this many: on the arXiv proxy with titles (47,315 texts, 5,455 labels, a
+#: 400-label shortlist: 19 million) its fit took 3 minutes (BENCHMARKS.md, many labels).
+SPARSE_MAX = 25_000_000
 #: The text scorers by name (``lexical_scorer``): the TF-IDF kNN vote, the dense+sparse ranker.
 KNN_VOTE, DENSE_SPARSE = "knn", "dense_sparse"
 SCORERS: dict[str, type[LexicalKNN] | type[DenseSparseLinear]] = {KNN_VOTE: LexicalKNN, DENSE_SPARSE: DenseSparseLinear}
@@ -91,25 +95,39 @@ def scorer_kind(scorer: TextScorerModel) -> str:
 def lexical_scorers(setting: str, n_train: int, n_labels: int) -> list[TextScorerModel]:
     """The unfitted text scorers that ``lexical_scorer=setting`` tries on dev for ``n_train``
     training texts and ``n_labels`` labels: the kNN vote and the ranker at each C of
-    ``DENSE_SPARSE_C`` (the one named, or both for ``"auto"``); for ``"auto"``, the ranker
-    only when ``n_train * n_labels`` is at most ``DENSE_SPARSE_AUTO_MAX``, at C = 1 alone up
-    to ``DENSE_SPARSE_ONE_C_MAX`` (its per-label fits' time grows with that product).
+    ``DENSE_SPARSE_C`` (the one named, or both for ``"auto"``). For ``"auto"`` the ranker's
+    fits grow with :func:`ranker_cells`: both C values up to ``DENSE_SPARSE_AUTO_MAX``, C = 1
+    up to ``DENSE_SPARSE_ONE_C_MAX``; with more labels than a shortlist, also the ranker of
+    the TF-IDF half alone at C = 1 (about half the fit time; on a weak encoder's embedding
+    it ranked better) up to ``SPARSE_MAX``; no ranker beyond.
 
     >>> names = lambda setting, n, c: [scorer_name(s) for s in lexical_scorers(setting, n, c)]
     >>> names("knn", 7000, 90), names("auto", 7000, 90)
     (['knn'], ['knn', 'dense+sparse(C=0.1)', 'dense+sparse(C=1)'])
-    >>> names("auto", 47315, 147), names("auto", 45000, 4271)
-    (['knn', 'dense+sparse(C=1)'], ['knn'])
+    >>> names("auto", 47315, 147), names("auto", 8000, 5080)
+    (['knn', 'dense+sparse(C=1)'], ['knn', 'dense+sparse(C=1)', 'sparse(C=1)'])
+    >>> names("auto", 45000, 4271), names("auto", 500000, 4271)
+    (['knn', 'sparse(C=1)'], ['knn'])
     """
     if setting == KNN_VOTE:
         return [LexicalKNN()]
-    cells = n_train * n_labels
+    cells = ranker_cells(n_train, n_labels)
     if setting == DENSE_SPARSE or cells <= DENSE_SPARSE_AUTO_MAX:
-        grid = DENSE_SPARSE_C
-    else:
-        grid = (1.0,) if cells <= DENSE_SPARSE_ONE_C_MAX else ()
-    ranker = [DenseSparseLinear(C=c) for c in grid]
-    return ranker if setting == DENSE_SPARSE else [LexicalKNN(), *ranker]
+        return [*([] if setting == DENSE_SPARSE else [LexicalKNN()]), *(DenseSparseLinear(C=c) for c in DENSE_SPARSE_C)]
+    ranker = [DenseSparseLinear(C=1.0)] if cells <= DENSE_SPARSE_ONE_C_MAX else []
+    if n_labels > SHORTLIST and cells <= SPARSE_MAX:
+        ranker.append(DenseSparseLinear(C=1.0, dense_scale=0.0))
+    return [LexicalKNN(), *ranker]
+
+
+def ranker_cells(n_train: int, n_labels: int) -> int:
+    """The rows the ranker's per-label fits read together: each of ``n_train`` texts for each
+    label it is shortlisted for (every label up to :data:`labelcon.heads.dense_sparse.SHORTLIST`).
+
+    >>> ranker_cells(7000, 90), ranker_cells(45000, 4271)
+    (630000, 18000000)
+    """
+    return n_train * min(n_labels, SHORTLIST)
 
 
 def weights_to_try(scorer: TextScorerModel) -> tuple[float, ...]:
@@ -120,10 +138,12 @@ def weights_to_try(scorer: TextScorerModel) -> tuple[float, ...]:
 def scorer_name(scorer: TextScorerModel) -> str:
     """A text scorer's name among the candidates of the stage's ``selection``.
 
-    >>> scorer_name(LexicalKNN()), scorer_name(DenseSparseLinear(C=0.1))
-    ('knn', 'dense+sparse(C=0.1)')
+    >>> scorer_name(LexicalKNN()), scorer_name(DenseSparseLinear(C=0.1)), scorer_name(DenseSparseLinear(dense_scale=0))
+    ('knn', 'dense+sparse(C=0.1)', 'sparse(C=1)')
     """
-    return f"dense+sparse(C={scorer.C:g})" if isinstance(scorer, DenseSparseLinear) else KNN_VOTE
+    if not isinstance(scorer, DenseSparseLinear):
+        return KNN_VOTE
+    return f"{'dense+sparse' if scorer.dense_scale else 'sparse'}(C={scorer.C:g})"
 
 
 def chain_name(chain: Sequence[tuple[str, float]]) -> str:
