@@ -37,7 +37,8 @@ import numpy as np
 from compare import classification_table, load_task, parse_args, protocol_row, results_path, save_rows
 from systems.common import Result
 
-from labelcon import Labelcon, prediction
+from labelcon import Labelcon
+from labelcon.heads import text_scorers
 from labelcon.prediction import Features, PredictionStage, StageSettings
 
 
@@ -59,9 +60,9 @@ def main() -> None:
     args = parser.parse_args()
     grid = {}
     if args.c_values:
-        prediction.DENSE_SPARSE_C = grid["C"] = args.c_values
+        text_scorers.DENSE_SPARSE_C = grid["C"] = args.c_values
     if args.weights:
-        prediction.DENSE_SPARSE_WEIGHTS = grid["weights"] = args.weights
+        text_scorers.DENSE_SPARSE_WEIGHTS = grid["weights"] = args.weights
     harness = parse_args(
         [args.dataset, "--systems", "labelcon"]
         + (["--data-dir", str(args.data_dir)] if args.data_dir else [])
