@@ -29,7 +29,8 @@ Sparse and block-wise, so 10^5 labels and 10^6 items fit in memory:
 - after each label's fit, weights below ``prune`` in absolute value are dropped (DiSMEC,
   Babbar and Schoelkopf 2017): the model is one CSR matrix [C, V + D] of the kept
   weights and the intercepts [C], never a dense [V + D, C] array;
-- scoring takes ``BLOCK_ELEMENTS`` logits at a time and keeps the probabilities of at
+- scoring takes ``BLOCK_ELEMENTS / BLOCK_COPIES`` logits at a time (a block holds up to
+  ``BLOCK_COPIES`` dense arrays of float32 size at once) and keeps the probabilities of at
   least ``floor``: the output is CSR [n, C], as the kNN vote's, and mixes into a head's
   scores through :func:`labelcon.heads.lexical.mix_scores`.
 
@@ -86,6 +87,9 @@ from labelcon.metrics import BLOCK_ELEMENTS, LabelMatrix
 RANKER_FILE = "dense_sparse.npz"
 #: The per-label linear models: liblinear's L2-loss SVM or its logistic regression.
 LOSSES = ("squared_hinge", "logistic")
+#: Dense [rows, C] arrays of float32 size that one block of scoring holds at once (the
+#: shortlist's int64 ranks count twice): blocks take ``BLOCK_ELEMENTS / BLOCK_COPIES`` entries.
+BLOCK_COPIES = 4
 #: The labels each item is matched to when there are more (``shortlist``; module docstring).
 SHORTLIST = 400
 #: :meth:`DenseSparseLinear.calibrate` fits the Platt scaling on every positive margin and at
@@ -212,7 +216,7 @@ class DenseSparseLinear:
     def _shortlists(self, x: sp.csr_matrix) -> np.ndarray:
         """The ``shortlist`` labels [rows, shortlist] of each row of ``x`` (module docstring)."""
         width = self.centroids_.shape[0]
-        step = max(1, BLOCK_ELEMENTS // width)
+        step = max(1, BLOCK_ELEMENTS // (BLOCK_COPIES * width))
         terms = x.shape[1] - self.dim_
         out = []
         for start in range(0, x.shape[0], step):
@@ -272,7 +276,7 @@ class DenseSparseLinear:
         keep = min(1.0, CALIBRATION_NEGATIVES / max(total_negatives, 1))
         rng = np.random.default_rng(seed)
         margins, truth = [], []
-        step = max(1, BLOCK_ELEMENTS // max(self.n_labels, 1))
+        step = max(1, BLOCK_ELEMENTS // (BLOCK_COPIES * max(self.n_labels, 1)))
         for start in range(0, y.shape[0], step):
             rows = slice(start, start + step)
             block = self._margins(x[rows])[:, finite]
@@ -293,12 +297,13 @@ class DenseSparseLinear:
     def _margins(self, x: sp.csr_matrix) -> np.ndarray:
         """Dense margins ``w_c . x + b_c`` [rows, C] of the input rows ``x``; -inf for the labels
         a row is not shortlisted for."""
-        margins = (x @ self._coef_t).toarray() + self.intercept_
-        if self._shortlisting():
-            kept = np.full(margins.shape, -np.inf, dtype=margins.dtype)
-            lists = self._shortlists(x)
-            np.put_along_axis(kept, lists, np.take_along_axis(margins, lists, axis=1), axis=1)
-            margins = kept
+        lists = self._shortlists(x) if self._shortlisting() else None
+        margins = (x @ self._coef_t).toarray()
+        margins += self.intercept_
+        if lists is not None:
+            outside = np.ones(margins.shape, dtype=bool)
+            np.put_along_axis(outside, lists, False, axis=1)
+            margins[outside] = -np.inf
         return margins
 
     def _set(self, coef: sp.csr_matrix, intercept: np.ndarray) -> None:
@@ -327,11 +332,16 @@ class DenseSparseLinear:
 
         def probabilities(rows: slice) -> sp.csr_matrix:
             a, a0 = self.platt
+            scores = self._margins(x[rows]).astype(np.float32, copy=False)
+            scores *= a
+            scores += a0
             with np.errstate(invalid="ignore"):  # a constant label's infinite margin stays infinite
-                scores = expit(a * self._margins(x[rows]) + a0).astype(np.float32)
-            return sp.csr_matrix(np.where(scores >= self.floor, scores, np.float32(0)))
+                expit(scores, out=scores)
+            scores[scores < self.floor] = 0
+            return sp.csr_matrix(scores)
 
-        return sparse_blocks(x.shape[0], self.n_labels, self.n_labels, probabilities, "dense+sparse", show_progress)
+        width = BLOCK_COPIES * self.n_labels
+        return sparse_blocks(x.shape[0], width, self.n_labels, probabilities, "dense+sparse", show_progress)
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the TF-IDF features (:meth:`LexicalFeatures.save`), the kept weights and intercepts."""
