@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +60,20 @@ def test_evaluate_json(run_dir, toy_data) -> None:
     metrics = json.loads(result.output)
     saved = json.loads((run_dir / "metrics.json").read_text())["test"]
     assert metrics["macro_f1"] == pytest.approx(saved["macro_f1"])
+
+
+def test_predict_into_a_pipe_its_reader_closes_stops_without_a_message(run_dir, tmp_path) -> None:
+    texts = tmp_path / "many.txt"
+    texts.write_text("great pasta with friends and a long evening by the lake\n" * 3000)  # 3000 lines: > a pipe's 64 KB
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labelcon", "predict", str(run_dir), "--input", str(texts)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert json.loads(process.stdout.readline())["labels"]  # `| head -1`
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1 and stderr.decode() == ""
 
 
 def test_predict_texts_and_file(run_dir, tmp_path) -> None:

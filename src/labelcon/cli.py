@@ -42,7 +42,9 @@ Examples:
 def _fail_cleanly(func: Callable) -> Callable:
     """Any error ends with one line on stderr, ``error: ...``, and exit code 2, never a
     traceback. Click's own errors (usage, ``Abort``) keep click's handling; with
-    ``LABELCON_DEBUG=1`` in the environment the error is raised with its traceback."""
+    ``LABELCON_DEBUG=1`` in the environment the error is raised with its traceback. A
+    closed stdout (the output piped into ``head``) ends the command with exit code 1 and
+    no message."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -50,6 +52,9 @@ def _fail_cleanly(func: Callable) -> Callable:
             return func(*args, **kwargs)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:  # the reader of stdout left (`| head`): stop quietly, as cat does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so exit's flush finds no pipe
+            sys.exit(1)
         except Exception as exc:
             if os.environ.get("LABELCON_DEBUG", "0") not in ("", "0"):
                 raise
