@@ -11,8 +11,8 @@ from labelcon.config import ServeSettings
 from labelcon.data import LabelSpace
 from labelcon.export import export
 from labelcon.filecheck import ModelLoadError
-from labelcon.heads import DenseSparseLinear, LexicalKNN, mix_scores
-from labelcon.heads.text_scorers import TextScorer, chain_scores, scorer_kind
+from labelcon.heads import DenseSparseLinear, LexicalKNN, mix_scores, text_scorers
+from labelcon.heads.text_scorers import TextScorer, chain_scores, scorer_kind, weights_to_try
 from labelcon.metrics import ranking_quality
 from labelcon.prediction import Features, PredictionStage, StageSettings
 from tests.helpers import FAST, make_items
@@ -82,6 +82,28 @@ def test_a_chain_round_trips_through_its_folders(chained):
     assert back.label_sets(features) == stage.label_sets(features)
 
 
+def test_a_ranker_in_the_heads_place_round_trips_and_a_shortlisting_one_is_tried_there(chained, tmp_path):
+    stage, features, _ = chained
+    ranker, vote = stage.text_scorers[1].scorer, stage.text_scorers[0].scorer
+    alone = PredictionStage(
+        stage.labels,
+        stage.head,
+        stage.thresholds,
+        stage.label_texts,
+        text_scorers=[TextScorer(ranker, 1.0), TextScorer(vote, 0.25)],
+    )
+    ranked = ranker.sparse_scores(features.texts, features.embeddings).toarray()
+    votes = vote.sparse_scores(features.texts).toarray()
+    np.testing.assert_allclose(alone.scores(features), 0.75 * ranked + 0.25 * votes, atol=1e-6)  # no head left
+    back = PredictionStage.load(alone.save(tmp_path / "alone"), dim=8)
+    assert [p.weight for p in back.text_scorers] == [1.0, 0.25]
+    np.testing.assert_array_equal(back.scores(features), alone.scores(features))
+    assert text_scorers.RANKER_ALONE not in weights_to_try(ranker)  # 5 labels: no shortlist
+    texts, y, z = toy(40, 3)
+    shortlisting = DenseSparseLinear(shortlist=2).fit(texts, y, z)
+    assert weights_to_try(shortlisting) == (0.0, *text_scorers.DENSE_SPARSE_WEIGHTS, text_scorers.RANKER_ALONE)
+
+
 def test_a_model_saved_before_chains_loads_its_one_scorer(chained, tmp_path):
     stage, features, saved = chained
     one = PredictionStage(
@@ -100,7 +122,8 @@ def test_a_model_saved_before_chains_loads_its_one_scorer(chained, tmp_path):
     ("entry", "message"),
     [
         ({"scorer": "bm25", "weight": 0.5}, r"entry 0 is 'bm25' at 0.5"),
-        ({"scorer": "knn", "weight": 1}, r"at a weight in \(0, 1\); entry 0 is 'knn' at 1"),
+        ({"scorer": "knn", "weight": 1.5}, r"at a weight in \(0, 1\]; entry 0 is 'knn' at 1.5"),
+        ({"scorer": "knn", "weight": 0}, r"entry 0 is 'knn' at 0"),
         ({"scorer": "knn"}, r"expected an object with 'scorer', 'weight'"),
     ],
 )

@@ -696,7 +696,8 @@ def scorer_folder(position: int) -> str:
 def _saved_chain(meta: dict[str, Any]) -> list[tuple[str, float]]:
     """The (scorer kind, weight) chain that ``prediction.json`` lists under ``text_scorers``,
     or in a model saved before chains, its one ``lexical_scorer`` at ``lexical_weight``
-    (weight 0: none). Each weight must lie in (0, 1), each kind be one of :data:`SCORERS`."""
+    (weight 0: none). Each weight of a chain must lie in (0, 1] (1: the scorer in the head's
+    place), the old single weight in [0, 1), each kind be one of :data:`SCORERS`."""
     if "text_scorers" not in meta:
         weight = float(meta.get("lexical_weight", 0.0))
         if not 0 <= weight < 1:
@@ -708,9 +709,9 @@ def _saved_chain(meta: dict[str, Any]) -> list[tuple[str, float]]:
     chain = []
     for i, entry in enumerate(meta["text_scorers"]):
         part = expect_object(entry, {"scorer": str, "weight": (int, float)})
-        if part["scorer"] not in SCORERS or not 0 < part["weight"] < 1:
+        if part["scorer"] not in SCORERS or not 0 < part["weight"] <= 1:
             raise ValueError(
-                f"expected each of 'text_scorers' to name a scorer of {sorted(SCORERS)} at a weight in (0, 1); "
+                f"expected each of 'text_scorers' to name a scorer of {sorted(SCORERS)} at a weight in (0, 1]; "
                 f"entry {i} is {part['scorer']!r} at {part['weight']}"
             )
         chain.append((part["scorer"], float(part["weight"])))

@@ -43,6 +43,11 @@ LEXICAL_WEIGHTS = (0.0, 0.25, 0.5)
 #: ``lexical="auto"``: the weights of the dense+sparse ranker tried on dev (besides 0), higher
 #: than the vote's: it is a ranker of its own, where the vote only adds evidence.
 DENSE_SPARSE_WEIGHTS = (0.25, 0.5, 0.75)
+#: ... and 1 (the ranker in the head's place) for a ranker that shortlists (above 400 labels):
+#: there its own scores of every label decide, and on the arXiv-titles proxy (5,080 labels)
+#: dev kept it at 1 with the vote at 0.25 on top, micro-F1 0.371 to 0.386 and P@5 0.378 to
+#: 0.390 against 0.75 (BENCHMARKS.md, many labels).
+RANKER_ALONE = 1.0
 #: The dense+sparse ranker's C values, each fitted and weighed on dev: a 10x grid (on
 #: GoEmotions the ranker ranked dev best at 0.1, on Reuters-21578 at 1).
 DENSE_SPARSE_C = (0.1, 1.0)
@@ -131,8 +136,12 @@ def ranker_cells(n_train: int, n_labels: int) -> int:
 
 
 def weights_to_try(scorer: TextScorerModel) -> tuple[float, ...]:
-    """``lexical="auto"``: the weights a scorer is tried at on dev, 0 (left out) first."""
-    return (0.0, *(DENSE_SPARSE_WEIGHTS if isinstance(scorer, DenseSparseLinear) else LEXICAL_WEIGHTS[1:]))
+    """``lexical="auto"``: the weights a fitted scorer is tried at on dev, 0 (left out) first;
+    a ranker that shortlists its labels also at :data:`RANKER_ALONE`."""
+    if not isinstance(scorer, DenseSparseLinear):
+        return (0.0, *LEXICAL_WEIGHTS[1:])
+    alone = (RANKER_ALONE,) if scorer.centroids_ is not None and RANKER_ALONE not in DENSE_SPARSE_WEIGHTS else ()
+    return (0.0, *DENSE_SPARSE_WEIGHTS, *alone)
 
 
 def scorer_name(scorer: TextScorerModel) -> str:
