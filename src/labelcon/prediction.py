@@ -35,7 +35,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import KW_ONLY, dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -205,6 +205,7 @@ class PredictionStage:
     head: Head
     thresholds: Thresholds
     label_texts: list[str]
+    _: KW_ONLY  # the rest by name: a list of scorers must not land in ``at_least_one``
     at_least_one: bool = True
     #: The text scorers mixed into the head's scores, in order, each on top of the ones before.
     text_scorers: list[TextScorer] = field(default_factory=list)
@@ -258,7 +259,7 @@ class PredictionStage:
             head,
             Thresholds(np.zeros(len(labels)), np.zeros(len(labels), bool), 0.5),
             texts,
-            at_least_one,
+            at_least_one=at_least_one,
             selection=selection,
             timings=spent,
         )
@@ -676,11 +677,11 @@ class PredictionStage:
             head,
             thresholds,
             texts,
-            meta.get("at_least_one", True),
-            text_scorers,
-            dict(meta.get("selection", {})),
-            dict(meta.get("timings", {})),
-            pooling,
+            at_least_one=meta.get("at_least_one", True),
+            text_scorers=text_scorers,
+            selection=dict(meta.get("selection", {})),
+            timings=dict(meta.get("timings", {})),
+            score_pooling=pooling,
         )
 
 
