@@ -153,9 +153,7 @@ def _scorer_words(scorer: Any) -> str:
         return "a TF-IDF vote"
     kind = "linear SVMs" if scorer.loss == "squared_hinge" else "logistic regression"
     features = "TF-IDF features and the embedding" if scorer.dense_scale else "TF-IDF features"
-    shortlist = (
-        f", each text scored for a shortlist of {scorer.shortlist} labels" if scorer.centroids_ is not None else ""
-    )
+    shortlist = f", each text scored for a shortlist of {scorer.shortlist} labels" if scorer.shortlists else ""
     name = "dense+sparse" if scorer.dense_scale else "sparse"
     return f"a {name} ranker ({kind} on {features}, C={scorer.C:g}{shortlist})"
 

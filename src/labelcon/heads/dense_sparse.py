@@ -51,7 +51,7 @@ split of PECOS do::
 
 A label's fit then reads about ``n x shortlist / C`` rows, not n. On the arXiv proxy with
 titles (8,000 texts, 5,080 labels) TF-IDF SVMs on a 400-label shortlist ranked test at
-P@1 0.689 and P@5 0.365 in 43 s, the full one-vs-rest 0.689 and 0.360 in 131 s; a
+P@1 0.688 and P@5 0.367 in 23 s, the full one-vs-rest at 0.688 and 0.363 in 89 s; a
 100-label shortlist held 81% of the test labels and lost 0.07 P@1 (BENCHMARKS.md).
 
 >>> import numpy as np
@@ -210,10 +210,13 @@ class DenseSparseLinear:
             self._centroid_terms = centroids[:, :terms].T.tocsr()
             self._centroid_dense = centroids[:, terms:].T.toarray()
 
-    def _shortlisting(self) -> bool:
+    @property
+    def shortlists(self) -> bool:
+        """Whether the fitted ranker scores each item for a shortlist of its labels (it has
+        more labels than ``shortlist``), not for every label."""
         return self.centroids_ is not None
 
-    def _shortlists(self, x: sp.csr_matrix) -> np.ndarray:
+    def _shortlist_of(self, x: sp.csr_matrix) -> np.ndarray:
         """The ``shortlist`` labels [rows, shortlist] of each row of ``x`` (module docstring)."""
         width = self.centroids_.shape[0]
         step = max(1, BLOCK_ELEMENTS // (BLOCK_COPIES * width))
@@ -229,9 +232,9 @@ class DenseSparseLinear:
 
     def _shortlisted_rows(self, x: sp.csr_matrix) -> Callable[[int], np.ndarray | None]:
         """For a label, the training rows it is shortlisted for (None: every row)."""
-        if not self._shortlisting():
+        if not self.shortlists:
             return lambda c: None
-        lists = self._shortlists(x)
+        lists = self._shortlist_of(x)
         rows = np.repeat(np.arange(x.shape[0]), lists.shape[1])
         by_label = sp.csr_matrix(
             (np.ones(rows.size, dtype=np.int8), (lists.ravel(), rows)), shape=(self.centroids_.shape[0], x.shape[0])
@@ -297,7 +300,7 @@ class DenseSparseLinear:
     def _margins(self, x: sp.csr_matrix) -> np.ndarray:
         """Dense margins ``w_c . x + b_c`` [rows, C] of the input rows ``x``; -inf for the labels
         a row is not shortlisted for."""
-        lists = self._shortlists(x) if self._shortlisting() else None
+        lists = self._shortlist_of(x) if self.shortlists else None
         margins = (x @ self._coef_t).toarray()
         margins += self.intercept_
         if lists is not None:
@@ -318,7 +321,7 @@ class DenseSparseLinear:
     def add_label_columns(self, count: int) -> None:
         """Append ``count`` labels that no training item holds (labels added after training): they score 0."""
         coef = sp.vstack([self.coef_, sp.csr_matrix((count, self.coef_.shape[1]), dtype=np.float32)], format="csr")
-        if self._shortlisting():
+        if self.shortlists:
             self._set_shortlist(sp.vstack([self.centroids_, sp.csr_matrix((count, self.coef_.shape[1]))], format="csr"))
         self._set(coef, np.concatenate([self.intercept_, np.full(count, -np.inf, dtype=np.float32)]))
 
@@ -355,7 +358,7 @@ class DenseSparseLinear:
             "loss": np.array(self.loss),
             "shortlist": np.array(self.shortlist or 0),
         }
-        if self._shortlisting():
+        if self.shortlists:
             arrays.update(csr_to_arrays(self.centroids_, "centroids"))
         with atomic_open(directory / RANKER_FILE, "wb") as handle:
             np.savez(handle, **arrays)

@@ -140,7 +140,7 @@ def weights_to_try(scorer: TextScorerModel) -> tuple[float, ...]:
     a ranker that shortlists its labels also at :data:`RANKER_ALONE`."""
     if not isinstance(scorer, DenseSparseLinear):
         return (0.0, *LEXICAL_WEIGHTS[1:])
-    alone = (RANKER_ALONE,) if scorer.centroids_ is not None and RANKER_ALONE not in DENSE_SPARSE_WEIGHTS else ()
+    alone = (RANKER_ALONE,) if scorer.shortlists and RANKER_ALONE not in DENSE_SPARSE_WEIGHTS else ()
     return (0.0, *DENSE_SPARSE_WEIGHTS, *alone)
 
 
